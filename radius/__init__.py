@@ -1,0 +1,1 @@
+"""citywifi RADIUS protocol side: bytes <-> typed packets (no sockets in the core), server, DAE."""
