@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -103,10 +104,8 @@ def cmd_serve(config_path: Path) -> int:
 
     config = _load(config_path)
     configure_logging(config.log)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_forever(config))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -1,0 +1,31 @@
+"""structlog set-up: JSON lines in production, readable console in development."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from controller.config import LogSettings
+
+
+def configure_logging(settings: LogSettings) -> None:
+    level = getattr(logging, settings.level.upper(), logging.INFO)
+    renderer: structlog.types.Processor = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if settings.format == "console"
+        else structlog.processors.JSONRenderer(ensure_ascii=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,114 @@
+"""Pure quota arithmetic: local days, midnight splits, usage deltas, Session-Timeout.
+
+Everything here takes time as an argument (integer epoch seconds) and the zone as a
+``ZoneInfo``, so tests can cross midnight in any timezone without waiting. The Lua
+accounting script applies the same split with the day boundaries computed here
+(``day_boundaries``); ``usage_delta`` is the reference model it is tested against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+# The accounting script carries at most this many day boundaries: a delta that reaches
+# further back (an NAS silent for a week) is booked on the oldest day carried.
+MAX_SPLIT_DAYS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class DayShare:
+    day: date
+    seconds: int
+
+
+def local_day(ts: int, tz: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ts, tz).date()
+
+
+def day_start(day: date, tz: ZoneInfo) -> int:
+    """Epoch of local midnight starting ``day`` (the first instant of the day, DST-safe)."""
+    naive = datetime.combine(day, time())
+    aware = naive.replace(tzinfo=tz)
+    # A zone whose DST jump skips midnight: the day starts at the first valid instant.
+    if aware.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != naive:
+        aware = (naive + timedelta(hours=1)).replace(tzinfo=tz)
+    return int(aware.timestamp())
+
+
+def next_midnight(ts: int, tz: ZoneInfo) -> int:
+    return day_start(local_day(ts, tz) + timedelta(days=1), tz)
+
+
+def day_key(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def day_boundaries(start: int, end: int, tz: ZoneInfo) -> list[tuple[int, date]]:
+    """Start epochs of every local day touched by ``[start, end]``, oldest first.
+
+    Capped at ``MAX_SPLIT_DAYS`` (the newest ones); the first entry's epoch is replaced by
+    ``min(start, its epoch)`` so the first day absorbs anything earlier.
+    """
+    first, last = local_day(start, tz), local_day(end, tz)
+    span = (last - first).days
+    if span >= MAX_SPLIT_DAYS:
+        first = last - timedelta(days=MAX_SPLIT_DAYS - 1)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    bounds = [(day_start(d, tz), d) for d in days]
+    bounds[0] = (min(start, bounds[0][0]), bounds[0][1])
+    return bounds
+
+
+def split_interval(start: int, end: int, tz: ZoneInfo) -> list[DayShare]:
+    """Seconds of ``(start, end]`` on each local day; the shares add up to ``end - start``."""
+    if end <= start:
+        return []
+    bounds = day_boundaries(start, end, tz)
+    shares: list[DayShare] = []
+    for i, (lo, day) in enumerate(bounds):
+        hi = bounds[i + 1][0] if i + 1 < len(bounds) else end
+        seconds = min(end, hi) - max(start, lo)
+        if seconds > 0:
+            shares.append(DayShare(day, seconds))
+    return shares
+
+
+def usage_delta(
+    previous: int | None, reported: int, event_time: int, tz: ZoneInfo
+) -> list[DayShare]:
+    """Usage to add for an accounting report of ``reported`` session seconds at ``event_time``.
+
+    Only the increase over the highest value seen counts (DESIGN: retransmitted, reordered
+    or replayed accounting never counts twice and never decreases usage); the increase is
+    the stretch of session time just before ``event_time``, split at local midnight.
+    """
+    delta = reported - (previous or 0)
+    if delta <= 0:
+        return []
+    return split_interval(event_time - delta, event_time, tz)
+
+
+def remaining_today(used_today: int, daily_seconds: int) -> int:
+    return max(0, daily_seconds - used_today)
+
+
+def session_timeout(used_today: int, now: int, tz: ZoneInfo, daily_seconds: int) -> int:
+    """Session-Timeout for a new session: seconds left today (0 means reject).
+
+    When today's time left reaches past local midnight, the session may run on into the
+    next day's fresh allowance (DESIGN, quota semantics).
+    """
+    left = remaining_today(used_today, daily_seconds)
+    if left <= 0:
+        return 0
+    until_midnight = next_midnight(now, tz) - now
+    if left >= until_midnight:
+        return until_midnight + daily_seconds
+    return left
+
+
+def reset_time(now: int, tz: ZoneInfo) -> datetime:
+    """When today's allowance is renewed: the next local midnight."""
+    return datetime.fromtimestamp(next_midnight(now, tz), tz)

@@ -1,0 +1,245 @@
+"""The domain side of the RADIUS server: Access-Request and Accounting-Request handling.
+
+Per request: read what the packet says (pure), one Redis round trip for the person's
+state (two when a credential is consumed or a MAC is looked up), decide (pure, in
+controller.access), encode. Redis errors become "no answer" so the NAS retransmits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+import structlog
+
+from controller import keys, quota
+from controller.access import AccessDecision, Outcome, decide_access, reject
+from controller.config import Client, Config
+from controller.identity import person_of_username
+from controller.mac import normalize_mac
+from controller.registry import Registry
+from controller.store import AccountingWrite, Store, StoreUnavailable
+from radius.attrs import AcctStatus, Attr, Code, TerminateCause
+from radius.packet import (
+    PacketError,
+    Request,
+    attr,
+    attr_int,
+    attr_text_split,
+    chap_challenge,
+    chap_matches,
+    decrypt_user_password,
+)
+
+log = structlog.get_logger("citywifi.radius")
+
+Reply = tuple[int, bytes]
+CLASS_PREFIX = b"cw1:"
+MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
+
+
+def person_from_class(value: bytes | None) -> str | None:
+    """Class we put in the Accept (``cw1:<pid>:<kind>``), echoed by the NAS (RFC 2865 §5.25)."""
+    if value and value.startswith(CLASS_PREFIX):
+        pid = value[4:].split(b":", 1)[0].decode("ascii", "replace")
+        return pid if len(pid) == 20 else None
+    return None
+
+
+def anonymous_person(client_id: str, user: str) -> str:
+    """A stable stand-in id for accounting we cannot tie to a person (still recorded)."""
+    return hashlib.sha256(f"anon|{client_id}|{user}".encode()).hexdigest()[:20]
+
+
+def octets(request: Request, low: Attr, giga: Attr) -> int:
+    return (request.integer(low) or 0) + ((request.integer(giga) or 0) << 32)
+
+
+class RadiusService:
+    def __init__(
+        self, config: Config, store: Store, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.registry = Registry(config)
+        self.apply_config(config)
+
+    def apply_config(self, config: Config) -> None:
+        """Swap in a new config (SIGHUP): precomputed reply parts are rebuilt once here."""
+        self.config = config
+        self.registry = Registry(config)
+        q = config.quota
+        self.policy = q
+        self._accept_tail = attr_int(Attr.ACCT_INTERIM_INTERVAL, q.interim_interval) + (
+            attr_int(Attr.IDLE_TIMEOUT, q.idle_timeout) if q.idle_timeout > 0 else b""
+        )
+        self._remember = q.remember_device_days * 86400
+
+    def peer_for(self, host: str) -> Client | None:
+        return self.registry.client_for(host)
+
+    # -- Access-Request -----------------------------------------------------------------
+
+    async def access(self, client: Client, request: Request) -> Reply | None:
+        now = int(self.clock())
+        try:
+            decision, pid = await self._decide(client, request, now)
+        except StoreUnavailable as exc:
+            log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
+            return None
+        except PacketError:
+            decision, pid = reject(Outcome.BAD_REQUEST), None
+        if decision.accept:
+            assert pid is not None
+            kind = b"c" if person_of_username(request.text(Attr.USER_NAME) or "") else b"m"
+            attrs = (
+                attr_int(Attr.SESSION_TIMEOUT, decision.session_timeout)
+                + self._accept_tail
+                + attr(Attr.CLASS, CLASS_PREFIX + pid.encode() + b":" + kind)
+            )
+            return Code.ACCESS_ACCEPT, attrs
+        log.info("radius.reject", client=client.id, person=pid, reason=decision.outcome.value)
+        return Code.ACCESS_REJECT, attr_text_split(Attr.REPLY_MESSAGE, decision.message)
+
+    async def _decide(
+        self, client: Client, request: Request, now: int
+    ) -> tuple[AccessDecision, str | None]:
+        user = request.text(Attr.USER_NAME)
+        if not user:
+            return reject(Outcome.BAD_REQUEST), None
+        mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
+        pid = person_of_username(user)
+        credential = pid is not None
+        if pid is None:
+            user_mac = normalize_mac(user)
+            if user_mac is None:
+                return reject(Outcome.UNKNOWN_CREDENTIAL), None
+            pid = await self.store.mac_owner(user_mac)
+            if pid is None:
+                return reject(Outcome.UNKNOWN_DEVICE), None
+            mac = mac or user_mac
+        today = quota.day_key(quota.local_day(now, self.policy.timezone))
+        stale_before = now - int(self.policy.stale_grace)
+        state = await self.store.auth_state(
+            pid, user if credential else "", mac, today, stale_before
+        )
+        password_ok = False
+        if credential and state.password:
+            password_ok = self._password_ok(client, request, state.password.encode())
+        decision = decide_access(
+            state,
+            credential=credential,
+            password_ok=password_ok,
+            mac=mac,
+            policy=self.policy,
+            now=now,
+        )
+        if decision.accept and credential:
+            result = await self.store.commit_login(pid, user, mac, now, self._remember)
+            if result != "ok":
+                decision = reject(
+                    Outcome.CREDENTIAL_USED if result == "used" else Outcome.UNKNOWN_CREDENTIAL
+                )
+        return decision, pid
+
+    @staticmethod
+    def _password_ok(client: Client, request: Request, password: bytes) -> bool:
+        hidden = request.get(Attr.USER_PASSWORD)
+        if hidden is not None:
+            given = decrypt_user_password(hidden, client.secret, request.authenticator)
+            return hmac.compare_digest(given, password)
+        chap = request.get(Attr.CHAP_PASSWORD)
+        if chap is not None:
+            return chap_matches(chap, chap_challenge(request), password)
+        return False
+
+    # -- Accounting-Request ---------------------------------------------------------------
+
+    async def accounting(self, client: Client, request: Request) -> Reply | None:
+        status = request.integer(Attr.ACCT_STATUS_TYPE)
+        try:
+            if status in (AcctStatus.ACCOUNTING_ON, AcctStatus.ACCOUNTING_OFF):
+                cause = (
+                    TerminateCause.NAS_REBOOT
+                    if status == AcctStatus.ACCOUNTING_ON
+                    else (TerminateCause.NAS_REQUEST)
+                )
+                closed = await self.store.close_client_sessions(client.id, str(int(cause)))
+                log.info("radius.nas_restart", client=client.id, status=status, closed=closed)
+                return Code.ACCOUNTING_RESPONSE, b""
+            if status not in (AcctStatus.START, AcctStatus.STOP, AcctStatus.INTERIM_UPDATE):
+                return (
+                    Code.ACCOUNTING_RESPONSE,
+                    b"",
+                )  # other types (tunnel, failed): nothing to keep
+            write = await self._write_for(client, request, status)
+            if write is None:
+                return None
+            await self.store.account(write)
+        except StoreUnavailable as exc:
+            log.warning("radius.store_unavailable", port="acct", client=client.id, error=str(exc))
+            return None
+        return Code.ACCOUNTING_RESPONSE, b""
+
+    async def _write_for(
+        self, client: Client, request: Request, status: int
+    ) -> AccountingWrite | None:
+        acct_session_id = request.text(Attr.ACCT_SESSION_ID)
+        if not acct_session_id:
+            log.info("radius.acct_without_session_id", client=client.id)
+            return None
+        user = request.text(Attr.USER_NAME) or ""
+        mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
+        pid = person_from_class(request.get(Attr.CLASS)) or person_of_username(user)
+        known = pid is not None
+        if pid is None:
+            user_mac = normalize_mac(user) or mac
+            pid = await self.store.mac_owner(user_mac) if user_mac else None
+            known = pid is not None
+            if pid is None:
+                pid = anonymous_person(client.id, user or mac)
+        delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
+        event_time = int(self.clock()) - delay
+        reported = request.integer(Attr.ACCT_SESSION_TIME) or 0
+        tz = self.policy.timezone
+        boundaries = [
+            (epoch, quota.day_key(day))
+            for epoch, day in quota.day_boundaries(event_time - reported, event_time, tz)
+        ]
+        called = request.text(Attr.CALLED_STATION_ID) or ""
+        nas_id = request.text(Attr.NAS_IDENTIFIER) or ""
+        venue = self.registry.venue_for(client, called, nas_id)
+        framed = request.get(Attr.FRAMED_IP_ADDRESS)
+        nas_ip = request.get(Attr.NAS_IP_ADDRESS)
+        cause = request.integer(Attr.ACCT_TERMINATE_CAUSE)
+        fields = {
+            "pid": pid,
+            "known": "1" if known else "0",
+            "client": client.id,
+            "acct_session_id": acct_session_id,
+            "user": user,
+            "mac": mac,
+            "ip": ".".join(map(str, framed)) if framed and len(framed) == 4 else "",
+            "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
+            "nas_id": nas_id,
+            "ap": called,
+            "venue": venue.id,
+            "venue_type": venue.type,
+            "district": venue.district,
+            "operator": venue.operator,
+        }
+        return AccountingWrite(
+            pid=pid,
+            sid=keys.session_id(client.id, acct_session_id),
+            client_id=client.id,
+            status=status,
+            reported=reported,
+            event_time=event_time,
+            input_octets=octets(request, Attr.ACCT_INPUT_OCTETS, Attr.ACCT_INPUT_GIGAWORDS),
+            output_octets=octets(request, Attr.ACCT_OUTPUT_OCTETS, Attr.ACCT_OUTPUT_GIGAWORDS),
+            cause=str(cause) if cause is not None else "",
+            boundaries=boundaries,
+            fields=fields,
+        )

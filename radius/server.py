@@ -1,0 +1,211 @@
+"""The asyncio shell of the RADIUS server: one DatagramProtocol per port.
+
+A datagram is checked against its client and the packet rules (radius.packet), answered
+from the RFC 5080 duplicate cache when it is a retransmission, and otherwise handed to
+the service, whose reply is encoded and sent. No reply (``None``) means the request was
+not recorded: nothing is sent and the NAS retransmits (RFC 2866 §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+
+from radius import metrics
+from radius.attrs import Code
+from radius.dedup import IN_PROGRESS, DedupCache, DedupKey
+from radius.packet import PacketError, Request, decode_request, encode_reply
+
+log = structlog.get_logger("citywifi.radius")
+
+Reply = tuple[int, bytes]  # (code, encoded attributes)
+UNKNOWN_LOG_INTERVAL = 60.0
+
+
+class Peer(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def secret(self) -> bytes: ...
+    @property
+    def require_message_authenticator(self) -> bool: ...
+
+
+class Service(Protocol):
+    def peer_for(self, host: str) -> Peer | None: ...
+    async def access(self, peer: Any, request: Request) -> Reply | None: ...
+    async def accounting(self, peer: Any, request: Request) -> Reply | None: ...
+
+
+class RadiusEndpoint(asyncio.DatagramProtocol):
+    """One UDP port: ``role`` is "auth" (Access-Request) or "acct" (Accounting-Request)."""
+
+    def __init__(
+        self,
+        role: str,
+        service: Service,
+        *,
+        dedup_window: float = 30.0,
+        max_in_flight: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.role = role
+        self.service = service
+        self.dedup = DedupCache(dedup_window)
+        self.max_in_flight = max_in_flight
+        self.clock = clock
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._unknown_logged: dict[str, float] = {}
+        self._expected = Code.ACCESS_REQUEST if role == "auth" else Code.ACCOUNTING_REQUEST
+        self._status_reply = Code.ACCESS_ACCEPT if role == "auth" else Code.ACCOUNTING_RESPONSE
+        self._handle: Callable[[Any, Request], Awaitable[Reply | None]] = (
+            service.access if role == "auth" else service.accounting
+        )
+        self._drops = {
+            reason: metrics.DROPPED.labels(role, reason)
+            for reason in (
+                "unknown_client",
+                "malformed",
+                "unexpected_code",
+                "duplicate_in_progress",
+                "overload",
+                "not_recorded",
+                "missing_message_authenticator",
+                "bad_message_authenticator",
+                "bad_request_authenticator",
+                "proxy_state_without_message_authenticator",
+            )
+        }
+        self._latency = metrics.LATENCY.labels(role)
+        results = {
+            Code.ACCESS_ACCEPT: "accept",
+            Code.ACCESS_REJECT: "reject",
+            Code.ACCOUNTING_RESPONSE: "ok",
+        }
+        self._by_code = {int(c): metrics.REQUESTS.labels(role, role, r) for c, r in results.items()}
+
+    def _answered(self, code: int) -> Any:
+        counter = self._by_code.get(code)
+        return (
+            counter
+            if counter is not None
+            else metrics.REQUESTS.labels(self.role, self.role, str(code))
+        )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def _drop(self, reason: str) -> None:
+        counter = self._drops.get(reason)
+        if counter is None:
+            counter = self._drops[reason] = metrics.DROPPED.labels(self.role, reason)
+        counter.inc()
+
+    def _unknown_source(self, host: str, now: float) -> None:
+        self._drop("unknown_client")
+        last = self._unknown_logged.get(host)
+        if last is None or now - last >= UNKNOWN_LOG_INTERVAL:
+            if len(self._unknown_logged) > 10_000:
+                self._unknown_logged.clear()
+            self._unknown_logged[host] = now
+            log.warning("radius.unknown_client", port=self.role, source=host)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        now = self.clock()
+        host = addr[0]
+        peer = self.service.peer_for(host)
+        if peer is None:
+            self._unknown_source(host, now)
+            return
+        try:
+            request = decode_request(
+                data,
+                peer.secret,
+                require_message_authenticator=peer.require_message_authenticator,
+            )
+        except PacketError as exc:
+            self._drop(exc.reason)
+            log.info("radius.dropped", port=self.role, client=peer.id, reason=exc.reason)
+            return
+        if request.code == Code.STATUS_SERVER:  # RFC 5997 §3: answered at once, not cached
+            self._send(encode_reply(self._status_reply, request, peer.secret), addr)
+            metrics.REQUESTS.labels(self.role, "status", "ok").inc()
+            return
+        if request.code != self._expected:
+            self._drop("unexpected_code")
+            return
+        key: DedupKey = (host, addr[1], request.code, request.identifier, request.authenticator)
+        cached = self.dedup.lookup(key, now)
+        if cached is IN_PROGRESS:
+            self._drop("duplicate_in_progress")
+            return
+        if isinstance(cached, bytes):
+            self._send(cached, addr)
+            metrics.REQUESTS.labels(self.role, "duplicate", "cached").inc()
+            return
+        if len(self.tasks) >= self.max_in_flight:
+            self._drop("overload")
+            return
+        self.dedup.begin(key, now)
+        task = asyncio.ensure_future(self._answer(peer, request, key, addr, now))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(
+        self, peer: Any, request: Request, key: DedupKey, addr: tuple[str | Any, int], t0: float
+    ) -> None:
+        reply: bytes | None = None
+        try:
+            result = await self._handle(peer, request)
+            if result is not None:
+                reply = encode_reply(result[0], request, peer.secret, result[1])
+        except Exception:
+            log.exception("radius.handler_failed", port=self.role, client=peer.id)
+        finally:
+            self.dedup.finish(key, reply, self.clock())
+        if reply is None:
+            self._drop("not_recorded")
+            return
+        self._send(reply, addr)
+        self._latency.observe(self.clock() - t0)
+        self._answered(reply[0]).inc()
+
+    def _send(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, addr)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let in-flight requests finish (SIGTERM: accounting already sent to Redis)."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+
+
+async def open_endpoint(
+    role: str,
+    service: Service,
+    host: str,
+    port: int,
+    *,
+    dedup_window: float,
+    max_in_flight: int,
+    reuse_port: bool = False,
+) -> RadiusEndpoint:
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_datagram_endpoint(
+        lambda: RadiusEndpoint(
+            role, service, dedup_window=dedup_window, max_in_flight=max_in_flight
+        ),
+        local_addr=(host, port),
+        reuse_port=reuse_port or None,
+    )
+    return protocol

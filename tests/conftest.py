@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.app import Controller
+from controller.config import Config, load_config
+from tests.redis_proc import RedisProcess
+
+SECRET = "testing123"
+
+
+@pytest.fixture
+def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
+    proc = RedisProcess(tmp_path / "redis")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def write_config(directory: Path, redis_url: str, **overrides: str) -> Path:
+    """A small test city: one operator, two venues, clients on loopback, OS-chosen ports."""
+    quota = overrides.get("quota", "")
+    text = textwrap.dedent(
+        f"""
+        [brand]
+        ssid = "i-Test"
+        name = {{ zh = "无线测试", en = "Wireless Test" }}
+
+        [quota]
+        daily_seconds = 7200
+        timezone = "Asia/Shanghai"
+        max_devices = 2
+        interim_interval = 300
+        remember_device_days = 1
+        {quota}
+
+        [radius]
+        bind = "127.0.0.1"
+        auth_port = 0
+        acct_port = 0
+
+        [http]
+        bind = "127.0.0.1"
+        port = 0
+
+        [redis]
+        url = "{redis_url}"
+        data_dir = "var"
+
+        [security]
+        person_key = "test-person-key-0123456789"
+
+        [log]
+        level = "warning"
+
+        [[operators]]
+        id = "op-telecom"
+        name = "中国电信"
+
+        [[venues]]
+        id = "station"
+        name = {{ zh = "石家庄站", en = "Shijiazhuang Railway Station" }}
+        type = "transport_hub"
+        district = "桥西区"
+        operator = "op-telecom"
+
+        [[venues]]
+        id = "hospital"
+        name = {{ zh = "省人民医院", en = "Provincial People's Hospital" }}
+        type = "hospital"
+        district = "长安区"
+        operator = "op-telecom"
+
+        [[clients]]
+        id = "nas-local"
+        address = "127.0.0.1"
+        secret = "{SECRET}"
+        venue = "station"
+        vendor = "generic"
+
+        [[clients]]
+        id = "nas-local-2"
+        address = "127.0.0.2"
+        secret = "{SECRET}-2"
+        venue = "hospital"
+        vendor = "chilli"
+
+        [[access_points]]
+        match = "00-11-22-33-44-55"
+        venue = "hospital"
+
+        [subsidy]
+        rates = {{ transport_hub = 0.50, hospital = 0.60 }}
+        """
+    )
+    path = directory / "citywifi.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def config(tmp_path: Path, redis_proc: RedisProcess) -> Config:
+    return load_config(write_config(tmp_path, redis_proc.url))
+
+
+@pytest.fixture
+async def controller(config: Config) -> AsyncIterator[Controller]:
+    ctl = Controller(config)
+    await ctl.start()
+    yield ctl
+    await ctl.stop()
