@@ -4,7 +4,7 @@ Pure and on the hot path: no sockets, no clock, no pyrad. Attributes are kept as
 octets keyed by type; callers decode the few they read (``Request.text``,
 ``Request.integer``).
 
-Authenticators (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3/§3.3, RFC 5997 §3) and the
+Authenticators (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3/§3.4, RFC 5997 §3) and the
 Message-Authenticator (RFC 2869 §5.14, RFC 3579 §3.2) are verified and produced here.
 BlastRADIUS (CVE-2024-3596): Message-Authenticator is required on Access-Request by
 default, a Proxy-State without it is refused, and every reply carries it first.
@@ -117,7 +117,7 @@ class Request:
     ``attrs`` maps standard attribute types to their values in packet order. Well-formed
     Vendor-Specific attributes (RFC 2865 §5.26) are split into ``vsas`` keyed by
     ``(vendor id, vendor type)``; a Vendor-Specific that is not in that form stays raw in
-    ``attrs[26]``. ``raw`` is the packet up to its Length field.
+    ``attrs[26]``. ``raw`` is the packet up to its Length field (left out of the repr).
     """
 
     code: int
@@ -125,7 +125,7 @@ class Request:
     authenticator: bytes
     attrs: Mapping[int, list[bytes]]
     vsas: Mapping[tuple[int, int], list[bytes]] = field(default_factory=dict)
-    raw: bytes = b""
+    raw: bytes = field(default=b"", repr=False)
 
     def get(self, attr: int) -> bytes | None:
         """The first value of ``attr``, or None."""
@@ -147,6 +147,31 @@ class Request:
     def all(self, attr: int) -> list[bytes]:
         """Every value of ``attr``, in packet order."""
         return list(self.attrs.get(attr, ()))
+
+
+_Pads = tuple["hashlib._Hash", "hashlib._Hash"]
+_pads_by_secret: dict[bytes, _Pads] = {}
+
+
+def _hmac_md5(secret: bytes, message: bytes) -> bytes:
+    """HMAC-MD5 (RFC 2104) with the keyed inner and outer MD5 states cached per secret:
+    about twice as fast as ``hmac.digest`` for packet-sized messages."""
+    pads = _pads_by_secret.get(secret)
+    if pads is None:
+        key = hashlib.md5(secret).digest() if len(secret) > 64 else secret
+        key = key.ljust(64, b"\x00")
+        pads = (
+            hashlib.md5(bytes(b ^ 0x36 for b in key)),
+            hashlib.md5(bytes(b ^ 0x5C for b in key)),
+        )
+        if len(_pads_by_secret) >= 4096:
+            _pads_by_secret.clear()
+        _pads_by_secret[secret] = pads
+    inner = pads[0].copy()
+    inner.update(message)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def _header(data: bytes) -> tuple[int, int, bytes]:
@@ -228,7 +253,7 @@ def _ma_valid(data: bytes, ma_at: int, vector: bytes, secret: bytes) -> bool:
     if data[ma_at + 1] != _MA_LEN:
         return False
     signed = b"".join((data[:4], vector, data[_HEADER:ma_at], _MA_ZEROED, data[ma_at + _MA_LEN :]))
-    expected = hmac.digest(secret, signed, "md5")
+    expected = _hmac_md5(secret, signed)
     return hmac.compare_digest(expected, data[ma_at + 2 : ma_at + _MA_LEN])
 
 
@@ -246,7 +271,7 @@ def decode_request(
     - Accounting-Request (RFC 2866 §3), Disconnect-Request and CoA-Request (RFC 5176 §2.3):
       Request Authenticator = MD5(Code+ID+Length+16 zero octets+Attributes+Secret). A
       Message-Authenticator, if present, is computed before the Request Authenticator, so
-      over 16 zero octets in the authenticator field (RFC 5176 §3.3; FreeRADIUS and pyrad
+      over 16 zero octets in the authenticator field (RFC 5176 §3.4; FreeRADIUS and pyrad
       do the same for Accounting-Request).
     """
     code, length, data = _header(data)
@@ -285,7 +310,7 @@ def decode_reply(
 
     The Response Authenticator is MD5(Code+ID+Length+RequestAuth+Attributes+Secret)
     (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3). A Message-Authenticator, when present, is
-    checked over the Request Authenticator (RFC 3579 §3.2, RFC 5176 §3.3, RFC 5997 §3);
+    checked over the Request Authenticator (RFC 3579 §3.2, RFC 5176 §3.4, RFC 5997 §3);
     for Accounting-Response and Disconnect/CoA ACK/NAK 16 zero octets are accepted too,
     which is how FreeRADIUS signs them. ``authenticator`` of the result is the Response
     Authenticator. The caller matches the Identifier.
@@ -314,7 +339,7 @@ def encode_reply(code: int, request: Request, secret: bytes, attrs: bytes = b"")
     attributes), then the request's Proxy-States in order (RFC 2865 §5.33).
 
     The Message-Authenticator is HMAC-MD5 over the reply with the Request Authenticator in
-    the authenticator field (RFC 3579 §3.2, RFC 5176 §3.3, RFC 5997 §3); for an
+    the authenticator field (RFC 3579 §3.2, RFC 5176 §3.4, RFC 5997 §3); for an
     Accounting-Response to an Accounting-Request, which no RFC covers, over 16 zero octets,
     as FreeRADIUS and pyrad compute and verify it. Then the Response Authenticator
     (RFC 2865 §3). Raises ValueError for a code that does not answer the request or a
@@ -338,7 +363,7 @@ def encode_reply(code: int, request: Request, secret: bytes, attrs: bytes = b"")
         if code == _ACCOUNTING_RESPONSE and request.code == _ACCOUNTING_REQUEST
         else request.authenticator
     )
-    mac = hmac.digest(secret, b"".join((head, vector, _MA_ZEROED, attrs, tail)), "md5")
+    mac = _hmac_md5(secret, b"".join((head, vector, _MA_ZEROED, attrs, tail)))
     body = b"".join((_MA_TAG, mac, attrs, tail))
     response = hashlib.md5(b"".join((head, request.authenticator, body, secret))).digest()
     return b"".join((head, response, body))
@@ -361,7 +386,7 @@ def encode_request(
 
     Accounting-Request, Disconnect-Request and CoA-Request get the computed Request
     Authenticator (RFC 2866 §3, RFC 5176 §2.3; ``authenticator`` must be None); their
-    Message-Authenticator is computed first, over 16 zero octets (RFC 5176 §3.3).
+    Message-Authenticator is computed first, over 16 zero octets (RFC 5176 §3.4).
     """
     if not 0 <= identifier <= 255:
         raise ValueError(f"identifier {identifier} outside 0..255")
@@ -375,14 +400,14 @@ def encode_request(
         if len(auth) != 16:
             raise ValueError("the authenticator is 16 octets")
         if message_authenticator:
-            mac = hmac.digest(secret, b"".join((head, auth, body)), "md5")
+            mac = _hmac_md5(secret, b"".join((head, auth, body)))
             body = b"".join((_MA_TAG, mac, attrs))
         return b"".join((head, auth, body))
     if code in _SIGNED_REQUEST_CODES:
         if authenticator is not None:
             raise ValueError(f"the Request Authenticator of code {code} is computed")
         if message_authenticator:
-            mac = hmac.digest(secret, b"".join((head, _ZERO16, body)), "md5")
+            mac = _hmac_md5(secret, b"".join((head, _ZERO16, body)))
             body = b"".join((_MA_TAG, mac, attrs))
         auth = hashlib.md5(b"".join((head, _ZERO16, body, secret))).digest()
         return b"".join((head, auth, body))

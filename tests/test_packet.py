@@ -19,6 +19,7 @@ from radius.packet import (
     MAX_PACKET,
     PacketError,
     Request,
+    _hmac_md5,
     attr,
     attr_int,
     attr_text,
@@ -160,6 +161,22 @@ def test_random_attributes_only_raise_packet_error(code: int, body: bytes, extra
     length = max(0, 20 + len(body) + extra)
     data = struct.pack(">BBH", code, 1, length) + AUTH + body
     decode_everything(data)
+
+
+@given(st.binary(min_size=1, max_size=200), st.binary(max_size=600))
+def test_cached_hmac_md5_is_hmac_md5(secret: bytes, message: bytes) -> None:
+    assert _hmac_md5(secret, message) == hmac.digest(secret, message, "md5")
+
+
+@given(st.binary(min_size=1, max_size=200))
+def test_any_secret_length(secret: bytes) -> None:
+    data = encode_request(Code.STATUS_SERVER, 1, secret, attr(Attr.USER_NAME, b"u"))
+    req = decode_request(data, secret)
+    assert AuthPacket(
+        packet=data, secret=secret, dict=load_dictionary()
+    ).verify_message_authenticator()
+    reply = encode_reply(Code.ACCESS_ACCEPT, req, secret)
+    assert decode_reply(reply, secret, req.authenticator).code == Code.ACCESS_ACCEPT
 
 
 def test_padding_beyond_length_is_ignored() -> None:
