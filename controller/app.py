@@ -16,7 +16,9 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from controller.archive import Archive, Archiver, archive_root
 from controller.config import Config, ConfigError, load_config
+from controller.enforcer import Enforcer
 from controller.http import make_app
 from controller.identity import load_person_key
 from controller.radius_service import RadiusService
@@ -48,13 +50,23 @@ async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> Store
 
 
 class Controller:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        reuse_port: bool = False,  # a worker of `serve --workers N` shares its ports
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.reuse_port = reuse_port
         self.embedded = embedded_for(config.redis)
         self.person_key = load_person_key(config.security.person_key, config.redis.data_dir)
         self.store: Store | None = None
         self.service: RadiusService | None = None
+        self.enforcer: Enforcer | None = None
+        self.archive = Archive(archive_root(config))  # usage ledger + audit log (reports)
+        self.archiver: Archiver | None = None  # drains the outbox into the archive
         self.endpoints: list[RadiusEndpoint] = []
         self.runner: web.AppRunner | None = None
         self.http_port = 0
@@ -72,6 +84,11 @@ class Controller:
         cfg = self.config
         self.store = await connect_store(cfg, self.embedded)
         self.service = RadiusService(cfg, self.store, clock=self.clock)
+        self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
+        self.service.accounted = self.enforcer.accounted
+        await self.enforcer.start()
+        self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)
+        self.archiver.start()
         for role, port in (("auth", cfg.radius.auth_port), ("acct", cfg.radius.acct_port)):
             self.endpoints.append(
                 await open_endpoint(
@@ -81,11 +98,14 @@ class Controller:
                     port,
                     dedup_window=cfg.radius.dedup_window,
                     max_in_flight=cfg.radius.max_in_flight,
+                    reuse_port=self.reuse_port,
                 )
             )
         self.runner = web.AppRunner(make_app(self), access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, cfg.http.bind, cfg.http.port)
+        site = web.TCPSite(
+            self.runner, cfg.http.bind, cfg.http.port, reuse_port=self.reuse_port or None
+        )
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -118,6 +138,8 @@ class Controller:
             return False
         assert self.service is not None
         self.service.apply_config(new)
+        if self.enforcer is not None:
+            self.enforcer.apply_config(new)
         self.config = new
         log.info("config.reloaded", venues=len(new.venues), clients=len(new.clients))
         return True
@@ -135,6 +157,10 @@ class Controller:
             await endpoint.drain()
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.enforcer is not None:
+            await self.enforcer.stop()  # releases its leases, flushes the due index
+        if self.archiver is not None:
+            await self.archiver.stop()  # a last drain of the outbox
         if self.store is not None:
             await self.store.close()
         if self.embedded is not None:
@@ -142,9 +168,16 @@ class Controller:
         log.info("serve.stopped")
 
 
-async def run_forever(config: Config) -> None:
-    controller = Controller(config)
+async def run_forever(
+    config: Config,
+    *,
+    reuse_port: bool = False,
+    on_ready: Callable[[Controller], None] | None = None,  # a worker tells its supervisor
+) -> None:
+    controller = Controller(config, reuse_port=reuse_port)
     await controller.start()
+    if on_ready is not None:
+        on_ready(controller)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,6 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run RADIUS auth + accounting, portal and APIs")
     serve.add_argument("--config", required=True, type=Path)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes sharing the ports (default: one per CPU; 1: a single process)",
+    )
     check = sub.add_parser("check-config", help="validate a config file; exit 1 if invalid")
     check.add_argument("file", type=Path)
     issue = sub.add_parser(
@@ -30,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--config", required=True, type=Path)
     issue.add_argument("--phone", required=True)
     issue.add_argument("--mac", default="", help="bind the credential to this device")
+    from controller.reports.cli import add_commands as add_report_commands
+
+    add_report_commands(sub)  # report subsidy, audit export / trim
+    from controller.admin import add_parser as add_admin_commands
+
+    add_admin_commands(sub)  # admin sessions | disconnect | block | unblock
     return parser
 
 
@@ -98,13 +110,21 @@ def cmd_issue_login(config_path: Path, phone: str, mac: str) -> int:
     return 0
 
 
-def cmd_serve(config_path: Path) -> int:
+def cmd_serve(config_path: Path, workers: int | None = None) -> int:
     from controller.app import run_forever
     from controller.logs import configure_logging
 
     config = _load(config_path)
     configure_logging(config.log)
     with contextlib.suppress(KeyboardInterrupt):
+        if workers is None:
+            from controller.supervisor import default_workers
+
+            workers = default_workers()
+        if workers > 1:
+            from controller.supervisor import serve_workers
+
+            return serve_workers(config, workers)
         asyncio.run(run_forever(config))
     return 0
 
@@ -115,7 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check_config(args.file)
     if args.command == "issue-login":
         return cmd_issue_login(args.config, args.phone, args.mac)
-    return cmd_serve(args.config)
+    if args.command in ("report", "audit"):
+        from controller.reports.cli import run as run_report_command
+
+        return run_report_command(args)
+    if args.command == "admin":
+        from controller.admin import run_cli as run_admin_command
+
+        return run_admin_command(_load(args.config), args)
+    if args.command == "serve" and args.workers is not None and args.workers < 1:
+        print("citywifi serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return cmd_serve(args.config, args.workers)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import re
 import tomllib
 import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -83,6 +83,7 @@ class SmsSettings:
     webhook_url: str = ""
     webhook_headers: Mapping[str, str] = field(default_factory=dict)
     webhook_timeout: float = 5.0
+    webhook_retries: int = 2  # further attempts after a failed delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,24 @@ class SecuritySettings:
     # Key of the keyed hash that turns a phone number into an opaque person id.
     # Empty: generated once into <data_dir>/person.key (set it explicitly on many machines).
     person_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PortalSettings:
+    """Captive portal: cookie signing, public URL, proxies, SMS-code rate limits."""
+
+    cookie_key: str = ""  # empty: generated once into <data_dir>/portal.key
+    cookie_days: int = 30  # remembered-device cookie lifetime (0: no such cookie)
+    public_url: str = ""  # e.g. https://portal.example.cn; empty: from the request
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # may set X-Forwarded-For / -Proto
+    handoff_delay: int = 3  # seconds the success page shows time left before hand-off
+    otp_resend_seconds: int = 60
+    otp_per_phone_hour: int = 5
+    otp_per_phone_day: int = 10
+    otp_per_mac_hour: int = 5
+    otp_per_mac_day: int = 10
+    otp_per_ip_hour: int = 60
+    otp_per_nas_hour: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +145,7 @@ class Client:
     require_message_authenticator: bool = True
     uam_secret: str = ""  # CoovaChilli UAM secret (portal hand-off)
     nas_identifier: str = ""  # NAS-Identifier / nasid it uses in redirects, if any
+    uam_auth: str = "pap"  # chilli hand-off: pap (password=) | chap (response=)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +157,33 @@ class AccessPoint:
 @dataclass(frozen=True, slots=True)
 class Subsidy:
     rates: Mapping[str, Decimal]  # venue type -> yuan per free user-hour
+    venue_caps: Mapping[str, Decimal] = field(default_factory=dict)  # venue -> yuan per month
+    operator_factors: Mapping[str, Decimal] = field(default_factory=dict)  # operator -> factor
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    # Days login records are kept (MPS Order 82 Art. 13: at least 60; default six months).
+    retention_days: int = 180
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    settle_hours: int = 24  # a day's figures are final this long after its local midnight
+    max_range_days: int = 93  # longest from..to range of one report
+    archive_dir: Path | None = None  # None: <data_dir>/archive
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcerSettings:
+    """Quota enforcer (controller.enforcer): RFC 5176 disconnects and stale-session sweep."""
+
+    enabled: bool = True  # act on due persons in this process (the due index is kept anyway)
+    disconnect_timeout: float = 2.0  # seconds to wait for a Disconnect-ACK/NAK (doubling)
+    disconnect_retries: int = 3  # retransmissions before giving up
+    lease: float = 60.0  # seconds one process holds a person while acting on it
+    sweep_interval: float = 5.0  # seconds between looks at the due and open-session indexes
+    coa_on_new_session: bool = False  # CoA new Session-Timeouts when a person adds a device
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +210,10 @@ class Config:
     access_points: Mapping[str, AccessPoint]  # by match
     subsidy: Subsidy
     api_tokens: tuple[ApiToken, ...]
+    portal: PortalSettings = field(default_factory=PortalSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    reports: ReportSettings = field(default_factory=ReportSettings)
+    enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
 
 
 # --------------------------------------------------------------------------- loading
@@ -234,11 +285,22 @@ _SECTIONS: Final = {
     ),
     "http": ("bind", "port"),
     "redis": ("url", "data_dir", "appendfsync"),
-    "sms": ("backend", "path", "webhook_url", "webhook_headers", "webhook_timeout"),
+    "sms": (
+        "backend",
+        "path",
+        "webhook_url",
+        "webhook_headers",
+        "webhook_timeout",
+        "webhook_retries",
+    ),
     "log": ("level", "format"),
     "security": ("person_key",),
     "registry": ("venues_csv", "access_points_csv"),
-    "subsidy": ("rates",),
+    "subsidy": ("rates", "venue_caps", "operator_factors"),
+    "audit": ("retention_days",),
+    "reports": ("settle_hours", "max_range_days", "archive_dir"),
+    "enforcer": tuple(f.name for f in fields(EnforcerSettings)),
+    "portal": tuple(f.name for f in fields(PortalSettings)),
 }
 _LISTS: Final = {
     "operators": ("id", "name"),
@@ -253,6 +315,7 @@ _LISTS: Final = {
         "require_message_authenticator",
         "uam_secret",
         "nas_identifier",
+        "uam_auth",
     ),
     "access_points": ("match", "venue"),
     "api_tokens": ("name", "sha256", "roles"),
@@ -806,6 +869,7 @@ class _Builder:
         sms = self.sms(self.table(raw, "sms"), redis.data_dir)
         log = self.log(self.table(raw, "log"))
         security = self.security(self.table(raw, "security"))
+        portal = self.portal(self.table(raw, "portal"))
         registry = self.table(raw, "registry")
         venues_csv = self.registry_file(registry, "venues_csv")
         aps_csv = self.registry_file(registry, "access_points_csv")
@@ -826,6 +890,9 @@ class _Builder:
             self.access_points_from_csv(aps_csv)
         subsidy = self.subsidy(self.table(raw, "subsidy"))
         tokens = self.api_tokens(self.tables(raw, "api_tokens"))
+        audit = self.audit(self.table(raw, "audit"))
+        reports = self.reports(self.table(raw, "reports"), redis.data_dir)
+        enforcer = self.enforcer(self.table(raw, "enforcer"))
 
         if self.problems or brand is None:
             return None
@@ -845,6 +912,10 @@ class _Builder:
             access_points=MappingProxyType(self.access_points),
             subsidy=subsidy,
             api_tokens=tokens,
+            portal=portal,
+            audit=audit,
+            reports=reports,
+            enforcer=enforcer,
         )
 
     def brand(self, t: dict[str, Any], present: bool) -> Brand | None:
@@ -972,6 +1043,7 @@ class _Builder:
             webhook_url=url,
             webhook_headers=MappingProxyType(headers),
             webhook_timeout=self.number(t, p, "webhook_timeout", d.webhook_timeout, 0, above=True),
+            webhook_retries=self.integer(t, p, "webhook_retries", d.webhook_retries, 0, 10),
         )
 
     def log(self, t: dict[str, Any]) -> LogSettings:
@@ -988,6 +1060,38 @@ class _Builder:
         if key and len(key) < 16:
             self.report((*p, "person_key"), f"must be at least 16 characters, got {len(key)}")
         return SecuritySettings(person_key=key)
+
+    def portal(self, t: dict[str, Any]) -> PortalSettings:
+        p: KeyPath = ("portal",)
+        d = PortalSettings()
+        key = self.string(t, p, "cookie_key", "")
+        if key and len(key) < 16:
+            self.report((*p, "cookie_key"), f"must be at least 16 characters, got {len(key)}")
+        url = self.string(t, p, "public_url", "").strip().rstrip("/")
+        if url and not url.startswith(("https://", "http://")):
+            self.report((*p, "public_url"), f"'{url}' is not an http:// or https:// URL")
+        proxies: list[IPNetwork] = []
+        raw = self.get(t, p, "trusted_proxies", False)
+        if raw is not _MISSING and not isinstance(raw, list):
+            self.report((*p, "trusted_proxies"), f"expected an array, got {_kind(raw)}")
+        for i, item in enumerate(raw if isinstance(raw, list) else []):
+            try:
+                proxies.append(ipaddress.ip_network(str(item).strip(), strict=False))
+            except ValueError:
+                self.report((*p, "trusted_proxies", i), f"'{item}' is not an IP address or CIDR")
+        limits = {
+            f.name: self.integer(t, p, f.name, f.default, 1)  # type: ignore[arg-type]
+            for f in fields(PortalSettings)
+            if f.name.startswith("otp_")
+        }
+        return PortalSettings(
+            cookie_key=key,
+            cookie_days=self.integer(t, p, "cookie_days", d.cookie_days, 0, 3650),
+            public_url=url,
+            trusted_proxies=tuple(proxies),
+            handoff_delay=self.integer(t, p, "handoff_delay", d.handoff_delay, 0, 30),
+            **limits,
+        )
 
     def registry_file(self, t: dict[str, Any], key: str) -> Path | None:
         value = self.string(t, ("registry",), key, "")
@@ -1191,6 +1295,7 @@ class _Builder:
                 ),
                 uam_secret=self.string(t, path, "uam_secret", ""),
                 nas_identifier=nas_identifier,
+                uam_auth=self.choice(t, path, "uam_auth", "pap", ("chap", "pap")),
             )
             if len(self.problems) == before:
                 out.append(client)
@@ -1259,7 +1364,78 @@ class _Builder:
             rate = self.rate((*p, kind), value)
             if rate is not None:
                 rates[kind] = rate
-        return Subsidy(rates=MappingProxyType(rates))
+        return Subsidy(
+            rates=MappingProxyType(rates),
+            venue_caps=self.decimal_table(t, "venue_caps", self.venue_spots, "venue"),
+            operator_factors=self.decimal_table(
+                t, "operator_factors", self.operator_spots, "operator"
+            ),
+        )
+
+    def decimal_table(
+        self, t: Mapping[str, Any], key: str, known: Mapping[str, _Spot], what: str
+    ) -> Mapping[str, Decimal]:
+        """``[subsidy]`` ``{id = number}`` tables whose ids must be defined venues/operators."""
+        p: KeyPath = ("subsidy", key)
+        raw = t.get(key, {})
+        if not isinstance(raw, dict):
+            self.report(p, f"expected a table {{{what}_id = number}}, got {_kind(raw)}")
+            return MappingProxyType({})
+        out: dict[str, Decimal] = {}
+        for ident, value in raw.items():
+            if ident not in known:
+                hint = _did_you_mean(ident, known)
+                self.report((*p, ident), f"{what} '{ident}' is not defined{hint}")
+                continue
+            number = self.rate((*p, ident), value)
+            if number is not None:
+                out[ident] = number
+        return MappingProxyType(out)
+
+    def audit(self, t: dict[str, Any]) -> AuditSettings:
+        return AuditSettings(
+            retention_days=self.integer(
+                t,
+                ("audit",),
+                "retention_days",
+                AuditSettings().retention_days,
+                60,
+                hint=" (MPS Order 82 Art. 13: login records are kept at least 60 days)",
+            )
+        )
+
+    def reports(self, t: dict[str, Any], data_dir: Path) -> ReportSettings:
+        p: KeyPath = ("reports",)
+        d = ReportSettings()
+        return ReportSettings(
+            settle_hours=self.integer(t, p, "settle_hours", d.settle_hours, 0, 24 * 31),
+            max_range_days=self.integer(t, p, "max_range_days", d.max_range_days, 1, 3660),
+            archive_dir=self.file_path(t, p, "archive_dir", data_dir / "archive"),
+        )
+
+    def enforcer(self, t: dict[str, Any]) -> EnforcerSettings:
+        from radius.dae import retry_schedule
+
+        p: KeyPath = ("enforcer",)
+        d = EnforcerSettings()
+        timeout = self.number(t, p, "disconnect_timeout", d.disconnect_timeout, 0, above=True)
+        retries = self.integer(t, p, "disconnect_retries", d.disconnect_retries, 0, 10)
+        lease = self.number(t, p, "lease", d.lease, 0, above=True)
+        exchange = sum(retry_schedule(timeout, retries))
+        if lease <= exchange:
+            self.report(
+                (*p, "lease"),
+                f"must be longer than one disconnect exchange ({exchange:g} s with "
+                "disconnect_timeout and disconnect_retries), or another process would act too",
+            )
+        return EnforcerSettings(
+            enabled=self.boolean(t, p, "enabled", d.enabled),
+            disconnect_timeout=timeout,
+            disconnect_retries=retries,
+            lease=lease,
+            sweep_interval=self.number(t, p, "sweep_interval", d.sweep_interval, 0, above=True),
+            coa_on_new_session=self.boolean(t, p, "coa_on_new_session", d.coa_on_new_session),
+        )
 
     def rate(self, path: KeyPath, value: object) -> Decimal | None:
         """Yuan as an exact Decimal: str(float) keeps what was written (0.5, not 0.5000…01)."""

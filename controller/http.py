@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 if TYPE_CHECKING:
     from controller.app import Controller
@@ -26,7 +28,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # a worker of `serve --workers N`: sum every worker's metric files, not just ours
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = await asyncio.to_thread(generate_latest, registry)
+    else:
+        body = generate_latest()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -36,4 +44,15 @@ def make_app(controller: Controller) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    from controller.portal import add_routes as add_portal_routes  # portal, APIs, RFC 8908
+
+    add_portal_routes(app, controller)
+    from controller.audit import add_routes as add_audit_routes  # audit export (role audit)
+    from controller.reports.http import add_routes as add_report_routes  # reports + page
+
+    add_report_routes(app)
+    add_audit_routes(app)
+    from controller.admin import add_routes as add_admin_routes  # role admin
+
+    add_admin_routes(app)
     return app

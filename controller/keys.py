@@ -62,3 +62,47 @@ def parse_session_ref(ref: str) -> tuple[str, str]:
 def session_id(client_id: str, acct_session_id: str) -> str:
     """Acct-Session-Id is unique only per NAS (RFC 2866 §5.5), so qualify it by client."""
     return f"{client_id}/{acct_session_id}"
+
+
+# -- outbox: closed sessions and login results on their way to the archive (controller.archive)
+
+OUTBOX = f"{PREFIX}:outbox"  # global stream, XADDed in the pipeline of the close / login
+OUTBOX_GROUP = "archiver"  # its consumer group (every serve's archiver is a consumer)
+
+
+def archived_mark(pid: str, sid: str) -> str:
+    """Session-Time of the version of a closed session already in the archive (dedup)."""
+    return f"{person(pid)}:a:{sid}"
+
+
+# -- captive portal: SMS codes, rate limits, what the NAS redirect said about an address
+
+
+def otp(phone_id: str) -> str:
+    """Hash of the pending SMS code of one phone (``phone_id``: keyed hash, never the number)."""
+    return f"{PREFIX}:otp:{{{phone_id}}}"
+
+
+def rate(dimension: str, ident: str) -> str:
+    """Sliding-window log of SMS-code requests for one phone / MAC / NAS / source IP."""
+    return f"{PREFIX}:rl:{{{dimension}:{ident}}}"
+
+
+def portal_client(address: str) -> str:
+    """Portal memory of a client address: NAS, MAC, venue and, after login, the person."""
+    return f"{PREFIX}:pc:{{{address}}}"
+
+
+# -- quota enforcer (controller.enforcer)
+
+DUE_INDEX = f"{PREFIX}:idx:due"  # zset pid -> epoch the enforcer should look at the person
+
+
+def closing(pid: str) -> str:
+    """Sessions whose NAS acknowledged a Disconnect-Request: sid -> epoch of the ACK."""
+    return f"{person(pid)}:closing"
+
+
+def lease(pid: str) -> str:
+    """Which enforcer process acts on the person right now (SET NX PX, token value)."""
+    return f"{person(pid)}:lease"

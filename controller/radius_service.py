@@ -16,11 +16,12 @@ import structlog
 
 from controller import keys, quota
 from controller.access import AccessDecision, Outcome, decide_access, reject
+from controller.audit import login_event
 from controller.config import Client, Config
 from controller.identity import person_of_username
 from controller.mac import normalize_mac
 from controller.registry import Registry
-from controller.store import AccountingWrite, Store, StoreUnavailable
+from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import (
     PacketError,
@@ -32,6 +33,7 @@ from radius.packet import (
     chap_matches,
     decrypt_user_password,
 )
+from radius.server import request_source
 
 log = structlog.get_logger("citywifi.radius")
 
@@ -64,6 +66,9 @@ class RadiusService:
         self.store = store
         self.clock = clock
         self.registry = Registry(config)
+        # Called (synchronously, must not block) after each recorded Start/Interim/Stop:
+        # the quota enforcer indexes the person's due time from the result's snapshot.
+        self.accounted: Callable[[AccountingWrite, AccountingResult], None] | None = None
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -91,6 +96,13 @@ class RadiusService:
             return None
         except PacketError:
             decision, pid = reject(Outcome.BAD_REQUEST), None
+        try:  # the login record of the audit log (controller.audit), queued before answering
+            await self.store.outbox_add(
+                login_event(self.registry, client, request, decision.outcome.value, pid, now)
+            )
+        except StoreUnavailable as exc:
+            log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
+            return None
         if decision.accept:
             assert pid is not None
             kind = b"c" if person_of_username(request.text(Attr.USER_NAME) or "") else b"m"
@@ -177,7 +189,9 @@ class RadiusService:
             write = await self._write_for(client, request, status)
             if write is None:
                 return None
-            await self.store.account(write)
+            result = await self.store.account(write)
+            if self.accounted is not None:
+                self.accounted(write, result)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="acct", client=client.id, error=str(exc))
             return None
@@ -224,6 +238,9 @@ class RadiusService:
             "ip": ".".join(map(str, framed)) if framed and len(framed) == 4 else "",
             "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
             "nas_id": nas_id,
+            # for RFC 5176 requests: the Calling-Station-Id as sent, and where the NAS is
+            "calling": request.text(Attr.CALLING_STATION_ID) or "",
+            "nas_src": request_source.get(("", 0))[0],
             "ap": called,
             "venue": venue.id,
             "venue_type": venue.type,

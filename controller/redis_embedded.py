@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 UNIX_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -122,9 +124,12 @@ class EmbeddedRedis:
         if proc is None or proc.poll() is not None:
             return
         try:
-            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=timeout).shutdown(
-                nosave=False
-            )
+            # no retries: redis-py would reconnect to the vanished socket for ~5 s
+            redis.Redis(
+                unix_socket_path=str(self.socket),
+                socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            ).shutdown(nosave=False)
         except redis.exceptions.ConnectionError:
             pass  # the connection drops as the server exits
         except redis.exceptions.RedisError:

@@ -7,14 +7,16 @@ Redis errors are mapped to ``StoreUnavailable`` here, at the one boundary.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from controller import keys
 
@@ -25,6 +27,14 @@ SESSION_TTL = 3 * 86400
 LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same device
 
 SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
+PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (controller.portal)
+ENFORCER_SCRIPTS = (  # quota enforcer (controller.enforcer)
+    "enforce_state",
+    "enforce_mark",
+    "enforce_stale",
+    "enforce_release",
+    "enforce_reindex",
+)
 
 
 def _text(value: bytes | str) -> str:
@@ -67,6 +77,28 @@ class AccountingResult:
     used_today: int
     open_sessions: int
     closed_now: bool
+    snapshot: PersonSnapshot | None = None  # the person after this write (the enforcer's)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonSnapshot:
+    """A person as the quota enforcer sees them (``enforce_state.lua``, one atomic read)."""
+
+    used: int  # seconds used on the day asked for
+    open: Mapping[str, tuple[str, int]]  # sid -> (mac, epoch of its last accounting)
+    closing: Mapping[str, int]  # sid -> epoch its NAS acknowledged a Disconnect-Request
+    block: str  # "" or "until|reason"
+
+
+def _snapshot(r: Sequence[Any]) -> PersonSnapshot:
+    flat, marks = r[1], r[2]
+    sessions: dict[str, tuple[str, int]] = {}
+    for i in range(0, len(flat), 2):
+        mac, _, last = _text(flat[i + 1]).partition("|")
+        sessions[_text(flat[i])] = (mac, int(last or 0))
+    closing = {_text(marks[i]): int(marks[i + 1]) for i in range(0, len(marks), 2)}
+    closing = {sid: at for sid, at in closing.items() if sid in sessions}
+    return PersonSnapshot(int(r[0]), sessions, closing, _text(r[3]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +110,7 @@ class LuaScript:
 
 def load_lua() -> dict[str, LuaScript]:
     out = {}
-    for name in SCRIPT_NAMES:
+    for name in (*SCRIPT_NAMES, *PORTAL_SCRIPTS, *ENFORCER_SCRIPTS):
         src = resources.files("controller").joinpath("lua", f"{name}.lua").read_text()
         out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
     return out
@@ -96,7 +128,7 @@ _UNAVAILABLE = (
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self.redis = client
         self.scripts = load_lua()
         self.scripts_loaded = False
@@ -132,7 +164,9 @@ class Store:
             return False
 
     def _evalsha(self, target: Any, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        return target.evalsha(self.scripts[name].sha, len(keys_), *keys_, *args)
+        # execute_command, not .evalsha(): redis-py blocks the method in cluster pipelines
+        # but routes the raw command by its keys' slot (all under one {pid} tag)
+        return target.execute_command("EVALSHA", self.scripts[name].sha, len(keys_), *keys_, *args)
 
     # -- logins ---------------------------------------------------------------------
 
@@ -225,14 +259,20 @@ class Store:
         async def op() -> AccountingResult:
             pipe = self.redis.pipeline(transaction=False)
             self._evalsha(pipe, "account", ks, args)
+            # the person as the enforcer sees them after this write (same slot, same trip)
+            self._evalsha(pipe, "enforce_state", self._state_keys(w.pid, day_keys[-1]), ())
             if w.status == 2:
                 pipe.zrem(keys.OPEN_INDEX, ref)
                 pipe.srem(keys.nas_sessions(w.client_id), ref)
+                pipe.xadd(keys.OUTBOX, {"k": "close", "ref": ref})  # to the archive (dedup there)
             else:
                 pipe.zadd(keys.OPEN_INDEX, {ref: w.event_time})
                 pipe.sadd(keys.nas_sessions(w.client_id), ref)
-            r = (await pipe.execute())[0]
-            return AccountingResult(int(r[0]), int(r[1]), int(r[2]), bool(r[3]))
+            out = await pipe.execute()
+            r = out[0]
+            return AccountingResult(
+                int(r[0]), int(r[1]), int(r[2]), bool(r[3]), snapshot=_snapshot(out[1])
+            )
 
         return await self._guard(op)
 
@@ -249,6 +289,7 @@ class Store:
             )
             pipe.zrem(keys.OPEN_INDEX, ref)
             pipe.srem(keys.nas_sessions(client_id), ref)
+            pipe.xadd(keys.OUTBOX, {"k": "close", "ref": ref})  # to the archive (dedup there)
             return bool((await pipe.execute())[0])
 
         return await self._guard(op)
@@ -264,6 +305,103 @@ class Store:
             pid, sid = keys.parse_session_ref(ref)
             closed += await self.close_session(pid, sid, client_id, cause)
         return closed
+
+    # -- outbox (controller.archive): closed sessions and login results leave Redis ------
+
+    async def outbox_add(self, entry: dict[str, str]) -> None:
+        """Queue a login result for the audit archive (closes are queued with the close)."""
+
+        fields: dict[Any, Any] = dict(entry)
+
+        async def op() -> None:
+            await self.redis.xadd(keys.OUTBOX, fields)
+
+        await self._guard(op)
+
+    async def outbox_read(
+        self, consumer: str, count: int, claim_idle_ms: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Entries to archive: first those a dead consumer left unacknowledged (idle longer
+        than ``claim_idle_ms``, this consumer's own failures included), then new ones."""
+        group = keys.OUTBOX_GROUP
+
+        async def read() -> list[Any]:
+            claimed: Any = await self.redis.xautoclaim(
+                keys.OUTBOX, group, consumer, claim_idle_ms, "0-0", count=count
+            )
+            entries = [e for e in claimed[1] if e and e[1]]
+            if len(entries) < count:
+                streams: Any = await self.redis.xreadgroup(
+                    group, consumer, {keys.OUTBOX: ">"}, count=count - len(entries)
+                )
+                for _, new in streams or []:
+                    entries.extend(new)
+            return entries
+
+        async def op() -> list[tuple[str, dict[str, str]]]:
+            try:
+                entries = await read()
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                with contextlib.suppress(redis_errors.ResponseError):  # BUSYGROUP: a peer won
+                    await self.redis.xgroup_create(keys.OUTBOX, group, id="0", mkstream=True)
+                entries = await read()
+            return [
+                (_text(eid), {_text(k): _text(v) for k, v in fields.items()})
+                for eid, fields in entries
+            ]
+
+        return await self._guard(op)
+
+    async def outbox_sessions(self, refs: Sequence[str]) -> list[tuple[dict[str, str], str]]:
+        """Per session ref: its record (empty when expired) and the archived-version mark."""
+
+        async def op() -> list[tuple[dict[str, str], str]]:
+            pipe = self.redis.pipeline(transaction=False)
+            for ref in refs:
+                pid, sid = keys.parse_session_ref(ref)
+                pipe.hgetall(keys.session(pid, sid))
+                pipe.get(keys.archived_mark(pid, sid))
+            r = await pipe.execute()
+            return [
+                ({_text(k): _text(v) for k, v in r[i].items()}, _text(r[i + 1] or b""))
+                for i in range(0, len(r), 2)
+            ]
+
+        return await self._guard(op)
+
+    async def phones(self, pids: Sequence[str]) -> dict[str, str]:
+        """Verified numbers of persons (the audit duty); persons without one are left out."""
+
+        async def op() -> dict[str, str]:
+            pipe = self.redis.pipeline(transaction=False)
+            for pid in pids:
+                pipe.hget(keys.profile(pid), "phone")
+            return {p: _text(v) for p, v in zip(pids, await pipe.execute(), strict=True) if v}
+
+        return await self._guard(op)
+
+    async def outbox_done(self, ids: Sequence[str], marks: dict[str, str]) -> None:
+        """After the archive write is durable: remember archived versions, ack and drop."""
+
+        async def op() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            for ref, seen in marks.items():
+                pid, sid = keys.parse_session_ref(ref)
+                pipe.set(keys.archived_mark(pid, sid), seen, ex=SESSION_TTL)
+            if ids:
+                pipe.xack(keys.OUTBOX, keys.OUTBOX_GROUP, *ids)
+                pipe.xdel(keys.OUTBOX, *ids)
+            await pipe.execute()
+
+        await self._guard(op)
+
+    async def outbox_backlog(self) -> int:
+        async def op() -> int:
+            return int(await self.redis.xlen(keys.OUTBOX))
+
+        return await self._guard(op)
 
     # -- reading --------------------------------------------------------------------
 
@@ -288,5 +426,229 @@ class Store:
         async def op() -> dict[str, str]:
             raw = await self.redis.hgetall(keys.session(pid, sid))
             return {_text(k): _text(v) for k, v in raw.items()}
+
+        return await self._guard(op)
+
+    # -- captive portal (controller.portal): SMS codes, rate limits, client memory ------
+
+    async def otp_put(self, phone_id: str, digest: str, ttl: int, now: int) -> None:
+        """Keep a new SMS code's digest for ``ttl`` s, replacing any pending code."""
+        key = keys.otp(phone_id)
+
+        async def op() -> None:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(key)
+            pipe.hset(key, mapping={"h": digest, "tries": 0, "sent": now})
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+        await self._guard(op)
+
+    async def otp_attempt(self, phone_id: str, max_attempts: int) -> tuple[str, str, int]:
+        """Count one attempt: ('gone' | 'locked' | 'check', digest, attempts so far)."""
+
+        async def op() -> tuple[str, str, int]:
+            r = await self._evalsha(
+                self.redis, "otp_attempt", (keys.otp(phone_id),), (max_attempts,)
+            )
+            return _text(r[0]), _text(r[1]), int(r[2])
+
+        return await self._guard(op)
+
+    async def otp_consume(self, phone_id: str) -> bool:
+        """Delete a verified code; False if another request consumed it first."""
+
+        async def op() -> bool:
+            return bool(await self.redis.delete(keys.otp(phone_id)))
+
+        return await self._guard(op)
+
+    async def rate_hit(
+        self,
+        checks: Sequence[tuple[str, str, Sequence[tuple[int, int]]]],
+        now_ms: int,
+        member: str,
+        *,
+        record: bool,
+    ) -> list[int]:
+        """Per (dimension, value, [(limit, window ms)]): 0 if one more event is allowed
+        (recorded when ``record``), else ms to wait. One pipeline, one script per key."""
+
+        async def op() -> list[int]:
+            pipe = self.redis.pipeline(transaction=False)
+            for dimension, ident, rules in checks:
+                args: list[Any] = [now_ms, member, 1 if record else 0, len(rules)]
+                for limit, window in rules:
+                    args.extend((limit, window))
+                self._evalsha(pipe, "rate_hit", (keys.rate(dimension, ident),), args)
+            return [int(w) for w in await pipe.execute()]
+
+        return await self._guard(op)
+
+    async def person_phone(self, pid: str) -> str | None:
+        """The verified number of a person (for the audit duty and remembered devices)."""
+
+        async def op() -> str | None:
+            value = await self.redis.hget(keys.profile(pid), "phone")
+            return _text(value) if value else None
+
+        return await self._guard(op)
+
+    async def remember_client(self, address: str, values: dict[str, str], ttl: int) -> None:
+        """What the portal learnt about a client address (NAS redirect data, person)."""
+        key = keys.portal_client(address)
+
+        async def op() -> None:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(key, mapping={k: v for k, v in values.items()})
+            pipe.expire(key, ttl)
+            await pipe.execute()
+
+        await self._guard(op)
+
+    async def client_at(self, address: str) -> dict[str, str]:
+        async def op() -> dict[str, str]:
+            raw = await self.redis.hgetall(keys.portal_client(address))
+            return {_text(k): _text(v) for k, v in raw.items()}
+
+        return await self._guard(op)
+
+    async def forget_mac(self, mac: str, pid: str) -> bool:
+        """End MAC re-authentication of a device if it is still remembered for ``pid``."""
+
+        async def op() -> bool:
+            return bool(
+                await self._evalsha(self.redis, "forget_mac", (keys.mac_owner(mac),), (pid,))
+            )
+
+        return await self._guard(op)
+
+    # -- quota enforcer (controller.enforcer): due index, leases, closing, stale, blocks --
+
+    @staticmethod
+    def _state_keys(pid: str, usage_key: str) -> tuple[str, str, str, str]:
+        return (keys.open_sessions(pid), usage_key, keys.closing(pid), keys.block(pid))
+
+    async def person_snapshot(self, pid: str, day_key: str) -> PersonSnapshot:
+        ks = self._state_keys(pid, keys.day_usage(pid, day_key))
+
+        async def op() -> PersonSnapshot:
+            return _snapshot(await self._evalsha(self.redis, "enforce_state", ks, ()))
+
+        return await self._guard(op)
+
+    async def index_due(self, due: Mapping[str, int]) -> None:
+        """Ask the enforcer to look at persons by these times. Entries only move earlier
+        here (ZADD LT); the enforcer moves them later after a look (``reindex_due``)."""
+        if not due:
+            return
+
+        async def op() -> None:
+            await self.redis.zadd(keys.DUE_INDEX, dict(due), lt=True)
+
+        await self._guard(op)
+
+    async def reindex_due(self, pid: str, seen: float, new: int | None) -> bool:
+        """Set the person's entry to ``new`` (None: remove) unless it moved from ``seen``."""
+        args = (pid, repr(seen), "" if new is None else new)
+
+        async def op() -> bool:
+            return bool(await self._evalsha(self.redis, "enforce_reindex", (keys.DUE_INDEX,), args))
+
+        return await self._guard(op)
+
+    async def due_persons(self, until: float, limit: int) -> list[tuple[str, float]]:
+        async def op() -> list[tuple[str, float]]:
+            r: Any = await self.redis.zrangebyscore(
+                keys.DUE_INDEX, "-inf", until, start=0, num=limit, withscores=True
+            )
+            return [(_text(m), float(s)) for m, s in r]
+
+        return await self._guard(op)
+
+    async def enforcer_timers(self) -> tuple[float | None, float | None]:
+        """The earliest due time and the oldest last report among open sessions."""
+
+        async def op() -> tuple[float | None, float | None]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrange(keys.DUE_INDEX, 0, 0, withscores=True)
+            pipe.zrange(keys.OPEN_INDEX, 0, 0, withscores=True)
+            due, oldest = await pipe.execute()
+            return (
+                float(due[0][1]) if due else None,
+                float(oldest[0][1]) if oldest else None,
+            )
+
+        return await self._guard(op)
+
+    async def stale_sessions(self, before: int, limit: int) -> list[str]:
+        """Refs (``pid|sid``) of open sessions without accounting since ``before``."""
+
+        async def op() -> list[str]:
+            r: Any = await self.redis.zrangebyscore(
+                keys.OPEN_INDEX, "-inf", f"({before}", start=0, num=limit
+            )
+            return [_text(m) for m in r]
+
+        return await self._guard(op)
+
+    async def close_stale(
+        self, pid: str, sid: str, client_id: str, before: int, cause: str
+    ) -> tuple[int, int]:
+        """Close a session still without accounting since ``before`` at its last report:
+        (1, last) closed, (0, last report) fresh after all, (-1, 0) closed already. The
+        global indexes follow (a left-over entry is dropped, a lagging one repaired)."""
+        ref = keys.session_ref(pid, sid)
+        ks = (keys.session(pid, sid), keys.open_sessions(pid), keys.closing(pid))
+
+        async def op() -> tuple[int, int]:
+            r = await self._evalsha(
+                self.redis, "enforce_stale", ks, (sid, before, cause, SESSION_TTL)
+            )
+            status, last = int(r[0]), int(r[1])
+            pipe = self.redis.pipeline(transaction=False)
+            if status == 0:
+                pipe.zadd(keys.OPEN_INDEX, {ref: last}, gt=True)
+            else:
+                pipe.zrem(keys.OPEN_INDEX, ref)
+                pipe.srem(keys.nas_sessions(client_id), ref)
+                pipe.xadd(keys.OUTBOX, {"k": "close", "ref": ref})  # to the archive (dedup there)
+            await pipe.execute()
+            return status, last
+
+        return await self._guard(op)
+
+    async def mark_closing(self, pid: str, sid: str, now: int) -> bool:
+        ks = (keys.session(pid, sid), keys.open_sessions(pid), keys.closing(pid))
+
+        async def op() -> bool:
+            r = await self._evalsha(self.redis, "enforce_mark", ks, (sid, now, SESSION_TTL))
+            return bool(r)
+
+        return await self._guard(op)
+
+    async def acquire_lease(self, pid: str, token: str, ttl_ms: int) -> bool:
+        async def op() -> bool:
+            return bool(await self.redis.set(keys.lease(pid), token, nx=True, px=ttl_ms))
+
+        return await self._guard(op)
+
+    async def release_lease(self, pid: str, token: str) -> None:
+        async def op() -> None:
+            await self._evalsha(self.redis, "enforce_release", (keys.lease(pid),), (token,))
+
+        await self._guard(op)
+
+    async def set_block(self, pid: str, value: str, ttl: int) -> None:
+        """Block a person (``until|reason``, read at auth by auth_state.lua) for ``ttl`` s."""
+
+        async def op() -> None:
+            await self.redis.set(keys.block(pid), value, ex=max(1, ttl))
+
+        await self._guard(op)
+
+    async def clear_block(self, pid: str) -> bool:
+        async def op() -> bool:
+            return bool(await self.redis.delete(keys.block(pid)))
 
         return await self._guard(op)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import structlog
@@ -24,6 +25,10 @@ log = structlog.get_logger("citywifi.radius")
 
 Reply = tuple[int, bytes]  # (code, encoded attributes)
 UNKNOWN_LOG_INTERVAL = 60.0
+
+# Source (host, port) of the request being handled, set in its own task: the service
+# records where a NAS of a CIDR client sends from (its RFC 5176 address).
+request_source: ContextVar[tuple[str, int]] = ContextVar("request_source")
 
 
 class Peer(Protocol):
@@ -165,6 +170,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self, peer: Any, request: Request, key: DedupKey, addr: tuple[str | Any, int], t0: float
     ) -> None:
         reply: bytes | None = None
+        request_source.set((str(addr[0]), int(addr[1])))  # this task's context only
         try:
             result = await self._handle(peer, request)
             if result is not None:

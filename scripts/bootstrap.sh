@@ -21,7 +21,7 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
 if [ $want_test = 1 ]; then
-  apt_install freeradius-utils
+  apt_install freeradius-utils chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null

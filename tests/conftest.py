@@ -31,10 +31,10 @@ def write_config(directory: Path, redis_url: str, **overrides: str) -> Path:
         name = {{ zh = "无线测试", en = "Wireless Test" }}
 
         [quota]
-        daily_seconds = 7200
+        daily_seconds = {overrides.get("daily_seconds", "7200")}
         timezone = "Asia/Shanghai"
         max_devices = 2
-        interim_interval = 300
+        interim_interval = {overrides.get("interim_interval", "300")}
         remember_device_days = 1
         {quota}
 
@@ -97,6 +97,7 @@ def write_config(directory: Path, redis_url: str, **overrides: str) -> Path:
         rates = {{ transport_hub = 0.50, hospital = 0.60 }}
         """
     )
+    text += textwrap.dedent(overrides.get("extra", ""))  # more tables / [[clients]] entries
     path = directory / "citywifi.toml"
     path.write_text(text)
     return path

@@ -11,6 +11,7 @@
 -- ARGV[9] field naming the session in the open hash   ARGV[10] n (day boundaries)
 -- ARGV[11 .. 10+n] day start epochs, oldest first (the first may be earlier: absorbs all before)
 -- ARGV[11+n ..] field/value pairs describing the session, written only when first seen
+-- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
 -- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call}
 local status = tonumber(ARGV[1])
 local reported = tonumber(ARGV[2])
@@ -33,6 +34,9 @@ if reported > seen then
     if part > 0 then
       redis.call('INCRBY', KEYS[2 + i], part)
       redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
+      -- the same share on the session record, d:<YYYYMMDD> (the counter key's suffix),
+      -- so the archived session splits per day exactly as the quota counted it
+      redis.call('HINCRBY', sess, 'd:' .. string.sub(KEYS[2 + i], -8), part)
       applied = applied + part
     end
   end

@@ -1,0 +1,373 @@
+"""Admin actions on a person: sessions and today's usage, disconnect now, block and unblock.
+
+One set of functions serves the HTTP API (bearer token with role ``admin``, under
+``/api/v1/admin/``) and the ``citywifi admin`` command. A person is named by mobile number
+(normalised to E.164, then the keyed person id) or by person id; answers carry the person
+id only, and logs never the number.
+
+A block is ``cw:{pid}:block`` = ``until|reason`` with a TTL to ``until``: the RADIUS side
+rejects the person at auth with a Reply-Message naming the end of the block, and the
+enforcer disconnects their open sessions (here at once, and again by the enforcer loop
+if a NAS did not answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiohttp import web
+
+from controller import quota
+from controller.config import Config, QuotaPolicy
+from controller.enforcer import Enforcer, EnforcerBusy, SessionOutcome, projected_exhaustion
+from controller.identity import PERSON_ID_HEX, person_id
+from controller.phone import PhoneError, normalize_phone
+from controller.store import Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from controller.app import Controller
+
+log = structlog.get_logger("citywifi.admin")
+
+MAX_BLOCK_DAYS = 3660
+MAX_REASON = 200
+_PID = re.compile(rf"[0-9a-f]{{{PERSON_ID_HEX}}}")
+
+
+class AdminError(Exception):
+    """A request the admin must fix: HTTP status and stable error code for the edge."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# ------------------------------------------------------------------------- pure parts
+
+
+def resolve_person(*, phone: str | None, person: str | None, person_key: bytes) -> str:
+    """The person id named by exactly one of a mobile number or a person id."""
+    if bool(phone) == bool(person):
+        raise AdminError(400, "bad_request", "give exactly one of 'phone' or 'person'")
+    if person:
+        pid = person.strip().lower()
+        if not _PID.fullmatch(pid):
+            raise AdminError(400, "bad_person", f"a person id is {PERSON_ID_HEX} hex digits")
+        return pid
+    try:
+        e164 = normalize_phone(str(phone))
+    except PhoneError as exc:
+        raise AdminError(400, "bad_phone", str(exc)) from None
+    return person_id(e164, person_key)
+
+
+def block_until(now: int, tz: ZoneInfo, *, until: str | None, days: int | None) -> int:
+    """When a block ends: ``days`` = N local days counting today (ends at a local
+    midnight), ``until`` = an ISO date (its local 00:00) or date-time (local unless it
+    has an offset); neither: the end of today."""
+    if until is not None and days is not None:
+        raise AdminError(400, "bad_request", "give 'until' or 'days', not both")
+    today = quota.local_day(now, tz)
+    if until is not None:
+        try:
+            if len(until.strip()) == 10:
+                end = quota.day_start(date.fromisoformat(until.strip()), tz)
+            else:
+                moment = datetime.fromisoformat(until.strip())
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=tz)
+                end = int(moment.timestamp())
+        except ValueError:
+            raise AdminError(
+                400, "bad_until", "'until' is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+08:00]"
+            ) from None
+    else:
+        n = 1 if days is None else days
+        if not 1 <= n <= MAX_BLOCK_DAYS:
+            raise AdminError(400, "bad_days", f"'days' is between 1 and {MAX_BLOCK_DAYS}")
+        end = quota.day_start(today + timedelta(days=n), tz)
+    if end <= now:
+        raise AdminError(400, "bad_until", "the block would end in the past")
+    if end - now > MAX_BLOCK_DAYS * 86400:
+        raise AdminError(400, "bad_until", f"a block lasts at most {MAX_BLOCK_DAYS} days")
+    return end
+
+
+def _iso(epoch: int | None, tz: ZoneInfo) -> str | None:
+    return None if not epoch else datetime.fromtimestamp(epoch, tz).isoformat()
+
+
+# ------------------------------------------------------------------------- actions
+
+
+async def person_status(store: Store, policy: QuotaPolicy, pid: str, now: int) -> dict[str, Any]:
+    """Today's usage, the block and every open session of a person."""
+    tz = policy.timezone
+    day = quota.local_day(now, tz)
+    snap = await store.person_snapshot(pid, quota.day_key(day))
+    records = await store.open_sessions(pid)
+    until, _, reason = snap.block.partition("|")
+    sessions = []
+    for sid in sorted(snap.open):
+        r = records.get(sid, {})
+        sessions.append(
+            {
+                "session": sid,
+                "client": r.get("client", sid.partition("/")[0]),
+                "acct_session_id": r.get("acct_session_id", ""),
+                "mac": r.get("mac", ""),
+                "ip": r.get("ip", ""),
+                "nas_ip": r.get("nas_ip", ""),
+                "nas_id": r.get("nas_id", ""),
+                "venue": r.get("venue", ""),
+                "start": _iso(int(r.get("start") or 0), tz),
+                "last_report": _iso(snap.open[sid][1], tz),
+                "session_time": int(r.get("seen") or 0),
+                "closing": _iso(snap.closing.get(sid), tz),
+            }
+        )
+    lasts = [last for _, last in snap.open.values() if last >= now - policy.stale_grace]
+    midnight = quota.next_midnight(now, tz)
+    projected = projected_exhaustion(lasts, snap.used, policy.daily_seconds, midnight)
+    return {
+        "person": pid,
+        "day": day.isoformat(),
+        "used_seconds": snap.used,
+        "daily_seconds": policy.daily_seconds,
+        "remaining_seconds": quota.remaining_today(snap.used, policy.daily_seconds),
+        "projected_exhaustion": _iso(projected, tz),
+        "blocked": ({"until": _iso(int(until or 0), tz), "reason": reason} if snap.block else None),
+        "sessions": sessions,
+    }
+
+
+def _outcomes(outcomes: list[SessionOutcome]) -> list[dict[str, Any]]:
+    return [
+        {"session": o.sid, "client": o.client, "result": o.result, "error_cause": o.error_cause}
+        for o in outcomes
+    ]
+
+
+async def disconnect(enforcer: Enforcer, pid: str, *, reason: str = "admin") -> dict[str, Any]:
+    """RFC 5176 Disconnect-Request to every open session of the person, now."""
+    try:
+        outcomes = await enforcer.disconnect_now(pid, reason=reason)
+    except EnforcerBusy:
+        raise AdminError(409, "busy", "the enforcer is acting on this person; retry") from None
+    log.info("admin.disconnect", person=pid, sessions=len(outcomes), reason=reason)
+    return {"person": pid, "disconnected": _outcomes(outcomes)}
+
+
+async def block(
+    store: Store,
+    enforcer: Enforcer,
+    policy: QuotaPolicy,
+    pid: str,
+    *,
+    now: int,
+    until: int,
+    reason: str,
+) -> dict[str, Any]:
+    """Block until ``until`` (rejected at auth) and disconnect the person's sessions."""
+    text = " ".join(reason.split())[:MAX_REASON]
+    await store.set_block(pid, f"{until}|{text}", until - now)
+    await store.index_due({pid: now})  # the enforcer loop follows up if a NAS is silent
+    log.info("admin.block", person=pid, until=until)
+    result = await disconnect(enforcer, pid, reason="blocked")
+    return {
+        "person": pid,
+        "blocked": {"until": _iso(until, policy.timezone), "reason": text},
+        "disconnected": result["disconnected"],
+    }
+
+
+async def unblock(store: Store, pid: str) -> dict[str, Any]:
+    removed = await store.clear_block(pid)
+    log.info("admin.unblock", person=pid, was_blocked=removed)
+    return {"person": pid, "was_blocked": removed}
+
+
+# ------------------------------------------------------------------------- HTTP
+
+
+def _controller(request: web.Request) -> Controller:
+    from controller.http import CONTROLLER
+
+    return request.app[CONTROLLER]
+
+
+async def _handle(request: web.Request, action: str) -> web.Response:
+    from controller.reports.auth import HttpProblem, bearer, json_error
+
+    ctl = _controller(request)
+    try:
+        bearer(request, ctl.config, "admin")
+    except HttpProblem as exc:
+        return json_error(exc.status, exc.code, exc.message, exc.headers)
+    try:
+        if request.method == "GET":
+            args: dict[str, Any] = dict(request.query)
+        else:
+            try:
+                args = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                raise AdminError(400, "bad_json", "the body is not JSON") from None
+            if not isinstance(args, dict):
+                raise AdminError(400, "bad_json", "the body is a JSON object")
+        body = await _run(ctl, action, args)
+    except AdminError as exc:
+        return json_error(exc.status, exc.code, exc.message)
+    except StoreUnavailable:
+        return json_error(503, "store_unavailable", "Redis is not answering; retry")
+    return web.json_response(body)
+
+
+async def _run(ctl: Controller, action: str, args: dict[str, Any]) -> dict[str, Any]:
+    if ctl.store is None or ctl.enforcer is None:
+        raise AdminError(503, "not_ready", "the controller is starting")
+    for key in ("phone", "person", "until", "reason"):
+        if args.get(key) is not None and not isinstance(args[key], str):
+            raise AdminError(400, "bad_request", f"'{key}' is a string")
+    days = args.get("days")
+    if days is not None:
+        try:
+            days = int(days)
+        except (TypeError, ValueError):
+            raise AdminError(400, "bad_days", "'days' is an integer") from None
+    pid = resolve_person(
+        phone=args.get("phone"), person=args.get("person"), person_key=ctl.person_key
+    )
+    now = int(ctl.clock())
+    policy = ctl.config.quota
+    if action == "sessions":
+        return await person_status(ctl.store, policy, pid, now)
+    if action == "disconnect":
+        return await disconnect(ctl.enforcer, pid)
+    if action == "block":
+        until = block_until(now, policy.timezone, until=args.get("until"), days=days)
+        return await block(
+            ctl.store,
+            ctl.enforcer,
+            policy,
+            pid,
+            now=now,
+            until=until,
+            reason=args.get("reason") or "",
+        )
+    return await unblock(ctl.store, pid)
+
+
+async def sessions_route(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/sessions?phone=…|person=… — today's usage and open sessions."""
+    return await _handle(request, "sessions")
+
+
+async def disconnect_route(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/disconnect {"phone"|"person"} — end every session now."""
+    return await _handle(request, "disconnect")
+
+
+async def block_route(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/block {"phone"|"person", "until"?|"days"?, "reason"?}."""
+    return await _handle(request, "block")
+
+
+async def unblock_route(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/unblock {"phone"|"person"}."""
+    return await _handle(request, "unblock")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/admin/sessions", sessions_route)
+    app.router.add_post("/api/v1/admin/disconnect", disconnect_route)
+    app.router.add_post("/api/v1/admin/block", block_route)
+    app.router.add_post("/api/v1/admin/unblock", unblock_route)
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def add_parser(sub: Any) -> None:
+    """``citywifi admin sessions|disconnect|block|unblock``."""
+    admin = sub.add_parser("admin", help="a person's sessions and usage; disconnect, block")
+    actions = admin.add_subparsers(dest="admin_command", required=True)
+    helps = {
+        "sessions": "today's usage and open sessions of a person",
+        "disconnect": "disconnect every open session of a person now (RFC 5176)",
+        "block": "reject a person at login until a time, and disconnect them",
+        "unblock": "lift a block",
+    }
+    for name, text in helps.items():
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--config", required=True, type=Path)
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--phone", help="mobile number")
+        who.add_argument("--person", help="person id")
+        if name == "block":
+            when = p.add_mutually_exclusive_group()
+            when.add_argument("--until", help="YYYY-MM-DD (its 00:00) or YYYY-MM-DDTHH:MM")
+            when.add_argument("--days", type=int, help="N local days counting today")
+            p.add_argument("--reason", default="", help="kept with the block")
+
+
+async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    from controller.app import connect_store
+    from controller.identity import load_person_key
+    from controller.redis_conn import embedded_for
+
+    embedded = embedded_for(config.redis)
+    store = await connect_store(config, embedded)
+    enforcer = Enforcer(config, store)
+    try:
+        await enforcer.start(loop=False)
+        pid = resolve_person(
+            phone=args.phone,
+            person=args.person,
+            person_key=load_person_key(config.security.person_key, config.redis.data_dir),
+        )
+        now = int(time.time())
+        action = args.admin_command
+        if action == "sessions":
+            return await person_status(store, config.quota, pid, now)
+        if action == "disconnect":
+            return await disconnect(enforcer, pid)
+        if action == "block":
+            until = block_until(now, config.quota.timezone, until=args.until, days=args.days)
+            return await block(
+                store, enforcer, config.quota, pid, now=now, until=until, reason=args.reason
+            )
+        return await unblock(store, pid)
+    finally:
+        await enforcer.stop()
+        await store.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)  # only a server this command started
+
+
+def run_cli(config: Config, args: argparse.Namespace) -> int:
+    """Run one admin command; print its JSON answer. Exit 2 on a usage problem."""
+    from controller.logs import configure_logging
+
+    configure_logging(config.log)  # logs to stderr: stdout is the answer
+    try:
+        result = asyncio.run(_cli(config, args))
+    except AdminError as exc:
+        print(f"citywifi admin {args.admin_command}: {exc.message}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"citywifi admin {args.admin_command}: Redis unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0

@@ -1,0 +1,435 @@
+"""The security audit log: who was online where and when, kept for the public-security
+authority (MPS Order 82 Art. 13, Cybersecurity Law Art. 21; see docs/audit.md).
+
+Records come from the outbox like the usage ledger (controller.archive): one per closed
+session (with its start and stop) and one per Access-Request decision (accept or reject,
+with the reason). Unlike the ledger they carry the phone number, so they live in their own
+archive partitions, are trimmed after ``audit.retention_days`` and are readable only with
+the ``audit`` role; every export is itself logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import getpass
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, NamedTuple
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiohttp import web
+
+from controller import quota
+from controller.config import Client, Config
+from controller.identity import person_id
+from controller.mac import normalize_mac
+from controller.phone import PhoneError, normalize_phone
+from controller.registry import Registry
+from controller.reports.auth import HttpProblem, api, bearer
+from radius.attrs import Attr
+from radius.packet import Request
+
+if TYPE_CHECKING:
+    from controller.archive import Archive
+
+log = structlog.get_logger("citywifi.audit")
+
+AUDIT_SCHEMA: tuple[tuple[str, str], ...] = (
+    ("day", "DATE"),  # local day of ``time`` (the partition)
+    ("record_id", "VARCHAR"),
+    ("kind", "VARCHAR"),  # session | login
+    ("time", "BIGINT"),  # epoch: session start, or the login decision
+    ("phone", "VARCHAR"),  # E.164; empty when the person is not known
+    ("pid", "VARCHAR"),
+    ("mac", "VARCHAR"),
+    ("ip", "VARCHAR"),
+    ("client", "VARCHAR"),  # the NAS (RADIUS client id)
+    ("nas_id", "VARCHAR"),
+    ("nas_ip", "VARCHAR"),
+    ("ap", "VARCHAR"),  # Called-Station-Id
+    ("venue", "VARCHAR"),
+    ("start", "BIGINT"),
+    ("stop", "BIGINT"),
+    ("result", "VARCHAR"),  # closed | accept | reject:<reason>
+    ("cause", "VARCHAR"),  # Acct-Terminate-Cause of a session
+    ("archived_at", "BIGINT"),  # epoch ms
+)
+
+
+class AuditRow(NamedTuple):
+    day: date
+    record_id: str
+    kind: str
+    time: int
+    phone: str
+    pid: str
+    mac: str
+    ip: str
+    client: str
+    nas_id: str
+    nas_ip: str
+    ap: str
+    venue: str
+    start: int | None
+    stop: int | None
+    result: str
+    cause: str
+    archived_at: int
+
+
+EXPORT_COLUMNS = (
+    "time",
+    "phone",
+    "person_id",
+    "mac",
+    "ip",
+    "nas",
+    "nas_identifier",
+    "nas_ip",
+    "ap",
+    "venue",
+    "session_start",
+    "session_stop",
+    "result",
+    "terminate_cause",
+    "record_id",
+)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def login_event(
+    registry: Registry, client: Client, request: Request, outcome: str, pid: str | None, now: int
+) -> dict[str, str]:
+    """The outbox entry of one Access-Request decision (``outcome``: controller.access
+    Outcome value); the phone is looked up when it is archived."""
+    called = request.text(Attr.CALLED_STATION_ID) or ""
+    nas_id = request.text(Attr.NAS_IDENTIFIER) or ""
+    nas_ip = request.get(Attr.NAS_IP_ADDRESS)
+    return {
+        "k": "login",
+        "t": str(now),
+        "pid": pid or "",
+        "mac": normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or "",
+        "client": client.id,
+        "nas_id": nas_id,
+        "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
+        "ap": called,
+        "venue": registry.venue_for(client, called, nas_id).id,
+        "result": outcome if outcome == "accept" else f"reject:{outcome}",
+    }
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def session_audit_row(
+    record_id: str, rec: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
+) -> AuditRow:
+    start = _int(rec.get("start")) or 0
+    return AuditRow(
+        day=quota.local_day(start, tz),
+        record_id=record_id,
+        kind="session",
+        time=start,
+        phone=phone,
+        pid=rec.get("pid", ""),
+        mac=rec.get("mac", ""),
+        ip=rec.get("ip", ""),
+        client=rec.get("client", ""),
+        nas_id=rec.get("nas_id", ""),
+        nas_ip=rec.get("nas_ip", ""),
+        ap=rec.get("ap", ""),
+        venue=rec.get("venue", ""),
+        start=start,
+        stop=_int(rec.get("closed")),
+        result="closed",
+        cause=rec.get("cause", ""),
+        archived_at=archived_at,
+    )
+
+
+def login_audit_row(
+    entry_id: str, entry: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
+) -> AuditRow:
+    at = _int(entry.get("t")) or archived_at // 1000
+    return AuditRow(
+        day=quota.local_day(at, tz),
+        record_id=f"login:{entry_id}",
+        kind="login",
+        time=at,
+        phone=phone,
+        pid=entry.get("pid", ""),
+        mac=entry.get("mac", ""),
+        ip="",
+        client=entry.get("client", ""),
+        nas_id=entry.get("nas_id", ""),
+        nas_ip=entry.get("nas_ip", ""),
+        ap=entry.get("ap", ""),
+        venue=entry.get("venue", ""),
+        start=None,
+        stop=None,
+        result=entry.get("result", ""),
+        cause="",
+        archived_at=archived_at,
+    )
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def oldest_kept_day(now: float, tz: ZoneInfo, retention_days: int) -> date:
+    """Partitions of days before this one are gone (a record lives retention_days full days)."""
+    return quota.local_day(int(now), tz) - timedelta(days=retention_days)
+
+
+def trim(archive: Archive, config: Config, now: float) -> list[date]:
+    """Delete audit partitions older than the retention; returns the days removed."""
+    keep_from = oldest_kept_day(now, config.quota.timezone, config.audit.retention_days)
+    removed = archive.trim("audit", keep_from)
+    if removed:
+        log.info(
+            "audit.trimmed",
+            days=len(removed),
+            through=removed[-1].isoformat(),
+            retention_days=config.audit.retention_days,
+        )
+    return removed
+
+
+# --------------------------------------------------------------------------- export
+
+
+class AuditQueryError(ValueError):
+    """A bad export request; ``code`` is the stable error code of the JSON answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    since: int  # epoch, inclusive
+    until: int  # epoch, exclusive
+    phone: str = ""  # E.164
+    mac: str = ""  # normalised
+    format: str = "csv"
+
+    def describe(self, tz: ZoneInfo, person_key: bytes) -> dict[str, str]:
+        """What was asked, for the export log: the phone only as its person id."""
+        out = {
+            "from": datetime.fromtimestamp(self.since, tz).isoformat(),
+            "to": datetime.fromtimestamp(self.until, tz).isoformat(),
+            "format": self.format,
+        }
+        if self.phone:
+            out["person_id"] = person_id(self.phone, person_key)
+        if self.mac:
+            out["mac"] = self.mac
+        return out
+
+
+def parse_instant(text: str, tz: ZoneInfo, *, end: bool, name: str) -> int:
+    """``YYYY-MM-DD`` (a whole local day) or an ISO date-time (local unless it has an offset)."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            if end:
+                day += timedelta(days=1)
+            return int(datetime.combine(day, time(), tz).timestamp())
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise AuditQueryError(
+            "bad_date", f"{name}: '{text}' is not a date (YYYY-MM-DD) or date-time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return int(moment.timestamp())
+
+
+def parse_query(params: Mapping[str, str], config: Config) -> AuditQuery:
+    tz = config.quota.timezone
+    missing = [k for k in ("from", "to") if not params.get(k)]
+    if missing:
+        raise AuditQueryError("missing_parameter", f"missing {' and '.join(missing)}")
+    since = parse_instant(params["from"], tz, end=False, name="from")
+    until = parse_instant(params["to"], tz, end=True, name="to")
+    if until <= since:
+        raise AuditQueryError("bad_range", "'to' must not be before 'from'")
+    if until - since > (config.audit.retention_days + 1) * 86400:
+        raise AuditQueryError(
+            "range_too_long",
+            f"at most {config.audit.retention_days} days (audit.retention_days) per export",
+        )
+    fmt = params.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        raise AuditQueryError("bad_format", f"format must be csv or json, not '{fmt}'")
+    phone = ""
+    if params.get("phone"):
+        try:
+            phone = normalize_phone(params["phone"])
+        except PhoneError as exc:
+            raise AuditQueryError("bad_phone", f"phone: {exc}") from None
+    mac = ""
+    if params.get("mac"):
+        mac = normalize_mac(params["mac"]) or ""
+        if not mac:
+            raise AuditQueryError("bad_mac", f"mac: '{params['mac']}' is not a MAC address")
+    return AuditQuery(since=since, until=until, phone=phone, mac=mac, format=fmt)
+
+
+def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -> list[AuditRow]:
+    """Records in ``[since, until)`` (never older than the retention), newest version of
+    each, in time order. Blocking (DuckDB): call it from a thread."""
+    tz = config.quota.timezone
+    first = max(quota.local_day(q.since, tz), oldest_kept_day(now, tz, config.audit.retention_days))
+    last = quota.local_day(q.until - 1, tz)
+    keep_since = max(
+        q.since, quota.day_start(oldest_kept_day(now, tz, config.audit.retention_days), tz)
+    )
+    files = archive.files("audit", first, last)
+    if not files:
+        return []
+    names = ", ".join(name for name, _ in AUDIT_SCHEMA)
+    where = ["time >= ?", "time < ?"]
+    args: list[object] = [files, keep_since, q.until]
+    if q.phone:
+        where.append("phone = ?")
+        args.append(q.phone)
+    if q.mac:
+        where.append("mac = ?")
+        args.append(q.mac)
+    sql = f"""
+        SELECT {names} FROM read_parquet(?)
+        WHERE {" AND ".join(where)}
+        QUALIFY row_number() OVER (
+            PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
+        ORDER BY time, record_id
+    """
+    return [AuditRow(*row) for row in archive.query(sql, args)]
+
+
+def _clock(ts: int | None, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, tz).isoformat() if ts is not None else ""
+
+
+def export_rows(rows: Sequence[AuditRow], tz: ZoneInfo) -> list[dict[str, str]]:
+    return [
+        {
+            "time": _clock(r.time, tz),
+            "phone": r.phone,
+            "person_id": r.pid,
+            "mac": r.mac,
+            "ip": r.ip,
+            "nas": r.client,
+            "nas_identifier": r.nas_id,
+            "nas_ip": r.nas_ip,
+            "ap": r.ap,
+            "venue": r.venue,
+            "session_start": _clock(r.start, tz),
+            "session_stop": _clock(r.stop, tz),
+            "result": r.result,
+            "terminate_cause": r.cause,
+            "record_id": r.record_id,
+        }
+        for r in rows
+    ]
+
+
+def render(rows: Sequence[AuditRow], q: AuditQuery, tz: ZoneInfo) -> bytes:
+    records = export_rows(rows, tz)
+    if q.format == "json":
+        return json.dumps(
+            {"records": records, "count": len(records)}, ensure_ascii=False, indent=1
+        ).encode()
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for rec in records:
+        writer.writerow([rec[c] for c in EXPORT_COLUMNS])
+    return b"\xef\xbb\xbf" + out.getvalue().encode()
+
+
+def log_export(
+    archive: Archive,
+    config: Config,
+    person_key: bytes,
+    who: str,
+    q: AuditQuery,
+    count: int,
+    now: float,
+) -> None:
+    """Every export is itself recorded: who, when, what (never the phone number itself)."""
+    entry = {
+        "at": datetime.fromtimestamp(now, config.quota.timezone).isoformat(),
+        "who": who,
+        "records": count,
+        **q.describe(config.quota.timezone, person_key),
+    }
+    archive.append_export_log(entry)
+    log.info("audit.export", **entry)
+
+
+def export(
+    archive: Archive, config: Config, person_key: bytes, who: str, q: AuditQuery, now: float
+) -> bytes:
+    rows = query_records(archive, config, q, now)
+    log_export(archive, config, person_key, who, q, len(rows), now)
+    return render(rows, q, config.quota.timezone)
+
+
+# --------------------------------------------------------------------------- HTTP and CLI
+
+
+@api
+async def handle_export(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/audit/export?from=&to=[&phone=][&mac=][&format=csv|json]`` (role audit)."""
+    from controller.http import CONTROLLER
+
+    ctl = request.app[CONTROLLER]
+    principal = bearer(request, ctl.config, "audit")
+    try:
+        q = parse_query(dict(request.query), ctl.config)
+    except AuditQueryError as exc:
+        raise HttpProblem(400, exc.code, exc.message) from None
+    if ctl.archiver is not None:
+        await ctl.archiver.flush()
+    body = await asyncio.to_thread(
+        export, ctl.archive, ctl.config, ctl.person_key, f"token:{principal.name}", q, ctl.clock()
+    )
+    first = datetime.fromtimestamp(q.since, ctl.config.quota.timezone).date().isoformat()
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": "application/json; charset=utf-8"
+            if q.format == "json"
+            else "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="citywifi-audit-{first}.{q.format}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/audit/export", handle_export)
+
+
+def cli_who() -> str:
+    """Who runs an export from the command line (the export log's ``who``)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"

@@ -1,0 +1,580 @@
+"""Quota enforcer: when a person's time is gone, every one of their devices is cut off.
+
+Pure core (no I/O, time as an argument): ``projected_exhaustion`` says when the allowance
+runs out if every open session keeps running from its last report; ``plan_person`` turns
+a person's snapshot into "disconnect these sessions now" and "look again at".
+
+Asyncio shell (``Enforcer``), shaped like aioquic's protocol: after each recorded
+Start/Interim/Stop the RADIUS service hands over the person's snapshot (read in the same
+Redis round trip as the write); the due time is computed and written to the global due
+index ``cw:idx:due`` after the Accounting-Response went out, batched, and only ever moved
+earlier there (ZADD LT). One loop timer is armed at the earliest due time in Redis, the
+next stale session or the next sweep, whichever comes first. At due time the person is
+leased (SET NX PX, so one of several processes acts), re-read and re-planned; each
+session whose time is really gone gets an RFC 5176 Disconnect-Request (``radius.dae``).
+An ACK marks the session closing (its Stop follows), a NAK 503 closes it here; no answer
+is retried with backoff, then given up, logged and counted, and tried again one interim
+later. The same loop closes sessions without accounting for ``quota.stale_grace``.
+See docs/enforcement.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from prometheus_client import Counter
+
+from controller import keys, quota
+from controller.config import Client, Config
+from controller.store import (
+    AccountingResult,
+    AccountingWrite,
+    PersonSnapshot,
+    Store,
+    StoreUnavailable,
+)
+from radius.attrs import AcctStatus, TerminateCause
+from radius.dae import DaeClient, DaeOutcome, DaeResult, DaeTarget, SessionIdentity
+
+log = structlog.get_logger("citywifi.enforcer")
+
+STALE_CAUSE: Final = str(int(TerminateCause.LOST_SERVICE))
+"""Acct-Terminate-Cause recorded for a session closed without a Stop because its NAS went
+silent, or because the NAS answered a Disconnect-Request with "no such session" (503)."""
+
+BATCH: Final = 256  # due persons / stale sessions read per look at an index
+MAX_STALE_BATCHES: Final = 20  # stale sessions closed per tick at most: BATCH x this
+MAX_ACTING: Final = 64  # persons being acted on at once by one process (no storms)
+BUSY_WAKE: Final = 0.2  # real seconds until the next look when a batch was full
+
+DISCONNECTS = Counter(
+    "citywifi_enforcer_disconnects_total",
+    "Sessions the enforcer asked a NAS to end, by reason (quota, blocked, admin) and result "
+    "(acked, closed: NAK 503, naked: other NAK, failed: no answer, no_client, unsupported)",
+    ["reason", "result"],
+)
+STALE_CLOSED = Counter(
+    "citywifi_enforcer_stale_closed_total",
+    "Sessions closed as stale: no accounting for longer than quota.stale_grace",
+)
+CHECKS = Counter(
+    "citywifi_enforcer_checks_total",
+    "Looks at a due person: acted, not_due (re-planned), leased_elsewhere, failed",
+    ["result"],
+)
+COAS = Counter(
+    "citywifi_enforcer_coa_total",
+    "CoA-Requests with a new Session-Timeout sent when a person opened another session",
+    ["result"],
+)
+
+
+# ------------------------------------------------------------------------- pure core
+
+
+def projected_exhaustion(
+    lasts: Sequence[int], used: int, daily: int, next_midnight: int
+) -> int | None:
+    """When the day's allowance runs out if every session keeps running from its last
+    report (each report counted usage up to its own time): the smallest whole second ``t``
+    with ``used + sum(t - last_i) >= daily``, i.e. the time left divided among the sessions.
+
+    At ``next_midnight`` a fresh allowance starts; a session running into it drains that
+    one (DESIGN: quota semantics), so a projection past midnight becomes midnight plus the
+    new day's allowance divided among the sessions. None: no session runs.
+    """
+    n = len(lasts)
+    if n == 0:
+        return None
+    due = -((used - daily - sum(lasts)) // n)  # ceil((daily - used + sum) / n), exact ints
+    if due >= next_midnight:
+        return next_midnight + -(-daily // n)
+    return due
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    disconnect: tuple[str, ...] = ()  # sessions to send a Disconnect-Request now
+    wake: int | None = None  # when to look at the person again (None: nothing open)
+    reason: str = "quota"  # quota | blocked | admin
+
+    def index_at(self, now: int) -> int | None:
+        """The person's due-index score: now when something is to be done, else ``wake``."""
+        return now if self.disconnect else self.wake
+
+
+def plan_person(
+    snap: PersonSnapshot,
+    *,
+    now: int,
+    daily: int,
+    next_midnight: int,
+    stale_before: int,
+    retry_after: int,
+    force: bool = False,
+) -> Plan:
+    """What to do about one person at ``now`` (``snap.used`` is the usage of now's day).
+
+    Sessions with accounting since ``stale_before`` are running and drain the allowance;
+    older ones are left to the stale sweep (counted to their last report) but are still
+    disconnected when the person's time is gone. A session whose NAS acknowledged a
+    Disconnect-Request is asked again only ``retry_after`` seconds after the ACK (its Stop
+    is on the way). ``force`` (admin) disconnects every open session at once; a block does
+    so too, except for sessions already closing.
+    """
+    if not snap.open:
+        return Plan(wake=None)
+    reason = "admin" if force else ("blocked" if snap.block else "quota")
+    due = now
+    if not (force or snap.block):
+        running = [last for _, last in snap.open.values() if last >= stale_before]
+        projected = projected_exhaustion(running, snap.used, daily, next_midnight)
+        if projected is None:
+            return Plan(wake=None, reason=reason)  # only stale sessions: the sweep's
+        due = projected
+    if due > now:
+        return Plan(wake=due, reason=reason)
+    act: list[str] = []
+    waits: list[int] = []
+    for sid in sorted(snap.open):
+        acked = snap.closing.get(sid)
+        if force or acked is None or now >= acked + retry_after:
+            act.append(sid)
+        else:
+            waits.append(acked + retry_after)
+    if act:
+        waits.append(now + retry_after)
+    return Plan(tuple(act), min(waits) if waits else None, reason)
+
+
+def dae_address(client: Client, record: Mapping[str, str]) -> str | None:
+    """Where to send a session's RFC 5176 requests: the client's address; for a client
+    network, the session's NAS-IP-Address when it lies in that network, else the address
+    its accounting came from."""
+    net = client.network
+    if net.num_addresses == 1:
+        return str(net.network_address)
+    candidates = [record.get("nas_ip", ""), record.get("nas_src", "")]
+    for candidate in candidates:
+        with contextlib.suppress(ValueError):
+            if candidate and ipaddress.ip_address(candidate) in net:
+                return candidate
+    return next((c for c in candidates if c), None)
+
+
+def session_identity(record: Mapping[str, str]) -> SessionIdentity:
+    """The session as its NAS described it (the attributes are echoed as they were sent)."""
+    return SessionIdentity(
+        acct_session_id=record.get("acct_session_id", ""),
+        user_name=record.get("user", ""),
+        calling_station_id=record.get("calling") or record.get("mac", ""),
+        nas_ip_address=record.get("nas_ip", ""),
+        nas_identifier=record.get("nas_id", ""),
+        framed_ip_address=record.get("ip", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOutcome:
+    sid: str
+    client: str
+    result: str  # acked | closed | naked | failed | no_client | unsupported
+    error_cause: int | None = None
+    attempts: int = 0
+
+
+class EnforcerBusy(Exception):
+    """Another process is acting on the person; try again in a moment."""
+
+
+# ------------------------------------------------------------------------- asyncio shell
+
+
+def clock_rate(clock: Callable[[], float]) -> float:
+    """Clock seconds per real second: 1 for ``time.time``; a simulated clock running
+    faster (the NAS simulator's ``SimClock``) says so in a ``rate`` attribute."""
+    return float(getattr(clock, "rate", 1.0))
+
+
+class Enforcer:
+    """The asyncio side: due index writer, one timer loop, leases, disconnects, sweeps.
+
+    ``accounted`` is the RADIUS service's hook. ``start()`` runs the loop when
+    ``enforcer.enabled`` (the due index is written either way, so another process can
+    act); ``disconnect_now`` serves the admin API and CLI.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        rate: float | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.rate = clock_rate(clock) if rate is None else rate
+        self.instance = secrets.token_hex(6)
+        self.dae: DaeClient | None = None
+        self._due: dict[str, int] = {}
+        self._due_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._armed = math.inf  # clock time the loop sleeps until (inf while a tick runs)
+        self._news = math.inf  # earliest due time written while a tick ran
+        self._busy: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._slots = asyncio.Semaphore(MAX_ACTING)
+        self.apply_config(config)
+
+    def apply_config(self, config: Config) -> None:
+        """Take a new config (SIGHUP): clients, quota policy, DAE timeouts."""
+        self.config = config
+        self.settings = config.enforcer
+        self.policy = config.quota
+        self.clients = {c.id: c for c in config.clients}
+        if self.dae is not None:
+            self.dae.timeout = self.settings.disconnect_timeout
+            self.dae.retries = self.settings.disconnect_retries
+
+    @property
+    def lease_ms(self) -> int:
+        return max(1, int(self.settings.lease * 1000))
+
+    async def start(self, *, loop: bool | None = None) -> None:
+        """Open the DAE socket and the due-index writer; run the loop when enabled."""
+        bind = self.config.radius.bind
+        self.dae = DaeClient(
+            bind=bind,
+            timeout=self.settings.disconnect_timeout,
+            retries=self.settings.disconnect_retries,
+        )
+        self._started = self.clock()
+        self._writer = asyncio.ensure_future(self._write_due())
+        if self.settings.enabled if loop is None else loop:
+            self._runner = asyncio.ensure_future(self._run())
+        log.info("enforcer.started", acting=self._runner is not None, instance=self.instance)
+
+    async def stop(self) -> None:
+        """Stop acting (leases are released), flush the due index, close the socket."""
+        for task in (self._runner, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._runner, *list(self._tasks)):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._runner = None
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        if self._due:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.index_due(self._due)
+            self._due = {}
+        if self.dae is not None:
+            await self.dae.close()
+            self.dae = None
+
+    # -- planning ----------------------------------------------------------------------
+
+    def day(self, now: int) -> str:
+        return quota.day_key(quota.local_day(now, self.policy.timezone))
+
+    def plan(self, snap: PersonSnapshot, now: int, *, force: bool = False) -> Plan:
+        q = self.policy
+        return plan_person(
+            snap,
+            now=now,
+            daily=q.daily_seconds,
+            next_midnight=quota.next_midnight(now, q.timezone),
+            stale_before=now - math.ceil(q.stale_grace),
+            retry_after=q.interim_interval,
+            force=force,
+        )
+
+    # -- from the accounting path --------------------------------------------------------
+
+    def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:
+        """RADIUS service hook: schedule indexing after the Accounting-Response is sent."""
+        if result.snapshot is None or write.fields.get("known") == "0":
+            return  # accounting we cannot tie to a person has no allowance to enforce
+        asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
+
+    def _note(self, write: AccountingWrite, snap: PersonSnapshot) -> None:
+        plan = self.plan(snap, write.event_time)
+        at = plan.index_at(write.event_time)
+        if at is not None:
+            prev = self._due.get(write.pid)
+            self._due[write.pid] = at if prev is None else min(prev, at)
+            self._due_ready.set()
+        if (
+            self.settings.coa_on_new_session
+            and write.status == AcctStatus.START
+            and len(snap.open) > 1
+            and plan.wake is not None
+            and not plan.disconnect
+            and self.dae is not None
+        ):
+            self._spawn(self._coa_person(write.pid, tuple(snap.open), plan.wake))
+
+    async def _write_due(self) -> None:
+        """Flush noted due times to Redis, as many as gathered while the last flush ran."""
+        while True:
+            await self._due_ready.wait()
+            self._due_ready.clear()
+            batch, self._due = self._due, {}
+            if not batch:
+                continue
+            try:
+                await self.store.index_due(batch)
+            except StoreUnavailable as exc:
+                log.warning("enforcer.index_unavailable", error=str(exc), pending=len(batch))
+                for pid, at in batch.items():
+                    self._due[pid] = min(at, self._due.get(pid, at))
+                await asyncio.sleep(1.0)
+                self._due_ready.set()
+                continue
+            self._heard(min(batch.values()))
+
+    def _heard(self, at: float) -> None:
+        """A due time was written: wake the loop if it is earlier than its timer (during a
+        tick, remember it: the tick's own answer may not include it)."""
+        if self._armed == math.inf:
+            self._news = min(self._news, at)
+        elif at < self._armed:
+            self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                wake = await self.tick()
+            except StoreUnavailable as exc:
+                log.warning("enforcer.store_unavailable", error=str(exc))
+                wake = self.clock() + self.settings.sweep_interval * self.rate
+            except Exception:
+                log.exception("enforcer.tick_failed")
+                wake = self.clock() + self.settings.sweep_interval * self.rate
+            wake, self._news = min(wake, self._news), math.inf
+            await self._sleep_until(wake)
+
+    async def _sleep_until(self, wake: float) -> None:
+        self._armed = wake
+        delay = (wake - self.clock()) / self.rate
+        if delay > 0 and not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake.clear()
+        self._armed = math.inf  # a tick runs: news is kept in _news
+
+    async def tick(self) -> float:
+        """One look: act on every person due by now, close stale sessions. Returns the
+        clock time of the next look."""
+        now = self.clock()
+        interval = self.settings.sweep_interval * self.rate
+        wake = now + interval
+        due = await self.store.due_persons(now, BATCH)
+        for pid, score in due:
+            if pid not in self._busy:
+                self._busy.add(pid)
+                self._spawn(self._act(pid, score))
+        if len(due) == BATCH:
+            wake = min(wake, now + BUSY_WAKE * self.rate)
+        grace = math.ceil(self.policy.stale_grace)
+        warm = self._started + grace
+        if now >= warm:
+            if await self.sweep_stale(int(now)):
+                wake = min(wake, now + BUSY_WAKE * self.rate)
+        else:
+            wake = min(wake, warm)
+        next_due, oldest = await self.store.enforcer_timers()
+        if next_due is not None and next_due > now:
+            wake = min(wake, next_due)
+        if oldest is not None and oldest + grace + 1 > now:
+            wake = min(wake, oldest + grace + 1)
+        return wake
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _act(self, pid: str, seen: float) -> None:
+        """Lease the person, re-plan with the latest figures, act, move the index entry."""
+        try:
+            async with self._slots:
+                token = f"{self.instance}:{secrets.token_hex(4)}"
+                if not await self.store.acquire_lease(pid, token, self.lease_ms):
+                    CHECKS.labels("leased_elsewhere").inc()
+                    return
+                try:
+                    new = await self._enforce(pid)
+                    await self.store.reindex_due(pid, seen, new)
+                    if new is not None:
+                        self._heard(new)
+                finally:
+                    with contextlib.suppress(StoreUnavailable):
+                        await self.store.release_lease(pid, token)
+        except StoreUnavailable as exc:
+            CHECKS.labels("failed").inc()
+            log.warning("enforcer.store_unavailable", person=pid, error=str(exc))
+        except Exception:
+            CHECKS.labels("failed").inc()
+            log.exception("enforcer.act_failed", person=pid)
+        finally:
+            self._busy.discard(pid)
+
+    async def _enforce(self, pid: str) -> int | None:
+        now = int(self.clock())
+        plan = self.plan(await self.store.person_snapshot(pid, self.day(now)), now)
+        if not plan.disconnect:
+            CHECKS.labels("not_due").inc()
+            return plan.wake
+        CHECKS.labels("acted").inc()
+        await self._disconnect(pid, plan.disconnect, plan.reason)
+        now = int(self.clock())
+        after = self.plan(await self.store.person_snapshot(pid, self.day(now)), now)
+        # still something to do (no answer): try again one interim later, not at once
+        return now + self.policy.interim_interval if after.disconnect else after.wake
+
+    async def _disconnect(self, pid: str, sids: Sequence[str], reason: str) -> list[SessionOutcome]:
+        return list(await asyncio.gather(*(self._disconnect_one(pid, sid, reason) for sid in sids)))
+
+    async def _disconnect_one(self, pid: str, sid: str, reason: str) -> SessionOutcome:
+        record = await self.store.session(pid, sid)
+        client_id = record.get("client") or sid.partition("/")[0]
+        client = self.clients.get(client_id)
+        host = dae_address(client, record) if client is not None else None
+        if client is None or host is None or self.dae is None:
+            DISCONNECTS.labels(reason, "no_client").inc()
+            log.warning("enforcer.no_client", person=pid, session=sid, client=client_id)
+            return SessionOutcome(sid, client_id, "no_client")
+        target = DaeTarget(host, client.coa_port, client.secret, client.vendor)
+        try:
+            result = await self.dae.disconnect(
+                target, session_identity(record), event_timestamp=int(self.clock())
+            )
+        except ValueError as exc:
+            DISCONNECTS.labels(reason, "unsupported").inc()
+            log.warning("enforcer.unsupported", person=pid, session=sid, error=str(exc))
+            return SessionOutcome(sid, client_id, "unsupported")
+        outcome = await self._apply(pid, sid, client_id, result)
+        DISCONNECTS.labels(reason, outcome).inc()
+        log.info(
+            "enforcer.disconnect",
+            person=pid,
+            session=sid,
+            client=client_id,
+            nas=host,
+            reason=reason,
+            result=outcome,
+            error_cause=result.error_cause,
+            attempts=result.attempts,
+        )
+        return SessionOutcome(sid, client_id, outcome, result.error_cause, result.attempts)
+
+    async def _apply(self, pid: str, sid: str, client_id: str, result: DaeResult) -> str:
+        if result.outcome is DaeOutcome.ACK:
+            await self.store.mark_closing(pid, sid, int(self.clock()))
+            return "acked"
+        if result.session_gone:  # the NAS has no such session: it ended without our Stop
+            await self.store.close_session(pid, sid, client_id, STALE_CAUSE)
+            return "closed"
+        return "naked" if result.outcome is DaeOutcome.NAK else "failed"
+
+    # -- stale sessions -------------------------------------------------------------------
+
+    async def sweep_stale(self, now: int) -> bool:
+        """Close every session without accounting for longer than ``quota.stale_grace``,
+        counted to its last report. Returns True if work was left for the next look."""
+        before = now - math.ceil(self.policy.stale_grace)
+        touched: dict[str, int] = {}
+        full = False
+        for _ in range(MAX_STALE_BATCHES):
+            refs = await self.store.stale_sessions(before, BATCH)
+            for ref in refs:
+                pid, sid = keys.parse_session_ref(ref)
+                client_id = sid.partition("/")[0]
+                status, last = await self.store.close_stale(
+                    pid, sid, client_id, before, STALE_CAUSE
+                )
+                if status == 1:
+                    STALE_CLOSED.inc()
+                    touched[pid] = now
+                    log.info(
+                        "enforcer.stale_closed",
+                        person=pid,
+                        session=sid,
+                        client=client_id,
+                        last=last,
+                    )
+            full = len(refs) == BATCH
+            if not full:
+                break
+        await self.store.index_due(touched)  # their other sessions' projection changed
+        return full
+
+    # -- CoA: shorter Session-Timeouts when a person adds a device ------------------------
+
+    async def _coa_person(self, pid: str, sids: Sequence[str], due: int) -> None:
+        """Give each open session Session-Timeout = projected exhaustion - its start, so a
+        NAS ignoring Disconnect still stops in time (RFC 5176 §3.2, CoA-Request)."""
+        now = int(self.clock())
+        for sid in sids:
+            record = await self.store.session(pid, sid)
+            client = self.clients.get(record.get("client", ""))
+            host = dae_address(client, record) if client is not None else None
+            if client is None or host is None or self.dae is None:
+                COAS.labels("no_client").inc()
+                continue
+            start = int(record.get("start") or now)
+            try:
+                result = await self.dae.coa(
+                    DaeTarget(host, client.coa_port, client.secret, client.vendor),
+                    session_identity(record),
+                    event_timestamp=now,
+                    session_timeout=max(1, due - start),
+                )
+            except ValueError:
+                COAS.labels("unsupported").inc()
+                continue
+            COAS.labels(result.outcome.value).inc()
+            log.info("enforcer.coa", person=pid, session=sid, result=result.outcome.value)
+
+    # -- admin ------------------------------------------------------------------------------
+
+    async def disconnect_now(self, pid: str, *, reason: str = "admin") -> list[SessionOutcome]:
+        """Disconnect every open session of a person now (admin, block). Raises
+        ``EnforcerBusy`` when another process holds the person for longer than one
+        disconnect exchange."""
+        if self.dae is None:
+            raise RuntimeError("the enforcer is not started")
+        token = f"{self.instance}:{secrets.token_hex(4)}"
+        deadline = time.monotonic() + self.dae.timeout * (self.dae.retries + 2) * 4
+        while not await self.store.acquire_lease(pid, token, self.lease_ms):
+            if time.monotonic() > deadline:
+                raise EnforcerBusy(pid)
+            await asyncio.sleep(0.05)
+        try:
+            now = int(self.clock())
+            plan = self.plan(await self.store.person_snapshot(pid, self.day(now)), now, force=True)
+            return await self._disconnect(pid, plan.disconnect, reason)
+        finally:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.release_lease(pid, token)

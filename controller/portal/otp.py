@@ -1,0 +1,89 @@
+"""SMS login codes: 6 digits from ``secrets``, valid 5 minutes, at most 5 attempts,
+compared in constant time, single use, kept in Redis only as a keyed digest.
+
+The pure rules (``new_code``, ``clean_code``, ``judge``) are separate from the Redis
+calls (``OtpBook``) so tests can check each rule without a server. Attempts are counted
+atomically in Lua (``controller/lua/otp_attempt.lua``); a sixth attempt finds the code
+locked even when it is right. Single use: the verifying request must win the ``DEL``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from controller.portal.errors import PortalError
+from controller.portal.signing import Signer
+from controller.store import Store
+
+CODE_DIGITS: Final = 6
+CODE_TTL: Final = 300  # seconds
+MAX_ATTEMPTS: Final = 5
+
+
+def new_code(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
+    """Six uniformly random digits (leading zeros kept)."""
+    return f"{randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def clean_code(raw: str) -> str:
+    """What the person typed -> six ASCII digits; full-width digits (IME) and spaces are
+    fine. Raises ``PortalError("invalid_code")`` otherwise (no attempt is counted)."""
+    text = unicodedata.normalize("NFKC", raw or "").replace(" ", "").replace("-", "")
+    if len(text) != CODE_DIGITS or not text.isascii() or not text.isdigit():
+        raise PortalError("invalid_code", 400)
+    return text
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED = "locked"  # too many attempts: request a new code
+    GONE = "gone"  # expired, already used, or never sent
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    attempts_left: int = 0
+
+
+def judge(status: str, stored: str, tries: int, given: str, max_attempts: int) -> Outcome:
+    """Decide one attempt from what ``otp_attempt.lua`` returned (pure)."""
+    if status == "gone":
+        return Outcome(Verdict.GONE)
+    if status == "locked" or tries > max_attempts:
+        return Outcome(Verdict.LOCKED)
+    if stored and hmac.compare_digest(stored.encode(), given.encode()):
+        return Outcome(Verdict.OK, max_attempts - tries)
+    left = max_attempts - tries
+    return Outcome(Verdict.WRONG if left > 0 else Verdict.LOCKED, left)
+
+
+class OtpBook:
+    """Codes of phones, by person id (the keyed hash of the number, never the number)."""
+
+    def __init__(self, store: Store, signer: Signer) -> None:
+        self.store = store
+        self.signer = signer
+
+    def _digest(self, pid: str, code: str) -> str:
+        return self.signer.digest("otp", f"{pid}|{code}")
+
+    async def issue(self, pid: str, now: int) -> str:
+        """A fresh code replacing any pending one; the caller sends it by SMS."""
+        code = new_code()
+        await self.store.otp_put(pid, self._digest(pid, code), CODE_TTL, now)
+        return code
+
+    async def verify(self, pid: str, code: str) -> Outcome:
+        status, stored, tries = await self.store.otp_attempt(pid, MAX_ATTEMPTS)
+        outcome = judge(status, stored, tries, self._digest(pid, code), MAX_ATTEMPTS)
+        if outcome.verdict is Verdict.OK and not await self.store.otp_consume(pid):
+            return Outcome(Verdict.GONE)  # a concurrent request used it first
+        return outcome

@@ -1,0 +1,708 @@
+"""HTTP edge of the portal: pages (plain HTML forms, JS optional), the JSON API, the
+RFC 8908 Captive Portal API and venue pages. Flows live in ``service``; this module
+reads requests, maps ``PortalError`` to a page or a JSON error, and sets cookies.
+
+Routes (also in docs/openapi.yaml):
+
+- ``GET /portal`` (NAS redirect parameters or ``ctx``), ``POST /portal/otp``,
+  ``POST /portal/login``, ``POST /portal/continue``, ``GET /portal/status``,
+  ``POST /portal/logout``, ``GET /portal/terms``, ``GET /portal/privacy``,
+  ``GET /portal/logo``, ``GET /portal/static/*``, ``GET /venue/{id}``
+- ``POST /api/v1/otp``, ``POST /api/v1/login``, ``GET /api/v1/me``, ``POST /api/v1/logout``
+- ``GET /captive-portal/api``, ``GET /captive-portal/api/{nas_id}`` (RFC 8908)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import structlog
+from aiohttp import web
+
+from controller.portal import csrf
+from controller.portal.captive_api import CONTENT_TYPE, captive_answer
+from controller.portal.clientaddr import client_address, client_scheme
+from controller.portal.errors import PAGE_ERRORS, PortalError
+from controller.portal.handoff import REDIRECT_PARAMS, NasRedirect, parse_redirect, split_md
+from controller.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
+from controller.portal.otp import CODE_TTL, clean_code
+from controller.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
+from controller.portal.service import LoginResult, Portal, Standing
+from controller.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from controller.app import Controller
+
+log = structlog.get_logger("citywifi.portal")
+
+PORTAL: web.AppKey[Portal] = web.AppKey("portal", Portal)
+DEVICE_COOKIE: Final = "cw_dev"
+routes = web.RouteTableDef()
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ViewHandler = Callable[[web.Request, "View"], Awaitable[web.StreamResponse]]
+
+
+def add_routes(app: web.Application, controller: Controller) -> None:
+    """Mount the portal on the controller's aiohttp app (``controller.http.make_app``)."""
+    portal = Portal(controller)
+    app[PORTAL] = portal
+    app.add_routes(routes)
+    app.router.add_static("/portal/static", STATIC, name="portal-static")
+
+    async def close(_: web.Application) -> None:
+        await portal.close()
+
+    app.on_cleanup.append(close)
+
+
+# --------------------------------------------------------------------------- request facts
+
+
+class View:
+    """One request as the portal sees it: client address and scheme (through trusted
+    proxies), language, NAS context token, cookies; renders pages and errors."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.portal: Portal = request.app[PORTAL]
+        proxies = self.portal.config.portal.trusted_proxies
+        peer = request.remote or ""
+        self.address = client_address(peer, request.headers.get("X-Forwarded-For"), proxies)
+        self.scheme = client_scheme(
+            peer, request.scheme, request.headers.get("X-Forwarded-Proto"), proxies
+        )
+        self.lang = ""
+        self.lang_explicit = False
+        self.ctx = ""  # the sealed NAS redirect, carried by forms and links
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def base_url(self) -> str:
+        return self.portal.config.portal.public_url or f"{self.scheme}://{self.request.host}"
+
+    def choose(self, explicit: object = None) -> str:
+        """Language: explicit ``lang``, the ``cw_lang`` cookie, Accept-Language, zh."""
+        given = explicit if isinstance(explicit, str) else None
+        self.lang = choose_language(
+            given,
+            self.request.cookies.get(LANG_COOKIE),
+            self.request.headers.get("Accept-Language"),
+        )
+        self.lang_explicit = bool(supported(given))
+        return self.lang
+
+    def text(self, key: str, **values: Any) -> str:
+        return self.portal.catalog.text(self.lang or self.choose(), key, **values)
+
+    def error_text(self, exc: PortalError) -> str:
+        values = dict(exc.values)
+        key = f"error.{exc.code}"
+        if isinstance(values.get("resets_at"), datetime):
+            values["resets_at"] = moment(values["resets_at"])
+        if exc.code == "blocked" and isinstance(values.get("until"), datetime):
+            key, values["until"] = "error.blocked_until", moment(values["until"])
+        if not self.portal.catalog.has(key):
+            key = "error.internal"
+        return self.text(key, **values)
+
+    # -- remembered device (portal cookie) -----------------------------------------
+
+    def device_pid(self) -> str | None:
+        """The person a remembered-device cookie names, if it is ours and not expired."""
+        token = self.request.cookies.get(DEVICE_COOKIE, "")
+        payload = self.portal.signer.unsign("device", token) if token else None
+        if payload is None:
+            return None
+        pid, _, expires = payload.decode("ascii", "replace").partition("|")
+        if not expires.isdigit() or int(expires) < self.portal.now():
+            return None
+        return pid
+
+    def set_device(self, response: web.StreamResponse, pid: str) -> None:
+        days = self.portal.config.portal.cookie_days
+        if days <= 0:
+            return
+        expires = int(self.portal.now()) + days * 86400
+        token = self.portal.signer.sign("device", f"{pid}|{expires}".encode())
+        response.set_cookie(
+            DEVICE_COOKIE,
+            token,
+            max_age=days * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=self.secure,
+            path="/",
+        )
+
+    async def pid_at_address(self) -> str | None:
+        """The person with an open RADIUS session at this address (no cookie needed)."""
+        pid = (await self.portal.store.client_at(self.address)).get("pid")
+        if not pid:
+            return None
+        standing = await self.portal.standing(pid)
+        return pid if any(s.get("ip") == self.address for s in standing.sessions) else None
+
+    # -- pages ------------------------------------------------------------------------
+
+    def page(
+        self,
+        template: str,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **values: Any,
+    ) -> web.Response:
+        lang = self.lang or self.choose()
+        token, new = csrf.token_for(self.request)
+        if self.ctx:
+            switch = f"/portal?ctx={quote(self.ctx)}&lang={other(lang)}"
+        else:
+            switch = f"{self.request.path}?lang={other(lang)}"
+        response = render(
+            self.portal.catalog,
+            self.portal.config,
+            template,
+            lang=lang,
+            switch_url=switch,
+            status=status,
+            headers=headers,
+            csrf=token,
+            ctx=self.ctx,
+            **values,
+        )
+        if new:
+            csrf.set_cookie(response, token, self.secure)
+        if self.lang_explicit:
+            response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", path="/")
+        return response
+
+    def message(
+        self,
+        title: str,
+        text: str,
+        *,
+        kind: str = "ok",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        back = f"/portal?ctx={quote(self.ctx)}&lang={self.lang}" if self.ctx else ""
+        return self.page(
+            "message.html",
+            status=status,
+            headers=headers,
+            title=title,
+            text=text,
+            kind=kind,
+            back_url=back or f"/portal?lang={self.lang}",
+            back_text=self.text("back_to_portal"),
+        )
+
+    def failure(self, exc: PortalError) -> web.Response:
+        key = f"title.{exc.code}"
+        title = self.text(key if self.portal.catalog.has(key) else "error.title")
+        return self.message(
+            title, self.error_text(exc), kind="err", status=exc.status, headers=retry_headers(exc)
+        )
+
+    def login_form(
+        self,
+        venue: dict[str, str] | None,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **values: Any,
+    ) -> web.Response:
+        fields: dict[str, Any] = {
+            "error": "",
+            "notice": "",
+            "remembered": "",
+            "phone": "",
+            "code_step": False,
+            "terms": False,
+            "resend_after": 0,
+        }
+        fields.update(values)
+        return self.page(
+            "portal.html", status=status, headers=headers, venue=venue, script=True, **fields
+        )
+
+    def venue_of(self, redirect: NasRedirect) -> dict[str, str] | None:
+        place = self.portal.place(redirect)
+        return venue_view(place.venue, self.portal.config, self.lang) if place.venue else None
+
+    # -- JSON ---------------------------------------------------------------------------
+
+    def json_error(self, exc: PortalError) -> web.Response:
+        body: dict[str, Any] = {"error": exc.code, "message": self.error_text(exc)}
+        if exc.code == "wrong_code":
+            body["attempts_left"] = exc.values.get("attempts_left", 0)
+        if exc.code == "device_limit":
+            body["limit"] = exc.values.get("limit")
+        if exc.retry_after is not None:
+            body["retry_after"] = exc.retry_after
+        if exc.code == "allowance_used_up" and isinstance(exc.values.get("resets_at"), datetime):
+            body["resets_at"] = exc.values["resets_at"].isoformat()
+        return web.json_response(body, status=exc.status, headers=retry_headers(exc))
+
+    async def json_body(self) -> dict[str, Any]:
+        """A JSON object body; ``Content-Type: application/json`` is required (CSRF: a
+        cross-site form cannot send it, a cross-site fetch needs a preflight we never
+        allow)."""
+        if self.request.content_type != "application/json":
+            raise PortalError("unsupported_media_type", 415)
+        text = await self.request.text()
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise PortalError("bad_json", 400)
+        self.choose(data.get("lang"))
+        return data
+
+
+def retry_headers(exc: PortalError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+
+
+def html_page(handler: ViewHandler) -> Handler:
+    """Refusals become a clear page with the right status; Redis outages a 503 page."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        view = View(request)
+        try:
+            return await handler(request, view)
+        except PortalError as exc:
+            return view.failure(exc)
+        except StoreUnavailable as exc:
+            log.warning("portal.store_unavailable", error=str(exc))
+            return view.failure(PortalError("unavailable", 503))
+
+    return wrapped
+
+
+def json_api(handler: ViewHandler) -> Handler:
+    """Errors as ``{"error": code, "message": text}`` with the right status."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        view = View(request)
+        try:
+            return await handler(request, view)
+        except PortalError as exc:
+            return view.json_error(exc)
+        except StoreUnavailable as exc:
+            log.warning("portal.store_unavailable", error=str(exc))
+            return view.json_error(PortalError("unavailable", 503))
+
+    return wrapped
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def _md_candidates(view: View, signed_query: str) -> list[str]:
+    """URL spellings chilli may have signed: its ``uamserver`` is our public URL, seen
+    here perhaps through a proxy (scheme, host) -- the secret is what proves the origin."""
+    path = view.request.raw_path.split("?", 1)[0]
+    hosts = {view.request.host}
+    public = view.portal.config.portal.public_url
+    if public:
+        hosts.add(urlsplit(public).netloc)
+    schemes = ("http", "https")
+    return [f"{scheme}://{host}{path}?{signed_query}" for scheme in schemes for host in hosts]
+
+
+@routes.get("/portal")
+@html_page
+async def portal_page(request: web.Request, view: View) -> web.StreamResponse:
+    """The login page, as the NAS redirects to it (or with the portal's own ``ctx``)."""
+    portal = view.portal
+    query = request.query
+    view.choose(query.get("lang"))
+    if "ctx" in query:
+        redirect = portal.unseal(query["ctx"])
+        view.ctx = query["ctx"]
+        place = portal.place(redirect)
+    else:
+        signed, md, _ = split_md(request.rel_url.raw_query_string)
+        params = dict(parse_qsl(signed, keep_blank_values=True)) if md else dict(query)
+        redirect = parse_redirect(params)
+        place = portal.place(redirect)
+        portal.check_signature(place, md, _md_candidates(view, signed))
+        view.ctx = portal.seal(redirect)
+        if place.client is not None:
+            await portal.remember_address(view.address, redirect, place)
+    if redirect.res in ("success", "already"):
+        pid = view.device_pid() or await view.pid_at_address()
+        if pid:
+            return await _status(view, pid, notice=view.text("already_online"))
+        return view.message(view.text("already_online_title"), view.text("already_online"))
+    error = notice = ""
+    if redirect.res == "failed" or redirect.error:
+        error = view.text("nas_failed", reply=redirect.reply or redirect.error or "-")
+    elif redirect.res == "logoff":
+        notice = view.text("nas_logoff")
+    remembered = ""
+    pid = view.device_pid()
+    if pid and query.get("other") != "1":
+        phone = await portal.store.person_phone(pid)
+        remembered = mask_phone(phone) if phone else ""
+    venue = venue_view(place.venue, portal.config, view.lang) if place.venue else None
+    return view.login_form(venue, error=error, notice=notice, remembered=remembered)
+
+
+async def _form(view: View) -> dict[str, str]:
+    """A portal form post: CSRF-checked, with its language and NAS context noted."""
+    data = await view.request.post()
+    form = {k: v for k, v in data.items() if isinstance(v, str)}
+    view.choose(form.get("lang"))
+    view.ctx = form.get("ctx", "")
+    if not csrf.check(view.request, form.get(csrf.FIELD, "")):
+        raise PortalError("csrf", 403)
+    return form
+
+
+@routes.post("/portal/otp")
+@html_page
+async def post_otp(request: web.Request, view: View) -> web.StreamResponse:
+    portal = view.portal
+    form = await _form(view)
+    redirect = portal.unseal(view.ctx)
+    venue = view.venue_of(redirect)
+    phone, terms = form.get("phone", ""), bool(form.get("terms"))
+    try:
+        resend = await portal.request_code(phone, redirect, view.address, view.lang)
+    except PortalError as exc:
+        if exc.code in PAGE_ERRORS:
+            raise
+        return view.login_form(
+            venue,
+            status=exc.status,
+            headers=retry_headers(exc),
+            error=view.error_text(exc),
+            phone=phone,
+            terms=terms,
+        )
+    notice = view.text("code_sent", phone=mask_phone(portal.phone(phone)), minutes=CODE_TTL // 60)
+    return view.login_form(
+        venue, notice=notice, phone=phone, terms=terms, code_step=True, resend_after=resend
+    )
+
+
+@routes.post("/portal/login")
+@html_page
+async def post_login(request: web.Request, view: View) -> web.StreamResponse:
+    portal = view.portal
+    form = await _form(view)
+    redirect = portal.unseal(view.ctx)
+    venue = view.venue_of(redirect)
+    phone, terms = form.get("phone", ""), bool(form.get("terms"))
+    try:
+        if not terms:
+            raise PortalError("terms_required", 400)
+        code = clean_code(form.get("code", ""))
+        result = await portal.login_with_code(phone, code, redirect, view.address)
+    except PortalError as exc:
+        if exc.code in PAGE_ERRORS:
+            raise
+        return view.login_form(
+            venue,
+            status=exc.status,
+            headers=retry_headers(exc),
+            error=view.error_text(exc),
+            phone=phone,
+            terms=terms,
+            code_step=True,
+        )
+    return _success(view, result)
+
+
+@routes.post("/portal/continue")
+@html_page
+async def post_continue(request: web.Request, view: View) -> web.StreamResponse:
+    """A remembered device (portal cookie) logs in without the SMS step."""
+    await _form(view)
+    pid = view.device_pid()
+    if pid is None:
+        raise PortalError("not_logged_in", 401)
+    redirect = view.portal.unseal(view.ctx)
+    return _success(view, await view.portal.login_remembered(pid, redirect, view.address))
+
+
+def _success(view: View, result: LoginResult) -> web.Response:
+    response = view.page(
+        "success.html",
+        handoff=result.handoff,
+        delay=view.portal.config.portal.handoff_delay,
+        left=format_duration(result.seconds_remaining, view.lang),
+        resets_at=moment(result.resets_at),
+        script=True,
+    )
+    view.set_device(response, result.pid)
+    return response
+
+
+async def _status(view: View, pid: str, notice: str = "") -> web.Response:
+    config = view.portal.config
+    standing = await view.portal.standing(pid)
+    sessions = []
+    for s in standing.sessions:
+        venue = config.venues.get(s.get("venue", ""))
+        start = int(s.get("start") or 0)
+        since = datetime.fromtimestamp(start, config.quota.timezone) if start else None
+        sessions.append(
+            {
+                "venue": venue.name.get(view.lang, venue.id) if venue else s.get("nas_id", ""),
+                "since": f"{since:%H:%M}" if since else "-",
+            }
+        )
+    return view.page(
+        "status.html",
+        notice=notice,
+        left=format_duration(standing.seconds_remaining, view.lang),
+        used=format_duration(standing.used_today, view.lang),
+        resets_at=moment(standing.resets_at),
+        devices=standing.devices_online,
+        max_devices=standing.max_devices,
+        sessions=sessions,
+        can_logout=view.device_pid() == pid,
+    )
+
+
+@routes.get("/portal/status")
+@html_page
+async def status_page(request: web.Request, view: View) -> web.StreamResponse:
+    """Time left today, devices online, log out (by portal cookie, or by the address of
+    an open session when the cookie is not there, e.g. in another browser)."""
+    view.choose(request.query.get("lang"))
+    pid = view.device_pid() or await view.pid_at_address()
+    if pid is None:
+        return view.message(view.text("not_logged_in_title"), view.text("error.not_logged_in"))
+    return await _status(view, pid)
+
+
+@routes.post("/portal/logout")
+@html_page
+async def post_logout(request: web.Request, view: View) -> web.StreamResponse:
+    await _form(view)
+    pid = view.device_pid()
+    if pid is None:
+        raise PortalError("not_logged_in", 401)
+    result = await view.portal.logout(pid, view.address)
+    done = result["disconnect"] == "requested" or not result["sessions"]
+    view.ctx = ""
+    response = view.message(
+        view.text("logged_out_title"), view.text("logged_out" if done else "logged_out_pending")
+    )
+    response.del_cookie(DEVICE_COOKIE, path="/")
+    return response
+
+
+async def _document(request: web.Request, view: View, name: str) -> web.StreamResponse:
+    view.choose(request.query.get("lang"))
+    body = view.text(f"{name}_body")
+    return view.page(
+        "doc.html",
+        title=view.text(f"{name}_title"),
+        paragraphs=[p.strip() for p in body.split("\n\n") if p.strip()],
+    )
+
+
+@routes.get("/portal/terms")
+@html_page
+async def terms_page(request: web.Request, view: View) -> web.StreamResponse:
+    return await _document(request, view, "terms")
+
+
+@routes.get("/portal/privacy")
+@html_page
+async def privacy_page(request: web.Request, view: View) -> web.StreamResponse:
+    return await _document(request, view, "privacy")
+
+
+@routes.get("/portal/logo")
+async def logo(request: web.Request) -> web.StreamResponse:
+    """The brand logo (``brand.logo``), else the built-in one."""
+    path = request.app[PORTAL].config.brand.logo or STATIC / "logo.svg"
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=86400"})
+
+
+@routes.get("/venue/{id}")
+@html_page
+async def venue_page(request: web.Request, view: View) -> web.StreamResponse:
+    """Public page of a venue: name, type, district, operator, brand."""
+    view.choose(request.query.get("lang"))
+    venue = view.portal.config.venues.get(request.match_info["id"])
+    if venue is None:
+        raise PortalError("not_found", 404)
+    return view.page("venue.html", venue=venue_view(venue, view.portal.config, view.lang))
+
+
+# --------------------------------------------------------------------------- JSON API
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise PortalError("bad_request", 400, field=name)
+    return value
+
+
+def _json_redirect(portal: Portal, body: dict[str, Any]) -> NasRedirect:
+    """The NAS context of an API call: the page's ``ctx`` token or the redirect's own
+    parameters (``nas_id``, ``mac``, ``ip``, ``url``, vendor parameters)."""
+    ctx = _field(body, "ctx")
+    if ctx:
+        return portal.unseal(ctx)
+    return parse_redirect(
+        {k: v for k, v in body.items() if k in REDIRECT_PARAMS and isinstance(v, str)}
+    )
+
+
+@routes.post("/api/v1/otp")
+@json_api
+async def api_otp(request: web.Request, view: View) -> web.StreamResponse:
+    body = await view.json_body()
+    redirect = _json_redirect(view.portal, body)
+    phone = _field(body, "phone")
+    resend = await view.portal.request_code(phone, redirect, view.address, view.lang)
+    return web.json_response({"resend_after": resend, "expires_in": CODE_TTL}, status=202)
+
+
+@routes.post("/api/v1/login")
+@json_api
+async def api_login(request: web.Request, view: View) -> web.StreamResponse:
+    """``{"phone", "code", …}``, or ``{…}`` alone from a remembered device (cookie)."""
+    portal = view.portal
+    body = await view.json_body()
+    redirect = _json_redirect(portal, body)
+    if "phone" in body or "code" in body:
+        code = clean_code(_field(body, "code"))
+        result = await portal.login_with_code(_field(body, "phone"), code, redirect, view.address)
+    else:
+        pid = view.device_pid()
+        if pid is None:
+            raise PortalError("not_logged_in", 401)
+        result = await portal.login_remembered(pid, redirect, view.address)
+    handoff = result.handoff
+    response = web.json_response(
+        {
+            "username": result.username,
+            "password": result.password,
+            "expires_in": result.expires_in,
+            "seconds_remaining": result.seconds_remaining,
+            "resets_at": result.resets_at.isoformat(),
+            "redirect_url": handoff.url if handoff.method == "GET" else handoff.redirect_url,
+            "handoff": handoff.to_json(),
+            "venue": result.place.venue.id if result.place.venue else None,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+    view.set_device(response, result.pid)
+    return response
+
+
+def _standing_json(portal: Portal, standing: Standing) -> dict[str, Any]:
+    tz = portal.config.quota.timezone
+
+    def started(s: dict[str, str]) -> str | None:
+        start = s.get("start")
+        return datetime.fromtimestamp(int(start), tz).isoformat() if start else None
+
+    return {
+        "seconds_remaining": standing.seconds_remaining,
+        "used_today": standing.used_today,
+        "daily_seconds": standing.daily_seconds,
+        "resets_at": standing.resets_at.isoformat(),
+        "devices_online": standing.devices_online,
+        "max_devices": standing.max_devices,
+        "sessions": [
+            {
+                "venue": s.get("venue", ""),
+                "nas": s.get("client", ""),
+                "mac": s.get("mac", ""),
+                "ip": s.get("ip", ""),
+                "started_at": started(s),
+            }
+            for s in standing.sessions
+        ],
+    }
+
+
+@routes.get("/api/v1/me")
+@json_api
+async def api_me(request: web.Request, view: View) -> web.StreamResponse:
+    view.choose(request.query.get("lang"))
+    pid = view.device_pid() or await view.pid_at_address()
+    if pid is None:
+        raise PortalError("not_logged_in", 401)
+    standing = await view.portal.standing(pid)
+    return web.json_response(
+        _standing_json(view.portal, standing), headers={"Cache-Control": "no-store"}
+    )
+
+
+@routes.post("/api/v1/logout")
+@json_api
+async def api_logout(request: web.Request, view: View) -> web.StreamResponse:
+    await view.json_body()
+    pid = view.device_pid()
+    if pid is None:
+        raise PortalError("not_logged_in", 401)
+    result = await view.portal.logout(pid, view.address)
+    response = web.json_response({"logged_out": True, **result})
+    response.del_cookie(DEVICE_COOKIE, path="/")
+    return response
+
+
+# --------------------------------------------------------------------------- RFC 8908
+
+
+@routes.get("/captive-portal/api")
+@routes.get("/captive-portal/api/{nas_id}")
+@json_api
+async def captive_portal_api(request: web.Request, view: View) -> web.StreamResponse:
+    """RFC 8908 §5. ``{nas_id}``: a per-NAS API URI (DHCP option 114 set per access
+    controller) lets the answer name the venue before the portal has seen the client."""
+    portal = view.portal
+    memory = await portal.store.client_at(view.address)
+    captive, seconds = True, None
+    pid = memory.get("pid")
+    if pid:
+        standing = await portal.standing(pid)
+        mac = memory.get("mac", "")
+        at_address = (
+            s.get("ip") == view.address or (mac and s.get("mac") == mac) for s in standing.sessions
+        )
+        if any(at_address):
+            captive, seconds = False, standing.seconds_remaining
+    nas = memory.get("nas") or request.match_info.get("nas_id", "")
+    venue_id = memory.get("venue", "")
+    if not venue_id and nas:
+        client = portal.registry.client_by_nas(nas)
+        venue_id, nas = (client.venue, nas) if client else ("", "")
+    base = view.base_url
+    if captive:
+        user_portal = f"{base}/portal" + (f"?nas_id={quote(nas)}" if nas else "")
+    else:
+        user_portal = f"{base}/portal/status"
+    answer = captive_answer(
+        captive=captive,
+        user_portal_url=user_portal,
+        venue_info_url=f"{base}/venue/{quote(venue_id)}" if venue_id else "",
+        seconds_remaining=seconds,
+    )
+    return web.json_response(
+        answer, content_type=CONTENT_TYPE, headers={"Cache-Control": "private"}
+    )

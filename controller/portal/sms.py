@@ -1,0 +1,132 @@
+"""Sending SMS codes: ``file`` (development: one JSON line per message) and ``webhook``
+(HTTPS POST of JSON to an SMS gateway, with configured headers, timeout and retries).
+
+Both write the same message object ``{"to": E.164, "text": …, "sent_at": ISO-8601}``.
+A delivery that fails after all retries raises ``PortalError("sms_failed", 503)`` (the
+person is asked to try again) and is counted in ``citywifi_portal_sms_total``. Numbers
+and texts are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+import structlog
+from prometheus_client import Counter
+
+from controller.config import SmsSettings
+from controller.portal.errors import PortalError
+
+log = structlog.get_logger("citywifi.portal")
+
+SMS_SENT = Counter(
+    "citywifi_portal_sms_total",
+    "SMS codes handed to the SMS backend, by backend and result (ok, failed, retried)",
+    ["backend", "result"],
+)
+
+
+def message(to: str, text: str, sent_at: datetime) -> dict[str, str]:
+    return {"to": to, "text": text, "sent_at": sent_at.isoformat(timespec="seconds")}
+
+
+class SmsSender(Protocol):
+    backend: str
+
+    async def send(self, to: str, text: str, sent_at: datetime) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class FileSms:
+    """Appends ``message`` JSON lines to ``path`` (created with its directory)."""
+
+    backend = "file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+
+    async def send(self, to: str, text: str, sent_at: datetime) -> None:
+        line = json.dumps(message(to, text, sent_at), ensure_ascii=False) + "\n"
+        try:
+            async with self._lock:
+                await asyncio.to_thread(self._append, line)
+        except OSError as exc:
+            SMS_SENT.labels(self.backend, "failed").inc()
+            log.error("portal.sms_failed", backend=self.backend, error=exc.strerror)
+            raise PortalError("sms_failed", 503) from exc
+        SMS_SENT.labels(self.backend, "ok").inc()
+
+    async def close(self) -> None:
+        return None
+
+
+class WebhookSms:
+    """POSTs ``message`` as JSON to ``url``; a 2xx answer is delivery, anything else
+    (status, timeout, connection error) is retried ``retries`` times with backoff."""
+
+    backend = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeout: float,
+        retries: int,
+        *,
+        backoff: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.headers = headers
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.retries = retries
+        self.backoff = backoff
+        self._session: aiohttp.ClientSession | None = None
+
+    async def send(self, to: str, text: str, sent_at: datetime) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        body = message(to, text, sent_at)
+        error = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                SMS_SENT.labels(self.backend, "retried").inc()
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                async with self._session.post(self.url, json=body, headers=self.headers) as r:
+                    await r.read()
+                    if 200 <= r.status < 300:
+                        SMS_SENT.labels(self.backend, "ok").inc()
+                        return
+                    error = f"HTTP {r.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = type(exc).__name__
+        SMS_SENT.labels(self.backend, "failed").inc()
+        log.error("portal.sms_failed", backend=self.backend, error=error, attempts=attempt + 1)
+        raise PortalError("sms_failed", 503)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def make_sender(settings: SmsSettings) -> SmsSender:
+    if settings.backend == "webhook":
+        return WebhookSms(
+            settings.webhook_url,
+            dict(settings.webhook_headers),
+            settings.webhook_timeout,
+            settings.webhook_retries,
+        )
+    return FileSms(settings.path)

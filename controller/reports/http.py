@@ -1,0 +1,225 @@
+"""HTTP routes of the reports: the subsidy API (bearer token, role ``reports``), the report
+page with its sign-in form and session cookie, and the page's downloads.
+
+The figures are computed in a worker thread (DuckDB) so RADIUS and the portal keep being
+answered; the outbox is drained first, so what was closed before the request is in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+
+from controller.reports import writers
+from controller.reports.auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    HttpProblem,
+    Principal,
+    api,
+    bearer,
+    issue_session,
+    require_role,
+    session_key,
+    session_principal,
+    token_for,
+)
+from controller.reports.page import (
+    dashboard,
+    messages,
+    pick_language,
+    render_dashboard,
+    render_login,
+)
+from controller.reports.query import ReportRequest, ReportRequestError, parse_request
+from controller.reports.subsidy import build
+
+if TYPE_CHECKING:
+    from controller.app import Controller
+
+log = structlog.get_logger("citywifi.reports")
+
+CSRF_COOKIE = "cw_reports_csrf"
+PAGE_PATH = "/reports"
+
+
+def _controller(request: web.Request) -> Controller:
+    from controller.http import CONTROLLER
+
+    return request.app[CONTROLLER]
+
+
+def render_report(ctl: Controller, req: ReportRequest, now: float) -> tuple[bytes, str]:
+    """(body, digest of the figures) — blocking; run it in a thread."""
+    report = build(ctl.archive, ctl.config, req, now)
+    return writers.render(report, req.format), writers.digest(report)
+
+
+async def report_response(request: web.Request, principal: Principal) -> web.Response:
+    ctl = _controller(request)
+    try:
+        req = parse_request(dict(request.query), ctl.config)
+    except ReportRequestError as exc:
+        raise HttpProblem(400, exc.code, exc.message) from None
+    if ctl.archiver is not None:
+        await ctl.archiver.flush()
+    body, figures = await asyncio.to_thread(render_report, ctl, req, ctl.clock())
+    log.info(
+        "reports.subsidy",
+        who=principal.name,
+        first=req.first.isoformat(),
+        last=req.last.isoformat(),
+        group=req.group,
+        format=req.format,
+        sha256=figures,
+    )
+    name = f"citywifi-subsidy-{req.first}-{req.last}-{req.group}.{req.format}"
+    body_digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": writers.CONTENT_TYPES[req.format],
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Citywifi-Report-SHA256": figures,  # digest of the figures (all formats)
+            "Repr-Digest": f"sha-256=:{body_digest}:",  # RFC 9530: of these bytes
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@api
+async def subsidy_api(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/reports/subsidy?from=&to=&format=csv|json|xlsx&group=…``"""
+    principal = bearer(request, _controller(request).config, "reports")
+    return await report_response(request, principal)
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _cookie_principal(request: web.Request) -> Principal | None:
+    ctl = _controller(request)
+    value = request.cookies.get(SESSION_COOKIE, "")
+    if not value:
+        return None
+    return session_principal(value, ctl.config, session_key(ctl.person_key), ctl.clock())
+
+
+def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=PAGE_PATH,
+        secure=True,
+        httponly=True,
+        samesite="Strict",
+    )
+
+
+def _csrf(request: web.Request) -> tuple[str, bool]:
+    """The form token (double-submit cookie) and whether it must be set."""
+    current = request.cookies.get(CSRF_COOKIE, "")
+    if len(current) == 32:
+        return current, False
+    return secrets.token_hex(16), True
+
+
+def _html(text: str, csrf: str, new_csrf: bool, status: int = 200) -> web.Response:
+    response = web.Response(text=text, content_type="text/html", charset="utf-8", status=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    if new_csrf:
+        _set_cookie(response, CSRF_COOKIE, csrf, SESSION_SECONDS)
+    return response
+
+
+def _lang(request: web.Request) -> str:
+    return pick_language(request.query.get("lang"), request.headers.get("Accept-Language", ""))
+
+
+async def page(request: web.Request) -> web.Response:
+    """``GET /reports``: the dashboard when signed in, else the sign-in form."""
+    ctl = _controller(request)
+    lang = _lang(request)
+    csrf, new_csrf = _csrf(request)
+    principal = _cookie_principal(request)
+    if principal is None or "reports" not in principal.roles:
+        return _html(render_login(ctl.config, lang, csrf), csrf, new_csrf)
+    if ctl.archiver is not None:
+        await ctl.archiver.flush()
+    data = await asyncio.to_thread(dashboard, ctl.archive, ctl.config, ctl.clock(), lang)
+    return _html(render_dashboard(ctl.config, data, lang, csrf), csrf, new_csrf)
+
+
+async def _checked_form(request: web.Request) -> dict[str, str] | None:
+    form = await request.post()
+    sent = form.get("csrf")
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not isinstance(sent, str) or not cookie or not hmac.compare_digest(sent, cookie):
+        return None
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+async def login(request: web.Request) -> web.Response:
+    """``POST /reports/login`` (form: token, csrf) -> session cookie, back to the page."""
+    ctl = _controller(request)
+    lang = _lang(request)
+    t = messages()[lang]
+    csrf, new_csrf = _csrf(request)
+    form = await _checked_form(request)
+    if form is None:
+        return _html(render_login(ctl.config, lang, csrf, t["bad_form"]), csrf, new_csrf, 403)
+    token = token_for(form.get("token", "").strip(), ctl.config)
+    if token is None:
+        log.info("reports.login_refused", reason="unknown_token")
+        return _html(render_login(ctl.config, lang, csrf, t["bad_token"]), csrf, new_csrf, 401)
+    if "reports" not in token.roles:
+        log.info("reports.login_refused", reason="no_role", who=token.name)
+        return _html(render_login(ctl.config, lang, csrf, t["no_role"]), csrf, new_csrf, 403)
+    log.info("reports.login", who=token.name)
+    response = web.HTTPSeeOther(f"{PAGE_PATH}?lang={lang}")
+    _set_cookie(
+        response,
+        SESSION_COOKIE,
+        issue_session(token, session_key(ctl.person_key), ctl.clock()),
+        SESSION_SECONDS,
+    )
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    lang = _lang(request)
+    if await _checked_form(request) is None:
+        raise web.HTTPSeeOther(f"{PAGE_PATH}?lang={lang}")
+    response = web.HTTPSeeOther(f"{PAGE_PATH}?lang={lang}")
+    response.del_cookie(SESSION_COOKIE, path=PAGE_PATH)
+    raise response
+
+
+@api
+async def download(request: web.Request) -> web.StreamResponse:
+    """``GET /reports/download?…``: the API's exports for a signed-in page."""
+    principal = _cookie_principal(request)
+    if principal is None:
+        raise HttpProblem(401, "unauthorized", "sign in on /reports first")
+    return await report_response(request, require_role(principal, "reports"))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/reports/subsidy", subsidy_api)
+    app.router.add_get(PAGE_PATH, page)
+    app.router.add_post(f"{PAGE_PATH}/login", login)
+    app.router.add_post(f"{PAGE_PATH}/logout", logout)
+    app.router.add_get(f"{PAGE_PATH}/download", download)

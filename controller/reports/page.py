@@ -1,0 +1,185 @@
+"""The IT bureau's report page: the last 30 days at a glance, rendered on the server
+(Jinja2 templates in ``portal_pages/reports``, SVG charts), in Chinese or English."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+from controller import quota
+from controller.archive import Archive
+from controller.config import Config
+from controller.reports.charts import series_by_key, stacked_bars
+from controller.reports.query import LedgerReader
+from controller.reports.subsidy import hours, priced_usage
+from controller.venue_types import VENUE_TYPES
+
+DAYS = 30
+LANGUAGES = (("zh", "中文"), ("en", "English"))
+
+
+@cache
+def messages() -> dict[str, dict[str, str]]:
+    text = resources.files("portal_pages").joinpath("reports", "messages.json").read_text("utf-8")
+    data: dict[str, dict[str, str]] = json.loads(text)
+    return data
+
+
+@cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("portal_pages", "reports"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def pick_language(query: str | None, accept_language: str) -> str:
+    if query in ("zh", "en"):
+        return query
+    for part in accept_language.split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh"
+        if tag.startswith("en"):
+            return "en"
+    return "zh"
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    first: date
+    last: date
+    days: list[date]
+    open_days: list[date]
+    hours_by_type: dict[tuple[date, str], Decimal]
+    hours: str
+    persons: int
+    sessions: int
+    exhausted: int
+    amount: str
+    top: list[dict[str, str]]
+    operators: list[dict[str, Any]]
+
+
+def dashboard(archive: Archive, config: Config, now: float, lang: str) -> Dashboard:
+    """The page's figures (blocking: DuckDB); the same method as the exports."""
+    tz = config.quota.timezone
+    last = quota.local_day(int(now), tz)
+    first = last - timedelta(days=DAYS - 1)
+    reader = LedgerReader(archive, config, now)
+    priced = priced_usage(reader, config, first, last)
+    persons, exhausted = reader.people(first, last, config.quota.daily_seconds)
+    days = [first + timedelta(days=i) for i in range(DAYS)]
+    seconds_by_type: dict[tuple[date, str], int] = {}
+    venues: dict[str, list[Any]] = {}
+    operators: dict[str, list[Any]] = {}
+    total_seconds, total_sessions, total_amount = 0, 0, Decimal(0)
+    for p in priced:
+        u = p.usage
+        key = (u.day, u.venue_type)
+        seconds_by_type[key] = seconds_by_type.get(key, 0) + u.seconds
+        v = venues.setdefault(u.venue, [0, Decimal(0), u.venue_type, u.district])
+        v[0] += u.seconds
+        v[1] += p.amount
+        o = operators.setdefault(u.operator, [0, 0, Decimal(0)])
+        o[0] += u.seconds
+        o[1] += u.sessions
+        o[2] += p.amount
+        total_seconds += u.seconds
+        total_sessions += u.sessions
+        total_amount += p.amount
+    top = sorted(venues.items(), key=lambda kv: (-kv[1][0], kv[0]))[:10]
+    return Dashboard(
+        first=first,
+        last=last,
+        days=days,
+        open_days=[d for d in days if reader.is_open(d)],
+        hours_by_type={k: Decimal(s) / Decimal(3600) for k, s in seconds_by_type.items()},
+        hours=f"{hours(total_seconds):.2f}",
+        persons=persons,
+        sessions=total_sessions,
+        exhausted=sum(exhausted.values()),
+        amount=f"{total_amount:.2f}",
+        top=[
+            {
+                "name": config.venues[vid].name[lang] if vid in config.venues else vid,
+                "type": VENUE_TYPES.get(v[2], {}).get(lang, v[2]),
+                "district": v[3],
+                "hours": f"{hours(v[0]):.2f}",
+                "amount": f"{v[1]:.2f}",
+            }
+            for vid, v in top
+        ],
+        operators=[
+            {
+                "name": config.operators[oid].name[lang] if oid in config.operators else oid,
+                "hours": f"{hours(o[0]):.2f}",
+                "sessions": o[1],
+                "amount": f"{o[2]:.2f}",
+            }
+            for oid, o in sorted(operators.items())
+        ],
+    )
+
+
+def render_dashboard(config: Config, d: Dashboard, lang: str, csrf: str) -> str:
+    t = messages()[lang]
+    type_keys = list(VENUE_TYPES)
+    labels = {k: VENUE_TYPES[k][lang] for k in type_keys}
+    series = series_by_key(d.days, d.hours_by_type, type_keys, labels)
+    chart = stacked_bars(
+        d.days,
+        series,
+        open_days=frozenset(d.open_days),
+        title=t["chart_title"],
+        unit=t["hours"],
+        open_label=t["open"],
+    )
+    return (
+        environment()
+        .get_template("dashboard.html")
+        .render(
+            t=t,
+            lang=lang,
+            languages=LANGUAGES,
+            brand=config.brand.name[lang],
+            tz=config.quota.timezone.key,
+            first=d.first.isoformat(),
+            last=d.last.isoformat(),
+            d=d,
+            chart=chart,
+            legend=[(s.color, s.label) for s in series],
+            open_days=[x.isoformat() for x in d.open_days],
+            groups=[
+                ("venue", t["detail"]),
+                ("venue_type", t["by_venue_type"]),
+                ("district", t["by_district"]),
+                ("operator", t["by_operator"]),
+            ],
+            formats=("csv", "xlsx", "json"),
+            csrf=csrf,
+        )
+    )
+
+
+def render_login(config: Config, lang: str, csrf: str, error: str = "") -> str:
+    return (
+        environment()
+        .get_template("login.html")
+        .render(
+            t=messages()[lang],
+            lang=lang,
+            languages=LANGUAGES,
+            brand=config.brand.name[lang],
+            csrf=csrf,
+            error=error,
+        )
+    )

@@ -1,0 +1,165 @@
+"""Report requests (validated into typed values) and the DuckDB aggregation of the ledger.
+
+Only aggregates leave DuckDB: per day x venue (a few thousand rows a day for a whole city)
+and distinct counts per month; the ledger itself (tens of millions of rows a month) never
+passes through Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from controller.archive import Archive, day_close_ms, figures_sql, ledger_sql
+from controller.config import Config
+
+GROUPS = ("venue", "venue_type", "district", "operator")
+FORMATS = ("csv", "json", "xlsx")
+
+
+class ReportRequestError(ValueError):
+    """A request we refuse (400), with a stable code and a message saying what to fix."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRequest:
+    first: date
+    last: date
+    format: str = "csv"
+    group: str = "venue"
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+def parse_day(value: str | None, name: str) -> date:
+    if not value:
+        raise ReportRequestError("missing_parameter", f"'{name}' is required (YYYY-MM-DD)")
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ReportRequestError(
+            "bad_date", f"'{name}' must be a date as YYYY-MM-DD, got '{value}'"
+        ) from None
+
+
+def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
+    first = parse_day(params.get("from"), "from")
+    last = parse_day(params.get("to"), "to")
+    if last < first:
+        raise ReportRequestError("reversed_range", f"'to' ({last}) is before 'from' ({first})")
+    longest = config.reports.max_range_days
+    if (last - first).days + 1 > longest:
+        raise ReportRequestError(
+            "range_too_long",
+            f"{(last - first).days + 1} days asked; at most {longest} days per report "
+            "(reports.max_range_days)",
+        )
+    fmt = params.get("format", "csv")
+    if fmt not in FORMATS:
+        raise ReportRequestError("bad_format", f"format must be one of {', '.join(FORMATS)}")
+    group = params.get("group", "venue")
+    if group not in GROUPS:
+        raise ReportRequestError(
+            "bad_group", f"unknown group '{group}'; use one of {', '.join(GROUPS)}"
+        )
+    return ReportRequest(first=first, last=last, format=fmt, group=group)
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+@dataclass(frozen=True, slots=True)
+class DayVenue:
+    """Usage of one venue on one day (verified persons only)."""
+
+    day: date
+    venue: str
+    venue_type: str
+    district: str
+    operator: str
+    sessions: int
+    first_sessions: int  # sessions whose first ledger day this is
+    persons: int
+    seconds: int
+    octets_in: int
+    octets_out: int
+
+
+class LedgerReader:
+    """Aggregates over the effective ledger (closed days frozen, newest version per session).
+
+    A sealed day's per-venue figures were computed once when it was sealed; only open or
+    not yet sealed days are aggregated from their rows. The one aggregate that needs the
+    rows of a whole period is the count of distinct persons.
+    """
+
+    def __init__(self, archive: Archive, config: Config, now: float) -> None:
+        self.archive = archive
+        self.tz: ZoneInfo = config.quota.timezone
+        self.settle = config.reports.settle_hours
+        self.now_ms = int(now * 1000)
+        self._open: dict[date, bool] = {}
+
+    def is_open(self, day: date) -> bool:
+        status = self._open.get(day)
+        if status is None:
+            status = self._open[day] = self.now_ms < day_close_ms(day, self.tz, self.settle)
+        return status
+
+    def _ledger(self, days: Sequence[date]) -> str:
+        return ledger_sql(self.archive, days, self.tz, self.settle, self.now_ms)
+
+    def day_venues(self, day: date) -> list[DayVenue]:
+        figures = self.archive.figures(day)
+        if figures is not None:
+            quoted = str(figures).replace("'", "''")
+            sql = f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL"
+        else:
+            sql = figures_sql(self._ledger([day]))
+        return [
+            DayVenue(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))
+            for r in self.archive.query(sql)
+        ]
+
+    def persons(self, first: date, last: date, group: str) -> dict[str, int]:
+        """Distinct verified persons per value of ``group`` over ``first..last``."""
+        assert group in GROUPS
+        sql = f"""
+            SELECT {group}, count(*) FROM (
+                SELECT {group}, pid FROM ({self._ledger(days_between(first, last))})
+                WHERE known GROUP BY ALL
+            ) GROUP BY ALL ORDER BY ALL
+        """
+        return {r[0]: int(r[1]) for r in self.archive.query(sql)}
+
+    def people(self, first: date, last: date, daily_seconds: int) -> tuple[int, dict[date, int]]:
+        """Persons served over the days, and per day the persons whose allowance ran out."""
+        ledger = self._ledger(days_between(first, last))
+        served = self.archive.query(
+            f"SELECT count(*) FROM (SELECT DISTINCT pid FROM ({ledger}) WHERE known)"
+        )
+        exhausted = self.archive.query(
+            f"""
+            SELECT day, count(*) FROM (
+                SELECT day, pid FROM ({ledger}) WHERE known
+                GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
+            ) GROUP BY day ORDER BY day
+            """
+        )
+        return int(served[0][0]), {r[0]: int(r[1]) for r in exhausted}

@@ -1,0 +1,297 @@
+"""The subsidy method, in exact decimal arithmetic, and the report it produces.
+
+For each day d and venue v (docs/reports.md has the worked example)::
+
+    amount(d, v) = round_half_up(free_seconds(d, v) / 3600
+                                 x rate(venue_type(v)) x factor(operator(v)), 0.01 yuan)
+
+then, when ``[subsidy] venue_caps`` gives v a monthly cap C, the amounts of v in a calendar
+month are taken in date order and each day keeps what is left of C:
+``capped(d) = min(C, A(d)) - min(C, A(d - 1))`` with ``A`` the running sum of the month
+(days of the month before ``from`` count toward the cap too). Roll-ups are sums of these
+rounded day amounts, so every total equals the sum of its rows to the fen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from controller.archive import Archive
+from controller.config import Config, Subsidy
+from controller.reports.query import (
+    DayVenue,
+    LedgerReader,
+    ReportRequest,
+    days_between,
+    month_start,
+)
+from controller.venue_types import VENUE_TYPES
+
+METHOD = (
+    "citywifi-subsidy-1: per day and venue, free_seconds/3600 x rate(venue_type) x "
+    "factor(operator), rounded half up to 0.01 yuan; a venue's monthly cap is applied in "
+    "date order; verified persons only; a session spanning midnight counts on each day"
+)
+FEN = Decimal("0.01")
+ONE = Decimal(1)
+HOUR = Decimal(3600)
+
+Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+def fen(value: Decimal) -> Decimal:
+    return value.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def hours(seconds: int) -> Decimal:
+    return fen(Decimal(seconds) / HOUR)
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    usage: DayVenue
+    rate: Decimal
+    factor: Decimal
+    amount: Decimal
+
+
+def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
+    """Amounts of day x venue rows (which must include every earlier day of their month)."""
+    out: list[Priced] = []
+    spent: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> running uncapped sum
+    for row in sorted(rows, key=lambda r: (r.day, r.venue, r.venue_type, r.district, r.operator)):
+        rate = subsidy.rates.get(row.venue_type, Decimal(0))
+        factor = subsidy.operator_factors.get(row.operator, ONE)
+        amount = fen(Decimal(row.seconds) * rate * factor / HOUR)
+        cap = subsidy.venue_caps.get(row.venue)
+        if cap is not None:
+            key = (row.venue, month_start(row.day))
+            before = spent.get(key, Decimal(0))
+            spent[key] = before + amount
+            amount = min(cap, before + amount) - min(cap, before)
+        out.append(Priced(row, rate, factor, amount))
+    return out
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Columns, rows and the parameters they were made with; formats only render this."""
+
+    columns: tuple[str, ...]
+    rows: list[dict[str, Any]]
+    parameters: dict[str, Any]
+
+
+DETAIL_COLUMNS = (
+    "date",
+    "venue_id",
+    "venue_name_zh",
+    "venue_name_en",
+    "venue_type",
+    "venue_type_zh",
+    "district",
+    "operator_id",
+    "operator_name",
+    "sessions",
+    "persons",
+    "free_seconds",
+    "free_hours",
+    "octets_in",
+    "octets_out",
+    "rate_yuan_per_hour",
+    "operator_factor",
+    "subsidy_yuan",
+    "day_status",
+)
+ROLLUP_KEYS: Mapping[str, tuple[str, ...]] = {
+    "venue_type": ("venue_type", "venue_type_zh"),
+    "district": ("district",),
+    "operator": ("operator_id", "operator_name"),
+}
+ROLLUP_TOTALS = (
+    "venues",
+    "sessions",
+    "persons",
+    "free_seconds",
+    "free_hours",
+    "octets_in",
+    "octets_out",
+    "subsidy_yuan",
+    "open_days",
+)
+
+
+def _money(value: Decimal) -> str:
+    return f"{fen(value):.2f}"
+
+
+def _parameters(config: Config, req: ReportRequest, open_days: Sequence[date]) -> dict[str, Any]:
+    s = config.subsidy
+    return {
+        "report": "subsidy",
+        "method": METHOD,
+        "from": req.first.isoformat(),
+        "to": req.last.isoformat(),
+        "group": req.group,
+        "timezone": config.quota.timezone.key,
+        "settle_hours": config.reports.settle_hours,
+        "currency": "CNY",
+        "rates_yuan_per_hour": {k: str(s.rates.get(k, Decimal(0))) for k in sorted(VENUE_TYPES)},
+        "venue_caps_yuan_per_month": {k: str(v) for k, v in sorted(s.venue_caps.items())},
+        "operator_factors": {k: str(v) for k, v in sorted(s.operator_factors.items())},
+        "open_days": [d.isoformat() for d in open_days],
+    }
+
+
+def priced_usage(
+    reader: LedgerReader,
+    config: Config,
+    first: date,
+    last: date,
+    progress: Progress | None = None,
+    steps: int = 0,
+) -> list[Priced]:
+    """Priced day x venue usage of ``first..last`` (reading from the month start for caps)."""
+    days = days_between(month_start(first), last)
+    usage: list[DayVenue] = []
+    for i, day in enumerate(days):
+        usage.extend(reader.day_venues(day))
+        if progress:
+            progress(i + 1, steps or len(days))
+    return [p for p in price(usage, config.subsidy) if p.usage.day >= first]
+
+
+def build(
+    archive: Archive,
+    config: Config,
+    req: ReportRequest,
+    now: float,
+    progress: Progress | None = None,
+) -> Report:
+    """Compute the report (blocking: DuckDB); the same archive and query give the same rows."""
+    reader = LedgerReader(archive, config, now)
+    priced_days = len(days_between(month_start(req.first), req.last))
+    months = sorted({month_start(d) for d in days_between(req.first, req.last)})
+    steps = priced_days + (len(months) if req.group != "venue" else 0)
+    priced = priced_usage(reader, config, req.first, req.last, progress, steps)
+    open_days = [d for d in days_between(req.first, req.last) if reader.is_open(d)]
+    params = _parameters(config, req, open_days)
+    if req.group == "venue":
+        rows = [_detail_row(config, p, reader.is_open(p.usage.day)) for p in priced]
+        return Report(DETAIL_COLUMNS, rows, params)
+    rows = []
+    for j, month in enumerate(months):
+        first = max(month, req.first)
+        nxt = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        last = min(req.last, date.fromordinal(nxt.toordinal() - 1))
+        persons = reader.persons(first, last, req.group)
+        in_month = [p for p in priced if first <= p.usage.day <= last]
+        open_count = sum(1 for d in open_days if first <= d <= last)
+        rows.extend(
+            _rollup_rows(config, req.group, month, first, last, in_month, persons, open_count)
+        )
+        if progress:
+            progress(priced_days + j + 1, steps)
+    columns = ("month", "period_from", "period_to", *ROLLUP_KEYS[req.group], *ROLLUP_TOTALS)
+    return Report(columns, rows, params)
+
+
+def _venue_name(config: Config, venue: str, lang: str) -> str:
+    v = config.venues.get(venue)
+    return v.name.get(lang, venue) if v else venue
+
+
+def _operator_name(config: Config, operator: str) -> str:
+    op = config.operators.get(operator)
+    return op.name.get("zh", operator) if op else operator
+
+
+def _detail_row(config: Config, p: Priced, is_open: bool) -> dict[str, Any]:
+    u = p.usage
+    return {
+        "date": u.day.isoformat(),
+        "venue_id": u.venue,
+        "venue_name_zh": _venue_name(config, u.venue, "zh"),
+        "venue_name_en": _venue_name(config, u.venue, "en"),
+        "venue_type": u.venue_type,
+        "venue_type_zh": VENUE_TYPES.get(u.venue_type, {}).get("zh", u.venue_type),
+        "district": u.district,
+        "operator_id": u.operator,
+        "operator_name": _operator_name(config, u.operator),
+        "sessions": u.sessions,
+        "persons": u.persons,
+        "free_seconds": u.seconds,
+        "free_hours": f"{hours(u.seconds):.2f}",
+        "octets_in": u.octets_in,
+        "octets_out": u.octets_out,
+        "rate_yuan_per_hour": str(p.rate),
+        "operator_factor": str(p.factor),
+        "subsidy_yuan": _money(p.amount),
+        "day_status": "open" if is_open else "closed",
+    }
+
+
+def _group_key(group: str, u: DayVenue) -> str:
+    return str(getattr(u, group))
+
+
+def _rollup_rows(
+    config: Config,
+    group: str,
+    month: date,
+    first: date,
+    last: date,
+    priced: Sequence[Priced],
+    persons: Mapping[str, int],
+    open_days: int,
+) -> list[dict[str, Any]]:
+    """One row per group value; a session spanning days counts once in the period."""
+    sums: dict[str, list[Any]] = {}
+    venues: dict[str, set[str]] = {}
+    for p in priced:
+        u = p.usage
+        key = _group_key(group, u)
+        acc = sums.setdefault(key, [0, 0, 0, 0, Decimal(0)])
+        acc[0] += u.first_sessions + (u.sessions - u.first_sessions if u.day == first else 0)
+        acc[1] += u.seconds
+        acc[2] += u.octets_in
+        acc[3] += u.octets_out
+        acc[4] += p.amount
+        venues.setdefault(key, set()).add(u.venue)
+    rows = []
+    for key in sorted(sums):
+        sessions, seconds, octets_in, octets_out, amount = sums[key]
+        if group == "venue_type":
+            names: dict[str, Any] = {
+                "venue_type": key,
+                "venue_type_zh": VENUE_TYPES.get(key, {}).get("zh", key),
+            }
+        elif group == "district":
+            names = {"district": key}
+        else:
+            names = {"operator_id": key, "operator_name": _operator_name(config, key)}
+        rows.append(
+            {
+                "month": month.strftime("%Y-%m"),
+                "period_from": first.isoformat(),
+                "period_to": last.isoformat(),
+                **names,
+                "venues": len(venues[key]),
+                "sessions": sessions,
+                "persons": persons.get(key, 0),
+                "free_seconds": seconds,
+                "free_hours": f"{hours(seconds):.2f}",
+                "octets_in": octets_in,
+                "octets_out": octets_out,
+                "subsidy_yuan": _money(amount),
+                "open_days": open_days,
+            }
+        )
+    return rows

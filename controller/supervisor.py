@@ -1,0 +1,362 @@
+"""``citywifi serve --workers N``: one supervisor process and N worker processes.
+
+Every worker is a whole controller (``controller.app.run_forever``) that binds the RADIUS
+UDP ports and the HTTP port with SO_REUSEPORT, so the kernel spreads packets and
+connections over the workers (UDP by the sender's address and port, so a NAS's
+retransmission reaches the same worker and its duplicate cache). The workers share
+nothing but Redis, so a worker can die without taking sessions with it.
+
+The supervisor owns what exists once per machine: the embedded Redis (started before the
+workers, which are told its URL), the person-id key file, the Prometheus multi-process
+directory (``PROMETHEUS_MULTIPROC_DIR``, emptied at start, so ``/metrics`` on any worker
+sums all of them), and the ports (a configured 0 is turned into one concrete port).
+It restarts a worker that dies (with back-off when it keeps dying), forwards SIGHUP,
+and on SIGTERM/SIGINT stops the workers (each drains its in-flight accounting) before
+stopping the embedded Redis.
+
+Workers are spawned (a fresh interpreter: ``python -m controller.supervisor``), not
+forked, so nothing of the supervisor's state (event loop, Redis connections, the
+prometheus value class chosen at import) leaks into them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+from controller.config import REDIS_URL_ENV, Config, ConfigError, load_config
+from controller.identity import load_person_key
+from controller.redis_conn import embedded_for
+
+log = structlog.get_logger("citywifi.supervisor")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_ENV = "CITYWIFI_WORKER"  # index of the worker, for its logs
+READY_FD_ENV = "CITYWIFI_READY_FD"  # the worker writes one byte here once it serves
+SUPERVISOR_ENV = "CITYWIFI_SUPERVISOR_PID"
+STOP_TIMEOUT = 20.0  # a worker gets this long after SIGTERM (it drains in ≤ 5 s)
+START_TIMEOUT = 60.0  # a worker that is not serving by then is killed and restarted
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 10.0
+STABLE_AFTER = 10.0  # a worker that ran this long resets the back-off
+PR_SET_PDEATHSIG = 1
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ports:
+    auth: int
+    acct: int
+    http: int
+
+
+def _reserve(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    """A socket in the port's SO_REUSEPORT group, holding a port-0 choice until workers bind."""
+    family, _, _, _, addr = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(addr)
+    return sock
+
+
+def resolve_ports(config: Config) -> tuple[Ports, list[socket.socket]]:
+    """Concrete ports for every worker to share, and the sockets reserving port-0 picks."""
+    held: list[socket.socket] = []
+
+    def pick(host: str, port: int, kind: socket.SocketKind) -> int:
+        if port:
+            return port
+        sock = _reserve(host, 0, kind)
+        held.append(sock)
+        return int(sock.getsockname()[1])
+
+    r = config.radius
+    ports = Ports(
+        auth=pick(r.bind, r.auth_port, socket.SOCK_DGRAM),
+        acct=pick(r.bind, r.acct_port, socket.SOCK_DGRAM),
+        http=pick(config.http.bind, config.http.port, socket.SOCK_STREAM),
+    )
+    return ports, held
+
+
+def reset_multiproc_dir(path: Path) -> None:
+    """Empty the metrics directory: files of a previous run would be summed in."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+@dataclasses.dataclass
+class WorkerSlot:
+    index: int
+    pid: int | None = None
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    quick_deaths: int = 0
+
+
+class Supervisor:
+    def __init__(self, config: Config, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self.embedded = embedded_for(config.redis)
+        self.metrics_dir = config.redis.data_dir.resolve() / "metrics"
+        self.slots = [WorkerSlot(i) for i in range(workers)]
+        self.stopping = asyncio.Event()
+        self.env: dict[str, str] = {}
+        self.ports: Ports | None = None
+
+    def _command(self) -> list[str]:
+        assert self.ports is not None
+        return [
+            sys.executable,
+            "-m",
+            "controller.supervisor",
+            "--config",
+            str(self.config.source),
+            "--auth-port",
+            str(self.ports.auth),
+            "--acct-port",
+            str(self.ports.acct),
+            "--http-port",
+            str(self.ports.http),
+        ]
+
+    async def _spawn(self, slot: WorkerSlot) -> asyncio.Future[bool]:
+        """Start the worker of ``slot``; the future says whether it reported ready."""
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd = os.pipe()
+        env = {**self.env, WORKER_ENV: str(slot.index), READY_FD_ENV: str(write_fd)}
+        try:
+            slot.process = await asyncio.create_subprocess_exec(
+                *self._command(),
+                env=env,
+                pass_fds=(write_fd,),
+                stdin=asyncio.subprocess.DEVNULL,
+                process_group=0,  # a terminal's Ctrl-C reaches only us; we stop them in order
+            )
+        finally:
+            os.close(write_fd)
+        slot.pid = slot.process.pid
+        ready: asyncio.Future[bool] = loop.create_future()
+
+        def readable() -> None:
+            loop.remove_reader(read_fd)
+            try:
+                data = os.read(read_fd, 1)
+            finally:
+                os.close(read_fd)
+            if not ready.done():
+                ready.set_result(bool(data))
+
+        loop.add_reader(read_fd, readable)
+        log.info("worker.started", worker=slot.index, pid=slot.pid, restarts=slot.restarts)
+        return ready
+
+    def _reaped(self, slot: WorkerSlot, code: int | None) -> None:
+        pid, slot.pid, slot.process = slot.pid, None, None
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
+        how = {"signal": -code} if code is not None and code < 0 else {"code": code}
+        level = log.info if self.stopping.is_set() else log.error
+        level("worker.exited", worker=slot.index, pid=pid, **how)
+
+    async def _keep(self, slot: WorkerSlot, first: asyncio.Future[bool]) -> None:
+        """Keep ``slot``'s worker running until we stop; ``first`` is the started one's."""
+        ready = first
+        while True:
+            assert slot.process is not None
+            started = time.monotonic()
+            code = await slot.process.wait()
+            if not ready.done():
+                ready.set_result(False)
+            self._reaped(slot, code)
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - started >= STABLE_AFTER:
+                slot.quick_deaths = 0
+            slot.quick_deaths += 1
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (slot.quick_deaths - 1))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return
+            slot.restarts += 1
+            ready = await self._spawn(slot)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        for slot in self.slots:
+            if slot.process is not None and slot.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    slot.process.send_signal(sig)
+
+    def _reload(self) -> None:
+        """SIGHUP: each worker re-reads the file (and keeps its config if it is invalid)."""
+        log.info("supervisor.reload", workers=sum(s.process is not None for s in self.slots))
+        self._signal_all(signal.SIGHUP)
+
+    def _prepare(self) -> list[socket.socket]:
+        cfg = self.config
+        load_person_key(cfg.security.person_key, cfg.redis.data_dir)  # created once, here
+        reset_multiproc_dir(self.metrics_dir)
+        self.env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
+        self.env[MULTIPROC_ENV] = str(self.metrics_dir)
+        self.env[SUPERVISOR_ENV] = str(os.getpid())
+        if self.embedded is not None:
+            self.env[REDIS_URL_ENV] = self.embedded.start()  # workers connect, never own
+        self.ports, held = resolve_ports(cfg)
+        return held
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; 1 if the workers could not be started."""
+        loop = asyncio.get_running_loop()
+        held = await asyncio.to_thread(self._prepare)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        watch = (
+            asyncio.ensure_future(self.embedded.watch())
+            if self.embedded is not None and self.embedded.owned
+            else None
+        )
+        keepers: list[asyncio.Task[None]] = []
+        status = 0
+        try:
+            firsts = [await self._spawn(slot) for slot in self.slots]
+            keepers = [
+                asyncio.ensure_future(self._keep(s, f))
+                for s, f in zip(self.slots, firsts, strict=True)
+            ]
+            started = await self._first_start(firsts)
+            for sock in held:
+                sock.close()  # every worker is bound now: the port stays in the group
+            if started:
+                assert self.ports is not None
+                log.info(
+                    "supervisor.ready",
+                    workers=self.workers,
+                    auth_port=self.ports.auth,
+                    acct_port=self.ports.acct,
+                    http_port=self.ports.http,
+                    redis="embedded" if self.embedded else "external",
+                )
+                await self.stopping.wait()
+            else:
+                log.error("supervisor.start_failed", workers=self.workers)
+                status = 1
+        finally:
+            self.stopping.set()
+            await self._stop_workers(keepers)
+            for sock in held:
+                sock.close()
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+            if self.embedded is not None:
+                await asyncio.to_thread(self.embedded.stop)
+            log.info("supervisor.stopped")
+        return status
+
+    async def _first_start(self, firsts: list[asyncio.Future[bool]]) -> bool:
+        """True once every first worker serves; False if one exits or hangs before that."""
+        try:
+            async with asyncio.timeout(START_TIMEOUT):
+                for ready in asyncio.as_completed(firsts):
+                    if not await ready:
+                        return False
+        except TimeoutError:
+            return False
+        return True
+
+    async def _stop_workers(self, keepers: list[asyncio.Task[None]]) -> None:
+        self._signal_all(signal.SIGTERM)
+        if not keepers:
+            return
+        _, pending = await asyncio.wait(keepers, timeout=STOP_TIMEOUT)
+        if pending:
+            log.error("worker.stop_timeout", workers=len(pending))
+            self._signal_all(signal.SIGKILL)
+            await asyncio.wait(pending)
+
+
+def serve_workers(config: Config, workers: int) -> int:
+    """The supervisor's entry point (``citywifi serve --workers N``, N > 1)."""
+    return asyncio.run(Supervisor(config, workers).run())
+
+
+# ------------------------------------------------------------------------- the worker
+
+
+def _die_with_supervisor(supervisor: int) -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (even by SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if supervisor and os.getppid() != supervisor:  # it died before prctl took effect
+        raise SystemExit(1)
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="citywifi-worker")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--auth-port", required=True, type=int)
+    parser.add_argument("--acct-port", required=True, type=int)
+    parser.add_argument("--http-port", required=True, type=int)
+    args = parser.parse_args(argv)
+
+    from controller.app import run_forever
+    from controller.logs import configure_logging
+
+    _die_with_supervisor(int(os.environ.get(SUPERVISOR_ENV, "0")))
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    config = dataclasses.replace(
+        config,
+        radius=dataclasses.replace(
+            config.radius, auth_port=args.auth_port, acct_port=args.acct_port
+        ),
+        http=dataclasses.replace(config.http, port=args.http_port),
+    )
+    configure_logging(config.log)
+    structlog.contextvars.bind_contextvars(worker=int(os.environ.get(WORKER_ENV, "0")))
+    ready_fd = int(os.environ.get(READY_FD_ENV, "-1"))
+
+    def ready(_: object) -> None:
+        if ready_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(ready_fd, b"R")
+                os.close(ready_fd)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_forever(config, reuse_port=True, on_ready=ready))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

@@ -1,0 +1,130 @@
+"""SMS codes (controller.portal.otp): pure rules, then the Redis side on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controller import keys
+from controller.portal.errors import PortalError
+from controller.portal.otp import (
+    CODE_TTL,
+    MAX_ATTEMPTS,
+    OtpBook,
+    Verdict,
+    clean_code,
+    judge,
+    new_code,
+)
+from controller.portal.signing import Signer
+from controller.redis_conn import client_from_url
+from controller.store import Store
+from tests.redis_proc import RedisProcess
+
+PID = "0123456789abcdef0123"
+
+
+def test_new_code_is_six_digits_with_leading_zeros() -> None:
+    assert new_code(lambda n: 42) == "000042"
+    assert new_code(lambda n: n - 1) == "999999"
+    codes = {new_code() for _ in range(200)}
+    assert all(len(c) == 6 and c.isdigit() for c in codes) and len(codes) > 190
+
+
+@pytest.mark.parametrize(
+    ("typed", "clean"),
+    [
+        ("123456", "123456"),
+        (" 123 456 ", "123456"),
+        ("１２３４５６", "123456"),  # full-width digits from a Chinese IME
+        ("123-456", "123456"),
+    ],
+)
+def test_clean_code_accepts_what_people_type(typed: str, clean: str) -> None:
+    assert clean_code(typed) == clean
+
+
+@pytest.mark.parametrize("typed", ["", "12345", "1234567", "12345a", "١٢٣٤٥٦", None])
+def test_clean_code_refuses_the_rest(typed: str) -> None:
+    with pytest.raises(PortalError) as err:
+        clean_code(typed)
+    assert err.value.code == "invalid_code"
+
+
+def test_judge() -> None:
+    assert judge("gone", "", 0, "d", 5).verdict is Verdict.GONE
+    assert judge("locked", "", 6, "d", 5).verdict is Verdict.LOCKED
+    assert judge("check", "d", 1, "d", 5).verdict is Verdict.OK
+    wrong = judge("check", "d", 2, "x", 5)
+    assert wrong.verdict is Verdict.WRONG and wrong.attempts_left == 3
+    assert judge("check", "d", 5, "x", 5).verdict is Verdict.LOCKED  # the fifth wrong one
+    assert judge("check", "d", 5, "d", 5).verdict is Verdict.OK  # the fifth may be right
+    assert judge("check", "", 1, "", 5).verdict is Verdict.WRONG  # no digest stored
+
+
+@pytest.fixture
+async def store(redis_proc: RedisProcess) -> AsyncIterator[Store]:
+    s = Store(client_from_url(redis_proc.url))
+    await s.load_scripts()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def book(store: Store) -> OtpBook:
+    return OtpBook(store, Signer(b"k" * 32))
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+async def test_code_is_stored_hashed_with_its_ttl(book: OtpBook, store: Store) -> None:
+    code = await book.issue(PID, int(time.time()))
+    stored = {k.decode(): v.decode() for k, v in (await store.redis.hgetall(keys.otp(PID))).items()}
+    assert code not in str(stored) and len(stored["h"]) == 32
+    assert CODE_TTL - 2 <= await store.redis.ttl(keys.otp(PID)) <= CODE_TTL
+
+
+async def test_right_code_once(book: OtpBook) -> None:
+    code = await book.issue(PID, int(time.time()))
+    assert (await book.verify(PID, code)).verdict is Verdict.OK
+    assert (await book.verify(PID, code)).verdict is Verdict.GONE  # single use
+
+
+async def test_six_wrong_codes_lock_the_code(book: OtpBook) -> None:
+    code = await book.issue(PID, int(time.time()))
+    verdicts = [(await book.verify(PID, wrong(code))) for _ in range(MAX_ATTEMPTS)]
+    assert [v.attempts_left for v in verdicts] == [4, 3, 2, 1, 0]
+    assert [v.verdict for v in verdicts[:-1]] == [Verdict.WRONG] * 4
+    assert verdicts[-1].verdict is Verdict.LOCKED
+    assert (await book.verify(PID, code)).verdict is Verdict.LOCKED  # even the right one
+    fresh = await book.issue(PID, int(time.time()))  # a new code starts over
+    assert (await book.verify(PID, fresh)).verdict is Verdict.OK
+
+
+async def test_concurrent_right_codes_win_once(book: OtpBook) -> None:
+    code = await book.issue(PID, int(time.time()))
+    results = await asyncio.gather(*(book.verify(PID, code) for _ in range(4)))
+    assert sorted(r.verdict.value for r in results) == ["gone", "gone", "gone", "ok"]
+
+
+async def test_expired_code_is_gone(book: OtpBook, store: Store) -> None:
+    code = await book.issue(PID, int(time.time()))
+    await store.redis.pexpire(keys.otp(PID), 1)  # let Redis expire it instead of waiting 5 min
+    deadline = time.monotonic() + 5
+    while await store.redis.exists(keys.otp(PID)):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    assert (await book.verify(PID, code)).verdict is Verdict.GONE
+
+
+async def test_codes_are_per_person(book: OtpBook) -> None:
+    other = "f" * 20
+    a = await book.issue(PID, int(time.time()))
+    await book.issue(other, int(time.time()))
+    assert (await book.verify(other, a)).verdict in (Verdict.WRONG, Verdict.OK)
+    assert (await book.verify(PID, a)).verdict is Verdict.OK

@@ -1,0 +1,49 @@
+"""docs/openapi.yaml documents every route of the HTTP app, and nothing that is not one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aiohttp import web
+
+from controller.app import Controller
+from controller.config import load_config
+from controller.http import make_app
+from tests.portal_kit import write_portal_config
+
+OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
+
+
+def documented() -> set[tuple[str, str]]:
+    """(METHOD, path) pairs under ``paths:`` (the file's two-space layout, no YAML library)."""
+    text = OPENAPI.read_text("utf-8")
+    assert text.startswith("openapi: 3.1")
+    section = text.split("\npaths:\n", 1)[1].split("\ncomponents:\n", 1)[0]
+    out, path = set(), ""
+    for line in section.splitlines():
+        if m := re.fullmatch(r"  (/\S*):", line):
+            path = m.group(1)
+        elif m := re.fullmatch(r"    (get|post|put|patch|delete):", line):
+            out.add((m.group(1).upper(), path))
+    return out
+
+
+def routed(app: web.Application) -> set[tuple[str, str]]:
+    out = set()
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        path = route.resource.canonical
+        if isinstance(route.resource, web.StaticResource):
+            path += "/{filename}"
+        out.add((route.method, path))
+    return out
+
+
+def test_every_route_is_documented(tmp_path: Path) -> None:
+    config = load_config(write_portal_config(tmp_path, "redis://127.0.0.1:1/0"))
+    app = make_app(Controller(config))  # routes only: nothing is started
+    routes, docs = routed(app), documented()
+    assert routes - docs == set(), "routes missing from docs/openapi.yaml"
+    assert docs - routes == set(), "docs/openapi.yaml names routes the app does not have"
