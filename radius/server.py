@@ -182,9 +182,10 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         if reply is None:
             self._drop("not_recorded")
             return
-        self._send(reply, addr)
-        self._latency.observe(self.clock() - t0)
+        # Count before sending: whoever sees the answer must also see it counted.
         self._answered(reply[0]).inc()
+        self._latency.observe(self.clock() - t0)
+        self._send(reply, addr)
 
     def _send(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.transport is not None:

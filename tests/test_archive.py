@@ -7,6 +7,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller import keys
 from controller.app import Controller
@@ -258,3 +260,21 @@ async def test_outbox_survives_until_an_archiver_runs(
 def test_settle_hours_move_the_close(settle: int) -> None:
     day = date(2025, 11, 25)
     assert day_close_ms(day, SH, settle) - day_close_ms(day, SH, 0) == settle * 3600_000
+
+
+@given(
+    seconds=st.lists(st.integers(min_value=0, max_value=86400), min_size=1, max_size=8),
+    octets_in=st.integers(min_value=0, max_value=2**63 - 1),
+    octets_out=st.integers(min_value=0, max_value=2**40),
+)
+def test_day_rows_keep_every_second_and_octet(
+    seconds: list[int], octets_in: int, octets_out: int
+) -> None:
+    rec = {"start": "1764000000", "in": str(octets_in), "out": str(octets_out)}
+    for i, s in enumerate(seconds):
+        rec[f"d:202511{10 + i:02d}"] = str(s)
+    rows = ledger_rows(rec, SH, 0)
+    assert sum(r.seconds for r in rows) == sum(seconds)
+    assert sum(r.octets_in for r in rows) == octets_in
+    assert sum(r.octets_out for r in rows) == octets_out
+    assert all(r.octets_in >= 0 for r in rows) and len({r.first_day for r in rows}) == 1
