@@ -26,6 +26,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from controller.mac import normalize_mac
+from controller.redis_url import RedisUrlError, parse_redis_url
 from controller.venue_types import VENUE_TYPES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -1011,6 +1012,11 @@ class _Builder:
             self.report(
                 (*p, "url"), f"'{url}' is not a URL (redis://host:port/db), or leave it empty"
             )
+        if "://" in url:  # the topology (server, cluster, sentinel) must parse too
+            try:
+                parse_redis_url(url)
+            except RedisUrlError as exc:
+                self.report((*p, "url"), f"{REDIS_URL_ENV}: {exc}" if env else str(exc))
         return RedisSettings(
             url=url,
             data_dir=self.file_path(t, p, "data_dir", d.data_dir),

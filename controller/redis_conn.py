@@ -6,7 +6,8 @@ top of redis-py, and why:
 - Sentinel: redis-py asks the sentinels for the primary only when it opens a
   connection, so pooled connections keep writing to a demoted primary until it turns
   read-only (seconds after a failover, and those writes are then lost). A small task
-  polls the sentinels and drops every connection the moment they name a new primary.
+  polls the sentinels and drops every connection the moment they name a new primary,
+  and the pool closes a connection to a former primary when it is returned.
 - ``wait_replicas=N``: each pipeline ends with ``WAIT N timeout``; fewer acks raise
   ``NotReplicated`` (a ``ConnectionError``), which the store maps to "not recorded", so
   the NAS is answered only for writes a failover cannot lose.

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 SERVER_SCHEMES = ("redis", "rediss", "unix")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -114,7 +114,8 @@ def parse_redis_url(url: str) -> RedisTarget:
             raise RedisUrlError(f"no host in the URL; use one of: {EXAMPLES}")
         if scheme == "unix" and not parts.path:
             raise RedisUrlError("no socket path in the unix:// URL")
-        rest = urlunsplit(parts._replace(query=urlencode(options)))
+        base = url.partition("?")[0]  # (urlunsplit would turn unix:///p into unix:/p)
+        rest = f"{base}?{urlencode(options)}" if options else base
         return RedisTarget(
             "server", rest, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout
         )

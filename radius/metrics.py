@@ -20,3 +20,8 @@ LATENCY = Histogram(
     ["port"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+CLIENT_REQUESTS = Counter(
+    "citywifi_radius_client_requests_total",
+    "RADIUS requests answered, by client (NAS) id and port: a silent NAS stops moving it",
+    ["client", "port"],
+)

@@ -184,6 +184,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             return
         # Count before sending: whoever sees the answer must also see it counted.
         self._answered(reply[0]).inc()
+        metrics.CLIENT_REQUESTS.labels(peer.id, self.role).inc()  # "NAS silent for 1 h" alert
         self._latency.observe(self.clock() - t0)
         self._send(reply, addr)
 

