@@ -155,10 +155,12 @@ class Controller:
                 endpoint.transport.close()
         for endpoint in self.endpoints:
             await endpoint.drain()
+        if self.enforcer is not None:
+            # Before the HTTP side: closing its DAE socket ends the retries that an
+            # in-flight logout/admin disconnect would otherwise make cleanup wait for.
+            await self.enforcer.stop()  # releases its leases, flushes the due index
         if self.runner is not None:
             await self.runner.cleanup()
-        if self.enforcer is not None:
-            await self.enforcer.stop()  # releases its leases, flushes the due index
         if self.archiver is not None:
             await self.archiver.stop()  # a last drain of the outbox
         if self.store is not None:
