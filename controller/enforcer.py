@@ -26,7 +26,7 @@ import ipaddress
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -559,10 +559,10 @@ class Enforcer:
 
     # -- admin ------------------------------------------------------------------------------
 
-    async def disconnect_now(self, pid: str, *, reason: str = "admin") -> list[SessionOutcome]:
-        """Disconnect every open session of a person now (admin, block). Raises
-        ``EnforcerBusy`` when another process holds the person for longer than one
-        disconnect exchange."""
+    @contextlib.asynccontextmanager
+    async def _leased(self, pid: str) -> AsyncIterator[None]:
+        """Hold the person's lease (waiting up to a few disconnect exchanges) so a
+        direct request never races the timer loop of this or another process."""
         if self.dae is None:
             raise RuntimeError("the enforcer is not started")
         token = f"{self.instance}:{secrets.token_hex(4)}"
@@ -572,9 +572,24 @@ class Enforcer:
                 raise EnforcerBusy(pid)
             await asyncio.sleep(0.05)
         try:
-            now = int(self.clock())
-            plan = self.plan(await self.store.person_snapshot(pid, self.day(now)), now, force=True)
-            return await self._disconnect(pid, plan.disconnect, reason)
+            yield
         finally:
             with contextlib.suppress(StoreUnavailable):
                 await self.store.release_lease(pid, token)
+
+    async def disconnect_now(self, pid: str, *, reason: str = "admin") -> list[SessionOutcome]:
+        """Disconnect every open session of a person now (admin, block). Raises
+        ``EnforcerBusy`` when another process holds the person for longer than one
+        disconnect exchange."""
+        async with self._leased(pid):
+            now = int(self.clock())
+            plan = self.plan(await self.store.person_snapshot(pid, self.day(now)), now, force=True)
+            return await self._disconnect(pid, plan.disconnect, reason)
+
+    async def disconnect_sessions(
+        self, pid: str, sids: Sequence[str], *, reason: str = "logout"
+    ) -> list[SessionOutcome]:
+        """Disconnect some of a person's sessions (one device logging out), leaving the
+        person's other devices online."""
+        async with self._leased(pid):
+            return await self._disconnect(pid, list(sids), reason)

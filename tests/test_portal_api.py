@@ -220,6 +220,56 @@ async def test_logout_disconnects_the_device_at_its_nas(
         transport.close()
 
 
+async def test_logout_disconnects_only_this_device(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """A person with two devices online logs out on one: only that device's session gets
+    a Disconnect-Request; the other stays online."""
+    dae_port = free_port(socket.SOCK_DGRAM)
+    nas = {"id": "nas-dae", "address": "127.0.0.6", "secret": "testing123-6"}
+    client = (
+        f'\n[[clients]]\nid = "nas-dae"\naddress = "127.0.0.6"\nsecret = "testing123-6"\n'
+        f'venue = "station"\nvendor = "generic"\ncoa_port = {dae_port}\n'
+    )
+    received: list[bytes] = []
+
+    class Dae(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+            received.append(data)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Dae, local_addr=(nas["address"], dae_port))
+    try:
+        async with running_portal(tmp_path, redis_proc.url, clients=client) as rig:
+            from controller.logins import issue_login
+
+            phone, mac1, mac2 = "13800138037", "AA-BB-CC-00-38-01", "AA-BB-CC-00-38-02"
+            _, body, _ = await code_login(rig, phone, nas_id="nas-dae", mac=mac1)
+            assert rig.ctl.store is not None
+            other = await issue_login(
+                rig.ctl.store, phone_e164=e164(phone), mac=mac2,
+                person_key=rig.ctl.person_key, ttl=300, now=int(time.time()),
+            )  # fmt: skip
+            for user, password, mac, sid, ip in (
+                (body["username"], body["password"], mac1, "dev-1", "127.0.0.1"),
+                (other.username, other.password, mac2, "dev-2", "10.0.0.2"),
+            ):
+                reply = await radius_pap(rig.ctl.auth_port, nas, user, password.encode(), mac)
+                await radius_acct(
+                    rig.ctl.acct_port, nas, status="Start", sid=sid, username=user,
+                    cls=reply[25][0], mac=mac, framed_ip=ip,
+                )  # fmt: skip
+            status, out, _ = await rig.post_json("/api/v1/logout", {})
+            assert (status, out["disconnect"]) == (200, "requested")
+            deadline = time.monotonic() + 10
+            while len(received) < 2:  # the first request and its retransmission
+                assert time.monotonic() < deadline, f"Disconnect-Requests seen: {received}"
+                await asyncio.sleep(0.01)
+            assert all(d[0] == 40 and b"dev-1" in d and b"dev-2" not in d for d in received)
+    finally:
+        transport.close()
+
+
 # --------------------------------------------------------------------------- refusals
 
 
