@@ -21,22 +21,28 @@ def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
     proc.stop()
 
 
-def write_config(directory: Path, redis_url: str, **overrides: str) -> Path:
-    """A small test city: one operator, two venues, clients on loopback, OS-chosen ports."""
-    quota = overrides.get("quota", "")
-    text = textwrap.dedent(
+def service_sections(
+    redis_url: str,
+    *,
+    daily_seconds: str = "7200",
+    interim_interval: str = "300",
+    quota_extra: str = "",
+) -> str:
+    """The parts of a test config every test city shares: brand, quota, loopback
+    listeners on OS-chosen ports, the Redis URL, a fixed person key, quiet logs."""
+    return textwrap.dedent(
         f"""
         [brand]
         ssid = "i-Test"
         name = {{ zh = "无线测试", en = "Wireless Test" }}
 
         [quota]
-        daily_seconds = {overrides.get("daily_seconds", "7200")}
+        daily_seconds = {daily_seconds}
         timezone = "Asia/Shanghai"
         max_devices = 2
-        interim_interval = {overrides.get("interim_interval", "300")}
+        interim_interval = {interim_interval}
         remember_device_days = 1
-        {quota}
+        {quota_extra}
 
         [radius]
         bind = "127.0.0.1"
@@ -56,7 +62,19 @@ def write_config(directory: Path, redis_url: str, **overrides: str) -> Path:
 
         [log]
         level = "warning"
+        """
+    )
 
+
+def write_config(directory: Path, redis_url: str, **overrides: str) -> Path:
+    """A small test city: one operator, two venues, clients on loopback, OS-chosen ports."""
+    text = service_sections(
+        redis_url,
+        daily_seconds=overrides.get("daily_seconds", "7200"),
+        interim_interval=overrides.get("interim_interval", "300"),
+        quota_extra=overrides.get("quota", ""),
+    ) + textwrap.dedent(
+        f"""
         [[operators]]
         id = "op-telecom"
         name = "中国电信"

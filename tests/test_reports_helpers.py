@@ -17,7 +17,7 @@ import pytest
 from controller.app import Controller
 from controller.config import Config, load_config
 from radius.attrs import Code
-from tests.conftest import SECRET
+from tests.conftest import SECRET, service_sections
 from tests.redis_proc import RedisProcess
 from tests.test_radius_integration import acct, login
 
@@ -37,36 +37,8 @@ def sha(token: str) -> str:
 
 
 def city_config(directory: Path, redis_url: str, extra: str = "") -> Path:
-    text = textwrap.dedent(
+    text = service_sections(redis_url) + textwrap.dedent(
         f"""
-        [brand]
-        ssid = "i-Test"
-        name = {{ zh = "无线测试", en = "Wireless Test" }}
-
-        [quota]
-        daily_seconds = 7200
-        timezone = "Asia/Shanghai"
-        interim_interval = 300
-
-        [radius]
-        bind = "127.0.0.1"
-        auth_port = 0
-        acct_port = 0
-
-        [http]
-        bind = "127.0.0.1"
-        port = 0
-
-        [redis]
-        url = "{redis_url}"
-        data_dir = "var"
-
-        [security]
-        person_key = "test-person-key-0123456789"
-
-        [log]
-        level = "warning"
-
         [reports]
         settle_hours = 6
 

@@ -274,8 +274,10 @@ def retry_headers(exc: PortalError) -> dict[str, str]:
     return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
 
 
-def html_page(handler: ViewHandler) -> Handler:
-    """Refusals become a clear page with the right status; Redis outages a 503 page."""
+def _guarded(
+    handler: ViewHandler, render: Callable[[View, PortalError], web.StreamResponse]
+) -> Handler:
+    """Run ``handler``; a refusal or a Redis outage (503) is rendered by ``render``."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -283,29 +285,22 @@ def html_page(handler: ViewHandler) -> Handler:
         try:
             return await handler(request, view)
         except PortalError as exc:
-            return view.failure(exc)
+            return render(view, exc)
         except StoreUnavailable as exc:
             log.warning("portal.store_unavailable", error=str(exc))
-            return view.failure(PortalError("unavailable", 503))
+            return render(view, PortalError("unavailable", 503))
 
     return wrapped
+
+
+def html_page(handler: ViewHandler) -> Handler:
+    """Refusals become a clear page with the right status; Redis outages a 503 page."""
+    return _guarded(handler, View.failure)
 
 
 def json_api(handler: ViewHandler) -> Handler:
     """Errors as ``{"error": code, "message": text}`` with the right status."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        view = View(request)
-        try:
-            return await handler(request, view)
-        except PortalError as exc:
-            return view.json_error(exc)
-        except StoreUnavailable as exc:
-            log.warning("portal.store_unavailable", error=str(exc))
-            return view.json_error(PortalError("unavailable", 503))
-
-    return wrapped
+    return _guarded(handler, View.json_error)
 
 
 # --------------------------------------------------------------------------- pages
