@@ -22,6 +22,7 @@ from controller import keys, quota
 from controller.app import Controller
 from controller.config import Config, load_config
 from controller.logins import issue_login
+from controller.store import Store
 from radius.attrs import TerminateCause
 from tests.conftest import write_config
 from tests.redis_proc import RedisProcess
@@ -381,6 +382,10 @@ async def test_a_restart_neither_storms_nor_forgets(
         _pid, _s = await c.login(b, "+8613800138007", "02-00-00-00-0B-07")
         await until(lambda: _true(b.dae_requests >= 1), c.real(40) + 5, "the first disconnect")
         acked_at = c.clock()
+        store = c.controllers[0].store
+        assert store is not None
+        # stop only once the ACK is recorded: a stop cancels a Disconnect still in flight
+        await until(lambda: _acked(store, _pid), 5, "the ACK to be recorded")
         await c.controllers[0].stop()
         ctl = Controller(c.config, clock=c.clock)
         await ctl.start()
@@ -429,6 +434,10 @@ async def test_accounting_on_closes_sessions_and_nothing_is_sent(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _acked(store: Store, pid: str) -> bool:
+    return bool(await store.redis.hlen(keys.closing(pid)))
 
 
 async def _closed(c: City, pid: str, sim: NasSimulator, s: SimSession) -> bool:
