@@ -125,7 +125,9 @@ def cmd_serve(config_path: Path, workers: int | None = None) -> int:
             from controller.supervisor import serve_workers
 
             return serve_workers(config, workers)
-        asyncio.run(run_forever(config))
+        from controller.runtime import run
+
+        run(run_forever(config))
     return 0
 
 

@@ -112,3 +112,39 @@ def session_timeout(used_today: int, now: int, tz: ZoneInfo, daily_seconds: int)
 def reset_time(now: int, tz: ZoneInfo) -> datetime:
     """When today's allowance is renewed: the next local midnight."""
     return datetime.fromtimestamp(next_midnight(now, tz), tz)
+
+
+class DayClock:
+    """The local day most requests fall in, computed once per day instead of per packet.
+
+    Zone arithmetic (``zoneinfo``) costs several microseconds a call; nearly every
+    request is about today, so the day's [start, next midnight) range and key are kept
+    and anything outside it falls back to the full computation.
+    """
+
+    __slots__ = ("_end", "_key", "_start", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._start = self._end = 0
+        self._key = ""
+
+    def _load(self, ts: int) -> None:
+        day = local_day(ts, self.tz)
+        self._start = day_start(day, self.tz)
+        self._end = day_start(day + timedelta(days=1), self.tz)
+        self._key = day_key(day)
+
+    def key(self, ts: int) -> str:
+        """``day_key(local_day(ts))``."""
+        if not self._start <= ts < self._end:
+            self._load(ts)
+        return self._key
+
+    def boundaries(self, start: int, end: int) -> list[tuple[int, str]]:
+        """``day_boundaries`` with day keys: one entry when ``[start, end]`` is one day."""
+        if not self._start <= end < self._end:
+            self._load(end)
+        if start >= self._start:
+            return [(self._start, self._key)]
+        return [(epoch, day_key(day)) for epoch, day in day_boundaries(start, end, self.tz)]

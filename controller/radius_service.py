@@ -81,6 +81,7 @@ class RadiusService:
             attr_int(Attr.IDLE_TIMEOUT, q.idle_timeout) if q.idle_timeout > 0 else b""
         )
         self._remember = q.remember_device_days * 86400
+        self.days = quota.DayClock(q.timezone)
 
     def peer_for(self, host: str) -> Client | None:
         return self.registry.client_for(host)
@@ -132,7 +133,7 @@ class RadiusService:
             if pid is None:
                 return reject(Outcome.UNKNOWN_DEVICE), None
             mac = mac or user_mac
-        today = quota.day_key(quota.local_day(now, self.policy.timezone))
+        today = self.days.key(now)
         stale_before = now - int(self.policy.stale_grace)
         state = await self.store.auth_state(
             pid, user if credential else "", mac, today, stale_before
@@ -217,11 +218,7 @@ class RadiusService:
         delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
         event_time = int(self.clock()) - delay
         reported = request.integer(Attr.ACCT_SESSION_TIME) or 0
-        tz = self.policy.timezone
-        boundaries = [
-            (epoch, quota.day_key(day))
-            for epoch, day in quota.day_boundaries(event_time - reported, event_time, tz)
-        ]
+        boundaries = self.days.boundaries(event_time - reported, event_time)
         called = request.text(Attr.CALLED_STATION_ID) or ""
         nas_id = request.text(Attr.NAS_IDENTIFIER) or ""
         venue = self.registry.venue_for(client, called, nas_id)

@@ -19,6 +19,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from controller import keys
+from controller.redis_batch import Batcher, Command, link_for
 
 T = TypeVar("T")
 
@@ -132,9 +133,31 @@ class Store:
         self.redis = client
         self.scripts = load_lua()
         self.scripts_loaded = False
+        # the RADIUS hot path: calls of one loop tick share a write (controller.redis_batch)
+        self.batch = Batcher(link_for(client))
 
     async def close(self) -> None:
+        await self.batch.close()
         await self.redis.aclose()
+
+    async def _hot(self, commands: list[Command]) -> list[Any]:
+        """Run one unit of hot-path commands in this tick's batch; replies in order."""
+        try:
+            replies = await self.batch.run(commands)
+            if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
+                await self.load_scripts()  # Redis restarted empty: once, then again
+                replies = await self.batch.run(commands)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        for reply in replies:
+            if isinstance(reply, _UNAVAILABLE):
+                raise StoreUnavailable(f"{type(reply).__name__}: {reply}")
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _script(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Command:
+        return ("EVALSHA", self.scripts[name].sha, len(keys_), *keys_, *args)
 
     async def _guard(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op``; reload scripts once if Redis lost them (restart); map outages."""
@@ -184,11 +207,8 @@ class Store:
         await self._guard(op)
 
     async def mac_owner(self, mac: str) -> str | None:
-        async def op() -> str | None:
-            value = await self.redis.get(keys.mac_owner(mac))
-            return _text(value) if value else None
-
-        return await self._guard(op)
+        value = (await self._hot([("GET", keys.mac_owner(mac))]))[0]
+        return _text(value) if value else None
 
     async def auth_state(
         self, pid: str, username: str, mac: str, today_key: str, stale_before: int
@@ -200,39 +220,30 @@ class Store:
             keys.block(pid),
         )
 
-        async def op() -> PersonState:
-            r = await self._evalsha(self.redis, "auth_state", ks, (mac, stale_before))
-            return PersonState(
-                password=r[0].decode(),
-                bound_mac=r[1].decode(),
-                used_at=int(r[2]) if r[2] else None,
-                used_mac=r[3].decode(),
-                used_today=int(r[4]),
-                other_devices=int(r[5]),
-                block=r[6].decode(),
-            )
-
-        return await self._guard(op)
+        r = (await self._hot([self._script("auth_state", ks, (mac, stale_before))]))[0]
+        return PersonState(
+            password=r[0].decode(),
+            bound_mac=r[1].decode(),
+            used_at=int(r[2]) if r[2] else None,
+            used_mac=r[3].decode(),
+            used_today=int(r[4]),
+            other_devices=int(r[5]),
+            block=r[6].decode(),
+        )
 
     async def commit_login(
         self, pid: str, username: str, mac: str, now: int, remember_seconds: int
     ) -> str:
         """Consume the credential; remember the device for MAC re-authentication."""
 
-        async def op() -> str:
-            pipe = self.redis.pipeline(transaction=False)
-            self._evalsha(
-                pipe,
-                "commit_login",
-                (keys.credential(pid, username),),
-                (now, mac, LOGIN_REUSE_GRACE),
+        unit: list[Command] = [
+            self._script(
+                "commit_login", (keys.credential(pid, username),), (now, mac, LOGIN_REUSE_GRACE)
             )
-            if mac and remember_seconds > 0:
-                pipe.set(keys.mac_owner(mac), pid, ex=remember_seconds)
-            result = await pipe.execute()
-            return str(result[0].decode())
-
-        return await self._guard(op)
+        ]
+        if mac and remember_seconds > 0:
+            unit.append(("SET", keys.mac_owner(mac), pid, "EX", remember_seconds))
+        return _text((await self._hot(unit))[0])
 
     # -- accounting -----------------------------------------------------------------
 
@@ -256,25 +267,23 @@ class Store:
             args.extend((k, v))
         ref = keys.session_ref(w.pid, w.sid)
 
-        async def op() -> AccountingResult:
-            pipe = self.redis.pipeline(transaction=False)
-            self._evalsha(pipe, "account", ks, args)
+        unit: list[Command] = [
+            self._script("account", ks, args),
             # the person as the enforcer sees them after this write (same slot, same trip)
-            self._evalsha(pipe, "enforce_state", self._state_keys(w.pid, day_keys[-1]), ())
-            if w.status == 2:
-                pipe.zrem(keys.OPEN_INDEX, ref)
-                pipe.srem(keys.nas_sessions(w.client_id), ref)
-                pipe.xadd(keys.OUTBOX, {"k": "close", "ref": ref})  # to the archive (dedup there)
-            else:
-                pipe.zadd(keys.OPEN_INDEX, {ref: w.event_time})
-                pipe.sadd(keys.nas_sessions(w.client_id), ref)
-            out = await pipe.execute()
-            r = out[0]
-            return AccountingResult(
-                int(r[0]), int(r[1]), int(r[2]), bool(r[3]), snapshot=_snapshot(out[1])
-            )
-
-        return await self._guard(op)
+            self._script("enforce_state", self._state_keys(w.pid, day_keys[-1]), ()),
+        ]
+        if w.status == 2:
+            unit.append(("ZREM", keys.OPEN_INDEX, ref))
+            unit.append(("SREM", keys.nas_sessions(w.client_id), ref))
+            unit.append(("XADD", keys.OUTBOX, "*", "k", "close", "ref", ref))  # to the archive
+        else:
+            unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
+            unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
+        out = await self._hot(unit)
+        r = out[0]
+        return AccountingResult(
+            int(r[0]), int(r[1]), int(r[2]), bool(r[3]), snapshot=_snapshot(out[1])
+        )
 
     async def close_session(self, pid: str, sid: str, client_id: str, cause: str) -> bool:
         ref = keys.session_ref(pid, sid)
@@ -311,12 +320,10 @@ class Store:
     async def outbox_add(self, entry: dict[str, str]) -> None:
         """Queue a login result for the audit archive (closes are queued with the close)."""
 
-        fields: dict[Any, Any] = dict(entry)
-
-        async def op() -> None:
-            await self.redis.xadd(keys.OUTBOX, fields)
-
-        await self._guard(op)
+        command: list[Any] = ["XADD", keys.OUTBOX, "*"]
+        for k, v in entry.items():
+            command.extend((k, v))
+        await self._hot([command])
 
     async def outbox_read(
         self, consumer: str, count: int, claim_idle_ms: int

@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller import quota
 from controller.quota import (
     MAX_SPLIT_DAYS,
     DayShare,
@@ -95,3 +96,22 @@ def test_shares_add_up(tz: ZoneInfo, end: int, length: int) -> None:
     assert [s.day for s in shares] == sorted({s.day for s in shares})
     if shares:
         assert shares[-1].day == local_day(end, tz) or end == day_start(local_day(end, tz), tz)
+
+
+@given(
+    start=st.integers(min_value=1_600_000_000, max_value=1_900_000_000),
+    length=st.integers(min_value=0, max_value=10 * 86400),
+    warm=st.integers(min_value=1_600_000_000, max_value=1_900_000_000),
+    zone=st.sampled_from(["Asia/Shanghai", "Europe/London", "America/Sao_Paulo", "UTC"]),
+)
+def test_day_clock_agrees_with_the_full_computation(
+    start: int, length: int, warm: int, zone: str
+) -> None:
+    tz = ZoneInfo(zone)
+    clock = quota.DayClock(tz)
+    clock.key(warm)  # whatever day it cached before must not leak into the answer
+    end = start + length
+    expected = [(epoch, quota.day_key(day)) for epoch, day in quota.day_boundaries(start, end, tz)]
+    assert clock.boundaries(start, end) == expected
+    assert clock.key(end) == quota.day_key(quota.local_day(end, tz))
+    assert clock.key(start) == quota.day_key(quota.local_day(start, tz))

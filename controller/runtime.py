@@ -1,0 +1,30 @@
+"""The event loop the server runs on: uvloop when it is installed, else asyncio's own.
+
+uvloop's UDP and TCP transports cost a fraction of the stock selector loop's per
+datagram and per Redis reply (docs/performance.md); behaviour is the same, so it is a
+drop-in. ``CITYWIFI_EVENT_LOOP=asyncio`` forces the stock loop (to compare, or debug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if os.environ.get("CITYWIFI_EVENT_LOOP", "uvloop") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: the stock loop works the same, slower
+        return None
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
