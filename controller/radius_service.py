@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from controller.identity import person_of_username
 from controller.mac import normalize_mac
 from controller.registry import Registry
 from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
+from radius import metrics
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import (
     PacketError,
@@ -33,13 +35,19 @@ from radius.packet import (
     chap_matches,
     decrypt_user_password,
 )
-from radius.server import request_source
+from radius.server import Reply, request_source
 
 log = structlog.get_logger("citywifi.radius")
 
-Reply = tuple[int, bytes]
 CLASS_PREFIX = b"cw1:"
 MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
+STATUS_NAMES: dict[int, str] = {
+    AcctStatus.START: "start",
+    AcctStatus.STOP: "stop",
+    AcctStatus.INTERIM_UPDATE: "interim",
+    AcctStatus.ACCOUNTING_ON: "accounting_on",
+    AcctStatus.ACCOUNTING_OFF: "accounting_off",
+}
 
 
 def person_from_class(value: bytes | None) -> str | None:
@@ -81,6 +89,8 @@ class RadiusService:
             attr_int(Attr.IDLE_TIMEOUT, q.idle_timeout) if q.idle_timeout > 0 else b""
         )
         self._remember = q.remember_device_days * 86400
+        level = getattr(logging, config.log.level.upper(), logging.INFO)
+        self.log_requests = config.log.requests and level <= logging.INFO
         self.days = quota.DayClock(q.timezone)
 
     def peer_for(self, host: str) -> Client | None:
@@ -104,6 +114,13 @@ class RadiusService:
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
+        venue = ""
+        if self.log_requests:
+            venue = self.registry.venue_for(
+                client,
+                request.text(Attr.CALLED_STATION_ID) or "",
+                request.text(Attr.NAS_IDENTIFIER) or "",
+            ).id
         if decision.accept:
             assert pid is not None
             kind = b"c" if person_of_username(request.text(Attr.USER_NAME) or "") else b"m"
@@ -112,9 +129,16 @@ class RadiusService:
                 + self._accept_tail
                 + attr(Attr.CLASS, CLASS_PREFIX + pid.encode() + b":" + kind)
             )
-            return Code.ACCESS_ACCEPT, attrs
-        log.info("radius.reject", client=client.id, person=pid, reason=decision.outcome.value)
-        return Code.ACCESS_REJECT, attr_text_split(Attr.REPLY_MESSAGE, decision.message)
+            return Reply(Code.ACCESS_ACCEPT, attrs, (pid, venue, "", "accept"))
+        reason = decision.outcome.value
+        metrics.REJECTS.labels(reason).inc()
+        if not self.log_requests:  # else the request event says it
+            log.info("radius.reject", client=client.id, person=pid, reason=reason)
+        return Reply(
+            Code.ACCESS_REJECT,
+            attr_text_split(Attr.REPLY_MESSAGE, decision.message),
+            (pid or "", venue, "", reason),
+        )
 
     async def _decide(
         self, client: Client, request: Request, now: int
@@ -181,12 +205,10 @@ class RadiusService:
                 )
                 closed = await self.store.close_client_sessions(client.id, str(int(cause)))
                 log.info("radius.nas_restart", client=client.id, status=status, closed=closed)
-                return Code.ACCOUNTING_RESPONSE, b""
+                return Reply(Code.ACCOUNTING_RESPONSE, b"", ("", "", "", STATUS_NAMES[status]))
             if status not in (AcctStatus.START, AcctStatus.STOP, AcctStatus.INTERIM_UPDATE):
-                return (
-                    Code.ACCOUNTING_RESPONSE,
-                    b"",
-                )  # other types (tunnel, failed): nothing to keep
+                # other types (tunnel, failed): nothing to keep
+                return Reply(Code.ACCOUNTING_RESPONSE, b"", ("", "", "", f"ignored:{status}"))
             write = await self._write_for(client, request, status)
             if write is None:
                 return None
@@ -196,7 +218,11 @@ class RadiusService:
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="acct", client=client.id, error=str(exc))
             return None
-        return Code.ACCOUNTING_RESPONSE, b""
+        return Reply(
+            Code.ACCOUNTING_RESPONSE,
+            b"",
+            (write.pid, write.fields["venue"], write.sid, STATUS_NAMES[status]),
+        )
 
     async def _write_for(
         self, client: Client, request: Request, status: int

@@ -50,30 +50,24 @@ def pack(commands: Sequence[Command]) -> bytes:
     return b"".join([hiredis.pack_command(tuple(command)) for command in commands])
 
 
-def _error(message: str) -> redis_errors.RedisError:
+def classify(error: redis_errors.ResponseError) -> redis_errors.RedisError:
     """The exception redis-py would raise for this error reply (NOSCRIPT, READONLY…)."""
+    message = str(error)
     if message.startswith("NOSCRIPT"):
         return redis_errors.NoScriptError(message)
     if message.startswith("READONLY"):
         return redis_errors.ReadOnlyError(message)
     if message.startswith("LOADING"):
         return redis_errors.BusyLoadingError(message)
-    return redis_errors.ResponseError(message)
-
-
-def _convert(reply: Any) -> Any:
-    if isinstance(reply, hiredis.ReplyError):
-        return _error(str(reply))
-    if isinstance(reply, list):
-        return [_convert(r) for r in reply]
-    return reply
+    return error
 
 
 class _Protocol(asyncio.Protocol):
     """Replies are handed to waiters in the order their commands were written."""
 
     def __init__(self) -> None:
-        self.reader = hiredis.Reader()
+        # error replies arrive as ResponseError instances; ``classify`` refines them
+        self.reader = hiredis.Reader(replyError=redis_errors.ResponseError)
         self.waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
@@ -89,7 +83,7 @@ class _Protocol(asyncio.Protocol):
             if reply is False:
                 return
             count, got, future = waiting[0]
-            got.append(_convert(reply))
+            got.append(reply)
             if len(got) == count:
                 waiting.popleft()
                 if not future.done():
@@ -142,7 +136,7 @@ class DirectLink:
             hello.append(("SELECT", s.db))
         if hello:
             for reply in await self._exchange(protocol, hello):
-                if isinstance(reply, Exception):
+                if isinstance(reply, redis_errors.ResponseError):
                     protocol.fail(redis_errors.ConnectionError("Redis refused the session"))
                     raise redis_errors.AuthenticationError(str(reply))
         return protocol

@@ -19,7 +19,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from controller import keys
-from controller.redis_batch import Batcher, Command, link_for
+from controller.redis_batch import Batcher, Command, classify, link_for
 
 T = TypeVar("T")
 
@@ -144,16 +144,17 @@ class Store:
         """Run one unit of hot-path commands in this tick's batch; replies in order."""
         try:
             replies = await self.batch.run(commands)
-            if any(isinstance(r, redis_errors.NoScriptError) for r in replies):
+            failed = [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
+            if any(isinstance(e, redis_errors.NoScriptError) for e in failed):
                 await self.load_scripts()  # Redis restarted empty: once, then again
                 replies = await self.batch.run(commands)
+                failed = [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        for reply in replies:
-            if isinstance(reply, _UNAVAILABLE):
-                raise StoreUnavailable(f"{type(reply).__name__}: {reply}")
-            if isinstance(reply, Exception):
-                raise reply
+        for error in failed:
+            if isinstance(error, _UNAVAILABLE):
+                raise StoreUnavailable(f"{type(error).__name__}: {error}")
+            raise error
         return replies
 
     def _script(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Command:
@@ -249,7 +250,13 @@ class Store:
 
     async def account(self, w: AccountingWrite) -> AccountingResult:
         day_keys = [keys.day_usage(w.pid, k) for _, k in w.boundaries]
-        ks = [keys.session(w.pid, w.sid), keys.open_sessions(w.pid), *day_keys]
+        ks = [
+            keys.session(w.pid, w.sid),
+            keys.open_sessions(w.pid),
+            *day_keys,
+            keys.closing(w.pid),
+            keys.block(w.pid),
+        ]
         args: list[Any] = [
             w.status,
             w.reported,
@@ -267,11 +274,8 @@ class Store:
             args.extend((k, v))
         ref = keys.session_ref(w.pid, w.sid)
 
-        unit: list[Command] = [
-            self._script("account", ks, args),
-            # the person as the enforcer sees them after this write (same slot, same trip)
-            self._script("enforce_state", self._state_keys(w.pid, day_keys[-1]), ()),
-        ]
+        # the reply ends with the person as the enforcer sees them after this write
+        unit: list[Command] = [self._script("account", ks, args)]
         if w.status == 2:
             unit.append(("ZREM", keys.OPEN_INDEX, ref))
             unit.append(("SREM", keys.nas_sessions(w.client_id), ref))
@@ -282,7 +286,7 @@ class Store:
         out = await self._hot(unit)
         r = out[0]
         return AccountingResult(
-            int(r[0]), int(r[1]), int(r[2]), bool(r[3]), snapshot=_snapshot(out[1])
+            int(r[0]), int(r[1]), int(r[2]), bool(r[3]), snapshot=_snapshot((r[1], *r[4:]))
         )
 
     async def close_session(self, pid: str, sid: str, client_id: str, cause: str) -> bool:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
@@ -23,7 +23,16 @@ from radius.packet import PacketError, Request, decode_request, encode_reply
 
 log = structlog.get_logger("citywifi.radius")
 
-Reply = tuple[int, bytes]  # (code, encoded attributes)
+
+class Reply(NamedTuple):
+    """What the service answers: a code, the encoded attributes, and for the request log
+    who and what it was about (person id, venue, session id, result)."""
+
+    code: int
+    attrs: bytes = b""
+    about: tuple[str, str, str, str] = ("", "", "", "")
+
+
 UNKNOWN_LOG_INTERVAL = 60.0
 
 # Source (host, port) of the request being handled, set in its own task: the service
@@ -41,6 +50,8 @@ class Peer(Protocol):
 
 
 class Service(Protocol):
+    log_requests: bool  # one "radius.request" event per outcome (costs ~10 µs each)
+
     def peer_for(self, host: str) -> Peer | None: ...
     async def access(self, peer: Any, request: Request) -> Reply | None: ...
     async def accounting(self, peer: Any, request: Request) -> Reply | None: ...
@@ -65,6 +76,8 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self.clock = clock
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: dict[str, Any] = {}  # client id -> its answered-requests counter
         self._unknown_logged: dict[str, float] = {}
         self._expected = Code.ACCESS_REQUEST if role == "auth" else Code.ACCOUNTING_REQUEST
         self._status_reply = Code.ACCESS_ACCEPT if role == "auth" else Code.ACCOUNTING_RESPONSE
@@ -104,6 +117,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()
 
     @property
     def port(self) -> int:
@@ -162,7 +176,8 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             self._drop("overload")
             return
         self.dedup.begin(key, now)
-        task = asyncio.ensure_future(self._answer(peer, request, key, addr, now))
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(self._answer(peer, request, key, addr, now))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -170,23 +185,48 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self, peer: Any, request: Request, key: DedupKey, addr: tuple[str | Any, int], t0: float
     ) -> None:
         reply: bytes | None = None
+        result: Reply | None = None
         request_source.set((str(addr[0]), int(addr[1])))  # this task's context only
         try:
             result = await self._handle(peer, request)
             if result is not None:
-                reply = encode_reply(result[0], request, peer.secret, result[1])
+                reply = encode_reply(result.code, request, peer.secret, result.attrs)
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=peer.id)
         finally:
-            self.dedup.finish(key, reply, self.clock())
-        if reply is None:
+            done = self.clock()
+            self.dedup.finish(key, reply, done)
+        if reply is None or result is None:
             self._drop("not_recorded")
+            if self.service.log_requests:
+                log.info(
+                    "radius.request",
+                    port=self.role,
+                    client=peer.id,
+                    result="not_recorded",
+                    ms=round((done - t0) * 1000, 2),
+                )
             return
         # Count before sending: whoever sees the answer must also see it counted.
         self._answered(reply[0]).inc()
-        metrics.CLIENT_REQUESTS.labels(peer.id, self.role).inc()  # "NAS silent for 1 h" alert
-        self._latency.observe(self.clock() - t0)
+        counter = self._clients.get(peer.id)
+        if counter is None:  # "NAS silent for 1 h" alert
+            counter = self._clients[peer.id] = metrics.CLIENT_REQUESTS.labels(peer.id, self.role)
+        counter.inc()
+        self._latency.observe(done - t0)
         self._send(reply, addr)
+        if self.service.log_requests:
+            person, venue, session, outcome = result.about
+            log.info(
+                "radius.request",
+                port=self.role,
+                client=peer.id,
+                venue=venue,
+                session=session,
+                person=person,
+                result=outcome,
+                ms=round((done - t0) * 1000, 2),
+            )
 
     def _send(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.transport is not None:

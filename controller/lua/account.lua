@@ -4,6 +4,7 @@
 -- retransmitted, duplicated, reordered or replayed report never counts twice.
 -- KEYS[1] session hash   KEYS[2] person's open-sessions hash
 -- KEYS[3 .. 2+n] day usage counters, oldest first (n = ARGV[10])
+-- KEYS[3+n] closing hash   KEYS[4+n] block key (read for the enforcer's snapshot)
 -- ARGV[1] status (1 Start, 2 Stop, 3 Interim-Update)
 -- ARGV[2] reported Acct-Session-Time   ARGV[3] event epoch (arrival - Acct-Delay-Time)
 -- ARGV[4] day counter TTL   ARGV[5] session TTL
@@ -12,7 +13,9 @@
 -- ARGV[11 .. 10+n] day start epochs, oldest first (the first may be earlier: absorbs all before)
 -- ARGV[11+n ..] field/value pairs describing the session, written only when first seen
 -- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
--- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call}
+-- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call,
+--          then the person as the quota enforcer sees them (as enforce_state.lua):
+--          {sid, "mac|last", ...} open, {sid, epoch, ...} closing, block or ''}
 local status = tonumber(ARGV[1])
 local reported = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -47,10 +50,7 @@ elseif seen < 0 then
 end
 
 if redis.call('HEXISTS', sess, 'start') == 0 then
-  redis.call('HSET', sess, 'start', now - reported)
-  for i = 11 + n, #ARGV, 2 do
-    redis.call('HSET', sess, ARGV[i], ARGV[i + 1])
-  end
+  redis.call('HSET', sess, 'start', now - reported, unpack(ARGV, 11 + n))
 end
 
 local closed_now = 0
@@ -67,4 +67,6 @@ end
 redis.call('EXPIRE', sess, ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 local used = tonumber(redis.call('GET', KEYS[2 + n]) or '0')
-return {applied, used, redis.call('HLEN', KEYS[2]), closed_now}
+local open = redis.call('HGETALL', KEYS[2])
+return {applied, used, #open / 2, closed_now,
+        open, redis.call('HGETALL', KEYS[3 + n]), redis.call('GET', KEYS[4 + n]) or ''}
