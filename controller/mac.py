@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _HEX = re.compile(r"[0-9A-Fa-f]")
 _SEPARATORS = re.compile(r"[-:.\s]")
 
 
+@lru_cache(maxsize=65536)  # the same devices come back every interim: parse once
 def normalize_mac(value: str) -> str | None:
     """Return ``AA-BB-CC-DD-EE-FF`` (RFC 3580 §3.21 / CoovaChilli style) or None.
 

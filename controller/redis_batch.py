@@ -153,18 +153,23 @@ class DirectLink:
             return self._protocol
 
     async def _exchange(self, protocol: _Protocol, commands: list[Command]) -> list[Any]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         assert protocol.transport is not None
         protocol.waiting.append((len(commands), [], future))
         protocol.transport.write(pack(commands))
         if self.timeout is None:
             return await future
+        timer = loop.call_later(self.timeout, self._overdue, protocol, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except TimeoutError:
-            # later replies would land on the wrong waiters: drop the connection
+            return await future
+        finally:
+            timer.cancel()
+
+    @staticmethod
+    def _overdue(protocol: _Protocol, future: asyncio.Future[list[Any]]) -> None:
+        if not future.done():  # later replies would land on the wrong waiters: drop it all
             protocol.fail(redis_errors.TimeoutError("Redis did not answer in time"))
-            raise redis_errors.TimeoutError("Redis did not answer in time") from None
 
     async def send(self, commands: list[Command]) -> list[Any]:
         protocol = await self._connected()
