@@ -21,9 +21,11 @@ from controller.config import Config, ConfigError, load_config
 from controller.enforcer import Enforcer
 from controller.http import make_app
 from controller.identity import load_person_key
+from controller.metrics import CONFIG_RELOADS, MeteredStore, OnlineStats
 from controller.radius_service import RadiusService
 from controller.redis_conn import client_from_url, embedded_for
 from controller.redis_embedded import EmbeddedRedis
+from controller.reload import adopt, changes, counts, restart_needed
 from controller.store import Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
@@ -32,10 +34,11 @@ log = structlog.get_logger("citywifi")
 STARTUP_REDIS_WAIT = 30.0
 
 
-async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> Store:
+async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> MeteredStore:
     """Connect and load the Lua scripts, waiting for an external Redis to come up."""
     url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
-    store = Store(client_from_url(url))
+    # Redis latency and errors (/metrics); redis.timeout bounds each exchange
+    store = MeteredStore(client_from_url(url, timeout=config.redis.timeout))
     deadline = time.monotonic() + STARTUP_REDIS_WAIT
     while True:
         try:
@@ -67,6 +70,8 @@ class Controller:
         self.enforcer: Enforcer | None = None
         self.archive = Archive(archive_root(config))  # usage ledger + audit log (reports)
         self.archiver: Archiver | None = None  # drains the outbox into the archive
+        self.online: OnlineStats | None = None  # city-wide online gauges, counted in Redis
+        self._reloading = asyncio.Lock()
         self.endpoints: list[RadiusEndpoint] = []
         self.runner: web.AppRunner | None = None
         self.http_port = 0
@@ -82,7 +87,9 @@ class Controller:
 
     async def start(self) -> None:
         cfg = self.config
-        self.store = await connect_store(cfg, self.embedded)
+        self.store = store = await connect_store(cfg, self.embedded)
+        self.online = OnlineStats(store, clock=self.clock)
+        self.online.start()
         self.service = RadiusService(cfg, self.store, clock=self.clock)
         self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
         self.service.accounted = self.enforcer.accounted
@@ -110,7 +117,7 @@ class Controller:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else cfg.http.port
-        if self.embedded is not None and self.embedded.owned:
+        if self.embedded is not None:  # also one found running (left by a killed serve)
             self._watch = asyncio.ensure_future(self.embedded.watch())
         log.info(
             "serve.ready",
@@ -121,28 +128,47 @@ class Controller:
         )
 
     async def readiness(self) -> dict[str, bool]:
-        store_ok = self.store is not None and await self.store.ping()
+        """Redis answers (within 2 s: a hung Redis is not ready), scripts, sockets."""
+        store_ok = False
+        if self.store is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    store_ok = await self.store.ping()
         return {
             "redis": store_ok,
             "scripts": bool(self.store and self.store.scripts_loaded),
             "radius": len(self.endpoints) == 2 and all(e.transport for e in self.endpoints),
         }
 
-    def reload(self, path: Path) -> bool:
-        """SIGHUP: load the file again; keep the old config if the new one is invalid."""
-        try:
-            new = load_config(path)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                log.error("config.reload_refused", problem=str(problem))
-            return False
-        assert self.service is not None
-        self.service.apply_config(new)
-        if self.enforcer is not None:
-            self.enforcer.apply_config(new)
-        self.config = new
-        log.info("config.reloaded", venues=len(new.venues), clients=len(new.clients))
-        return True
+    async def reload(self, path: Path) -> bool:
+        """SIGHUP: read the file again (in a thread: big registries must not stall RADIUS)
+        and swap it in; an invalid file is refused, every problem logged as check-config
+        words it, and the running config kept. Open sessions live in Redis: untouched."""
+        async with self._reloading:  # SIGHUPs in a row apply in order
+            try:
+                loaded = await asyncio.to_thread(load_config, path)
+            except ConfigError as exc:
+                CONFIG_RELOADS.labels("refused").inc()
+                for problem in exc.problems:
+                    log.error("config.reload_refused", problem=str(problem))
+                return False
+            except Exception as exc:  # unreadable file, …: keep running on the old one
+                CONFIG_RELOADS.labels("refused").inc()
+                log.error("config.reload_refused", problem=f"{path}: {type(exc).__name__}: {exc}")
+                return False
+            old = self.config
+            new = adopt(old, loaded)  # sockets, Redis, keys, logging, SMS: as running
+            if self.service is not None:
+                self.service.apply_config(new)
+            if self.enforcer is not None:
+                self.enforcer.apply_config(new)
+            self.config = new  # the portal, APIs and archiver read it from here
+            CONFIG_RELOADS.labels("ok").inc()
+            log.info("config.reloaded", **counts(new), changes=changes(old, new))
+            pending = restart_needed(old, loaded)
+            if pending:
+                log.warning("config.restart_needed", keys=pending)
+            return True
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight accounting finish, close Redis."""
@@ -150,11 +176,16 @@ class Controller:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        # Take no new requests (dropped as overload), finish in-flight ones, then close:
+        # a request Redis recorded during the drain still gets its answer, which a
+        # closed socket would swallow (uvloop's UDP transport cannot pause reading).
+        for endpoint in self.endpoints:
+            endpoint.max_in_flight = 0
+        for endpoint in self.endpoints:
+            await endpoint.drain()
         for endpoint in self.endpoints:
             if endpoint.transport is not None:
                 endpoint.transport.close()
-        for endpoint in self.endpoints:
-            await endpoint.drain()
         if self.enforcer is not None:
             # Before the HTTP side: closing its DAE socket ends the retries that an
             # in-flight logout/admin disconnect would otherwise make cleanup wait for.
@@ -163,6 +194,8 @@ class Controller:
             await self.runner.cleanup()
         if self.archiver is not None:
             await self.archiver.stop()  # a last drain of the outbox
+        if self.online is not None:
+            await self.online.stop()
         if self.store is not None:
             await self.store.close()
         if self.embedded is not None:
@@ -177,14 +210,27 @@ async def run_forever(
     on_ready: Callable[[Controller], None] | None = None,  # a worker tells its supervisor
 ) -> None:
     controller = Controller(config, reuse_port=reuse_port)
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[bool]] = set()
+    hup_early = asyncio.Event()
+    # SIGHUP's default action ends the process: catch it from the start (a `systemctl
+    # reload` right after start, or a supervisor forwarding one) and reload once serving.
+    loop.add_signal_handler(signal.SIGHUP, hup_early.set)
+
+    def hup() -> None:
+        task = asyncio.ensure_future(controller.reload(config.source))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     await controller.start()
+    loop.add_signal_handler(signal.SIGHUP, hup)
+    if hup_early.is_set():
+        hup()
     if on_ready is not None:
         on_ready(controller)
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, controller.reload, config.source)
     try:
         await stop.wait()
     finally:

@@ -70,7 +70,12 @@ MISSING = Counter(
     "citywifi_archive_missing_sessions_total",
     "Outbox entries whose session record had expired from Redis before archiving",
 )
-BACKLOG = Gauge("citywifi_outbox_backlog", "Entries in the outbox stream not yet archived")
+# the one city-wide stream: every process reads the same length, the latest wins
+BACKLOG = Gauge(
+    "citywifi_outbox_backlog",
+    "Entries in the outbox stream not yet archived",
+    multiprocess_mode="livemostrecent",
+)
 
 LEDGER_SCHEMA: tuple[tuple[str, str], ...] = (
     ("day", "DATE"),  # local day the seconds were counted on

@@ -75,6 +75,7 @@ class RedisSettings:
     url: str = ""  # empty: embedded redis-server under data_dir
     data_dir: Path = Path("var")
     appendfsync: str = "everysec"  # always | everysec | no (embedded server only)
+    timeout: float = 2.0  # seconds a Redis exchange may take before the request is not answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class SmsSettings:
 class LogSettings:
     level: str = "info"
     format: str = "json"  # json | console
+    # one info event per RADIUS request outcome (radius.request); off: rejects/drops only
+    requests: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +288,7 @@ _SECTIONS: Final = {
         "max_in_flight",
     ),
     "http": ("bind", "port"),
-    "redis": ("url", "data_dir", "appendfsync"),
+    "redis": ("url", "data_dir", "appendfsync", "timeout"),
     "sms": (
         "backend",
         "path",
@@ -294,7 +297,7 @@ _SECTIONS: Final = {
         "webhook_timeout",
         "webhook_retries",
     ),
-    "log": ("level", "format"),
+    "log": ("level", "format", "requests"),
     "security": ("person_key",),
     "registry": ("venues_csv", "access_points_csv"),
     "subsidy": ("rates", "venue_caps", "operator_factors"),
@@ -1021,6 +1024,7 @@ class _Builder:
             url=url,
             data_dir=self.file_path(t, p, "data_dir", d.data_dir),
             appendfsync=self.choice(t, p, "appendfsync", d.appendfsync, APPENDFSYNC),
+            timeout=self.number(t, p, "timeout", d.timeout, 0, above=True),
         )
 
     def sms(self, t: dict[str, Any], data_dir: Path) -> SmsSettings:
@@ -1058,6 +1062,7 @@ class _Builder:
         return LogSettings(
             level=self.choice(t, p, "level", d.level, LOG_LEVELS),
             format=self.choice(t, p, "format", d.format, LOG_FORMATS),
+            requests=self.boolean(t, p, "requests", d.requests),
         )
 
     def security(self, t: dict[str, Any]) -> SecuritySettings:

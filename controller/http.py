@@ -22,9 +22,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[CONTROLLER].readiness()
     ok = all(checks.values())
-    return web.json_response(
-        {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
-    )
+    body: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
+    if not ok:  # why, for the load balancer's log and the operator
+        body["failing"] = [name for name, passed in checks.items() if not passed]
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

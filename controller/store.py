@@ -42,6 +42,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _pairs(reply: Any) -> dict[str, str]:
+    """HGETALL as a dict, whether the link returned a flat list or redis-py a dict."""
+    if isinstance(reply, dict):
+        return {_text(k): _text(v) for k, v in reply.items()}
+    return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
 class StoreUnavailable(Exception):
     """Redis did not acknowledge: the caller must not answer the NAS (RFC 2866 §2)."""
 
@@ -368,30 +375,23 @@ class Store:
     async def outbox_sessions(self, refs: Sequence[str]) -> list[tuple[dict[str, str], str]]:
         """Per session ref: its record (empty when expired) and the archived-version mark."""
 
-        async def op() -> list[tuple[dict[str, str], str]]:
-            pipe = self.redis.pipeline(transaction=False)
-            for ref in refs:
-                pid, sid = keys.parse_session_ref(ref)
-                pipe.hgetall(keys.session(pid, sid))
-                pipe.get(keys.archived_mark(pid, sid))
-            r = await pipe.execute()
-            return [
-                ({_text(k): _text(v) for k, v in r[i].items()}, _text(r[i + 1] or b""))
-                for i in range(0, len(r), 2)
-            ]
-
-        return await self._guard(op)
+        if not refs:
+            return []
+        unit: list[Command] = []
+        for ref in refs:
+            pid, sid = keys.parse_session_ref(ref)
+            unit.append(("HGETALL", keys.session(pid, sid)))
+            unit.append(("GET", keys.archived_mark(pid, sid)))
+        r = await self._hot(unit)  # one write for the whole batch (the archiver's hot read)
+        return [(_pairs(r[i]), _text(r[i + 1] or b"")) for i in range(0, len(r), 2)]
 
     async def phones(self, pids: Sequence[str]) -> dict[str, str]:
         """Verified numbers of persons (the audit duty); persons without one are left out."""
 
-        async def op() -> dict[str, str]:
-            pipe = self.redis.pipeline(transaction=False)
-            for pid in pids:
-                pipe.hget(keys.profile(pid), "phone")
-            return {p: _text(v) for p, v in zip(pids, await pipe.execute(), strict=True) if v}
-
-        return await self._guard(op)
+        if not pids:
+            return {}
+        replies = await self._hot([("HGET", keys.profile(pid), "phone") for pid in pids])
+        return {p: _text(v) for p, v in zip(pids, replies, strict=True) if v}
 
     async def outbox_done(self, ids: Sequence[str], marks: dict[str, str]) -> None:
         """After the archive write is durable: remember archived versions, ack and drop."""

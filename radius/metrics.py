@@ -22,6 +22,13 @@ LATENCY = Histogram(
 )
 CLIENT_REQUESTS = Counter(
     "citywifi_radius_client_requests_total",
-    "RADIUS requests answered, by client (NAS) id and port: a silent NAS stops moving it",
-    ["client", "port"],
+    "RADIUS requests answered, by client (NAS) id, port and result (accept, reject, ok): "
+    "a silent NAS stops moving it",
+    ["client", "port", "result"],
+)
+REJECTS = Counter(
+    "citywifi_radius_rejects_total",
+    "Access-Rejects by reason (controller.access.Outcome: exhausted, device_limit, blocked, "
+    "bad_password, credential_used, ...): 'exhausted' is the allowance-used-up reject",
+    ["reason"],
 )

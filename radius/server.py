@@ -34,6 +34,11 @@ class Reply(NamedTuple):
 
 
 UNKNOWN_LOG_INTERVAL = 60.0
+RESULTS = {  # reply code -> the result label of the request counters
+    int(Code.ACCESS_ACCEPT): "accept",
+    int(Code.ACCESS_REJECT): "reject",
+    int(Code.ACCOUNTING_RESPONSE): "ok",
+}
 
 # Source (host, port) of the request being handled, set in its own task: the service
 # records where a NAS of a CIDR client sends from (its RFC 5176 address).
@@ -77,7 +82,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: dict[str, Any] = {}  # client id -> its answered-requests counter
+        self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
         self._unknown_logged: dict[str, float] = {}
         self._expected = Code.ACCESS_REQUEST if role == "auth" else Code.ACCOUNTING_REQUEST
         self._status_reply = Code.ACCESS_ACCEPT if role == "auth" else Code.ACCOUNTING_RESPONSE
@@ -100,12 +105,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             )
         }
         self._latency = metrics.LATENCY.labels(role)
-        results = {
-            Code.ACCESS_ACCEPT: "accept",
-            Code.ACCESS_REJECT: "reject",
-            Code.ACCOUNTING_RESPONSE: "ok",
-        }
-        self._by_code = {int(c): metrics.REQUESTS.labels(role, role, r) for c, r in results.items()}
+        self._by_code = {c: metrics.REQUESTS.labels(role, role, r) for c, r in RESULTS.items()}
 
     def _answered(self, code: int) -> Any:
         counter = self._by_code.get(code)
@@ -209,9 +209,12 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             return
         # Count before sending: whoever sees the answer must also see it counted.
         self._answered(reply[0]).inc()
-        counter = self._clients.get(peer.id)
-        if counter is None:  # "NAS silent for 1 h" alert
-            counter = self._clients[peer.id] = metrics.CLIENT_REQUESTS.labels(peer.id, self.role)
+        code = reply[0]
+        counter = self._clients.get((peer.id, code))
+        if counter is None:  # per NAS: the "NAS silent for 1 h" alert, reject rates
+            label = RESULTS.get(code, str(code))
+            counter = metrics.CLIENT_REQUESTS.labels(peer.id, self.role, label)
+            self._clients[(peer.id, code)] = counter
         counter.inc()
         self._latency.observe(done - t0)
         self._send(reply, addr)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import Counter
 
 from controller.reports import writers
 from controller.reports.auth import (
@@ -46,6 +48,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("citywifi.reports")
 
+EXPORTS = Counter(
+    "citywifi_report_exports_total",
+    "Subsidy report exports by format and result (ok, bad_request)",
+    ["format", "result"],
+)
+
 CSRF_COOKIE = "cw_reports_csrf"
 PAGE_PATH = "/reports"
 
@@ -54,6 +62,19 @@ def _controller(request: web.Request) -> Controller:
     from controller.http import CONTROLLER
 
     return request.app[CONTROLLER]
+
+
+async def _flush(ctl: Controller) -> None:
+    """Archive what the outbox holds before reading (read-your-writes). If that fails
+    (an entry the archive cannot take), the report is still made from what is archived
+    (unsettled days are flagged open) rather than answering 500; the archiver's own loop
+    keeps retrying and logging ``archive.round_failed``."""
+    if ctl.archiver is None:
+        return
+    try:
+        await ctl.archiver.flush()
+    except Exception as exc:
+        log.error("reports.flush_failed", error=type(exc).__name__)
 
 
 def render_report(ctl: Controller, req: ReportRequest, now: float) -> tuple[bytes, str]:
@@ -67,9 +88,9 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
     try:
         req = parse_request(dict(request.query), ctl.config)
     except ReportRequestError as exc:
+        EXPORTS.labels("none", "bad_request").inc()
         raise HttpProblem(400, exc.code, exc.message) from None
-    if ctl.archiver is not None:
-        await ctl.archiver.flush()
+    await _flush(ctl)
     body, figures = await asyncio.to_thread(render_report, ctl, req, ctl.clock())
     log.info(
         "reports.subsidy",
@@ -80,6 +101,7 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
         format=req.format,
         sha256=figures,
     )
+    EXPORTS.labels(req.format, "ok").inc()
     name = f"citywifi-subsidy-{req.first}-{req.last}-{req.group}.{req.format}"
     body_digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
     return web.Response(
@@ -157,17 +179,25 @@ async def page(request: web.Request) -> web.Response:
     principal = _cookie_principal(request)
     if principal is None or "reports" not in principal.roles:
         return _html(render_login(ctl.config, lang, csrf), csrf, new_csrf)
-    if ctl.archiver is not None:
-        await ctl.archiver.flush()
+    await _flush(ctl)
     data = await asyncio.to_thread(dashboard, ctl.archive, ctl.config, ctl.clock(), lang)
     return _html(render_dashboard(ctl.config, data, lang, csrf), csrf, new_csrf)
 
 
 async def _checked_form(request: web.Request) -> dict[str, str] | None:
-    form = await request.post()
+    """The posted form if its CSRF token matches the cookie; None for a mismatch and for a
+    body that does not parse (no multipart boundary, not UTF-8, unknown charset)."""
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):
+        return None
     sent = form.get("csrf")
     cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not isinstance(sent, str) or not cookie or not hmac.compare_digest(sent, cookie):
+    if not isinstance(sent, str) or not cookie:
+        return None
+    if not hmac.compare_digest(
+        sent.encode("utf-8", "surrogatepass"), cookie.encode("utf-8", "surrogatepass")
+    ):
         return None
     return {k: v for k, v in form.items() if isinstance(v, str)}
 

@@ -1,0 +1,288 @@
+"""Controller metrics that need Redis or the config: Redis round trips, the city's online
+gauges, config reloads.
+
+Redis latency and errors are measured at the store's two boundaries, by a subclass:
+``Store._hot`` (the RADIUS path's units, batched per loop tick: the time includes the wait
+for the tick's batch, which is what a request waits) named by their first command's Lua
+script or command, and ``Store._guard`` (everything else) named by the ``Store`` method.
+
+Open sessions (by venue type) and persons online are facts about the whole city, which no
+process's own counters know (a worker sees a fraction of the NASes, an instance a fraction
+of the workers). So they are counted from Redis, cheaply: every ``ONLINE_INTERVAL`` one
+process (a sticky lead, ``SET NX PX`` renewed by its holder) walks the open-session index
+``cw:idx:open`` with ZSCAN (members ``pid|sid``: persons are counted from the members
+themselves), reads the venue type only of sessions it has not seen before (a session's
+venue never changes; steady state is one HGET per new session) and writes a small JSON
+summary to ``cw:stats:online``. Every process reads that one key each interval and sets
+its gauges, so any worker of any instance exports the same city-wide value: aggregate
+across instances with ``max``, never ``sum``. A scrape never touches Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+
+from controller import keys
+from controller.redis_batch import Command
+from controller.store import Store, StoreUnavailable
+from controller.venue_types import VENUE_TYPES
+
+T = TypeVar("T")
+
+log = structlog.get_logger("citywifi.metrics")
+
+REDIS_SECONDS = Histogram(
+    "citywifi_redis_seconds",
+    "Redis round trips of the store (the command or pipeline, NOSCRIPT reload included), "
+    "by store operation",
+    ["op"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+REDIS_ERRORS = Counter(
+    "citywifi_redis_errors_total",
+    "Store operations Redis did not acknowledge (connection, timeout, loading, read-only, "
+    "cluster down), by store operation and error class",
+    ["op", "error"],
+)
+SESSIONS_OPEN = Gauge(
+    "citywifi_sessions_open",
+    "Open sessions city-wide by venue type (from Redis; the same in every process: "
+    "aggregate instances with max)",
+    ["venue_type"],
+    multiprocess_mode="livemostrecent",
+)
+PERSONS_ONLINE = Gauge(
+    "citywifi_persons_online",
+    "Distinct persons with an open session city-wide (from Redis; aggregate with max)",
+    multiprocess_mode="livemostrecent",
+)
+ONLINE_COUNTED = Gauge(
+    "citywifi_online_counted_timestamp_seconds",
+    "When the online gauges were last counted from Redis (alert when it lags)",
+    multiprocess_mode="livemax",
+)
+CONFIG_RELOADS = Counter(
+    "citywifi_config_reloads_total",
+    "SIGHUP config reloads by result: ok, refused (the old config is kept)",
+    ["result"],
+)
+
+ONLINE_KEY: Final = f"{keys.PREFIX}:stats:online"  # JSON summary of the last count
+ONLINE_LEAD: Final = f"{keys.PREFIX}:stats:online:lead"  # token of the counting process
+ONLINE_INTERVAL: Final = 15.0  # seconds between counts (and between gauge updates)
+PAGE: Final = 1000  # ZSCAN COUNT and HGETs per pipeline
+MAX_PAGES: Final = 100_000  # bounds a walk (ZSCAN may return members twice, never loops)
+UNKNOWN: Final = "unknown"  # a session whose record has no venue type (expired, racing)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _error_class(exc: StoreUnavailable) -> str:
+    """The Redis error behind an outage, by class (bounded): ``ConnectionError``, …"""
+    if exc.__cause__ is not None:
+        return type(exc.__cause__).__name__
+    head = str(exc).split(":", 1)[0]  # "ConnectionError: …" when mapped from a reply
+    return head if head.isidentifier() else "unknown"
+
+
+def _op_name(op: Callable[[], Awaitable[Any]]) -> str:
+    """``Store.account.<locals>.op`` -> ``account``: a bounded label (one per method)."""
+    parts = getattr(op, "__qualname__", "").split(".")
+    return parts[-3] if len(parts) >= 3 and parts[-2] == "<locals>" else "other"
+
+
+class MeteredStore(Store):
+    """The store with each Redis round trip timed and each outage counted, plus the few
+    reads and writes of the online count."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self._timers: dict[object, tuple[str, Any]] = {}  # op code / command -> (name, child)
+        self._script_names = {s.sha: s.name for s in self.scripts.values()}
+
+    def _hot_timer(self, command: Command) -> tuple[str, Any]:
+        verb = command[0] if command else ""  # the store writes commands in capitals
+        key = command[1] if verb == "EVALSHA" else verb  # script sha or command name
+        timer = self._timers.get(key)
+        if timer is None:
+            name = self._script_names.get(key, "script") if verb == "EVALSHA" else str(verb).lower()
+            timer = self._timers[key] = (name, REDIS_SECONDS.labels(name))
+        return timer
+
+    async def _hot(self, commands: list[Command]) -> list[Any]:
+        timer = self._hot_timer(commands[0] if commands else ())
+        t0 = time.perf_counter()
+        try:
+            return await super()._hot(commands)
+        except StoreUnavailable as exc:
+            REDIS_ERRORS.labels(timer[0], _error_class(exc)).inc()
+            raise
+        finally:
+            timer[1].observe(time.perf_counter() - t0)
+
+    async def _guard(self, op: Callable[[], Awaitable[T]]) -> T:
+        code = getattr(op, "__code__", op)
+        timer = self._timers.get(code)
+        if timer is None:
+            name = _op_name(op)
+            timer = self._timers[code] = (name, REDIS_SECONDS.labels(name))
+        t0 = time.perf_counter()
+        try:
+            return await super()._guard(op)
+        except StoreUnavailable as exc:
+            REDIS_ERRORS.labels(timer[0], _error_class(exc)).inc()
+            raise
+        finally:
+            timer[1].observe(time.perf_counter() - t0)
+
+    # -- the online count (controller.metrics.OnlineStats) --------------------------
+
+    async def online_lead(self, token: str, ttl_ms: int) -> bool:
+        """Take or keep the counting lead (two processes counting at once is harmless)."""
+
+        async def op() -> bool:
+            if await self.redis.set(ONLINE_LEAD, token, nx=True, px=ttl_ms):
+                return True
+            held = await self.redis.get(ONLINE_LEAD)
+            if held is not None and _text(held) == token:
+                await self.redis.pexpire(ONLINE_LEAD, ttl_ms)
+                return True
+            return False
+
+        return await self._guard(op)
+
+    async def online_resign(self, token: str) -> None:
+        async def op() -> None:
+            held = await self.redis.get(ONLINE_LEAD)
+            if held is not None and _text(held) == token:
+                await self.redis.delete(ONLINE_LEAD)
+
+        await self._guard(op)
+
+    async def open_page(self, cursor: int) -> tuple[int, list[str]]:
+        """One ZSCAN page of the open-session index: (next cursor, ``pid|sid`` refs)."""
+
+        async def op() -> tuple[int, list[str]]:
+            page: Any = await self.redis.zscan(keys.OPEN_INDEX, cursor, count=PAGE)
+            return int(page[0]), [_text(member) for member, _ in page[1]]
+
+        return await self._guard(op)
+
+    async def venue_types(self, refs: Sequence[str]) -> list[str | None]:
+        async def op() -> list[str | None]:
+            pipe = self.redis.pipeline(transaction=False)
+            for ref in refs:
+                pid, sid = keys.parse_session_ref(ref)
+                pipe.hget(keys.session(pid, sid), "venue_type")
+            return [_text(v) if v else None for v in await pipe.execute()]
+
+        return await self._guard(op)
+
+    async def online_put(self, summary: str, ttl: int) -> None:
+        async def op() -> None:
+            await self.redis.set(ONLINE_KEY, summary, ex=ttl)
+
+        await self._guard(op)
+
+    async def online_get(self) -> str | None:
+        async def op() -> str | None:
+            value = await self.redis.get(ONLINE_KEY)
+            return _text(value) if value else None
+
+        return await self._guard(op)
+
+
+class OnlineStats:
+    """Counts open sessions and persons online from Redis; see the module docstring."""
+
+    def __init__(
+        self,
+        store: MeteredStore,
+        *,
+        interval: float = ONLINE_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.clock = clock
+        self.token = secrets.token_hex(8)
+        self._venue: dict[str, str] = {}  # ref -> venue type of sessions already seen
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.online_resign(self.token)  # another process counts at once
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except StoreUnavailable as exc:
+                log.warning("metrics.online_unavailable", error=str(exc))
+            except Exception:
+                log.exception("metrics.online_failed")
+            await asyncio.sleep(self.interval)
+
+    async def refresh(self, *, lead: bool = False) -> dict[str, Any] | None:
+        """Count now if this process leads (or ``lead``), then set the gauges from the
+        latest summary in Redis. Returns that summary (None: nobody has counted yet)."""
+        ttl_ms = int(self.interval * 3 * 1000)
+        if lead or await self.store.online_lead(self.token, ttl_ms):
+            summary = await self.count()
+            await self.store.online_put(json.dumps(summary), max(60, int(self.interval * 10)))
+        raw = await self.store.online_get()
+        if raw is None:
+            return None
+        summary = json.loads(raw)
+        sessions = summary.get("sessions", {})
+        for venue_type in (*VENUE_TYPES, UNKNOWN):
+            SESSIONS_OPEN.labels(venue_type).set(int(sessions.get(venue_type, 0)))
+        PERSONS_ONLINE.set(int(summary.get("persons", 0)))
+        ONLINE_COUNTED.set(float(summary.get("at", 0)))
+        return dict(summary)
+
+    async def count(self) -> dict[str, Any]:
+        """Walk the open-session index; look up venue types of new sessions only."""
+        refs: set[str] = set()
+        cursor = 0
+        for _ in range(MAX_PAGES):
+            cursor, page = await self.store.open_page(cursor)
+            refs.update(page)
+            if cursor == 0:
+                break
+        known = {ref: self._venue[ref] for ref in refs if ref in self._venue}
+        new = [ref for ref in refs if ref not in known]
+        unknown = 0  # no record (yet, or expired): looked up again next time
+        for i in range(0, len(new), PAGE):
+            chunk = new[i : i + PAGE]
+            for ref, venue_type in zip(chunk, await self.store.venue_types(chunk), strict=True):
+                if venue_type is None:
+                    unknown += 1
+                else:
+                    known[ref] = venue_type
+        self._venue = known  # forgets closed sessions
+        by_type = Tally(known.values())
+        if unknown:
+            by_type[UNKNOWN] = unknown
+        persons = len({keys.parse_session_ref(ref)[0] for ref in refs})
+        return {"at": int(self.clock()), "persons": persons, "sessions": dict(by_type)}
