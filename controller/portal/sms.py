@@ -44,24 +44,46 @@ class SmsSender(Protocol):
 
 
 class FileSms:
-    """Appends ``message`` JSON lines to ``path`` (created with its directory)."""
+    """Appends ``message`` JSON lines to ``path`` (created with its directory).
+
+    Messages sent while a write is under way are written together by the next one (one
+    thread hop and one ``write`` for the lot), so a burst of logins does not queue up
+    behind one file append each."""
 
     backend = "file"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = asyncio.Lock()
+        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
-    def _append(self, line: str) -> None:
+    def _append(self, lines: list[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(line)
+            f.write("".join(lines))
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._append, [line for line, _ in batch])
+            except OSError as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def send(self, to: str, text: str, sent_at: datetime) -> None:
         line = json.dumps(message(to, text, sent_at), ensure_ascii=False) + "\n"
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((line, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_pending())
         try:
-            async with self._lock:
-                await asyncio.to_thread(self._append, line)
+            await done
         except OSError as exc:
             SMS_SENT.labels(self.backend, "failed").inc()
             log.error("portal.sms_failed", backend=self.backend, error=exc.strerror)
@@ -69,7 +91,8 @@ class FileSms:
         SMS_SENT.labels(self.backend, "ok").inc()
 
     async def close(self) -> None:
-        return None
+        if self._writer is not None:
+            await asyncio.wait([self._writer], timeout=5)
 
 
 class WebhookSms:
