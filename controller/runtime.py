@@ -8,6 +8,7 @@ drop-in. ``CITYWIFI_EVENT_LOOP=asyncio`` forces the stock loop (to compare, or d
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -26,5 +27,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
+    # Requests allocate many short-lived objects and almost no reference cycles: collect
+    # the young generation less often (the default 700 costs a few % at 10k requests/s).
+    gc.set_threshold(50_000, 20, 100)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)

@@ -343,34 +343,29 @@ class Store:
         than ``claim_idle_ms``, this consumer's own failures included), then new ones."""
         group = keys.OUTBOX_GROUP
 
+        # through the batched link: the replies are parsed by hiredis, not per field in
+        # Python (the archiver runs in every worker beside the RADIUS hot path)
         async def read() -> list[Any]:
-            claimed: Any = await self.redis.xautoclaim(
-                keys.OUTBOX, group, consumer, claim_idle_ms, "0-0", count=count
-            )
+            claim = ("XAUTOCLAIM", keys.OUTBOX, group, consumer, claim_idle_ms, "0-0")
+            claimed = (await self._hot([(*claim, "COUNT", count)]))[0]
             entries = [e for e in claimed[1] if e and e[1]]
             if len(entries) < count:
-                streams: Any = await self.redis.xreadgroup(
-                    group, consumer, {keys.OUTBOX: ">"}, count=count - len(entries)
-                )
+                more = ("COUNT", count - len(entries), "STREAMS", keys.OUTBOX, ">")
+                streams = (await self._hot([("XREADGROUP", "GROUP", group, consumer, *more)]))[0]
                 for _, new in streams or []:
                     entries.extend(new)
             return entries
 
-        async def op() -> list[tuple[str, dict[str, str]]]:
-            try:
-                entries = await read()
-            except redis_errors.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                with contextlib.suppress(redis_errors.ResponseError):  # BUSYGROUP: a peer won
-                    await self.redis.xgroup_create(keys.OUTBOX, group, id="0", mkstream=True)
-                entries = await read()
-            return [
-                (_text(eid), {_text(k): _text(v) for k, v in fields.items()})
-                for eid, fields in entries
-            ]
-
-        return await self._guard(op)
+        try:
+            entries = await read()
+        except redis_errors.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            create = ("XGROUP", "CREATE", keys.OUTBOX, group, "0", "MKSTREAM")
+            with contextlib.suppress(redis_errors.ResponseError):  # BUSYGROUP: a peer won
+                await self._hot([create])
+            entries = await read()
+        return [(_text(eid), _pairs(fields)) for eid, fields in entries]
 
     async def outbox_sessions(self, refs: Sequence[str]) -> list[tuple[dict[str, str], str]]:
         """Per session ref: its record (empty when expired) and the archived-version mark."""
@@ -396,17 +391,15 @@ class Store:
     async def outbox_done(self, ids: Sequence[str], marks: dict[str, str]) -> None:
         """After the archive write is durable: remember archived versions, ack and drop."""
 
-        async def op() -> None:
-            pipe = self.redis.pipeline(transaction=False)
-            for ref, seen in marks.items():
-                pid, sid = keys.parse_session_ref(ref)
-                pipe.set(keys.archived_mark(pid, sid), seen, ex=SESSION_TTL)
-            if ids:
-                pipe.xack(keys.OUTBOX, keys.OUTBOX_GROUP, *ids)
-                pipe.xdel(keys.OUTBOX, *ids)
-            await pipe.execute()
-
-        await self._guard(op)
+        unit: list[Command] = []
+        for ref, seen in marks.items():
+            pid, sid = keys.parse_session_ref(ref)
+            unit.append(("SET", keys.archived_mark(pid, sid), seen, "EX", SESSION_TTL))
+        if ids:
+            unit.append(("XACK", keys.OUTBOX, keys.OUTBOX_GROUP, *ids))
+            unit.append(("XDEL", keys.OUTBOX, *ids))
+        if unit:
+            await self._hot(unit)
 
     async def outbox_backlog(self) -> int:
         async def op() -> int:

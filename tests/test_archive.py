@@ -92,7 +92,7 @@ async def test_session_spanning_midnight_is_on_both_days(ctl: Controller, clock:
     issued = await login(ctl, phone=PHONES["A"])
     await acct(ctl, "Interim-Update", "mid", 1200, user=issued.username)
     await acct(ctl, "Stop", "mid", 1500, user=issued.username, Acct_Terminate_Cause=1)
-    assert await drain(ctl) >= 1
+    await drain(ctl)  # the background loop may have archived them first: same result
     now = clock()
     assert figures(ctl, date(2025, 11, 25), now) == [("station", 1, 1, 600)]
     assert figures(ctl, date(2025, 11, 26), now) == [("station", 1, 1, 900)]
