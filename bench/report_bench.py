@@ -12,6 +12,8 @@ after sealing (the normal state of a closed day).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import tempfile
 import time
 from datetime import date, timedelta
@@ -99,6 +101,23 @@ def build_archive(
     return time.perf_counter() - started
 
 
+def timed_report(root: Path, venues: int, req: ReportRequest, now: float) -> tuple[float, int]:
+    """One report in a fresh process, as a request would run: (seconds, rows)."""
+    config = synthetic_config(root, venues)
+    started = time.perf_counter()
+    report = build(Archive(root), config, req, now)
+    return time.perf_counter() - started, len(report.rows)
+
+
+def in_child(*args: object) -> tuple[float, int, float]:
+    """Run ``timed_report`` in a spawned process: (seconds, rows, its peak RSS in MiB)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        took, rows = pool.apply(timed_report, args)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest so far
+    return took, rows, peak
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="ledger rows in the month")
@@ -121,10 +140,11 @@ def main() -> None:
         for label in ("unsealed (filter + dedup at query time)", "sealed"):
             for group in ("venue", "operator"):
                 req = ReportRequest(first, last, "csv", group)
-                started = time.perf_counter()
-                report = build(archive, config, req, now)
-                took = time.perf_counter() - started
-                print(f"{label:42} group={group:8} {len(report.rows):7,} rows  {took:6.2f} s")
+                took, rows, peak = in_child(root, args.venues, req, now)
+                print(
+                    f"{label:42} group={group:8} {rows:7,} rows  {took:6.2f} s"
+                    f"  (peak RSS of the largest report process so far: {peak:,.0f} MiB)"
+                )
             if label != "sealed":
                 started = time.perf_counter()
                 for d in range(args.days):

@@ -220,9 +220,9 @@ async def _handle(request: web.Request, action: str) -> web.Response:
         if request.method == "GET":
             args: dict[str, Any] = dict(request.query)
         else:
-            try:
-                args = await request.json()
-            except (ValueError, UnicodeDecodeError):
+            try:  # JSON is UTF-8 (RFC 8259 §8.1), whatever the charset parameter says
+                args = json.loads((await request.read()).decode("utf-8"))
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
                 raise AdminError(400, "bad_json", "the body is not JSON") from None
             if not isinstance(args, dict):
                 raise AdminError(400, "bad_json", "the body is a JSON object")

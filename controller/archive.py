@@ -58,6 +58,8 @@ SEAL_GRACE_MS = 3600_000  # seal a closed day this long after it closed (instanc
 MERGE_PARTS = 32  # merge an open day's parts when there are more than this many
 CLAIM_IDLE_MS = 60_000  # re-deliver entries a consumer left unacknowledged this long
 BATCH = 2000  # outbox entries per read
+BIGINT_MAX = 2**63 - 1
+DUCKDB_MEMORY = "512MB"  # per query; DuckDB spills beyond it (process RSS stays under 1 GiB)
 SEALED = "sealed.parquet"
 FIGURES = "figures.parquet"  # a sealed day's per-venue figures (what reports read)
 
@@ -169,7 +171,9 @@ def ledger_rows(rec: Mapping[str, str], tz: ZoneInfo, archived_at: int) -> list[
     if not per_day:
         per_day = [(quota.local_day(start, tz), 0)]
     total = sum(s for _, s in per_day)
-    octets_in, octets_out = _int(rec.get("in")), _int(rec.get("out"))
+    # a NAS's 64-bit counters (Octets + Gigawords) can exceed BIGINT: clamp, don't fail
+    octets_in = min(_int(rec.get("in")), BIGINT_MAX)
+    octets_out = min(_int(rec.get("out")), BIGINT_MAX)
     rid = record_id(rec)
     rows: list[LedgerRow] = []
     done = 0
@@ -310,6 +314,15 @@ class Archive:
                 tmp.unlink()
         _fsync_dir(target.parent)
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB session that spills to disk beyond ``DUCKDB_MEMORY``: a month's report
+        over unsealed days must not take the host's memory (docs/performance.md)."""
+        spill = self.root / ".spill"
+        self._create_dirs(spill)
+        return duckdb.connect(
+            config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(spill)}
+        )
+
     def write(self, kind: str, rows: Sequence[tuple[Any, ...]]) -> list[Path]:
         """Append rows (tuples in the kind's schema order, ``day`` first) as one file per day."""
         if not rows:
@@ -319,7 +332,7 @@ class Archive:
         for row in rows:
             by_day.setdefault(row[0], []).append(row)
         written = []
-        con = duckdb.connect()
+        con = self._connect()
         try:
             for day, day_rows in sorted(by_day.items()):
                 columns = [list(c) for c in zip(*day_rows, strict=True)]
@@ -341,7 +354,7 @@ class Archive:
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read-only query; retried when a merge replaced a file under it."""
         for attempt in range(3):
-            con = duckdb.connect()
+            con = self._connect()
             try:
                 return con.execute(sql, list(args)).fetchall()
             except duckdb.IOException:
@@ -380,7 +393,7 @@ class Archive:
                 if on_time
                 else f"SELECT {names} FROM ({_empty_select(LEDGER_SCHEMA)})"
             )
-            con = duckdb.connect()
+            con = self._connect()
             try:
                 self._write_file(con, self.day_dir(kind, day) / SEALED, source)
             finally:
@@ -391,7 +404,7 @@ class Archive:
             sealed_now = False
         if self.figures(day) is None:
             sealed = self.day_dir(kind, day) / SEALED
-            con = duckdb.connect()
+            con = self._connect()
             try:
                 figures = figures_sql(f"SELECT * FROM read_parquet({_sql_path(sealed)})")
                 self._write_file(con, self.day_dir(kind, day) / FIGURES, figures)
@@ -411,7 +424,7 @@ class Archive:
         newest = max(ms for ms, _ in parts)
         target = self.day_dir(kind, day) / f"part-{newest:013d}-{secrets.token_hex(4)}.parquet"
         source = f"SELECT {names} FROM read_parquet([{', '.join(_sql_path(p) for _, p in parts)}])"
-        con = duckdb.connect()
+        con = self._connect()
         try:
             self._write_file(con, target, source)
         finally:
@@ -557,11 +570,15 @@ class Archiver:
 
     async def flush(self) -> None:
         """Read-your-writes for reports: drain what is there (bounded, so that steady
-        traffic cannot hold a request); an unreachable Redis just means no flush."""
+        traffic cannot hold a request). An unreachable Redis, or an entry the archive
+        cannot take, just means no flush: the report is made from what is archived
+        (unsettled days are flagged open) and the loop keeps retrying and logging."""
         try:
             await self.drain(max_rounds=50)
         except StoreUnavailable as exc:
             log.warning("archive.flush_skipped", error=str(exc))
+        except Exception as exc:
+            log.error("archive.flush_failed", error=type(exc).__name__)
 
     async def _round(self) -> int:
         entries = await self.store.outbox_read(self.consumer, BATCH, self.claim_idle_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -40,6 +41,7 @@ from radius.server import Reply, request_source
 log = structlog.get_logger("citywifi.radius")
 
 CLASS_PREFIX = b"cw1:"
+_PID = re.compile(rb"[0-9a-f]{20}")
 MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
 STATUS_NAMES: dict[int, str] = {
     AcctStatus.START: "start",
@@ -53,8 +55,10 @@ STATUS_NAMES: dict[int, str] = {
 def person_from_class(value: bytes | None) -> str | None:
     """Class we put in the Accept (``cw1:<pid>:<kind>``), echoed by the NAS (RFC 2865 §5.25)."""
     if value and value.startswith(CLASS_PREFIX):
-        pid = value[4:].split(b":", 1)[0].decode("ascii", "replace")
-        return pid if len(pid) == 20 else None
+        pid = value[4:].split(b":", 1)[0]
+        # only what we issue (20 lower-case hex): anything else could break the
+        # "pid|sid" index members or the {pid} hash tag of the person's keys
+        return pid.decode() if _PID.fullmatch(pid) else None
     return None
 
 
@@ -196,6 +200,9 @@ class RadiusService:
 
     async def accounting(self, client: Client, request: Request) -> Reply | None:
         status = request.integer(Attr.ACCT_STATUS_TYPE)
+        if status is None:  # RFC 2866 §5.1: required; nothing to record, so no answer
+            log.info("radius.acct_without_status_type", client=client.id)
+            return None
         try:
             if status in (AcctStatus.ACCOUNTING_ON, AcctStatus.ACCOUNTING_OFF):
                 cause = (

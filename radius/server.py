@@ -190,7 +190,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         try:
             result = await self._handle(peer, request)
             if result is not None:
-                reply = encode_reply(result.code, request, peer.secret, result.attrs)
+                reply = self._encode(peer, request, result)
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=peer.id)
         finally:
@@ -230,6 +230,19 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
                 result=outcome,
                 ms=round((done - t0) * 1000, 2),
             )
+
+    def _encode(self, peer: Any, request: Request, result: Reply) -> bytes:
+        try:
+            return encode_reply(result.code, request, peer.secret, result.attrs)
+        except ValueError:
+            # the echoed Proxy-States leave no room for our attributes (RFC 2865 §4: 4096
+            # octets at most): answer without them; an Accept without its Session-Timeout
+            # and Class must not go out, so that becomes a bare Reject
+            log.warning(
+                "radius.reply_too_long", port=self.role, client=peer.id, code=result.code
+            )
+            code = Code.ACCESS_REJECT if result.code == Code.ACCESS_ACCEPT else result.code
+            return encode_reply(code, request, peer.secret, b"")
 
     def _send(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.transport is not None:

@@ -44,4 +44,7 @@ def check(request: web.Request, submitted: str) -> bool:
     cookie = request.cookies.get(COOKIE, "")
     if not cookie or not submitted or not origin_ok(request):
         return False
-    return hmac.compare_digest(cookie.encode(), submitted.encode())
+    # header bytes that are not UTF-8 arrive as lone surrogates: compare them, never raise
+    return hmac.compare_digest(
+        cookie.encode("utf-8", "surrogatepass"), submitted.encode("utf-8", "surrogatepass")
+    )

@@ -1,5 +1,6 @@
 """Rate limits on sending SMS codes: per phone (resend cooldown, hourly and daily caps),
-per device MAC, per NAS and per source IP; over a limit -> 429 with ``Retry-After``.
+per device MAC, per NAS and per source IP (an IPv6 source by its /64); over a limit ->
+429 with ``Retry-After``.
 
 Each dimension value has one sliding-window log in Redis (``controller/lua/rate_hit.lua``,
 time passed in ARGV as the ``limits`` library does); an event counts while
@@ -10,6 +11,7 @@ so a request refused for one (an IP flooding) never starts another's cooldown (a
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +56,22 @@ def wait_ms(events: Sequence[int], rules: Sequence[Rule], now_ms: int) -> int:
             leaves = inside[len(inside) - rule.limit] + window - now_ms
             wait = max(wait, leaves)
     return wait
+
+
+def ip_bucket(address: str) -> str:
+    """The source-address key of the per-IP limit: an IPv4 address as it is (also when
+    written IPv4-mapped, ``::ffff:a.b.c.d``), an IPv6 address by its /64. One device or
+    subscriber line gets a whole /64 (RFC 6177) and can pick a fresh address for every
+    request, so counting single IPv6 addresses would not limit anything."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def retry_after_seconds(ms: int) -> int:

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from controller.portal import csrf
 from controller.portal.captive_api import CONTENT_TYPE, captive_answer
@@ -259,10 +260,10 @@ class View:
         allow)."""
         if self.request.content_type != "application/json":
             raise PortalError("unsupported_media_type", 415)
-        text = await self.request.text()
+        raw = await self.request.read()  # JSON is UTF-8 (RFC 8259 §8.1), whatever charset says
         try:
-            data = json.loads(text) if text.strip() else {}
-        except ValueError:
+            data = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
             data = None
         if not isinstance(data, dict):
             raise PortalError("bad_json", 400)
@@ -358,8 +359,13 @@ async def portal_page(request: web.Request, view: View) -> web.StreamResponse:
 
 
 async def _form(view: View) -> dict[str, str]:
-    """A portal form post: CSRF-checked, with its language and NAS context noted."""
-    data = await view.request.post()
+    """A portal form post: CSRF-checked, with its language and NAS context noted. A body
+    that does not parse (multipart without a boundary or with broken part headers, bytes
+    that are not UTF-8, an unknown charset) is a 400, not a server error."""
+    try:
+        data = await view.request.post()
+    except (ValueError, LookupError, HttpProcessingError):
+        raise PortalError("bad_request", 400, field="body") from None
     form = {k: v for k, v in data.items() if isinstance(v, str)}
     view.choose(form.get("lang"))
     view.ctx = form.get("ctx", "")

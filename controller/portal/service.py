@@ -28,7 +28,7 @@ from controller.portal.errors import PortalError
 from controller.portal.handoff import Handoff, NasRedirect, build_handoff, chilli_md_ok
 from controller.portal.i18n import Catalog
 from controller.portal.otp import CODE_TTL, OtpBook, Verdict
-from controller.portal.ratelimit import RateLimiter
+from controller.portal.ratelimit import RateLimiter, ip_bucket
 from controller.portal.signing import Signer, load_portal_key
 from controller.portal.sms import SmsSender, make_sender
 from controller.registry import Registry
@@ -207,7 +207,7 @@ class Portal:
             limiter = RateLimiter(self.store, self.config.portal)
             await limiter.hit(
                 [
-                    ("ip", address),
+                    ("ip", ip_bucket(address)),
                     ("nas", place.client.id if place.client else ""),
                     ("mac", redirect.mac),
                     ("phone", pid),

@@ -75,8 +75,16 @@ def api(handler: Handler) -> Handler:
     return wrapped
 
 
+def _octets(text: str) -> bytes:
+    """Header and form text as bytes; bytes that were not UTF-8 arrive as lone surrogates
+    (aiohttp decodes headers with ``surrogateescape``) and must not raise."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def token_for(token: str, config: Config) -> ApiToken | None:
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    """The configured token whose sha256 is the presented token's, compared in constant
+    time with every configured digest (no early exit)."""
+    digest = hashlib.sha256(_octets(token)).hexdigest()
     found = None
     for candidate in config.api_tokens:  # no early exit: time does not depend on position
         if hmac.compare_digest(candidate.sha256, digest):
@@ -112,7 +120,7 @@ def session_key(person_key: bytes) -> bytes:
 
 
 def _sign(key: bytes, payload: str) -> str:
-    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, _octets(payload), hashlib.sha256).hexdigest()
 
 
 def issue_session(token: ApiToken, key: bytes, now: float) -> str:
@@ -125,11 +133,13 @@ def session_principal(value: str, config: Config, key: bytes, now: float) -> Pri
     if len(parts) != 4:
         return None
     name, expires, fingerprint, signature = parts
-    if not hmac.compare_digest(_sign(key, "~".join(parts[:3])), signature):
+    if not hmac.compare_digest(_octets(_sign(key, "~".join(parts[:3]))), _octets(signature)):
         return None
     if not expires.isdigit() or int(expires) < now:
         return None
     for token in config.api_tokens:
-        if token.name == name and hmac.compare_digest(token.sha256[:16], fingerprint):
+        if token.name == name and hmac.compare_digest(
+            _octets(token.sha256[:16]), _octets(fingerprint)
+        ):
             return Principal(token.name, token.roles)
     return None

@@ -65,16 +65,9 @@ def _controller(request: web.Request) -> Controller:
 
 
 async def _flush(ctl: Controller) -> None:
-    """Archive what the outbox holds before reading (read-your-writes). If that fails
-    (an entry the archive cannot take), the report is still made from what is archived
-    (unsettled days are flagged open) rather than answering 500; the archiver's own loop
-    keeps retrying and logging ``archive.round_failed``."""
-    if ctl.archiver is None:
-        return
-    try:
+    """Archive what the outbox holds before reading (read-your-writes; never raises)."""
+    if ctl.archiver is not None:
         await ctl.archiver.flush()
-    except Exception as exc:
-        log.error("reports.flush_failed", error=type(exc).__name__)
 
 
 def render_report(ctl: Controller, req: ReportRequest, now: float) -> tuple[bytes, str]:
