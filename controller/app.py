@@ -26,6 +26,7 @@ from controller.radius_service import RadiusService
 from controller.redis_conn import client_from_url, embedded_for
 from controller.redis_embedded import EmbeddedRedis
 from controller.reload import adopt, changes, counts, restart_needed
+from controller.runtime import cancel_and_wait
 from controller.store import Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
@@ -172,10 +173,7 @@ class Controller:
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight accounting finish, close Redis."""
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        await cancel_and_wait(self._watch)
         # Take no new requests (dropped as overload), finish in-flight ones, then close:
         # a request Redis recorded during the drain still gets its answer, which a
         # closed socket would swallow (uvloop's UDP transport cannot pause reading).

@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from controller import keys, quota
 from controller.config import Client, Config
+from controller.runtime import cancel_and_wait
 from controller.store import (
     AccountingResult,
     AccountingWrite,
@@ -229,6 +230,7 @@ class Enforcer:
         self._due: dict[str, int] = {}
         self._due_ready = asyncio.Event()
         self._wake = asyncio.Event()
+        self._stopping = False
         self._armed = math.inf  # clock time the loop sleeps until (inf while a tick runs)
         self._news = math.inf  # earliest due time written while a tick ran
         self._busy: set[str] = set()
@@ -262,6 +264,7 @@ class Enforcer:
             retries=self.settings.disconnect_retries,
         )
         self._started = self.clock()
+        self._stopping = False
         self._writer = asyncio.ensure_future(self._write_due())
         if self.settings.enabled if loop is None else loop:
             self._runner = asyncio.ensure_future(self._run())
@@ -269,19 +272,11 @@ class Enforcer:
 
     async def stop(self) -> None:
         """Stop acting (leases are released), flush the due index, close the socket."""
-        for task in (self._runner, *self._tasks):
-            if task is not None:
-                task.cancel()
-        for task in (self._runner, *list(self._tasks)):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._runner = None
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        self._stopping = True
+        self._wake.set()
+        for task in (self._runner, *list(self._tasks), self._writer):
+            await cancel_and_wait(task)
+        self._runner = self._writer = None
         if self._due:
             with contextlib.suppress(StoreUnavailable):
                 await self.store.index_due(self._due)
@@ -362,7 +357,7 @@ class Enforcer:
     # -- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 wake = await self.tick()
             except StoreUnavailable as exc:
@@ -378,8 +373,11 @@ class Enforcer:
         self._armed = wake
         delay = (wake - self.clock()) / self.rate
         if delay > 0 and not self._wake.is_set():
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the event fires, and stop() then waits for this task forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
         self._wake.clear()
         self._armed = math.inf  # a tick runs: news is kept in _news
 

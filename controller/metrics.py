@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from controller import keys
 from controller.redis_batch import Command
+from controller.runtime import cancel_and_wait
 from controller.store import Store, StoreUnavailable
 from controller.venue_types import VENUE_TYPES
 
@@ -225,11 +226,8 @@ class OnlineStats:
         self._task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(StoreUnavailable):
             await self.store.online_resign(self.token)  # another process counts at once
 

@@ -465,3 +465,20 @@ async def test_on_a_redis_cluster_two_controllers_cut_both_devices_once(tmp_path
             assert -2 <= await c.used(pid) - DAILY <= 2 * (1 + 0.15 * SPEED)
     finally:
         await asyncio.to_thread(cluster.stop)
+
+
+async def test_stop_is_not_lost_when_the_enforcer_is_woken_at_the_same_moment(
+    config: Config,
+) -> None:
+    """Regression: a cancel that landed while the enforcer's tick awaited Redis was
+    swallowed, the loop went back to sleep and stop() waited for it for ever (a hung
+    shutdown, seen as hung test teardowns)."""
+    for _ in range(3):
+        ctl = Controller(config)
+        await ctl.start()
+        assert ctl.enforcer is not None
+        await asyncio.sleep(0)  # the enforcer's loop is asleep, waiting for news
+        ctl.enforcer._wake.set()  # news arrives in the same tick as the stop
+        stopping = asyncio.ensure_future(ctl.stop())
+        done, _ = await asyncio.wait([stopping], timeout=10)
+        assert done, "stop() hung"
