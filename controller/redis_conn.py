@@ -25,7 +25,9 @@ import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 
 from controller.config import RedisSettings
 from controller.redis_embedded import EmbeddedRedis
@@ -33,7 +35,7 @@ from controller.redis_url import RedisTarget, parse_redis_url
 
 log = structlog.get_logger("citywifi.redis")
 
-SOCKET_TIMEOUT = 2.0  # a request waits at most this for Redis before it is not answered
+SOCKET_TIMEOUT = 2.0  # default of redis.timeout: how long one Redis exchange may take
 MAX_CONNECTIONS = 256  # per process (per node on a cluster)
 SENTINEL_POLL = 0.5  # seconds between asking the sentinels who the primary is
 
@@ -130,29 +132,34 @@ class ManagedRedis(aioredis.Redis):
             await self.sentinels.aclose()
 
 
-def _common() -> dict[str, Any]:
+def _common(timeout: float) -> dict[str, Any]:
+    """Connect and read timeouts: a frozen or unreachable Redis fails a request after
+    ``timeout`` (the NAS retransmits) instead of holding it and its in-flight slot."""
     return {
-        "socket_timeout": SOCKET_TIMEOUT,
-        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         "health_check_interval": 0,
+        # one more try on a fresh connection when a pooled one went stale (Redis
+        # restarted): the command never reached a live server. Timeouts are not retried.
+        "retry": Retry(NoBackoff(), 1, (redis_errors.ConnectionError,)),
     }
 
 
-def _cluster(target: RedisTarget) -> RedisCluster:
+def _cluster(target: RedisTarget, timeout: float) -> RedisCluster:
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
         username=target.username,
         password=target.password,
         ssl=target.tls,
         max_connections=MAX_CONNECTIONS,
-        **_common(),
+        **_common(timeout),
     )
 
 
-def _sentinel(target: RedisTarget) -> ManagedRedis:
+def _sentinel(target: RedisTarget, timeout: float) -> ManagedRedis:
     sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": SOCKET_TIMEOUT,
-        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
         "ssl": target.tls,
     }
     if target.sentinel_password is not None:
@@ -169,22 +176,26 @@ def _sentinel(target: RedisTarget) -> ManagedRedis:
         password=target.password,
         ssl=target.tls,
         max_connections=MAX_CONNECTIONS,
-        **_common(),
+        **_common(timeout),
     )
     assert isinstance(client, ManagedRedis)
     client.sentinels = sentinel
     return client
 
 
-def client_from_url(url: str) -> RedisClient:
-    """A client for ``redis.url`` (any supported topology); connects lazily."""
+def client_from_url(url: str, *, timeout: float = SOCKET_TIMEOUT) -> RedisClient:
+    """A client for ``redis.url`` (any supported topology); connects lazily.
+
+    ``timeout`` (``redis.timeout``) bounds every connect and every reply wait."""
     target = parse_redis_url(url)
     if target.kind == "cluster":
-        return _cluster(target)
+        return _cluster(target, timeout)
     if target.kind == "sentinel":
-        client = _sentinel(target)
+        client = _sentinel(target, timeout)
     else:
-        plain = ManagedRedis.from_url(target.url, max_connections=MAX_CONNECTIONS, **_common())
+        plain = ManagedRedis.from_url(
+            target.url, max_connections=MAX_CONNECTIONS, **_common(timeout)
+        )
         assert isinstance(plain, ManagedRedis)
         client = plain
     client.wait_replicas = target.wait_replicas

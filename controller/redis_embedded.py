@@ -2,7 +2,9 @@
 
 It listens only on a unix socket (no TCP), keeps an append-only file, and is shared:
 ``serve`` starts it, and every other command given the same config connects to the one
-that runs (or starts its own when none does, and stops it afterwards).
+that runs (or starts its own when none does, and stops it afterwards). ``watch`` restarts
+it from its append-only file when it dies: Redis writes the AOF before it replies, so a
+killed server loses nothing it acknowledged (a crash of the machine: ``appendfsync``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import time
 from pathlib import Path
 
 import redis
+import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+log = structlog.get_logger("citywifi.redis")
 
 UNIX_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -42,6 +47,7 @@ class EmbeddedRedis:
         self.appendfsync = appendfsync
         self.socket = self.dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
 
     @property
     def url(self) -> str:
@@ -52,16 +58,23 @@ class EmbeddedRedis:
         return self.process is not None
 
     def alive(self) -> bool:
+        return self._probe() == "ok"
+
+    def _probe(self) -> str:
+        """The server's state: "ok" (answers), "loading" (reading its AOF), "" (none)."""
         if not self.socket.exists():
-            return False
+            return ""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(1.0)
                 s.connect(str(self.socket))
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                reply = s.recv(64)
         except OSError:
-            return False
+            return ""
+        if reply.startswith(b"+PONG"):
+            return "ok"
+        return "loading" if reply.startswith(b"-LOADING") else ""
 
     def _config(self) -> str:
         return "\n".join(
@@ -82,7 +95,10 @@ class EmbeddedRedis:
         )
 
     def start(self, timeout: float = 15.0) -> str:
-        """Connect to the running embedded server, or start one; return its URL."""
+        """Connect to the running embedded server, or start one; return its URL.
+
+        ``timeout`` is for the server to answer at all; while it answers LOADING (a
+        large append-only file) it is waited for as long as it takes."""
         self.dir.mkdir(parents=True, exist_ok=True)
         if len(str(self.socket)) > UNIX_PATH_MAX:
             raise EmbeddedRedisError(
@@ -105,7 +121,9 @@ class EmbeddedRedis:
                 start_new_session=True,  # a Ctrl-C to the controller must not kill it first
             )
             deadline = time.monotonic() + timeout
-            while not self.alive():
+            while (state := self._probe()) != "ok":
+                if state == "loading":
+                    deadline = time.monotonic() + timeout
                 if self.process.poll() is not None:
                     err = self.process.stderr.read().decode() if self.process.stderr else ""
                     log = self.dir / "redis.log"
@@ -147,12 +165,35 @@ class EmbeddedRedis:
         return self.process is not None and self.process.poll() is not None
 
     async def watch(self, interval: float = 1.0) -> None:
-        """Restart the server from its append-only file whenever it dies."""
+        """Restart the server from its append-only file whenever it dies.
+
+        Run by ``serve`` (or its supervisor) for the server it started or found running
+        (one left by a ``serve`` killed with SIGKILL). Never raises: a restart that fails
+        (disk full, a broken AOF) is logged and tried again every ``interval``, so
+        ``serve`` keeps running and recovers once it can. A server that another command
+        started meanwhile is used, and restarted if it goes.
+        """
         while True:
             await asyncio.sleep(interval)
-            if self.process is not None and self.process.poll() is not None:
+            proc = self.process
+            if proc is not None:
+                if proc.poll() is None:
+                    continue
+                code = proc.returncode
+                how = {"signal": -code} if code < 0 else {"code": code}
+                log.error("redis.died", pid=proc.pid, **how)
+                if proc.stderr:
+                    proc.stderr.close()
                 self.process = None
+            elif await asyncio.to_thread(self.alive):
+                continue  # one started by another command while ours was down
+            try:
                 await asyncio.to_thread(self.start)
+            except Exception as exc:  # keep watching: the next round tries again
+                log.error("redis.restart_failed", error=f"{type(exc).__name__}: {exc}")
+                continue
+            self.restarts += 1
+            log.warning("redis.restarted", pid=self.pid(), restarts=self.restarts)
 
     def pid(self) -> int | None:
         try:

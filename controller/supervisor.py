@@ -236,8 +236,8 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         watch = (
-            asyncio.ensure_future(self.embedded.watch())
-            if self.embedded is not None and self.embedded.owned
+            asyncio.ensure_future(self.embedded.watch())  # also one found running
+            if self.embedded is not None
             else None
         )
         keepers: list[asyncio.Task[None]] = []
@@ -328,6 +328,7 @@ def worker_main(argv: list[str] | None = None) -> int:
 
     from controller.app import run_forever
     from controller.logs import configure_logging
+    from controller.runtime import run
 
     _die_with_supervisor(int(os.environ.get(SUPERVISOR_ENV, "0")))
     try:
@@ -354,7 +355,7 @@ def worker_main(argv: list[str] | None = None) -> int:
                 os.close(ready_fd)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(config, reuse_port=True, on_ready=ready))
+        run(run_forever(config, reuse_port=True, on_ready=ready))
     return 0
 
 
