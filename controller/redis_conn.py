@@ -152,7 +152,8 @@ def _cluster(target: RedisTarget, timeout: float) -> RedisCluster:
         password=target.password,
         ssl=target.tls,
         max_connections=MAX_CONNECTIONS,
-        **_common(timeout),
+        # RedisCluster keeps its own retry policy (slot refresh, failover): not ours
+        **{k: v for k, v in _common(timeout).items() if k != "retry"},
     )
 
 
