@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from controller.redis_embedded import redis_server_binary
 
@@ -23,6 +27,27 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+async def until(
+    predicate: Callable[[], Any | Awaitable[Any]],
+    timeout: float = 10.0,
+    what: str = "",
+    interval: float = 0.01,
+) -> None:
+    """The async ``wait_until``: poll ``predicate`` (plain or async; the event loop, and
+    an in-process server on it, runs between polls) until true, or fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
 
 
 class RedisProcess:

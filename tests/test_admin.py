@@ -19,6 +19,7 @@ from controller.admin import AdminError, block_until, resolve_person
 from controller.identity import person_id
 from radius.attrs import TerminateCause
 from tests.redis_proc import RedisProcess
+from tests.redis_proc import until as poll_until
 from tests.test_enforcer_integration import NAS_B, City, city
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -114,7 +115,11 @@ async def test_sessions_disconnect_block_and_unblock_over_http(
     async with city(tmp_path, redis_proc, (NAS_B,), daily=7200, tables=TOKENS) as c:
         (b,) = c.sims
         pid, s = await c.login(b, PHONE, "02-00-00-00-0C-01")
-        await asyncio.sleep(c.real(35))  # Start and one interim recorded
+        async def recorded() -> bool:  # the Start and one interim
+            status, body = await api(c, "GET", "sessions", params={"phone": PHONE})
+            return status == 200 and body["used_seconds"] >= 30
+
+        await poll_until(recorded, c.real(35) + 5, "the first interim")
         status, body = await api(c, "GET", "sessions", params={"phone": PHONE})
         assert status == 200 and body["person"] == pid
         assert body["used_seconds"] == 30 and body["remaining_seconds"] == 7170

@@ -25,7 +25,7 @@ from controller.logins import issue_login
 from controller.store import Store
 from radius.attrs import TerminateCause
 from tests.conftest import write_config
-from tests.redis_proc import RedisProcess
+from tests.redis_proc import RedisProcess, until
 from tests.redis_topologies import Cluster
 
 SPEED = 20.0
@@ -181,22 +181,13 @@ async def ended(c: City, *sessions: SimSession, sim_seconds: float) -> None:
     )
 
 
-async def until(predicate: object, timeout: float, what: str) -> None:
-    """Poll an async predicate until true; fail after ``timeout`` real seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():  # type: ignore[operator]
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
 async def test_two_devices_on_two_nas_are_both_cut_with_a_bounded_overshoot(
     tmp_path: Path, redis_proc: RedisProcess
 ) -> None:
     async with city(tmp_path, redis_proc) as c:
         a, b = c.sims
         pid, phone = await c.login(a, "+8613800138001", "02-00-00-00-0A-01")
-        await asyncio.sleep(c.real(10))
+        await asyncio.sleep(c.real(10))  # simulated time passing, not a wait for an event
         pid_b, laptop = await c.login(b, "+8613800138001", "02-00-00-00-0B-01")
         assert pid_b == pid
         # one allowance, two devices: together they get DAILY seconds (~65 s from login)
@@ -233,7 +224,7 @@ async def test_nak_503_closes_a_session_the_nas_forgot(
     async with city(tmp_path, redis_proc, (LAX_B,), daily=60) as c:
         (b,) = c.sims
         pid, s = await c.login(b, "+8613800138002", "02-00-00-00-0B-02")
-        await until(lambda: _true(s.interims >= 1), c.real(INTERIM) + 5, "the first interim")
+        await until(lambda: s.interims >= 1, c.real(INTERIM) + 5, "the first interim")
         b.forget(s)  # no Stop, no more interims: the NAS lost it
         before = metric("citywifi_enforcer_disconnects_total", reason="quota", result="closed")
         # due at the last report (30 s) + 30 s left; the NAK 503 closes it long before
@@ -260,7 +251,7 @@ async def test_no_answer_retries_with_backoff_gives_up_and_tries_again_later(
         before = metric("citywifi_dae_results_total", kind="disconnect", result="failed")
         pid, s = await c.login(b, "+8613800138003", "02-00-00-00-0B-03")
         await until(
-            lambda: _true(b.dae_datagrams >= RETRIES + 1),
+            lambda: b.dae_datagrams >= RETRIES + 1,
             c.real(40) + 5,
             "the disconnect attempts",
         )
@@ -313,7 +304,7 @@ async def test_a_nas_that_is_gone_fails_then_its_session_goes_stale(
         failed = metric("citywifi_enforcer_disconnects_total", reason="quota", result="failed")
         stale = metric("citywifi_enforcer_stale_closed_total")
         pid, s = await c.login(b, "+8613800138005", "02-00-00-00-0B-05")
-        await until(lambda: _true(s.interims >= 1), c.real(INTERIM) + 5, "the first interim")
+        await until(lambda: s.interims >= 1, c.real(INTERIM) + 5, "the first interim")
         await b.stop()  # power cut: no Stop, DAE port closed
         await until(
             lambda: _true(
@@ -338,7 +329,7 @@ async def test_stale_session_is_closed_after_the_grace_counted_to_its_last_repor
     ) as c:
         (a,) = c.sims
         pid, s = await c.login(a, "+8613800138006", "02-00-00-00-0A-06")
-        await until(lambda: _true(s.interims >= 1), c.real(INTERIM) + 5, "an interim")
+        await until(lambda: s.interims >= 1, c.real(INTERIM) + 5, "an interim")
         a.forget(s)
         lost_at = c.clock()
         await until(lambda: _closed(c, pid, a, s), c.real(60) + 5, "the stale close")
@@ -380,7 +371,7 @@ async def test_a_restart_neither_storms_nor_forgets(
     async with city(tmp_path, redis_proc, (buggy,), daily=40) as c:
         (b,) = c.sims
         _pid, _s = await c.login(b, "+8613800138007", "02-00-00-00-0B-07")
-        await until(lambda: _true(b.dae_requests >= 1), c.real(40) + 5, "the first disconnect")
+        await until(lambda: b.dae_requests >= 1, c.real(40) + 5, "the first disconnect")
         acked_at = c.clock()
         store = c.controllers[0].store
         assert store is not None
@@ -391,9 +382,9 @@ async def test_a_restart_neither_storms_nor_forgets(
         await ctl.start()
         c.controllers[0] = ctl
         b.attach(("127.0.0.1", ctl.auth_port), ("127.0.0.1", ctl.acct_port))
-        await asyncio.sleep(c.real(INTERIM / 2))
+        await asyncio.sleep(c.real(INTERIM / 2))  # a negative check: nothing may happen
         assert b.dae_requests == 1, "re-sent before the retry time"
-        await until(lambda: _true(b.dae_requests >= 2), c.real(INTERIM) + 5, "the second ask")
+        await until(lambda: b.dae_requests >= 2, c.real(INTERIM) + 5, "the second ask")
         assert c.clock() - acked_at >= INTERIM - 1
         assert b.dae_requests == 2
 
@@ -407,10 +398,10 @@ async def test_coa_on_a_new_session_shortens_every_session_timeout(
         a, b = c.sims
         _, s1 = await c.login(a, "+8613800138008", "02-00-00-00-0A-08")
         assert s1.session_timeout == 600
-        await asyncio.sleep(c.real(20))
+        await asyncio.sleep(c.real(20))  # simulated time passing between the two logins
         _, s2 = await c.login(b, "+8613800138008", "02-00-00-00-0B-08")
         await until(
-            lambda: _true(s1.coa_requests >= 1 and s2.coa_requests >= 1), 5, "the CoA-Requests"
+            lambda: s1.coa_requests >= 1 and s2.coa_requests >= 1, 5, "the CoA-Requests"
         )
         assert s1.session_timeout is not None and s2.session_timeout is not None
         end1, end2 = s1.start + s1.session_timeout, s2.start + s2.session_timeout

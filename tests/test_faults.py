@@ -469,7 +469,7 @@ def test_sigterm_answers_the_requests_it_drains(tmp_path: Path) -> None:
                     term_at = time.monotonic()
                     serve.proc.send_signal(signal.SIGTERM)
                     # the fault: Redis stays frozen a moment into the shutdown
-                    time.sleep(0.3)
+                    time.sleep(0.3)  # fault timing (Redis frozen into the shutdown), not a wait
                 finally:
                     rp.proc.send_signal(signal.SIGCONT)
                 code = serve.proc.wait(30)

@@ -19,7 +19,7 @@ import socket
 import struct
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +52,7 @@ from tests.fuzz_kit import (
     u32,
 )
 from tests.radclient import radclient
-from tests.redis_proc import RedisProcess
+from tests.redis_proc import RedisProcess, until
 
 FUZZ_SEED = 3596  # CVE-2024-3596
 MUTATIONS = 3000
@@ -84,16 +84,6 @@ def samples(port: str) -> Counter[tuple[str, str]]:
                 )
                 out[key] += int(s.value)
     return out
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll ``predicate`` (letting the in-process server run) until true, or fail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 @dataclass
@@ -228,7 +218,7 @@ async def test_mutated_datagrams_leave_the_server_answering(
             batch.append(data)
             octets += len(data)
             if len(batch) >= BATCH_DATAGRAMS or octets >= BATCH_OCTETS or i == len(datagrams) - 1:
-                await until(settled, f"the server to count batch ending at datagram {i}")
+                await until(settled, 15.0, f"the server to count batch ending at datagram {i}")
                 failed = [e for e in logs if e.get("log_level") in ("error", "critical")]
                 if failed or escaped:
                     kept = tmp_path / "crash-candidates"
@@ -329,7 +319,7 @@ async def exchange(port: int, data: bytes, source: str = "127.0.0.1") -> bytes |
     try:
         sender.send(data, port)
         try:
-            await until(lambda: bool(sender.replies), "a reply", timeout=0.5)
+            await until(lambda: bool(sender.replies), 0.5, "a reply")
         except AssertionError:
             return None
         return sender.replies[0][1]
@@ -363,7 +353,7 @@ async def dropped(port: int, data: bytes, reason: str) -> None:
     sender = await open_sender("127.0.0.1")
     try:
         sender.send(data, port)
-        await until(lambda: drops("auth", reason) == before + 1, f"a drop for {reason}")
+        await until(lambda: drops("auth", reason) == before + 1, 15.0, f"a drop for {reason}")
         assert sender.replies == []
     finally:
         sender.close()
@@ -545,7 +535,7 @@ async def test_proxy_state_too_long_to_echo_is_not_a_handler_failure(
     before = drops("auth", "not_recorded")
     with structlog.testing.capture_logs() as logs:
         await exchange(controller.auth_port, data)
-        await until(lambda: not controller.endpoints[0].tasks, "the request to finish")
+        await until(lambda: not controller.endpoints[0].tasks, 15.0, "the request to finish")
     assert not [e for e in logs if e["event"] == "radius.handler_failed"]
     assert drops("auth", "not_recorded") == before
 

@@ -29,7 +29,7 @@ from controller.venue_types import VENUE_TYPES
 from radius.attrs import Code, ErrorCause
 from radius.client import RadiusClient, load_dictionary
 from tests.portal_kit import NAS, Clock, Rig, accepted, radius_pap, running_portal
-from tests.redis_proc import RedisProcess, free_port
+from tests.redis_proc import RedisProcess, free_port, until
 
 SH = ZoneInfo("Asia/Shanghai")
 TOKEN = "metrics-test-token-0123"
@@ -463,8 +463,7 @@ async def test_health_and_readiness_follow_redis(
         assert status == 200  # alive: a restart would not bring Redis back
     finally:
         redis_proc.start()
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while (await rig.get_json("/readyz"))[0] != 200:
-        assert loop.time() < deadline, "not ready again after Redis came back"
-        await asyncio.sleep(0.05)
+    async def ready() -> bool:
+        return (await rig.get_json("/readyz"))[0] == 200
+
+    await until(ready, 10, "ready again after Redis came back", interval=0.05)

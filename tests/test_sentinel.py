@@ -34,7 +34,7 @@ from controller.logins import IssuedLogin
 from controller.redis_conn import ManagedRedis
 from radius.attrs import Code
 from tests.conftest import write_config
-from tests.redis_proc import wait_until
+from tests.redis_proc import until, wait_until
 from tests.redis_topologies import Node, SentinelSet
 from tests.test_radius_integration import client, login
 
@@ -131,10 +131,11 @@ class Run:
 
     async def answered_after(self, since: float, count: int, timeout: float = 40) -> float:
         """Wait until every NAS got ``count`` answers after ``since``; return the first's delay."""
-        deadline = time.monotonic() + timeout
-        while not all(sum(t > since for t in n.acked_at) >= count for n in self.nases):
-            assert time.monotonic() < deadline, f"no answers for {timeout}s"
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: all(sum(t > since for t in n.acked_at) >= count for n in self.nases),
+            timeout,
+            "answers from every NAS",
+        )
         return min(min(t for t in n.acked_at if t > since) for n in self.nases) - since
 
     def acked(self) -> dict[str, int]:
