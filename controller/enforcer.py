@@ -230,7 +230,6 @@ class Enforcer:
         self._due: dict[str, int] = {}
         self._due_ready = asyncio.Event()
         self._wake = asyncio.Event()
-        self._stopping = False
         self._armed = math.inf  # clock time the loop sleeps until (inf while a tick runs)
         self._news = math.inf  # earliest due time written while a tick ran
         self._busy: set[str] = set()
@@ -264,7 +263,6 @@ class Enforcer:
             retries=self.settings.disconnect_retries,
         )
         self._started = self.clock()
-        self._stopping = False
         self._writer = asyncio.ensure_future(self._write_due())
         if self.settings.enabled if loop is None else loop:
             self._runner = asyncio.ensure_future(self._run())
@@ -272,8 +270,6 @@ class Enforcer:
 
     async def stop(self) -> None:
         """Stop acting (leases are released), flush the due index, close the socket."""
-        self._stopping = True
-        self._wake.set()
         for task in (self._runner, *list(self._tasks), self._writer):
             await cancel_and_wait(task)
         self._runner = self._writer = None
@@ -357,7 +353,7 @@ class Enforcer:
     # -- the loop ------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while not self._stopping:
+        while True:
             try:
                 wake = await self.tick()
             except StoreUnavailable as exc:

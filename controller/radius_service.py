@@ -105,29 +105,23 @@ class RadiusService:
     async def access(self, client: Client, request: Request) -> Reply | None:
         now = int(self.clock())
         try:
-            decision, pid = await self._decide(client, request, now)
+            decision, pid, credential = await self._decide(client, request, now)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
         except PacketError:
-            decision, pid = reject(Outcome.BAD_REQUEST), None
-        try:  # the login record of the audit log (controller.audit), queued before answering
-            await self.store.outbox_add(
-                login_event(self.registry, client, request, decision.outcome.value, pid, now)
-            )
+            decision, pid, credential = reject(Outcome.BAD_REQUEST), None, False
+        # the login record of the audit log (controller.audit), queued before answering
+        event = login_event(self.registry, client, request, decision.outcome.value, pid, now)
+        try:
+            await self.store.outbox_add(event)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
-        venue = ""
-        if self.log_requests:
-            venue = self.registry.venue_for(
-                client,
-                request.text(Attr.CALLED_STATION_ID) or "",
-                request.text(Attr.NAS_IDENTIFIER) or "",
-            ).id
+        venue = event["venue"]
         if decision.accept:
             assert pid is not None
-            kind = b"c" if person_of_username(request.text(Attr.USER_NAME) or "") else b"m"
+            kind = b"c" if credential else b"m"
             attrs = (
                 attr_int(Attr.SESSION_TIMEOUT, decision.session_timeout)
                 + self._accept_tail
@@ -146,20 +140,21 @@ class RadiusService:
 
     async def _decide(
         self, client: Client, request: Request, now: int
-    ) -> tuple[AccessDecision, str | None]:
+    ) -> tuple[AccessDecision, str | None, bool]:
+        """The decision, the person it is about, and whether a credential (not a MAC)."""
         user = request.text(Attr.USER_NAME)
         if not user:
-            return reject(Outcome.BAD_REQUEST), None
+            return reject(Outcome.BAD_REQUEST), None, False
         mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
         pid = person_of_username(user)
         credential = pid is not None
         if pid is None:
             user_mac = normalize_mac(user)
             if user_mac is None:
-                return reject(Outcome.UNKNOWN_CREDENTIAL), None
+                return reject(Outcome.UNKNOWN_CREDENTIAL), None, False
             pid = await self.store.mac_owner(user_mac)
             if pid is None:
-                return reject(Outcome.UNKNOWN_DEVICE), None
+                return reject(Outcome.UNKNOWN_DEVICE), None, False
             mac = mac or user_mac
         today = self.days.key(now)
         stale_before = now - int(self.policy.stale_grace)
@@ -183,7 +178,7 @@ class RadiusService:
                 decision = reject(
                     Outcome.CREDENTIAL_USED if result == "used" else Outcome.UNKNOWN_CREDENTIAL
                 )
-        return decision, pid
+        return decision, pid, credential
 
     @staticmethod
     def _password_ok(client: Client, request: Request, password: bytes) -> bool:

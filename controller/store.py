@@ -197,7 +197,7 @@ class Store:
     def _evalsha(self, target: Any, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         # execute_command, not .evalsha(): redis-py blocks the method in cluster pipelines
         # but routes the raw command by its keys' slot (all under one {pid} tag)
-        return target.execute_command("EVALSHA", self.scripts[name].sha, len(keys_), *keys_, *args)
+        return target.execute_command(*self._script(name, keys_, args))
 
     # -- logins ---------------------------------------------------------------------
 
