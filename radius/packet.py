@@ -46,6 +46,7 @@ __all__ = [
 
 Reason = Literal[
     "malformed",
+    "invalid_attribute",
     "unexpected_code",
     "missing_message_authenticator",
     "bad_message_authenticator",
@@ -231,6 +232,8 @@ def _parse_attributes(
         if pos + 2 > length:
             raise PacketError("malformed", f"attribute header at offset {pos} overflows the packet")
         atype = data[pos]
+        if atype == 0:  # RFC 2865 §5: type 0 is not defined; FreeRADIUS drops the packet
+            raise PacketError("invalid_attribute", f"attribute type 0 at offset {pos}")
         end = pos + data[pos + 1]
         if end < pos + 2 or end > length:
             raise PacketError("malformed", f"attribute {atype} at offset {pos} has a bad length")
