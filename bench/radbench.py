@@ -214,7 +214,8 @@ def check_answer(
 
     "bad_authenticator" means the answer does not belong to this request under our secret.
     The Message-Authenticator is checked over the Request Authenticator; for an
-    Accounting-Response 16 zero octets are accepted too (FreeRADIUS and citywifi)."""
+    Accounting-Response 16 zero octets are accepted too (FreeRADIUS before 3.2.9), and
+    ``require_ma`` does not apply to it (citywifi and FreeRADIUS send none there)."""
     size = len(data)
     if size < 20:
         return "malformed", 0
@@ -246,7 +247,8 @@ def check_answer(
                 return None, plen
             return "bad_message_authenticator", plen
         pos += alen
-    return ("missing_message_authenticator" if require_ma else None), plen
+    required = require_ma and data[0] != ACCOUNTING_RESPONSE
+    return ("missing_message_authenticator" if required else None), plen
 
 
 # --------------------------------------------------------------------------- settings

@@ -282,7 +282,7 @@ def radius_scenario(name: str, o: Options) -> list[dict[str, Any]]:
                 loop=name == "auth",  # MAC re-authentication changes nothing: it may repeat
                 out=out,
                 label=name,
-                require_ma=True,  # citywifi signs every reply (docs/radius.md)
+                require_ma=True,  # citywifi signs every Access-* reply (docs/radius.md)
             )
             result = sc.measure(functools.partial(blast, cmd, out, loadgen))
             if result["measured_s"] < o.duration * 0.95:

@@ -77,6 +77,7 @@ class Controller:
         self.runner: web.AppRunner | None = None
         self.http_port = 0
         self._watch: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None  # Store.watch_health (Status-Server)
 
     @property
     def auth_port(self) -> int:
@@ -107,8 +108,10 @@ class Controller:
                     dedup_window=cfg.radius.dedup_window,
                     max_in_flight=cfg.radius.max_in_flight,
                     reuse_port=self.reuse_port,
+                    can_record=store.health.can_record,  # RFC 5997 §4.2
                 )
             )
+        self._health = asyncio.ensure_future(store.watch_health())
         self.runner = web.AppRunner(make_app(self), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(
@@ -174,6 +177,7 @@ class Controller:
     async def stop(self) -> None:
         """Stop taking requests, let in-flight accounting finish, close Redis."""
         await cancel_and_wait(self._watch)
+        await cancel_and_wait(self._health)
         # Take no new requests (dropped as overload), finish in-flight ones, then close:
         # a request Redis recorded during the drain still gets its answer, which a
         # closed socket would swallow (uvloop's UDP transport cannot pause reading).

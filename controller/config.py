@@ -185,6 +185,9 @@ class EnforcerSettings:
     enabled: bool = True  # act on due persons in this process (the due index is kept anyway)
     disconnect_timeout: float = 2.0  # seconds to wait for a Disconnect-ACK/NAK (doubling)
     disconnect_retries: int = 3  # retransmissions before giving up
+    # an ACK/NAK whose Event-Timestamp is further than this from now is a replay (RFC 5176
+    # §3.5): ignored; 0 = not checked
+    disconnect_timestamp_window: int = 300
     lease: float = 60.0  # seconds one process holds a person while acting on it
     sweep_interval: float = 5.0  # seconds between looks at the due and open-session indexes
     coa_on_new_session: bool = False  # CoA new Session-Timeouts when a person adds a device
@@ -1443,6 +1446,9 @@ class _Builder:
             enabled=self.boolean(t, p, "enabled", d.enabled),
             disconnect_timeout=timeout,
             disconnect_retries=retries,
+            disconnect_timestamp_window=self.integer(
+                t, p, "disconnect_timestamp_window", d.disconnect_timestamp_window, 0, 86400
+            ),
             lease=lease,
             sweep_interval=self.number(t, p, "sweep_interval", d.sweep_interval, 0, above=True),
             coa_on_new_session=self.boolean(t, p, "coa_on_new_session", d.coa_on_new_session),

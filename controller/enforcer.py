@@ -164,7 +164,7 @@ def dae_address(client: Client, record: Mapping[str, str]) -> str | None:
     net = client.network
     if net.num_addresses == 1:
         return str(net.network_address)
-    candidates = [record.get("nas_ip", ""), record.get("nas_src", "")]
+    candidates = [record.get(k, "") for k in ("nas_ip", "nas_ipv6", "nas_src")]
     for candidate in candidates:
         with contextlib.suppress(ValueError):
             if candidate and ipaddress.ip_address(candidate) in net:
@@ -181,6 +181,7 @@ def session_identity(record: Mapping[str, str]) -> SessionIdentity:
         nas_ip_address=record.get("nas_ip", ""),
         nas_identifier=record.get("nas_id", ""),
         framed_ip_address=record.get("ip", ""),
+        nas_ipv6_address=record.get("nas_ipv6", ""),
     )
 
 
@@ -249,6 +250,7 @@ class Enforcer:
         if self.dae is not None:
             self.dae.timeout = self.settings.disconnect_timeout
             self.dae.retries = self.settings.disconnect_retries
+            self.dae.timestamp_window = self.settings.disconnect_timestamp_window
 
     @property
     def lease_ms(self) -> int:
@@ -261,6 +263,8 @@ class Enforcer:
             bind=bind,
             timeout=self.settings.disconnect_timeout,
             retries=self.settings.disconnect_retries,
+            timestamp_window=self.settings.disconnect_timestamp_window,
+            clock=self.clock,
         )
         self._started = self.clock()
         self._writer = asyncio.ensure_future(self._write_due())

@@ -106,3 +106,8 @@ def closing(pid: str) -> str:
 def lease(pid: str) -> str:
     """Which enforcer process acts on the person right now (SET NX PX, token value)."""
     return f"{person(pid)}:lease"
+
+
+def health_probe(instance: str) -> str:
+    """A process's store health probe (``Store.probe``): a short-lived write."""
+    return f"{PREFIX}:health:{instance}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import re
 import time
@@ -252,6 +253,7 @@ class RadiusService:
         venue = self.registry.venue_for(client, called, nas_id)
         framed = request.get(Attr.FRAMED_IP_ADDRESS)
         nas_ip = request.get(Attr.NAS_IP_ADDRESS)
+        nas_ipv6 = request.get(Attr.NAS_IPV6_ADDRESS)
         cause = request.integer(Attr.ACCT_TERMINATE_CAUSE)
         fields = {
             "pid": pid,
@@ -262,6 +264,10 @@ class RadiusService:
             "mac": mac,
             "ip": ".".join(map(str, framed)) if framed and len(framed) == 4 else "",
             "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
+            # RFC 3162 §2.1: echoed in RFC 5176 requests to an IPv6 NAS
+            "nas_ipv6": str(ipaddress.IPv6Address(nas_ipv6))
+            if nas_ipv6 and len(nas_ipv6) == 16
+            else "",
             "nas_id": nas_id,
             # for RFC 5176 requests: the Calling-Station-Id as sent, and where the NAS is
             "calling": request.text(Attr.CALLING_STATION_ID) or "",

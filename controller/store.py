@@ -2,24 +2,31 @@
 
 Multi-key updates are the Lua scripts in ``controller/lua`` (one hash slot each, time in
 ARGV); global indexes ride in the same pipeline, so a request costs one round trip.
-Redis errors are mapped to ``StoreUnavailable`` here, at the one boundary.
+Redis errors are mapped to ``StoreUnavailable`` here, at the one boundary, and every
+outcome tells ``StoreHealth`` whether the store can record right now.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from controller import keys
 from controller.redis_batch import Batcher, Command, classify, link_for
+
+log = structlog.get_logger("citywifi.store")
 
 T = TypeVar("T")
 
@@ -51,6 +58,35 @@ def _pairs(reply: Any) -> dict[str, str]:
 
 class StoreUnavailable(Exception):
     """Redis did not acknowledge: the caller must not answer the NAS (RFC 2866 §2)."""
+
+
+PROBE_INTERVAL = 1.0  # seconds between health probes while the store records
+PROBE_RETRY = 0.25  # ... while it does not: answer Status-Server again soon after Redis
+
+
+class StoreHealth:
+    """Whether the store can record now, from the outcome of its latest round trips.
+
+    RFC 5997 §4.2: a server must not answer Status-Server while it cannot serve, or
+    proxies (FreeRADIUS, radsecproxy) keep sending it requests it drops. Every hot-path
+    exchange reports here (acknowledged: up; timeout, connection or read-only: down), so
+    knowing costs nothing per packet; ``Store.watch_health`` probes with a small write
+    when no traffic does it. The latest outcome wins. Pure: ``now`` is passed in.
+    """
+
+    def __init__(self) -> None:
+        self.up = True
+        self.since = 0.0  # when ``up`` last changed
+
+    def can_record(self) -> bool:
+        return self.up
+
+    def report(self, ok: bool, now: float) -> bool:
+        """Record one outcome; True when it changed the state."""
+        if ok == self.up:
+            return False
+        self.up, self.since = ok, now
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +178,30 @@ class Store:
         self.scripts_loaded = False
         # the RADIUS hot path: calls of one loop tick share a write (controller.redis_batch)
         self.batch = Batcher(link_for(client))
+        self.health = StoreHealth()
+        self._probe_key = keys.health_probe(secrets.token_hex(6))
+
+    def _report(self, ok: bool) -> None:
+        if self.health.report(ok, time.monotonic()):
+            (log.info if ok else log.warning)("store.up" if ok else "store.down")
+
+    async def probe(self) -> bool:
+        """One small write through the hot path's link (what accounting needs: a write
+        acknowledged, so a read-only replica or a full Redis counts as down)."""
+        try:
+            await self._hot([("SET", self._probe_key, "1", "PX", 10_000)])
+        except (StoreUnavailable, redis_errors.RedisError):
+            self._report(False)
+            return False
+        return True
+
+    async def watch_health(
+        self, interval: float = PROBE_INTERVAL, retry: float = PROBE_RETRY
+    ) -> None:
+        """Probe forever (a task of ``serve``), more often while the store is down."""
+        while True:
+            await self.probe()
+            await asyncio.sleep(interval if self.health.up else retry)
 
     async def close(self) -> None:
         await self.batch.close()
@@ -157,11 +217,14 @@ class Store:
                 replies = await self.batch.run(commands)
                 failed = [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
         except _UNAVAILABLE as exc:
+            self._report(False)
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         for error in failed:
             if isinstance(error, _UNAVAILABLE):
+                self._report(False)
                 raise StoreUnavailable(f"{type(error).__name__}: {error}")
             raise error
+        self._report(True)
         return replies
 
     def _script(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Command:
@@ -171,12 +234,15 @@ class Store:
         """Run ``op``; reload scripts once if Redis lost them (restart); map outages."""
         try:
             try:
-                return await op()
+                result = await op()
             except redis_errors.NoScriptError:
                 await self.load_scripts()
-                return await op()
+                result = await op()
         except _UNAVAILABLE as exc:
+            self._report(False)
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self._report(True)
+        return result
 
     async def load_scripts(self) -> None:
         try:

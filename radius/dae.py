@@ -6,7 +6,8 @@ and reads an ACK or NAK (``interpret``). ``DaeClient`` is the asyncio shell: one
 socket per address family, requests encoded with ``radius.packet.encode_request``
 (Message-Authenticator first, RFC 5176 §3.4), the identical datagram retransmitted with
 backoff (RFC 5080 §2.2.1), replies verified with ``decode_reply`` (Response Authenticator,
-RFC 5176 §2.3). A reply that fails verification is ignored and counted: a forged or
+RFC 5176 §2.3) and, when they carry an Event-Timestamp, checked to be recent (RFC 5176
+§3.5). A reply that fails verification is ignored and counted: a forged, replayed or
 corrupt answer must neither end the wait nor be believed.
 """
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -36,6 +38,7 @@ __all__ = [
     "VendorRules",
     "coa_attributes",
     "disconnect_attributes",
+    "event_timestamp_fresh",
     "interpret",
     "retry_schedule",
 ]
@@ -74,6 +77,8 @@ _NAK: Final = {int(Code.DISCONNECT_REQUEST): int(Code.DISCONNECT_NAK), 43: int(C
 _KIND: Final = {int(Code.DISCONNECT_REQUEST): "disconnect", int(Code.COA_REQUEST): "coa"}
 BACKOFF_CAP: Final = 4.0
 """A retransmission waits at most this many times ``timeout``."""
+TIMESTAMP_WINDOW: Final = 300.0
+"""Default seconds an ACK/NAK's Event-Timestamp may be from now (RFC 5176 §3.5)."""
 
 
 class DaeOutcome(StrEnum):
@@ -111,6 +116,7 @@ class SessionIdentity:
     nas_ip_address: str = ""
     nas_identifier: str = ""
     framed_ip_address: str = ""
+    nas_ipv6_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +125,9 @@ class VendorRules:
 
     ``user_name_required``: the NAS silently drops a request without User-Name.
     ``calling_station_id`` / ``framed_ip_address``: include them to identify the session.
-    ``nas_identification``: include NAS-IP-Address / NAS-Identifier (RFC 5176 §3: a NAS may
-    NAK 403 a request identifying another NAS, so they are sent exactly as received).
+    ``nas_identification``: include NAS-IP-Address / NAS-IPv6-Address / NAS-Identifier
+    (RFC 5176 §3: a NAS may NAK 403 a request identifying another NAS, so they are sent
+    exactly as received).
     ``nak_without_cause_is_gone``: a NAK without Error-Cause means "no such session".
     """
 
@@ -150,12 +157,13 @@ def rules_for(vendor: str) -> VendorRules:
     return VENDORS.get(vendor, VENDORS["generic"])
 
 
-def _ipv4(text: str) -> bytes | None:
+def _packed(text: str, version: int) -> bytes | None:
+    """The address in network order if ``text`` is an IP address of that version."""
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    return address.packed if address.version == 4 else None
+    return address.packed if address.version == version else None
 
 
 def _identification(identity: SessionIdentity, rules: VendorRules, event_timestamp: int) -> bytes:
@@ -166,13 +174,16 @@ def _identification(identity: SessionIdentity, rules: VendorRules, event_timesta
     if rules.calling_station_id and identity.calling_station_id:
         parts.append(attr_text(Attr.CALLING_STATION_ID, identity.calling_station_id))
     if rules.framed_ip_address:
-        framed = _ipv4(identity.framed_ip_address)
+        framed = _packed(identity.framed_ip_address, 4)
         if framed is not None:
             parts.append(attr(Attr.FRAMED_IP_ADDRESS, framed))
     if rules.nas_identification:
-        nas_ip = _ipv4(identity.nas_ip_address)
+        nas_ip = _packed(identity.nas_ip_address, 4)
         if nas_ip is not None:
             parts.append(attr(Attr.NAS_IP_ADDRESS, nas_ip))
+        nas_ipv6 = _packed(identity.nas_ipv6_address, 6)  # RFC 3162 §2.1, RFC 5176 §3
+        if nas_ipv6 is not None:
+            parts.append(attr(Attr.NAS_IPV6_ADDRESS, nas_ipv6))
         if identity.nas_identifier:
             parts.append(attr_text(Attr.NAS_IDENTIFIER, identity.nas_identifier))
     # RFC 5176 §3.5: Event-Timestamp lets the NAS refuse replays outside its window.
@@ -215,6 +226,17 @@ def interpret(
     return DaeResult(DaeOutcome.NAK, error_cause, session_gone=gone)
 
 
+def event_timestamp_fresh(value: bytes | None, now: float, window: float) -> bool:
+    """Whether a reply's Event-Timestamp allows believing it (RFC 5176 §3.5: outside the
+    window a packet is a replay, to be silently discarded). No Event-Timestamp, or a
+    ``window`` of 0 (not checked), passes; one that is not 4 octets does not."""
+    if value is None or window <= 0:
+        return True
+    if len(value) != 4:
+        return False
+    return abs(now - int.from_bytes(value, "big")) <= window
+
+
 def retry_schedule(timeout: float, retries: int) -> tuple[float, ...]:
     """Seconds to wait after each transmission: ``timeout``, doubling, capped at
     ``BACKOFF_CAP`` × ``timeout`` (the first transmission plus ``retries`` more)."""
@@ -249,13 +271,24 @@ class DaeClient:
 
     Replies are matched by source address, source port and Identifier (the NAS answers from
     the port it was sent to, RFC 5176 §2.3). Identifiers are allocated per NAS address and
-    port; at most 256 requests to one NAS are outstanding, more wait.
+    port; at most 256 requests to one NAS are outstanding, more wait. A reply with an
+    Event-Timestamp further than ``timestamp_window`` seconds from ``clock()`` is ignored.
     """
 
-    def __init__(self, *, bind: str = "0.0.0.0", timeout: float = 2.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        *,
+        bind: str = "0.0.0.0",
+        timeout: float = 2.0,
+        retries: int = 3,
+        timestamp_window: float = TIMESTAMP_WINDOW,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.bind = bind
         self.timeout = timeout
         self.retries = retries
+        self.timestamp_window = timestamp_window
+        self.clock = clock
         self._sockets: dict[int, _Socket] = {}
         self._pending: dict[tuple[str, int, int], _Pending] = {}
         self._next_id: dict[tuple[str, int], int] = {}
@@ -381,5 +414,14 @@ class DaeClient:
             return
         if reply.code not in (_ACK[pending.request_code], _NAK[pending.request_code]):
             BAD_REPLIES.labels("unexpected_code").inc()
+            return
+        stamp = reply.get(Attr.EVENT_TIMESTAMP)
+        if not event_timestamp_fresh(stamp, self.clock(), self.timestamp_window):
+            BAD_REPLIES.labels("stale_event_timestamp").inc()
+            log.warning(
+                "dae.stale_reply",
+                nas=source[0],
+                event_timestamp=int.from_bytes(stamp, "big") if stamp else None,
+            )
             return
         pending.future.set_result((reply.code, reply.integer(Attr.ERROR_CAUSE)))

@@ -7,7 +7,9 @@ octets keyed by type; callers decode the few they read (``Request.text``,
 Authenticators (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3/§3.4, RFC 5997 §3) and the
 Message-Authenticator (RFC 2869 §5.14, RFC 3579 §3.2) are verified and produced here.
 BlastRADIUS (CVE-2024-3596): Message-Authenticator is required on Access-Request by
-default, a Proxy-State without it is refused, and every reply carries it first.
+default, a Proxy-State without it is refused, and every Access-* and Status-Server reply
+carries it first. An Accounting-Response to an Accounting-Request carries none (see
+``encode_reply``: peers disagree on how to compute it, and no RFC asks for it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ __all__ = [
 
 Reason = Literal[
     "malformed",
+    "invalid_attribute",
     "unexpected_code",
     "missing_message_authenticator",
     "bad_message_authenticator",
@@ -229,6 +232,8 @@ def _parse_attributes(
         if pos + 2 > length:
             raise PacketError("malformed", f"attribute header at offset {pos} overflows the packet")
         atype = data[pos]
+        if atype == 0:  # RFC 2865 §5: type 0 is not defined; FreeRADIUS drops the packet
+            raise PacketError("invalid_attribute", f"attribute type 0 at offset {pos}")
         end = pos + data[pos + 1]
         if end < pos + 2 or end > length:
             raise PacketError("malformed", f"attribute {atype} at offset {pos} has a bad length")
@@ -311,9 +316,10 @@ def decode_reply(
     The Response Authenticator is MD5(Code+ID+Length+RequestAuth+Attributes+Secret)
     (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3). A Message-Authenticator, when present, is
     checked over the Request Authenticator (RFC 3579 §3.2, RFC 5176 §3.4, RFC 5997 §3);
-    for Accounting-Response and Disconnect/CoA ACK/NAK 16 zero octets are accepted too,
-    which is how FreeRADIUS signs them. ``authenticator`` of the result is the Response
-    Authenticator. The caller matches the Identifier.
+    for Accounting-Response and Disconnect/CoA ACK/NAK 16 zero octets are accepted too:
+    FreeRADIUS before 3.2.9 signs them that way (3.2.9 on, and radsecproxy, use the
+    Request Authenticator), and a client must take the answers of both. ``authenticator``
+    of the result is the Response Authenticator. The caller matches the Identifier.
     """
     code, length, data = _header(data)
     if code not in _REPLY_CODES:
@@ -334,37 +340,55 @@ def decode_reply(
     return Request(code, data[1], data[4:_HEADER], attrs, vsas, data)
 
 
-def encode_reply(code: int, request: Request, secret: bytes, attrs: bytes = b"") -> bytes:
-    """Encode a reply to ``request``: Message-Authenticator first, then ``attrs`` (encoded
-    attributes), then the request's Proxy-States in order (RFC 2865 §5.33).
+def encode_reply(
+    code: int,
+    request: Request,
+    secret: bytes,
+    attrs: bytes = b"",
+    *,
+    message_authenticator: bool | None = None,
+) -> bytes:
+    """Encode a reply to ``request``: Message-Authenticator first (when sent), then
+    ``attrs`` (encoded attributes), then the request's Proxy-States in order (RFC 2865
+    §5.33).
 
     The Message-Authenticator is HMAC-MD5 over the reply with the Request Authenticator in
-    the authenticator field (RFC 3579 §3.2, RFC 5176 §3.4, RFC 5997 §3); for an
-    Accounting-Response to an Accounting-Request, which no RFC covers, over 16 zero octets,
-    as FreeRADIUS and pyrad compute and verify it. Then the Response Authenticator
-    (RFC 2865 §3). Raises ValueError for a code that does not answer the request or a
-    reply longer than 4096 octets.
+    the authenticator field (RFC 3579 §3.2, RFC 5176 §3.4, RFC 5997 §3). It is sent by
+    default (``message_authenticator=None``) in every reply except an Accounting-Response
+    to an Accounting-Request. No RFC defines that one, and peers disagree: FreeRADIUS
+    before 3.2.9 (Debian 12 ships 3.2.1) verifies it over 16 zero octets, FreeRADIUS
+    3.2.9 on and radsecproxy (every version) over the Request Authenticator, so a reply
+    carrying one is dropped by one camp or the other. Neither requires one (FreeRADIUS
+    asks it of Access-* replies only, radsecproxy of replies to Access-Request only), and
+    FreeRADIUS sends none itself: without it every peer takes the answer, whose Response
+    Authenticator already covers the whole packet. ``message_authenticator=True`` adds it
+    anyway, computed the current way (over the Request Authenticator).
+
+    Then the Response Authenticator (RFC 2865 §3). Raises ValueError for a code that does
+    not answer the request or a reply longer than 4096 octets.
     """
     allowed = _REPLIES_TO.get(request.code)
     if allowed is None or code not in allowed:
         raise ValueError(f"code {code} does not answer a request of code {request.code}")
+    if message_authenticator is None:
+        message_authenticator = not (
+            code == _ACCOUNTING_RESPONSE and request.code == _ACCOUNTING_REQUEST
+        )
     proxy_states = request.attrs.get(_PROXY_STATE)
     tail = (
         b"".join([bytes((_PROXY_STATE, len(v) + 2)) + v for v in proxy_states])
         if proxy_states
         else b""
     )
-    length = _HEADER + _MA_LEN + len(attrs) + len(tail)
+    length = _HEADER + (_MA_LEN if message_authenticator else 0) + len(attrs) + len(tail)
     if length > MAX_PACKET:
         raise ValueError(f"reply of {length} octets exceeds {MAX_PACKET}")
     head = _HDR.pack(code, request.identifier, length)
-    vector = (
-        _ZERO16
-        if code == _ACCOUNTING_RESPONSE and request.code == _ACCOUNTING_REQUEST
-        else request.authenticator
-    )
-    mac = _hmac_md5(secret, b"".join((head, vector, _MA_ZEROED, attrs, tail)))
-    body = b"".join((_MA_TAG, mac, attrs, tail))
+    if message_authenticator:
+        mac = _hmac_md5(secret, b"".join((head, request.authenticator, _MA_ZEROED, attrs, tail)))
+        body = b"".join((_MA_TAG, mac, attrs, tail))
+    else:
+        body = attrs + tail
     response = hashlib.md5(b"".join((head, request.authenticator, body, secret))).digest()
     return b"".join((head, response, body))
 

@@ -4,6 +4,11 @@ A datagram is checked against its client and the packet rules (radius.packet), a
 from the RFC 5080 duplicate cache when it is a retransmission, and otherwise handed to
 the service, whose reply is encoded and sent. No reply (``None``) means the request was
 not recorded: nothing is sent and the NAS retransmits (RFC 2866 §2).
+
+Status-Server is answered only while the store can record (``can_record``, RFC 5997
+§4.2): proxies judge a server's liveness by it, and must fail over while it cannot do
+its work. Drops are counted exactly; their log lines are limited per source
+(``DropLog``), so a flood of bad packets cannot flood the log.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import structlog
@@ -33,7 +39,8 @@ class Reply(NamedTuple):
     about: tuple[str, str, str, str] = ("", "", "", "")
 
 
-UNKNOWN_LOG_INTERVAL = 60.0
+DROP_LOG_INTERVAL = 60.0  # seconds between two log lines about one source's drops
+DROP_LOG_SOURCES = 10_000  # sources tracked; beyond, the rest share one line ("*")
 RESULTS = {  # reply code -> the result label of the request counters
     int(Code.ACCESS_ACCEPT): "accept",
     int(Code.ACCESS_REJECT): "reject",
@@ -43,6 +50,51 @@ RESULTS = {  # reply code -> the result label of the request counters
 # Source (host, port) of the request being handled, set in its own task: the service
 # records where a NAS of a CIDR client sends from (its RFC 5176 address).
 request_source: ContextVar[tuple[str, int]] = ContextVar("request_source")
+
+
+@dataclass(frozen=True, slots=True)
+class DropLine:
+    """A log line to write about a drop: the source it is about ("*" for the untracked
+    rest) and how many drops of that source went unlogged since its previous line."""
+
+    source: str
+    suppressed: int
+
+
+class DropLog:
+    """At most one log line per source per ``interval`` about dropped packets.
+
+    Log flooding: a hostile or broken sender must not turn every bad datagram into a log
+    line. The first drop from a source is logged; the next ones within ``interval`` are
+    only counted, and the first after it is logged with that count. The drop counters
+    stay exact. Pure (``now`` is passed in) and bounded: at most ``max_sources`` sources
+    are tracked (expired ones are pruned at most once per interval, so a flood of new
+    sources costs no scan per packet); beyond that the others share the source "*".
+    """
+
+    def __init__(
+        self, interval: float = DROP_LOG_INTERVAL, max_sources: int = DROP_LOG_SOURCES
+    ) -> None:
+        self.interval = interval
+        self.max_sources = max_sources
+        self._seen: dict[str, list[float]] = {}  # source -> [last line at, suppressed]
+        self._pruned_at = -float("inf")
+
+    def admit(self, source: str, now: float) -> DropLine | None:
+        """The line to log for this drop, or None to count it silently."""
+        entry = self._seen.get(source)
+        if entry is None and len(self._seen) >= self.max_sources:
+            if now - self._pruned_at >= self.interval:
+                self._pruned_at = now
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
+            if len(self._seen) >= self.max_sources:
+                source = "*"
+                entry = self._seen.get(source)
+        if entry is None or now - entry[0] >= self.interval:
+            self._seen[source] = [now, 0]
+            return DropLine(source, int(entry[1]) if entry is not None else 0)
+        entry[1] += 1
+        return None
 
 
 class Peer(Protocol):
@@ -73,9 +125,12 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         dedup_window: float = 30.0,
         max_in_flight: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        can_record: Callable[[], bool] | None = None,
     ) -> None:
         self.role = role
         self.service = service
+        # whether the store can record now (Status-Server is answered only then)
+        self.can_record: Callable[[], bool] = can_record or (lambda: True)
         self.dedup = DedupCache(dedup_window)
         self.max_in_flight = max_in_flight
         self.clock = clock
@@ -83,7 +138,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
-        self._unknown_logged: dict[str, float] = {}
+        self._drop_log = DropLog()
         self._expected = Code.ACCESS_REQUEST if role == "auth" else Code.ACCOUNTING_REQUEST
         self._status_reply = Code.ACCESS_ACCEPT if role == "auth" else Code.ACCOUNTING_RESPONSE
         self._handle: Callable[[Any, Request], Awaitable[Reply | None]] = (
@@ -94,6 +149,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             for reason in (
                 "unknown_client",
                 "malformed",
+                "invalid_attribute",
                 "unexpected_code",
                 "duplicate_in_progress",
                 "overload",
@@ -102,6 +158,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
                 "bad_message_authenticator",
                 "bad_request_authenticator",
                 "proxy_state_without_message_authenticator",
+                "store_unavailable",
             )
         }
         self._latency = metrics.LATENCY.labels(role)
@@ -130,21 +187,35 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             counter = self._drops[reason] = metrics.DROPPED.labels(self.role, reason)
         counter.inc()
 
-    def _unknown_source(self, host: str, now: float) -> None:
-        self._drop("unknown_client")
-        last = self._unknown_logged.get(host)
-        if last is None or now - last >= UNKNOWN_LOG_INTERVAL:
-            if len(self._unknown_logged) > 10_000:
-                self._unknown_logged.clear()
-            self._unknown_logged[host] = now
-            log.warning("radius.unknown_client", port=self.role, source=host)
+    def _log_drop(self, host: str, now: float, reason: str, client: str | None) -> None:
+        """Count the drop; log it unless its source was logged within the interval."""
+        self._drop(reason)
+        line = self._drop_log.admit(host, now)
+        if line is None:
+            return
+        if client is None:
+            log.warning(
+                "radius.unknown_client",
+                port=self.role,
+                source=line.source,
+                suppressed=line.suppressed,
+            )
+        else:
+            log.info(
+                "radius.dropped",
+                port=self.role,
+                client=client,
+                source=line.source,
+                reason=reason,
+                suppressed=line.suppressed,
+            )
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         now = self.clock()
         host = addr[0]
         peer = self.service.peer_for(host)
         if peer is None:
-            self._unknown_source(host, now)
+            self._log_drop(host, now, "unknown_client", None)
             return
         try:
             request = decode_request(
@@ -153,10 +224,12 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
                 require_message_authenticator=peer.require_message_authenticator,
             )
         except PacketError as exc:
-            self._drop(exc.reason)
-            log.info("radius.dropped", port=self.role, client=peer.id, reason=exc.reason)
+            self._log_drop(host, now, exc.reason, peer.id)
             return
         if request.code == Code.STATUS_SERVER:  # RFC 5997 §3: answered at once, not cached
+            if not self.can_record():  # RFC 5997 §4.2: not alive while it cannot record
+                self._log_drop(host, now, "store_unavailable", peer.id)
+                return
             self._send(encode_reply(self._status_reply, request, peer.secret), addr)
             metrics.REQUESTS.labels(self.role, "status", "ok").inc()
             return
@@ -238,9 +311,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             # the echoed Proxy-States leave no room for our attributes (RFC 2865 §4: 4096
             # octets at most): answer without them; an Accept without its Session-Timeout
             # and Class must not go out, so that becomes a bare Reject
-            log.warning(
-                "radius.reply_too_long", port=self.role, client=peer.id, code=result.code
-            )
+            log.warning("radius.reply_too_long", port=self.role, client=peer.id, code=result.code)
             code = Code.ACCESS_REJECT if result.code == Code.ACCESS_ACCEPT else result.code
             return encode_reply(code, request, peer.secret, b"")
 
@@ -263,11 +334,16 @@ async def open_endpoint(
     dedup_window: float,
     max_in_flight: int,
     reuse_port: bool = False,
+    can_record: Callable[[], bool] | None = None,
 ) -> RadiusEndpoint:
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_datagram_endpoint(
         lambda: RadiusEndpoint(
-            role, service, dedup_window=dedup_window, max_in_flight=max_in_flight
+            role,
+            service,
+            dedup_window=dedup_window,
+            max_in_flight=max_in_flight,
+            can_record=can_record,
         ),
         local_addr=(host, port),
         reuse_port=reuse_port or None,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine: a venv with citywifi installed, and with --test
-# the test tools (pytest & co., radclient from freeradius-utils).
+# the test tools (pytest & co., Chromium, and the real peers of the interoperability
+# tests: freeradius, freeradius-utils for radclient, radsecproxy; prometheus for promtool).
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,20 +9,53 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
+missing_of() {
+  local p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done
+}
+apt_install() {  # [--no-install-recommends] package...
+  local opts=()
+  [ "${1:-}" = --no-install-recommends ] && { opts+=("$1"); shift; }
   local missing=()
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  mapfile -t missing < <(missing_of "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null
+}
+
+# The peers the tests run themselves (tests/peers.py: their own configs, loopback ports).
+# Debian starts and enables a package's service when it installs it; a test machine must
+# not get a system-wide FreeRADIUS on 1812/1813 or a Prometheus on 9090. So service starts
+# are refused during the install (policy-rc.d, exit 101: "action forbidden"), and the
+# services that this run installed are disabled (on systemd and on sysv-rc alike).
+PEERS=(freeradius freeradius-utils radsecproxy prometheus)
+install_peers() {
+  local fresh=() policy=/usr/sbin/policy-rc.d
+  mapfile -t fresh < <(missing_of freeradius prometheus)
+  [ -z "$(missing_of "${PEERS[@]}")" ] && return 0
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\\nexit 101\\n' > $policy && chmod 755 $policy"
+    trap 'as_root rm -f '"$policy" EXIT
+  fi
+  apt_install --no-install-recommends "${PEERS[@]}"
+  local svc
+  for svc in "${fresh[@]}"; do
+    if [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif command -v update-rc.d >/dev/null 2>&1; then
+      as_root update-rc.d "$svc" disable >/dev/null 2>&1 || true
+      as_root service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
 }
 
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
 if [ $want_test = 1 ]; then
-  apt_install freeradius-utils chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
+  apt_install chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
+  install_peers
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null

@@ -202,6 +202,12 @@ CASES = [
         "not one of always, everysec, no",
     ),
     ('\n[redis]\nurl = "localhost:6379"\n', "redis.url", "url", "not a URL"),
+    (
+        "\n[enforcer]\ndisconnect_timestamp_window = -5\n",
+        "enforcer.disconnect_timestamp_window",
+        "disconnect_timestamp_window",
+        "between 0 and 86400",
+    ),
     ('\n[sms]\nbackend = "carrier-pigeon"\n', "sms.backend", "backend", "file, webhook"),
     ('\n[sms]\nbackend = "webhook"\n', "sms.webhook_url", "[sms]", "missing required key"),
     (

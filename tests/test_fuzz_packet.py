@@ -141,7 +141,7 @@ def test_a_length_beyond_4096_is_malformed(name: str, length: int) -> None:
 @given(
     name=seed_names,
     where=st.integers(0, 64),
-    atype=st.integers(0, 255),
+    atype=st.integers(1, 255),  # type 0 is refused before its length is read (below)
     bad=st.sampled_from([b"\x00", b"\x01"]),
 )
 def test_attribute_length_0_or_1_is_malformed(
@@ -153,7 +153,7 @@ def test_attribute_length_0_or_1_is_malformed(
 
 
 @DETERMINISTIC
-@given(name=seed_names, atype=st.integers(0, 255), over=st.integers(1, 253), body=st.binary())
+@given(name=seed_names, atype=st.integers(1, 255), over=st.integers(1, 253), body=st.binary())
 def test_attribute_running_past_the_packet_is_malformed(
     name: str, atype: int, over: int, body: bytes
 ) -> None:
@@ -164,6 +164,17 @@ def test_attribute_running_past_the_packet_is_malformed(
     overflowing = fix_length(SEEDS[name] + bytes((atype, claimed)) + body)
     assert reason(overflowing) == "malformed"
     assert reason(fix_length(SEEDS[name] + bytes((atype,)))) == "malformed"
+
+
+@DETERMINISTIC
+@given(name=seed_names, where=st.integers(0, 64), value=st.binary(max_size=253))
+def test_attribute_type_0_is_refused(name: str, where: int, value: bytes) -> None:
+    """RFC 2865 §5 defines no attribute 0; FreeRADIUS drops a packet carrying one
+    (``rad_packet_ok``: "Invalid attribute 0"), whatever its length, and so do we."""
+    data = insert(SEEDS[name], where, bytes((0, len(value) + 2)) + value)
+    assert reason(data) == "invalid_attribute"
+    assert reason(data, require=False) == "invalid_attribute"
+    assert reason(fix_length(SEEDS[name] + bytes((0, 1)))) == "invalid_attribute"  # bad length too
 
 
 def sub_attributes(value: bytes) -> list[tuple[int, bytes]] | None:

@@ -39,7 +39,9 @@ async def test_every_outcome_is_one_event_without_secrets(chatty: Controller) ->
         assert (await auth(controller, issued.username, issued.password)) is not None
         assert (await auth(controller, issued.username, "wrong-password")) is not None
         assert (await acct(controller, "Start", "log-1", 0, user=issued.username)) is not None
-        assert (await acct(controller, "Interim-Update", "log-1", 60, user=issued.username))
+        assert (
+            await acct(controller, "Interim-Update", "log-1", 60, user=issued.username)
+        ) is not None
 
     accept, reject = events(captured, "auth")
     assert accept["result"] == "accept" and accept["person"] == issued.person
