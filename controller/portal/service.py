@@ -161,6 +161,7 @@ class Portal:
         self.catalog = Catalog.load()
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()
+        SMS_CEILING_LIMIT.set(cfg.portal.otp_global_hour)
 
     # -- what the controller holds now (SIGHUP swaps config and registry) ----------------
 
