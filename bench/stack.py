@@ -261,6 +261,12 @@ def write_bench_config(
         handoff_delay = 0
         otp_per_ip_hour = 100000000
         otp_per_nas_hour = 100000000
+        otp_per_ip24_hour = 100000000
+        otp_per_mac_hour = 100000000
+        otp_per_mac_day = 100000000
+        otp_global_hour = 100000000
+        verify_per_ip_hour = 100000000
+        verify_per_nas_hour = 100000000
 
         [[operators]]
         id = "op-bench"

@@ -1,4 +1,5 @@
-"""Admin actions on a person: sessions and today's usage, disconnect now, block and unblock.
+"""Admin actions on a person: sessions and today's usage, disconnect now, block and
+unblock, revoke remembered devices (the portal's ``cw_dev`` cookies).
 
 One set of functions serves the HTTP API (bearer token with role ``admin``, under
 ``/api/v1/admin/``) and the ``citywifi admin`` command. A person is named by mobile number
@@ -199,6 +200,14 @@ async def unblock(store: Store, pid: str) -> dict[str, Any]:
     return {"person": pid, "was_blocked": removed}
 
 
+async def revoke_devices(store: Store, pid: str) -> dict[str, Any]:
+    """Revoke every remembered-device cookie of the person (a copied ``cw_dev`` stops
+    working at once); their next portal login needs an SMS code again."""
+    revoked = await store.device_tokens_revoke(pid)
+    log.info("admin.revoke_devices", person=pid, revoked=revoked)
+    return {"person": pid, "revoked": revoked}
+
+
 # ------------------------------------------------------------------------- HTTP
 
 
@@ -266,6 +275,8 @@ async def _run(ctl: Controller, action: str, args: dict[str, Any]) -> dict[str, 
             until=until,
             reason=args.get("reason") or "",
         )
+    if action == "revoke-devices":
+        return await revoke_devices(ctl.store, pid)
     return await unblock(ctl.store, pid)
 
 
@@ -289,18 +300,24 @@ async def unblock_route(request: web.Request) -> web.Response:
     return await _handle(request, "unblock")
 
 
+async def revoke_devices_route(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/revoke-devices {"phone"|"person"} — forget remembered devices."""
+    return await _handle(request, "revoke-devices")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/admin/sessions", sessions_route)
     app.router.add_post("/api/v1/admin/disconnect", disconnect_route)
     app.router.add_post("/api/v1/admin/block", block_route)
     app.router.add_post("/api/v1/admin/unblock", unblock_route)
+    app.router.add_post("/api/v1/admin/revoke-devices", revoke_devices_route)
 
 
 # ------------------------------------------------------------------------- CLI
 
 
 def add_parser(sub: Any) -> None:
-    """``citywifi admin sessions|disconnect|block|unblock``."""
+    """``citywifi admin sessions|disconnect|block|unblock|revoke-devices``."""
     admin = sub.add_parser("admin", help="a person's sessions and usage; disconnect, block")
     actions = admin.add_subparsers(dest="admin_command", required=True)
     helps = {
@@ -308,6 +325,7 @@ def add_parser(sub: Any) -> None:
         "disconnect": "disconnect every open session of a person now (RFC 5176)",
         "block": "reject a person at login until a time, and disconnect them",
         "unblock": "lift a block",
+        "revoke-devices": "revoke the person's remembered-device cookies (SMS needed again)",
     }
     for name, text in helps.items():
         p = actions.add_parser(name, help=text)
@@ -348,6 +366,8 @@ async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             return await block(
                 store, enforcer, config.quota, pid, now=now, until=until, reason=args.reason
             )
+        if action == "revoke-devices":
+            return await revoke_devices(store, pid)
         return await unblock(store, pid)
     finally:
         await enforcer.stop()

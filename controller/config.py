@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from controller.mac import normalize_mac
@@ -40,6 +41,7 @@ class Brand:
     ssid: str
     name: Mapping[str, str]  # language ("zh", "en") -> text
     logo: Path | None = None
+    home_url: str = ""  # where a user goes when the NAS named no usable http(s) page
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class SmsSettings:
     webhook_headers: Mapping[str, str] = field(default_factory=dict)
     webhook_timeout: float = 5.0
     webhook_retries: int = 2  # further attempts after a failed delivery
+    # Country calling codes ("+86") whose mobile numbers may be sent codes (SMS pumping).
+    allowed_country_codes: tuple[str, ...] = ("+86",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,18 @@ class PortalSettings:
     otp_per_mac_day: int = 10
     otp_per_ip_hour: int = 60
     otp_per_nas_hour: int = 2000
+    # issue 13: aggregates and ceilings (docs/portal.md, "SMS codes and limits")
+    otp_per_ip48_hour: int = 120  # IPv6 /48
+    otp_per_ip32_hour: int = 1000  # IPv6 /32
+    otp_per_ip24_hour: int = 120  # IPv4 /24
+    otp_per_phone_ceiling_day: int = 30  # one phone, all devices together
+    otp_global_hour: int = 10000  # every code the city sends (refused beyond; alarm)
+    verify_per_device_day: int = 20  # code attempts for one phone from one device
+    verify_per_phone_day: int = 100  # ... from all devices together
+    verify_per_ip_hour: int = 120
+    verify_per_nas_hour: int = 2000
+    page_per_ip_minute: int = 120  # GET /portal per source (/64 for IPv6)
+    logins_per_device_hour: int = 3  # credentials per person per hour: this x max_devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +166,12 @@ class Client:
     uam_secret: str = ""  # CoovaChilli UAM secret (portal hand-off)
     nas_identifier: str = ""  # NAS-Identifier / nasid it uses in redirects, if any
     uam_auth: str = "pap"  # chilli hand-off: pap (password=) | chap (response=)
+    # Where the portal may hand a credential to (issue 13): generic: the exact URL;
+    # mikrotik: hosts of link-login-only (+ the client's own single address); chilli:
+    # uamip networks (+ any uamip whose redirect md verified with uam_secret).
+    login_url: str = ""
+    login_hosts: tuple[str, ...] = ()
+    uam_addresses: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +293,7 @@ REDIS_URL_ENV = "CITYWIFI_REDIS_URL"
 KeyPath = tuple[str | int, ...]
 
 _SECTIONS: Final = {
-    "brand": ("ssid", "name", "logo"),
+    "brand": ("ssid", "name", "logo", "home_url"),
     "quota": (
         "daily_seconds",
         "timezone",
@@ -299,6 +321,7 @@ _SECTIONS: Final = {
         "webhook_headers",
         "webhook_timeout",
         "webhook_retries",
+        "allowed_country_codes",
     ),
     "log": ("level", "format", "requests"),
     "security": ("person_key",),
@@ -323,6 +346,9 @@ _LISTS: Final = {
         "uam_secret",
         "nas_identifier",
         "uam_auth",
+        "login_url",
+        "login_hosts",
+        "uam_addresses",
     ),
     "access_points": ("match", "venue"),
     "api_tokens": ("name", "sha256", "roles"),
@@ -338,6 +364,9 @@ LANGUAGES: Final = ("zh", "en")
 # Ids end up in Redis keys, CSV reports and URLs: no spaces, braces (hash tags) or quotes.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_HOST = re.compile(
+    r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+)
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 _MISSING: Final = object()
 
@@ -369,6 +398,19 @@ def _syntax_problem(path: Path, text: str, exc: tomllib.TOMLDecodeError) -> Conf
             line = text.count("\n") + 1
             message += " (at end of file)"
     return ConfigProblem(path, line, "", f"TOML syntax error: {message}")
+
+
+def _http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _reason(exc: BaseException) -> str:
@@ -938,7 +980,15 @@ class _Builder:
             logo = self.file_path(t, p, "logo", Path())
             if not logo.is_file():
                 self.report((*p, "logo"), f"file not found: {logo}")
-        return Brand(ssid=ssid, name=MappingProxyType(name), logo=logo) if ssid else None
+        home = self.string(t, p, "home_url", "").strip()
+        if home and not _http_url(home):
+            self.report((*p, "home_url"), f"'{home}' is not an http:// or https:// URL")
+            home = ""
+        return (
+            Brand(ssid=ssid, name=MappingProxyType(name), logo=logo, home_url=home)
+            if ssid
+            else None
+        )
 
     def quota(self, t: dict[str, Any]) -> QuotaPolicy:
         p: KeyPath = ("quota",)
@@ -1057,7 +1107,47 @@ class _Builder:
             webhook_headers=MappingProxyType(headers),
             webhook_timeout=self.number(t, p, "webhook_timeout", d.webhook_timeout, 0, above=True),
             webhook_retries=self.integer(t, p, "webhook_retries", d.webhook_retries, 0, 10),
+            allowed_country_codes=self.country_codes(t, p, d.allowed_country_codes),
         )
+
+    def country_codes(
+        self, t: Mapping[str, Any], p: KeyPath, default: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """``["+86", …]``: ITU-T E.164 country calling codes that phonenumbers knows."""
+        import phonenumbers
+
+        items = self.strings(t, p, "allowed_country_codes")
+        if items is None:
+            return default
+        if not items:
+            self.report((*p, "allowed_country_codes"), 'must name at least one code, e.g. "+86"')
+        out: list[str] = []
+        for i, code in items:
+            digits = code.strip().removeprefix("+")
+            if not digits.isdigit() or int(digits) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                self.report(
+                    (*p, "allowed_country_codes", i),
+                    f"'{code}' is not a country calling code (write it as \"+86\")",
+                )
+            else:
+                out.append(f"+{int(digits)}")
+        return tuple(out) or default
+
+    def strings(self, t: Mapping[str, Any], p: KeyPath, key: str) -> list[tuple[int, str]] | None:
+        """An array of strings as (index, value); None when the key is absent or no array."""
+        raw = self.get(t, p, key, False)
+        if raw is _MISSING:
+            return None
+        if not isinstance(raw, list):
+            self.report((*p, key), f"expected an array of strings, got {_kind(raw)}")
+            return None
+        out = []
+        for i, item in enumerate(raw):
+            if isinstance(item, str):
+                out.append((i, item))
+            else:
+                self.report((*p, key, i), f"expected a string, got {_kind(item)}")
+        return out
 
     def log(self, t: dict[str, Any]) -> LogSettings:
         p: KeyPath = ("log",)
@@ -1096,8 +1186,18 @@ class _Builder:
         limits = {
             f.name: self.integer(t, p, f.name, f.default, 1)  # type: ignore[arg-type]
             for f in fields(PortalSettings)
-            if f.name.startswith("otp_")
+            if f.name.startswith(("otp_", "verify_", "page_", "logins_"))
         }
+        for ceiling, one in (
+            ("otp_per_phone_ceiling_day", "otp_per_phone_day"),
+            ("verify_per_phone_day", "verify_per_device_day"),
+        ):
+            if limits[ceiling] < limits[one]:
+                self.report(
+                    (*p, ceiling),
+                    f"must be at least {one} ({limits[one]}): the ceiling over all of a "
+                    "phone's devices cannot be below one device's share",
+                )
         return PortalSettings(
             cookie_key=key,
             cookie_days=self.integer(t, p, "cookie_days", d.cookie_days, 0, 3650),
@@ -1310,6 +1410,7 @@ class _Builder:
                 uam_secret=self.string(t, path, "uam_secret", ""),
                 nas_identifier=nas_identifier,
                 uam_auth=self.choice(t, path, "uam_auth", "pap", ("chap", "pap")),
+                **self.handoff_targets(t, path, vendor),
             )
             if len(self.problems) == before:
                 out.append(client)
@@ -1325,6 +1426,38 @@ class _Builder:
                 )
         self.overlaps(networks)
         return tuple(out)
+
+    def handoff_targets(self, t: Mapping[str, Any], path: KeyPath, vendor: str) -> dict[str, Any]:
+        """``login_url`` (generic), ``login_hosts`` (mikrotik), ``uam_addresses`` (chilli):
+        where the portal may send a credential for this client (docs/portal.md)."""
+        out: dict[str, Any] = {}
+        for key, owner in (("login_url", "generic"), ("login_hosts", "mikrotik"),
+                           ("uam_addresses", "chilli")):  # fmt: skip
+            if key in t and vendor != owner:
+                self.report((*path, key), f'is only used with vendor = "{owner}"')
+        url = self.string(t, path, "login_url", "").strip()
+        if url and not _http_url(url):
+            self.report((*path, "login_url"), f"'{url}' is not an http:// or https:// URL")
+        out["login_url"] = url
+        hosts = []
+        for i, host in self.strings(t, path, "login_hosts") or []:
+            name = host.strip().lower().strip("[]")
+            if not _HOST.fullmatch(name) and not _is_ip(name):
+                self.report(
+                    (*path, "login_hosts", i),
+                    f"'{host}' is not a host name or IP address (no scheme, port or path)",
+                )
+            else:
+                hosts.append(name)
+        out["login_hosts"] = tuple(hosts)
+        networks = []
+        for i, item in self.strings(t, path, "uam_addresses") or []:
+            try:
+                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+            except ValueError:
+                self.report((*path, "uam_addresses", i), f"'{item}' is not an IP address or CIDR")
+        out["uam_addresses"] = tuple(networks)
+        return out
 
     def network(self, t: Mapping[str, Any], path: KeyPath) -> IPNetwork | None:
         value = self.string(t, path, "address", required=True, nonempty=True)

@@ -93,6 +93,11 @@ def portal_client(address: str) -> str:
     return f"{PREFIX}:pc:{{{address}}}"
 
 
+def device_tokens(pid: str) -> str:
+    """Remembered-device cookies of a person still honoured: zset token id -> expiry."""
+    return f"{person(pid)}:dev"
+
+
 # -- quota enforcer (controller.enforcer)
 
 DUE_INDEX = f"{PREFIX}:idx:due"  # zset pid -> epoch the enforcer should look at the person

@@ -583,6 +583,42 @@ class Store:
 
         return await self._guard(op)
 
+    async def device_token_put(self, pid: str, tid: str, expires: int, now: int, keep: int) -> None:
+        """Honour remembered-device token ``tid`` until ``expires``; drop expired tokens and
+        all but the ``keep`` newest (one key: MULTI, so Cluster-safe)."""
+        key = keys.device_tokens(pid)
+
+        async def op() -> None:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zadd(key, {tid: expires})
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zremrangebyrank(key, 0, -keep - 1)
+            pipe.expireat(key, expires)
+            await pipe.execute()
+
+        await self._guard(op)
+
+    async def device_token_valid(self, pid: str, tid: str, now: int) -> bool:
+        async def op() -> bool:
+            expires = await self.redis.zscore(keys.device_tokens(pid), tid)
+            return expires is not None and expires > now
+
+        return await self._guard(op)
+
+    async def device_tokens_revoke(self, pid: str, tid: str | None = None) -> int:
+        """Revoke one token of a person (logout), or all of them (``tid`` None: admin)."""
+        key = keys.device_tokens(pid)
+
+        async def op() -> int:
+            if tid is not None:
+                return int(await self.redis.zrem(key, tid))
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zcard(key)
+            pipe.delete(key)
+            return int((await pipe.execute())[0])
+
+        return await self._guard(op)
+
     async def forget_mac(self, mac: str, pid: str) -> bool:
         """End MAC re-authentication of a device if it is still remembered for ``pid``."""
 

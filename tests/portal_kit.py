@@ -36,13 +36,25 @@ NAS = {
              "nasid": "chilli-chap-1"},
     "mikrotik": {"id": "nas-mt", "address": "127.0.0.5", "secret": "testing123-5",
                  "nasid": "mt-beiguo"},
+    # generic with a configured login_url (write_portal_config(generic_login_url=…))
+    "gen": {"id": "nas-gen", "address": "127.0.0.7", "secret": "testing123-7",
+            "nasid": "nas-gen"},
 }  # fmt: skip
 
 
 FILE_SMS = 'backend = "file"\npath = "sms.jsonl"'
 
 
-def portal_tables(portal: str = "", sms: str = FILE_SMS) -> str:
+def portal_tables(portal: str = "", sms: str = FILE_SMS, generic_login_url: str = "") -> str:
+    """The portal's tables for a test city, with each client's hand-off targets as an
+    operator sets them (issue 13): chilli's uamlisten address, the hotspot's login host,
+    a generic NAS's login URL."""
+    generic = (
+        f'\n[[clients]]\nid = "nas-gen"\naddress = "127.0.0.7"\nsecret = "testing123-7"\n'
+        f'venue = "station"\nvendor = "generic"\nlogin_url = "{generic_login_url}"\n'
+        if generic_login_url
+        else ""
+    )
     return f"""
 [portal]
 cookie_key = "{PORTAL_KEY}"
@@ -60,6 +72,7 @@ venue = "station"
 vendor = "chilli"
 uam_secret = "{CHILLI_UAM_SECRET}"
 nas_identifier = "chilli-ap-1"
+uam_addresses = ["10.1.0.1"]
 
 [[clients]]
 id = "nas-chap"
@@ -70,6 +83,7 @@ vendor = "chilli"
 uam_secret = "{CHILLI_UAM_SECRET}"
 uam_auth = "chap"
 nas_identifier = "chilli-chap-1"
+uam_addresses = ["10.1.0.1"]
 
 [[clients]]
 id = "nas-mt"
@@ -78,7 +92,8 @@ secret = "testing123-5"
 venue = "hospital"
 vendor = "mikrotik"
 nas_identifier = "mt-beiguo"
-"""
+login_hosts = ["10.5.50.1", "127.0.0.1"]
+{generic}"""
 
 
 def write_portal_config(
@@ -88,10 +103,11 @@ def write_portal_config(
     quota: str = "",
     sms: str = FILE_SMS,
     clients: str = "",
+    generic_login_url: str = "",
 ) -> Path:
     path = write_config(directory, redis_url, quota=quota)
     with path.open("a") as f:
-        f.write(portal_tables(portal=portal, sms=sms) + clients)
+        f.write(portal_tables(portal, sms, generic_login_url) + clients)
     return path
 
 
@@ -278,6 +294,13 @@ class Rig:
         async with self.http.get(self.base + path) as r:
             return r.status, await r.json(content_type=None), r.headers
 
+    def as_device(self, n: int) -> str:
+        """Present browser nonce number ``n`` (the ``cw_csrf`` cookie) from now on: the
+        device of the SMS and login limits, as a script that throws cookies away would."""
+        nonce = f"device-{n:036d}"
+        self.http.cookie_jar.update_cookies({"cw_csrf": nonce})
+        return nonce
+
     def code(self, phone_e164: str) -> str:
         code = last_code(self.sms_path, phone_e164)
         assert code is not None, f"no SMS to {phone_e164}"
@@ -294,10 +317,12 @@ async def running_portal(
     sms: str = FILE_SMS,
     clients: str = "",
     clock: Callable[[], float] = time.time,
+    generic_login_url: str = "",
 ) -> AsyncIterator[Rig]:
     path = write_portal_config(
-        directory, redis_url, portal=portal, quota=quota, sms=sms, clients=clients
-    )
+        directory, redis_url, portal=portal, quota=quota, sms=sms, clients=clients,
+        generic_login_url=generic_login_url,
+    )  # fmt: skip
     config = load_config(path)
     ctl = Controller(config, clock=clock)
     await ctl.start()

@@ -622,3 +622,64 @@ def test_lines_for_inline_tables_dotted_keys_and_multiline_values(tmp_path: Path
     assert token_name.line == line_of(text, 'name = """tok')
     role = only(problems, "api_tokens[0].roles[1]")
     assert role.line == line_of(text, '"superuser"')
+
+
+# ------------------------------------------------------------ issue 13: portal security keys
+
+CLIENT = '\n[[clients]]\nid = "c2"\naddress = "10.9.0.1"\nsecret = "x"\nvenue = "v1"\n'
+SECURITY_CASES = [
+    (CLIENT + 'vendor = "generic"\nlogin_url = "javascript:alert(1)"\n', "clients[1].login_url",
+     "login_url", "not an http:// or https:// URL"),
+    (CLIENT + 'vendor = "chilli"\nlogin_url = "http://10.9.0.1/login"\n', "clients[1].login_url",
+     "login_url", 'only used with vendor = "generic"'),
+    (CLIENT + 'vendor = "mikrotik"\nlogin_hosts = ["https://10.9.0.1/login"]\n',
+     "clients[1].login_hosts[0]", "login_hosts", "not a host name or IP address"),
+    (CLIENT + 'vendor = "mikrotik"\nlogin_hosts = "10.9.0.1"\n', "clients[1].login_hosts",
+     "login_hosts", "expected an array of strings"),
+    (CLIENT + 'vendor = "generic"\nlogin_hosts = ["10.9.0.1"]\n', "clients[1].login_hosts",
+     "login_hosts", 'only used with vendor = "mikrotik"'),
+    (CLIENT + 'vendor = "chilli"\nuam_addresses = ["10.9.0.300"]\n', "clients[1].uam_addresses[0]",
+     "uam_addresses", "not an IP address or CIDR"),
+    ('\n[sms]\nallowed_country_codes = ["+86", "+999"]\n', "sms.allowed_country_codes[1]",
+     "allowed_country_codes", "'+999' is not a country calling code"),
+    ("\n[sms]\nallowed_country_codes = []\n", "sms.allowed_country_codes",
+     "allowed_country_codes", "at least one code"),
+    ("\n[portal]\notp_per_phone_ceiling_day = 5\n", "portal.otp_per_phone_ceiling_day",
+     "otp_per_phone_ceiling_day", "must be at least otp_per_phone_day (10)"),
+    ("\n[portal]\nverify_per_ip_hour = 0\n", "portal.verify_per_ip_hour", "verify_per_ip_hour",
+     "at least 1"),
+    ('\n[portal]\npage_per_ip_minute = "lots"\n', "portal.page_per_ip_minute",
+     "page_per_ip_minute", "expected an integer"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "needle", "words"), SECURITY_CASES, ids=[c[1] for c in SECURITY_CASES]
+)
+def test_portal_security_keys_are_checked(
+    tmp_path: Path, extra: str, key: str, needle: str, words: str
+) -> None:
+    text = BASE + extra
+    problem = only(problems_for(tmp_path, text), key)
+    assert problem.line == line_of(text, needle, -1) and words in problem.message, str(problem)
+
+
+def test_brand_home_url_is_an_http_url(tmp_path: Path) -> None:
+    text = BASE.replace('name = "Test WiFi"\n', 'name = "Test WiFi"\nhome_url = "data:x"\n')
+    problem = only(problems_for(tmp_path, text), "brand.home_url")
+    assert problem.line == line_of(text, "home_url") and "http://" in problem.message
+
+
+def test_portal_security_keys_load(tmp_path: Path) -> None:
+    text = (
+        BASE
+        + CLIENT
+        + (
+            'vendor = "mikrotik"\nlogin_hosts = ["10.9.0.254", "HotSpot.Example"]\n'
+            '\n[sms]\nallowed_country_codes = ["+86", "852"]\n'
+        )
+    )
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.clients[1].login_hosts == ("10.9.0.254", "hotspot.example")
+    assert config.sms.allowed_country_codes == ("+86", "+852")
+    assert config.clients[0].uam_addresses == () and config.brand.home_url == ""

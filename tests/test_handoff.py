@@ -4,6 +4,8 @@ does it and sent through the real RADIUS server, plus the pure parsing rules."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -14,8 +16,11 @@ from controller.app import Controller
 from controller.logins import IssuedLogin, issue_login
 from controller.portal.errors import PortalError
 from controller.portal.handoff import (
+    Handoff,
+    HandoffTargets,
     NasRedirect,
     build_handoff,
+    check_targets,
     chilli_chap,
     chilli_key,
     chilli_md,
@@ -24,6 +29,7 @@ from controller.portal.handoff import (
     chilli_pap_decode,
     mikrotik_password,
     mikrotik_unescape,
+    next_url,
     parse_redirect,
     split_md,
 )
@@ -31,6 +37,17 @@ from tests.portal_kit import NAS, accepted, octal, radius_chap, radius_pap
 
 CHALLENGE = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MAC = "AA-BB-CC-00-10-01"
+# what the test clients allow, as an operator configures them (uam_addresses, login_hosts,
+# login_url)
+TARGETS = {
+    "chilli": HandoffTargets(uam_networks=(ipaddress.ip_network("10.1.0.0/24"),)),
+    "mikrotik": HandoffTargets(login_hosts=frozenset({"10.5.50.1"})),
+    "generic": HandoffTargets(login_url="http://10.0.0.1/login"),
+}
+
+
+def handoff(vendor: str, redirect: NasRedirect, user: str, password: str, **kw: Any) -> Handoff:
+    return build_handoff(vendor, redirect, user, password, targets=TARGETS[vendor], **kw)
 
 
 async def login(ctl: Controller, mac: str = MAC) -> IssuedLogin:
@@ -98,7 +115,7 @@ def test_chilli_logon_url_shape() -> None:
         {"uamip": "10.1.0.1", "uamport": "3990", "challenge": CHALLENGE,
          "userurl": "http://example.com/a?b=c&d", "nasid": "ap"}
     )  # fmt: skip
-    pap = build_handoff("chilli", redirect, "user.name", "pw", uam_secret="s")
+    pap = handoff("chilli", redirect, "user.name", "pw", uam_secret="s")
     parts = urlsplit(pap.url)
     assert (parts.scheme, parts.netloc, parts.path) == ("http", "10.1.0.1:3990", "/logon")
     query = dict(parse_qsl(parts.query))
@@ -107,7 +124,7 @@ def test_chilli_logon_url_shape() -> None:
         "password": chilli_pap("pw", CHALLENGE, "s"),
         "userurl": "http://example.com/a?b=c&d",
     }
-    chap = build_handoff("chilli", redirect, "u", "pw", uam_secret="s", uam_auth="chap")
+    chap = handoff("chilli", redirect, "u", "pw", uam_secret="s", uam_auth="chap")
     assert dict(parse_qsl(urlsplit(chap.url).query))["response"] == chilli_chap(
         "pw", CHALLENGE, "s"
     )
@@ -125,7 +142,7 @@ def test_chilli_logon_url_shape() -> None:
 )
 def test_chilli_handoff_refuses_bad_redirects(params: dict[str, str]) -> None:
     with pytest.raises(PortalError) as err:
-        build_handoff("chilli", parse_redirect(params), "u", "p")
+        handoff("chilli", parse_redirect(params), "u", "p")
     assert err.value.code == "bad_redirect"
 
 
@@ -151,9 +168,9 @@ def test_mikrotik_handoff_form() -> None:
         {"link-login-only": "http://10.5.50.1/login", "chap-id": "\\001",
          "chap-challenge": "\\002" * 16, "dst": "http://example.com/", "mac": "aa:bb:cc:dd:ee:ff"}
     )  # fmt: skip
-    handoff = build_handoff("mikrotik", redirect, "user", "pw")
-    assert handoff.method == "POST" and handoff.url == "http://10.5.50.1/login"
-    assert dict(handoff.fields) == {
+    form = handoff("mikrotik", redirect, "user", "pw")
+    assert form.method == "POST" and form.url == "http://10.5.50.1/login"
+    assert dict(form.fields) == {
         "username": "user",
         "password": mikrotik_password("\\001", "pw", "\\002" * 16),
         "dst": "http://example.com/",
@@ -161,27 +178,84 @@ def test_mikrotik_handoff_form() -> None:
     }
     bad = NasRedirect(link_login_only="javascript:alert(1)", chap_id="\\1", chap_challenge="\\2")
     with pytest.raises(PortalError):
-        build_handoff("mikrotik", bad, "u", "p")
+        handoff("mikrotik", bad, "u", "p")
     with pytest.raises(PortalError):
-        build_handoff("mikrotik", NasRedirect(chap_id="\\1", chap_challenge="\\2"), "u", "p")
-    pap = build_handoff("mikrotik", NasRedirect(link_login_only="http://10.5.50.1/login"), "u", "p")
+        handoff("mikrotik", NasRedirect(chap_id="\\1", chap_challenge="\\2"), "u", "p")
+    pap = handoff("mikrotik", NasRedirect(link_login_only="http://10.5.50.1/login"), "u", "p")
     assert dict(pap.fields)["password"] == "p"  # login-by=http-pap
 
 
 def test_generic_handoff() -> None:
-    plain = build_handoff("generic", parse_redirect({"nas_id": "x", "url": "http://a/"}), "u", "p")
+    redirect = parse_redirect({"nas_id": "x", "url": "http://a/"})
+    plain = build_handoff("generic", redirect, "u", "p", targets=HandoffTargets())
     assert (plain.method, plain.url, plain.redirect_url) == ("NONE", "", "http://a/")
-    form = build_handoff(
-        "generic",
-        parse_redirect({"login_url": "http://10.0.0.1/login", "url": "http://a/"}),
-        "u",
-        "p",
-    )
-    assert form.method == "POST" and dict(form.fields) == {
-        "username": "u",
-        "password": "p",
-        "url": "http://a/",
-    }
+    for named in ("", "http://10.0.0.1/login"):  # the configured URL, named or not
+        form = handoff(
+            "generic", parse_redirect({"login_url": named, "url": "http://a/"}), "u", "p"
+        )
+        assert form.method == "POST" and form.url == "http://10.0.0.1/login"
+        assert dict(form.fields) == {"username": "u", "password": "p", "url": "http://a/"}
+
+
+# --------------------------------------------------------------------------- hand-off targets
+
+
+@pytest.mark.parametrize(
+    ("vendor", "params", "signed"),
+    [
+        ("chilli", {"uamip": "10.1.0.9"}, False),  # a configured UAM network
+        ("chilli", {"uamip": "192.0.2.66"}, True),  # elsewhere, but md vouches for it
+        ("mikrotik", {"link-login-only": "https://10.5.50.1:8443/login"}, False),
+        ("mikrotik", {"link-login-only": "http://10.5.50.1/login"}, False),
+        ("generic", {"login_url": "http://10.0.0.1/login"}, False),
+        ("generic", {}, False),
+    ],
+)
+def test_targets_the_client_allows(vendor: str, params: dict[str, str], signed: bool) -> None:
+    check_targets(vendor, parse_redirect(params), TARGETS[vendor], signed)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "params", "code"),
+    [
+        ("chilli", {"uamip": "192.0.2.66"}, "handoff_not_allowed"),
+        ("chilli", {"uamip": "evil.example"}, "bad_redirect"),
+        ("mikrotik", {"link-login-only": "https://evil.example/login"}, "handoff_not_allowed"),
+        ("mikrotik", {"link-login-only": "http://10.5.50.1.evil.example/"}, "handoff_not_allowed"),
+        ("mikrotik", {"link-login-only": "http://u@evil.example/10.5.50.1"}, "handoff_not_allowed"),
+        ("mikrotik", {"link-login-only": "javascript:alert(1)//10.5.50.1"}, "bad_redirect"),
+        ("generic", {"login_url": "https://evil.example/steal"}, "handoff_not_allowed"),
+        ("generic", {"login_url": "http://10.0.0.1/login?x"}, "handoff_not_allowed"),
+    ],
+)
+def test_targets_the_client_does_not_allow(vendor: str, params: dict[str, str], code: str) -> None:
+    with pytest.raises(PortalError) as err:
+        check_targets(vendor, parse_redirect(params), TARGETS[vendor], signed=False)
+    assert err.value.code == code
+
+
+def test_the_clients_own_single_address_is_a_login_host() -> None:
+    from controller.config import Client
+
+    single = Client("mt", ipaddress.ip_network("10.5.50.1/32"), b"s", "v", "mikrotik")
+    network = Client("mt", ipaddress.ip_network("10.5.50.0/24"), b"s", "v", "mikrotik")
+    redirect = parse_redirect({"link-login-only": "http://10.5.50.1/login"})
+    check_targets("mikrotik", redirect, HandoffTargets.of(single), signed=False)
+    with pytest.raises(PortalError):
+        check_targets("mikrotik", redirect, HandoffTargets.of(network), signed=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(1)", "data:text/html,x", "//evil.example/", "/relative", "ftp://a/",
+     "http:///nohost", "http://a b/", "https:\\\\evil.example", "http://[::1/", ""],
+)  # fmt: skip
+def test_next_url_keeps_only_http_urls(url: str) -> None:
+    assert next_url(url, "https://home.example/") == "https://home.example/"
+    assert next_url("https://example.com/a?b", "https://home.example/") == "https://example.com/a?b"
+    redirect = parse_redirect({"dst": url, "link-login-only": "http://10.5.50.1/login"})
+    form = handoff("mikrotik", redirect, "u", "p", home_url="https://home.example/")
+    assert dict(form.fields)["dst"] == form.redirect_url == "https://home.example/"
 
 
 def test_parse_redirect_normalises() -> None:
@@ -200,7 +274,7 @@ def test_parse_redirect_normalises() -> None:
 async def test_chilli_pap_handoff_accepted_by_radius(controller: Controller, secret: str) -> None:
     issued = await login(controller)
     redirect = NasRedirect(uamip="10.1.0.1", uamport="3990", challenge=CHALLENGE)
-    url = build_handoff("chilli", redirect, issued.username, issued.password, uam_secret=secret).url
+    url = handoff("chilli", redirect, issued.username, issued.password, uam_secret=secret).url
     query = dict(parse_qsl(urlsplit(url).query))
     # chilli: User-Password = HEX xor K (then RADIUS-hidden with the shared secret)
     password = chilli_pap_decode(query["password"], CHALLENGE, secret)
@@ -212,10 +286,10 @@ async def test_chilli_pap_handoff_accepted_by_radius(controller: Controller, sec
 async def test_chilli_chap_handoff_accepted_by_radius(controller: Controller, secret: str) -> None:
     issued = await login(controller)
     redirect = NasRedirect(uamip="10.1.0.1", uamport="3990", challenge=CHALLENGE)
-    handoff = build_handoff(
+    chap = handoff(
         "chilli", redirect, issued.username, issued.password, uam_secret=secret, uam_auth="chap"
     )
-    query = dict(parse_qsl(urlsplit(handoff.url).query))
+    query = dict(parse_qsl(urlsplit(chap.url).query))
     # chilli: CHAP-Challenge = K, CHAP-Password = ident (0: no `ident` on the URL) ‖ response
     reply = await radius_chap(
         controller.auth_port, NAS["generic"], query["username"], 0,
@@ -232,7 +306,7 @@ async def test_mikrotik_handoff_accepted_by_radius(controller: Controller) -> No
         link_login_only="http://10.5.50.1/login", chap_id=octal(chap_id),
         chap_challenge=octal(challenge),
     )  # fmt: skip
-    fields = dict(build_handoff("mikrotik", redirect, issued.username, issued.password).fields)
+    fields = dict(handoff("mikrotik", redirect, issued.username, issued.password).fields)
     # RouterOS: CHAP-Password = chap-id ‖ unhex(password), CHAP-Challenge = chap-challenge
     reply = await radius_chap(
         controller.auth_port, NAS["generic"], fields["username"], chap_id[0],
@@ -244,7 +318,7 @@ async def test_mikrotik_handoff_accepted_by_radius(controller: Controller) -> No
 async def test_wrong_challenge_is_rejected(controller: Controller) -> None:
     issued = await login(controller)
     redirect = NasRedirect(uamip="10.1.0.1", uamport="3990", challenge=CHALLENGE)
-    url = build_handoff("chilli", redirect, issued.username, issued.password, uam_secret="a").url
+    url = handoff("chilli", redirect, issued.username, issued.password, uam_secret="a").url
     query = dict(parse_qsl(urlsplit(url).query))
     password = chilli_pap_decode(query["password"], CHALLENGE, "b")  # NAS with another secret
     reply = await radius_pap(controller.auth_port, NAS["generic"], query["username"], password, MAC)

@@ -78,53 +78,73 @@ def book(store: Store) -> OtpBook:
     return OtpBook(store, Signer(b"k" * 32))
 
 
+DEV = "device-a"  # the device that asked (service.Portal.device_of: opaque)
+
+
 def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
 async def test_code_is_stored_hashed_with_its_ttl(book: OtpBook, store: Store) -> None:
-    code = await book.issue(PID, int(time.time()))
-    stored = {k.decode(): v.decode() for k, v in (await store.redis.hgetall(keys.otp(PID))).items()}
+    code = await book.issue(PID, DEV, int(time.time()))
+    stored = {
+        k.decode(): v.decode()
+        for k, v in (await store.redis.hgetall(keys.otp(f"{PID}:{DEV}"))).items()
+    }
     assert code not in str(stored) and len(stored["h"]) == 32
-    assert CODE_TTL - 2 <= await store.redis.ttl(keys.otp(PID)) <= CODE_TTL
+    assert CODE_TTL - 2 <= await store.redis.ttl(keys.otp(f"{PID}:{DEV}")) <= CODE_TTL
 
 
 async def test_right_code_once(book: OtpBook) -> None:
-    code = await book.issue(PID, int(time.time()))
-    assert (await book.verify(PID, code)).verdict is Verdict.OK
-    assert (await book.verify(PID, code)).verdict is Verdict.GONE  # single use
+    code = await book.issue(PID, DEV, int(time.time()))
+    assert (await book.verify(PID, DEV, code)).verdict is Verdict.OK
+    assert (await book.verify(PID, DEV, code)).verdict is Verdict.GONE  # single use
 
 
 async def test_six_wrong_codes_lock_the_code(book: OtpBook) -> None:
-    code = await book.issue(PID, int(time.time()))
-    verdicts = [(await book.verify(PID, wrong(code))) for _ in range(MAX_ATTEMPTS)]
+    code = await book.issue(PID, DEV, int(time.time()))
+    verdicts = [(await book.verify(PID, DEV, wrong(code))) for _ in range(MAX_ATTEMPTS)]
     assert [v.attempts_left for v in verdicts] == [4, 3, 2, 1, 0]
     assert [v.verdict for v in verdicts[:-1]] == [Verdict.WRONG] * 4
     assert verdicts[-1].verdict is Verdict.LOCKED
-    assert (await book.verify(PID, code)).verdict is Verdict.LOCKED  # even the right one
-    fresh = await book.issue(PID, int(time.time()))  # a new code starts over
-    assert (await book.verify(PID, fresh)).verdict is Verdict.OK
+    assert (await book.verify(PID, DEV, code)).verdict is Verdict.LOCKED  # even the right one
+    fresh = await book.issue(PID, DEV, int(time.time()))  # a new code starts over
+    assert (await book.verify(PID, DEV, fresh)).verdict is Verdict.OK
 
 
 async def test_concurrent_right_codes_win_once(book: OtpBook) -> None:
-    code = await book.issue(PID, int(time.time()))
-    results = await asyncio.gather(*(book.verify(PID, code) for _ in range(4)))
+    code = await book.issue(PID, DEV, int(time.time()))
+    results = await asyncio.gather(*(book.verify(PID, DEV, code) for _ in range(4)))
     assert sorted(r.verdict.value for r in results) == ["gone", "gone", "gone", "ok"]
 
 
 async def test_expired_code_is_gone(book: OtpBook, store: Store) -> None:
-    code = await book.issue(PID, int(time.time()))
-    await store.redis.pexpire(keys.otp(PID), 1)  # let Redis expire it instead of waiting 5 min
+    code = await book.issue(PID, DEV, int(time.time()))
+    await store.redis.pexpire(
+        keys.otp(f"{PID}:{DEV}"), 1
+    )  # let Redis expire it instead of waiting 5 min
+
     async def expired() -> bool:
-        return not await store.redis.exists(keys.otp(PID))
+        return not await store.redis.exists(keys.otp(f"{PID}:{DEV}"))
 
     await until(expired, 5, "Redis to expire the code")
-    assert (await book.verify(PID, code)).verdict is Verdict.GONE
+    assert (await book.verify(PID, DEV, code)).verdict is Verdict.GONE
 
 
 async def test_codes_are_per_person(book: OtpBook) -> None:
     other = "f" * 20
-    a = await book.issue(PID, int(time.time()))
-    await book.issue(other, int(time.time()))
-    assert (await book.verify(other, a)).verdict in (Verdict.WRONG, Verdict.OK)
-    assert (await book.verify(PID, a)).verdict is Verdict.OK
+    a = await book.issue(PID, DEV, int(time.time()))
+    await book.issue(other, DEV, int(time.time()))
+    assert (await book.verify(other, DEV, a)).verdict in (Verdict.WRONG, Verdict.OK)
+    assert (await book.verify(PID, DEV, a)).verdict is Verdict.OK
+
+
+async def test_codes_are_per_device(book: OtpBook) -> None:
+    """A stranger's device has a code slot of its own: its request does not replace the
+    owner's code and its wrong guesses do not lock it (issue 13, finding 3)."""
+    mine = await book.issue(PID, DEV, int(time.time()))
+    theirs = await book.issue(PID, "device-b", int(time.time()))
+    for _ in range(MAX_ATTEMPTS + 1):
+        assert (await book.verify(PID, "device-b", wrong(theirs))).verdict is not Verdict.OK
+    assert (await book.verify(PID, "device-b", mine)).verdict is not Verdict.OK
+    assert (await book.verify(PID, DEV, mine)).verdict is Verdict.OK

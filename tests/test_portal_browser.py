@@ -64,11 +64,11 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debia
 class Served:
     """``citywifi serve`` as a subprocess on OS-free ports, ready when /readyz says so."""
 
-    def __init__(self, directory: Path, redis_url: str) -> None:
+    def __init__(self, directory: Path, redis_url: str, generic_login_url: str) -> None:
         self.dir = directory
         self.ports = {"http": free_port(), "auth": free_port(socket.SOCK_DGRAM),
                       "acct": free_port(socket.SOCK_DGRAM)}  # fmt: skip
-        config = write_portal_config(directory, redis_url)
+        config = write_portal_config(directory, redis_url, generic_login_url=generic_login_url)
         text = config.read_text()
         for key, port in (("auth_port", "auth"), ("acct_port", "acct"), ("port", "http")):
             text = re.sub(rf"(?m)^{key} = 0$", f"{key} = {self.ports[port]}", text)
@@ -99,11 +99,14 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, nas: NasLogin) -> Iterator[Served]:
+    """The test city as an operator configures it: the generic NAS's ``login_url`` is
+    the recording NAS's, the MikroTik's ``login_hosts`` name its host, CoovaChilli's
+    ``uamip`` is vouched for by the redirect's ``md``."""
     directory = tmp_path_factory.mktemp("portal-browser")
     redis = RedisProcess(directory / "redis")
     redis.start()
-    serve = Served(directory, redis.url)
+    serve = Served(directory, redis.url, f"{nas.url}/generic-login")
     try:
         yield serve
     finally:
@@ -153,7 +156,7 @@ def redirect_url(
         )  # fmt: skip
         return url, {"chap_id": chap_id, "challenge": challenge}
     url = (
-        f"{portal}?nas_id=nas-local&mac={mac}&ip=127.0.0.1&url=http%3A%2F%2Fexample.com%2F"
+        f"{portal}?nas_id=nas-gen&mac={mac}&ip=127.0.0.1&url=http%3A%2F%2Fexample.com%2F"
         f"&login_url={nas.url}/generic-login"
     )
     return url, {}
@@ -187,9 +190,7 @@ def radius_check(served: Served, vendor: str, request: dict[str, Any], extra: di
         )  # fmt: skip
     assert request["method"] == "POST" and request["path"] == "/generic-login"
     assert fields["url"] == "http://example.com/"
-    return run(
-        radius_pap(port, NAS["generic"], fields["username"], fields["password"].encode(), mac)
-    )
+    return run(radius_pap(port, NAS["gen"], fields["username"], fields["password"].encode(), mac))
 
 
 CASES = [(v, js) for v in ("chilli", "mikrotik", "generic") for js in (True, False)]

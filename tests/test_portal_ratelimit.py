@@ -20,7 +20,7 @@ H = 3600_000  # ms
 
 
 def test_wait_ms_cooldown_and_caps() -> None:
-    phone = rules_for(PortalSettings())["phone"]
+    phone = rules_for(PortalSettings())["phone_device"]
     assert wait_ms([], phone, 0) == 0
     assert wait_ms([0], phone, 1_000) == 59_000  # resend after 60 s
     assert wait_ms([0], phone, 60_000) == 0
@@ -76,13 +76,14 @@ def clock() -> Clock:
 @pytest.fixture
 async def rig(tmp_path: Path, redis_proc: RedisProcess, clock: Clock) -> AsyncIterator[Rig]:
     async with running_portal(
-        tmp_path, redis_proc.url, portal="otp_per_nas_hour = 8", clock=clock
+        tmp_path, redis_proc.url, portal="otp_per_nas_hour = 8\notp_per_ip_hour = 20", clock=clock
     ) as r:
         yield r
 
 
 async def otp(rig: Rig, phone: str, **extra: str) -> tuple[int, dict[str, object], int | None]:
-    status, body, headers = await rig.post_json("/api/v1/otp", {"phone": phone, **extra})
+    body = {"phone": phone, "nas_id": "nas-local", **extra}
+    status, body, headers = await rig.post_json("/api/v1/otp", body)
     retry = headers.get("Retry-After")
     if status == 429:
         assert retry is not None and body["error"] == "rate_limited"
@@ -120,30 +121,34 @@ def sms_to(rig: Rig, e164: str) -> list[str]:
 
 
 async def test_device_ip_and_nas_limits(rig: Rig, clock: Clock) -> None:
-    mac = "AA-BB-CC-00-20-01"
     phones = [f"1380013{8100 + i:04d}" for i in range(80)]
-    for phone in phones[:5]:  # 5 codes per device (MAC) per hour, for any numbers
-        assert (await otp(rig, phone, mac=mac, nas_id="nas-chilli"))[0] == 202
-    status, _, retry = await otp(rig, phones[5], mac=mac, nas_id="nas-chilli")
-    assert status == 429 and retry == 3600
-    for phone in phones[6:9]:  # NAS: 8 per hour in this config (default 2000)
+    rig.as_device(1)
+    for phone in phones[:5]:  # 5 codes per device (browser nonce) per hour, any numbers
         assert (await otp(rig, phone, nas_id="nas-chilli"))[0] == 202
+    status, _, retry = await otp(rig, phones[5], nas_id="nas-chilli")
+    assert status == 429 and retry == 3600
+    for i, phone in enumerate(phones[6:9]):  # NAS: 8 per hour in this config (default 2000)
+        rig.as_device(10 + i)
+        assert (await otp(rig, phone, nas_id="nas-chilli"))[0] == 202
+    rig.as_device(20)
     assert (await otp(rig, phones[9], nas_id="nas-chilli"))[::2] == (429, 3600)
-    sent = 8
-    for phone in phones[10:]:  # source IP: 60 per hour
-        status, _, retry = await otp(rig, phone)
+    sent, nases = 8, ("nas-local", "nas-local-2", "nas-mt")
+    for i, phone in enumerate(phones[10:]):  # source IP: 20 per hour in this config
+        rig.as_device(30 + i)
+        status, _, retry = await otp(rig, phone, nas_id=nases[i % 3])
         if status == 429:
             break
         sent += 1
-    assert sent == 60 and retry == 3600
+    assert sent == 20 and retry == 3600
     clock.advance(3600)
     assert (await otp(rig, phones[-1]))[0] == 202
 
 
 async def test_refused_requests_cost_nothing(rig: Rig, clock: Clock) -> None:
     """A request refused for its device does not start the phone's cooldown."""
-    mac = "AA-BB-CC-00-20-02"
+    rig.as_device(1)
     for i in range(5):
-        assert (await otp(rig, f"1390013{9000 + i:04d}", mac=mac))[0] == 202
-    assert (await otp(rig, "13900139099", mac=mac))[0] == 429
+        assert (await otp(rig, f"1390013{9000 + i:04d}"))[0] == 202
+    assert (await otp(rig, "13900139099"))[0] == 429
+    rig.as_device(2)
     assert (await otp(rig, "13900139099"))[0] == 202  # from another device: fine at once

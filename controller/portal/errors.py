@@ -31,9 +31,9 @@ PAGE_ERRORS = frozenset(
         "allowance_used_up",
         "device_limit",
         "blocked",
-        "code_expired",
-        "code_locked",
+        "nas_required",
         "unknown_venue",
+        "handoff_not_allowed",
         "bad_redirect",
         "unavailable",
     }

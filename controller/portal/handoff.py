@@ -15,8 +15,14 @@ Sources (see ../shared/PROTOCOLS.md and docs/portal.md):
   ``username``, ``password = hexMD5(chap-id + password + chap-challenge)``, ``dst`` and
   ``popup`` to ``$(link-login-only)``; the router sends RADIUS CHAP with that challenge.
   A hotspot with ``login-by=http-pap`` sends no chap-id: the password goes as typed.
-- ``generic``: the JSON API returns the credential; with a ``login_url`` in the redirect
-  the success page posts ``username``, ``password`` and ``url`` there (plain form post).
+- ``generic``: the JSON API returns the credential; with the client's ``login_url`` the
+  success page posts ``username``, ``password`` and ``url`` there (plain form post).
+
+Where a credential may go comes from the client's configuration only (``HandoffTargets``,
+issue 13 finding 1): the redirect's ``login_url``, ``link-login-only`` or ``uamip`` is a
+request, honoured when the configured client allows it, refused (``handoff_not_allowed``)
+otherwise. Where the user goes afterwards (``userurl``, ``dst``, ``url``) must be an
+http(s) URL; anything else becomes the brand's home page (finding 11).
 
 Everything here is pure (bytes and strings in and out), tested by decoding each encoding
 back and sending the result through the real RADIUS server (tests/test_handoff.py).
@@ -32,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from urllib.parse import quote, urlencode, urlsplit
 
+from controller.config import Client, IPNetwork
 from controller.mac import normalize_mac
 from controller.portal.errors import PortalError
 
@@ -259,11 +266,79 @@ class Handoff:
         }
 
 
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise PortalError("bad_redirect", 400, detail="login url")
-    return value
+def http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host and no whitespace or control characters: the
+    only kind of link the portal puts in a page or hands to a NAS (no ``javascript:``,
+    ``data:``, scheme-relative or relative targets)."""
+    if not value or any(ord(ch) < 0x21 or ch == "\x7f" for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a bad IPv6 literal
+        return False
+
+
+def next_url(value: str, home_url: str) -> str:
+    """Where the user goes after the login: ``value`` if it is an http(s) URL, else the
+    brand's home page (``[brand] home_url``; may be empty)."""
+    return value if http_url(value) else home_url
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffTargets:
+    """Where a configured client lets the portal send a credential.
+
+    ``login_url``: generic, the one URL the success page may post to. ``login_hosts``:
+    mikrotik, hosts ``link-login-only`` may name (the client's own address counts when it
+    is a single host). ``uam_networks``: chilli, where ``uamip`` may be; a redirect whose
+    ``md`` verified with the client's ``uam_secret`` vouches for its own ``uamip``.
+    """
+
+    login_url: str = ""
+    login_hosts: frozenset[str] = frozenset()
+    uam_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def of(cls, client: Client) -> HandoffTargets:
+        hosts = {_host_key(h) for h in client.login_hosts}
+        if client.network.num_addresses == 1:
+            hosts.add(str(client.network.network_address))
+        return cls(client.login_url, frozenset(hosts), tuple(client.uam_addresses))
+
+
+def _host_key(host: str) -> str:
+    """A host as compared: lower case, an IP address in its canonical spelling."""
+    host = host.strip().strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def _refused(detail: str) -> PortalError:
+    return PortalError("handoff_not_allowed", 400, detail=detail)
+
+
+def check_targets(
+    vendor: str, redirect: NasRedirect, targets: HandoffTargets, signed: bool
+) -> None:
+    """Refuse a redirect that asks for a hand-off its client does not allow
+    (``handoff_not_allowed``). Missing hand-off data is left to ``build_handoff``."""
+    if vendor == "chilli" and redirect.uamip:
+        try:
+            uamip = ipaddress.ip_address(redirect.uamip)
+        except ValueError:
+            raise PortalError("bad_redirect", 400, detail="uamip") from None
+        if not signed and not any(uamip in net for net in targets.uam_networks):
+            raise _refused("uamip")
+    elif vendor == "mikrotik" and redirect.link_login_only:
+        if not http_url(redirect.link_login_only):
+            raise PortalError("bad_redirect", 400, detail="link-login-only")
+        if _host_key(urlsplit(redirect.link_login_only).hostname or "") not in targets.login_hosts:
+            raise _refused("link-login-only")
+    elif vendor == "generic" and redirect.login_url and redirect.login_url != targets.login_url:
+        raise _refused("login_url")
 
 
 def build_handoff(
@@ -272,15 +347,22 @@ def build_handoff(
     username: str,
     password: str,
     *,
+    targets: HandoffTargets,
+    signed: bool = False,
     uam_secret: str = "",
     uam_auth: str = "pap",
+    home_url: str = "",
 ) -> Handoff:
-    """The hand-off for a client's ``vendor``; ``bad_redirect`` if the NAS data is missing."""
+    """The hand-off for a client's ``vendor``: ``handoff_not_allowed`` if the client does
+    not allow the target the redirect names, ``bad_redirect`` if NAS data is missing."""
+    check_targets(vendor, redirect, targets, signed)
+    then = next_url(redirect.userurl, home_url)
     if vendor == "chilli":
         if not (redirect.uamip and redirect.uamport and redirect.challenge):
             raise PortalError("bad_redirect", 400, detail="uamip, uamport, challenge")
-        url = chilli_logon_url(redirect, username, password, uam_secret, uam_auth)
-        return Handoff(vendor, "GET", url, (), redirect.userurl)
+        safe = NasRedirect(**{**asdict(redirect), "userurl": then})
+        url = chilli_logon_url(safe, username, password, uam_secret, uam_auth)
+        return Handoff(vendor, "GET", url, (), then)
     if vendor == "mikrotik":
         if not redirect.link_login_only:
             raise PortalError("bad_redirect", 400, detail="link-login-only")
@@ -291,11 +373,11 @@ def build_handoff(
         form: tuple[tuple[str, str], ...] = (
             ("username", username),
             ("password", secret),
-            ("dst", redirect.userurl),
+            ("dst", then),
             ("popup", "true"),
         )
-        return Handoff(vendor, "POST", _http_url(redirect.link_login_only), form, redirect.userurl)
-    if redirect.login_url:
-        form = (("username", username), ("password", password), ("url", redirect.userurl))
-        return Handoff(vendor, "POST", _http_url(redirect.login_url), form, redirect.userurl)
-    return Handoff(vendor, "NONE", "", (), redirect.userurl)
+        return Handoff(vendor, "POST", redirect.link_login_only, form, then)
+    if targets.login_url:
+        form = (("username", username), ("password", password), ("url", then))
+        return Handoff(vendor, "POST", targets.login_url, form, then)
+    return Handoff(vendor, "NONE", "", (), then)

@@ -1,6 +1,11 @@
 """SMS login codes: 6 digits from ``secrets``, valid 5 minutes, at most 5 attempts,
 compared in constant time, single use, kept in Redis only as a keyed digest.
 
+Each code belongs to one phone *and the device that asked for it* (issue 13 finding 3):
+a stranger asking for a code to someone else's number gets a code slot of their own,
+so neither their requests (which replace only their own pending code) nor their wrong
+guesses (which lock only their own code) touch the owner's code.
+
 The pure rules (``new_code``, ``clean_code``, ``judge``) are separate from the Redis
 calls (``OtpBook``) so tests can check each rule without a server. Attempts are counted
 atomically in Lua (``controller/lua/otp_attempt.lua``); a sixth attempt finds the code
@@ -75,15 +80,20 @@ class OtpBook:
     def _digest(self, pid: str, code: str) -> str:
         return self.signer.digest("otp", f"{pid}|{code}")
 
-    async def issue(self, pid: str, now: int) -> str:
-        """A fresh code replacing any pending one; the caller sends it by SMS."""
+    @staticmethod
+    def _slot(pid: str, device: str) -> str:
+        return f"{pid}:{device}"
+
+    async def issue(self, pid: str, device: str, now: int) -> str:
+        """A fresh code replacing this device's pending one; the caller sends it by SMS."""
         code = new_code()
-        await self.store.otp_put(pid, self._digest(pid, code), CODE_TTL, now)
+        await self.store.otp_put(self._slot(pid, device), self._digest(pid, code), CODE_TTL, now)
         return code
 
-    async def verify(self, pid: str, code: str) -> Outcome:
-        status, stored, tries = await self.store.otp_attempt(pid, MAX_ATTEMPTS)
+    async def verify(self, pid: str, device: str, code: str) -> Outcome:
+        slot = self._slot(pid, device)
+        status, stored, tries = await self.store.otp_attempt(slot, MAX_ATTEMPTS)
         outcome = judge(status, stored, tries, self._digest(pid, code), MAX_ATTEMPTS)
-        if outcome.verdict is Verdict.OK and not await self.store.otp_consume(pid):
+        if outcome.verdict is Verdict.OK and not await self.store.otp_consume(slot):
             return Outcome(Verdict.GONE)  # a concurrent request used it first
         return outcome

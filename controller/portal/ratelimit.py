@@ -1,6 +1,16 @@
-"""Rate limits on sending SMS codes: per phone (resend cooldown, hourly and daily caps),
-per device MAC, per NAS and per source IP (an IPv6 source by its /64); over a limit ->
-429 with ``Retry-After``.
+"""Rate limits of the portal; over a limit -> 429 with ``Retry-After``.
+
+- SMS codes (``code_dims``): per source (an IPv4 address and its /24; an IPv6 source by
+  its /64, /48 and /32), per NAS, per device, per phone on this device (resend cooldown,
+  hourly and daily caps), per phone from this network, per phone over all devices (a
+  higher ceiling) and for the whole city per hour (a ceiling that alarms).
+- Code attempts (``verify_dims``): per source, per NAS, per phone on this device and per
+  phone over all devices; the code itself allows 5 (``otp.py``).
+- Portal page views per source (``page``) and credentials minted per person (``mint``).
+
+"Device" is what a stranger cannot pick for someone else (``Requester.device`` in
+``service.py``): so a stranger's requests and guesses spend their own device's share of
+a phone's budget, never the owner's; only the per-phone ceiling is shared.
 
 Each dimension value has one sliding-window log in Redis (``controller/lua/rate_hit.lua``,
 time passed in ARGV as the ``limits`` library does); an event counts while
@@ -27,19 +37,57 @@ class Rule:
     window: int  # ... per this many seconds
 
 
-def rules_for(settings: PortalSettings) -> dict[str, tuple[Rule, ...]]:
-    """The documented limits (docs/portal.md), from ``[portal]``."""
+HOUR, DAY = 3600, 86400
+
+
+def rules_for(settings: PortalSettings, max_devices: int = 2) -> dict[str, tuple[Rule, ...]]:
+    """The documented limits (docs/portal.md), from ``[portal]`` (and the device limit)."""
     s = settings
+    phone_share = (Rule(s.otp_per_phone_hour, HOUR), Rule(s.otp_per_phone_day, DAY))
     return {
-        "ip": (Rule(s.otp_per_ip_hour, 3600),),
-        "nas": (Rule(s.otp_per_nas_hour, 3600),),
-        "mac": (Rule(s.otp_per_mac_hour, 3600), Rule(s.otp_per_mac_day, 86400)),
-        "phone": (
-            Rule(1, s.otp_resend_seconds),
-            Rule(s.otp_per_phone_hour, 3600),
-            Rule(s.otp_per_phone_day, 86400),
-        ),
+        # SMS codes
+        "ip": (Rule(s.otp_per_ip_hour, HOUR),),
+        "ip24": (Rule(s.otp_per_ip24_hour, HOUR),),
+        "ip48": (Rule(s.otp_per_ip48_hour, HOUR),),
+        "ip32": (Rule(s.otp_per_ip32_hour, HOUR),),
+        "nas": (Rule(s.otp_per_nas_hour, HOUR),),
+        "device": (Rule(s.otp_per_mac_hour, HOUR), Rule(s.otp_per_mac_day, DAY)),
+        "phone_device": (Rule(1, s.otp_resend_seconds), *phone_share),
+        "phone_network": phone_share,
+        "phone": (Rule(s.otp_per_phone_ceiling_day, DAY),),
+        "global": (Rule(s.otp_global_hour, HOUR),),
+        # code attempts
+        "verify_ip": (Rule(s.verify_per_ip_hour, HOUR),),
+        "verify_nas": (Rule(s.verify_per_nas_hour, HOUR),),
+        "verify_device": (Rule(s.verify_per_device_day, DAY),),
+        "verify_phone": (Rule(s.verify_per_phone_day, DAY),),
+        # page views, credentials
+        "page": (Rule(s.page_per_ip_minute, 60),),
+        "mint": (Rule(s.logins_per_device_hour * max_devices, HOUR),),
     }
+
+
+def code_dims(address: str, nas: str, device: str, pid: str) -> list[tuple[str, str]]:
+    """The dimensions one SMS-code request counts in (``device`` and ``pid`` are opaque)."""
+    return [
+        *source_buckets(address),
+        ("nas", nas),
+        ("device", device),
+        ("phone_device", f"{pid}:{device}"),
+        ("phone_network", f"{pid}:{network_bucket(address)}"),
+        ("phone", pid),
+        ("global", "all"),
+    ]
+
+
+def verify_dims(address: str, nas: str, device: str, pid: str) -> list[tuple[str, str]]:
+    """The dimensions one code attempt counts in."""
+    return [
+        ("verify_ip", ip_bucket(address)),
+        ("verify_nas", nas),
+        ("verify_device", f"{pid}:{device}"),
+        ("verify_phone", pid),
+    ]
 
 
 def wait_ms(events: Sequence[int], rules: Sequence[Rule], now_ms: int) -> int:
@@ -74,17 +122,41 @@ def ip_bucket(address: str) -> str:
     return str(ip)
 
 
+def source_buckets(address: str) -> list[tuple[str, str]]:
+    """Every source dimension of an address: an IPv4 address and its /24; an IPv6 /64,
+    /48 and /32 (RFC 6177: a site gets a /48, an ISP a /32 -- one holder of a /48 can
+    send from 65 536 /64s, so the wider prefixes are what bounds them)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return [("ip", address)]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [("ip", str(ip)), ("ip24", str(ipaddress.IPv4Network((ip, 24), strict=False)))]
+    return [("ip", ip_bucket(address))] + [
+        (f"ip{bits}", str(ipaddress.IPv6Network((ip, bits), strict=False))) for bits in (48, 32)
+    ]
+
+
+def network_bucket(address: str) -> str:
+    """The network an address is part of, for a phone's per-network share: IPv4 /24,
+    IPv6 /48 (one stranger rarely holds more than one of either)."""
+    buckets = dict(source_buckets(address))
+    return buckets.get("ip24") or buckets.get("ip48") or buckets["ip"]
+
+
 def retry_after_seconds(ms: int) -> int:
     return max(1, -(-ms // 1000))
 
 
 class RateLimiter:
-    def __init__(self, store: Store, settings: PortalSettings) -> None:
+    def __init__(self, store: Store, settings: PortalSettings, max_devices: int = 2) -> None:
         self.store = store
-        self.rules = rules_for(settings)
+        self.rules = rules_for(settings, max_devices)
 
     async def hit(self, dims: Sequence[tuple[str, str]], now_ms: int) -> None:
-        """Admit one SMS-code request or raise ``rate_limited`` (429) naming the wait.
+        """Admit one event or raise ``rate_limited`` (429) naming the wait and the limit.
 
         ``dims`` are (dimension, value) pairs; empty values are skipped. Every dimension
         is checked first and the event recorded only if all allow it (two round trips).

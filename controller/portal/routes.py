@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -29,11 +30,11 @@ from controller.portal import csrf
 from controller.portal.captive_api import CONTENT_TYPE, captive_answer
 from controller.portal.clientaddr import client_address, client_scheme
 from controller.portal.errors import PAGE_ERRORS, PortalError
-from controller.portal.handoff import REDIRECT_PARAMS, NasRedirect, parse_redirect, split_md
+from controller.portal.handoff import REDIRECT_PARAMS, parse_redirect, split_md
 from controller.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
 from controller.portal.otp import CODE_TTL, clean_code
 from controller.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
-from controller.portal.service import LoginResult, Portal, Standing
+from controller.portal.service import LoginResult, NasContext, Portal, Requester, Standing
 from controller.store import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class View:
         self.lang = ""
         self.lang_explicit = False
         self.ctx = ""  # the sealed NAS redirect, carried by forms and links
+        self._device: tuple[str, str] | None = None
+        self._device_known = False  # the cookie's token was looked up in Redis
 
     @property
     def secure(self) -> bool:
@@ -115,25 +118,45 @@ class View:
             key = "error.internal"
         return self.text(key, **values)
 
-    # -- remembered device (portal cookie) -----------------------------------------
+    def requester(self, ctx: NasContext) -> Requester:
+        """The source address and the device (``Portal.device_of``) of this request."""
+        device = self.portal.device_of(ctx, csrf.nonce_of(self.request), self.address)
+        return Requester(self.address, device)
 
-    def device_pid(self) -> str | None:
-        """The person a remembered-device cookie names, if it is ours and not expired."""
+    # -- remembered device (portal cookie naming a server-side token) -------------------
+
+    async def device(self) -> tuple[str, str] | None:
+        """(person, token id) of the remembered-device cookie, if it is ours, not expired
+        and its token is not revoked (logout, admin); looked up once per request."""
+        if self._device_known:
+            return self._device
+        self._device_known = True
         token = self.request.cookies.get(DEVICE_COOKIE, "")
         payload = self.portal.signer.unsign("device", token) if token else None
-        if payload is None:
-            return None
-        pid, _, expires = payload.decode("ascii", "replace").partition("|")
-        if not expires.isdigit() or int(expires) < self.portal.now():
-            return None
-        return pid
+        parts = payload.decode("ascii", "replace").split("|") if payload else []
+        if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) >= self.portal.now():
+            pid, _, tid = parts
+            if tid and await self.portal.device_valid(pid, tid):
+                self._device = (pid, tid)
+        return self._device
 
-    def set_device(self, response: web.StreamResponse, pid: str) -> None:
+    async def device_pid(self) -> str | None:
+        found = await self.device()
+        return found[0] if found else None
+
+    async def set_device(self, response: web.StreamResponse, pid: str) -> None:
+        """Remember this browser for ``pid``: a signed cookie naming a token the server
+        honours until it expires or is revoked (the same token while the browser keeps a
+        valid one for the same person)."""
         days = self.portal.config.portal.cookie_days
         if days <= 0:
             return
+        current = await self.device()
+        tid = current[1] if current and current[0] == pid else secrets.token_urlsafe(12)
         expires = int(self.portal.now()) + days * 86400
-        token = self.portal.signer.sign("device", f"{pid}|{expires}".encode())
+        await self.portal.remember_device(pid, tid, expires)
+        token = self.portal.signer.sign("device", f"{pid}|{expires}|{tid}".encode())
+        self._device = (pid, tid)
         response.set_cookie(
             DEVICE_COOKIE,
             token,
@@ -163,7 +186,7 @@ class View:
         **values: Any,
     ) -> web.Response:
         lang = self.lang or self.choose()
-        token, new = csrf.token_for(self.request)
+        nonce, new = csrf.nonce_for(self.request)
         if self.ctx:
             switch = f"/portal?ctx={quote(self.ctx)}&lang={other(lang)}"
         else:
@@ -176,14 +199,21 @@ class View:
             switch_url=switch,
             status=status,
             headers=headers,
-            csrf=token,
+            csrf=csrf.form_token(self.portal.signer, nonce, self.ctx),
             ctx=self.ctx,
             **values,
         )
         if new:
-            csrf.set_cookie(response, token, self.secure)
+            csrf.set_cookie(response, nonce, self.secure)
         if self.lang_explicit:
-            response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", path="/")
+            response.set_cookie(
+                LANG_COOKIE,
+                lang,
+                max_age=365 * 86400,
+                samesite="Lax",
+                secure=self.secure,
+                path="/",
+            )
         return response
 
     def message(
@@ -236,16 +266,14 @@ class View:
             "portal.html", status=status, headers=headers, venue=venue, script=True, **fields
         )
 
-    def venue_of(self, redirect: NasRedirect) -> dict[str, str] | None:
-        place = self.portal.place(redirect)
+    def venue_of(self, ctx: NasContext) -> dict[str, str] | None:
+        place = self.portal.place(ctx)
         return venue_view(place.venue, self.portal.config, self.lang) if place.venue else None
 
     # -- JSON ---------------------------------------------------------------------------
 
     def json_error(self, exc: PortalError) -> web.Response:
         body: dict[str, Any] = {"error": exc.code, "message": self.error_text(exc)}
-        if exc.code == "wrong_code":
-            body["attempts_left"] = exc.values.get("attempts_left", 0)
         if exc.code == "device_limit":
             body["limit"] = exc.values.get("limit")
         if exc.retry_after is not None:
@@ -322,25 +350,29 @@ def _md_candidates(view: View, signed_query: str) -> list[str]:
 @routes.get("/portal")
 @html_page
 async def portal_page(request: web.Request, view: View) -> web.StreamResponse:
-    """The login page, as the NAS redirects to it (or with the portal's own ``ctx``)."""
+    """The login page, as the NAS redirects to it (or with the portal's own ``ctx``).
+
+    Rate-limited per source; writes nothing to Redis but that count (finding 6): what
+    the redirect says is only carried, signed, in ``ctx`` until a phone is proven."""
     portal = view.portal
     query = request.query
     view.choose(query.get("lang"))
+    await portal.page_view(view.address)
     if "ctx" in query:
-        redirect = portal.unseal(query["ctx"])
+        ctx = portal.unseal(query["ctx"])
         view.ctx = query["ctx"]
-        place = portal.place(redirect)
+        place = portal.place(ctx)
     else:
-        signed, md, _ = split_md(request.rel_url.raw_query_string)
-        params = dict(parse_qsl(signed, keep_blank_values=True)) if md else dict(query)
+        covered, md, _ = split_md(request.rel_url.raw_query_string)
+        params = dict(parse_qsl(covered, keep_blank_values=True)) if md else dict(query)
         redirect = parse_redirect(params)
-        place = portal.place(redirect)
-        portal.check_signature(place, md, _md_candidates(view, signed))
-        view.ctx = portal.seal(redirect)
-        if place.client is not None:
-            await portal.remember_address(view.address, redirect, place)
+        client = portal.client_of(redirect)
+        ctx = NasContext(redirect, portal.verify_md(client, md, _md_candidates(view, covered)))
+        place = portal.place(ctx)
+        view.ctx = portal.seal(ctx)
+    redirect = ctx.redirect
     if redirect.res in ("success", "already"):
-        pid = view.device_pid() or await view.pid_at_address()
+        pid = await view.device_pid() or await view.pid_at_address()
         if pid:
             return await _status(view, pid, notice=view.text("already_online"))
         return view.message(view.text("already_online_title"), view.text("already_online"))
@@ -350,7 +382,7 @@ async def portal_page(request: web.Request, view: View) -> web.StreamResponse:
     elif redirect.res == "logoff":
         notice = view.text("nas_logoff")
     remembered = ""
-    pid = view.device_pid()
+    pid = await view.device_pid()
     if pid and query.get("other") != "1":
         phone = await portal.store.person_phone(pid)
         remembered = mask_phone(phone) if phone else ""
@@ -359,9 +391,10 @@ async def portal_page(request: web.Request, view: View) -> web.StreamResponse:
 
 
 async def _form(view: View) -> dict[str, str]:
-    """A portal form post: CSRF-checked, with its language and NAS context noted. A body
-    that does not parse (multipart without a boundary or with broken part headers, bytes
-    that are not UTF-8, an unknown charset) is a 400, not a server error."""
+    """A portal form post: CSRF-checked (the token of this browser and of the ``ctx`` it
+    posts), with its language and NAS context noted. A body that does not parse
+    (multipart without a boundary or with broken part headers, bytes that are not UTF-8,
+    an unknown charset) is a 400, not a server error."""
     try:
         data = await view.request.post()
     except (ValueError, LookupError, HttpProcessingError):
@@ -369,7 +402,7 @@ async def _form(view: View) -> dict[str, str]:
     form = {k: v for k, v in data.items() if isinstance(v, str)}
     view.choose(form.get("lang"))
     view.ctx = form.get("ctx", "")
-    if not csrf.check(view.request, form.get(csrf.FIELD, "")):
+    if not csrf.check(view.request, view.portal.signer, form.get(csrf.FIELD, ""), view.ctx):
         raise PortalError("csrf", 403)
     return form
 
@@ -379,11 +412,11 @@ async def _form(view: View) -> dict[str, str]:
 async def post_otp(request: web.Request, view: View) -> web.StreamResponse:
     portal = view.portal
     form = await _form(view)
-    redirect = portal.unseal(view.ctx)
-    venue = view.venue_of(redirect)
+    ctx = portal.unseal(view.ctx)
+    venue = view.venue_of(ctx)
     phone, terms = form.get("phone", ""), bool(form.get("terms"))
     try:
-        resend = await portal.request_code(phone, redirect, view.address, view.lang)
+        resend = await portal.request_code(phone, ctx, view.requester(ctx), view.lang)
     except PortalError as exc:
         if exc.code in PAGE_ERRORS:
             raise
@@ -406,14 +439,14 @@ async def post_otp(request: web.Request, view: View) -> web.StreamResponse:
 async def post_login(request: web.Request, view: View) -> web.StreamResponse:
     portal = view.portal
     form = await _form(view)
-    redirect = portal.unseal(view.ctx)
-    venue = view.venue_of(redirect)
+    ctx = portal.unseal(view.ctx)
+    venue = view.venue_of(ctx)
     phone, terms = form.get("phone", ""), bool(form.get("terms"))
     try:
         if not terms:
             raise PortalError("terms_required", 400)
         code = clean_code(form.get("code", ""))
-        result = await portal.login_with_code(phone, code, redirect, view.address)
+        result = await portal.login_with_code(phone, code, ctx, view.requester(ctx))
     except PortalError as exc:
         if exc.code in PAGE_ERRORS:
             raise
@@ -426,7 +459,7 @@ async def post_login(request: web.Request, view: View) -> web.StreamResponse:
             terms=terms,
             code_step=True,
         )
-    return _success(view, result)
+    return await _success(view, result)
 
 
 @routes.post("/portal/continue")
@@ -434,14 +467,15 @@ async def post_login(request: web.Request, view: View) -> web.StreamResponse:
 async def post_continue(request: web.Request, view: View) -> web.StreamResponse:
     """A remembered device (portal cookie) logs in without the SMS step."""
     await _form(view)
-    pid = view.device_pid()
+    pid = await view.device_pid()
     if pid is None:
         raise PortalError("not_logged_in", 401)
-    redirect = view.portal.unseal(view.ctx)
-    return _success(view, await view.portal.login_remembered(pid, redirect, view.address))
+    ctx = view.portal.unseal(view.ctx)
+    result = await view.portal.login_remembered(pid, ctx, view.requester(ctx))
+    return await _success(view, result)
 
 
-def _success(view: View, result: LoginResult) -> web.Response:
+async def _success(view: View, result: LoginResult) -> web.Response:
     response = view.page(
         "success.html",
         handoff=result.handoff,
@@ -450,7 +484,7 @@ def _success(view: View, result: LoginResult) -> web.Response:
         resets_at=moment(result.resets_at),
         script=True,
     )
-    view.set_device(response, result.pid)
+    await view.set_device(response, result.pid)
     return response
 
 
@@ -477,7 +511,7 @@ async def _status(view: View, pid: str, notice: str = "") -> web.Response:
         devices=standing.devices_online,
         max_devices=standing.max_devices,
         sessions=sessions,
-        can_logout=view.device_pid() == pid,
+        can_logout=await view.device_pid() == pid,
     )
 
 
@@ -487,7 +521,7 @@ async def status_page(request: web.Request, view: View) -> web.StreamResponse:
     """Time left today, devices online, log out (by portal cookie, or by the address of
     an open session when the cookie is not there, e.g. in another browser)."""
     view.choose(request.query.get("lang"))
-    pid = view.device_pid() or await view.pid_at_address()
+    pid = await view.device_pid() or await view.pid_at_address()
     if pid is None:
         return view.message(view.text("not_logged_in_title"), view.text("error.not_logged_in"))
     return await _status(view, pid)
@@ -497,10 +531,10 @@ async def status_page(request: web.Request, view: View) -> web.StreamResponse:
 @html_page
 async def post_logout(request: web.Request, view: View) -> web.StreamResponse:
     await _form(view)
-    pid = view.device_pid()
-    if pid is None:
+    device = await view.device()
+    if device is None:
         raise PortalError("not_logged_in", 401)
-    result = await view.portal.logout(pid, view.address)
+    result = await view.portal.logout(device[0], view.address, device[1])
     done = result["disconnect"] == "requested" or not result["sessions"]
     view.ctx = ""
     response = view.message(
@@ -560,24 +594,24 @@ def _field(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _json_redirect(portal: Portal, body: dict[str, Any]) -> NasRedirect:
+def _json_context(portal: Portal, body: dict[str, Any]) -> NasContext:
     """The NAS context of an API call: the page's ``ctx`` token or the redirect's own
-    parameters (``nas_id``, ``mac``, ``ip``, ``url``, vendor parameters)."""
+    parameters (``nas_id``, ``mac``, ``ip``, ``url``, vendor parameters), which nobody
+    signed: the body's ``ip`` and ``mac`` are never believed as the NAS's word."""
     ctx = _field(body, "ctx")
     if ctx:
         return portal.unseal(ctx)
-    return parse_redirect(
-        {k: v for k, v in body.items() if k in REDIRECT_PARAMS and isinstance(v, str)}
-    )
+    params = {k: v for k, v in body.items() if k in REDIRECT_PARAMS and isinstance(v, str)}
+    return NasContext(parse_redirect(params), signed=False)
 
 
 @routes.post("/api/v1/otp")
 @json_api
 async def api_otp(request: web.Request, view: View) -> web.StreamResponse:
     body = await view.json_body()
-    redirect = _json_redirect(view.portal, body)
+    ctx = _json_context(view.portal, body)
     phone = _field(body, "phone")
-    resend = await view.portal.request_code(phone, redirect, view.address, view.lang)
+    resend = await view.portal.request_code(phone, ctx, view.requester(ctx), view.lang)
     return web.json_response({"resend_after": resend, "expires_in": CODE_TTL}, status=202)
 
 
@@ -587,15 +621,16 @@ async def api_login(request: web.Request, view: View) -> web.StreamResponse:
     """``{"phone", "code", …}``, or ``{…}`` alone from a remembered device (cookie)."""
     portal = view.portal
     body = await view.json_body()
-    redirect = _json_redirect(portal, body)
+    ctx = _json_context(portal, body)
+    who = view.requester(ctx)
     if "phone" in body or "code" in body:
         code = clean_code(_field(body, "code"))
-        result = await portal.login_with_code(_field(body, "phone"), code, redirect, view.address)
+        result = await portal.login_with_code(_field(body, "phone"), code, ctx, who)
     else:
-        pid = view.device_pid()
+        pid = await view.device_pid()
         if pid is None:
             raise PortalError("not_logged_in", 401)
-        result = await portal.login_remembered(pid, redirect, view.address)
+        result = await portal.login_remembered(pid, ctx, who)
     handoff = result.handoff
     response = web.json_response(
         {
@@ -610,7 +645,7 @@ async def api_login(request: web.Request, view: View) -> web.StreamResponse:
         },
         headers={"Cache-Control": "no-store"},
     )
-    view.set_device(response, result.pid)
+    await view.set_device(response, result.pid)
     return response
 
 
@@ -645,7 +680,7 @@ def _standing_json(portal: Portal, standing: Standing) -> dict[str, Any]:
 @json_api
 async def api_me(request: web.Request, view: View) -> web.StreamResponse:
     view.choose(request.query.get("lang"))
-    pid = view.device_pid() or await view.pid_at_address()
+    pid = await view.device_pid() or await view.pid_at_address()
     if pid is None:
         raise PortalError("not_logged_in", 401)
     standing = await view.portal.standing(pid)
@@ -658,10 +693,10 @@ async def api_me(request: web.Request, view: View) -> web.StreamResponse:
 @json_api
 async def api_logout(request: web.Request, view: View) -> web.StreamResponse:
     await view.json_body()
-    pid = view.device_pid()
-    if pid is None:
+    device = await view.device()
+    if device is None:
         raise PortalError("not_logged_in", 401)
-    result = await view.portal.logout(pid, view.address)
+    result = await view.portal.logout(device[0], view.address, device[1])
     response = web.json_response({"logged_out": True, **result})
     response.del_cookie(DEVICE_COOKIE, path="/")
     return response

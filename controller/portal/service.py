@@ -3,6 +3,14 @@ remembered device), a person's standing today, log out, what an address is doing
 
 Pages (``routes``) and the JSON API call the same methods, so both behave alike. Every
 refusal is a ``PortalError``; the edge turns it into a page or a JSON error.
+
+Trust (issue 13): every query parameter and body field is the citizen's to choose. So a
+flow needs a configured NAS client (``nas_required``, ``unknown_venue``: no code, no
+credential without one) and hands a credential only where that client allows
+(``handoff.HandoffTargets``); an address is believed from the connection, or from the
+NAS's redirect only when the NAS signed it (CoovaChilli ``md``); nothing is written to
+Redis for a page view; the SMS and login limits count per ``Requester.device``, which
+a stranger cannot choose for someone else.
 """
 
 from __future__ import annotations
@@ -16,19 +24,26 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from controller import quota
 from controller.access import Outcome, blocked_until, decide_access
 from controller.config import Client, Config, Venue
 from controller.identity import person_id
 from controller.logins import issue_login
-from controller.phone import PhoneError, normalize_phone
+from controller.phone import CountryNotAllowed, PhoneError, normalize_phone
 from controller.portal.errors import PortalError
-from controller.portal.handoff import Handoff, NasRedirect, build_handoff, chilli_md_ok
+from controller.portal.handoff import (
+    Handoff,
+    HandoffTargets,
+    NasRedirect,
+    build_handoff,
+    check_targets,
+    chilli_md_ok,
+)
 from controller.portal.i18n import Catalog
 from controller.portal.otp import CODE_TTL, OtpBook, Verdict
-from controller.portal.ratelimit import RateLimiter, ip_bucket
+from controller.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
 from controller.portal.signing import Signer, load_portal_key
 from controller.portal.sms import SmsSender, make_sender
 from controller.registry import Registry
@@ -53,6 +68,21 @@ LOGINS = Counter(
     ["vendor", "method"],
 )
 REFUSED = Counter("citywifi_portal_refused_total", "Portal logins refused, by reason", ["reason"])
+RATE_LIMITED = Counter(
+    "citywifi_portal_rate_limited_total",
+    "Portal requests refused by a rate limit, by the limit (ip, ip48, nas, phone, global, "
+    "verify_ip, page, mint, …)",
+    ["limit"],
+)
+SMS_CEILING = Counter(
+    "citywifi_portal_sms_ceiling_reached_total",
+    "Code requests refused because the city-wide hourly SMS ceiling was reached (alarm)",
+)
+SMS_CEILING_LIMIT = Gauge(
+    "citywifi_portal_sms_global_hour_limit",
+    "The configured city-wide ceiling of SMS codes per hour ([portal] otp_global_hour)",
+)
+DEVICE_TOKENS_KEPT = 20  # remembered-device cookies honoured per person (newest)
 
 _OUTCOME_ERRORS: Final = {
     Outcome.BLOCKED: ("blocked", 403),
@@ -62,15 +92,36 @@ _OUTCOME_ERRORS: Final = {
 
 
 @dataclass(frozen=True, slots=True)
-class Place:
-    """The NAS a redirect came from and the venue it serves (both None: no NAS named)."""
+class NasContext:
+    """A NAS redirect as the portal carries it: ``signed`` when the NAS vouched for it
+    (CoovaChilli ``md`` verified with the client's ``uam_secret``); then its ``mac``,
+    ``ip`` and ``uamip`` are the NAS's word, otherwise only the citizen's."""
 
-    client: Client | None = None
+    redirect: NasRedirect = field(default_factory=NasRedirect)
+    signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is asking, as far as a stranger cannot fake it for someone else: the source
+    address (the connection, or ``X-Forwarded-For`` from a trusted proxy) and the device
+    (``Portal.device_of``: the MAC of a signed redirect, else the browser's random
+    ``cw_csrf`` nonce, else the source address)."""
+
+    address: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """The configured client a redirect came from and the venue it serves."""
+
+    client: Client
     venue: Venue | None = None
 
     @property
     def vendor(self) -> str:
-        return self.client.vendor if self.client else "generic"
+        return self.client.vendor
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +161,7 @@ class Portal:
         self.catalog = Catalog.load()
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()
+        SMS_CEILING_LIMIT.set(cfg.portal.otp_global_hour)
 
     # -- what the controller holds now (SIGHUP swaps config and registry) ----------------
 
@@ -136,32 +188,48 @@ class Portal:
 
     # -- NAS redirect context -------------------------------------------------------
 
-    def place(self, redirect: NasRedirect) -> Place:
-        """Client and venue named by the redirect; ``unknown_venue`` for a NAS not ours."""
+    def client_of(self, redirect: NasRedirect) -> Client:
+        """The configured client the redirect names: ``nas_required`` when it names none
+        (no code and no credential without a known NAS), ``unknown_venue`` when it is
+        not one of ours."""
         if not redirect.nas_id:
-            return Place()
+            raise PortalError("nas_required", 400, ssid=self.config.brand.ssid)
         client = self.registry.client_by_nas(redirect.nas_id)
         if client is None:
             raise PortalError("unknown_venue", 404)
+        return client
+
+    def place(self, ctx: NasContext) -> Place:
+        """Client and venue of a context, refusing a hand-off target its client does not
+        allow (``handoff_not_allowed``) before anyone types a number."""
+        redirect = ctx.redirect
+        client = self.client_of(redirect)
+        try:
+            check_targets(client.vendor, redirect, HandoffTargets.of(client), ctx.signed)
+        except PortalError as exc:
+            if exc.code == "handoff_not_allowed":
+                log.warning("portal.handoff_refused", client=client.id, target=exc.values)
+            raise
         return Place(client, self.registry.venue_for(client, redirect.called, redirect.nas_id))
 
-    def check_signature(self, place: Place, md: str, candidates: list[str]) -> None:
-        """CoovaChilli signs its redirect with the UAM secret (``md``): verify it."""
-        client = place.client
-        if client is None or client.vendor != "chilli" or not client.uam_secret:
-            return
+    def verify_md(self, client: Client, md: str, candidates: list[str]) -> bool:
+        """CoovaChilli signs its redirect with the UAM secret (``md``): with a secret the
+        signature is required; True when it verified (the redirect is the NAS's word)."""
+        if client.vendor != "chilli" or not client.uam_secret:
+            return False
         if not chilli_md_ok(candidates, md, client.uam_secret):
             log.warning("portal.bad_md", client=client.id)
             raise PortalError("bad_redirect", 400, detail="md")
+        return True
 
-    def seal(self, redirect: NasRedirect) -> str:
-        """The redirect as a signed token carried by the portal's forms and links."""
-        payload = json.dumps({"r": redirect.to_dict(), "t": int(self.now())}, separators=(",", ":"))
-        return self.signer.sign("ctx", payload.encode())
+    def seal(self, ctx: NasContext) -> str:
+        """The context as a signed token carried by the portal's forms and links."""
+        data = {"r": ctx.redirect.to_dict(), "t": int(self.now()), "s": int(ctx.signed)}
+        return self.signer.sign("ctx", json.dumps(data, separators=(",", ":")).encode())
 
-    def unseal(self, token: str) -> NasRedirect:
+    def unseal(self, token: str) -> NasContext:
         if not token:
-            return NasRedirect()
+            return NasContext()
         payload = self.signer.unsign("ctx", token)
         try:
             data = json.loads(payload) if payload is not None else None
@@ -171,50 +239,78 @@ class Portal:
             raise PortalError("bad_redirect", 400, detail="context")
         if self.now() - float(data.get("t", 0)) > CONTEXT_TTL:
             raise PortalError("bad_redirect", 400, detail="expired")
-        return NasRedirect.from_dict(data["r"])
+        return NasContext(NasRedirect.from_dict(data["r"]), data.get("s") == 1)
 
-    async def remember_address(self, address: str, redirect: NasRedirect, place: Place) -> None:
-        """Note what the NAS said about this client (for RFC 8908 answers and logout)."""
+    def device_of(self, ctx: NasContext, nonce: str, address: str) -> str:
+        """The device a request comes from, as a stranger cannot name it for someone
+        else: the MAC of a NAS-signed redirect, else the browser's random nonce (the
+        ``cw_csrf`` cookie), else the source address (an IPv6 one by its /64). Opaque."""
+        if ctx.signed and ctx.redirect.mac:
+            raw = f"mac:{ctx.redirect.mac}"
+        elif nonce:
+            raw = f"browser:{nonce}"
+        else:
+            raw = f"address:{ip_bucket(address)}"
+        return self.signer.digest("device", raw)[:20]
+
+    async def _remember_address(self, who: Requester, ctx: NasContext, place: Place) -> None:
+        """After a login, note what this client is (RFC 8908 answers, logout): by its
+        connection address, and by the redirect's ``ip`` only when the NAS signed it."""
+        redirect = ctx.redirect
         values = {
-            "nas": place.client.id if place.client else "",
+            "nas": place.client.id,
             "venue": place.venue.id if place.venue else "",
             "mac": redirect.mac,
-            "ip": redirect.ip,
+            "ip": redirect.ip if ctx.signed else who.address,
             "seen": str(int(self.now())),
         }
-        for addr in {address, redirect.ip} - {""}:
+        for addr in {who.address, redirect.ip if ctx.signed else ""} - {""}:
             await self.store.remember_client(addr, values, CLIENT_MEMORY_TTL)
+
+    def _limiter(self) -> RateLimiter:
+        return RateLimiter(self.store, self.config.portal, self.config.quota.max_devices)
+
+    async def _limit(self, dims: list[tuple[str, str]]) -> None:
+        try:
+            await self._limiter().hit(dims, int(self.now() * 1000))
+        except PortalError as exc:
+            limit = str(exc.values.get("limit", ""))
+            RATE_LIMITED.labels(limit).inc()
+            if limit == "global":
+                SMS_CEILING.inc()
+                log.warning("portal.sms_ceiling_reached", limit=self.config.portal.otp_global_hour)
+            raise
+
+    async def page_view(self, address: str) -> None:
+        """Count a portal page view of a source (``rate_limited`` beyond the limit). The
+        only Redis write of a page view: keyed by the connection, never a parameter."""
+        await self._limit([("page", ip_bucket(address))])
 
     # -- codes ----------------------------------------------------------------------
 
     def phone(self, raw: str) -> str:
         try:
-            return normalize_phone(raw or "")
+            return normalize_phone(
+                raw or "", allowed_countries=self.config.sms.allowed_country_codes
+            )
+        except CountryNotAllowed:
+            codes = ", ".join(self.config.sms.allowed_country_codes)
+            raise PortalError("country_not_allowed", 400, codes=codes) from None
         except PhoneError:
             raise PortalError("invalid_phone", 400) from None
 
-    async def request_code(
-        self, phone_raw: str, redirect: NasRedirect, address: str, lang: str
-    ) -> int:
+    async def request_code(self, phone_raw: str, ctx: NasContext, who: Requester, lang: str) -> int:
         """Send a code to the number; returns seconds until another may be requested.
 
         Whether the number was seen before changes nothing in the answer."""
+        SMS_CEILING_LIMIT.set(self.config.portal.otp_global_hour)
         try:
             e164 = self.phone(phone_raw)
-            place = self.place(redirect)
+            place = self.place(ctx)
             now = self.now()
             pid = person_id(e164, self.controller.person_key)
-            limiter = RateLimiter(self.store, self.config.portal)
-            await limiter.hit(
-                [
-                    ("ip", ip_bucket(address)),
-                    ("nas", place.client.id if place.client else ""),
-                    ("mac", redirect.mac),
-                    ("phone", pid),
-                ],
-                int(now * 1000),
-            )
-            code = await OtpBook(self.store, self.signer).issue(pid, int(now))
+            await self._limit(code_dims(who.address, place.client.id, who.device, pid))
+            code = await OtpBook(self.store, self.signer).issue(pid, who.device, int(now))
             brand = self.config.brand.name.get(lang) or self.config.brand.ssid
             minutes = CODE_TTL // 60
             text = self.catalog.text(lang, "sms_text", brand=brand, code=code, minutes=minutes)
@@ -224,44 +320,45 @@ class Portal:
             CODE_REQUESTS.labels(exc.code).inc()
             raise
         CODE_REQUESTS.labels("sent").inc()
-        log.info("portal.code_sent", person=pid, nas=place.client.id if place.client else None)
+        log.info("portal.code_sent", person=pid, nas=place.client.id)
         return self.config.portal.otp_resend_seconds
 
     # -- logins ---------------------------------------------------------------------
 
     async def login_with_code(
-        self, phone_raw: str, code: str, redirect: NasRedirect, address: str
+        self, phone_raw: str, code: str, ctx: NasContext, who: Requester
     ) -> LoginResult:
+        """Verify the code of this phone *on this device*. Wrong, expired, used, locked
+        or never sent: one answer (``wrong_code``), so a stranger learns nothing about a
+        pending code; attempts are limited per source, NAS, device and phone."""
         e164 = self.phone(phone_raw)
-        place = self.place(redirect)
+        place = self.place(ctx)
         pid = person_id(e164, self.controller.person_key)
-        outcome = await OtpBook(self.store, self.signer).verify(pid, code)
+        await self._limit(verify_dims(who.address, place.client.id, who.device, pid))
+        outcome = await OtpBook(self.store, self.signer).verify(pid, who.device, code)
         if outcome.verdict is not Verdict.OK:
             REFUSED.labels(f"code_{outcome.verdict.value}").inc()
             log.info("portal.code_refused", person=pid, verdict=outcome.verdict.value)
-            if outcome.verdict is Verdict.GONE:
-                raise PortalError("code_expired", 410)
-            if outcome.verdict is Verdict.LOCKED:
-                raise PortalError("code_locked", 403)
-            raise PortalError("wrong_code", 401, attempts_left=outcome.attempts_left)
-        return await self._issue(e164, pid, place, redirect, address, "code")
+            raise PortalError("wrong_code", 401)
+        return await self._issue(e164, pid, place, ctx, who, "code")
 
-    async def login_remembered(self, pid: str, redirect: NasRedirect, address: str) -> LoginResult:
+    async def login_remembered(self, pid: str, ctx: NasContext, who: Requester) -> LoginResult:
         """A device with the portal cookie: no SMS step."""
         e164 = await self.store.person_phone(pid)
         if not e164:
             raise PortalError("not_logged_in", 401)
-        return await self._issue(e164, pid, self.place(redirect), redirect, address, "remembered")
+        return await self._issue(e164, pid, self.place(ctx), ctx, who, "remembered")
 
     async def _issue(
         self,
         e164: str,
         pid: str,
         place: Place,
-        redirect: NasRedirect,
-        address: str,
+        ctx: NasContext,
+        who: Requester,
         method: str,
     ) -> LoginResult:
+        redirect = ctx.redirect
         policy = self.config.quota
         now = int(self.now())
         today = quota.day_key(quota.local_day(now, policy.timezone))
@@ -284,9 +381,19 @@ class Portal:
                 until=until,
             )
         client = place.client
-        uam_secret = client.uam_secret if client else ""
-        uam_auth = client.uam_auth if client else "pap"
-        build_handoff(place.vendor, redirect, "u", "p", uam_secret=uam_secret, uam_auth=uam_auth)
+        handoff_for = functools.partial(
+            build_handoff,
+            place.vendor,
+            redirect,
+            targets=HandoffTargets.of(client),
+            signed=ctx.signed,
+            uam_secret=client.uam_secret,
+            uam_auth=client.uam_auth,
+            home_url=self.config.brand.home_url,
+        )
+        handoff_for("u", "p")  # refuse a bad hand-off before a credential exists
+        # bounded minting: at most logins_per_device_hour x max_devices an hour (finding 9)
+        await self._limit([("mint", pid)])
         issued = await issue_login(
             self.store,
             phone_e164=e164,
@@ -295,25 +402,12 @@ class Portal:
             ttl=policy.login_ttl,
             now=now,
         )
-        handoff = build_handoff(
-            place.vendor,
-            redirect,
-            issued.username,
-            issued.password,
-            uam_secret=uam_secret,
-            uam_auth=uam_auth,
-        )
-        await self.remember_address(address, redirect, place)
-        for addr in {address, redirect.ip} - {""}:
+        handoff = handoff_for(issued.username, issued.password)
+        await self._remember_address(who, ctx, place)
+        for addr in {who.address, redirect.ip if ctx.signed else ""} - {""}:
             await self.store.remember_client(addr, {"pid": pid}, CLIENT_MEMORY_TTL)
         LOGINS.labels(place.vendor, method).inc()
-        log.info(
-            "portal.login",
-            person=pid,
-            nas=client.id if client else None,
-            vendor=place.vendor,
-            method=method,
-        )
+        log.info("portal.login", person=pid, nas=client.id, vendor=place.vendor, method=method)
         return LoginResult(
             pid=pid,
             username=issued.username,
@@ -352,11 +446,23 @@ class Portal:
             sessions=sorted(sessions, key=lambda s: s.get("start", "")),
         )
 
-    async def logout(self, pid: str, address: str) -> dict[str, Any]:
-        """End this device's portal login: forget its MAC for re-authentication and, when
+    # -- remembered devices (the cw_dev cookie names a server-side token) ---------------
+
+    async def remember_device(self, pid: str, tid: str, expires: int) -> None:
+        """Honour token ``tid`` of ``pid`` until ``expires`` (the newest few per person)."""
+        await self.store.device_token_put(pid, tid, expires, int(self.now()), DEVICE_TOKENS_KEPT)
+
+    async def device_valid(self, pid: str, tid: str) -> bool:
+        return await self.store.device_token_valid(pid, tid, int(self.now()))
+
+    async def logout(self, pid: str, address: str, tid: str = "") -> dict[str, Any]:
+        """End this device's portal login: revoke its remembered-device token, forget
+        its MAC for re-authentication and, when
         the controller runs an enforcer, have it disconnect the device's open session(s)
         at the NAS (RFC 5176) in the background: a NAS that does not answer must not hold
         up the page. ``disconnect`` says ``requested``, ``unsupported`` or ``none``."""
+        if tid:
+            await self.store.device_tokens_revoke(pid, tid)
         memory = await self.store.client_at(address)
         mac = memory.get("mac", "") if memory.get("pid") == pid else ""
         standing = await self.standing(pid)
