@@ -382,6 +382,8 @@ class Store:
         else:
             unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
             unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
+        if w.fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
+            unit.append(("HDEL", keys.device_holds(w.pid), w.fields["mac"]))
         out = await self._hot(unit)
         r = out[0]
         return AccountingResult(

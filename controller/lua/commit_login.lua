@@ -2,8 +2,9 @@
 -- for a credential login consume the credential (single use).
 -- Devices other than this MAC: the MACs of open sessions with accounting since ARGV[9]
 -- (a session without a MAC counts alone), plus holds: an Access-Accept holds a slot for
--- its MAC until that MAC's session is seen open here (its Accounting-Start) or the hold
--- ends (ARGV[10] s); without a MAC the hold is named '?<authenticator>' and simply ends.
+-- its MAC until that MAC's accounting arrives (Store.account deletes the hold in the same
+-- round trip; a session seen open here releases it too) or the hold ends (ARGV[10] s);
+-- without a MAC the hold is named '?<authenticator>' and simply ends.
 -- (controller.enforcer counts running devices the same way.) 6 concurrent requests for 6 MACs with
 -- max_devices 2 therefore admit exactly 2 (auth_state.lua counts alike, read-only).
 -- A consumed credential admits again only a NAS retry of the same login: same client,
