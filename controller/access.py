@@ -53,18 +53,21 @@ def blocked_until(block: str, policy: QuotaPolicy) -> datetime | None:
 
 
 def retry_of(used: LoginUse, mac: str, origin: Origin, now: int) -> bool:
-    """Is this Access-Request for a consumed credential a NAS retry of the same login (it
-    lost our Accept and sent a fresh request)? Only from the same client, device MAC and
-    NAS session, with a new Request Authenticator, within ``LOGIN_REUSE_GRACE``. The same
-    bytes again from another source port are a replay: RFC 5080 §2.2.2 duplicate detection
-    is per source, and a retransmission keeps the authenticator, so a fresh request never
-    repeats it (RFC 2865 §3). ``commit_login.lua`` applies the same rule atomically."""
+    """Is this Access-Request for a consumed credential a NAS retry of the same login?
+    Only from the same client, device MAC and NAS session within ``LOGIN_REUSE_GRACE``,
+    and either a fresh request (new Request Authenticator: the NAS lost our Accept) or the
+    same bytes from the same source address and port (a retransmission of a request we
+    could not answer, RFC 5080 §2.2.1). The same bytes from another source port are a
+    replay: duplicate detection is per source (RFC 5080 §2.2.2) and a fresh request never
+    repeats the authenticator (RFC 2865 §3). ``commit_login.lua`` applies the same rule
+    atomically."""
+    fresh = used.origin.authenticator != origin.authenticator
     return (
         bool(mac)
         and used.mac == mac
         and used.origin.client == origin.client
         and used.origin.session == origin.session
-        and used.origin.authenticator != origin.authenticator
+        and (fresh or used.origin.source == origin.source)
         and now - used.at <= LOGIN_REUSE_GRACE
     )
 

@@ -189,8 +189,12 @@ class RadiusService:
                 return Admission(reject(Outcome.UNKNOWN_DEVICE))
             mac = mac or user_mac
         username = user if credential else ""
+        host, port = request_source.get(("", 0))
         origin = Origin(
-            client.id, request.text(Attr.ACCT_SESSION_ID) or "", request.authenticator.hex()
+            client.id,
+            request.text(Attr.ACCT_SESSION_ID) or "",
+            request.authenticator.hex(),
+            f"{host}:{port}",
         )
         today = self.days.key(now)
         stale_before = now - int(self.policy.stale_grace)

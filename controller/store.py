@@ -57,12 +57,14 @@ class StoreUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where an Access-Request for a login comes from: the client (NAS) it came through,
-    the NAS's session for it (Acct-Session-Id, "" when not sent) and its Request
-    Authenticator (hex; RFC 2865 §3: unique per request, so a replay repeats it)."""
+    the NAS's session for it (Acct-Session-Id, "" when not sent), its Request
+    Authenticator (hex; RFC 2865 §3: unique per request, so a replay repeats it) and the
+    source address and port it was sent from ("host:port")."""
 
     client: str
     session: str = ""
     authenticator: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,16 +290,16 @@ class Store:
         r = (await self._hot([self._script("auth_state", ks, args)]))[0]
         used = None
         if r[3]:
-            origin = Origin(_text(r[5]), _text(r[6]), _text(r[7]))
+            origin = Origin(_text(r[5]), _text(r[6]), _text(r[7]), _text(r[8]))
             used = LoginUse(int(r[3]), _text(r[4]), origin)
         return PersonState(
             password=_text(r[0]),
             client=_text(r[1]),
             bound_mac=_text(r[2]),
             used=used,
-            used_today=int(r[8]),
-            other_devices=int(r[9]),
-            block=_text(r[10]),
+            used_today=int(r[9]),
+            other_devices=int(r[10]),
+            block=_text(r[11]),
         )
 
     async def commit_login(
@@ -330,6 +332,7 @@ class Store:
             DEVICE_HOLD,
             nonce,
             SESSION_TTL,
+            origin.source,
         )
         unit: list[Command] = [self._script("commit_login", ks, args)]
         if username and mac and remember_seconds > 0:

@@ -13,7 +13,7 @@ SH = ZoneInfo("Asia/Shanghai")
 POLICY = QuotaPolicy(daily_seconds=7200, timezone=SH, max_devices=2)
 NOON = int(datetime(2026, 11, 25, 12, tzinfo=SH).timestamp())
 MAC = "AA-BB-CC-DD-EE-FF"
-HERE = Origin("nas-a", "sess-1", "11" * 16)
+HERE = Origin("nas-a", "sess-1", "11" * 16, "10.0.0.1:1645")
 
 
 def state(**kw: object) -> PersonState:
@@ -89,7 +89,9 @@ def test_reuse_grace_is_for_a_retry_of_the_same_login_only() -> None:
     """Finding 7 (pure part): same client, MAC and NAS session, a new authenticator."""
     first = used()
     assert retry_of(first, MAC, Origin("nas-a", "sess-1", "22" * 16), NOON)
-    assert not retry_of(first, MAC, HERE, NOON)  # identical bytes: a replay
+    assert retry_of(first, MAC, HERE, NOON)  # same bytes, same source: a retransmission
+    replay = Origin("nas-a", "sess-1", "11" * 16, "10.0.0.1:40000")
+    assert not retry_of(first, MAC, replay, NOON)  # same bytes, another source port
     assert not retry_of(first, MAC, Origin("nas-b", "sess-1", "22" * 16), NOON)
     assert not retry_of(first, MAC, Origin("nas-a", "sess-2", "22" * 16), NOON)
     assert not retry_of(first, "11-22-33-44-55-66", Origin("nas-a", "sess-1", "22" * 16), NOON)

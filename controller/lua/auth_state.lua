@@ -8,10 +8,10 @@
 -- ARGV[2] open sessions whose last accounting is older than this epoch are not counted
 -- ARGV[3] now (epoch seconds; "" = every hold still in the hash counts)
 -- Returns {password, client, bound_mac, used_at, used_mac, used_client, used_session,
---          used_auth, used_today, other_devices, block}
+--          used_auth, used_src, used_today, other_devices, block}
 -- other_devices is counted exactly as commit_login.lua counts it (which decides).
 local cred = redis.call('HMGET', KEYS[1], 'pw', 'client', 'mac', 'used_at', 'used_mac',
-                        'used_client', 'used_session', 'used_auth')
+                        'used_client', 'used_session', 'used_auth', 'used_src')
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 local mac = ARGV[1]
 local stale_before = tonumber(ARGV[2])
@@ -36,4 +36,4 @@ for i = 1, #holds, 2 do
 end
 local blocked = redis.call('GET', KEYS[4]) or ''
 return {cred[1] or '', cred[2] or '', cred[3] or '', cred[4] or '', cred[5] or '',
-        cred[6] or '', cred[7] or '', cred[8] or '', used, others, blocked}
+        cred[6] or '', cred[7] or '', cred[8] or '', cred[9] or '', used, others, blocked}
