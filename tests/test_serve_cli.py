@@ -126,6 +126,19 @@ def test_issue_login_binds_to_a_named_client(tmp_path: Path) -> None:
         )
 
 
+def test_issue_login_defaults_to_the_only_client() -> None:
+    import dataclasses
+
+    from controller.cli import _issue_client
+    from controller.config import load_config
+
+    config = load_config(ROOT / "deploy" / "citywifi.example.toml")
+    only = dataclasses.replace(config, clients=config.clients[-1:])
+    assert _issue_client(only, "") == "localhost"
+    assert _issue_client(config, "ac-hebtu") == "ac-hebtu"
+    assert _issue_client(config, "") is None
+
+
 def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Serve]) -> None:
     config, ports, serve = served
     login = issue_login(config, mac="aa:bb:cc:dd:ee:01")
