@@ -22,8 +22,9 @@ of an earlier session so every person has usage today.
   corpus can loop.
 - ``acct``: sessions in batches of ``--batch``: Start of all, then Interim 1 of all, ...,
   then Stop of all, so a session's Start is ``batch`` packets ahead of its first Interim
-  (far more than any window). Class ``cw1:<pid>:m`` ties them to the person without a
-  lookup, as the NAS echoes it from the Access-Accept; Acct-Session-Time is cumulative.
+  (far more than any window). A Class signed for the site's client (``cw2:<pid>:m:…``,
+  controller.identity) ties them to the person without a lookup, as the NAS echoes it
+  from the Access-Accept; Acct-Session-Time is cumulative.
 - ``mix``: per session the MAC login, then its Start, Interims and Stop (same batching).
 
 Files are radload corpora (``bench.radload``): ``bench.radbench`` and the reference
@@ -45,7 +46,7 @@ from pathlib import Path
 
 from bench.radload import KIND_ACCT, KIND_AUTH, CorpusWriter, read_corpus
 from controller.config import Config, load_config
-from controller.identity import load_person_key, person_id
+from controller.identity import class_key, load_person_key, person_id, sign_class
 from controller.logins import issue_login
 from controller.radius_service import RadiusService
 from controller.registry import Registry
@@ -93,6 +94,7 @@ class Site:
 
     secret: bytes
     nas_identifier: str = "bench-nas"
+    client_id: str = "bench-nas"  # the [[clients]] id its Class is signed for
     ap_mac: str = "02-AA-BB-00-00-01"  # Called-Station-Id MAC, matched by [[access_points]]
     ssid: str = "i-Bench"
     nas_ip: bytes = bytes((192, 0, 2, 1))  # TEST-NET-1: data only
@@ -151,7 +153,7 @@ def accounting(
     site: Site,
     *,
     status: int,
-    pid: str,
+    klass: bytes,
     mac: str,
     session_id: str,
     session_time: int,
@@ -164,7 +166,7 @@ def accounting(
         attr_int(Attr.ACCT_STATUS_TYPE, status),
         attr_text(Attr.USER_NAME, mac),
         attr_text(Attr.ACCT_SESSION_ID, session_id),
-        attr(Attr.CLASS, f"cw1:{pid}:m".encode()),
+        attr(Attr.CLASS, klass),
         _common(site, mac, k),
         attr_int(Attr.ACCT_DELAY_TIME, 0),  # a blaster's pass k sets it to k
         attr_int(Attr.EVENT_TIMESTAMP, event_time & 0xFFFFFFFF),
@@ -241,7 +243,11 @@ def _write_sessions(
 ) -> int:
     rng = random.Random(seed)
     now = int(time.time()) if now is None else now
-    pids = [pop.pid(i) for i in range(pop.persons)]
+    key = class_key(pop.person_key)
+    # one login per person, as if each had logged in once (nonce: the person's index)
+    classes = [
+        sign_class(key, pop.pid(i), "m", site.client_id, f"{i:016x}") for i in range(pop.persons)
+    ]
     phases = plan.interims + 2  # Start, Interims, Stop
     with CorpusWriter(path, site.secret) as w:
         k = 0
@@ -263,7 +269,7 @@ def _write_sessions(
                         packet = accounting(
                             site,
                             status=status,
-                            pid=pids[s.person],
+                            klass=classes[s.person],
                             mac=mac,
                             session_id=s.session_id,
                             session_time=t,
@@ -325,9 +331,10 @@ async def seed(
     client = next((c for c in config.clients if c.id == client_id), None)
     if client is None:
         raise SeedError(f"no [[clients]] entry with id {client_id!r}")
-    service = RadiusService(config, store)
-    site = Site(client.secret)
+    service = RadiusService(config, store, person_key=pop.person_key)
+    site = Site(client.secret, client_id=client.id)
     t0 = int(time.time()) if now is None else now
+    key = class_key(pop.person_key)
 
     async def one(i: int) -> None:
         pid = pop.pid(i)
@@ -339,6 +346,7 @@ async def seed(
                 store,
                 phone_e164=pop.phone(i),
                 mac=mac,
+                client_id=client.id,
                 person_key=pop.person_key,
                 ttl=config.quota.login_ttl,
                 now=t0,
@@ -369,7 +377,7 @@ async def seed(
                     attr_int(Attr.ACCT_STATUS_TYPE, AcctStatus.STOP),
                     attr_text(Attr.USER_NAME, username),
                     attr_text(Attr.ACCT_SESSION_ID, f"seed-{i}"),
-                    attr(Attr.CLASS, f"cw1:{pid}:c".encode()),
+                    attr(Attr.CLASS, sign_class(key, pid, "c", client.id, f"{i:016x}")),
                     _common(site, pop.mac(i, 0), i),
                     attr_int(Attr.ACCT_SESSION_TIME, used),
                     attr_int(Attr.ACCT_TERMINATE_CAUSE, TerminateCause.USER_REQUEST),
@@ -445,6 +453,7 @@ def _site_from(args: argparse.Namespace) -> tuple[Population, Site, Config | Non
     site = Site(
         secret,
         nas_identifier=nas_id or "bench-nas",
+        client_id=client_id or nas_id or "bench-nas",
         ap_mac=ap_mac or "02-AA-BB-00-00-01",
         ssid=ssid or "i-Bench",
         message_authenticator=not args.no_message_authenticator,

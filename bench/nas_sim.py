@@ -562,15 +562,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _issued_logins(config_path: str, phone: str, devices: int) -> list[tuple[str, str]]:
+async def _issued_logins(
+    config_path: str, phone: str, devices: int, source: str
+) -> list[tuple[str, str]]:
     from controller.app import connect_store
     from controller.config import load_config
     from controller.identity import load_person_key
     from controller.logins import issue_login
     from controller.phone import normalize_phone
     from controller.redis_conn import embedded_for
+    from controller.registry import Registry
 
     config = load_config(config_path)
+    client = Registry(config).client_for(source)  # credentials work only at their client
+    if client is None:
+        raise SystemExit(f"nas_sim: no [[clients]] entry for --bind {source}")
     embedded = embedded_for(config.redis)
     store = await connect_store(config, embedded)
     key = load_person_key(config.security.person_key, config.redis.data_dir)
@@ -581,6 +587,7 @@ async def _issued_logins(config_path: str, phone: str, devices: int) -> list[tup
                 store,
                 phone_e164=normalize_phone(phone),
                 mac="",
+                client_id=client.id,
                 person_key=key,
                 ttl=config.quota.login_ttl,
                 now=int(time.time()),
@@ -604,7 +611,7 @@ async def _main(args: argparse.Namespace) -> int:
             print("--phone needs --config", file=sys.stderr)
             return 2
         for i, (user, password) in enumerate(
-            await _issued_logins(args.config, args.phone, args.devices)
+            await _issued_logins(args.config, args.phone, args.devices, args.bind)
         ):
             logins.append((user, password, f"02-00-00-00-01-{i + 1:02X}"))
     if not logins:

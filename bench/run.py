@@ -94,7 +94,11 @@ def make_corpus(
 ) -> Path:
     """The scenario's corpus; one-pass corpora are sized to outlast the run."""
     site = corpus.Site(
-        stack.SECRET.encode(), nas_identifier=stack.CLIENT_ID, ap_mac=stack.AP_MAC, ssid="i-Bench"
+        stack.SECRET.encode(),
+        nas_identifier=stack.CLIENT_ID,
+        client_id=stack.CLIENT_ID,
+        ap_mac=stack.AP_MAC,
+        ssid="i-Bench",
     )
     path = directory / f"{name}{'-' + suffix if suffix else ''}.bin"
     need = int((o.duration + o.warmup + 2) * PACKETS_PER_CORE_S * max(1, min(o.workers, 4)))

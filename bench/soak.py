@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         pop = corpus.Population(stack.PERSON_KEY.encode(), o.persons, o.devices)
         asyncio.run(run.seed_persons(sc.config, pop))
         site = corpus.Site(
-            stack.SECRET.encode(), nas_identifier=stack.CLIENT_ID, ap_mac=stack.AP_MAC
+            stack.SECRET.encode(),
+            nas_identifier=stack.CLIENT_ID,
+            client_id=stack.CLIENT_ID,
+            ap_mac=stack.AP_MAC,
         )
         mix = sc.dir / "mix.bin"
         count = int(args.rate * seconds * 1.05) + 1000

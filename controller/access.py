@@ -13,7 +13,7 @@ from enum import StrEnum
 from controller.config import QuotaPolicy
 from controller.messages import reply_message
 from controller.quota import reset_time, session_timeout
-from controller.store import LOGIN_REUSE_GRACE, PersonState
+from controller.store import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
 
 
 class Outcome(StrEnum):
@@ -21,7 +21,9 @@ class Outcome(StrEnum):
     BLOCKED = "blocked"
     UNKNOWN_CREDENTIAL = "unknown_credential"
     CREDENTIAL_USED = "credential_used"
+    WRONG_CLIENT = "wrong_client"
     WRONG_DEVICE = "wrong_device"
+    MISSING_DEVICE = "missing_device"
     BAD_PASSWORD = "bad_password"
     EXHAUSTED = "exhausted"
     DEVICE_LIMIT = "device_limit"
@@ -50,6 +52,26 @@ def blocked_until(block: str, policy: QuotaPolicy) -> datetime | None:
     return datetime.fromtimestamp(until, policy.timezone) if until > 0 else None
 
 
+def retry_of(used: LoginUse, mac: str, origin: Origin, now: int) -> bool:
+    """Is this Access-Request for a consumed credential a NAS retry of the same login?
+    Only from the same client, device MAC and NAS session within ``LOGIN_REUSE_GRACE``,
+    and either a fresh request (new Request Authenticator: the NAS lost our Accept) or the
+    same bytes from the same source address and port (a retransmission of a request we
+    could not answer, RFC 5080 §2.2.1). The same bytes from another source port are a
+    replay: duplicate detection is per source (RFC 5080 §2.2.2) and a fresh request never
+    repeats the authenticator (RFC 2865 §3). ``commit_login.lua`` applies the same rule
+    atomically."""
+    fresh = used.origin.authenticator != origin.authenticator
+    return (
+        bool(mac)
+        and used.mac == mac
+        and used.origin.client == origin.client
+        and used.origin.session == origin.session
+        and (fresh or used.origin.source == origin.source)
+        and now - used.at <= LOGIN_REUSE_GRACE
+    )
+
+
 def decide_access(
     state: PersonState,
     *,
@@ -58,22 +80,28 @@ def decide_access(
     mac: str,
     policy: QuotaPolicy,
     now: int,
+    origin: Origin | None = None,
 ) -> AccessDecision:
     """Decide one Access-Request (credential login when ``credential``, else MAC login).
 
-    Order matters: a blocked person learns they are blocked before anything else; a bad
-    credential is reported before quota so a guesser learns nothing about the person.
+    A credential works only at the client it was issued for (``origin``: where this
+    request comes from; None counts as nowhere), and when bound to a device only with that
+    device's Calling-Station-Id. Order matters: a blocked person learns they are blocked
+    before anything else; a bad credential is reported before quota so a guesser learns
+    nothing about the person.
     """
     if credential:
         if not state.password:
             return reject(Outcome.UNKNOWN_CREDENTIAL)
         if not password_ok:
             return reject(Outcome.BAD_PASSWORD)
-        if state.bound_mac and mac and state.bound_mac != mac:
+        if origin is None or not state.client or state.client != origin.client:
+            return reject(Outcome.WRONG_CLIENT)
+        if state.bound_mac and not mac:
+            return reject(Outcome.MISSING_DEVICE)
+        if state.bound_mac and state.bound_mac != mac:
             return reject(Outcome.WRONG_DEVICE)
-        if state.used_at is not None and (
-            state.used_mac != mac or now - state.used_at > LOGIN_REUSE_GRACE
-        ):
+        if state.used is not None and not retry_of(state.used, mac, origin, now):
             return reject(Outcome.CREDENTIAL_USED)
     if state.block:
         return reject(Outcome.BLOCKED, until=blocked_until(state.block, policy))

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--config", required=True, type=Path)
     issue.add_argument("--phone", required=True)
     issue.add_argument("--mac", default="", help="bind the credential to this device")
+    issue.add_argument(
+        "--client",
+        default="",
+        help="[[clients]] id of the NAS it will be used at (default: the only client)",
+    )
     from controller.reports.cli import add_commands as add_report_commands
 
     add_report_commands(sub)  # report subsidy, audit export / trim
@@ -65,7 +70,18 @@ def cmd_check_config(path: Path) -> int:
     return 0
 
 
-async def _issue_login(config: Config, phone: str, mac: str) -> dict[str, object]:
+def _issue_client(config: Config, client_id: str) -> str | None:
+    """The client a staff credential is bound to: the one named, else the only one."""
+    ids = [c.id for c in config.clients]
+    if client_id in ids or (not client_id and len(ids) == 1):
+        return client_id or ids[0]
+    given = f"no [[clients]] entry {client_id!r}" if client_id else "several clients"
+    choices = ", ".join(ids) if ids else "none configured"
+    print(f"citywifi issue-login: --client: {given}; choose one of: {choices}", file=sys.stderr)
+    return None
+
+
+async def _issue_login(config: Config, phone: str, mac: str, client_id: str) -> dict[str, object]:
     from controller.app import connect_store
     from controller.identity import load_person_key
     from controller.logins import issue_login
@@ -78,6 +94,7 @@ async def _issue_login(config: Config, phone: str, mac: str) -> dict[str, object
             store,
             phone_e164=phone,
             mac=mac,
+            client_id=client_id,
             person_key=load_person_key(config.security.person_key, config.redis.data_dir),
             ttl=config.quota.login_ttl,
             now=int(time.time()),
@@ -93,7 +110,7 @@ async def _issue_login(config: Config, phone: str, mac: str) -> dict[str, object
     }
 
 
-def cmd_issue_login(config_path: Path, phone: str, mac: str) -> int:
+def cmd_issue_login(config_path: Path, phone: str, mac: str, client: str = "") -> int:
     config = _load(config_path)
     try:
         e164 = normalize_phone(phone)
@@ -106,7 +123,10 @@ def cmd_issue_login(config_path: Path, phone: str, mac: str) -> int:
         if not norm_mac:
             print(f"citywifi issue-login: --mac: not a MAC address: {mac!r}", file=sys.stderr)
             return 2
-    print(json.dumps(asyncio.run(_issue_login(config, e164, norm_mac))))
+    client_id = _issue_client(config, client)
+    if client_id is None:
+        return 2
+    print(json.dumps(asyncio.run(_issue_login(config, e164, norm_mac, client_id))))
     return 0
 
 
@@ -136,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         return cmd_check_config(args.file)
     if args.command == "issue-login":
-        return cmd_issue_login(args.config, args.phone, args.mac)
+        return cmd_issue_login(args.config, args.phone, args.mac, args.client)
     if args.command in ("report", "audit"):
         from controller.reports.cli import run as run_report_command
 

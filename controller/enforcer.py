@@ -2,7 +2,8 @@
 
 Pure core (no I/O, time as an argument): ``projected_exhaustion`` says when the allowance
 runs out if every open session keeps running from its last report; ``plan_person`` turns
-a person's snapshot into "disconnect these sessions now" and "look again at".
+a person's snapshot into "disconnect these sessions now" and "look again at"; it also
+cuts the newest devices of a person with more than ``quota.max_devices`` online.
 
 Asyncio shell (``Enforcer``), shaped like aioquic's protocol: after each recorded
 Start/Interim/Stop the RADIUS service hands over the person's snapshot (read in the same
@@ -59,7 +60,8 @@ BUSY_WAKE: Final = 0.2  # real seconds until the next look when a batch was full
 
 DISCONNECTS = Counter(
     "citywifi_enforcer_disconnects_total",
-    "Sessions the enforcer asked a NAS to end, by reason (quota, blocked, admin) and result "
+    "Sessions the enforcer asked a NAS to end, by reason (quota, blocked, admin, device_limit) "
+    "and result "
     "(acked, closed: NAK 503, naked: other NAK, failed: no answer, no_client, unsupported)",
     ["reason", "result"],
 )
@@ -102,11 +104,45 @@ def projected_exhaustion(
     return due
 
 
+def _devices(snap: PersonSnapshot, stale_before: int) -> dict[str, list[str]]:
+    """Running sessions by device: their MAC, or the session itself when the NAS sent
+    none (counted as commit_login.lua counts devices at Access-Accept)."""
+    devices: dict[str, list[str]] = {}
+    for sid, (mac, last) in sorted(snap.open.items()):
+        if last >= stale_before:
+            devices.setdefault(mac or f"?{sid}", []).append(sid)
+    return devices
+
+
+def over_device_limit(snap: PersonSnapshot, max_devices: int, stale_before: int) -> bool:
+    return 0 < max_devices < len(_devices(snap, stale_before))
+
+
+def excess_devices(
+    snap: PersonSnapshot, *, max_devices: int, stale_before: int, starts: Mapping[str, int]
+) -> tuple[str, ...]:
+    """Sessions of the devices beyond ``max_devices``, newest device first (a device's
+    start is its earliest session's; unknown starts count as newest). The Access-Accept
+    holds a slot atomically (commit_login.lua), so this catches only what got past it:
+    a hold that expired before the Start, a stale session reporting again, a NAS opening
+    several sessions on one login."""
+    devices = _devices(snap, stale_before)
+    if not 0 < max_devices < len(devices):
+        return ()
+
+    def start(device: str) -> float:
+        return min(starts.get(sid, math.inf) for sid in devices[device])
+
+    newest_first = sorted(devices, key=lambda d: (start(d), d), reverse=True)
+    beyond = newest_first[: len(devices) - max_devices]
+    return tuple(sid for device in beyond for sid in devices[device])
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     disconnect: tuple[str, ...] = ()  # sessions to send a Disconnect-Request now
     wake: int | None = None  # when to look at the person again (None: nothing open)
-    reason: str = "quota"  # quota | blocked | admin
+    reason: str = "quota"  # quota | blocked | admin | device_limit
 
     def index_at(self, now: int) -> int | None:
         """The person's due-index score: now when something is to be done, else ``wake``."""
@@ -122,6 +158,8 @@ def plan_person(
     stale_before: int,
     retry_after: int,
     force: bool = False,
+    max_devices: int = 0,
+    starts: Mapping[str, int] | None = None,
 ) -> Plan:
     """What to do about one person at ``now`` (``snap.used`` is the usage of now's day).
 
@@ -130,7 +168,9 @@ def plan_person(
     disconnected when the person's time is gone. A session whose NAS acknowledged a
     Disconnect-Request is asked again only ``retry_after`` seconds after the ACK (its Stop
     is on the way). ``force`` (admin) disconnects every open session at once; a block does
-    so too, except for sessions already closing.
+    so too, except for sessions already closing. With time left, the devices beyond
+    ``max_devices`` (0: no limit) are disconnected, newest first by ``starts`` (session
+    start epochs, see ``excess_devices``), the others keep running.
     """
     if not snap.open:
         return Plan(wake=None)
@@ -143,10 +183,29 @@ def plan_person(
             return Plan(wake=None, reason=reason)  # only stale sessions: the sweep's
         due = projected
     if due > now:
-        return Plan(wake=due, reason=reason)
+        excess = excess_devices(
+            snap, max_devices=max_devices, stale_before=stale_before, starts=starts or {}
+        )
+        if not excess:
+            return Plan(wake=due, reason=reason)
+        return _disconnecting(snap, excess, now, retry_after, False, "device_limit", due)
+    return _disconnecting(snap, sorted(snap.open), now, retry_after, force, reason, None)
+
+
+def _disconnecting(
+    snap: PersonSnapshot,
+    sids: Sequence[str],
+    now: int,
+    retry_after: int,
+    force: bool,
+    reason: str,
+    due: int | None,
+) -> Plan:
+    """Disconnect ``sids`` now, except those acknowledged less than ``retry_after`` ago;
+    look again at the first retry time (or ``due``, the quota projection, if earlier)."""
     act: list[str] = []
-    waits: list[int] = []
-    for sid in sorted(snap.open):
+    waits: list[int] = [] if due is None else [due]
+    for sid in sids:
         acked = snap.closing.get(sid)
         if force or acked is None or now >= acked + retry_after:
             act.append(sid)
@@ -290,7 +349,14 @@ class Enforcer:
     def day(self, now: int) -> str:
         return quota.day_key(quota.local_day(now, self.policy.timezone))
 
-    def plan(self, snap: PersonSnapshot, now: int, *, force: bool = False) -> Plan:
+    def plan(
+        self,
+        snap: PersonSnapshot,
+        now: int,
+        *,
+        force: bool = False,
+        starts: Mapping[str, int] | None = None,
+    ) -> Plan:
         q = self.policy
         return plan_person(
             snap,
@@ -300,7 +366,25 @@ class Enforcer:
             stale_before=now - math.ceil(q.stale_grace),
             retry_after=q.interim_interval,
             force=force,
+            max_devices=q.max_devices,
+            starts=starts,
         )
+
+    async def _plan_now(self, pid: str) -> Plan:
+        """Re-read the person and plan; over the device limit, with their sessions' start
+        times (read only then) so the newest devices are the ones cut."""
+        now = int(self.clock())
+        snap = await self.store.person_snapshot(pid, self.day(now))
+        starts: dict[str, int] = {}
+        if over_device_limit(
+            snap, self.policy.max_devices, now - math.ceil(self.policy.stale_grace)
+        ):
+            sids = sorted(snap.open)
+            records = await asyncio.gather(*(self.store.session(pid, sid) for sid in sids))
+            starts = {
+                sid: int(r["start"]) for sid, r in zip(sids, records, strict=True) if r.get("start")
+            }
+        return self.plan(snap, now, starts=starts)
 
     # -- from the accounting path --------------------------------------------------------
 
@@ -439,16 +523,15 @@ class Enforcer:
             self._busy.discard(pid)
 
     async def _enforce(self, pid: str) -> int | None:
-        now = int(self.clock())
-        plan = self.plan(await self.store.person_snapshot(pid, self.day(now)), now)
+        plan = await self._plan_now(pid)
         if not plan.disconnect:
             CHECKS.labels("not_due").inc()
             return plan.wake
         CHECKS.labels("acted").inc()
         await self._disconnect(pid, plan.disconnect, plan.reason)
-        now = int(self.clock())
-        after = self.plan(await self.store.person_snapshot(pid, self.day(now)), now)
+        after = await self._plan_now(pid)
         # still something to do (no answer): try again one interim later, not at once
+        now = int(self.clock())
         return now + self.policy.interim_interval if after.disconnect else after.wake
 
     async def _disconnect(self, pid: str, sids: Sequence[str], reason: str) -> list[SessionOutcome]:

@@ -3,7 +3,11 @@
 A person is a verified mobile number; everywhere outside the audit record it is known
 only by an opaque id, a keyed hash of the E.164 number. The credential username embeds
 that id so the RADIUS side can find the person's Redis hash slot from the User-Name alone
-(one round trip, and every key of the person on one Redis Cluster slot).
+(one round trip, and every key of the person on one Redis Cluster slot). Each credential
+is bound to the RADIUS client it was issued for (controller.access).
+
+The Class attribute of an Access-Accept (below) is signed, so accounting can be tied to
+a person only by a Class this server issued to the client that sends it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hmac
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 PERSON_ID_HEX = 20  # 80 bits: collision-free for any city, short enough for keys and logs
@@ -56,3 +61,68 @@ def load_person_key(configured: str, data_dir: Path) -> bytes:
         finally:
             tmp.unlink()
     return path.read_text().strip().encode()
+
+
+# -- Class (RFC 2865 §5.25): what ties accounting to the login it belongs to ---------------
+#
+# The NAS echoes the Access-Accept's Class in every Accounting-Request of the session. Any
+# NAS client can send any Class, and person ids are not secret (they are in every
+# username), so the Class carries a MAC: HMAC-SHA-256 over the person, the login kind, the
+# id of the client it was issued to and a per-login nonce, truncated to 128 bits. It is
+# verified against the client the accounting comes from, so a Class is worth nothing at
+# another client. ``cw1:`` (unsigned, before this format) is no longer believed.
+
+CLASS_PREFIX = b"cw2:"
+CLASS_KINDS = frozenset({"c", "m"})  # credential login | MAC (remembered device) login
+NONCE_HEX = 16  # 64 random bits per login
+_TAG_HEX = 32  # HMAC-SHA-256 truncated to 128 bits (RFC 2104 §5: at least half the output)
+_CLASS = re.compile(
+    rb"cw2:([0-9a-f]{%d}):([cm]):([0-9a-f]{%d}):([0-9a-f]{%d})"
+    % (PERSON_ID_HEX, NONCE_HEX, _TAG_HEX)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginClass:
+    """A verified Class: whose login it is, how they logged in, and that login's nonce."""
+
+    person: str
+    kind: str
+    nonce: str
+
+
+def class_key(person_key: bytes) -> bytes:
+    """The Class MAC key, derived from the person key with its own label (one key file)."""
+    return hmac.new(person_key, b"citywifi Class MAC v2", hashlib.sha256).digest()
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(NONCE_HEX // 2)
+
+
+def _class_tag(key: bytes, person: str, kind: str, client_id: str, nonce: str) -> str:
+    # length-prefixed client id: ids are free text, so no separator could be ambiguous
+    msg = f"cw2|{person}|{kind}|{nonce}|{len(client_id)}:{client_id}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()[:_TAG_HEX]
+
+
+def sign_class(key: bytes, person: str, kind: str, client_id: str, nonce: str) -> bytes:
+    """The Class for an Access-Accept to ``client_id``: ``cw2:<pid>:<c|m>:<nonce>:<tag>``."""
+    if kind not in CLASS_KINDS or len(nonce) != NONCE_HEX:
+        raise ValueError(f"bad Class kind {kind!r} or nonce {nonce!r}")
+    tag = _class_tag(key, person, kind, client_id, nonce)
+    return f"cw2:{person}:{kind}:{nonce}:{tag}".encode()
+
+
+def verify_class(key: bytes, value: bytes | None, client_id: str) -> LoginClass | None:
+    """The login a Class names, if we issued it to ``client_id``; else None (forged, for
+    another client, the old unsigned ``cw1:`` format, or not ours at all)."""
+    if not value or not value.startswith(CLASS_PREFIX):
+        return None
+    m = _CLASS.fullmatch(value)
+    if m is None:
+        return None
+    person, kind, nonce, tag = (g.decode() for g in m.groups())
+    if not hmac.compare_digest(tag, _class_tag(key, person, kind, client_id, nonce)):
+        return None
+    return LoginClass(person, kind, nonce)

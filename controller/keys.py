@@ -34,6 +34,12 @@ def block(pid: str) -> str:
     return f"{person(pid)}:block"
 
 
+def device_holds(pid: str) -> str:
+    """Device slots held by an Access-Accept until the device's session is seen open:
+    MAC (or ``?<authenticator>`` without one) -> epoch the hold ends."""
+    return f"{person(pid)}:hold"
+
+
 def profile(pid: str) -> str:
     return f"{person(pid)}:p"
 

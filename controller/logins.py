@@ -17,12 +17,21 @@ class IssuedLogin:
 
 
 async def issue_login(
-    store: Store, *, phone_e164: str, mac: str, person_key: bytes, ttl: int, now: int
+    store: Store,
+    *,
+    phone_e164: str,
+    mac: str,
+    client_id: str,
+    person_key: bytes,
+    ttl: int,
+    now: int,
 ) -> IssuedLogin:
-    """A fresh credential for a verified number, optionally bound to one device's MAC."""
+    """A fresh credential for a verified number, bound to the RADIUS client (``[[clients]]``
+    id) it is handed to and, when known, to one device's MAC: the RADIUS server rejects
+    it anywhere else (controller.access)."""
     pid = person_id(phone_e164, person_key)
     username, password = new_username(pid), new_password()
     await store.issue_credential(
-        pid, username, password, mac=mac, ttl=ttl, phone=phone_e164, now=now
+        pid, username, password, mac=mac, client_id=client_id, ttl=ttl, phone=phone_e164, now=now
     )
     return IssuedLogin(pid, username, password, ttl)

@@ -26,6 +26,16 @@ _TEXTS: Final = {
         "登录凭证已被使用，请重新登录。",
         "Login credential already used; please log in again.",
     ),
+    "wrong_client": (
+        "该登录凭证不是为此网络设备签发的，请在本场所的认证页面重新登录。",
+        "This login credential was issued for another network; "
+        "please log in on this venue's portal.",
+    ),
+    "missing_device": (
+        "该登录凭证绑定了设备，但请求未携带设备地址（Calling-Station-Id）。",
+        "This login credential is bound to a device, "
+        "but the request does not name it (Calling-Station-Id).",
+    ),
     "wrong_device": (
         "登录凭证属于另一台设备。",
         "This login credential belongs to another device.",

@@ -1,8 +1,13 @@
 """The domain side of the RADIUS server: Access-Request and Accounting-Request handling.
 
 Per request: read what the packet says (pure), one Redis round trip for the person's
-state (two when a credential is consumed or a MAC is looked up), decide (pure, in
-controller.access), encode. Redis errors become "no answer" so the NAS retransmits.
+state, decide (pure, in controller.access), and on acceptance a second one that holds
+the device's slot and consumes the credential atomically (plus one to look a MAC up),
+encode. Redis errors become "no answer" so the NAS retransmits.
+
+Accounting is tied to a person only by a Class this server signed for the sending client
+(controller.identity), or by a credential username issued for that client; anything
+else is recorded for an anonymous person of that client.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -21,10 +26,22 @@ from controller import keys, quota
 from controller.access import AccessDecision, Outcome, decide_access, reject
 from controller.audit import login_event
 from controller.config import Client, Config
-from controller.identity import person_of_username
+from controller.identity import (
+    class_key,
+    new_nonce,
+    person_of_username,
+    sign_class,
+    verify_class,
+)
 from controller.mac import normalize_mac
 from controller.registry import Registry
-from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
+from controller.store import (
+    AccountingResult,
+    AccountingWrite,
+    Origin,
+    Store,
+    StoreUnavailable,
+)
 from radius import metrics
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import (
@@ -41,8 +58,6 @@ from radius.server import Reply, request_source
 
 log = structlog.get_logger("citywifi.radius")
 
-CLASS_PREFIX = b"cw1:"
-_PID = re.compile(rb"[0-9a-f]{20}")
 MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
 STATUS_NAMES: dict[int, str] = {
     AcctStatus.START: "start",
@@ -53,14 +68,22 @@ STATUS_NAMES: dict[int, str] = {
 }
 
 
-def person_from_class(value: bytes | None) -> str | None:
-    """Class we put in the Accept (``cw1:<pid>:<kind>``), echoed by the NAS (RFC 2865 §5.25)."""
-    if value and value.startswith(CLASS_PREFIX):
-        pid = value[4:].split(b":", 1)[0]
-        # only what we issue (20 lower-case hex): anything else could break the
-        # "pid|sid" index members or the {pid} hash tag of the person's keys
-        return pid.decode() if _PID.fullmatch(pid) else None
-    return None
+_COMMIT_REJECTS = {  # commit_login.lua's refusals
+    "used": Outcome.CREDENTIAL_USED,
+    "gone": Outcome.UNKNOWN_CREDENTIAL,
+    "device_limit": Outcome.DEVICE_LIMIT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The decision on an Access-Request, whom it is about, how they log in (credential
+    or MAC), and the nonce of the login an acceptance starts (signed into its Class)."""
+
+    decision: AccessDecision
+    person: str | None = None
+    credential: bool = False
+    nonce: str = ""
 
 
 def anonymous_person(client_id: str, user: str) -> str:
@@ -74,10 +97,18 @@ def octets(request: Request, low: Attr, giga: Attr) -> int:
 
 class RadiusService:
     def __init__(
-        self, config: Config, store: Store, *, clock: Callable[[], float] = time.time
+        self,
+        config: Config,
+        store: Store,
+        *,
+        person_key: bytes,
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = new_nonce,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.nonce = nonce
+        self.class_key = class_key(person_key)  # signs and verifies Class (identity.py)
         self.registry = Registry(config)
         # Called (synchronously, must not block) after each recorded Start/Interim/Stop:
         # the quota enforcer indexes the person's due time from the result's snapshot.
@@ -106,12 +137,13 @@ class RadiusService:
     async def access(self, client: Client, request: Request) -> Reply | None:
         now = int(self.clock())
         try:
-            decision, pid, credential = await self._decide(client, request, now)
+            admission = await self._decide(client, request, now)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
         except PacketError:
-            decision, pid, credential = reject(Outcome.BAD_REQUEST), None, False
+            admission = Admission(reject(Outcome.BAD_REQUEST))
+        decision, pid = admission.decision, admission.person
         # the login record of the audit log (controller.audit), queued before answering
         event = login_event(self.registry, client, request, decision.outcome.value, pid, now)
         try:
@@ -122,11 +154,12 @@ class RadiusService:
         venue = event["venue"]
         if decision.accept:
             assert pid is not None
-            kind = b"c" if credential else b"m"
+            kind = "c" if admission.credential else "m"
+            klass = sign_class(self.class_key, pid, kind, client.id, admission.nonce)
             attrs = (
                 attr_int(Attr.SESSION_TIMEOUT, decision.session_timeout)
                 + self._accept_tail
-                + attr(Attr.CLASS, CLASS_PREFIX + pid.encode() + b":" + kind)
+                + attr(Attr.CLASS, klass)
             )
             return Reply(Code.ACCESS_ACCEPT, attrs, (pid, venue, "", "accept"))
         reason = decision.outcome.value
@@ -139,29 +172,34 @@ class RadiusService:
             (pid or "", venue, "", reason),
         )
 
-    async def _decide(
-        self, client: Client, request: Request, now: int
-    ) -> tuple[AccessDecision, str | None, bool]:
-        """The decision, the person it is about, and whether a credential (not a MAC)."""
+    async def _decide(self, client: Client, request: Request, now: int) -> Admission:
+        """The decision, the person it is about, whether a credential (not a MAC), and
+        on acceptance the login's nonce."""
         user = request.text(Attr.USER_NAME)
         if not user:
-            return reject(Outcome.BAD_REQUEST), None, False
+            return Admission(reject(Outcome.BAD_REQUEST))
         mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
         pid = person_of_username(user)
         credential = pid is not None
         if pid is None:
             user_mac = normalize_mac(user)
             if user_mac is None:
-                return reject(Outcome.UNKNOWN_CREDENTIAL), None, False
+                return Admission(reject(Outcome.UNKNOWN_CREDENTIAL))
             pid = await self.store.mac_owner(user_mac)
             if pid is None:
-                return reject(Outcome.UNKNOWN_DEVICE), None, False
+                return Admission(reject(Outcome.UNKNOWN_DEVICE))
             mac = mac or user_mac
+        username = user if credential else ""
+        host, port = request_source.get(("", 0))
+        origin = Origin(
+            client.id,
+            request.text(Attr.ACCT_SESSION_ID) or "",
+            request.authenticator.hex(),
+            f"{host}:{port}",
+        )
         today = self.days.key(now)
         stale_before = now - int(self.policy.stale_grace)
-        state = await self.store.auth_state(
-            pid, user if credential else "", mac, today, stale_before
-        )
+        state = await self.store.auth_state(pid, username, mac, today, stale_before, now)
         password_ok = False
         if credential and state.password:
             password_ok = self._password_ok(client, request, state.password.encode())
@@ -172,14 +210,26 @@ class RadiusService:
             mac=mac,
             policy=self.policy,
             now=now,
+            origin=origin,
         )
-        if decision.accept and credential:
-            result = await self.store.commit_login(pid, user, mac, now, self._remember)
-            if result != "ok":
-                decision = reject(
-                    Outcome.CREDENTIAL_USED if result == "used" else Outcome.UNKNOWN_CREDENTIAL
-                )
-        return decision, pid, credential
+        if not decision.accept:
+            return Admission(decision, pid, credential)
+        # the atomic gate: single use, and the device slot counted and held in one call
+        committed = await self.store.commit_login(
+            pid,
+            username,
+            mac,
+            now=now,
+            origin=origin,
+            nonce=self.nonce(),
+            max_devices=self.policy.max_devices,
+            stale_before=stale_before,
+            remember_seconds=self._remember,
+        )
+        if committed.status != "ok":
+            outcome = _COMMIT_REJECTS.get(committed.status, Outcome.UNKNOWN_CREDENTIAL)
+            return Admission(reject(outcome, limit=self.policy.max_devices), pid, credential)
+        return Admission(decision, pid, credential, committed.nonce)
 
     @staticmethod
     def _password_ok(client: Client, request: Request, password: bytes) -> bool:
@@ -236,14 +286,10 @@ class RadiusService:
             return None
         user = request.text(Attr.USER_NAME) or ""
         mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
-        pid = person_from_class(request.get(Attr.CLASS)) or person_of_username(user)
+        pid, nonce = await self._login_of(client, request, user)
         known = pid is not None
         if pid is None:
-            user_mac = normalize_mac(user) or mac
-            pid = await self.store.mac_owner(user_mac) if user_mac else None
-            known = pid is not None
-            if pid is None:
-                pid = anonymous_person(client.id, user or mac)
+            pid = anonymous_person(client.id, user or mac)
         delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
         event_time = int(self.clock()) - delay
         reported = request.integer(Attr.ACCT_SESSION_TIME) or 0
@@ -269,6 +315,7 @@ class RadiusService:
             if nas_ipv6 and len(nas_ipv6) == 16
             else "",
             "nas_id": nas_id,
+            "login": nonce,  # the login's nonce (Class), "" for an anonymous session
             # for RFC 5176 requests: the Calling-Station-Id as sent, and where the NAS is
             "calling": request.text(Attr.CALLING_STATION_ID) or "",
             "nas_src": request_source.get(("", 0))[0],
@@ -291,3 +338,20 @@ class RadiusService:
             boundaries=boundaries,
             fields=fields,
         )
+
+    async def _login_of(
+        self, client: Client, request: Request, user: str
+    ) -> tuple[str | None, str]:
+        """Person and login nonce of an Accounting-Request, only from what this client was
+        issued: a Class we signed for it, else a credential username issued for it. A
+        forged or foreign Class, a made-up ``<pid>.xxxx`` or a MAC as User-Name gives
+        (None, ""): the session is recorded, but for an anonymous person."""
+        claim = verify_class(self.class_key, request.get(Attr.CLASS), client.id)
+        if claim is not None:
+            return claim.person, claim.nonce
+        pid = person_of_username(user)
+        if pid is not None:
+            issued = await self.store.credential_issue(pid, user)
+            if issued is not None and issued.client == client.id:
+                return pid, issued.nonce
+        return None, ""

@@ -32,7 +32,8 @@ T = TypeVar("T")
 
 DAY_TTL = 3 * 86400  # day counters outlive their day by two (late Stops, midnight runs)
 SESSION_TTL = 3 * 86400
-LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same device
+LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same NAS session
+DEVICE_HOLD = 90  # seconds an Access-Accept holds a device slot unless its session opens
 
 SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
 PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (controller.portal)
@@ -90,14 +91,54 @@ class StoreHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an Access-Request for a login comes from: the client (NAS) it came through,
+    the NAS's session for it (Acct-Session-Id, "" when not sent), its Request
+    Authenticator (hex; RFC 2865 §3: unique per request, so a replay repeats it) and the
+    source address and port it was sent from ("host:port")."""
+
+    client: str
+    session: str = ""
+    authenticator: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginUse:
+    """The Access-Accept that consumed a one-time credential: when, for which device."""
+
+    at: int
+    mac: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class PersonState:
     password: str  # "" when there is no such credential
+    client: str  # id of the client the credential was issued for
     bound_mac: str
-    used_at: int | None
-    used_mac: str
+    used: LoginUse | None
     used_today: int
-    other_devices: int
+    other_devices: int  # other devices online or holding a slot (see commit_login.lua)
     block: str  # "" when not blocked, else "until|reason"
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """``commit_login.lua``'s answer: ok | gone | used | device_limit, and the nonce of
+    the login (the Class's; the same again for a NAS retry of one login)."""
+
+    status: str
+    nonce: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialIssue:
+    """Which client a credential username was issued for and its login's nonce ("" until
+    an Access-Accept consumed it): the accounting fallback when a NAS drops Class."""
+
+    client: str
+    nonce: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,12 +309,21 @@ class Store:
     # -- logins ---------------------------------------------------------------------
 
     async def issue_credential(
-        self, pid: str, username: str, password: str, *, mac: str, ttl: int, phone: str, now: int
+        self,
+        pid: str,
+        username: str,
+        password: str,
+        *,
+        mac: str,
+        client_id: str,
+        ttl: int,
+        phone: str,
+        now: int,
     ) -> None:
         async def op() -> None:
             pipe = self.redis.pipeline(transaction=False)
             key = keys.credential(pid, username)
-            pipe.hset(key, mapping={"pw": password, "mac": mac, "issued": now})
+            pipe.hset(key, mapping={"pw": password, "mac": mac, "client": client_id, "issued": now})
             pipe.expire(key, ttl)
             pipe.hset(keys.profile(pid), mapping={"phone": phone, "seen": now})
             await pipe.execute()
@@ -285,39 +335,84 @@ class Store:
         return _text(value) if value else None
 
     async def auth_state(
-        self, pid: str, username: str, mac: str, today_key: str, stale_before: int
+        self,
+        pid: str,
+        username: str,
+        mac: str,
+        today_key: str,
+        stale_before: int,
+        now: int | None = None,
     ) -> PersonState:
+        """Everything an Access-Request decision needs about one person, one round trip.
+        Without ``now`` every device hold counts until its hash expires (conservative)."""
         ks = (
             keys.credential(pid, username),
             keys.day_usage(pid, today_key),
             keys.open_sessions(pid),
             keys.block(pid),
+            keys.device_holds(pid),
         )
-
-        r = (await self._hot([self._script("auth_state", ks, (mac, stale_before))]))[0]
+        args = (mac, stale_before, "" if now is None else now)
+        r = (await self._hot([self._script("auth_state", ks, args)]))[0]
+        used = None
+        if r[3]:
+            origin = Origin(_text(r[5]), _text(r[6]), _text(r[7]), _text(r[8]))
+            used = LoginUse(int(r[3]), _text(r[4]), origin)
         return PersonState(
-            password=r[0].decode(),
-            bound_mac=r[1].decode(),
-            used_at=int(r[2]) if r[2] else None,
-            used_mac=r[3].decode(),
-            used_today=int(r[4]),
-            other_devices=int(r[5]),
-            block=r[6].decode(),
+            password=_text(r[0]),
+            client=_text(r[1]),
+            bound_mac=_text(r[2]),
+            used=used,
+            used_today=int(r[9]),
+            other_devices=int(r[10]),
+            block=_text(r[11]),
         )
 
     async def commit_login(
-        self, pid: str, username: str, mac: str, now: int, remember_seconds: int
-    ) -> str:
-        """Consume the credential; remember the device for MAC re-authentication."""
-
-        unit: list[Command] = [
-            self._script(
-                "commit_login", (keys.credential(pid, username),), (now, mac, LOGIN_REUSE_GRACE)
-            )
-        ]
-        if mac and remember_seconds > 0:
+        self,
+        pid: str,
+        username: str,
+        mac: str,
+        *,
+        now: int,
+        origin: Origin,
+        nonce: str,
+        max_devices: int,
+        stale_before: int,
+        remember_seconds: int,
+    ) -> Committed:
+        """Atomically: count the person's devices and hold this one's slot (refused at
+        ``max_devices``), consume the credential (``username``; "" for a MAC login).
+        A credential's device is remembered for MAC re-authentication."""
+        ks = (keys.credential(pid, username), keys.open_sessions(pid), keys.device_holds(pid))
+        args = (
+            "c" if username else "m",
+            now,
+            mac,
+            origin.client,
+            origin.session,
+            origin.authenticator,
+            LOGIN_REUSE_GRACE,
+            max_devices,
+            stale_before,
+            DEVICE_HOLD,
+            nonce,
+            SESSION_TTL,
+            origin.source,
+        )
+        unit: list[Command] = [self._script("commit_login", ks, args)]
+        if username and mac and remember_seconds > 0:
+            # same round trip, whatever the script says: the password was right at the
+            # credential's own client, so this device is the person's (a global key, so
+            # not inside the script: it lives on another Cluster slot)
             unit.append(("SET", keys.mac_owner(mac), pid, "EX", remember_seconds))
-        return _text((await self._hot(unit))[0])
+        r = (await self._hot(unit))[0]
+        return Committed(_text(r[0]), _text(r[1]))
+
+    async def credential_issue(self, pid: str, username: str) -> CredentialIssue | None:
+        """The client a credential was issued for (kept ``SESSION_TTL`` after its use)."""
+        r = (await self._hot([("HMGET", keys.credential(pid, username), "client", "nonce")]))[0]
+        return CredentialIssue(_text(r[0]), _text(r[1] or b"")) if r[0] else None
 
     # -- accounting -----------------------------------------------------------------
 
@@ -356,6 +451,8 @@ class Store:
         else:
             unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
             unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
+        if w.fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
+            unit.append(("HDEL", keys.device_holds(w.pid), w.fields["mac"]))
         out = await self._hot(unit)
         r = out[0]
         return AccountingResult(

@@ -9,7 +9,8 @@ How a session behaves (RFC 2866 §2, RFC 5080 §2.2.1):
 - ``reports`` reports on a fixed cadence, whether or not earlier ones were answered:
   Start (Acct-Session-Time 0), Interim-Updates with a growing cumulative session time,
   Stop (User-Request) with the final one. Each report carries the Class a real Accept
-  would have given (``cw1:<pid>:c``), so usage lands on a person we know.
+  would have given (signed for the plan's client with the test person key,
+  controller.identity), so usage lands on a person we know.
 - An unanswered report is retransmitted as the identical datagram (same Identifier and
   authenticator) every ``retransmit_after`` s; after ``tries_per_id`` sends it gets a new
   Identifier and Acct-Delay-Time = seconds since its event (so a new authenticator),
@@ -38,6 +39,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from controller.identity import class_key, sign_class
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import PacketError, attr, attr_int, attr_text, decode_reply, encode_request
 
@@ -53,6 +55,7 @@ class LoadPlan:
     server: tuple[str, int]  # the accounting port
     secret: bytes
     client_id: str = "nas-local"  # the [[clients]] id the server gives our source address
+    person_key: bytes = b"test-person-key-0123456789"  # tests.conftest's security.person_key
     tag: str = "load"  # prefix of Acct-Session-Ids and person ids (unique per run)
     sessions: int = 120
     persons: int = 40  # sessions are spread over this many persons (several per person)
@@ -280,6 +283,11 @@ class AcctLoad:
         self.outstanding = 0
         self._done: asyncio.Event | None = None
         self.stopped = False
+        key = class_key(plan.person_key)
+        self._classes = [  # one login per session (nonce: its index)
+            sign_class(key, s.pid, "c", plan.client_id, f"{s.index:016x}")
+            for s in self.truth.sessions
+        ]
 
     def stop(self) -> None:
         """End the run early (thread-safe via ``LoadThread.stop``)."""
@@ -330,7 +338,7 @@ class AcctLoad:
                 attr_text(Attr.USER_NAME, f"{self.plan.tag}-user-{s.index}"),
                 attr_text(Attr.CALLING_STATION_ID, s.mac),
                 attr_text(Attr.NAS_IDENTIFIER, f"{self.plan.tag}-nas-{s.nas}"),
-                attr(Attr.CLASS, b"cw1:" + s.pid.encode() + b":c"),
+                attr(Attr.CLASS, self._classes[s.index]),
                 attr_int(Attr.ACCT_INPUT_OCTETS, report.seq * 1000),
                 attr_int(Attr.ACCT_OUTPUT_OCTETS, report.seq * 5000),
                 attr_int(Attr.ACCT_DELAY_TIME, delay) if delay else b"",

@@ -34,9 +34,9 @@ except ImportError:  # pragma: no cover - optional tool
     sys.exit("atheris is not installed: .venv/bin/pip install atheris (optional)")
 
 with atheris.instrument_imports():
-    from controller.identity import person_of_username
+    from controller.identity import person_of_username, verify_class
     from controller.mac import called_station_mac, normalize_mac
-    from controller.radius_service import octets, person_from_class
+    from controller.radius_service import octets
     from radius import packet
     from radius.attrs import Attr
 
@@ -56,7 +56,7 @@ def handlers_read(req: packet.Request) -> None:
     normalize_mac(req.text(Attr.USER_NAME) or "")
     normalize_mac(req.text(Attr.CALLING_STATION_ID) or "")
     called_station_mac(req.text(Attr.CALLED_STATION_ID) or "")
-    person_from_class(req.get(Attr.CLASS))
+    verify_class(b"k" * 32, req.get(Attr.CLASS), "nas-local")
     octets(req, Attr.ACCT_INPUT_OCTETS, Attr.ACCT_INPUT_GIGAWORDS)
     hidden = req.get(Attr.USER_PASSWORD)
     if hidden is not None:

@@ -1,22 +1,27 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from controller.access import Outcome, decide_access
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.access import Outcome, decide_access, retry_of
 from controller.config import QuotaPolicy
-from controller.store import PersonState
+from controller.identity import class_key, sign_class, verify_class
+from controller.store import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
 
 SH = ZoneInfo("Asia/Shanghai")
 POLICY = QuotaPolicy(daily_seconds=7200, timezone=SH, max_devices=2)
 NOON = int(datetime(2026, 11, 25, 12, tzinfo=SH).timestamp())
 MAC = "AA-BB-CC-DD-EE-FF"
+HERE = Origin("nas-a", "sess-1", "11" * 16, "10.0.0.1:1645")
 
 
 def state(**kw: object) -> PersonState:
     base: dict[str, object] = dict(
         password="pw",
+        client="nas-a",
         bound_mac="",
-        used_at=None,
-        used_mac="",
+        used=None,
         used_today=0,
         other_devices=0,
         block="",
@@ -25,8 +30,21 @@ def state(**kw: object) -> PersonState:
     return PersonState(**base)  # type: ignore[arg-type]
 
 
-def decide(s: PersonState, credential: bool = True, ok: bool = True, now: int = NOON):  # type: ignore[no-untyped-def]
-    return decide_access(s, credential=credential, password_ok=ok, mac=MAC, policy=POLICY, now=now)
+def decide(  # type: ignore[no-untyped-def]
+    s: PersonState,
+    credential: bool = True,
+    ok: bool = True,
+    now: int = NOON,
+    mac: str = MAC,
+    origin: Origin | None = HERE,
+):
+    return decide_access(
+        s, credential=credential, password_ok=ok, mac=mac, policy=POLICY, now=now, origin=origin
+    )
+
+
+def used(at: int = NOON - 10, mac: str = MAC, origin: Origin = HERE) -> LoginUse:
+    return LoginUse(at, mac, origin)
 
 
 def test_accept_with_time_left() -> None:
@@ -38,12 +56,48 @@ def test_rejects_in_order() -> None:
     assert decide(state(password="")).outcome is Outcome.UNKNOWN_CREDENTIAL
     assert decide(state(), ok=False).outcome is Outcome.BAD_PASSWORD
     assert decide(state(bound_mac="11-22-33-44-55-66")).outcome is Outcome.WRONG_DEVICE
-    assert decide(state(used_at=NOON - 600, used_mac=MAC)).outcome is Outcome.CREDENTIAL_USED
-    assert decide(state(used_at=NOON - 10, used_mac=MAC)).accept  # NAS retry, same device
-    assert decide(state(used_at=NOON - 10, used_mac="x")).outcome is Outcome.CREDENTIAL_USED
+    retry = Origin("nas-a", "sess-1", "22" * 16)  # same NAS session, a fresh request
+    assert decide(state(used=used(NOON - 600)), origin=retry).outcome is Outcome.CREDENTIAL_USED
+    assert decide(state(used=used()), origin=retry).accept  # NAS retry, same device
+    assert decide(state(used=used(mac="x")), origin=retry).outcome is Outcome.CREDENTIAL_USED
     assert decide(state(block="0|abuse")).outcome is Outcome.BLOCKED
     assert decide(state(other_devices=2)).outcome is Outcome.DEVICE_LIMIT
     assert decide(state(other_devices=1)).accept
+
+
+def test_a_credential_works_only_at_its_own_client() -> None:
+    """Finding 1 (pure part): issued for nas-a, presented at nas-b -> wrong_client; a
+    credential without a client (issued before binding) works nowhere."""
+    elsewhere = Origin("nas-b", "sess-1", "11" * 16)
+    assert decide(state(), origin=elsewhere).outcome is Outcome.WRONG_CLIENT
+    assert decide(state(), origin=None).outcome is Outcome.WRONG_CLIENT
+    assert decide(state(client="")).outcome is Outcome.WRONG_CLIENT
+    d = decide(state(), origin=elsewhere)
+    assert "another network" in d.message and "签发" in d.message
+    # a bad password is still said first: a guesser learns nothing about the binding
+    assert decide(state(), ok=False, origin=elsewhere).outcome is Outcome.BAD_PASSWORD
+
+
+def test_a_bound_credential_needs_the_calling_station_id() -> None:
+    """Finding 7 (pure part): bound to a MAC, and the request names no device."""
+    d = decide(state(bound_mac=MAC), mac="")
+    assert d.outcome is Outcome.MISSING_DEVICE and "Calling-Station-Id" in d.message
+    assert decide(state(bound_mac=MAC)).accept
+
+
+def test_reuse_grace_is_for_a_retry_of_the_same_login_only() -> None:
+    """Finding 7 (pure part): same client, MAC and NAS session, a new authenticator."""
+    first = used()
+    assert retry_of(first, MAC, Origin("nas-a", "sess-1", "22" * 16), NOON)
+    assert retry_of(first, MAC, HERE, NOON)  # same bytes, same source: a retransmission
+    replay = Origin("nas-a", "sess-1", "11" * 16, "10.0.0.1:40000")
+    assert not retry_of(first, MAC, replay, NOON)  # same bytes, another source port
+    assert not retry_of(first, MAC, Origin("nas-b", "sess-1", "22" * 16), NOON)
+    assert not retry_of(first, MAC, Origin("nas-a", "sess-2", "22" * 16), NOON)
+    assert not retry_of(first, "11-22-33-44-55-66", Origin("nas-a", "sess-1", "22" * 16), NOON)
+    assert not retry_of(used(mac=""), "", Origin("nas-a", "sess-1", "22" * 16), NOON)
+    late = NOON - 10 + LOGIN_REUSE_GRACE + 1
+    assert not retry_of(first, MAC, Origin("nas-a", "sess-1", "22" * 16), late)
 
 
 def test_exhausted_says_when_it_resets() -> None:
@@ -61,3 +115,38 @@ def test_blocked_until_shown() -> None:
 
 def test_mac_login_ignores_password() -> None:
     assert decide(state(password=""), credential=False, ok=False).accept
+
+
+# ------------------------------------------------- Class: signed, per client (finding 2)
+
+KEY = class_key(b"test-person-key-0123456789")
+PID = "0123456789abcdef0123"
+NONCE = "00112233445566aa"
+
+
+def test_class_round_trip_and_binding() -> None:
+    value = sign_class(KEY, PID, "c", "nas-a", NONCE)
+    assert value.startswith(b"cw2:" + PID.encode() + b":c:") and len(value) <= 253
+    claim = verify_class(KEY, value, "nas-a")
+    assert claim is not None and (claim.person, claim.kind, claim.nonce) == (PID, "c", NONCE)
+    assert verify_class(KEY, value, "nas-b") is None  # issued to another client
+    assert verify_class(class_key(b"another-person-key-xxxxx"), value, "nas-a") is None
+    assert verify_class(KEY, b"cw1:" + PID.encode() + b":c", "nas-a") is None  # old format
+    assert verify_class(KEY, value + b"\n", "nas-a") is None
+    assert verify_class(KEY, None, "nas-a") is None
+    victim = "fedcba9876543210fedc"
+    assert verify_class(KEY, value.replace(PID.encode(), victim.encode()), "nas-a") is None
+    assert verify_class(KEY, value.replace(b":c:", b":m:"), "nas-a") is None
+
+
+@given(st.binary(max_size=120))
+def test_class_verify_never_raises_and_rejects_noise(data: bytes) -> None:
+    assert verify_class(KEY, data, "nas-a") is None
+    assert verify_class(KEY, b"cw2:" + data, "nas-a") is None
+
+
+@given(st.integers(0, 75), st.integers(0, 7))
+def test_every_bit_flip_of_a_class_is_refused(pos: int, bit: int) -> None:
+    value = bytearray(sign_class(KEY, PID, "m", "nas-a", NONCE))
+    value[pos % len(value)] ^= 1 << bit
+    assert verify_class(KEY, bytes(value), "nas-a") is None

@@ -27,6 +27,7 @@ from bench.radload import KIND_ACCT, KIND_AUTH, read_corpus
 from controller import quota
 from controller.app import Controller
 from controller.config import load_config
+from controller.identity import class_key, verify_class
 from radius.attrs import AcctStatus, Attr, Code
 from radius.packet import decode_request, decrypt_user_password
 from tests.conftest import SECRET, write_config
@@ -48,7 +49,13 @@ require_message_authenticator = false
 
 
 def site(secret: str = SECRET, *, ma: bool = True) -> Site:
-    return Site(secret.encode(), nas_identifier="nas-local", ap_mac=AP, message_authenticator=ma)
+    return Site(
+        secret.encode(),
+        nas_identifier="nas-local",
+        client_id="nas-local",
+        ap_mac=AP,
+        message_authenticator=ma,
+    )
 
 
 # --------------------------------------------------------------------------- corpora
@@ -113,7 +120,8 @@ def test_acct_corpus_batches_sessions_with_class_and_cumulative_time(tmp_path: P
         for i in indexes:
             req = records[i][1]
             mac = req.text(Attr.USER_NAME)
-            assert req.get(Attr.CLASS) == f"cw1:{pids[mac]}:m".encode()
+            claim = verify_class(class_key(PERSON_KEY), req.get(Attr.CLASS), "nas-local")
+            assert claim is not None and (claim.person, claim.kind) == (pids[mac], "m")
             assert req.integer(Attr.ACCT_DELAY_TIME) == 0
 
 

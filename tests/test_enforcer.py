@@ -16,6 +16,7 @@ from controller.enforcer import (
     Plan,
     clock_rate,
     dae_address,
+    excess_devices,
     plan_person,
     projected_exhaustion,
     session_identity,
@@ -138,6 +139,47 @@ def test_a_block_cuts_at_once_and_admin_force_ignores_closing_marks() -> None:
     assert blocked.reason == "blocked" and blocked.disconnect == ()
     assert plan(s, force=True).disconnect == ("nas/s0",)
     assert plan(snap(NOON, block="0|x")).disconnect == ("nas/s0",)
+
+
+# -- the device limit (finding 9: more devices open than max_devices)
+
+
+def test_devices_beyond_the_limit_are_cut_newest_first() -> None:
+    s = snap(NOON - 10, NOON - 10, NOON - 10, used=0)
+    starts = {"nas/s0": NOON - 900, "nas/s1": NOON - 300, "nas/s2": NOON - 600}
+    p = plan(s, max_devices=2, starts=starts)
+    assert p.disconnect == ("nas/s1",) and p.reason == "device_limit"
+    assert p.wake == NOON + 300  # look again one retry later (the Stop should be in)
+    assert plan(s, max_devices=1, starts=starts).disconnect == ("nas/s1", "nas/s2")
+    assert plan(s, max_devices=3, starts=starts).disconnect == ()  # within the limit
+    assert plan(s, starts=starts).disconnect == ()  # 0: no limit (the default)
+
+
+def test_device_limit_counts_devices_not_sessions_and_only_running_ones() -> None:
+    same = PersonSnapshot(
+        used=0,
+        open={"a/1": ("AA-01", NOON), "b/1": ("AA-01", NOON), "a/2": ("AA-02", NOON)},
+        closing={},
+        block="",
+    )
+    assert excess_devices(same, max_devices=2, stale_before=NOON - 750, starts={}) == ()
+    stale = snap(NOON - 1000, NOON, NOON, used=0)  # s0 is left to the stale sweep
+    assert plan(stale, max_devices=2).disconnect == ()
+    no_mac = PersonSnapshot(
+        used=0, open={"a/1": ("", NOON), "a/2": ("", NOON), "a/3": ("", NOON)}, closing={}, block=""
+    )
+    starts = {"a/1": 1, "a/2": 3, "a/3": 2}
+    assert excess_devices(no_mac, max_devices=2, stale_before=0, starts=starts) == ("a/2",)
+
+
+def test_device_limit_waits_for_an_acknowledged_cut_and_keeps_the_quota_projection() -> None:
+    s = snap(NOON, NOON, NOON, used=7000, closing={"nas/s2": NOON - 10})
+    starts = {"nas/s0": 1, "nas/s1": 2, "nas/s2": 3}
+    p = plan(s, max_devices=2, starts=starts)
+    assert p.disconnect == () and p.wake == NOON + 67  # the quota runs out before the retry
+    assert plan(s, now=NOON, max_devices=2, starts=starts).index_at(NOON) == NOON + 67
+    unknown = plan(snap(NOON, NOON, NOON), max_devices=2)  # from the accounting hook
+    assert unknown.disconnect and unknown.index_at(NOON) == NOON
 
 
 # -- addressing the NAS

@@ -72,6 +72,7 @@ class City:
             store,
             phone_e164=phone,
             mac="",
+            client_id=sim.nas_identifier,  # the simulators' NAS-Identifier is their client id
             person_key=self.ctl.person_key,
             ttl=300,
             now=int(self.clock()),

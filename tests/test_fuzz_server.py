@@ -33,8 +33,8 @@ from prometheus_client import REGISTRY
 from controller import keys, quota
 from controller.app import Controller
 from controller.config import load_config
+from controller.identity import sign_class, verify_class
 from controller.logins import issue_login
-from controller.radius_service import person_from_class
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
 from radius.packet import PacketError, decode_reply, decode_request
@@ -288,7 +288,7 @@ async def _still_answers(ctl: Controller) -> None:
     assert ctl.store is not None
     issued = await issue_login(
         ctl.store, phone_e164=PHONE, mac="", person_key=ctl.person_key, ttl=300,
-        now=int(ctl.clock()),
+        now=int(ctl.clock()), client_id="nas-local",
     )  # fmt: skip
     async with RadiusClient(("127.0.0.1", ctl.auth_port), SECRET.encode()) as c:
         req = c.auth_request(User_Name=issued.username, Calling_Station_Id="AA-BB-CC-00-09-01")
@@ -386,7 +386,7 @@ async def test_blastradius_every_reply_puts_message_authenticator_first(
     ps = b"".join(tlv(PROXY_STATE, p) for p in proxies)
     issued = await issue_login(
         controller.store, phone_e164=PHONE, mac="", person_key=controller.person_key, ttl=300,
-        now=int(controller.clock()),
+        now=int(controller.clock()), client_id="nas-local",
     )  # fmt: skip
     good = tlv(1, issued.username.encode()) + tlv(2, pap(issued.password.encode(), secret))
     bad = tlv(1, b"nobody") + tlv(2, pap(b"x", secret))
@@ -413,7 +413,7 @@ async def test_blastradius_unsigned_access_request_dropped_by_default(
     assert controller.store is not None
     issued = await issue_login(
         controller.store, phone_e164=PHONE, mac="", person_key=controller.person_key, ttl=300,
-        now=int(controller.clock()),
+        now=int(controller.clock()), client_id="nas-local",
     )  # fmt: skip
     attrs = tlv(1, issued.username.encode()) + tlv(2, pap(issued.password.encode()))
     for extra in (b"", tlv(PROXY_STATE, b"hop")):
@@ -430,7 +430,7 @@ async def test_blastradius_radclient_default_client(controller: Controller) -> N
     assert controller.store is not None
     issued = await issue_login(
         controller.store, phone_e164=PHONE, mac="", person_key=controller.person_key, ttl=300,
-        now=int(controller.clock()),
+        now=int(controller.clock()), client_id="nas-local",
     )  # fmt: skip
     attrs: dict[str, str | int] = {"User-Name": issued.username, "User-Password": issued.password}
     before = drops("auth", "missing_message_authenticator")
@@ -536,9 +536,13 @@ async def test_accounting_without_status_type_gets_no_answer(controller: Control
 
 
 def test_class_person_id_must_be_hex() -> None:
-    assert person_from_class(b"cw1:0123456789abcdef0123:c") == "0123456789abcdef0123"
+    key, nonce = b"k" * 32, "0" * 16
+    good = sign_class(key, "0123456789abcdef0123", "c", "nas-local", nonce)
+    claim = verify_class(key, good, "nas-local")
+    assert claim is not None and claim.person == "0123456789abcdef0123"
     for forged in (b"aaaaaaaaaa|bbbbbbbbb", b"{}{}{}{}{}{}{}{}{}{}", b"0123456789ABCDEF0123"):
-        assert person_from_class(b"cw1:" + forged + b":c") is None, forged
+        assert verify_class(key, good.replace(b"0123456789abcdef0123", forged), "nas-local") is None
+        assert verify_class(key, b"cw1:" + forged + b":c", "nas-local") is None, forged
 
 
 async def test_proxy_state_too_long_to_echo_is_not_a_handler_failure(

@@ -56,6 +56,7 @@ async def login(ctl: Controller, mac: str = MAC) -> IssuedLogin:
         ctl.store,
         phone_e164="+8613800138001",
         mac=mac,
+        client_id="nas-local",  # NAS["generic"], which every test here logs in through
         person_key=ctl.person_key,
         ttl=300,
         now=int(ctl.clock()),

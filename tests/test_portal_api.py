@@ -244,7 +244,7 @@ async def test_logout_disconnects_only_this_device(
             _, body, _ = await code_login(rig, phone, nas_id="nas-dae", mac=mac1)
             assert rig.ctl.store is not None
             other = await issue_login(
-                rig.ctl.store, phone_e164=e164(phone), mac=mac2,
+                rig.ctl.store, phone_e164=e164(phone), mac=mac2, client_id="nas-dae",
                 person_key=rig.ctl.person_key, ttl=300, now=int(time.time()),
             )  # fmt: skip
             for user, password, mac, sid, ip in (

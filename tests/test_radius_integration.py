@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from controller import keys
 from controller.app import Controller
 from controller.config import Config
-from controller.identity import person_id
+from controller.identity import class_key, person_id, verify_class
 from controller.logins import IssuedLogin, issue_login
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_chap
@@ -25,12 +25,15 @@ PHONE = "+8613800138000"
 MAC = "AA-BB-CC-00-00-01"
 
 
-async def login(ctl: Controller, mac: str = "", phone: str = PHONE) -> IssuedLogin:
+async def login(
+    ctl: Controller, mac: str = "", phone: str = PHONE, client_id: str = "nas-local"
+) -> IssuedLogin:
     assert ctl.store is not None
     return await issue_login(
         ctl.store,
         phone_e164=phone,
         mac=mac,
+        client_id=client_id,
         person_key=ctl.person_key,
         ttl=300,
         now=int(ctl.clock()),
@@ -105,7 +108,8 @@ async def test_pap_login_accepted_with_quota_attributes(controller: Controller) 
     timeout = reply["Session-Timeout"][0]
     assert 0 < timeout <= 7200 + 86400
     assert reply["Acct-Interim-Interval"][0] == 300
-    assert reply[int(Attr.CLASS)][0].startswith(b"cw1:" + issued.person.encode())
+    claim = verify_class(class_key(controller.person_key), reply[int(Attr.CLASS)][0], "nas-local")
+    assert claim is not None and (claim.person, claim.kind) == (issued.person, "c")
     # Message-Authenticator is the first attribute of the reply (BlastRADIUS)
     assert reply.raw_packet[20] == Attr.MESSAGE_AUTHENTICATOR
 
@@ -223,7 +227,8 @@ async def test_mac_authentication_of_a_remembered_device(controller: Controller)
     assert (await auth(controller, issued.username, issued.password)).code == Code.ACCESS_ACCEPT
     again = await auth(controller, MAC.lower().replace("-", ":"), "")
     assert again.code == Code.ACCESS_ACCEPT
-    assert again[int(Attr.CLASS)][0] == b"cw1:" + issued.person.encode() + b":m"
+    claim = verify_class(class_key(controller.person_key), again[int(Attr.CLASS)][0], "nas-local")
+    assert claim is not None and (claim.person, claim.kind) == (issued.person, "m")
 
 
 async def test_device_limit(controller: Controller) -> None:

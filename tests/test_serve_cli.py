@@ -84,6 +84,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int], Serve]]:
 
 def issue_login(config: Path, phone: str = "13800138000", mac: str = "") -> dict[str, object]:
     args = [*CITYWIFI, "issue-login", "--config", str(config), "--phone", phone]
+    args += ["--client", "localhost"]  # the example config's radclient client
     if mac:
         args += ["--mac", mac]
     out = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -111,6 +112,31 @@ def test_issue_login_rejects_a_landline(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "mobile" in out.stderr
+
+
+def test_issue_login_binds_to_a_named_client(tmp_path: Path) -> None:
+    """Several [[clients]]: --client is needed, and a wrong one is named with the choices."""
+    config, _ = example_copy(tmp_path)
+    base = [*CITYWIFI, "issue-login", "--config", str(config), "--phone", "13800138000"]
+    for extra, said in (([], "several clients"), (["--client", "nope"], "'nope'")):
+        out = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert out.returncode == 2 and said in out.stderr, out.stderr
+        assert "choose one of: ac-railway-station, ac-beiguo-mall, ac-hebtu, localhost" in (
+            out.stderr
+        )
+
+
+def test_issue_login_defaults_to_the_only_client() -> None:
+    import dataclasses
+
+    from controller.cli import _issue_client
+    from controller.config import load_config
+
+    config = load_config(ROOT / "deploy" / "citywifi.example.toml")
+    only = dataclasses.replace(config, clients=config.clients[-1:])
+    assert _issue_client(only, "") == "localhost"
+    assert _issue_client(config, "ac-hebtu") == "ac-hebtu"
+    assert _issue_client(config, "") is None
 
 
 def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Serve]) -> None:

@@ -398,6 +398,7 @@ class Portal:
             self.store,
             phone_e164=e164,
             mac=redirect.mac,
+            client_id=client.id if client else "",  # "": works at no client
             person_key=self.controller.person_key,
             ttl=policy.login_ttl,
             now=now,

@@ -102,6 +102,7 @@ async def person(ctl: Controller, i: int, stage: str) -> None:
                 ctl.store,
                 phone_e164=f"+86138{i:08d}",
                 mac=mac,
+                client_id="nas",
                 person_key=ctl.person_key,
                 ttl=300,
                 now=int(time.time()),
