@@ -138,7 +138,7 @@ class City:
     serve: ServeThread
     persons: int = 0
 
-    def login(self, mac: str = MAC) -> IssuedLogin:
+    def login(self, mac: str = MAC, client: str = "nas-local") -> IssuedLogin:
         """A login for a person of its own (each test's sessions are theirs alone)."""
         ctl = self.serve.ctl
         assert ctl.store is not None
@@ -148,6 +148,7 @@ class City:
                 ctl.store,
                 phone_e164=f"{PHONE[:-4]}{self.persons:04d}",
                 mac=mac,
+                client_id=client,
                 person_key=ctl.person_key,
                 ttl=300,
                 now=int(time.time()),
@@ -267,7 +268,7 @@ def accounting(port: int, status: str, sid: str, seconds: int, user: str) -> Rad
 def assert_accept(reply: RadReply, issued: IssuedLogin) -> None:
     assert reply.code == "Access-Accept", reply.output
     assert int(reply.first("Session-Timeout") or 0) > 0
-    assert (reply.first("Class") or "").startswith("0x" + f"cw1:{issued.person}".encode().hex())
+    assert (reply.first("Class") or "").startswith("0x" + f"cw2:{issued.person}:".encode().hex())
 
 
 def metric(name: str, **labels: str) -> float:

@@ -363,7 +363,7 @@ class Portal:
         now = int(self.now())
         today = quota.day_key(quota.local_day(now, policy.timezone))
         state = await self.store.auth_state(
-            pid, "", redirect.mac, today, now - int(policy.stale_grace)
+            pid, "", redirect.mac, today, now - int(policy.stale_grace), now
         )
         decision = decide_access(
             state, credential=False, password_ok=False, mac=redirect.mac, policy=policy, now=now
@@ -398,7 +398,7 @@ class Portal:
             self.store,
             phone_e164=e164,
             mac=redirect.mac,
-            client_id=client.id if client else "",  # "": works at no client
+            client_id=client.id,
             person_key=self.controller.person_key,
             ttl=policy.login_ttl,
             now=now,
