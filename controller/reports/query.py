@@ -14,18 +14,14 @@ from zoneinfo import ZoneInfo
 
 from controller.archive import Archive, day_close_ms, figures_sql, ledger_sql
 from controller.config import Config
+from controller.periods import PeriodError, parse_period
 
 GROUPS = ("venue", "venue_type", "district", "operator")
 FORMATS = ("csv", "json", "xlsx")
 
 
-class ReportRequestError(ValueError):
-    """A request we refuse (400), with a stable code and a message saying what to fix."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# One error family for every request's dates and options (stable code + message).
+ReportRequestError = PeriodError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,31 +36,13 @@ class ReportRequest:
         return (self.last - self.first).days + 1
 
 
-def parse_day(value: str | None, name: str) -> date:
-    if not value:
-        raise ReportRequestError("missing_parameter", f"'{name}' is required (YYYY-MM-DD)")
-    try:
-        if len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ReportRequestError(
-            "bad_date", f"'{name}' must be a date as YYYY-MM-DD, got '{value}'"
-        ) from None
-
-
 def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
-    first = parse_day(params.get("from"), "from")
-    last = parse_day(params.get("to"), "to")
-    if last < first:
-        raise ReportRequestError("reversed_range", f"'to' ({last}) is before 'from' ({first})")
-    longest = config.reports.max_range_days
-    if (last - first).days + 1 > longest:
-        raise ReportRequestError(
-            "range_too_long",
-            f"{(last - first).days + 1} days asked; at most {longest} days per report "
-            "(reports.max_range_days)",
-        )
+    period = parse_period(
+        params.get("from"),
+        params.get("to"),
+        longest=config.reports.max_range_days,
+        hint="reports.max_range_days",
+    )
     fmt = params.get("format", "csv")
     if fmt not in FORMATS:
         raise ReportRequestError("bad_format", f"format must be one of {', '.join(FORMATS)}")
@@ -73,15 +51,11 @@ def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
         raise ReportRequestError(
             "bad_group", f"unknown group '{group}'; use one of {', '.join(GROUPS)}"
         )
-    return ReportRequest(first=first, last=last, format=fmt, group=group)
+    return ReportRequest(first=period.first, last=period.last, format=fmt, group=group)
 
 
 def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def month_start(day: date) -> date:
-    return day.replace(day=1)
 
 
 @dataclass(frozen=True, slots=True)
