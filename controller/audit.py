@@ -277,26 +277,34 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     keep_since = max(
         q.since, quota.day_start(oldest_kept_day(now, tz, config.audit.retention_days), tz)
     )
-    files = archive.files("audit", first, last)
-    if not files:
-        return []
     names = ", ".join(name for name, _ in AUDIT_SCHEMA)
     where = ["time >= ?", "time < ?"]
-    args: list[object] = [files, keep_since, q.until]
+    filters: list[object] = [keep_since, q.until]
     if q.phone:
         where.append("phone = ?")
-        args.append(q.phone)
+        filters.append(q.phone)
     if q.mac:
         where.append("mac = ?")
-        args.append(q.mac)
-    sql = f"""
-        SELECT {names} FROM read_parquet(?)
-        WHERE {" AND ".join(where)}
-        QUALIFY row_number() OVER (
-            PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
-        ORDER BY time, record_id
-    """
-    return [AuditRow(*row) for row in archive.query(sql, args)]
+        filters.append(q.mac)
+
+    from controller.archive import empty_select  # (archive imports this module)
+
+    def sql() -> tuple[str, list[object]]:  # the files as they are (some may be quarantined)
+        files = archive.files("audit", first, last)
+        if not files:
+            return empty_select(AUDIT_SCHEMA), []
+        return (
+            f"""
+            SELECT {names} FROM read_parquet(?)
+            WHERE {" AND ".join(where)}
+            QUALIFY row_number() OVER (
+                PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
+            ORDER BY time, record_id
+        """,
+            [files, *filters],
+        )
+
+    return [AuditRow(*row) for row in archive.query(sql)]
 
 
 def _clock(ts: int | None, tz: ZoneInfo) -> str:

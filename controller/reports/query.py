@@ -99,13 +99,17 @@ class LedgerReader:
     def _ledger(self, days: Sequence[date]) -> str:
         return ledger_sql(self.archive, days, self.tz, self.settle, self.now_ms)
 
+    # Every query is given as a function of the files as they are now: the archive runs
+    # it again without a file it had to quarantine (controller.archive.Archive._tolerant).
+
     def day_venues(self, day: date) -> list[DayVenue]:
-        figures = self.archive.figures(day)
-        if figures is not None:
-            quoted = str(figures).replace("'", "''")
-            sql = f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL"
-        else:
-            sql = figures_sql(self._ledger([day]))
+        def sql() -> tuple[str, list[object]]:
+            figures = self.archive.figures(day)
+            if figures is not None:
+                quoted = str(figures).replace("'", "''")
+                return f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL", []
+            return figures_sql(self._ledger([day])), []
+
         return [
             DayVenue(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))
             for r in self.archive.query(sql)
@@ -114,26 +118,39 @@ class LedgerReader:
     def persons(self, first: date, last: date, group: str) -> dict[str, int]:
         """Distinct verified persons per value of ``group`` over ``first..last``."""
         assert group in GROUPS
-        sql = f"""
-            SELECT {group}, count(*) FROM (
-                SELECT {group}, pid FROM ({self._ledger(days_between(first, last))})
-                WHERE known GROUP BY ALL
-            ) GROUP BY ALL ORDER BY ALL
-        """
+
+        def sql() -> tuple[str, list[object]]:
+            ledger = self._ledger(days_between(first, last))
+            return (
+                f"""
+                SELECT {group}, count(*) FROM (
+                    SELECT {group}, pid FROM ({ledger}) WHERE known GROUP BY ALL
+                ) GROUP BY ALL ORDER BY ALL
+            """,
+                [],
+            )
+
         return {r[0]: int(r[1]) for r in self.archive.query(sql)}
 
     def people(self, first: date, last: date, daily_seconds: int) -> tuple[int, dict[date, int]]:
         """Persons served over the days, and per day the persons whose allowance ran out."""
-        ledger = self._ledger(days_between(first, last))
-        served = self.archive.query(
-            f"SELECT count(*) FROM (SELECT DISTINCT pid FROM ({ledger}) WHERE known)"
-        )
-        exhausted = self.archive.query(
-            f"""
-            SELECT day, count(*) FROM (
-                SELECT day, pid FROM ({ledger}) WHERE known
-                GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
-            ) GROUP BY day ORDER BY day
-            """
-        )
+        days = days_between(first, last)
+
+        def served_sql() -> tuple[str, list[object]]:
+            ledger = self._ledger(days)
+            return f"SELECT count(*) FROM (SELECT DISTINCT pid FROM ({ledger}) WHERE known)", []
+
+        def exhausted_sql() -> tuple[str, list[object]]:
+            return (
+                f"""
+                SELECT day, count(*) FROM (
+                    SELECT day, pid FROM ({self._ledger(days)}) WHERE known
+                    GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
+                ) GROUP BY day ORDER BY day
+            """,
+                [],
+            )
+
+        served = self.archive.query(served_sql)
+        exhausted = self.archive.query(exhausted_sql)
         return int(served[0][0]), {r[0]: int(r[1]) for r in exhausted}
