@@ -20,7 +20,7 @@ import json
 import re
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ from controller import quota
 from controller.config import Config, QuotaPolicy
 from controller.enforcer import Enforcer, EnforcerBusy, SessionOutcome, projected_exhaustion
 from controller.identity import PERSON_ID_HEX, person_id
+from controller.periods import PeriodError, parse_instant
 from controller.phone import PhoneError, normalize_phone
 from controller.store import Store, StoreUnavailable
 
@@ -83,17 +84,9 @@ def block_until(now: int, tz: ZoneInfo, *, until: str | None, days: int | None) 
     today = quota.local_day(now, tz)
     if until is not None:
         try:
-            if len(until.strip()) == 10:
-                end = quota.day_start(date.fromisoformat(until.strip()), tz)
-            else:
-                moment = datetime.fromisoformat(until.strip())
-                if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=tz)
-                end = int(moment.timestamp())
-        except ValueError:
-            raise AdminError(
-                400, "bad_until", "'until' is YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+08:00]"
-            ) from None
+            end = parse_instant(until, tz, name="until", code="bad_until")
+        except PeriodError as exc:  # also an empty 'until': it is optional, not missing
+            raise AdminError(400, "bad_until", exc.message) from None
     else:
         n = 1 if days is None else days
         if not 1 <= n <= MAX_BLOCK_DAYS:
@@ -251,10 +244,13 @@ async def _run(ctl: Controller, action: str, args: dict[str, Any]) -> dict[str, 
             raise AdminError(400, "bad_request", f"'{key}' is a string")
     days = args.get("days")
     if days is not None:
-        try:
-            days = int(days)
-        except (TypeError, ValueError):
-            raise AdminError(400, "bad_days", "'days' is an integer") from None
+        # a JSON integer or a query string of digits; not true, 2.5 or Infinity (int() of
+        # which is 1, 2 or an OverflowError)
+        text = days.strip() if isinstance(days, str) else ""
+        if text.isascii() and text.isdigit() and len(text) <= 6:
+            days = int(text)
+        elif isinstance(days, bool) or not isinstance(days, int):
+            raise AdminError(400, "bad_days", "'days' is an integer")
     pid = resolve_person(
         phone=args.get("phone"), person=args.get("person"), person_key=ctl.person_key
     )

@@ -19,9 +19,10 @@ from aiohttp import web
 from controller.archive import Archive, Archiver, archive_root
 from controller.config import Config, ConfigError, load_config
 from controller.enforcer import Enforcer
-from controller.http import make_app
+from controller.http import make_app, make_metrics_app
+from controller.http_edge import ConnectionGuard, GuardedSite
 from controller.identity import load_person_key
-from controller.metrics import CONFIG_RELOADS, MeteredStore, OnlineStats
+from controller.metrics import CONFIG_RELOADS, MemoryWatch, MeteredStore, OnlineStats
 from controller.radius_service import RadiusService
 from controller.redis_conn import client_from_url, embedded_for
 from controller.redis_embedded import EmbeddedRedis
@@ -72,12 +73,19 @@ class Controller:
         self.archive = Archive(archive_root(config))  # usage ledger + audit log (reports)
         self.archiver: Archiver | None = None  # drains the outbox into the archive
         self.online: OnlineStats | None = None  # city-wide online gauges, counted in Redis
+        self.memory: MemoryWatch | None = None  # Redis memory vs its budget (load shedding)
         self._reloading = asyncio.Lock()
         self.endpoints: list[RadiusEndpoint] = []
-        self.runner: web.AppRunner | None = None
+        self.runners: list[web.AppRunner] = []  # the citizen listener, then /metrics's
         self.http_port = 0
+        self.metrics_port = 0  # http.metrics_bind's listener (0: none)
         self._watch: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None  # Store.watch_health (Status-Server)
+
+    @property
+    def runner(self) -> web.AppRunner | None:
+        """The citizen listener's runner (its app: ``runner.app``)."""
+        return self.runners[0] if self.runners else None
 
     @property
     def auth_port(self) -> int:
@@ -92,6 +100,10 @@ class Controller:
         self.store = store = await connect_store(cfg, self.embedded)
         self.online = OnlineStats(store, clock=self.clock)
         self.online.start()
+        self.memory = MemoryWatch(store)
+        with contextlib.suppress(StoreUnavailable):
+            await self.memory.poll()  # shedding knows the budget from the first request
+        self.memory.start()
         self.service = RadiusService(cfg, self.store, person_key=self.person_key, clock=self.clock)
         self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
         self.service.accounted = self.enforcer.accounted
@@ -112,15 +124,13 @@ class Controller:
                 )
             )
         self._health = asyncio.ensure_future(store.watch_health())
-        self.runner = web.AppRunner(make_app(self), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(
-            self.runner, cfg.http.bind, cfg.http.port, reuse_port=self.reuse_port or None
-        )
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else cfg.http.port
+        # Redis and the RADIUS sockets are open now: the fd budget counts them
+        guard = ConnectionGuard.from_settings(cfg.http, cfg.portal.trusted_proxies)
+        self.http_port = await self._listen(make_app(self), cfg.http.bind, cfg.http.port, guard)
+        if cfg.http.metrics_bind:
+            self.metrics_port = await self._listen(
+                make_metrics_app(self), cfg.http.metrics_bind, cfg.http.metrics_port, guard
+            )
         if self.embedded is not None:  # also one found running (left by a killed serve)
             self._watch = asyncio.ensure_future(self.embedded.watch())
         log.info(
@@ -128,8 +138,22 @@ class Controller:
             auth_port=self.auth_port,
             acct_port=self.acct_port,
             http_port=self.http_port,
+            **({"metrics_port": self.metrics_port} if self.metrics_port else {}),
             redis="embedded" if self.embedded else "external",
         )
+
+    async def _listen(
+        self, app: web.Application, host: str, port: int, guard: ConnectionGuard
+    ) -> int:
+        """Serve ``app`` on ``host:port`` behind the connection guard; the bound port."""
+        runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=self.config.http.keepalive_timeout
+        )
+        await runner.setup()
+        self.runners.append(runner)
+        site = GuardedSite(runner, host, port, guard, reuse_port=self.reuse_port)
+        await site.start()
+        return site.port
 
     async def readiness(self) -> dict[str, bool]:
         """Redis answers (within 2 s: a hung Redis is not ready), scripts, sockets."""
@@ -192,12 +216,14 @@ class Controller:
             # Before the HTTP side: closing its DAE socket ends the retries that an
             # in-flight logout/admin disconnect would otherwise make cleanup wait for.
             await self.enforcer.stop()  # releases its leases, flushes the due index
-        if self.runner is not None:
-            await self.runner.cleanup()
+        for runner in self.runners:
+            await runner.cleanup()
         if self.archiver is not None:
             await self.archiver.stop()  # a last drain of the outbox
         if self.online is not None:
             await self.online.stop()
+        if self.memory is not None:
+            await self.memory.stop()
         if self.store is not None:
             await self.store.close()
         if self.embedded is not None:

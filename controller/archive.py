@@ -34,14 +34,16 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import time as _time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -50,6 +52,7 @@ from prometheus_client import Counter, Gauge
 
 from controller import audit, quota
 from controller.config import Config
+from controller.datafiles import open_private, private_dir
 from controller.store import Store, StoreUnavailable
 
 log = structlog.get_logger("citywifi.archive")
@@ -62,6 +65,12 @@ BIGINT_MAX = 2**63 - 1
 DUCKDB_MEMORY = "512MB"  # per query; DuckDB spills beyond it (process RSS stays under 1 GiB)
 SEALED = "sealed.parquet"
 FIGURES = "figures.parquet"  # a sealed day's per-venue figures (what reports read)
+QUARANTINE = "quarantine"  # <archive>/quarantine/<kind>/<day>/: files DuckDB could not read
+MAX_QUARANTINE_ROUNDS = 64  # files quarantined by one statement before it gives up
+_NAMED_FILE = re.compile(r"""['"]([^'"]+\.parquet)['"]""")  # a file a DuckDB error names
+
+T = TypeVar("T")
+SqlBuilder = Callable[[], tuple[str, Sequence[Any]]]
 
 ARCHIVED = Counter("citywifi_archive_rows_total", "Rows written to the archive", ["kind"])
 LATE = Counter(
@@ -71,6 +80,11 @@ LATE = Counter(
 MISSING = Counter(
     "citywifi_archive_missing_sessions_total",
     "Outbox entries whose session record had expired from Redis before archiving",
+)
+QUARANTINED = Counter(
+    "citywifi_archive_quarantined_files_total",
+    "Archive files DuckDB could not read, moved to <archive>/quarantine/ (reports and "
+    "maintenance carry on without them; alert: each needs an operator)",
 )
 # the one city-wide stream: every process reads the same length, the latest wins
 BACKLOG = Gauge(
@@ -225,6 +239,23 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+_SQL_PARQUET = re.compile(r"'((?:[^']|'')+\.parquet)'")
+
+
+def _paths_in(sql: str, args: Sequence[Any]) -> list[Path]:
+    """The Parquet files a statement names: quoted in its text or passed as arguments."""
+    found = [m.replace("''", "'") for m in _SQL_PARQUET.findall(sql)]
+    for arg in args:
+        for value in arg if isinstance(arg, list | tuple) else [arg]:
+            if isinstance(value, str | Path) and str(value).endswith(".parquet"):
+                found.append(str(value))
+    return [Path(p) for p in found]
+
+
+class ArchiveError(RuntimeError):
+    pass
+
+
 def _part_ms(name: str) -> int | None:
     """``part-<ms>-<rand>.parquet`` -> ms; None for anything else."""
     if not (name.startswith("part-") and name.endswith(".parquet")):
@@ -236,10 +267,21 @@ def _part_ms(name: str) -> int | None:
 
 
 class Archive:
-    """Parquet files per kind and local day under one root; DuckDB reads them."""
+    """Parquet files per kind and local day under one root; DuckDB reads them.
+
+    A file DuckDB cannot read (truncated, overwritten, bit rot, another schema) would
+    otherwise fail every report and every maintenance round that touches it. So each
+    read and each seal or merge runs ``_tolerant``: on a DuckDB error the files it names
+    (or, when it names none, the files the statement reads) are read in full once more;
+    those that fail are moved aside to ``<archive>/quarantine/<kind>/<day>/`` (logged as
+    ``archive.quarantined``, counted in ``citywifi_archive_quarantined_files_total``) and
+    the statement is built and run again without them. Nothing is deleted: the operator
+    inspects, repairs or restores the file (docs/reports.md, "Quarantined files").
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._intact: set[tuple[str, int, int]] = set()  # (path, size, mtime) read in full
 
     def day_dir(self, kind: str, day: date) -> Path:
         return self.root / kind / day.isoformat()
@@ -283,9 +325,7 @@ class Archive:
 
     # -- writing
     def _create_dirs(self, path: Path) -> None:
-        if not path.exists():
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(self.root, 0o700)
+        private_dir(path)  # audit rows carry phone numbers: 0700 (files 0600)
 
     def _write_file(
         self,
@@ -319,9 +359,7 @@ class Archive:
         over unsealed days must not take the host's memory (docs/performance.md)."""
         spill = self.root / ".spill"
         self._create_dirs(spill)
-        return duckdb.connect(
-            config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(spill)}
-        )
+        return duckdb.connect(config={"memory_limit": DUCKDB_MEMORY, "temp_directory": str(spill)})
 
     def write(self, kind: str, rows: Sequence[tuple[Any, ...]]) -> list[Path]:
         """Append rows (tuples in the kind's schema order, ``day`` first) as one file per day."""
@@ -351,37 +389,144 @@ class Archive:
         return written
 
     # -- reading
-    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one read-only query; retried when a merge replaced a file under it."""
-        for attempt in range(3):
+    def query(self, sql: str | SqlBuilder, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only query. Give it as a function building ``(sql, args)`` from the
+        files as they are now, so that it can run again after a merge replaced a file
+        under it or an unreadable file was quarantined."""
+        build: SqlBuilder = sql if callable(sql) else (lambda: (sql, args))
+        last: list[tuple[str, Sequence[Any]]] = []
+
+        def attempt() -> list[tuple[Any, ...]]:
+            text, params = build()
+            last[:] = [(text, params)]
             con = self._connect()
             try:
-                return con.execute(sql, list(args)).fetchall()
-            except duckdb.IOException:
-                if attempt == 2:
-                    raise
+                return con.execute(text, list(params)).fetchall()
             finally:
                 con.close()
-        raise AssertionError("unreachable")
+
+        return self._tolerant(attempt, lambda: _paths_in(*last[0]) if last else [])
+
+    # -- unreadable files
+    def _tolerant(self, attempt: Callable[[], T], reads: Callable[[], Iterable[Path]]) -> T:
+        """``attempt()``; on a DuckDB error, quarantine the unreadable files among those the
+        error names (else among ``reads()``) and try again; a bare I/O error (a merge
+        replaced a file while it was read) is retried twice."""
+        io_retries = 0
+        for _ in range(MAX_QUARANTINE_ROUNDS):
+            try:
+                return attempt()
+            except duckdb.Error as exc:
+                if self._quarantine_unreadable(exc, reads):
+                    continue
+                if isinstance(exc, duckdb.IOException) and io_retries < 2:
+                    io_retries += 1
+                    continue
+                raise
+        raise ArchiveError(f"more than {MAX_QUARANTINE_ROUNDS} unreadable files at once")
+
+    def _ours(self, path: Path) -> bool:
+        quarantine = self.root / QUARANTINE
+        return path.is_relative_to(self.root) and not path.is_relative_to(quarantine)
+
+    def _quarantine_unreadable(
+        self, exc: duckdb.Error, reads: Callable[[], Iterable[Path]]
+    ) -> bool:
+        named = [Path(m) for m in _NAMED_FILE.findall(str(exc))]
+        suspects = [p for p in named if self._ours(p)] or [p for p in reads() if self._ours(p)]
+        bad = [p for p in dict.fromkeys(suspects) if p.exists() and not self.readable(p)]
+        for path in bad:
+            self.quarantine(path, f"{type(exc).__name__}: {exc}"[:500])
+        return bool(bad)
+
+    def readable(self, path: Path) -> bool:
+        """Whether every column of every row of ``path`` reads (and a part or sealed file
+        has its kind's columns). Remembered per (path, size, mtime): files never change."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return True  # gone (merged away): not ours to judge
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key in self._intact:
+            return True
+        kind = path.relative_to(self.root).parts[0]
+        con = self._connect()
+        try:
+            con.execute(
+                "SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM read_parquet(?)", [str(path)]
+            ).fetchall()
+            if path.name != FIGURES and kind in SCHEMAS:
+                have = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet(?))",
+                        [str(path)],
+                    ).fetchall()
+                }
+                if not {name for name, _ in SCHEMAS[kind]} <= have:
+                    return False
+        except duckdb.IOException:
+            return not path.exists()
+        except duckdb.Error:
+            return False
+        finally:
+            con.close()
+        self._intact.add(key)
+        return True
+
+    def quarantine(self, path: Path, reason: str) -> Path:
+        """Move ``path`` to ``<archive>/quarantine/<same relative path>`` (never over
+        another file), log and count it."""
+        target = self.root / QUARANTINE / path.relative_to(self.root)
+        if target.exists():
+            target = target.with_name(f"{target.name}.{int(_time.time() * 1000)}")
+        private_dir(target.parent)
+        os.replace(path, target)
+        _fsync_dir(path.parent)
+        QUARANTINED.inc()
+        log.error("archive.quarantined", file=str(path), moved_to=str(target), error=reason)
+        return target
+
+    def quarantined(self, kind: str, day: date, name: str) -> bool:
+        """Whether a file ``name`` of that day was quarantined (a sealed day's one is not
+        sealed again from nothing: restoring it stays possible)."""
+        d = self.root / QUARANTINE / kind / day.isoformat()
+        with contextlib.suppress(FileNotFoundError):
+            return any(e.name == name or e.name.startswith(f"{name}.") for e in os.scandir(d))
+        return False
 
     # -- maintenance
     @contextlib.contextmanager
     def maintenance_lock(self, wait: bool = False) -> Iterator[bool]:
         """One maintainer per archive at a time (others skip this round, or ``wait``)."""
-        self._create_dirs(self.root)
-        with open(self.root / ".maintenance.lock", "w") as fh:
+        fd = open_private(self.root / ".maintenance.lock", os.O_RDWR)
+        try:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 yield False
                 return
             try:
                 yield True
             finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def seal(self, day: date, close_ms: int) -> bool:
         """Freeze a closed day: its on-time rows, newest version per session, in one file."""
+        if self.sealed("sessions", day) is None and self.quarantined("sessions", day, SEALED):
+            log.error("archive.seal_skipped", day=day.isoformat(), reason="sealed file quarantined")
+            return False
+        return self._tolerant(
+            lambda: self._seal(day, close_ms),
+            lambda: (
+                [p for _, p in self.parts("sessions", day)]
+                + [self.day_dir("sessions", day) / SEALED]
+            ),
+        )
+
+    def _seal(self, day: date, close_ms: int) -> bool:
         kind = "sessions"
         on_time = [p for ms, p in self.parts(kind, day) if ms <= close_ms]
         if self.sealed(kind, day) is None:
@@ -391,7 +536,7 @@ class Archive:
                 f" WHERE archived_at <= {int(close_ms)}"
                 f" QUALIFY {_LATEST_VERSION} = 1 ORDER BY record_id"
                 if on_time
-                else f"SELECT {names} FROM ({_empty_select(LEDGER_SCHEMA)})"
+                else f"SELECT {names} FROM ({empty_select(LEDGER_SCHEMA)})"
             )
             con = self._connect()
             try:
@@ -417,6 +562,11 @@ class Archive:
 
     def merge(self, kind: str, day: date) -> bool:
         """Replace an open day's many small parts by one (rows unchanged)."""
+        return self._tolerant(
+            lambda: self._merge(kind, day), lambda: [p for _, p in self.parts(kind, day)]
+        )
+
+    def _merge(self, kind: str, day: date) -> bool:
         parts = self.parts(kind, day)
         if len(parts) <= MERGE_PARTS:
             return False
@@ -444,9 +594,8 @@ class Archive:
         return removed
 
     def append_export_log(self, entry: Mapping[str, Any]) -> None:
-        self._create_dirs(self.root)
         path = self.root / "audit-exports.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
         try:
             os.write(fd, (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode())
             os.fsync(fd)
@@ -487,7 +636,7 @@ def figures_sql(rows_sql: str) -> str:
     """
 
 
-def _empty_select(schema: Sequence[tuple[str, str]]) -> str:
+def empty_select(schema: Sequence[tuple[str, str]]) -> str:
     cols = ", ".join(f"CAST(NULL AS {typ}) AS {name}" for name, typ in schema)
     return f"SELECT {cols} WHERE false"
 
@@ -518,7 +667,7 @@ def ledger_sql(
             f" WHERE day = DATE '{day.isoformat()}'{cutoff} QUALIFY {_LATEST_VERSION} = 1"
         )
     if not parts:
-        return _empty_select(LEDGER_SCHEMA)
+        return empty_select(LEDGER_SCHEMA)
     return "\nUNION ALL\n".join(parts)
 
 
@@ -537,6 +686,7 @@ class Archiver:
         clock: Callable[[], float] = _time.time,
         interval: float = 1.0,
         maintenance_every: float = 60.0,
+        trim_every: float = 600.0,
         claim_idle_ms: int = CLAIM_IDLE_MS,
     ) -> None:
         self.store = store
@@ -545,12 +695,14 @@ class Archiver:
         self.clock = clock
         self.interval = interval
         self.maintenance_every = maintenance_every
+        self.trim_every = trim_every
         self.claim_idle_ms = claim_idle_ms
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._last_maintenance = float("-inf")
+        self._last_trim = float("-inf")
 
     @property
     def config(self) -> Config:
@@ -640,21 +792,41 @@ class Archiver:
     def maintain(self, now: float, *, wait: bool = False) -> None:
         """Seal closed days, merge open days' parts, trim the audit log (blocking).
 
-        Skipped when another maintainer holds the archive, unless ``wait``."""
+        Each day is its own step: one that fails (a file that cannot be moved aside, a
+        full disk) is logged and the others go on; the retention trim runs whatever
+        happened before it. Sealing and merging are skipped when another maintainer
+        holds the archive, unless ``wait``."""
         tz, settle = self.config.quota.timezone, self.config.reports.settle_hours
         now_ms = int(now * 1000)
-        with self.archive.maintenance_lock(wait) as mine:
-            if not mine:
-                return
-            for day in self.archive.days("sessions"):
-                close = day_close_ms(day, tz, settle)
-                if now_ms >= close + SEAL_GRACE_MS:
-                    self.archive.seal(day, close)  # idempotent: cheap once done
-                else:
-                    self.archive.merge("sessions", day)
-            for day in self.archive.days("audit"):
-                self.archive.merge("audit", day)
+        try:
+            with self.archive.maintenance_lock(wait) as mine:
+                if mine:
+                    for day in self.archive.days("sessions"):
+                        close = day_close_ms(day, tz, settle)
+                        if now_ms >= close + SEAL_GRACE_MS:  # idempotent: cheap once done
+                            self._step("seal", day, partial(self.archive.seal, day, close))
+                        else:
+                            self._step("merge", day, partial(self.archive.merge, "sessions", day))
+                    for day in self.archive.days("audit"):
+                        self._step("merge", day, partial(self.archive.merge, "audit", day))
+        finally:
+            self.trim(now)
+
+    def _step(self, what: str, day: date, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("archive.maintenance_failed", step=what, day=day.isoformat())
+
+    def trim(self, now: float) -> None:
+        """The audit log's retention (MPS Order 82): on its own schedule, never held up by
+        Redis, the outbox or another day's sealing, and without the maintenance lock
+        (deleting a day twice is harmless)."""
+        self._last_trim = _time.monotonic()
+        try:
             audit.trim(self.archive, self.config, now)
+        except Exception:
+            log.exception("archive.trim_failed")
 
     async def maintain_if_due(self) -> None:
         mono = _time.monotonic()
@@ -662,6 +834,10 @@ class Archiver:
             return
         self._last_maintenance = mono
         await asyncio.to_thread(self.maintain, self.clock())
+
+    async def trim_if_due(self) -> None:
+        if _time.monotonic() - self._last_trim >= self.trim_every:
+            await asyncio.to_thread(self.trim, self.clock())
 
     # -- the loop
     def start(self) -> None:
@@ -681,11 +857,16 @@ class Archiver:
             try:
                 await self.drain()
                 BACKLOG.set(await self.store.outbox_backlog())
-                await self.maintain_if_due()
             except StoreUnavailable as exc:
                 log.warning("archive.store_unavailable", error=str(exc))
             except Exception:  # keep archiving after a bad batch; it is re-delivered later
                 log.exception("archive.round_failed")
+            # the archive's own upkeep needs no Redis: neither waits for the outbox
+            for upkeep in (self.maintain_if_due, self.trim_if_due):
+                try:
+                    await upkeep()
+                except Exception:
+                    log.exception("archive.maintenance_failed")
             if self._stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):

@@ -17,7 +17,7 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ from controller import quota
 from controller.config import Client, Config
 from controller.identity import person_id
 from controller.mac import normalize_mac
+from controller.periods import PeriodError, parse_instant
 from controller.phone import PhoneError, normalize_phone
 from controller.registry import Registry
 from controller.reports.auth import HttpProblem, api, bearer
@@ -210,13 +211,8 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
 # --------------------------------------------------------------------------- export
 
 
-class AuditQueryError(ValueError):
-    """A bad export request; ``code`` is the stable error code of the JSON answer."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# A bad export request: the dates' error family (stable ``code`` + message, answered 400).
+AuditQueryError = PeriodError
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,25 +235,6 @@ class AuditQuery:
         if self.mac:
             out["mac"] = self.mac
         return out
-
-
-def parse_instant(text: str, tz: ZoneInfo, *, end: bool, name: str) -> int:
-    """``YYYY-MM-DD`` (a whole local day) or an ISO date-time (local unless it has an offset)."""
-    text = text.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            if end:
-                day += timedelta(days=1)
-            return int(datetime.combine(day, time(), tz).timestamp())
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise AuditQueryError(
-            "bad_date", f"{name}: '{text}' is not a date (YYYY-MM-DD) or date-time"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return int(moment.timestamp())
 
 
 def parse_query(params: Mapping[str, str], config: Config) -> AuditQuery:
@@ -300,26 +277,34 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     keep_since = max(
         q.since, quota.day_start(oldest_kept_day(now, tz, config.audit.retention_days), tz)
     )
-    files = archive.files("audit", first, last)
-    if not files:
-        return []
     names = ", ".join(name for name, _ in AUDIT_SCHEMA)
     where = ["time >= ?", "time < ?"]
-    args: list[object] = [files, keep_since, q.until]
+    filters: list[object] = [keep_since, q.until]
     if q.phone:
         where.append("phone = ?")
-        args.append(q.phone)
+        filters.append(q.phone)
     if q.mac:
         where.append("mac = ?")
-        args.append(q.mac)
-    sql = f"""
-        SELECT {names} FROM read_parquet(?)
-        WHERE {" AND ".join(where)}
-        QUALIFY row_number() OVER (
-            PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
-        ORDER BY time, record_id
-    """
-    return [AuditRow(*row) for row in archive.query(sql, args)]
+        filters.append(q.mac)
+
+    from controller.archive import empty_select  # (archive imports this module)
+
+    def sql() -> tuple[str, list[object]]:  # the files as they are (some may be quarantined)
+        files = archive.files("audit", first, last)
+        if not files:
+            return empty_select(AUDIT_SCHEMA), []
+        return (
+            f"""
+            SELECT {names} FROM read_parquet(?)
+            WHERE {" AND ".join(where)}
+            QUALIFY row_number() OVER (
+                PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
+            ORDER BY time, record_id
+        """,
+            [files, *filters],
+        )
+
+    return [AuditRow(*row) for row in archive.query(sql)]
 
 
 def _clock(ts: int | None, tz: ZoneInfo) -> str:

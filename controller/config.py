@@ -70,6 +70,15 @@ class RadiusSettings:
 class HttpSettings:
     bind: str = "0.0.0.0"
     port: int = 8080
+    # The listeners' edge (controller.http_edge): slow, idle and piled-up connections.
+    header_timeout: float = 10.0  # a new connection's request head must arrive within this
+    keepalive_timeout: float = 15.0  # an idle connection (between requests) is closed
+    body_timeout: float = 30.0  # a request body must arrive within this after its head
+    max_connections: int = 4096  # per process; also kept below the fd limit (reserved_fds)
+    max_connections_per_ip: int = 256  # per process and source address (not trusted proxies)
+    reserved_fds: int = 256  # file descriptors HTTP never takes: Redis, archive, logs
+    metrics_bind: str = ""  # "": /metrics on the citizen listener; else only there
+    metrics_port: int = 9480
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,8 @@ class RedisSettings:
     data_dir: Path = Path("var")
     appendfsync: str = "everysec"  # always | everysec | no (embedded server only)
     timeout: float = 2.0  # seconds a Redis exchange may take before the request is not answered
+    maxmemory: int = 1 << 30  # bytes; the embedded server's budget (noeviction); 0: none
+    memory_high_water: float = 0.85  # above this share of maxmemory the portal sheds load
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,8 +323,8 @@ _SECTIONS: Final = {
         "require_message_authenticator",
         "max_in_flight",
     ),
-    "http": ("bind", "port"),
-    "redis": ("url", "data_dir", "appendfsync", "timeout"),
+    "http": tuple(f.name for f in fields(HttpSettings)),
+    "redis": ("url", "data_dir", "appendfsync", "timeout", "maxmemory", "memory_high_water"),
     "sms": (
         "backend",
         "path",
@@ -369,6 +380,8 @@ _HOST = re.compile(
 )
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 _MISSING: Final = object()
+_MEMORY_SIZE = re.compile(r"(\d{1,15})\s*(b|kb|mb|gb|)")
+_MEMORY_UNITS: Final = {"": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}
 
 
 def _load(path: Path, environ: Mapping[str, str]) -> tuple[Config | None, list[ConfigProblem]]:
@@ -1049,9 +1062,48 @@ class _Builder:
     def http(self, t: dict[str, Any]) -> HttpSettings:
         p: KeyPath = ("http",)
         d = HttpSettings()
+        bind, port = self.address(t, p, "bind", d.bind), self.port(t, p, "port", d.port)
+        metrics_bind = self.string(t, p, "metrics_bind", d.metrics_bind).strip()
+        if metrics_bind:
+            metrics_bind = self.address(t, p, "metrics_bind", "")
+        metrics_port = self.port(t, p, "metrics_port", d.metrics_port)
+        if metrics_bind and metrics_port and metrics_port == port:
+            self.report((*p, "metrics_port"), f"must differ from http.port ({port})")
+
+        def seconds(key: str, default: float) -> float:
+            return self.number(t, p, key, default, 0, above=True)
+
         return HttpSettings(
-            bind=self.address(t, p, "bind", d.bind), port=self.port(t, p, "port", d.port)
+            bind=bind,
+            port=port,
+            header_timeout=seconds("header_timeout", d.header_timeout),
+            keepalive_timeout=seconds("keepalive_timeout", d.keepalive_timeout),
+            body_timeout=seconds("body_timeout", d.body_timeout),
+            max_connections=self.integer(t, p, "max_connections", d.max_connections, 1),
+            max_connections_per_ip=self.integer(
+                t, p, "max_connections_per_ip", d.max_connections_per_ip, 1
+            ),
+            reserved_fds=self.integer(t, p, "reserved_fds", d.reserved_fds, 0),
+            metrics_bind=metrics_bind,
+            metrics_port=metrics_port,
         )
+
+    def memory_size(self, t: Mapping[str, Any], p: KeyPath, key: str, default: int) -> int:
+        """Bytes as Redis writes them: an integer, or "512mb" / "4gb" / "64kb" (1024-based)."""
+        value = self.get(t, p, key, False)
+        if value is _MISSING:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool):
+            size = value
+        elif isinstance(value, str) and (m := _MEMORY_SIZE.fullmatch(value.strip().lower())):
+            size = int(m.group(1)) * _MEMORY_UNITS[m.group(2)]
+        else:
+            self.report((*p, key), f'expected bytes, as 1073741824 or "1gb", got {value!r}')
+            return default
+        if size != 0 and size < _MEMORY_UNITS["mb"]:
+            self.report((*p, key), f"must be 0 (no limit) or at least 1mb, got {value!r}")
+            return default
+        return size
 
     def redis(self, t: dict[str, Any]) -> RedisSettings:
         p: KeyPath = ("redis",)
@@ -1078,7 +1130,16 @@ class _Builder:
             data_dir=self.file_path(t, p, "data_dir", d.data_dir),
             appendfsync=self.choice(t, p, "appendfsync", d.appendfsync, APPENDFSYNC),
             timeout=self.number(t, p, "timeout", d.timeout, 0, above=True),
+            maxmemory=self.memory_size(t, p, "maxmemory", d.maxmemory),
+            memory_high_water=self.ratio(t, p, "memory_high_water", d.memory_high_water),
         )
+
+    def ratio(self, t: Mapping[str, Any], p: KeyPath, key: str, default: float) -> float:
+        value = self.number(t, p, key, default, 0, above=True)
+        if value >= 1:
+            self.report((*p, key), f"must be below 1 (a share of the budget), got {value:g}")
+            return default
+        return value
 
     def sms(self, t: dict[str, Any], data_dir: Path) -> SmsSettings:
         p: KeyPath = ("sms",)

@@ -1,18 +1,49 @@
-"""HTTP edge: health, readiness and metrics now; portal and APIs join here."""
+"""HTTP edge: the citizen listener (portal, APIs, health) and, when ``http.metrics_bind``
+is set, a separate listener for ``/metrics`` that need not face citizens.
+
+Both apps run behind ``controller.http_edge`` (connection caps, head and body
+deadlines). The citizen app also sheds load when Redis is near its memory budget
+(``shed_for_memory``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
+
+from controller.http_edge import body_deadline
+from controller.metrics import RedisMemory
 
 if TYPE_CHECKING:
     from controller.app import Controller
 
 CONTROLLER: web.AppKey[Controller] = web.AppKey("controller")
+
+# Routes operators need most when Redis is full (and that write nothing per request):
+# never shed. Everything else is citizen traffic that may write per-request state.
+NEVER_SHED: Final = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/reports",
+    "/api/v1/reports/",
+    "/api/v1/audit/",
+    "/api/v1/admin/",
+)
+SHED = Counter(
+    "citywifi_http_shed_total",
+    "Citizen requests answered 503 because Redis was above redis.memory_high_water",
+)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -39,12 +70,43 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def sheds(path: str, memory: RedisMemory | None, high_water: float) -> bool:
+    """Whether a request for ``path`` is refused to keep Redis's last ``1 - high_water``
+    of its budget for RADIUS accounting and quota (``noeviction``: at the budget every
+    write fails, accounting too). Pure."""
+    if memory is None or memory.limit <= 0 or memory.share < high_water:
+        return False
+    return not path.startswith(NEVER_SHED)
+
+
+@web.middleware
+async def shed_for_memory(request: web.Request, handler: Any) -> web.StreamResponse:
+    ctl = request.app[CONTROLLER]
+    memory = ctl.memory.latest if ctl.memory is not None else None
+    if sheds(request.path, memory, ctl.config.redis.memory_high_water):
+        SHED.inc()
+        return web.json_response(
+            {
+                "error": "busy",
+                "message": "服务繁忙，请稍后再试 / the service is busy; please try again shortly",
+            },
+            status=503,
+            headers={"Retry-After": "30"},
+        )
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 def make_app(controller: Controller) -> web.Application:
-    app = web.Application()
+    """The citizen listener's app: portal, APIs, health; ``/metrics`` too unless it has
+    a listener of its own."""
+    http = controller.config.http
+    app = web.Application(middlewares=[body_deadline(http.body_timeout), shed_for_memory])
     app[CONTROLLER] = controller
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    if not http.metrics_bind:
+        app.router.add_get("/metrics", metrics)
     from controller.portal import add_routes as add_portal_routes  # portal, APIs, RFC 8908
 
     add_portal_routes(app, controller)
@@ -56,4 +118,14 @@ def make_app(controller: Controller) -> web.Application:
     from controller.admin import add_routes as add_admin_routes  # role admin
 
     add_admin_routes(app)
+    return app
+
+
+def make_metrics_app(controller: Controller) -> web.Application:
+    """The ``http.metrics_bind`` listener's app: ``/metrics`` and the health checks."""
+    app = web.Application(middlewares=[body_deadline(controller.config.http.body_timeout)])
+    app[CONTROLLER] = controller
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app

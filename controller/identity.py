@@ -20,6 +20,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from controller.datafiles import write_private
+
 PERSON_ID_HEX = 20  # 80 bits: collision-free for any city, short enough for keys and logs
 _USERNAME = re.compile(rf"^([0-9a-f]{{{PERSON_ID_HEX}}})\.([a-z2-7]{{8}})$")
 _PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
@@ -50,10 +52,8 @@ def load_person_key(configured: str, data_dir: Path) -> bytes:
         return configured.encode()
     path = data_dir / "person.key"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        write_private(tmp, secrets.token_hex(32).encode())  # 0600 from the start
         try:
             os.link(tmp, path)  # atomic: the first process to create it wins
         except FileExistsError:

@@ -10,7 +10,9 @@ import structlog
 from controller.config import LogSettings
 
 
-def configure_logging(settings: LogSettings) -> None:
+def configure_logging(settings: LogSettings, *, cache: bool = True) -> None:
+    """Configure structlog once per process. ``cache=False`` keeps loggers re-reading the
+    configuration (tests run commands in-process and then capture logs)."""
     level = getattr(logging, settings.level.upper(), logging.INFO)
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
@@ -29,5 +31,5 @@ def configure_logging(settings: LogSettings) -> None:
         # one write per line (print() writes the newline apart): workers share stderr,
         # and two lines written at once must not run together into one unparsable line
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )

@@ -26,7 +26,8 @@ import json
 import secrets
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import structlog
@@ -284,3 +285,88 @@ class OnlineStats:
             by_type[UNKNOWN] = unknown
         persons = len({keys.parse_session_ref(ref)[0] for ref in refs})
         return {"at": int(self.clock()), "persons": persons, "sessions": dict(by_type)}
+
+
+# -- Redis memory: the budget and how full it is (the portal sheds load near it) --------
+
+REDIS_MEMORY_USED = Gauge(
+    "citywifi_redis_memory_used_bytes",
+    "Redis used_memory from INFO memory (on a cluster: of the fullest primary)",
+    multiprocess_mode="livemostrecent",
+)
+REDIS_MEMORY_MAX = Gauge(
+    "citywifi_redis_memory_max_bytes",
+    "Redis maxmemory (redis.maxmemory for the embedded server; 0: no limit set)",
+    multiprocess_mode="livemostrecent",
+)
+MEMORY_INTERVAL: Final = 5.0  # seconds between INFO memory polls (one command each)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisMemory:
+    """One ``INFO memory`` reading: what counts toward ``maxmemory`` and the limit."""
+
+    used: int  # used_memory
+    counted: int  # used_memory - mem_not_counted_for_evict: what Redis compares
+    limit: int  # maxmemory; 0: none
+
+    @property
+    def share(self) -> float:
+        return self.counted / self.limit if self.limit > 0 else 0.0
+
+
+def memory_of(info: Mapping[str, Any]) -> RedisMemory:
+    """The reading of one server's ``INFO memory``, or of the fullest node of a cluster's
+    (redis-py answers a cluster with ``{node: info}``)."""
+    nodes = [v for v in info.values() if isinstance(v, Mapping)]
+    if nodes and "used_memory" not in info:
+        readings = [memory_of(node) for node in nodes]
+        return max(readings, key=lambda r: (r.share, r.used))
+    used = int(info.get("used_memory", 0))
+    counted = max(0, used - int(info.get("mem_not_counted_for_evict", 0)))
+    return RedisMemory(used=used, counted=counted, limit=int(info.get("maxmemory", 0)))
+
+
+class MemoryWatch:
+    """Polls ``INFO memory`` every ``interval`` and keeps the latest reading (for
+    ``controller.http``'s load shedding, which must not cost a Redis call per request);
+    sets the two gauges. A failed poll keeps the last reading."""
+
+    def __init__(self, store: Store, *, interval: float = MEMORY_INTERVAL) -> None:
+        self.store = store
+        self.interval = interval
+        self.latest: RedisMemory | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def poll(self) -> RedisMemory:
+        redis = self.store.redis
+
+        async def op() -> Mapping[str, Any]:
+            if hasattr(redis, "get_primaries"):  # RedisCluster: every primary's share
+                info: Mapping[str, Any] = await redis.info("memory", target_nodes="primaries")
+            else:
+                info = await redis.info("memory")
+            return info
+
+        reading = memory_of(await self.store._guard(op))
+        self.latest = reading
+        REDIS_MEMORY_USED.set(reading.used)
+        REDIS_MEMORY_MAX.set(reading.limit)
+        return reading
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except StoreUnavailable as exc:
+                log.warning("metrics.memory_unavailable", error=str(exc))
+            except Exception:
+                log.exception("metrics.memory_failed")
+            await asyncio.sleep(self.interval)

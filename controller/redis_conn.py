@@ -208,4 +208,6 @@ def client_from_url(url: str, *, timeout: float = SOCKET_TIMEOUT) -> RedisClient
 
 
 def embedded_for(settings: RedisSettings) -> EmbeddedRedis | None:
-    return None if settings.url else EmbeddedRedis(settings.data_dir, settings.appendfsync)
+    if settings.url:
+        return None
+    return EmbeddedRedis(settings.data_dir, settings.appendfsync, settings.maxmemory)

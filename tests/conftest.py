@@ -1,16 +1,32 @@
 from __future__ import annotations
 
+import functools
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
+
+from controller import logs
 
 from controller.app import Controller
 from controller.config import Config, load_config
 from tests.redis_proc import RedisProcess
 
 SECRET = "testing123"
+
+
+@pytest.fixture(autouse=True)
+def _structlog_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A command run in-process (``controller.cli.main``) configures logging: keep its
+    loggers uncached and restore the configuration, so later tests can capture logs."""
+    monkeypatch.setattr(
+        logs, "configure_logging", functools.partial(logs.configure_logging, cache=False)
+    )
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -195,6 +195,24 @@ CASES = [
     ),
     ('\n[radius]\nbind = "everywhere"\n', "radius.bind", "bind", "not an IP address"),
     ("\n[http]\nport = -1\n", "http.port", "port", "between 0 and 65535"),
+    ("\n[http]\nheader_timeout = 0\n", "http.header_timeout", "header_timeout", "greater than 0"),
+    (
+        "\n[http]\nmax_connections_per_ip = 0\n",
+        "http.max_connections_per_ip",
+        "per_ip",
+        "at least 1",
+    ),
+    ("\n[http]\nreserved_fds = -1\n", "http.reserved_fds", "reserved_fds", "at least 0"),
+    ('\n[http]\nmetrics_bind = "lan"\n', "http.metrics_bind", "metrics_bind", "not an IP address"),
+    (
+        '\n[http]\nmetrics_bind = "127.0.0.1"\nmetrics_port = 8080\n',
+        "http.metrics_port",
+        "metrics_port",
+        "must differ from http.port (8080)",
+    ),
+    ('\n[redis]\nmaxmemory = "lots"\n', "redis.maxmemory", "maxmemory", 'as 1073741824 or "1gb"'),
+    ('\n[redis]\nmaxmemory = "512kb"\n', "redis.maxmemory", "maxmemory", "at least 1mb"),
+    ("\n[redis]\nmemory_high_water = 1.2\n", "redis.memory_high_water", "high_water", "below 1"),
     (
         '\n[redis]\nappendfsync = "sometimes"\n',
         "redis.appendfsync",
@@ -683,3 +701,13 @@ def test_portal_security_keys_load(tmp_path: Path) -> None:
     assert config.clients[1].login_hosts == ("10.9.0.254", "hotspot.example")
     assert config.sms.allowed_country_codes == ("+86", "+852")
     assert config.clients[0].uam_addresses == () and config.brand.home_url == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [('"512mb"', 512 << 20), ('"4GB"', 4 << 30), ("2147483648", 1 << 31), ('"0"', 0), ("0", 0)],
+)
+def test_redis_maxmemory_forms(tmp_path: Path, value: str, size: int) -> None:
+    config = load_config(write(tmp_path, BASE + f"\n[redis]\nmaxmemory = {value}\n"), environ={})
+    assert config.redis.maxmemory == size
+    assert load_config(write(tmp_path, BASE), environ={}).redis.maxmemory == 1 << 30

@@ -15,6 +15,8 @@ import os
 import secrets
 from pathlib import Path
 
+from controller.datafiles import write_private
+
 MAC_BYTES = 16  # 128-bit tags: far beyond online guessing
 
 
@@ -29,10 +31,8 @@ def load_portal_key(configured: str, data_dir: Path) -> bytes:
         return configured.encode()
     path = data_dir / "portal.key"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
+        write_private(tmp, secrets.token_hex(32).encode())  # 0600 from the start
         try:
             os.link(tmp, path)
         except FileExistsError:

@@ -20,6 +20,7 @@ import structlog
 from prometheus_client import Counter
 
 from controller.config import SmsSettings
+from controller.datafiles import append_private
 from controller.portal.errors import PortalError
 
 log = structlog.get_logger("citywifi.portal")
@@ -58,9 +59,7 @@ class FileSms:
         self._writer: asyncio.Task[None] | None = None
 
     def _append(self, lines: list[str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write("".join(lines))
+        append_private(self.path, "".join(lines).encode())  # phone numbers: 0600
 
     async def _write_pending(self) -> None:
         while self._pending:

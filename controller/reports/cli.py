@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import TextIO
 
 from controller.archive import Archive, Archiver, archive_root
 from controller.config import Config, ConfigError, load_config
+from controller.datafiles import write_private
 from controller.reports import writers
 from controller.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
 from controller.reports.subsidy import build
@@ -127,14 +129,21 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _write(out: str, body: bytes) -> None:
+def _write(out: str, body: bytes, *, private: bool = False) -> None:
+    """Write ``out`` (``-``: standard output) atomically; ``private``: created 0600 (an
+    audit export holds phone numbers)."""
     if out == "-":
         sys.stdout.buffer.write(body)
         sys.stdout.buffer.flush()
         return
     target = Path(out)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(body)
+    if private:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a leftover would keep its mode
+        write_private(tmp, body)
+    else:
+        tmp.write_bytes(body)
     os.replace(tmp, target)
 
 
@@ -177,7 +186,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     archive = _prepare(config, not args.no_drain)
     key = load_person_key(config.security.person_key, config.redis.data_dir)
     body = audit.export(archive, config, key, audit.cli_who(), q, time.time())
-    _write(args.out, body)
+    _write(args.out, body, private=True)
     return 0
 
 

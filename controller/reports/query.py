@@ -14,18 +14,14 @@ from zoneinfo import ZoneInfo
 
 from controller.archive import Archive, day_close_ms, figures_sql, ledger_sql
 from controller.config import Config
+from controller.periods import PeriodError, parse_period
 
 GROUPS = ("venue", "venue_type", "district", "operator")
 FORMATS = ("csv", "json", "xlsx")
 
 
-class ReportRequestError(ValueError):
-    """A request we refuse (400), with a stable code and a message saying what to fix."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+# One error family for every request's dates and options (stable code + message).
+ReportRequestError = PeriodError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,31 +36,13 @@ class ReportRequest:
         return (self.last - self.first).days + 1
 
 
-def parse_day(value: str | None, name: str) -> date:
-    if not value:
-        raise ReportRequestError("missing_parameter", f"'{name}' is required (YYYY-MM-DD)")
-    try:
-        if len(value) != 10:
-            raise ValueError
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ReportRequestError(
-            "bad_date", f"'{name}' must be a date as YYYY-MM-DD, got '{value}'"
-        ) from None
-
-
 def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
-    first = parse_day(params.get("from"), "from")
-    last = parse_day(params.get("to"), "to")
-    if last < first:
-        raise ReportRequestError("reversed_range", f"'to' ({last}) is before 'from' ({first})")
-    longest = config.reports.max_range_days
-    if (last - first).days + 1 > longest:
-        raise ReportRequestError(
-            "range_too_long",
-            f"{(last - first).days + 1} days asked; at most {longest} days per report "
-            "(reports.max_range_days)",
-        )
+    period = parse_period(
+        params.get("from"),
+        params.get("to"),
+        longest=config.reports.max_range_days,
+        hint="reports.max_range_days",
+    )
     fmt = params.get("format", "csv")
     if fmt not in FORMATS:
         raise ReportRequestError("bad_format", f"format must be one of {', '.join(FORMATS)}")
@@ -73,15 +51,11 @@ def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
         raise ReportRequestError(
             "bad_group", f"unknown group '{group}'; use one of {', '.join(GROUPS)}"
         )
-    return ReportRequest(first=first, last=last, format=fmt, group=group)
+    return ReportRequest(first=period.first, last=period.last, format=fmt, group=group)
 
 
 def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def month_start(day: date) -> date:
-    return day.replace(day=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +99,17 @@ class LedgerReader:
     def _ledger(self, days: Sequence[date]) -> str:
         return ledger_sql(self.archive, days, self.tz, self.settle, self.now_ms)
 
+    # Every query is given as a function of the files as they are now: the archive runs
+    # it again without a file it had to quarantine (controller.archive.Archive._tolerant).
+
     def day_venues(self, day: date) -> list[DayVenue]:
-        figures = self.archive.figures(day)
-        if figures is not None:
-            quoted = str(figures).replace("'", "''")
-            sql = f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL"
-        else:
-            sql = figures_sql(self._ledger([day]))
+        def sql() -> tuple[str, list[object]]:
+            figures = self.archive.figures(day)
+            if figures is not None:
+                quoted = str(figures).replace("'", "''")
+                return f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL", []
+            return figures_sql(self._ledger([day])), []
+
         return [
             DayVenue(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))
             for r in self.archive.query(sql)
@@ -140,26 +118,39 @@ class LedgerReader:
     def persons(self, first: date, last: date, group: str) -> dict[str, int]:
         """Distinct verified persons per value of ``group`` over ``first..last``."""
         assert group in GROUPS
-        sql = f"""
-            SELECT {group}, count(*) FROM (
-                SELECT {group}, pid FROM ({self._ledger(days_between(first, last))})
-                WHERE known GROUP BY ALL
-            ) GROUP BY ALL ORDER BY ALL
-        """
+
+        def sql() -> tuple[str, list[object]]:
+            ledger = self._ledger(days_between(first, last))
+            return (
+                f"""
+                SELECT {group}, count(*) FROM (
+                    SELECT {group}, pid FROM ({ledger}) WHERE known GROUP BY ALL
+                ) GROUP BY ALL ORDER BY ALL
+            """,
+                [],
+            )
+
         return {r[0]: int(r[1]) for r in self.archive.query(sql)}
 
     def people(self, first: date, last: date, daily_seconds: int) -> tuple[int, dict[date, int]]:
         """Persons served over the days, and per day the persons whose allowance ran out."""
-        ledger = self._ledger(days_between(first, last))
-        served = self.archive.query(
-            f"SELECT count(*) FROM (SELECT DISTINCT pid FROM ({ledger}) WHERE known)"
-        )
-        exhausted = self.archive.query(
-            f"""
-            SELECT day, count(*) FROM (
-                SELECT day, pid FROM ({ledger}) WHERE known
-                GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
-            ) GROUP BY day ORDER BY day
-            """
-        )
+        days = days_between(first, last)
+
+        def served_sql() -> tuple[str, list[object]]:
+            ledger = self._ledger(days)
+            return f"SELECT count(*) FROM (SELECT DISTINCT pid FROM ({ledger}) WHERE known)", []
+
+        def exhausted_sql() -> tuple[str, list[object]]:
+            return (
+                f"""
+                SELECT day, count(*) FROM (
+                    SELECT day, pid FROM ({self._ledger(days)}) WHERE known
+                    GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
+                ) GROUP BY day ORDER BY day
+            """,
+                [],
+            )
+
+        served = self.archive.query(served_sql)
+        exhausted = self.archive.query(exhausted_sql)
         return int(served[0][0]), {r[0]: int(r[1]) for r in exhausted}

@@ -16,19 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from controller.archive import Archive
 from controller.config import Config, Subsidy
-from controller.reports.query import (
-    DayVenue,
-    LedgerReader,
-    ReportRequest,
-    days_between,
-    month_start,
-)
+from controller.periods import month_start, next_month
+from controller.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
 from controller.venue_types import VENUE_TYPES
 
 METHOD = (
@@ -189,8 +184,7 @@ def build(
     rows = []
     for j, month in enumerate(months):
         first = max(month, req.first)
-        nxt = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-        last = min(req.last, date.fromordinal(nxt.toordinal() - 1))
+        last = min(req.last, next_month(month) - timedelta(days=1))
         persons = reader.persons(first, last, req.group)
         in_month = [p for p in priced if first <= p.usage.day <= last]
         open_count = sum(1 for d in open_days if first <= d <= last)
