@@ -8,8 +8,10 @@ simulator of ``bench.nas_sim``); time is a settable or simulated clock.
 from __future__ import annotations
 
 import textwrap
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -24,9 +26,9 @@ from controller.registry import Registry
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
 from tests.conftest import SECRET, write_config
-from tests.portal_kit import Clock
 from tests.redis_proc import RedisProcess
 
+SH = ZoneInfo("Asia/Shanghai")
 AP = "AC-4E-91-0B-7F-2D"  # an AP MAC with letters, so case matters
 DEVICE = "F8-16-54-20-F4-C2"
 PHONE = "+8613800138014"
@@ -225,10 +227,66 @@ async def test_item_02_huawei_and_cisco_sessions_land_in_the_ap_venue(
             ("cisco-1", "ac4e.910b.7f2d:i-Test", "f816.5420.f4c2"),
         ):
             cls = b"cw1:" + issued.person.encode() + b":c"
-            await accounting(
-                ctl, "Start", sid, 0, cls=cls, mac=calling, Called_Station_Id=called
-            )
+            await accounting(ctl, "Start", sid, 0, cls=cls, mac=calling, Called_Station_Id=called)
             record = await ctl.store.session(issued.person, keys.session_id("nas-local", sid))
             assert (record["venue"], record["mac"]) == ("hospital", DEVICE), called
     finally:
         await ctl.stop()
+
+
+# ------------------------------------------------ item 7: the last seconds of an allowance
+
+
+async def test_item_07_a_login_with_less_than_the_minimum_grant_left_is_refused(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """A day that ended at 7199/7200 s (whole seconds rounded down by the NAS) does not
+    give the next login Session-Timeout = 1 but the used-up answer with the reset time,
+    and the report counts the day as used up."""
+    from controller.reports.page import dashboard
+    from tests.test_reports_helpers import Clock as DayClock
+    from tests.test_reports_helpers import city_config, drain, use
+
+    clock = DayClock(datetime(2025, 11, 10, 12, 0, tzinfo=SH))
+    config = load_config(city_config(tmp_path, redis_proc.url))
+    assert config.quota.min_grant_seconds == 300  # default: one interim interval
+    ctl = Controller(config, clock=clock)
+    await ctl.start()
+    try:
+        await use(ctl, "C", "mall", 7199, "c1", mac=DEVICE)  # Stop at 7199 s
+        issued = await login(ctl, phone="+8613800138003")
+        refused = await access(ctl, issued)
+        assert refused.code == Code.ACCESS_REJECT, first(refused, Attr.SESSION_TIMEOUT)
+        assert "used up" in reply_text(refused) and "2025-11-11 00:00" in reply_text(refused)
+        await drain(ctl)
+        clock.set(datetime(2025, 11, 20, 12, 0, tzinfo=SH))
+        assert ctl.archiver is not None
+        board = dashboard(ctl.archiver.archive, config, clock(), "en")
+        assert board.exhausted == 1
+    finally:
+        await ctl.stop()
+
+
+def test_minimum_grant_boundaries() -> None:
+    """Exactly the minimum grant left is a login; one second less is not; a login that
+    runs into tomorrow's allowance is one whatever is left today."""
+    from controller.access import Outcome, decide_access
+    from controller.config import QuotaPolicy
+    from controller.store import PersonState
+
+    policy = QuotaPolicy(daily_seconds=7200, timezone=SH, min_grant_seconds=300)
+    noon = int(datetime(2025, 11, 10, 12, tzinfo=SH).timestamp())
+    before_midnight = int(datetime(2025, 11, 10, 23, 59, 50, tzinfo=SH).timestamp())
+
+    def decide(used: int, now: int = noon) -> Any:
+        state = PersonState("pw", "", None, "", used, 0, "")
+        return decide_access(
+            state, credential=True, password_ok=True, mac=DEVICE, policy=policy, now=now
+        )
+
+    assert decide(6900).accept and decide(6900).session_timeout == 300
+    assert decide(6901).outcome is Outcome.EXHAUSTED
+    assert decide(7199).outcome is Outcome.EXHAUSTED
+    assert decide(7190, before_midnight).accept  # 10 s to midnight, then a new day
+    assert decide(7195, before_midnight).outcome is Outcome.EXHAUSTED
+    assert policy.used_up_seconds == 6901

@@ -148,8 +148,9 @@ class LedgerReader:
         """
         return {r[0]: int(r[1]) for r in self.archive.query(sql)}
 
-    def people(self, first: date, last: date, daily_seconds: int) -> tuple[int, dict[date, int]]:
-        """Persons served over the days, and per day the persons whose allowance ran out."""
+    def people(self, first: date, last: date, used_up: int) -> tuple[int, dict[date, int]]:
+        """Persons served over the days, and per day the persons whose allowance ran out:
+        ``used_up`` seconds or more (less than the minimum grant left, ``QuotaPolicy``)."""
         ledger = self._ledger(days_between(first, last))
         served = self.archive.query(
             f"SELECT count(*) FROM (SELECT DISTINCT pid FROM ({ledger}) WHERE known)"
@@ -158,7 +159,7 @@ class LedgerReader:
             f"""
             SELECT day, count(*) FROM (
                 SELECT day, pid FROM ({ledger}) WHERE known
-                GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
+                GROUP BY day, pid HAVING sum(seconds) >= {int(used_up)}
             ) GROUP BY day ORDER BY day
             """
         )
