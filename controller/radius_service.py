@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ log = structlog.get_logger("citywifi.radius")
 CLASS_PREFIX = b"cw1:"
 _PID = re.compile(rb"[0-9a-f]{20}")
 MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
+MAX_GENERATIONS_KEPT = 65536  # reused session ids whose generation this process remembers
 STATUS_NAMES: dict[int, str] = {
     AcctStatus.START: "start",
     AcctStatus.STOP: "stop",
@@ -81,6 +83,9 @@ class RadiusService:
         # Called (synchronously, must not block) after each recorded Start/Interim/Stop:
         # the quota enforcer indexes the person's due time from the result's snapshot.
         self.accounted: Callable[[AccountingWrite, AccountingResult], None] | None = None
+        # "pid|client/Acct-Session-Id" -> its current generation, when above 1 (a reused
+        # id): the next report goes to it in one round trip (Store.account checks it)
+        self._generations: dict[str, int] = {}
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -96,6 +101,7 @@ class RadiusService:
         level = getattr(logging, config.log.level.upper(), logging.INFO)
         self.log_requests = config.log.requests and level <= logging.INFO
         self.days = quota.DayClock(q.timezone)
+        self._stale = quota.StaleRule(math.ceil(q.stale_grace), q.interim_interval)
 
     def peer_for(self, host: str) -> Client | None:
         return self.registry.client_for(host)
@@ -205,7 +211,10 @@ class RadiusService:
                     if status == AcctStatus.ACCOUNTING_ON
                     else (TerminateCause.NAS_REQUEST)
                 )
-                closed = await self.store.close_client_sessions(client.id, str(int(cause)))
+                delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
+                closed = await self.store.close_client_sessions(
+                    client.id, str(int(cause)), now=int(self.clock()) - delay
+                )
                 log.info("radius.nas_restart", client=client.id, status=status, closed=closed)
                 return Reply(Code.ACCOUNTING_RESPONSE, b"", ("", "", "", STATUS_NAMES[status]))
             if status not in (AcctStatus.START, AcctStatus.STOP, AcctStatus.INTERIM_UPDATE):
@@ -215,6 +224,7 @@ class RadiusService:
             if write is None:
                 return None
             result = await self.store.account(write)
+            self._note_generation(write, result)
             if self.accounted is not None:
                 self.accounted(write, result)
         except StoreUnavailable as exc:
@@ -223,8 +233,20 @@ class RadiusService:
         return Reply(
             Code.ACCOUNTING_RESPONSE,
             b"",
-            (write.pid, write.fields["venue"], write.sid, STATUS_NAMES[status]),
+            (write.pid, write.fields["venue"], result.sid, STATUS_NAMES[status]),
         )
+
+    def _note_generation(self, write: AccountingWrite, result: AccountingResult) -> None:
+        """Remember a reused id's generation; log reuse and re-opening (both rare)."""
+        key = f"{write.pid}|{write.sid}"
+        if result.generation > write.generation:
+            log.info("radius.session_id_reused", session=result.sid, person=write.pid)
+        if result.reopened:
+            log.info("radius.session_reopened", session=result.sid, person=write.pid)
+        if result.generation > 1:
+            if len(self._generations) >= MAX_GENERATIONS_KEPT:
+                self._generations.clear()  # only a hint: Store.account finds the right one
+            self._generations[key] = result.generation
 
     async def _write_for(
         self, client: Client, request: Request, status: int
@@ -272,9 +294,10 @@ class RadiusService:
             "district": venue.district,
             "operator": venue.operator,
         }
+        sid = keys.session_id(client.id, acct_session_id)
         return AccountingWrite(
             pid=pid,
-            sid=keys.session_id(client.id, acct_session_id),
+            sid=sid,
             client_id=client.id,
             status=status,
             reported=reported,
@@ -284,4 +307,6 @@ class RadiusService:
             cause=str(cause) if cause is not None else "",
             boundaries=boundaries,
             fields=fields,
+            generation=self._generations.get(f"{pid}|{sid}", 1),
+            stale=self._stale,
         )

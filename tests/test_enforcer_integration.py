@@ -42,6 +42,7 @@ class NasSpec:
     vendor: str = "chilli"
     dae_mode: str = "ack"
     honour_session_timeout: bool = False  # one device: Session-Timeout would end it anyway
+    report_every: int | None = None  # reports at its own cadence, not the one asked for
 
 
 NAS_A = NasSpec("sim-a", "127.0.0.11", "chilli", honour_session_timeout=True)
@@ -106,8 +107,9 @@ async def city(
     quota_extra: str = "",
     enforcer_extra: str = "",
     tables: str = "",
+    speed: float = SPEED,
 ) -> AsyncIterator[City]:
-    clock = SimClock(SPEED)
+    clock = SimClock(speed)
     sims = [
         NasSimulator(
             f"{spec.id}-secret".encode(),
@@ -117,6 +119,7 @@ async def city(
             vendor=spec.vendor,
             dae_mode=spec.dae_mode,
             honour_session_timeout=spec.honour_session_timeout,
+            report_every=spec.report_every,
             request_timeout=0.5,
             request_retries=4,
         )
