@@ -91,7 +91,7 @@ class Controller:
         self.store = store = await connect_store(cfg, self.embedded)
         self.online = OnlineStats(store, clock=self.clock)
         self.online.start()
-        self.service = RadiusService(cfg, self.store, clock=self.clock)
+        self.service = RadiusService(cfg, self.store, clock=self.clock, person_key=self.person_key)
         self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
         self.service.accounted = self.enforcer.accounted
         await self.enforcer.start()

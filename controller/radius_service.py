@@ -21,7 +21,7 @@ from controller import keys, quota
 from controller.access import AccessDecision, Outcome, decide_access, reject
 from controller.audit import login_event
 from controller.config import Client, Config
-from controller.identity import person_of_username
+from controller.identity import chargeable_identity, person_of_username
 from controller.mac import normalize_mac
 from controller.registry import Registry
 from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
@@ -75,10 +75,16 @@ def octets(request: Request, low: Attr, giga: Attr) -> int:
 
 class RadiusService:
     def __init__(
-        self, config: Config, store: Store, *, clock: Callable[[], float] = time.time
+        self,
+        config: Config,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        person_key: bytes = b"",
     ) -> None:
         self.store = store
         self.clock = clock
+        self.person_key = person_key  # keys the Chargeable-User-Identity (RFC 4372)
         self.registry = Registry(config)
         # Called (synchronously, must not block) after each recorded Start/Interim/Stop:
         # the quota enforcer indexes the person's due time from the result's snapshot.
@@ -133,6 +139,12 @@ class RadiusService:
                 + self._accept_tail
                 + attr(Attr.CLASS, CLASS_PREFIX + pid.encode() + b":" + kind)
             )
+            if request.get(Attr.CHARGEABLE_USER_IDENTITY) is not None:
+                # RFC 4372 §2.1: a NAS that supports CUI asks with a nul value; the answer
+                # is the person's, per venue operator (the same on every re-login)
+                operator = self.config.venues[venue].operator if venue else ""
+                cui = chargeable_identity(pid, operator, self.person_key)
+                attrs += attr(Attr.CHARGEABLE_USER_IDENTITY, cui)
             return Reply(Code.ACCESS_ACCEPT, attrs, (pid, venue, "", "accept"))
         reason = decision.outcome.value
         metrics.REJECTS.labels(reason).inc()
@@ -294,6 +306,9 @@ class RadiusService:
             "district": venue.district,
             "operator": venue.operator,
         }
+        operator_name = request.text(Attr.OPERATOR_NAME)
+        if operator_name:  # RFC 5580 §4.1: who runs the access network, as the NAS says
+            fields["operator_name"] = "".join(c for c in operator_name if c.isprintable())
         sid = keys.session_id(client.id, acct_session_id)
         return AccountingWrite(
             pid=pid,
