@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import keys
+from controller import keys, quota
 from controller.app import Controller
 from controller.config import Config, load_config
 from controller.logins import IssuedLogin, issue_login
@@ -26,7 +26,8 @@ from controller.registry import Registry
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
 from tests.conftest import SECRET, write_config
-from tests.redis_proc import RedisProcess
+from tests.portal_kit import Clock
+from tests.redis_proc import RedisProcess, until
 
 SH = ZoneInfo("Asia/Shanghai")
 AP = "AC-4E-91-0B-7F-2D"  # an AP MAC with letters, so case matters
@@ -109,9 +110,11 @@ def reply_text(reply: Any) -> str:
     )
 
 
-def city(tmp_path: Path, redis_url: str, **overrides: str) -> Config:
+def city(tmp_path: Path, redis_url: str, max_devices: int = 2, **overrides: str) -> Config:
     extra = textwrap.dedent(AP_TABLE) + textwrap.dedent(overrides.pop("extra", ""))
-    return load_config(write_config(tmp_path, redis_url, extra=extra, **overrides))
+    path = write_config(tmp_path, redis_url, extra=extra, **overrides)
+    path.write_text(path.read_text().replace("max_devices = 2", f"max_devices = {max_devices}"))
+    return load_config(path)
 
 
 # ---------------------------------------------------------------- item 2: AP notations
@@ -290,3 +293,290 @@ def test_minimum_grant_boundaries() -> None:
     assert decide(7190, before_midnight).accept  # 10 s to midnight, then a new day
     assert decide(7195, before_midnight).outcome is Outcome.EXHAUSTED
     assert policy.used_up_seconds == 6901
+
+
+# --------------------------------- item 3: a rebooted NAS reuses session ids (generations)
+
+NOON = datetime(2025, 11, 10, 12, 0, tzinfo=SH).timestamp()
+NO_LOOP = "\n[enforcer]\nenabled = false\n"  # the due index is still written; nothing acts
+
+
+async def open_sids(ctl: Controller, pid: str) -> set[str]:
+    assert ctl.store is not None
+    return set((await ctl.store.person_snapshot(pid, "20251110")).open)
+
+
+async def used(ctl: Controller, pid: str) -> int:
+    assert ctl.store is not None
+    return await ctl.store.used_on(pid, "20251110")
+
+
+async def archived(ctl: Controller) -> dict[str, int]:
+    """record id -> seconds, of every session in the archive."""
+    from controller.archive import ledger_sql
+
+    assert ctl.archiver is not None
+    await ctl.archiver.drain()
+    archive = ctl.archiver.archive
+    days = [datetime(2025, 11, 10).date()]
+    sql = ledger_sql(archive, days, SH, 6, int(ctl.clock() * 1000))
+    rows = archive.query(f"SELECT record_id, sum(seconds) FROM ({sql}) GROUP BY 1")
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+async def test_item_03_a_reused_session_id_after_accounting_on_is_a_new_session(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """Cisco restarts Acct-Session-Ids at 1 after a reload: the session reusing an old id
+    after Accounting-On is counted from its first second, held against max_devices,
+    enforced and archived as a session of its own."""
+    clock = Clock(NOON)
+    ctl = Controller(city(tmp_path, redis_proc.url, max_devices=1, extra=NO_LOOP), clock=clock)
+    await ctl.start()
+    try:
+        first_login = await login(ctl)
+        pid = first_login.person
+        cls = b"cw1:" + pid.encode() + b":c"
+        assert (await access(ctl, first_login)).code == Code.ACCESS_ACCEPT
+        await accounting(ctl, "Start", "1", 0, cls=cls)
+        clock.advance(600)
+        await accounting(ctl, "Interim-Update", "1", 600, cls=cls)
+        assert await used(ctl, pid) == 600
+        clock.advance(100)
+        await accounting(ctl, "Accounting-On", "", 0, cls=None)  # the NAS rebooted
+        assert await open_sids(ctl, pid) == set()
+
+        clock.advance(100)
+        again = await login(ctl)
+        assert (await access(ctl, again)).code == Code.ACCESS_ACCEPT
+        await accounting(ctl, "Start", "1", 0, cls=cls)  # the same id, a new session
+        clock.advance(100)
+        await accounting(ctl, "Interim-Update", "1", 100, cls=cls)
+        assert await used(ctl, pid) == 700  # counted from its first second
+        (second,) = await open_sids(ctl, pid)
+        assert second == "nas-local#2/1"  # generation 2 of (nas-local, "1")
+        # held against max_devices = 1: another device is refused
+        other = await access(ctl, await login(ctl), mac="F8-16-54-20-F4-C9")
+        assert other.code == Code.ACCESS_REJECT and "devices" in reply_text(other)
+        # enforced: the projection counts it running
+        assert ctl.enforcer is not None and ctl.store is not None
+        now = int(clock())
+        plan = ctl.enforcer.plan(await ctl.store.person_snapshot(pid, "20251110"), now)
+        assert plan.wake == now + 7200 - 700
+        clock.advance(100)
+        await accounting(ctl, "Stop", "1", 200, cls=cls, Acct_Terminate_Cause="User-Request")
+        assert await used(ctl, pid) == 800
+        # a late retransmission of either session's reports counts nothing again
+        await accounting(ctl, "Interim-Update", "1", 600, cls=cls)
+        await accounting(ctl, "Stop", "1", 200, cls=cls, Acct_Terminate_Cause="User-Request")
+        assert await used(ctl, pid) == 800
+        assert sorted((await archived(ctl)).values()) == [200, 600]  # two sessions
+        record = await ctl.store.session(pid, second)
+        assert record["acct_session_id"] == "1" and record["closed"] and record["seen"] == "200"
+    finally:
+        await ctl.stop()
+
+
+async def test_session_id_reuse_rules(tmp_path: Path, redis_proc: RedisProcess) -> None:
+    """When a report is a new generation and when it is the old session's (late)."""
+    clock = Clock(NOON)
+    ctl = Controller(city(tmp_path, redis_proc.url, extra=NO_LOOP), clock=clock)
+    await ctl.start()
+    try:
+        pid = (await login(ctl)).person
+        cls = b"cw1:" + pid.encode() + b":c"
+        assert ctl.store is not None
+        store = ctl.store
+
+        async def gen(asid: str) -> str:
+            record = await store.session(pid, keys.session_id("nas-local", asid))
+            return record.get("gen", "1")
+
+        # a Start after the Stop of a session with the same id (no Accounting-On between)
+        await accounting(ctl, "Start", "a", 0, cls=cls)
+        clock.advance(300)
+        await accounting(ctl, "Stop", "a", 300, cls=cls)
+        clock.advance(60)
+        await accounting(ctl, "Start", "a", 0, cls=cls)
+        assert await gen("a") == "2"
+        clock.advance(60)
+        await accounting(ctl, "Interim-Update", "a", 60, cls=cls)
+        assert await used(ctl, pid) == 360
+        # after Accounting-On, an Interim (its Start lost) of a session begun later
+        await accounting(ctl, "Start", "b", 0, cls=cls)
+        clock.advance(300)
+        await accounting(ctl, "Interim-Update", "b", 300, cls=cls)
+        await accounting(ctl, "Accounting-On", "", 0, cls=None)
+        clock.advance(120)
+        await accounting(ctl, "Interim-Update", "b", 100, cls=cls)
+        assert await gen("b") == "2" and await used(ctl, pid) == 360 + 300 + 100
+        # ... but the old session's report, stored by the NAS (begun before the reboot)
+        await accounting(ctl, "Stop", "b", 400, cls=cls, Acct_Delay_Time=40)
+        assert await gen("b") == "2"
+        # a Stop-closed session's retransmitted Stop and a reordered Interim: the same one
+        await accounting(ctl, "Start", "c", 0, cls=cls)
+        clock.advance(300)
+        await accounting(ctl, "Stop", "c", 300, cls=cls)
+        clock.advance(45)
+        await accounting(ctl, "Stop", "c", 300, cls=cls)
+        await accounting(ctl, "Interim-Update", "c", 240, cls=cls, Acct_Delay_Time=105)
+        assert await gen("c") == "1"
+        # a smaller Acct-Session-Time begun after the last report: the NAS started over
+        clock.advance(600)
+        await accounting(ctl, "Interim-Update", "c", 60, cls=cls)
+        assert await gen("c") == "2"
+        # a duplicate Start of an open session is that session
+        await accounting(ctl, "Start", "d", 0, cls=cls)
+        await accounting(ctl, "Start", "d", 0, cls=cls)
+        assert await gen("d") == "1"
+    finally:
+        await ctl.stop()
+
+
+# ------------------------------------- item 6: a NAS that reports less often than asked
+
+
+async def test_item_06_a_nas_reporting_every_300_s_cannot_double_the_allowance(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """Asked for 60 s (the floor), a CoovaChilli-like NAS reports every 300 s. The first
+    device's session looks stale before its first interim (nothing was seen of its
+    cadence yet) and a second device logs in; when the first reports after all it is
+    re-opened, its 300 s counted once, and both are cut together when the allowance is
+    gone: no more than the allowance plus the enforcement slack (docs/enforcement.md)."""
+    from tests.test_enforcer_integration import NasSpec, ended
+    from tests.test_enforcer_integration import city as sim_city
+
+    daily, speed = 600, 40.0
+    slow = NasSpec("sim-a", "127.0.0.11", "chilli", honour_session_timeout=True, report_every=300)
+    async with sim_city(tmp_path, redis_proc, (slow,), daily=daily, speed=speed) as c:
+        (nas,) = c.sims
+        pid, phone = await c.login(nas, PHONE, "02-00-00-00-0A-06")
+        assert phone.interim == 300 and c.config.quota.interim_interval == 60
+        await until(lambda: _closed(c, pid, nas, phone), c.real(200) + 5, "the (wrong) stale close")
+        _, laptop = await c.login(nas, PHONE, "02-00-00-00-0A-07")  # the phone looks gone
+        await ended(c, phone, laptop, sim_seconds=daily + 200)  # (or their Session-Timeouts)
+        total = await c.used(pid)
+        online = sum((s.stopped_at or 0) - s.start for s in (phone, laptop))
+        print(f"\nslow NAS: counted {total} s, online {online:.1f} s of {daily} s")
+        bound = 2 * (1 + 0.25 * speed)  # per device: rounding + enforcement latency
+        assert total <= daily + bound and online <= daily + bound
+        assert phone.cause == laptop.cause == 6  # both cut by Disconnect-Request
+        record = await c.record(pid, nas, phone)
+        assert record["closed"] and record["cause"] == "6" and record["shut"] == "stop"
+        # the phone's cadence is known now: its grace is 2.5 x 300 s, not 2.5 x 60 s
+        assert record["gap"] == "300" and record["slack"] == str(150 * (300 - 60) // 60)
+
+
+async def _closed(c: Any, pid: str, sim: Any, s: Any) -> bool:
+    return bool((await c.record(pid, sim, s)).get("closed"))
+
+
+async def test_stale_grace_follows_the_observed_cadence(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """A session whose NAS reports every 300 s (asked for 60) stays open, counted against
+    max_devices and projected, until 2.5 x 300 s after its last report; then it closes
+    as stale at that report, and a report after all re-opens it."""
+    clock = Clock(NOON)
+    ctl = Controller(
+        city(tmp_path, redis_proc.url, interim_interval="60", extra=NO_LOOP), clock=clock
+    )
+    await ctl.start()
+    try:
+        assert ctl.store is not None and ctl.enforcer is not None
+        store, enforcer = ctl.store, ctl.enforcer
+        issued = await login(ctl)
+        pid = issued.person
+        cls = b"cw1:" + pid.encode() + b":c"
+        sid = keys.session_id("nas-local", "slow")
+        await accounting(ctl, "Start", "slow", 0, cls=cls)
+        clock.advance(300)
+        await accounting(ctl, "Interim-Update", "slow", 300, cls=cls)
+        last = int(clock())
+        # a second session on the same NAS, no interim of its own yet: judged on the NAS's
+        await accounting(ctl, "Start", "slow2", 0, cls=cls, mac="F8-16-54-20-F4-C8")
+        sid2 = keys.session_id("nas-local", "slow2")
+        await until(lambda: store.cadences(), 5, "the NAS's cadence to be shared")
+        clock.advance(400)  # past 2.5 x 60 s, within 2.5 x 300 s
+        now = int(clock())
+        assert not await enforcer.sweep_stale(now)
+        assert await open_sids(ctl, pid) == {sid, sid2}
+        snap = await store.person_snapshot(pid, "20251110")
+        slack = quota.StaleRule(150, 60).slack(300)
+        assert slack == 600 and snap.slack == {sid: slack, sid2: slack}  # 150 x 240 / 60
+        state = await store.auth_state(pid, "", "F8-16-54-20-F4-C9", "20251110", now - 150)
+        assert state.other_devices == 2
+        assert enforcer.plan(await store.person_snapshot(pid, "20251110"), now).wake is not None
+        clock.advance(351)  # 751 s after the last report
+        await enforcer.sweep_stale(int(clock()))
+        record = await store.session(pid, sid)
+        assert record["closed"] == str(last) and record["shut"] == "stale"
+        assert await open_sids(ctl, pid) == set()
+        assert await used(ctl, pid) == 300
+        clock.advance(149)  # the NAS reports after all: 1200 s since the Start
+        await accounting(ctl, "Interim-Update", "slow", 1200, cls=cls)
+        assert await open_sids(ctl, pid) == {sid}  # re-opened
+        assert await used(ctl, pid) == 1200  # the 900 s since its last report, once
+        assert "closed" not in await store.session(pid, sid)
+        # a retransmission of that report counts nothing again
+        await accounting(ctl, "Interim-Update", "slow", 1200, cls=cls)
+        assert await used(ctl, pid) == 1200
+    finally:
+        await ctl.stop()
+
+
+# -------------------------------------- item 5 (parts): Chargeable-User-Identity, Operator-Name
+
+SECOND_OPERATOR = """
+    [[operators]]
+    id = "op-unicom"
+    name = "中国联通"
+
+    [[venues]]
+    id = "mall"
+    name = { zh = "北国商城", en = "Beiguo Mall" }
+    type = "shopping_mall"
+    district = "裕华区"
+    operator = "op-unicom"
+
+    [[access_points]]
+    match = "AC-4E-91-0B-7F-99"
+    venue = "mall"
+    """
+
+
+async def test_item_05_cui_on_request_and_operator_name_recorded(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """A NAS asking for a Chargeable-User-Identity (RFC 4372 §2.1: a nul value) gets the
+    person's, stable across logins, different per venue operator, never derived from the
+    number; Operator-Name (RFC 5580 §4.1) in accounting is kept on the session record."""
+    ctl = Controller(city(tmp_path, redis_proc.url, extra=SECOND_OPERATOR))
+    await ctl.start()
+    try:
+        assert ctl.store is not None
+        cuis = []
+        for called in ("", "", "AC-4E-91-0B-7F-99:i-Test"):
+            issued = await login(ctl)
+            kw = {"Called_Station_Id": called} if called else {}
+            reply = await access(ctl, issued, Chargeable_User_Identity=b"\x00", **kw)
+            assert reply.code == Code.ACCESS_ACCEPT
+            cuis.append(first(reply, Attr.CHARGEABLE_USER_IDENTITY))
+        pid = issued.person
+        assert cuis[0] is not None and cuis[0] == cuis[1] != cuis[2]
+        from controller.identity import chargeable_identity
+
+        assert cuis[0] == chargeable_identity(pid, "op-telecom", ctl.person_key)
+        assert cuis[2] == chargeable_identity(pid, "op-unicom", ctl.person_key) != cuis[0]
+        assert b"13800138014" not in b"".join(cuis) and len(cuis[0]) == 32
+        # not asked, not sent
+        plain = await access(ctl, await login(ctl))
+        assert first(plain, Attr.CHARGEABLE_USER_IDENTITY) is None
+
+        cls = b"cw1:" + pid.encode() + b":c"
+        await accounting(ctl, "Start", "op-1", 0, cls=cls, Operator_Name="1cmcc.cn")
+        record = await ctl.store.session(pid, keys.session_id("nas-local", "op-1"))
+        assert record["operator_name"] == "1cmcc.cn"
+    finally:
+        await ctl.stop()
