@@ -580,3 +580,48 @@ async def test_item_05_cui_on_request_and_operator_name_recorded(
         assert record["operator_name"] == "1cmcc.cn"
     finally:
         await ctl.stop()
+
+
+@pytest.mark.parametrize("gap", [30, 60, 61, 119, 300, 600, 601, 5000])
+async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -> None:
+    """account.lua's slack for a session with one gap equals ``quota.StaleRule.slack``."""
+    from controller.redis_conn import client_from_url
+    from controller.store import AccountingWrite, Store
+
+    rule = quota.StaleRule(150, 60)
+    store = Store(client_from_url(redis_proc.url))
+    await store.load_scripts()
+    try:
+        pid, sid = "0123456789abcdef0123", keys.session_id("nas-local", f"g{gap}")
+        t0 = int(NOON)
+        for status, reported, at in ((1, 0, t0), (3, gap, t0 + gap)):
+            bounds = quota.DayClock(SH).boundaries(at - reported, at)
+            result = await store.account(
+                AccountingWrite(
+                    pid=pid,
+                    sid=sid,
+                    client_id="nas-local",
+                    status=status,
+                    reported=reported,
+                    event_time=at,
+                    input_octets=0,
+                    output_octets=0,
+                    cause="",
+                    boundaries=bounds,
+                    fields={"pid": pid, "mac": DEVICE},
+                    stale=rule,
+                )
+            )
+        assert result.gap == min(gap, rule.cap)
+        assert result.snapshot is not None
+        assert result.snapshot.slack.get(sid, 0) == rule.slack(gap)
+    finally:
+        await store.close()
+
+
+def test_session_keys_of_generations() -> None:
+    assert keys.session_id("ac-1", "00A1") == "ac-1/00A1"
+    assert keys.session_id("ac-1", "00A1", 3) == "ac-1#3/00A1"
+    assert keys.session_generation("ac-1#3/00A1", 1) == "ac-1/00A1"
+    assert keys.session_generation("ac-1/x/y#2", 2) == "ac-1#2/x/y#2"  # ids may hold / and #
+    assert keys.client_of("ac-1#3/a/b") == keys.client_of("ac-1/a#2/b") == "ac-1"
