@@ -584,7 +584,9 @@ async def test_item_05_cui_on_request_and_operator_name_recorded(
 
 @pytest.mark.parametrize("gap", [30, 60, 61, 119, 300, 600, 601, 5000])
 async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -> None:
-    """account.lua's slack for a session with one gap equals ``quota.StaleRule.slack``."""
+    """account.lua's slack for a session with one gap equals ``quota.StaleRule.slack``;
+    the gap is the NAS's (its Acct-Session-Time), not how late the report arrived (here
+    900 s late, as after our own downtime)."""
     from controller.redis_conn import client_from_url
     from controller.store import AccountingWrite, Store
 
@@ -594,7 +596,7 @@ async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -
     try:
         pid, sid = "0123456789abcdef0123", keys.session_id("nas-local", f"g{gap}")
         t0 = int(NOON)
-        for status, reported, at in ((1, 0, t0), (3, gap, t0 + gap)):
+        for status, reported, at in ((1, 0, t0), (3, gap, t0 + gap + 900)):
             bounds = quota.DayClock(SH).boundaries(at - reported, at)
             result = await store.account(
                 AccountingWrite(

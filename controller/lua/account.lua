@@ -14,8 +14,8 @@
 -- generation g started is a late one of g-1 (KEYS[6+n]): counted there, nothing else.
 -- A session closed only because it looked stale (or its NAS said it had no such session)
 -- that reports progress is re-opened: counted, in the open hash, enforced again.
--- Each report's gap since the previous one keeps the session's largest ('gap', at most
--- ARGV[15]), and its stale slack = floor(grace x (gap - interim) / interim) when
+-- Each report's increase of Acct-Session-Time keeps the session's largest ('gap', at
+-- most ARGV[15]: the cadence its NAS reports at), and its stale slack = floor(grace x (gap - interim) / interim) when
 -- gap > interim (controller.quota.StaleRule) rides in the open hash: "mac|last|slack".
 --
 -- KEYS[1] session hash of generation g   KEYS[2] person's open-sessions hash
@@ -117,8 +117,8 @@ if reported > seen then
       applied = applied + part
     end
   end
-  if rec[4] and now > tonumber(rec[4]) then
-    gap = math.max(gap, math.min(now - tonumber(rec[4]), cap))
+  if seen >= 0 then -- the NAS's own cadence: immune to our downtime and its retransmits
+    gap = math.max(gap, math.min(delta, cap))
   end
   if gap > interim then
     slack = math.floor(grace * (gap - interim) / interim)
