@@ -105,9 +105,10 @@ class StaleRule:
     ``interim`` seconds, as asked in Acct-Interim-Interval. A NAS may report less often
     (CoovaChilli keeps its own 300 s when the value is below its floor; RFC 2869 §5.16
     only says SHOULD NOT be below 600): a session whose largest gap between two reports
-    (in its own Acct-Session-Time) was ``gap`` gets ``grace × gap / interim`` instead,
-    gap bounded by ``MAX_CADENCE_FACTOR × interim``. ``slack`` is what that adds to ``grace``;
-    ``account.lua`` computes the same, kept on the session (open hash and record).
+    (the lesser of its Acct-Session-Time's increase and the time passed) was ``gap``
+    gets ``grace × gap / interim`` instead, gap bounded by ``MAX_CADENCE_FACTOR ×
+    interim``. ``slack`` is what that adds to ``grace``; ``account.lua`` computes the
+    same, kept on the session (open hash and record).
     """
 
     grace: int

@@ -14,8 +14,9 @@
 -- generation g started is a late one of g-1 (KEYS[6+n]): counted there, nothing else.
 -- A session closed only because it looked stale (or its NAS said it had no such session)
 -- that reports progress is re-opened: counted, in the open hash, enforced again.
--- Each report's increase of Acct-Session-Time keeps the session's largest ('gap', at
--- most ARGV[15]: the cadence its NAS reports at), and its stale slack = floor(grace x (gap - interim) / interim) when
+-- Each report's gap since the one before (the lesser of the increase of Acct-Session-Time
+-- and the time passed) keeps the session's largest ('gap', at most ARGV[15]: the cadence
+-- its NAS reports at), and its stale slack = floor(grace x (gap - interim) / interim) when
 -- gap > interim (controller.quota.StaleRule) rides in the open hash: "mac|last|slack".
 --
 -- KEYS[1] session hash of generation g   KEYS[2] person's open-sessions hash
@@ -117,8 +118,10 @@ if reported > seen then
       applied = applied + part
     end
   end
-  if seen >= 0 then -- the NAS's own cadence: immune to our downtime and its retransmits
-    gap = math.max(gap, math.min(delta, cap))
+  if seen >= 0 and rec[4] then
+    -- the NAS's cadence: the lesser of the session time and the time that passed between
+    -- the two reports (neither our downtime nor a jump of Acct-Session-Time inflates it)
+    gap = math.max(gap, math.min(delta, now - tonumber(rec[4]), cap))
   end
   if gap > interim then
     slack = math.floor(grace * (gap - interim) / interim)
