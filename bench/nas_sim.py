@@ -119,7 +119,9 @@ class NasSimulator:
     ``ack_only`` (ACK but keep the session: a buggy NAS), ``nak`` (always NAK 503),
     ``silent`` (never), ``bad_authenticator`` (an answer with a wrong Response
     Authenticator). ``honour_session_timeout=False`` makes a NAS that ignores
-    Session-Timeout (only a Disconnect-Request ends its sessions then). ``events`` records
+    Session-Timeout (only a Disconnect-Request ends its sessions then). ``report_every``
+    makes a NAS that reports at its own cadence whatever Acct-Interim-Interval says (as
+    CoovaChilli keeps its 300 s when the value is below its floor). ``events`` records
     what happened, in order.
     """
 
@@ -142,6 +144,7 @@ class NasSimulator:
         event_window: float = 300.0,
         honour_session_timeout: bool = True,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        report_every: int | None = None,
     ) -> None:
         if dae_mode not in DAE_MODES:
             raise ValueError(f"dae_mode must be one of {DAE_MODES}")
@@ -160,6 +163,7 @@ class NasSimulator:
         self.request_retries = request_retries
         self.event_window = event_window
         self.honour_session_timeout = honour_session_timeout
+        self.report_every = report_every
         self.on_event = on_event
         self.sessions: dict[str, SimSession] = {}
         self.ended: list[SimSession] = []
@@ -285,7 +289,9 @@ class NasSimulator:
             klass=(reply.get(int(Attr.CLASS)) or [None])[0],
             session_timeout=_first_int(reply, Attr.SESSION_TIMEOUT),
             idle_timeout=_first_int(reply, Attr.IDLE_TIMEOUT),
-            interim=_first_int(reply, Attr.ACCT_INTERIM_INTERVAL) or self.default_interim,
+            interim=self.report_every
+            or _first_int(reply, Attr.ACCT_INTERIM_INTERVAL)
+            or self.default_interim,
             start=now,
             active_until=None if active_for is None else now + active_for,
         )

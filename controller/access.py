@@ -89,6 +89,9 @@ def decide_access(
     device's Calling-Station-Id. Order matters: a blocked person learns they are blocked
     before anything else; a bad credential is reported before quota so a guesser learns
     nothing about the person.
+    Less than ``policy.min_grant_seconds`` left (and not running into tomorrow's
+    allowance) is "used up": an Accept with Session-Timeout 1 and a Disconnect the next
+    moment would help no one, and the day counts as used up in the reports.
     """
     if credential:
         if not state.password:
@@ -106,7 +109,7 @@ def decide_access(
     if state.block:
         return reject(Outcome.BLOCKED, until=blocked_until(state.block, policy))
     timeout = session_timeout(state.used_today, now, policy.timezone, policy.daily_seconds)
-    if timeout <= 0:
+    if timeout < max(1, policy.min_grant_seconds):  # the last seconds are not a session
         return reject(Outcome.EXHAUSTED, reset=reset_time(now, policy.timezone))
     if state.other_devices >= policy.max_devices:
         return reject(Outcome.DEVICE_LIMIT, limit=policy.max_devices)

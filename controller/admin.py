@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import re
 import sys
 import time
@@ -28,7 +29,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import web
 
-from controller import quota
+from controller import keys, quota
 from controller.config import Config, QuotaPolicy
 from controller.enforcer import Enforcer, EnforcerBusy, SessionOutcome, projected_exhaustion
 from controller.identity import PERSON_ID_HEX, person_id
@@ -119,7 +120,7 @@ async def person_status(store: Store, policy: QuotaPolicy, pid: str, now: int) -
         sessions.append(
             {
                 "session": sid,
-                "client": r.get("client", sid.partition("/")[0]),
+                "client": r.get("client", keys.client_of(sid)),
                 "acct_session_id": r.get("acct_session_id", ""),
                 "mac": r.get("mac", ""),
                 "ip": r.get("ip", ""),
@@ -132,7 +133,7 @@ async def person_status(store: Store, policy: QuotaPolicy, pid: str, now: int) -
                 "closing": _iso(snap.closing.get(sid), tz),
             }
         )
-    lasts = [last for _, last in snap.open.values() if last >= now - policy.stale_grace]
+    lasts = list(snap.live(now - math.ceil(policy.stale_grace)).values())
     midnight = quota.next_midnight(now, tz)
     projected = projected_exhaustion(lasts, snap.used, policy.daily_seconds, midnight)
     return {

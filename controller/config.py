@@ -54,6 +54,14 @@ class QuotaPolicy:
     idle_timeout: int = 900
     login_ttl: int = 300  # lifetime of a one-time login credential, seconds
     stale_grace: float = 750.0  # default 2.5 x interim_interval
+    # a login is refused (as "used up") with less than this left: default one interim
+    # interval, at least 60 s, at most daily_seconds (docs/enforcement.md, minimum grant)
+    min_grant_seconds: int = 300
+
+    @property
+    def used_up_seconds(self) -> int:
+        """Usage from which a day counts as used up: less than the minimum grant left."""
+        return self.daily_seconds - max(1, self.min_grant_seconds) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +322,7 @@ _SECTIONS: Final = {
         "idle_timeout",
         "login_ttl",
         "stale_grace",
+        "min_grant_seconds",
     ),
     "radius": (
         "bind",
@@ -1006,9 +1015,14 @@ class _Builder:
     def quota(self, t: dict[str, Any]) -> QuotaPolicy:
         p: KeyPath = ("quota",)
         d = QuotaPolicy()
-        interim = self.integer(t, p, "interim_interval", d.interim_interval, 30)
+        # RFC 2869 §5.16: MUST NOT be below 60 (CoovaChilli drops a smaller value and keeps
+        # its own 300 s: sessions would look stale between its reports)
+        interim = self.integer(
+            t, p, "interim_interval", d.interim_interval, 60, hint=" (RFC 2869 §5.16)"
+        )
+        daily = self.integer(t, p, "daily_seconds", d.daily_seconds, 1)
         return QuotaPolicy(
-            daily_seconds=self.integer(t, p, "daily_seconds", d.daily_seconds, 1),
+            daily_seconds=daily,
             timezone=self.timezone(t, p, d.timezone),
             max_devices=self.integer(t, p, "max_devices", d.max_devices, 1),
             interim_interval=interim,
@@ -1018,6 +1032,15 @@ class _Builder:
             idle_timeout=self.integer(t, p, "idle_timeout", d.idle_timeout, 0),
             login_ttl=self.integer(t, p, "login_ttl", d.login_ttl, 30),
             stale_grace=self.number(t, p, "stale_grace", 2.5 * interim, 0, above=True),
+            min_grant_seconds=self.integer(
+                t,
+                p,
+                "min_grant_seconds",
+                min(daily, max(60, interim)),
+                1,
+                daily,
+                " (quota.daily_seconds)",
+            ),
         )
 
     def timezone(self, t: Mapping[str, Any], p: KeyPath, default: ZoneInfo) -> ZoneInfo:

@@ -163,8 +163,9 @@ def plan_person(
 ) -> Plan:
     """What to do about one person at ``now`` (``snap.used`` is the usage of now's day).
 
-    Sessions with accounting since ``stale_before`` are running and drain the allowance;
-    older ones are left to the stale sweep (counted to their last report) but are still
+    Sessions with accounting since ``stale_before`` (or later, for a NAS that reports
+    less often than asked: ``snap.slack``) are running and drain the allowance; older
+    ones are left to the stale sweep (counted to their last report) but are still
     disconnected when the person's time is gone. A session whose NAS acknowledged a
     Disconnect-Request is asked again only ``retry_after`` seconds after the ACK (its Stop
     is on the way). ``force`` (admin) disconnects every open session at once; a block does
@@ -177,7 +178,7 @@ def plan_person(
     reason = "admin" if force else ("blocked" if snap.block else "quota")
     due = now
     if not (force or snap.block):
-        running = [last for _, last in snap.open.values() if last >= stale_before]
+        running = list(snap.live(stale_before).values())
         projected = projected_exhaustion(running, snap.used, daily, next_midnight)
         if projected is None:
             return Plan(wake=None, reason=reason)  # only stale sessions: the sweep's
@@ -288,6 +289,10 @@ class Enforcer:
         self.instance = secrets.token_hex(6)
         self.dae: DaeClient | None = None
         self._due: dict[str, int] = {}
+        # client id -> largest gap between two reports seen from it (all processes, via
+        # cw:idx:cadence): a session showing none of its own yet is judged on its NAS's
+        self._cadence: dict[str, int] = {}
+        self._cadence_news: dict[str, int] = {}
         self._due_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._armed = math.inf  # clock time the loop sleeps until (inf while a tick runs)
@@ -305,6 +310,9 @@ class Enforcer:
         self.config = config
         self.settings = config.enforcer
         self.policy = config.quota
+        self.stale_rule = quota.StaleRule(
+            math.ceil(config.quota.stale_grace), config.quota.interim_interval
+        )
         self.clients = {c.id: c for c in config.clients}
         if self.dae is not None:
             self.dae.timeout = self.settings.disconnect_timeout
@@ -390,6 +398,10 @@ class Enforcer:
 
     def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:
         """RADIUS service hook: schedule indexing after the Accounting-Response is sent."""
+        gap = min(result.gap, self.stale_rule.cap)
+        if gap > self._cadence.get(write.client_id, 0):
+            self._cadence[write.client_id] = self._cadence_news[write.client_id] = gap
+            self._due_ready.set()
         if result.snapshot is None or write.fields.get("known") == "0":
             return  # accounting we cannot tie to a person has no allowance to enforce
         asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
@@ -417,18 +429,23 @@ class Enforcer:
             await self._due_ready.wait()
             self._due_ready.clear()
             batch, self._due = self._due, {}
-            if not batch:
+            cadence, self._cadence_news = self._cadence_news, {}
+            if not batch and not cadence:
                 continue
             try:
                 await self.store.index_due(batch)
+                await self.store.note_cadence(cadence)
             except StoreUnavailable as exc:
                 log.warning("enforcer.index_unavailable", error=str(exc), pending=len(batch))
                 for pid, at in batch.items():
                     self._due[pid] = min(at, self._due.get(pid, at))
+                for client_id, gap in cadence.items():
+                    self._cadence_news[client_id] = max(gap, self._cadence_news.get(client_id, 0))
                 await asyncio.sleep(1.0)
                 self._due_ready.set()
                 continue
-            self._heard(min(batch.values()))
+            if batch:
+                self._heard(min(batch.values()))
 
     def _heard(self, at: float) -> None:
         """A due time was written: wake the loop if it is earlier than its timer (during a
@@ -539,7 +556,7 @@ class Enforcer:
 
     async def _disconnect_one(self, pid: str, sid: str, reason: str) -> SessionOutcome:
         record = await self.store.session(pid, sid)
-        client_id = record.get("client") or sid.partition("/")[0]
+        client_id = record.get("client") or keys.client_of(sid)
         client = self.clients.get(client_id)
         host = dae_address(client, record) if client is not None else None
         if client is None or host is None or self.dae is None:
@@ -575,25 +592,31 @@ class Enforcer:
             await self.store.mark_closing(pid, sid, int(self.clock()))
             return "acked"
         if result.session_gone:  # the NAS has no such session: it ended without our Stop
-            await self.store.close_session(pid, sid, client_id, STALE_CAUSE)
+            await self.store.close_session(
+                pid, sid, client_id, STALE_CAUSE, shut="gone", now=int(self.clock())
+            )
             return "closed"
         return "naked" if result.outcome is DaeOutcome.NAK else "failed"
 
     # -- stale sessions -------------------------------------------------------------------
 
     async def sweep_stale(self, now: int) -> bool:
-        """Close every session without accounting for longer than ``quota.stale_grace``,
+        """Close every session without accounting for longer than ``quota.stale_grace``
+        (scaled to the cadence its NAS was seen to report at: ``quota.StaleRule``),
         counted to its last report. Returns True if work was left for the next look."""
         before = now - math.ceil(self.policy.stale_grace)
         touched: dict[str, int] = {}
         full = False
+        for client_id, gap in (await self.store.cadences()).items():
+            self._cadence[client_id] = max(gap, self._cadence.get(client_id, 0))
         for _ in range(MAX_STALE_BATCHES):
             refs = await self.store.stale_sessions(before, BATCH)
             for ref in refs:
                 pid, sid = keys.parse_session_ref(ref)
-                client_id = sid.partition("/")[0]
+                client_id = keys.client_of(sid)
+                nas_slack = self.stale_rule.slack(self._cadence.get(client_id, 0))
                 status, last = await self.store.close_stale(
-                    pid, sid, client_id, before, STALE_CAUSE
+                    pid, sid, client_id, before, STALE_CAUSE, now, nas_slack
                 )
                 if status == 1:
                     STALE_CLOSED.inc()

@@ -31,6 +31,14 @@ def person_id(e164: str, key: bytes) -> str:
     return hmac.new(key, e164.encode(), hashlib.sha256).hexdigest()[:PERSON_ID_HEX]
 
 
+def chargeable_identity(pid: str, operator_id: str, key: bytes) -> bytes:
+    """The person's Chargeable-User-Identity for one operator (RFC 4372): stable across
+    logins and devices, different per operator (a venue operator cannot link its users
+    to another's), a keyed hash of the person id, never of the number."""
+    message = f"cui|{pid}|{operator_id}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32].encode()
+
+
 def new_username(pid: str) -> str:
     token = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(8))
     return f"{pid}.{token}"

@@ -65,9 +65,26 @@ def parse_session_ref(ref: str) -> tuple[str, str]:
     return pid, sid
 
 
-def session_id(client_id: str, acct_session_id: str) -> str:
-    """Acct-Session-Id is unique only per NAS (RFC 2866 §5.5), so qualify it by client."""
-    return f"{client_id}/{acct_session_id}"
+def session_id(client_id: str, acct_session_id: str, generation: int = 1) -> str:
+    """Acct-Session-Id is unique only per NAS (RFC 2866 §5.5), so qualify it by client;
+    and a NAS reuses ids (Cisco restarts them at 1 after a reload), so a later session
+    with the same id is generation 2, 3, … of it: ``<client>#<n>/<id>`` (client ids never
+    hold ``#`` or ``/``). Generation 1 keeps the plain ``<client>/<id>``, whose record
+    also holds the current generation (field ``gen``)."""
+    if generation <= 1:
+        return f"{client_id}/{acct_session_id}"
+    return f"{client_id}#{generation}/{acct_session_id}"
+
+
+def session_generation(sid: str, generation: int) -> str:
+    """The sid of another generation of the same (client, Acct-Session-Id)."""
+    head, _, acct_session_id = sid.partition("/")
+    return session_id(head.partition("#")[0], acct_session_id, generation)
+
+
+def client_of(sid: str) -> str:
+    """The client id a session id was qualified with."""
+    return sid.partition("/")[0].partition("#")[0]
 
 
 # -- outbox: closed sessions and login results on their way to the archive (controller.archive)
@@ -107,6 +124,9 @@ def device_tokens(pid: str) -> str:
 # -- quota enforcer (controller.enforcer)
 
 DUE_INDEX = f"{PREFIX}:idx:due"  # zset pid -> epoch the enforcer should look at the person
+
+
+CADENCE = f"{PREFIX}:idx:cadence"  # zset client id -> largest gap between reports seen (s)
 
 
 def closing(pid: str) -> str:

@@ -90,6 +90,41 @@ def usage_delta(
     return split_interval(event_time - delta, event_time, tz)
 
 
+# A session's observed reporting gap is believed up to this many interim intervals: a
+# NAS reporting less often than that is treated as silent (its session closes as stale
+# and is re-opened if it reports after all).
+MAX_CADENCE_FACTOR = 10
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRule:
+    """When a session without accounting counts as gone (DESIGN: judged on the cadence
+    the NAS actually reports at).
+
+    ``grace`` (``quota.stale_grace``, whole seconds) is for a NAS that reports every
+    ``interim`` seconds, as asked in Acct-Interim-Interval. A NAS may report less often
+    (CoovaChilli keeps its own 300 s when the value is below its floor; RFC 2869 §5.16
+    only says SHOULD NOT be below 600): a session whose largest gap between two reports
+    (the lesser of its Acct-Session-Time's increase and the time passed) was ``gap``
+    gets ``grace × gap / interim`` instead, gap bounded by ``MAX_CADENCE_FACTOR ×
+    interim``. ``slack`` is what that adds to ``grace``; ``account.lua`` computes the
+    same, kept on the session (open hash and record).
+    """
+
+    grace: int
+    interim: int
+
+    @property
+    def cap(self) -> int:
+        return MAX_CADENCE_FACTOR * self.interim
+
+    def slack(self, gap: int) -> int:
+        gap = min(gap, self.cap)
+        if gap <= self.interim:
+            return 0
+        return self.grace * (gap - self.interim) // self.interim
+
+
 def remaining_today(used_today: int, daily_seconds: int) -> int:
     return max(0, daily_seconds - used_today)
 

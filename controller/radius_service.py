@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from controller.access import AccessDecision, Outcome, decide_access, reject
 from controller.audit import login_event
 from controller.config import Client, Config
 from controller.identity import (
+    chargeable_identity,
     class_key,
     new_nonce,
     person_of_username,
@@ -59,6 +61,7 @@ from radius.server import Reply, request_source
 log = structlog.get_logger("citywifi.radius")
 
 MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
+MAX_GENERATIONS_KEPT = 65536  # reused session ids whose generation this process remembers
 STATUS_NAMES: dict[int, str] = {
     AcctStatus.START: "start",
     AcctStatus.STOP: "stop",
@@ -108,11 +111,15 @@ class RadiusService:
         self.store = store
         self.clock = clock
         self.nonce = nonce
+        self.person_key = person_key  # keys the Chargeable-User-Identity (RFC 4372)
         self.class_key = class_key(person_key)  # signs and verifies Class (identity.py)
         self.registry = Registry(config)
         # Called (synchronously, must not block) after each recorded Start/Interim/Stop:
         # the quota enforcer indexes the person's due time from the result's snapshot.
         self.accounted: Callable[[AccountingWrite, AccountingResult], None] | None = None
+        # "pid|client/Acct-Session-Id" -> its current generation, when above 1 (a reused
+        # id): the next report goes to it in one round trip (Store.account checks it)
+        self._generations: dict[str, int] = {}
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -128,6 +135,7 @@ class RadiusService:
         level = getattr(logging, config.log.level.upper(), logging.INFO)
         self.log_requests = config.log.requests and level <= logging.INFO
         self.days = quota.DayClock(q.timezone)
+        self._stale = quota.StaleRule(math.ceil(q.stale_grace), q.interim_interval)
 
     def peer_for(self, host: str) -> Client | None:
         return self.registry.client_for(host)
@@ -161,6 +169,12 @@ class RadiusService:
                 + self._accept_tail
                 + attr(Attr.CLASS, klass)
             )
+            if request.get(Attr.CHARGEABLE_USER_IDENTITY) is not None:
+                # RFC 4372 §2.1: a NAS that supports CUI asks with a nul value; the answer
+                # is the person's, per venue operator (the same on every re-login)
+                operator = self.config.venues[venue].operator if venue else ""
+                cui = chargeable_identity(pid, operator, self.person_key)
+                attrs += attr(Attr.CHARGEABLE_USER_IDENTITY, cui)
             return Reply(Code.ACCESS_ACCEPT, attrs, (pid, venue, "", "accept"))
         reason = decision.outcome.value
         metrics.REJECTS.labels(reason).inc()
@@ -256,7 +270,10 @@ class RadiusService:
                     if status == AcctStatus.ACCOUNTING_ON
                     else (TerminateCause.NAS_REQUEST)
                 )
-                closed = await self.store.close_client_sessions(client.id, str(int(cause)))
+                delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
+                closed = await self.store.close_client_sessions(
+                    client.id, str(int(cause)), now=int(self.clock()) - delay
+                )
                 log.info("radius.nas_restart", client=client.id, status=status, closed=closed)
                 return Reply(Code.ACCOUNTING_RESPONSE, b"", ("", "", "", STATUS_NAMES[status]))
             if status not in (AcctStatus.START, AcctStatus.STOP, AcctStatus.INTERIM_UPDATE):
@@ -266,6 +283,7 @@ class RadiusService:
             if write is None:
                 return None
             result = await self.store.account(write)
+            self._note_generation(write, result)
             if self.accounted is not None:
                 self.accounted(write, result)
         except StoreUnavailable as exc:
@@ -274,8 +292,20 @@ class RadiusService:
         return Reply(
             Code.ACCOUNTING_RESPONSE,
             b"",
-            (write.pid, write.fields["venue"], write.sid, STATUS_NAMES[status]),
+            (write.pid, write.fields["venue"], result.sid, STATUS_NAMES[status]),
         )
+
+    def _note_generation(self, write: AccountingWrite, result: AccountingResult) -> None:
+        """Remember a reused id's generation; log reuse and re-opening (both rare)."""
+        key = f"{write.pid}|{write.sid}"
+        if result.generation > write.generation:
+            log.info("radius.session_id_reused", session=result.sid, person=write.pid)
+        if result.reopened:
+            log.info("radius.session_reopened", session=result.sid, person=write.pid)
+        if result.generation > 1:
+            if len(self._generations) >= MAX_GENERATIONS_KEPT:
+                self._generations.clear()  # only a hint: Store.account finds the right one
+            self._generations[key] = result.generation
 
     async def _write_for(
         self, client: Client, request: Request, status: int
@@ -325,9 +355,13 @@ class RadiusService:
             "district": venue.district,
             "operator": venue.operator,
         }
+        operator_name = request.text(Attr.OPERATOR_NAME)
+        if operator_name:  # RFC 5580 §4.1: who runs the access network, as the NAS says
+            fields["operator_name"] = "".join(c for c in operator_name if c.isprintable())
+        sid = keys.session_id(client.id, acct_session_id)
         return AccountingWrite(
             pid=pid,
-            sid=keys.session_id(client.id, acct_session_id),
+            sid=sid,
             client_id=client.id,
             status=status,
             reported=reported,
@@ -337,6 +371,8 @@ class RadiusService:
             cause=str(cause) if cause is not None else "",
             boundaries=boundaries,
             fields=fields,
+            generation=self._generations.get(f"{pid}|{sid}", 1),
+            stale=self._stale,
         )
 
     async def _login_of(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -24,6 +24,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
 from controller import keys
+from controller.quota import StaleRule
 from controller.redis_batch import Batcher, Command, classify, link_for
 
 log = structlog.get_logger("citywifi.store")
@@ -34,6 +35,8 @@ DAY_TTL = 3 * 86400  # day counters outlive their day by two (late Stops, midnig
 SESSION_TTL = 3 * 86400
 LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same NAS session
 DEVICE_HOLD = 90  # seconds an Access-Accept holds a device slot unless its session opens
+DEFAULT_STALE: Final = StaleRule(750, 300)  # the QuotaPolicy defaults
+MAX_GENERATION_TRIES = 4  # account.lua answers "new"/"moved" at most this often in a row
 
 SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
 PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (controller.portal)
@@ -154,6 +157,8 @@ class AccountingWrite:
     cause: str
     boundaries: Sequence[tuple[int, str]]  # (day start epoch, day key), oldest first
     fields: dict[str, str] = field(default_factory=dict)  # written when first seen
+    generation: int = 1  # the generation of ``sid`` believed current (keys.session_id)
+    stale: StaleRule = DEFAULT_STALE  # quota.stale_grace and the interim asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,10 @@ class AccountingResult:
     open_sessions: int
     closed_now: bool
     snapshot: PersonSnapshot | None = None  # the person after this write (the enforcer's)
+    sid: str = ""  # the session written: ``AccountingWrite.sid`` of ``generation``
+    generation: int = 1
+    reopened: bool = False  # a session closed as stale (or gone) reported again
+    gap: int = 0  # the session's largest gap between two reports so far (its cadence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,17 +182,32 @@ class PersonSnapshot:
     open: Mapping[str, tuple[str, int]]  # sid -> (mac, epoch of its last accounting)
     closing: Mapping[str, int]  # sid -> epoch its NAS acknowledged a Disconnect-Request
     block: str  # "" or "until|reason"
+    # sid -> seconds its NAS's observed cadence adds to the stale grace (quota.StaleRule)
+    slack: Mapping[str, int] = field(default_factory=dict)
+
+    def live(self, stale_before: int) -> dict[str, int]:
+        """sid -> last report of the sessions not stale at ``stale_before``."""
+        return {
+            sid: last
+            for sid, (_, last) in self.open.items()
+            if last + self.slack.get(sid, 0) >= stale_before
+        }
 
 
 def _snapshot(r: Sequence[Any]) -> PersonSnapshot:
     flat, marks = r[1], r[2]
     sessions: dict[str, tuple[str, int]] = {}
+    slack: dict[str, int] = {}
     for i in range(0, len(flat), 2):
-        mac, _, last = _text(flat[i + 1]).partition("|")
-        sessions[_text(flat[i])] = (mac, int(last or 0))
+        sid = _text(flat[i])
+        mac, _, rest = _text(flat[i + 1]).partition("|")
+        last, _, extra = rest.partition("|")  # "mac|last|slack" ("mac|last" before 14)
+        sessions[sid] = (mac, int(last or 0))
+        if extra and extra != "0":
+            slack[sid] = int(extra)
     closing = {_text(marks[i]): int(marks[i + 1]) for i in range(0, len(marks), 2)}
     closing = {sid: at for sid, at in closing.items() if sid in sessions}
-    return PersonSnapshot(int(r[0]), sessions, closing, _text(r[3]))
+    return PersonSnapshot(int(r[0]), sessions, closing, _text(r[3]), slack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,13 +441,63 @@ class Store:
     # -- accounting -----------------------------------------------------------------
 
     async def account(self, w: AccountingWrite) -> AccountingResult:
+        """Apply one report, on the generation of its (client, Acct-Session-Id) it belongs
+        to: one round trip when ``w.generation`` is current and the report is of that
+        session; when the NAS reused the id (account.lua), a new generation is created
+        in a second (and a third if another process created it first)."""
+        generation, create, misplaced = max(1, w.generation), False, ""
+        for _ in range(MAX_GENERATION_TRIES):
+            r, sid = await self._account_once(w, generation, create, misplaced)
+            if r[0] in (b"new", "new", b"moved", "moved"):
+                create = r[0] in (b"new", "new")
+                misplaced = keys.session_ref(w.pid, sid)
+                generation = int(r[1])
+                continue
+            snapshot = _snapshot((r[1], *r[4:7]))
+            if int(r[8]):
+                await self._earlier_generation(w, generation, sid, snapshot)
+            return AccountingResult(
+                int(r[0]),
+                int(r[1]),
+                int(r[2]),
+                bool(r[3]),
+                snapshot=snapshot,
+                sid=sid,
+                generation=generation,
+                reopened=bool(r[7]),
+                gap=int(r[9]),
+            )
+        raise StoreUnavailable(f"session {w.sid}: generations kept moving")
+
+    async def _earlier_generation(
+        self, w: AccountingWrite, generation: int, sid: str, snapshot: PersonSnapshot
+    ) -> None:
+        """A late report went to generation - 1 (rare): send its new version to the
+        archive, and undo what the write's index commands did to ``sid``'s entries."""
+        earlier = keys.session_ref(w.pid, keys.session_generation(w.sid, generation - 1))
+        ref = keys.session_ref(w.pid, sid)
+        unit: list[Command] = [("XADD", keys.OUTBOX, "*", "k", "close", "ref", earlier)]
+        if sid in snapshot.open:
+            unit.append(("ZADD", keys.OPEN_INDEX, snapshot.open[sid][1], ref))
+            unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
+        else:
+            unit.append(("ZREM", keys.OPEN_INDEX, ref))
+            unit.append(("SREM", keys.nas_sessions(w.client_id), ref))
+        await self._hot(unit)
+
+    async def _account_once(
+        self, w: AccountingWrite, generation: int, create: bool, misplaced: str
+    ) -> tuple[Any, str]:
+        sid = keys.session_generation(w.sid, generation)
         day_keys = [keys.day_usage(w.pid, k) for _, k in w.boundaries]
         ks = [
-            keys.session(w.pid, w.sid),
+            keys.session(w.pid, sid),
             keys.open_sessions(w.pid),
             *day_keys,
             keys.closing(w.pid),
             keys.block(w.pid),
+            keys.session(w.pid, keys.session_generation(w.sid, 1)),
+            keys.session(w.pid, keys.session_generation(w.sid, max(1, generation - 1))),
         ]
         args: list[Any] = [
             w.status,
@@ -434,13 +508,18 @@ class Store:
             w.input_octets,
             w.output_octets,
             w.cause,
-            w.sid,
+            sid,
             len(w.boundaries),
+            generation,
+            1 if create else 0,
+            w.stale.grace,
+            w.stale.interim,
+            w.stale.cap,
         ]
         args.extend(epoch for epoch, _ in w.boundaries)
         for k, v in w.fields.items():
             args.extend((k, v))
-        ref = keys.session_ref(w.pid, w.sid)
+        ref = keys.session_ref(w.pid, sid)
 
         # the reply ends with the person as the enforcer sees them after this write
         unit: list[Command] = [self._script("account", ks, args)]
@@ -453,13 +532,18 @@ class Store:
             unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
         if w.fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
             unit.append(("HDEL", keys.device_holds(w.pid), w.fields["mac"]))
+        if misplaced and misplaced != ref and w.status != 2:
+            # the try before indexed a closed generation as open: take that back
+            unit.append(("ZREM", keys.OPEN_INDEX, misplaced))
+            unit.append(("SREM", keys.nas_sessions(w.client_id), misplaced))
         out = await self._hot(unit)
-        r = out[0]
-        return AccountingResult(
-            int(r[0]), int(r[1]), int(r[2]), bool(r[3]), snapshot=_snapshot((r[1], *r[4:]))
-        )
+        return out[0], sid
 
-    async def close_session(self, pid: str, sid: str, client_id: str, cause: str) -> bool:
+    async def close_session(
+        self, pid: str, sid: str, client_id: str, cause: str, *, shut: str = "gone", now: int = 0
+    ) -> bool:
+        """Close at the last report; ``shut`` (close_session.lua): 'nas' for
+        Accounting-On/Off, 'gone' when the NAS said it has no such session."""
         ref = keys.session_ref(pid, sid)
 
         async def op() -> bool:
@@ -468,7 +552,7 @@ class Store:
                 pipe,
                 "close_session",
                 (keys.session(pid, sid), keys.open_sessions(pid)),
-                (sid, cause, SESSION_TTL),
+                (sid, cause, SESSION_TTL, shut, now),
             )
             pipe.zrem(keys.OPEN_INDEX, ref)
             pipe.srem(keys.nas_sessions(client_id), ref)
@@ -477,8 +561,9 @@ class Store:
 
         return await self._guard(op)
 
-    async def close_client_sessions(self, client_id: str, cause: str) -> int:
-        """Accounting-On/Off: the NAS rebooted, so every session it had is over."""
+    async def close_client_sessions(self, client_id: str, cause: str, *, now: int = 0) -> int:
+        """Accounting-On/Off at ``now``: the NAS rebooted, so every session it had is over,
+        and a report of a session begun after ``now`` is a new one (account.lua)."""
 
         async def members() -> list[str]:
             return [_text(m) for m in await self.redis.smembers(keys.nas_sessions(client_id))]
@@ -486,7 +571,7 @@ class Store:
         closed = 0
         for ref in await self._guard(members):
             pid, sid = keys.parse_session_ref(ref)
-            closed += await self.close_session(pid, sid, client_id, cause)
+            closed += await self.close_session(pid, sid, client_id, cause, shut="nas", now=now)
         return closed
 
     # -- outbox (controller.archive): closed sessions and login results leave Redis ------
@@ -796,17 +881,30 @@ class Store:
         return await self._guard(op)
 
     async def close_stale(
-        self, pid: str, sid: str, client_id: str, before: int, cause: str
+        self,
+        pid: str,
+        sid: str,
+        client_id: str,
+        before: int,
+        cause: str,
+        now: int | None = None,
+        nas_slack: int = 0,
     ) -> tuple[int, int]:
-        """Close a session still without accounting since ``before`` at its last report:
-        (1, last) closed, (0, last report) fresh after all, (-1, 0) closed already. The
-        global indexes follow (a left-over entry is dropped, a lagging one repaired)."""
+        """Close a session still without accounting since ``before`` (its cadence slack
+        included) at its last report: (1, last) closed, (0, last report + slack) fresh
+        after all, (-1, 0) closed already. The global indexes follow (a left-over entry is
+        dropped, a lagging one repaired: a slow NAS's session is looked at again only
+        when its own grace has passed). ``nas_slack``: the slack of the cadence its NAS
+        was seen to report at, for a session that has shown none of its own yet."""
         ref = keys.session_ref(pid, sid)
         ks = (keys.session(pid, sid), keys.open_sessions(pid), keys.closing(pid))
 
         async def op() -> tuple[int, int]:
             r = await self._evalsha(
-                self.redis, "enforce_stale", ks, (sid, before, cause, SESSION_TTL)
+                self.redis,
+                "enforce_stale",
+                ks,
+                (sid, before, cause, SESSION_TTL, before if now is None else now, nas_slack),
             )
             status, last = int(r[0]), int(r[1])
             pipe = self.redis.pipeline(transaction=False)
@@ -818,6 +916,23 @@ class Store:
                 pipe.xadd(keys.OUTBOX, {"k": "close", "ref": ref})  # to the archive (dedup there)
             await pipe.execute()
             return status, last
+
+        return await self._guard(op)
+
+    async def note_cadence(self, gaps: Mapping[str, int]) -> None:
+        """The largest gaps between reports seen per NAS (client id -> s), kept as a max."""
+        if not gaps:
+            return
+
+        async def op() -> None:
+            await self.redis.zadd(keys.CADENCE, dict(gaps), gt=True)
+
+        await self._guard(op)
+
+    async def cadences(self) -> dict[str, int]:
+        async def op() -> dict[str, int]:
+            r: Any = await self.redis.zrange(keys.CADENCE, 0, -1, withscores=True)
+            return {_text(m): int(s) for m, s in r}
 
         return await self._guard(op)
 

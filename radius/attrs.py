@@ -81,6 +81,7 @@ class Attr(IntEnum):
     CHARGEABLE_USER_IDENTITY = 89
     NAS_IPV6_ADDRESS = 95
     ERROR_CAUSE = 101
+    OPERATOR_NAME = 126  # RFC 5580 §4.1
 
 
 class AcctStatus(IntEnum):

@@ -9,7 +9,6 @@ import pytest
 import structlog
 
 from controller import logs
-
 from controller.app import Controller
 from controller.config import Config, load_config
 from tests.redis_proc import RedisProcess

@@ -20,7 +20,7 @@ from controller.identity import person_id
 from radius.attrs import TerminateCause
 from tests.redis_proc import RedisProcess
 from tests.redis_proc import until as poll_until
-from tests.test_enforcer_integration import NAS_B, City, city
+from tests.test_enforcer_integration import INTERIM, NAS_B, City, city
 
 SH = ZoneInfo("Asia/Shanghai")
 NOON = int(datetime(2026, 11, 25, 12, 0, tzinfo=SH).timestamp())
@@ -117,12 +117,13 @@ async def test_sessions_disconnect_block_and_unblock_over_http(
         pid, s = await c.login(b, PHONE, "02-00-00-00-0C-01")
         async def recorded() -> bool:  # the Start and one interim
             status, body = await api(c, "GET", "sessions", params={"phone": PHONE})
-            return status == 200 and body["used_seconds"] >= 30
+            return status == 200 and body["used_seconds"] >= INTERIM
 
-        await poll_until(recorded, c.real(35) + 5, "the first interim")
+        await poll_until(recorded, c.real(INTERIM + 5) + 5, "the first interim")
         status, body = await api(c, "GET", "sessions", params={"phone": PHONE})
         assert status == 200 and body["person"] == pid
-        assert body["used_seconds"] == 30 and body["remaining_seconds"] == 7170
+        assert body["used_seconds"] == INTERIM
+        assert body["remaining_seconds"] == 7200 - INTERIM
         assert body["blocked"] is None and body["projected_exhaustion"]
         (session,) = body["sessions"]
         assert session["acct_session_id"] == s.acct_session_id

@@ -148,6 +148,7 @@ def test_derived_defaults_follow_their_settings(tmp_path: Path) -> None:
     )
     config = load_config(write(tmp_path, text), environ={})
     assert config.quota.stale_grace == 150.0
+    assert config.quota.min_grant_seconds == 60  # one interim interval
     assert config.clients[0].require_message_authenticator is False
     assert config.sms.path == tmp_path / "data" / "sms.jsonl"
     assert config.subsidy.rates["hospital"] == Decimal("0.1")  # not 0.1000000000000000055…
@@ -174,7 +175,24 @@ CASES = [
     ("\n[qouta]\ndaily_seconds = 1\n", "qouta", "[qouta]", "did you mean 'quota'?"),
     ("\n[quota]\ndaily_seconds = 0\n", "quota.daily_seconds", "daily_seconds", "at least 1"),
     ('\n[quota]\ndaily_seconds = "2h"\n', "quota.daily_seconds", "daily_seconds", "integer"),
-    ("\n[quota]\ninterim_interval = 10\n", "quota.interim_interval", "interim_interval", "30"),
+    (
+        "\n[quota]\ninterim_interval = 30\n",
+        "quota.interim_interval",
+        "interim_interval",
+        "must be at least 60 (RFC 2869 §5.16), got 30",
+    ),
+    (
+        "\n[quota]\nmin_grant_seconds = 0\n",
+        "quota.min_grant_seconds",
+        "min_grant_seconds",
+        "between 1 and 7200",
+    ),
+    (
+        "\n[quota]\ndaily_seconds = 600\nmin_grant_seconds = 900\n",
+        "quota.min_grant_seconds",
+        "min_grant_seconds",
+        "must be between 1 and 600 (quota.daily_seconds), got 900",
+    ),
     ("\n[quota]\nlogin_ttl = 5\n", "quota.login_ttl", "login_ttl", "at least 30"),
     ("\n[quota]\nmax_devices = 0\n", "quota.max_devices", "max_devices", "at least 1"),
     ("\n[quota]\nstale_grace = 0\n", "quota.stale_grace", "stale_grace", "greater than 0"),

@@ -1,11 +1,11 @@
 -- Everything an Access-Request decision needs about one person, in one round trip (read-only).
 -- KEYS[1] credential hash (may not exist: MAC authentication)
 -- KEYS[2] today's usage counter
--- KEYS[3] open-sessions hash (sid -> "mac|last accounting epoch")
+-- KEYS[3] open-sessions hash (sid -> "mac|last accounting epoch|stale slack", account.lua)
 -- KEYS[4] block key
 -- KEYS[5] device holds hash (MAC -> epoch the hold ends), see commit_login.lua
 -- ARGV[1] calling-station MAC of this request ("" if none)
--- ARGV[2] open sessions whose last accounting is older than this epoch are not counted
+-- ARGV[2] open sessions whose last accounting + slack is older than this epoch are not counted
 -- ARGV[3] now (epoch seconds; "" = every hold still in the hash counts)
 -- Returns {password, client, bound_mac, used_at, used_mac, used_client, used_session,
 --          used_auth, used_src, used_today, other_devices, block}
@@ -20,9 +20,8 @@ local others = 0
 local busy = {}
 local open = redis.call('HGETALL', KEYS[3])
 for i = 2, #open, 2 do
-  local sep = string.find(open[i], '|', 1, true)
-  local m = string.sub(open[i], 1, sep - 1)
-  if tonumber(string.sub(open[i], sep + 1)) >= stale_before then
+  local m, last, slack = string.match(open[i], '^([^|]*)|(%d+)|?(%d*)$')
+  if tonumber(last) + (tonumber(slack) or 0) >= stale_before then
     if m == '' or (m ~= mac and not busy[m]) then others = others + 1 end
     if m ~= '' then busy[m] = true end
   end

@@ -1,6 +1,7 @@
 -- Admit one login, atomically: count the person's devices, hold this device's slot, and
 -- for a credential login consume the credential (single use).
--- Devices other than this MAC: the MACs of open sessions with accounting since ARGV[9]
+-- Devices other than this MAC: the MACs of open sessions with accounting (+ their stale
+-- slack, account.lua: "mac|last|slack") since ARGV[9]
 -- (a session without a MAC counts alone), plus holds: an Access-Accept holds a slot for
 -- its MAC until that MAC's accounting arrives (Store.account deletes the hold in the same
 -- round trip; a session seen open here releases it too) or the hold ends (ARGV[10] s);
@@ -47,9 +48,8 @@ local others = 0
 local busy = {}
 local open = redis.call('HGETALL', KEYS[2])
 for i = 2, #open, 2 do
-  local sep = string.find(open[i], '|', 1, true)
-  local m = string.sub(open[i], 1, sep - 1)
-  if tonumber(string.sub(open[i], sep + 1)) >= stale_before then
+  local m, last, slack = string.match(open[i], '^([^|]*)|(%d+)|?(%d*)$')
+  if tonumber(last) + (tonumber(slack) or 0) >= stale_before then
     if m == '' or (m ~= mac and not busy[m]) then others = others + 1 end
     if m ~= '' then busy[m] = true end
   end

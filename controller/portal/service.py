@@ -433,7 +433,7 @@ class Portal:
         running = 0
         for sid, fields_ in (await self.store.open_sessions(pid)).items():
             last = int(fields_.get("last") or now)
-            if last < stale_before:
+            if last + int(fields_.get("slack") or 0) < stale_before:  # a slow NAS's cadence
                 continue
             running += max(0, now - last)
             sessions.append({"id": sid, **fields_})

@@ -76,7 +76,7 @@ def dashboard(archive: Archive, config: Config, now: float, lang: str) -> Dashbo
     first = last - timedelta(days=DAYS - 1)
     reader = LedgerReader(archive, config, now)
     priced = priced_usage(reader, config, first, last)
-    persons, exhausted = reader.people(first, last, config.quota.daily_seconds)
+    persons, exhausted = reader.people(first, last, config.quota.used_up_seconds)
     days = [first + timedelta(days=i) for i in range(DAYS)]
     seconds_by_type: dict[tuple[date, str], int] = {}
     venues: dict[str, list[Any]] = {}

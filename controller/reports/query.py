@@ -132,8 +132,9 @@ class LedgerReader:
 
         return {r[0]: int(r[1]) for r in self.archive.query(sql)}
 
-    def people(self, first: date, last: date, daily_seconds: int) -> tuple[int, dict[date, int]]:
-        """Persons served over the days, and per day the persons whose allowance ran out."""
+    def people(self, first: date, last: date, used_up: int) -> tuple[int, dict[date, int]]:
+        """Persons served over the days, and per day the persons whose allowance ran out:
+        ``used_up`` seconds or more (less than the minimum grant left, ``QuotaPolicy``)."""
         days = days_between(first, last)
 
         def served_sql() -> tuple[str, list[object]]:
@@ -145,7 +146,7 @@ class LedgerReader:
                 f"""
                 SELECT day, count(*) FROM (
                     SELECT day, pid FROM ({self._ledger(days)}) WHERE known
-                    GROUP BY day, pid HAVING sum(seconds) >= {int(daily_seconds)}
+                    GROUP BY day, pid HAVING sum(seconds) >= {int(used_up)}
                 ) GROUP BY day ORDER BY day
             """,
                 [],
