@@ -27,12 +27,11 @@ from controller.redis_conn import client_from_url, embedded_for
 from controller.redis_embedded import EmbeddedRedis
 from controller.reload import adopt, changes, counts, restart_needed
 from controller.runtime import cancel_and_wait
+from controller.startup import binding
 from controller.store import Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
-
-STARTUP_REDIS_WAIT = 30.0
 
 
 async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> MeteredStore:
@@ -40,7 +39,7 @@ async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> Meter
     url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
     # Redis latency and errors (/metrics); redis.timeout bounds each exchange
     store = MeteredStore(client_from_url(url, timeout=config.redis.timeout))
-    deadline = time.monotonic() + STARTUP_REDIS_WAIT
+    deadline = time.monotonic() + config.redis.startup_wait
     while True:
         try:
             await store.load_scripts()
@@ -98,8 +97,8 @@ class Controller:
         self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)
         self.archiver.start()
         for role, port in (("auth", cfg.radius.auth_port), ("acct", cfg.radius.acct_port)):
-            self.endpoints.append(
-                await open_endpoint(
+            with binding(f"RADIUS {role}", cfg.radius.bind, port, "udp"):
+                endpoint = await open_endpoint(
                     role,
                     self.service,
                     cfg.radius.bind,
@@ -108,13 +107,14 @@ class Controller:
                     max_in_flight=cfg.radius.max_in_flight,
                     reuse_port=self.reuse_port,
                 )
-            )
+            self.endpoints.append(endpoint)
         self.runner = web.AppRunner(make_app(self), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(
             self.runner, cfg.http.bind, cfg.http.port, reuse_port=self.reuse_port or None
         )
-        await site.start()
+        with binding("HTTP", cfg.http.bind, cfg.http.port, "tcp"):
+            await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else cfg.http.port
@@ -206,6 +206,7 @@ async def run_forever(
     *,
     reuse_port: bool = False,
     on_ready: Callable[[Controller], None] | None = None,  # a worker tells its supervisor
+    on_stopping: Callable[[], None] | None = None,  # systemd: STOPPING=1
 ) -> None:
     controller = Controller(config, reuse_port=reuse_port)
     loop = asyncio.get_running_loop()
@@ -220,7 +221,11 @@ async def run_forever(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    await controller.start()
+    try:
+        await controller.start()
+    except BaseException:  # a port taken, Redis down: release what did start (embedded Redis)
+        await controller.stop()
+        raise
     loop.add_signal_handler(signal.SIGHUP, hup)
     if hup_early.is_set():
         hup()
@@ -232,4 +237,6 @@ async def run_forever(
     try:
         await stop.wait()
     finally:
+        if on_stopping is not None:
+            on_stopping()
         await controller.stop()

@@ -266,7 +266,8 @@ class Enforcer:
         self._writer = asyncio.ensure_future(self._write_due())
         if self.settings.enabled if loop is None else loop:
             self._runner = asyncio.ensure_future(self._run())
-        log.info("enforcer.started", acting=self._runner is not None, instance=self.instance)
+        if loop is None:  # serve's; a one-off command (admin CLI) only borrows the DAE client
+            log.info("enforcer.started", acting=self._runner is not None, instance=self.instance)
 
     async def stop(self) -> None:
         """Stop acting (leases are released), flush the due index, close the socket."""

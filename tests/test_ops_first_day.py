@@ -1,0 +1,178 @@
+"""An operations team's first day (issue 14, items 9-12), as the operator meets it.
+
+Each test runs the real ``citywifi`` command as a subprocess (real sockets, the
+embedded or a real external redis-server, a test-made systemd notify socket) and reads
+what an operator reads: the exit code, stderr, systemd's notifications.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.redis_embedded import env_pid_alive
+from controller.startup import EXIT_OSERR, EXIT_UNAVAILABLE
+from tests.conftest import write_config
+from tests.redis_proc import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+CITYWIFI = [sys.executable, "-m", "controller.cli"]
+CONFIG_ENV = "CITYWIFI_CONFIG"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    return subprocess.run(
+        [*CITYWIFI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def events(stderr: str) -> list[dict[str, Any]]:
+    out = []
+    for line in stderr.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def city(tmp_path: Path, redis_url: str = "", **ports: int) -> Path:
+    """A test city with the given ports (0: any), logging at info (what an operator sees)."""
+    path = write_config(tmp_path, redis_url)
+    text = path.read_text().replace('level = "warning"', 'level = "info"')
+    for key, name in (("auth_port", "auth"), ("acct_port", "acct"), ("port", "http")):
+        text = re.sub(rf"(?m)^{key} = 0$", f"{key} = {ports.get(name, 0)}", text)
+    path.write_text(text)
+    return path
+
+
+def embedded_redis_gone(tmp_path: Path) -> bool:
+    redis_dir = tmp_path / "var" / "redis"
+    pid_file = redis_dir / "redis.pid"
+    pid = int(pid_file.read_text()) if pid_file.exists() else 0
+    return not (redis_dir / "redis.sock").exists() and not (pid and env_pid_alive(pid))
+
+
+# ------------------------------------------------------------------- item 9: a taken port
+
+
+@pytest.mark.parametrize(
+    ("workers", "taken"),
+    [(1, "acct"), (2, "acct"), (1, "http"), (2, "auth")],
+    ids=["one-process-udp", "supervisor-udp", "one-process-tcp", "supervisor-udp-auth"],
+)
+def test_item_09_a_taken_port_fails_fast_naming_it_and_stops_the_embedded_redis(
+    tmp_path: Path, workers: int, taken: str
+) -> None:
+    kind = socket.SOCK_STREAM if taken == "http" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as squatter:  # another program has the port
+        squatter.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            squatter.listen()
+        port = squatter.getsockname()[1]
+        config = city(tmp_path, **{taken: port})
+        started = time.monotonic()
+        out = run_cli("serve", "--config", str(config), "--workers", str(workers), timeout=60)
+        took = time.monotonic() - started
+    assert out.returncode == EXIT_OSERR, out.stderr
+    assert took < 30, f"took {took:.1f} s to give up"
+    proto = "tcp" if taken == "http" else "udp"
+    failed = [e for e in events(out.stderr) if e["event"].endswith("start_failed")]
+    assert failed, out.stderr
+    for event in failed:
+        assert f"127.0.0.1:{port}/{proto}" in event["error"], event
+        assert "address already in use" in event["error"], event
+        assert event["exit_code"] == EXIT_OSERR
+    if workers > 1:  # the supervisor passes its worker's cause on, and which worker it was
+        (sup,) = [e for e in failed if e["event"] == "supervisor.start_failed"]
+        assert sup["worker"] in range(workers)
+    assert "Traceback" not in out.stderr
+    assert embedded_redis_gone(tmp_path), "the embedded redis-server was left running"
+
+
+# ---------------------------------------------------------- item 12: errors an operator meets
+
+
+def test_item_12_redis_unreachable_at_start_is_one_line_and_exit_69(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens here
+    url = f"redis://:s3cret-redis-password@127.0.0.1:{closed}/0"
+    config = city(tmp_path, url)
+    config.write_text(
+        config.read_text().replace('data_dir = "var"', 'data_dir = "var"\nstartup_wait = 1')
+    )
+    for workers in ("1", "2"):
+        out = run_cli("serve", "--config", str(config), "--workers", workers)
+        assert out.returncode == EXIT_UNAVAILABLE, out.stderr
+        assert "Traceback" not in out.stderr
+        failed = [e for e in events(out.stderr) if e["event"].endswith("start_failed")]
+        assert failed and all(f"127.0.0.1:{closed}" in e["error"] for e in failed), out.stderr
+        assert "s3cret-redis-password" not in out.stderr  # the password is redacted
+    out = run_cli("issue-login", "--config", str(config), "--phone", "13800138000")
+    assert out.returncode == EXIT_UNAVAILABLE, out.stderr
+    (line,) = out.stderr.strip().splitlines()[-1:]
+    assert line.startswith("citywifi issue-login: Redis") and "Traceback" not in out.stderr
+
+
+def test_item_12_version(tmp_path: Path) -> None:
+    out = run_cli("--version")
+    assert out.returncode == 0, out.stderr
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert out.stdout.strip() == f"citywifi {project['version']}"
+
+
+def test_item_12_config_comes_from_the_environment_or_etc(tmp_path: Path) -> None:
+    config = city(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+    # --config is no longer required: $CITYWIFI_CONFIG names the file
+    out = run_cli("check-config", env={CONFIG_ENV: str(config)})
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr
+    out = run_cli(
+        "admin", "sessions", "--person", "0" * 20, env={CONFIG_ENV: str(tmp_path / "nope.toml")}
+    )
+    assert out.returncode == 1 and "cannot read config file" in out.stderr, out.stderr
+    # none of the three: a usage error that names all of them
+    env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
+    out = subprocess.run(
+        [*CITYWIFI, "serve"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    if not Path("/etc/citywifi/citywifi.toml").exists():
+        assert out.returncode == 2, out.stderr
+        assert CONFIG_ENV in out.stderr and "/etc/citywifi/citywifi.toml" in out.stderr
+    # and the help says where it looks
+    for command in (["serve"], ["issue-login"], ["admin", "sessions"], ["report", "subsidy"]):
+        help_text = " ".join(run_cli(*command, "--help").stdout.split())
+        assert CONFIG_ENV in help_text and "/etc/citywifi/citywifi.toml" in help_text, command
+    # the order: --config, then the variable, then the system-wide file if it exists
+    from controller.config import config_path
+
+    etc = tmp_path / "etc-citywifi.toml"
+    given = tmp_path / "given.toml"
+    assert config_path(given, {CONFIG_ENV: "x.toml"}, etc) == given
+    assert config_path(None, {CONFIG_ENV: "x.toml"}, etc) == Path("x.toml")
+    assert config_path(None, {}, etc) is None
+    etc.write_text("")
+    assert config_path(None, {}, etc) == etc
+
+
+def test_item_12_admin_commands_do_not_start_the_enforcer(tmp_path: Path) -> None:
+    config = city(tmp_path)  # embedded Redis: the command starts it for its duration
+    for action in ("sessions", "disconnect", "unblock"):
+        out = run_cli("admin", action, "--config", str(config), "--person", "0" * 20)
+        assert out.returncode == 0, out.stderr
+        assert "enforcer.started" not in out.stderr, f"admin {action}: {out.stderr}"
+    assert embedded_redis_gone(tmp_path)
