@@ -21,14 +21,14 @@ from controller.config import Config, ConfigError, load_config
 from controller.enforcer import Enforcer
 from controller.http import make_app
 from controller.identity import load_person_key
-from controller.metrics import CONFIG_RELOADS, MeteredStore, OnlineStats
+from controller.metrics import MeteredStore, OnlineStats, reload_result
 from controller.radius_service import RadiusService
 from controller.redis_conn import client_from_url, embedded_for
 from controller.redis_embedded import EmbeddedRedis
 from controller.reload import adopt, changes, counts, restart_needed
 from controller.runtime import cancel_and_wait
 from controller.startup import binding
-from controller.store import Store, StoreUnavailable
+from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
@@ -88,11 +88,19 @@ class Controller:
     async def start(self) -> None:
         cfg = self.config
         self.store = store = await connect_store(cfg, self.embedded)
-        self.online = OnlineStats(store, clock=self.clock)
+        self.online = OnlineStats(
+            store, clock=self.clock, clients=lambda: [c.id for c in self.config.clients]
+        )
         self.online.start()
         self.service = RadiusService(cfg, self.store, clock=self.clock)
         self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
-        self.service.accounted = self.enforcer.accounted
+        enforcer, online = self.enforcer, self.online
+
+        def accounted(write: AccountingWrite, result: AccountingResult) -> None:
+            enforcer.accounted(write, result)  # the due index
+            online.accounted(write, result)  # the NAS's last-seen time
+
+        self.service.accounted = accounted
         await self.enforcer.start()
         self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)
         self.archiver.start()
@@ -149,12 +157,12 @@ class Controller:
             try:
                 loaded = await asyncio.to_thread(load_config, path)
             except ConfigError as exc:
-                CONFIG_RELOADS.labels("refused").inc()
+                reload_result(False)
                 for problem in exc.problems:
                     log.error("config.reload_refused", problem=str(problem))
                 return False
             except Exception as exc:  # unreadable file, …: keep running on the old one
-                CONFIG_RELOADS.labels("refused").inc()
+                reload_result(False)
                 log.error("config.reload_refused", problem=f"{path}: {type(exc).__name__}: {exc}")
                 return False
             old = self.config
@@ -164,7 +172,7 @@ class Controller:
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
             self.config = new  # the portal, APIs and archiver read it from here
-            CONFIG_RELOADS.labels("ok").inc()
+            reload_result(True)
             log.info("config.reloaded", **counts(new), changes=changes(old, new))
             pending = restart_needed(old, loaded)
             if pending:

@@ -63,6 +63,12 @@ DISCONNECTS = Counter(
     "(acked, closed: NAK 503, naked: other NAK, failed: no answer, no_client, unsupported)",
     ["reason", "result"],
 )
+# per NAS (the ids of the config: bounded), so one bad NAS among many shows in an alert
+CLIENT_DISCONNECTS = Counter(
+    "citywifi_enforcer_client_disconnects_total",
+    "Disconnect-Requests by RADIUS client (configured ids only) and result",
+    ["client", "result"],
+)
 STALE_CLOSED = Counter(
     "citywifi_enforcer_stale_closed_total",
     "Sessions closed as stale: no accounting for longer than quota.stale_grace",
@@ -467,10 +473,12 @@ class Enforcer:
             )
         except ValueError as exc:
             DISCONNECTS.labels(reason, "unsupported").inc()
+            CLIENT_DISCONNECTS.labels(client.id, "unsupported").inc()
             log.warning("enforcer.unsupported", person=pid, session=sid, error=str(exc))
             return SessionOutcome(sid, client_id, "unsupported")
         outcome = await self._apply(pid, sid, client_id, result)
         DISCONNECTS.labels(reason, outcome).inc()
+        CLIENT_DISCONNECTS.labels(client.id, outcome).inc()
         log.info(
             "enforcer.disconnect",
             person=pid,

@@ -7,23 +7,28 @@ what an operator reads: the exit code, stderr, systemd's notifications.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from controller.redis_embedded import env_pid_alive
 from controller.startup import EXIT_OSERR, EXIT_UNAVAILABLE
 from tests.conftest import write_config
-from tests.redis_proc import free_port
+from tests.redis_proc import RedisProcess, free_port, until, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -176,3 +181,113 @@ def test_item_12_admin_commands_do_not_start_the_enforcer(tmp_path: Path) -> Non
         assert out.returncode == 0, out.stderr
         assert "enforcer.started" not in out.stderr, f"admin {action}: {out.stderr}"
     assert embedded_redis_gone(tmp_path)
+
+
+# --------------------------------------------- item 13: monitoring that survives a restart
+
+
+class Serving:
+    """``citywifi serve --workers 1`` on fixed ports, stopped by SIGTERM."""
+
+    def __init__(self, config: Path, http_port: int) -> None:
+        self.http_port = http_port
+        self.proc = subprocess.Popen(
+            [*CITYWIFI, "serve", "--config", str(config), "--workers", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.stderr: list[str] = []
+        threading.Thread(
+            target=lambda: self.stderr.extend(self.proc.stderr or []), daemon=True
+        ).start()
+        wait_until(self.ready, 30, 0.05, "serve ready")
+
+    def ready(self) -> bool:
+        assert self.proc.poll() is None, "".join(self.stderr)
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    return float(sample.value)
+        return None
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+
+async def test_item_13_client_last_seen_survives_a_restart_and_costs_one_write_a_second(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    from radius.client import RadiusClient
+    from tests.conftest import SECRET
+
+    ports = {"auth": free_port(socket.SOCK_DGRAM), "acct": free_port(socket.SOCK_DGRAM)}
+    ports["http"] = free_port()
+    config = city(tmp_path, redis_proc.url, **ports)
+    watch = redis.Redis(port=redis_proc.port)
+    writes: list[float] = []  # ZADDs to the last-seen key, seen by MONITOR
+    stop_watching = threading.Event()
+
+    def monitor() -> None:
+        with redis.Redis(port=redis_proc.port).monitor() as m:
+            for command in m.listen():
+                if "stats:client_seen" in command["command"] and "ZADD" in command["command"]:
+                    writes.append(time.monotonic())
+                if stop_watching.is_set():
+                    return
+
+    first = Serving(config, ports["http"])
+    try:
+        watcher = threading.Thread(target=monitor, daemon=True)
+        watcher.start()
+        started = time.monotonic()
+        async with RadiusClient(("127.0.0.1", ports["acct"]), SECRET.encode()) as c:
+            for i in range(60):  # a busy NAS: many reports a second
+                reply = await c.request(
+                    c.acct_request(
+                        Acct_Status_Type="Interim-Update",
+                        Acct_Session_Id=f"s-{i % 5}",
+                        Acct_Session_Time=60 + i,
+                        User_Name=f"walk-in-{i % 5}",
+                    ),
+                    timeout=2.0,
+                    retries=2,
+                )
+                assert reply is not None
+        busy = time.monotonic() - started
+        await until(lambda: watch.zscore("cw:stats:client_seen", "nas-local"), 10, "last seen")
+        seen = watch.zscore("cw:stats:client_seen", "nas-local")
+        assert seen is not None and abs(seen - time.time()) < 10
+        await asyncio.sleep(1.5)  # a flush or two more, if it wrote per packet
+        stop_watching.set()
+        watch.ping()
+        watcher.join(5)
+        assert 1 <= len(writes) <= busy + 3, f"{len(writes)} writes for 60 packets in {busy:.1f} s"
+    finally:
+        assert first.stop() == 0
+    # a restart: the process counters start from nothing, the last-seen time does not
+    second = Serving(config, ports["http"])
+    try:
+        assert second.metric("citywifi_radius_client_requests_total", client="nas-local") is None
+        gauge = "citywifi_radius_client_last_seen_timestamp_seconds"
+        await until(lambda: second.metric(gauge, client="nas-local") is not None, 20, gauge)
+        assert second.metric(gauge, client="nas-local") == watch.zscore(
+            "cw:stats:client_seen", "nas-local"
+        )
+        assert second.metric(gauge, client="nas-local-2") is None  # never heard: no series
+    finally:
+        assert second.stop() == 0
