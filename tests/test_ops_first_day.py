@@ -11,10 +11,13 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tomllib
@@ -291,3 +294,231 @@ async def test_item_13_client_last_seen_survives_a_restart_and_costs_one_write_a
         assert second.metric(gauge, client="nas-local-2") is None  # never heard: no series
     finally:
         assert second.stop() == 0
+
+
+# ------------------------------------------------- item 10: the systemd install and notify
+
+SYSTEMD = DEPLOY / "systemd"
+
+
+def unit(name: str) -> dict[str, dict[str, str]]:
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in (SYSTEMD / name).read_text().splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        elif "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            current[key.strip()] = value.strip()
+    return sections
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze missing")
+def test_item_10_units_verify_and_promise_readiness_and_a_watchdog(tmp_path: Path) -> None:
+    """``systemd-analyze verify`` on the units as shipped (binaries pointed at this
+    machine's), with no complaint about them; Type=notify with a watchdog; the user
+    exists in the sysusers file and the unit no longer uses DynamicUser."""
+    binaries = {
+        "/opt/citywifi/bin/citywifi": str(Path(sys.executable).parent / "citywifi"),
+        "/usr/bin/redis-server": str(Path(sys.executable).parent / "redis-server"),
+    }
+    names = ["citywifi.service", "redis-citywifi.service"]
+    for name in names:
+        text = (SYSTEMD / name).read_text()
+        for shipped, here in binaries.items():
+            text = text.replace(shipped, here)
+        (tmp_path / name).write_text(text)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(tmp_path / n) for n in names)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    complaints = [
+        line for line in (out.stdout + out.stderr).splitlines() if any(n in line for n in names)
+    ]
+    assert out.returncode == 0 and not complaints, out.stdout + out.stderr
+    service = unit("citywifi.service")["Service"]
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    assert service["WatchdogSec"] == "30s" and service["Restart"] == "on-failure"
+    assert "DynamicUser" not in service and service["User"] == service["Group"] == "citywifi"
+    assert "78" in service["RestartPreventExitStatus"].split()  # an invalid config stays failed
+    users = (SYSTEMD / "citywifi.sysusers").read_text().splitlines()
+    assert any(line.split()[:2] == ["u", "citywifi"] for line in users)
+    redis_service = unit("redis-citywifi.service")["Service"]
+    assert redis_service["LoadCredential"] == "redis.conf:/etc/citywifi/redis.conf"
+    assert "%d/redis.conf" in redis_service["ExecStart"] and "ExecStop" not in redis_service
+
+
+def as_user(uid: int, gid: int, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not all(map(shutil.which, ("setpriv", "systemd-sysusers"))),
+    reason="needs root, setpriv and systemd-sysusers (CI has them)",
+)
+def test_item_10_the_installed_config_is_readable_by_the_service_user_only() -> None:
+    """The documented install, in a throw-away root: the sysusers file makes the user,
+    the config is copied in with a strict umask, the tmpfiles file sets owners and modes.
+    The service's uid then reads the config and CSVs but cannot change them, nor read
+    the env file; the layout the old docs made (root:root 0750/0640) it could not read."""
+    root = Path(tempfile.mkdtemp(prefix="citywifi-root-"))
+    try:
+        root.chmod(0o755)  # /tmp/pytest-of-root is 0700: the service user must get here
+        for rel, source in (
+            ("usr/lib/sysusers.d/citywifi.conf", "citywifi.sysusers"),
+            ("usr/lib/tmpfiles.d/citywifi.conf", "citywifi.tmpfiles"),
+        ):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text((SYSTEMD / source).read_text())
+        (root / "etc").mkdir(mode=0o755)
+        made = subprocess.run(
+            ["systemd-sysusers", f"--root={root}"], capture_output=True, text=True, timeout=30
+        )
+        assert made.returncode == 0, made.stderr
+        entry = next(
+            line.split(":")
+            for line in (root / "etc/passwd").read_text().splitlines()
+            if line.startswith("citywifi:")
+        )
+        uid, gid = int(entry[2]), int(entry[3])
+        assert uid != 0 and entry[6] == "/usr/sbin/nologin"
+        etc = root / "etc/citywifi"
+        old = os.umask(0o077)  # what an administrator's root shell may well have
+        try:
+            etc.mkdir()
+            for name in ("citywifi.toml", "venues.example.csv", "env"):
+                (etc / name).write_text("# test\n")
+        finally:
+            os.umask(old)
+        made = subprocess.run(
+            ["systemd-tmpfiles", f"--root={root}", "--create"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert made.returncode == 0, made.stderr
+        for name in ("citywifi.toml", "venues.example.csv"):
+            read = as_user(uid, gid, "cat", str(etc / name))
+            assert read.returncode == 0, f"{name}: {read.stderr}"
+        assert as_user(uid, gid, "sh", "-c", f"echo x >> {etc / 'citywifi.toml'}").returncode
+        assert as_user(uid, gid, "touch", str(etc / "new.toml")).returncode
+        assert "Permission denied" in as_user(uid, gid, "cat", str(etc / "env")).stderr
+        assert (root / "var/lib/citywifi").stat().st_uid == uid  # the data directory
+        # the layout the old instructions made: the service user is refused
+        os.chown(etc, 0, 0)
+        os.chown(etc / "citywifi.toml", 0, 0)
+        refused = as_user(uid, gid, "cat", str(etc / "citywifi.toml"))
+        assert refused.returncode != 0 and "Permission denied" in refused.stderr
+    finally:
+        shutil.rmtree(root)
+
+
+class NotifySocket:
+    """A ``$NOTIFY_SOCKET`` as systemd makes it: datagrams with the sender's credentials."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "notify.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(str(self.path))
+        self.sock.setblocking(False)
+        self.messages: list[tuple[int, dict[str, str], float]] = []  # (pid, fields, at)
+
+    def drain(self) -> None:
+        creds = struct.calcsize("3i")
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(creds))
+            except BlockingIOError:  # all read: the pings keep coming, never wait for them
+                return
+            pid = 0
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("3i", payload[:creds])[0]
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((pid, fields, time.monotonic()))
+
+    def has(self, key: str) -> bool:
+        self.drain()
+        return any(key in fields for _, fields, _ in self.messages)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_item_10_serve_says_ready_pings_the_watchdog_and_says_stopping(
+    tmp_path: Path, workers: int
+) -> None:
+    ports = {"auth": free_port(socket.SOCK_DGRAM), "acct": free_port(socket.SOCK_DGRAM)}
+    ports["http"] = free_port()
+    config = city(tmp_path, **ports)  # embedded Redis: READY=1 waits for it too
+    notify = NotifySocket(tmp_path)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "300000"}
+    proc = subprocess.Popen(
+        [*CITYWIFI, "serve", "--config", str(config), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        wait_until(lambda: notify.has("READY") or proc.poll() is not None, 60, what="READY=1")
+        # said once everything serves: the HTTP port answers /readyz and RADIUS is bound
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['http']}/readyz", timeout=5) as r:
+            assert json.loads(r.read())["status"] == "ready"
+        (ready,) = [f for _, f, _ in notify.messages if "READY" in f]
+        assert ready["READY"] == "1" and f"auth {ports['auth']}/udp" in ready["STATUS"]
+        at = next(t for _, f, t in notify.messages if "READY" in f)
+        wait_until(
+            lambda: (
+                notify.has("WATCHDOG")
+                and sum("WATCHDOG" in f and t > at for _, f, t in notify.messages) >= 3
+            ),
+            10,
+            what="three watchdog pings after READY=1",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        wait_until(lambda: notify.has("STOPPING"), 5, what="STOPPING=1")
+        # only the main process speaks (NotifyAccess=main): never a worker or redis-server
+        assert {pid for pid, _, _ in notify.messages} == {proc.pid}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_item_10_a_failed_start_tells_systemd_why_and_never_ready(
+    tmp_path: Path, workers: int
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        port = squatter.getsockname()[1]
+        config = city(tmp_path, auth=port)
+        notify = NotifySocket(tmp_path)
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify.path)}
+        out = subprocess.run(
+            [*CITYWIFI, "serve", "--config", str(config), "--workers", str(workers)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
+    assert out.returncode == EXIT_OSERR, out.stderr
+    notify.drain()
+    notify.close()
+    assert not any("READY" in f for _, f, _ in notify.messages)
+    statuses = [f["STATUS"] for _, f, _ in notify.messages if "STATUS" in f]
+    assert statuses and statuses[-1].startswith("failed: ")
+    assert f"127.0.0.1:{port}/udp" in statuses[-1], statuses
