@@ -689,3 +689,12 @@ def test_a_weak_secret_on_a_loopback_only_client_is_a_warning(tmp_path: Path) ->
     ]
     assert "warning: " in str(config.warnings[0]) and "loopback-only" in str(config.warnings[0])
     assert check_config(path, environ={}, warnings=True) == list(config.warnings)
+
+
+def test_redis_startup_wait(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE + "\n[redis]\nstartup_wait = 5\n"), environ={})
+    assert config.redis.startup_wait == 5.0
+    assert load_config(write(tmp_path, BASE), environ={}).redis.startup_wait == 30.0
+    text = BASE + "\n[redis]\nstartup_wait = -1\n"
+    problem = only(problems_for(tmp_path, text), "redis.startup_wait")
+    assert problem.line == line_of(text, "startup_wait") and "at least 0" in problem.message
