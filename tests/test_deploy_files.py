@@ -338,7 +338,8 @@ def test_systemd_units_parse_with_hardening() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
     redis_unit = _unit("redis-citywifi.service")
-    assert "/etc/citywifi/redis.conf" in redis_unit["Service"]["ExecStart"]
+    assert redis_unit["Service"]["LoadCredential"] == "redis.conf:/etc/citywifi/redis.conf"
+    assert "%d/redis.conf" in redis_unit["Service"]["ExecStart"]
     assert redis_unit["Service"]["ProtectSystem"] == "strict"
     assert "redis-citywifi.service" in unit["Unit"]["After"]
 
