@@ -363,7 +363,7 @@ LANGUAGES: Final = ("zh", "en")
 # Secrets and keys (check-config refuses what anyone who read the docs could know).
 SECRET_MIN_LENGTH: Final = 16  # RFC 2865 §3: "preferred that the secret be at least 16 octets"
 _PLACEHOLDERS: Final = ("changeme", "replaceme", "placeholder", "example", "yoursecret")
-_WELL_KNOWN: Final = {"testing123": "FreeRADIUS's well-known example secret"}
+_WELL_KNOWN: Final = {"testing123": "FreeRADIUS's well-known test secret"}
 EXAMPLE_TOKENS: Final = ("change-me-reports-token",)  # the token docs/reports.md once showed
 EXAMPLE_TOKEN_DIGESTS: Final = MappingProxyType(
     {hashlib.sha256(t.encode()).hexdigest(): t for t in EXAMPLE_TOKENS}
@@ -373,15 +373,15 @@ EXAMPLE_TOKEN_DIGESTS: Final = MappingProxyType(
 def placeholder_reason(value: str) -> str | None:
     """Why ``value`` is a published placeholder or example, or None (pure)."""
     folded = re.sub(r"[^a-z0-9]", "", value.lower())
+    # the words are not repeated: a real secret that happens to contain one stays unsaid
     for word, what in _WELL_KNOWN.items():
         if word in folded:
-            return f"is {word}, {what}: use a random one (e.g. `openssl rand -base64 24`)"
-    for word in _PLACEHOLDERS:
-        if word in folded:
-            return (
-                f"is a placeholder (it contains '{word}'): replace it with a random one "
-                "(e.g. `openssl rand -base64 24`)"
-            )
+            return f"is {what}: use a random one (e.g. `openssl rand -base64 24`)"
+    if any(word in folded for word in _PLACEHOLDERS):
+        return (
+            "is a placeholder, not a secret: replace it with a random one "
+            "(e.g. `openssl rand -base64 24`)"
+        )
     return None
 
 
