@@ -346,7 +346,8 @@ async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     store = await connect_store(config, embedded)
     enforcer = Enforcer(config, store)
     try:
-        await enforcer.start(loop=False)
+        if args.admin_command in ("disconnect", "block"):
+            await enforcer.start(loop=False)  # its DAE client only: no loop, no log line
         pid = resolve_person(
             phone=args.phone,
             person=args.person,

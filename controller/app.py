@@ -22,18 +22,17 @@ from controller.enforcer import Enforcer
 from controller.http import make_app, make_metrics_app
 from controller.http_edge import ConnectionGuard, GuardedSite
 from controller.identity import load_person_key
-from controller.metrics import CONFIG_RELOADS, MemoryWatch, MeteredStore, OnlineStats
+from controller.metrics import MemoryWatch, MeteredStore, OnlineStats, reload_result
 from controller.radius_service import RadiusService
 from controller.redis_conn import client_from_url, embedded_for
 from controller.redis_embedded import EmbeddedRedis
 from controller.reload import adopt, changes, counts, restart_needed
 from controller.runtime import cancel_and_wait
-from controller.store import Store, StoreUnavailable
+from controller.startup import binding
+from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
-
-STARTUP_REDIS_WAIT = 30.0
 
 
 async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> MeteredStore:
@@ -41,7 +40,7 @@ async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> Meter
     url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
     # Redis latency and errors (/metrics); redis.timeout bounds each exchange
     store = MeteredStore(client_from_url(url, timeout=config.redis.timeout))
-    deadline = time.monotonic() + STARTUP_REDIS_WAIT
+    deadline = time.monotonic() + config.redis.startup_wait
     while True:
         try:
             await store.load_scripts()
@@ -98,7 +97,9 @@ class Controller:
     async def start(self) -> None:
         cfg = self.config
         self.store = store = await connect_store(cfg, self.embedded)
-        self.online = OnlineStats(store, clock=self.clock)
+        self.online = OnlineStats(
+            store, clock=self.clock, clients=lambda: [c.id for c in self.config.clients]
+        )
         self.online.start()
         self.memory = MemoryWatch(store)
         with contextlib.suppress(StoreUnavailable):
@@ -106,13 +107,19 @@ class Controller:
         self.memory.start()
         self.service = RadiusService(cfg, self.store, person_key=self.person_key, clock=self.clock)
         self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
-        self.service.accounted = self.enforcer.accounted
+        enforcer, online = self.enforcer, self.online
+
+        def accounted(write: AccountingWrite, result: AccountingResult) -> None:
+            enforcer.accounted(write, result)  # the due index
+            online.accounted(write, result)  # the NAS's last-seen time
+
+        self.service.accounted = accounted
         await self.enforcer.start()
         self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)
         self.archiver.start()
         for role, port in (("auth", cfg.radius.auth_port), ("acct", cfg.radius.acct_port)):
-            self.endpoints.append(
-                await open_endpoint(
+            with binding(f"RADIUS {role}", cfg.radius.bind, port, "udp"):
+                endpoint = await open_endpoint(
                     role,
                     self.service,
                     cfg.radius.bind,
@@ -122,14 +129,20 @@ class Controller:
                     reuse_port=self.reuse_port,
                     can_record=store.health.can_record,  # RFC 5997 §4.2
                 )
-            )
+            self.endpoints.append(endpoint)
         self._health = asyncio.ensure_future(store.watch_health())
         # Redis and the RADIUS sockets are open now: the fd budget counts them
         guard = ConnectionGuard.from_settings(cfg.http, cfg.portal.trusted_proxies)
-        self.http_port = await self._listen(make_app(self), cfg.http.bind, cfg.http.port, guard)
+        self.http_port = await self._listen(
+            "HTTP", make_app(self), cfg.http.bind, cfg.http.port, guard
+        )
         if cfg.http.metrics_bind:
             self.metrics_port = await self._listen(
-                make_metrics_app(self), cfg.http.metrics_bind, cfg.http.metrics_port, guard
+                "HTTP metrics",
+                make_metrics_app(self),
+                cfg.http.metrics_bind,
+                cfg.http.metrics_port,
+                guard,
             )
         if self.embedded is not None:  # also one found running (left by a killed serve)
             self._watch = asyncio.ensure_future(self.embedded.watch())
@@ -143,16 +156,18 @@ class Controller:
         )
 
     async def _listen(
-        self, app: web.Application, host: str, port: int, guard: ConnectionGuard
+        self, name: str, app: web.Application, host: str, port: int, guard: ConnectionGuard
     ) -> int:
-        """Serve ``app`` on ``host:port`` behind the connection guard; the bound port."""
+        """Serve ``app`` on ``host:port`` behind the connection guard; the bound port
+        (a port that cannot be bound is a ``StartupError`` naming it, controller.startup)."""
         runner = web.AppRunner(
             app, access_log=None, keepalive_timeout=self.config.http.keepalive_timeout
         )
         await runner.setup()
         self.runners.append(runner)
         site = GuardedSite(runner, host, port, guard, reuse_port=self.reuse_port)
-        await site.start()
+        with binding(name, host, port, "tcp"):
+            await site.start()
         return site.port
 
     async def readiness(self) -> dict[str, bool]:
@@ -176,12 +191,12 @@ class Controller:
             try:
                 loaded = await asyncio.to_thread(load_config, path)
             except ConfigError as exc:
-                CONFIG_RELOADS.labels("refused").inc()
+                reload_result(False)
                 for problem in exc.problems:
                     log.error("config.reload_refused", problem=str(problem))
                 return False
             except Exception as exc:  # unreadable file, …: keep running on the old one
-                CONFIG_RELOADS.labels("refused").inc()
+                reload_result(False)
                 log.error("config.reload_refused", problem=f"{path}: {type(exc).__name__}: {exc}")
                 return False
             old = self.config
@@ -191,7 +206,7 @@ class Controller:
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
             self.config = new  # the portal, APIs and archiver read it from here
-            CONFIG_RELOADS.labels("ok").inc()
+            reload_result(True)
             log.info("config.reloaded", **counts(new), changes=changes(old, new))
             pending = restart_needed(old, loaded)
             if pending:
@@ -236,6 +251,7 @@ async def run_forever(
     *,
     reuse_port: bool = False,
     on_ready: Callable[[Controller], None] | None = None,  # a worker tells its supervisor
+    on_stopping: Callable[[], None] | None = None,  # systemd: STOPPING=1
 ) -> None:
     controller = Controller(config, reuse_port=reuse_port)
     loop = asyncio.get_running_loop()
@@ -250,7 +266,11 @@ async def run_forever(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    await controller.start()
+    try:
+        await controller.start()
+    except BaseException:  # a port taken, Redis down: release what did start (embedded Redis)
+        await controller.stop()
+        raise
     loop.add_signal_handler(signal.SIGHUP, hup)
     if hup_early.is_set():
         hup()
@@ -262,4 +282,6 @@ async def run_forever(
     try:
         await stop.wait()
     finally:
+        if on_stopping is not None:
+            on_stopping()
         await controller.stop()

@@ -1,24 +1,59 @@
-"""The ``citywifi`` command: serve, check-config, issue-login."""
+"""The ``citywifi`` command: serve, check-config, issue-login (and report, audit, admin).
+
+Every command that reads a config takes ``--config FILE``, else ``$CITYWIFI_CONFIG``,
+else ``/etc/citywifi/citywifi.toml``. ``serve`` ends with one line and an exit code
+from ``controller.startup`` when it cannot start, and speaks systemd's notify protocol
+(``controller.systemd``) when run under ``Type=notify``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
+import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from controller.config import Config, ConfigError, check_config, load_config
+from controller.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    check_config,
+    config_path,
+    load_config,
+)
 from controller.mac import normalize_mac
 from controller.phone import PhoneError, normalize_phone
+from controller.startup import EXIT_CONFIG, EXIT_USAGE, explain
+from controller.systemd import Notifier
+
+CONFIG_HELP = f"the config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH} if it exists)"
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("citywifi")
+    except PackageNotFoundError:  # run from a source tree
+        from controller import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="citywifi", description="City free-WiFi controller: RADIUS, portal, quota."
+        prog="citywifi",
+        description="City free-WiFi controller: RADIUS, portal, quota.",
+        epilog=f"Commands that read a config take --config FILE, else ${CONFIG_ENV}, "
+        f"else {DEFAULT_CONFIG_PATH}.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run RADIUS auth + accounting, portal and APIs")
     serve.add_argument("--config", required=True, type=Path)
@@ -29,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes sharing the ports (default: one per CPU; 1: a single process)",
     )
     check = sub.add_parser("check-config", help="validate a config file; exit 1 if invalid")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, nargs="?", help=CONFIG_HELP)
     issue = sub.add_parser(
         "issue-login", help="issue a one-time RADIUS login for a phone number (staff, kiosks)"
     )
@@ -47,26 +82,55 @@ def build_parser() -> argparse.ArgumentParser:
     from controller.admin import add_parser as add_admin_commands
 
     add_admin_commands(sub)  # admin sessions | disconnect | block | unblock
+    for command in _commands(parser):  # one rule for where every command's config comes from
+        for action in command._actions:
+            if "--config" in action.option_strings:
+                action.required, action.default, action.help = False, None, CONFIG_HELP
     return parser
 
 
-def _load(path: Path) -> Config:
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                yield command
+                yield from _commands(command)
+
+
+def _resolve_config(args: argparse.Namespace) -> str | None:
+    """Fill in ``args.config`` (``args.file`` for check-config); the complaint if none."""
+    name = "file" if args.command == "check-config" else "config"
+    if not hasattr(args, name):
+        return None
+    path = config_path(getattr(args, name), os.environ)
+    if path is None:
+        return (
+            f"citywifi {args.command}: no config: give --config FILE, set {CONFIG_ENV}, "
+            f"or create {DEFAULT_CONFIG_PATH}"
+        )
+    setattr(args, name, path)
+    return None
+
+
+def _load(path: Path, exit_code: int = 1) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(exit_code) from None
 
 
 def cmd_check_config(path: Path) -> int:
-    problems = check_config(path)
-    for problem in problems:
+    found = check_config(path, warnings=True)
+    for problem in found:
         print(problem, file=sys.stderr)
+    problems = [p for p in found if not p.warning]
     if problems:
         print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"{path}: OK")
+    warned = len(found) - len(problems)
+    print(f"{path}: OK" + (f" ({warned} warning(s))" if warned else ""))
     return 0
 
 
@@ -131,32 +195,79 @@ def cmd_issue_login(config_path: Path, phone: str, mac: str, client: str = "") -
 
 
 def cmd_serve(config_path: Path, workers: int | None = None) -> int:
-    from controller.app import run_forever
+    """Serve until SIGTERM; exit 0 then, else with ``controller.startup``'s code and line."""
+    import structlog
+
     from controller.logs import configure_logging
 
-    config = _load(config_path)
+    notifier = Notifier.from_environ()  # before any child process inherits $NOTIFY_SOCKET
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:  # placeholder secrets included: serve refuses to start
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        notifier.status(f"failed: {len(exc.problems)} problem(s) in {config_path}")
+        return EXIT_CONFIG
     configure_logging(config.log)
-    with contextlib.suppress(KeyboardInterrupt):
-        if workers is None:
-            from controller.supervisor import default_workers
+    log = structlog.get_logger("citywifi")
+    for warning in config.warnings:
+        log.warning("config.warning", problem=str(warning))
+    if workers is None:
+        from controller.supervisor import default_workers
 
-            workers = default_workers()
+        workers = default_workers()
+    try:
         if workers > 1:
             from controller.supervisor import serve_workers
 
-            return serve_workers(config, workers)
+            return serve_workers(config, workers, notifier=notifier)
         from controller.runtime import run
 
-        run(run_forever(config))
+        run(_serve_one(config, notifier))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        error = explain(exc, config)
+        if error is None:
+            raise
+        log.error("serve.start_failed", error=str(error), exit_code=error.exit_code)
+        notifier.status(f"failed: {error}")
+        return error.exit_code
     return 0
+
+
+async def _serve_one(config: Config, notifier: Notifier) -> None:
+    """``serve --workers 1``: one process; READY=1 once its sockets and Redis are up."""
+    from controller.app import Controller, run_forever
+    from controller.runtime import cancel_and_wait
+
+    watchdog = notifier.start_watchdog()  # from the start: waiting for Redis takes a while
+
+    def ready(controller: Controller) -> None:
+        notifier.ready(
+            f"serving: RADIUS auth {controller.auth_port}/udp, acct {controller.acct_port}/udp,"
+            f" HTTP {controller.http_port}/tcp, "
+            f"{'embedded' if controller.embedded else 'external'} Redis"
+        )
+
+    try:
+        await run_forever(config, on_ready=ready, on_stopping=notifier.stopping)
+    finally:
+        await cancel_and_wait(watchdog)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    complaint = _resolve_config(args)
+    if complaint is not None:
+        print(complaint, file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "check-config":
         return cmd_check_config(args.file)
     if args.command == "issue-login":
-        return cmd_issue_login(args.config, args.phone, args.mac, args.client)
+        return _redis_errors_in_one_line(
+            args.command, lambda: cmd_issue_login(args.config, args.phone, args.mac, args.client)
+        )
     if args.command in ("report", "audit"):
         from controller.reports.cli import run as run_report_command
 
@@ -169,6 +280,18 @@ def main(argv: list[str] | None = None) -> int:
         print("citywifi serve: --workers must be at least 1", file=sys.stderr)
         return 2
     return cmd_serve(args.config, args.workers)
+
+
+def _redis_errors_in_one_line(command: str, run: Callable[[], int]) -> int:
+    """A command that needs Redis says so in one line when it cannot reach it."""
+    try:
+        return run()
+    except Exception as exc:
+        error = explain(exc)
+        if error is None or isinstance(exc, ConfigError):
+            raise
+        print(f"citywifi {command}: {error}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

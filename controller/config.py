@@ -10,6 +10,7 @@ import bisect
 import contextlib
 import csv
 import difflib
+import hashlib
 import io
 import ipaddress
 import math
@@ -97,6 +98,7 @@ class RedisSettings:
     timeout: float = 2.0  # seconds a Redis exchange may take before the request is not answered
     maxmemory: int = 1 << 30  # bytes; the embedded server's budget (noeviction); 0: none
     memory_high_water: float = 0.85  # above this share of maxmemory the portal sheds load
+    startup_wait: float = 30.0  # seconds a start waits for Redis before giving up (exit 69)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +264,8 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
+    # accepted but worth a look (a placeholder secret on a loopback-only client): logged
+    warnings: tuple[ConfigProblem, ...] = ()
 
 
 # --------------------------------------------------------------------------- loading
@@ -285,10 +289,12 @@ class ConfigProblem:
     line: int | None
     key: str
     message: str
+    warning: bool = False  # accepted as it is, but said (check-config, serve's log)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else f"{self.file}"
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.warning else self.message
+        return f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}"
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -300,10 +306,31 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 
 
 def check_config(
-    path: str | Path, *, environ: Mapping[str, str] | None = None
+    path: str | Path, *, environ: Mapping[str, str] | None = None, warnings: bool = False
 ) -> list[ConfigProblem]:
-    """Every problem with the config (an empty list means ``load_config`` would succeed)."""
-    return _load(Path(path), os.environ if environ is None else environ)[1]
+    """Every problem with the config (an empty list means ``load_config`` would succeed);
+    with ``warnings``, also what it accepts but says (``ConfigProblem.warning``)."""
+    config, problems = _load(Path(path), os.environ if environ is None else environ)
+    if warnings and config is not None:
+        return sorted([*problems, *config.warnings], key=lambda p: p.line or 0)
+    return problems
+
+
+# Where a command finds its config without --config (`citywifi --help` says so).
+CONFIG_ENV = "CITYWIFI_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/citywifi/citywifi.toml")
+
+
+def config_path(
+    given: Path | None, environ: Mapping[str, str], default: Path = DEFAULT_CONFIG_PATH
+) -> Path | None:
+    """The config a command reads: ``--config``, else ``$CITYWIFI_CONFIG``, else the
+    system-wide file when it exists; None when there is none of the three."""
+    if given is not None:
+        return given
+    if environ.get(CONFIG_ENV, "").strip():
+        return Path(environ[CONFIG_ENV].strip())
+    return default if default.exists() else None
 
 
 # Environment variable that overrides ``redis.url`` (deployments keep passwords out of files).
@@ -333,7 +360,8 @@ _SECTIONS: Final = {
         "max_in_flight",
     ),
     "http": tuple(f.name for f in fields(HttpSettings)),
-    "redis": ("url", "data_dir", "appendfsync", "timeout", "maxmemory", "memory_high_water"),
+    "redis": ("url", "data_dir", "appendfsync", "timeout", "maxmemory", "memory_high_water",
+              "startup_wait"),
     "sms": (
         "backend",
         "path",
@@ -380,6 +408,48 @@ SMS_BACKENDS: Final = ("file", "webhook")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("json", "console")
 LANGUAGES: Final = ("zh", "en")
+
+# Secrets and keys (check-config refuses what anyone who read the docs could know).
+SECRET_MIN_LENGTH: Final = 16  # RFC 2865 §3: "preferred that the secret be at least 16 octets"
+_PLACEHOLDERS: Final = ("changeme", "replaceme", "placeholder", "example", "yoursecret")
+_WELL_KNOWN: Final = {"testing123": "FreeRADIUS's well-known test secret"}
+EXAMPLE_TOKENS: Final = ("change-me-reports-token",)  # the token docs/reports.md once showed
+EXAMPLE_TOKEN_DIGESTS: Final = MappingProxyType(
+    {hashlib.sha256(t.encode()).hexdigest(): t for t in EXAMPLE_TOKENS}
+)
+
+
+def placeholder_reason(value: str) -> str | None:
+    """Why ``value`` is a published placeholder or example, or None (pure)."""
+    folded = re.sub(r"[^a-z0-9]", "", value.lower())
+    # the words are not repeated: a real secret that happens to contain one stays unsaid
+    for word, what in _WELL_KNOWN.items():
+        if word in folded:
+            return f"is {what}: use a random one (e.g. `openssl rand -base64 24`)"
+    if any(word in folded for word in _PLACEHOLDERS):
+        return (
+            "is a placeholder, not a secret: replace it with a random one "
+            "(e.g. `openssl rand -base64 24`)"
+        )
+    return None
+
+
+def secret_weakness(value: str, min_length: int = SECRET_MIN_LENGTH) -> str | None:
+    """Why ``value`` protects nothing (a placeholder, an example, too short, a repeated
+    character), or None. Pure; the reason never repeats the value."""
+    reason = placeholder_reason(value)
+    if reason is not None:
+        return reason
+    if len(value) < min_length:
+        return (
+            f"must be at least {min_length} characters, got {len(value)} "
+            "(e.g. `openssl rand -base64 24`)"
+        )
+    distinct = len(set(value))
+    if distinct < 6:
+        return f"has only {distinct} distinct characters: not a secret"
+    return None
+
 
 # Ids end up in Redis keys, CSV reports and URLs: no spaces, braces (hash tags) or quotes.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
@@ -692,6 +762,7 @@ class _Builder:
         self.loc = locator
         self.environ = environ
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[ConfigProblem] = []
         self.operator_spots: dict[str, _Spot] = {}
         self.venue_spots: dict[str, _Spot] = {}
         self.ap_spots: dict[str, _Spot] = {}
@@ -704,6 +775,21 @@ class _Builder:
         self.problems.append(
             ConfigProblem(self.file, self.loc.line(path), format_key(path), message)
         )
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        line = self.loc.line(path)
+        self.warnings.append(ConfigProblem(self.file, line, format_key(path), message, True))
+
+    def secret(self, path: KeyPath, value: str, *, local: bool = False) -> None:
+        """A key or shared secret that is a placeholder, an example or too short is an
+        error (anyone who read the docs holds it); on a loopback-only client, where only
+        this machine can use it, a warning."""
+        reason = secret_weakness(value)
+        if reason is not None:
+            if local:
+                self.warn(path, f"{reason}; accepted only because this client is loopback-only")
+            else:
+                self.report(path, reason)
 
     def report_at(self, spot: _Spot, key: str, message: str) -> None:
         if spot.line is None:
@@ -987,6 +1073,7 @@ class _Builder:
             audit=audit,
             reports=reports,
             enforcer=enforcer,
+            warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
 
     def brand(self, t: dict[str, Any], present: bool) -> Brand | None:
@@ -1145,9 +1232,15 @@ class _Builder:
             )
         if "://" in url:  # the topology (server, cluster, sentinel) must parse too
             try:
-                parse_redis_url(url)
+                target = parse_redis_url(url)
             except RedisUrlError as exc:
                 self.report((*p, "url"), f"{REDIS_URL_ENV}: {exc}" if env else str(exc))
+            else:
+                for password in (urlsplit(url).password, target.sentinel_password):
+                    reason = placeholder_reason(password or "")
+                    if reason is not None:
+                        where = f"{REDIS_URL_ENV}: " if env else ""
+                        self.report((*p, "url"), f"{where}the password {reason}")
         return RedisSettings(
             url=url,
             data_dir=self.file_path(t, p, "data_dir", d.data_dir),
@@ -1155,6 +1248,7 @@ class _Builder:
             timeout=self.number(t, p, "timeout", d.timeout, 0, above=True),
             maxmemory=self.memory_size(t, p, "maxmemory", d.maxmemory),
             memory_high_water=self.ratio(t, p, "memory_high_water", d.memory_high_water),
+            startup_wait=self.number(t, p, "startup_wait", d.startup_wait, 0),
         )
 
     def ratio(self, t: Mapping[str, Any], p: KeyPath, key: str, default: float) -> float:
@@ -1180,6 +1274,9 @@ class _Builder:
             for name, value in raw_headers.items():
                 if isinstance(value, str):
                     headers[name] = value
+                    reason = placeholder_reason(value)
+                    if reason is not None:
+                        self.report((*p, "webhook_headers", name), reason)
                 else:
                     self.report(
                         (*p, "webhook_headers", name), f"expected a string, got {_kind(value)}"
@@ -1245,16 +1342,16 @@ class _Builder:
     def security(self, t: dict[str, Any]) -> SecuritySettings:
         p: KeyPath = ("security",)
         key = self.string(t, p, "person_key", "")
-        if key and len(key) < 16:
-            self.report((*p, "person_key"), f"must be at least 16 characters, got {len(key)}")
+        if key:
+            self.secret((*p, "person_key"), key)
         return SecuritySettings(person_key=key)
 
     def portal(self, t: dict[str, Any]) -> PortalSettings:
         p: KeyPath = ("portal",)
         d = PortalSettings()
         key = self.string(t, p, "cookie_key", "")
-        if key and len(key) < 16:
-            self.report((*p, "cookie_key"), f"must be at least 16 characters, got {len(key)}")
+        if key:
+            self.secret((*p, "cookie_key"), key)
         url = self.string(t, p, "public_url", "").strip().rstrip("/")
         if url and not url.startswith(("https://", "http://")):
             self.report((*p, "public_url"), f"'{url}' is not an http:// or https:// URL")
@@ -1473,6 +1570,12 @@ class _Builder:
             secret = self.string(t, path, "secret", required=True)
             if "secret" in t and isinstance(t["secret"], str) and not secret:
                 self.report((*path, "secret"), "must not be empty (the RADIUS shared secret)")
+            local = network is not None and network.is_loopback
+            if secret:
+                self.secret((*path, "secret"), secret, local=local)
+            uam_secret = self.string(t, path, "uam_secret", "")
+            if uam_secret:
+                self.secret((*path, "uam_secret"), uam_secret, local=local)
             venue = self.string(t, path, "venue", required=True, nonempty=True)
             if venue:
                 self.require_venue(spot, "venue", venue)
@@ -1491,7 +1594,7 @@ class _Builder:
                 require_message_authenticator=self.boolean(
                     t, path, "require_message_authenticator", require_ma
                 ),
-                uam_secret=self.string(t, path, "uam_secret", ""),
+                uam_secret=uam_secret,
                 nas_identifier=nas_identifier,
                 uam_auth=self.choice(t, path, "uam_auth", "pap", ("chap", "pap")),
                 **self.handoff_targets(t, path, vendor),
@@ -1703,6 +1806,13 @@ class _Builder:
                     (*path, "sha256"),
                     "must be 64 lowercase hex digits (sha256 of the token, e.g. "
                     "`printf %s TOKEN | sha256sum`)",
+                )
+            elif digest in EXAMPLE_TOKEN_DIGESTS:
+                self.report(
+                    (*path, "sha256"),
+                    f"is the sha256 of the published example token "
+                    f"'{EXAMPLE_TOKEN_DIGESTS[digest]}': anyone can use it; make your own "
+                    "(`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
                 )
             elif digest:
                 self.declare(digests, "token sha256", spot, "sha256", digest)

@@ -65,6 +65,12 @@ DISCONNECTS = Counter(
     "(acked, closed: NAK 503, naked: other NAK, failed: no answer, no_client, unsupported)",
     ["reason", "result"],
 )
+# per NAS (the ids of the config: bounded), so one bad NAS among many shows in an alert
+CLIENT_DISCONNECTS = Counter(
+    "citywifi_enforcer_client_disconnects_total",
+    "Disconnect-Requests by RADIUS client (configured ids only) and result",
+    ["client", "result"],
+)
 STALE_CLOSED = Counter(
     "citywifi_enforcer_stale_closed_total",
     "Sessions closed as stale: no accounting for longer than quota.stale_grace",
@@ -337,7 +343,8 @@ class Enforcer:
         self._writer = asyncio.ensure_future(self._write_due())
         if self.settings.enabled if loop is None else loop:
             self._runner = asyncio.ensure_future(self._run())
-        log.info("enforcer.started", acting=self._runner is not None, instance=self.instance)
+        if loop is None:  # serve's; a one-off command (admin CLI) only borrows the DAE client
+            log.info("enforcer.started", acting=self._runner is not None, instance=self.instance)
 
     async def stop(self) -> None:
         """Stop acting (leases are released), flush the due index, close the socket."""
@@ -570,10 +577,12 @@ class Enforcer:
             )
         except ValueError as exc:
             DISCONNECTS.labels(reason, "unsupported").inc()
+            CLIENT_DISCONNECTS.labels(client.id, "unsupported").inc()
             log.warning("enforcer.unsupported", person=pid, session=sid, error=str(exc))
             return SessionOutcome(sid, client_id, "unsupported")
         outcome = await self._apply(pid, sid, client_id, result)
         DISCONNECTS.labels(reason, outcome).inc()
+        CLIENT_DISCONNECTS.labels(client.id, outcome).inc()
         log.info(
             "enforcer.disconnect",
             person=pid,

@@ -16,6 +16,13 @@ venue never changes; steady state is one HGET per new session) and writes a smal
 summary to ``cw:stats:online``. Every process reads that one key each interval and sets
 its gauges, so any worker of any instance exports the same city-wide value: aggregate
 across instances with ``max``, never ``sum``. A scrape never touches Redis.
+
+When each NAS last had accounting recorded is kept the same way, so that "this NAS
+went silent" survives a restart (process counters start again at zero and cannot say
+it): every recorded Start/Interim/Stop notes its client in a dict, and once a second a
+process writes what it noted in one ``ZADD … GT`` to ``cw:stats:client_seen`` (at most
+one write per second per process, whatever the packet rate); the gauge is read back
+(``ZMSCORE``, configured clients only: bounded by the config) with the online count.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import json
 import secrets
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -36,7 +43,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from controller import keys
 from controller.redis_batch import Command
 from controller.runtime import cancel_and_wait
-from controller.store import Store, StoreUnavailable
+from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
 from controller.venue_types import VENUE_TYPES
 
 T = TypeVar("T")
@@ -78,10 +85,32 @@ CONFIG_RELOADS = Counter(
     "SIGHUP config reloads by result: ok, refused (the old config is kept)",
     ["result"],
 )
+CONFIG_RELOAD_OK = Gauge(
+    "citywifi_config_last_reload_successful",
+    "1 while the last SIGHUP reload was applied (or none was tried), 0 after a refused one",
+    multiprocess_mode="livemin",
+)
+CONFIG_RELOAD_OK.set(1)  # a process starts on a config it could load
+CLIENT_LAST_SEEN = Gauge(
+    "citywifi_radius_client_last_seen_timestamp_seconds",
+    "When each RADIUS client (NAS) last had accounting recorded, city-wide (from Redis: "
+    "survives restarts; aggregate instances with max)",
+    ["client"],
+    multiprocess_mode="livemax",
+)
+
+
+def reload_result(ok: bool) -> None:
+    """Count a SIGHUP reload and keep the last one's outcome (the "refused" alert)."""
+    CONFIG_RELOADS.labels("ok" if ok else "refused").inc()
+    CONFIG_RELOAD_OK.set(1 if ok else 0)
+
 
 ONLINE_KEY: Final = f"{keys.PREFIX}:stats:online"  # JSON summary of the last count
 ONLINE_LEAD: Final = f"{keys.PREFIX}:stats:online:lead"  # token of the counting process
+CLIENT_SEEN_KEY: Final = f"{keys.PREFIX}:stats:client_seen"  # zset: client id -> epoch s
 ONLINE_INTERVAL: Final = 15.0  # seconds between counts (and between gauge updates)
+SEEN_FLUSH: Final = 1.0  # seconds between a process's writes of the clients it heard
 PAGE: Final = 1000  # ZSCAN COUNT and HGETs per pipeline
 MAX_PAGES: Final = 100_000  # bounds a walk (ZSCAN may return members twice, never loops)
 UNKNOWN: Final = "unknown"  # a session whose record has no venue type (expired, racing)
@@ -205,6 +234,23 @@ class MeteredStore(Store):
 
         return await self._guard(op)
 
+    async def client_seen_put(self, seen: dict[str, int]) -> None:
+        """Raise each client's last-seen time (GT: a slower process never lowers it)."""
+
+        async def op() -> None:
+            await self.redis.zadd(CLIENT_SEEN_KEY, dict(seen), gt=True)
+
+        await self._guard(op)
+
+    async def client_seen_get(self, clients: Sequence[str]) -> list[float | None]:
+        async def op() -> list[float | None]:
+            if not clients:
+                return []
+            scores: list[Any] = await self.redis.zmscore(CLIENT_SEEN_KEY, list(clients))
+            return [None if v is None else float(v) for v in scores]
+
+        return await self._guard(op)
+
 
 class OnlineStats:
     """Counts open sessions and persons online from Redis; see the module docstring."""
@@ -215,22 +261,68 @@ class OnlineStats:
         *,
         interval: float = ONLINE_INTERVAL,
         clock: Callable[[], float] = time.time,
+        clients: Callable[[], Iterable[str]] = tuple,  # the configured client ids, now
     ) -> None:
         self.store = store
         self.interval = interval
         self.clock = clock
+        self.clients = clients
         self.token = secrets.token_hex(8)
         self._venue: dict[str, str] = {}  # ref -> venue type of sessions already seen
+        self._heard: dict[str, int] = {}  # client id -> last accounting, not yet written
         self._task: asyncio.Task[None] | None = None
+        self._seen_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
+        self._seen_task = asyncio.ensure_future(self._write_seen())
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
-        self._task = None
+        await cancel_and_wait(self._seen_task)
+        self._task = self._seen_task = None
+        with contextlib.suppress(StoreUnavailable):
+            await self.flush_seen()
         with contextlib.suppress(StoreUnavailable):
             await self.store.online_resign(self.token)  # another process counts at once
+
+    def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:
+        """RADIUS service hook after a recorded Start/Interim/Stop: the NAS is alive."""
+        self._heard[write.client_id] = int(self.clock())
+
+    async def flush_seen(self) -> None:
+        """Write the clients heard since the last flush (one ZADD); kept on failure."""
+        if not self._heard:
+            return
+        batch, self._heard = self._heard, {}
+        try:
+            await self.store.client_seen_put(batch)
+        except StoreUnavailable:
+            for client, at in batch.items():
+                self._heard[client] = max(at, self._heard.get(client, at))
+            raise
+
+    async def _write_seen(self) -> None:
+        while True:
+            await asyncio.sleep(SEEN_FLUSH)
+            try:
+                await self.flush_seen()
+            except StoreUnavailable:
+                pass  # kept; the next flush tries again (the request path logs outages)
+            except Exception:
+                log.exception("metrics.client_seen_failed")
+
+    async def refresh_seen(self) -> dict[str, float]:
+        """Set the last-seen gauge of every configured client Redis has a time for."""
+        clients = sorted(set(self.clients()))
+        seen = {
+            client: at
+            for client, at in zip(clients, await self.store.client_seen_get(clients), strict=True)
+            if at is not None
+        }
+        for client, at in seen.items():
+            CLIENT_LAST_SEEN.labels(client).set(at)
+        return seen
 
     async def _run(self) -> None:
         while True:
@@ -249,6 +341,7 @@ class OnlineStats:
         if lead or await self.store.online_lead(self.token, ttl_ms):
             summary = await self.count()
             await self.store.online_put(json.dumps(summary), max(60, int(self.interval * 10)))
+        await self.refresh_seen()
         raw = await self.store.online_get()
         if raw is None:
             return None

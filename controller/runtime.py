@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+REAP_TIMEOUT = 5.0  # seconds the tasks left over get to end once the main coroutine has
+
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     if os.environ.get("CITYWIFI_EVENT_LOOP", "uvloop") == "asyncio":
@@ -31,7 +33,33 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     # the young generation less often (the default 700 costs a few % at 10k requests/s).
     gc.set_threshold(50_000, 20, 100)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
+        return runner.run(_then_reap(main))
+
+
+async def _then_reap(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        return await main
+    finally:
+        await reap_tasks()
+
+
+async def reap_tasks(timeout: float = REAP_TIMEOUT) -> list[str]:
+    """Cancel every task still running, again while one carries on, for ``timeout`` s.
+
+    ``asyncio.Runner`` cancels leftovers once and then waits for them without limit; a
+    task that swallowed that cancel (see ``cancel_and_wait``) made a failed start hang
+    for ever instead of exiting. Returns the names of the tasks that would not end."""
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    deadline = loop.time() + timeout
+    while True:
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if not left or loop.time() >= deadline:
+            break
+        for task in left:
+            task.cancel()
+        await asyncio.wait(left, timeout=min(0.5, max(0.0, deadline - loop.time())))
+    return [t.get_name() for t in left]
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

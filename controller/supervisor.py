@@ -14,6 +14,12 @@ It restarts a worker that dies (with back-off when it keeps dying), forwards SIG
 and on SIGTERM/SIGINT stops the workers (each drains its in-flight accounting) before
 stopping the embedded Redis.
 
+Each worker has a pipe to the supervisor on which it writes one line when it is
+serving (``R``) or when it cannot start (``F<exit code> <reason>``: a port taken, Redis
+unreachable, an invalid config). The supervisor then stops, saying which worker failed
+and why, and exits with that worker's code (``controller.startup``); under systemd it
+says READY=1 only once every worker serves (``controller.systemd``).
+
 Workers are spawned (a fresh interpreter: ``python -m controller.supervisor``), not
 forked, so nothing of the supervisor's state (event loop, Redis connections, the
 prometheus value class chosen at import) leaks into them.
@@ -39,12 +45,15 @@ import structlog
 from controller.config import REDIS_URL_ENV, Config, ConfigError, load_config
 from controller.identity import load_person_key
 from controller.redis_conn import embedded_for
+from controller.runtime import cancel_and_wait
+from controller.startup import EXIT_CONFIG, EXIT_SOFTWARE, explain
+from controller.systemd import Notifier
 
 log = structlog.get_logger("citywifi.supervisor")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_ENV = "CITYWIFI_WORKER"  # index of the worker, for its logs
-READY_FD_ENV = "CITYWIFI_READY_FD"  # the worker writes one byte here once it serves
+READY_FD_ENV = "CITYWIFI_READY_FD"  # the worker writes "R" here once it serves, or why not
 SUPERVISOR_ENV = "CITYWIFI_SUPERVISOR_PID"
 STOP_TIMEOUT = 20.0  # a worker gets this long after SIGTERM (it drains in ≤ 5 s)
 START_TIMEOUT = 60.0  # a worker that is not serving by then is killed and restarted
@@ -105,6 +114,27 @@ def reset_multiproc_dir(path: Path) -> None:
     path.mkdir(parents=True)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerStart:
+    """How a worker's start ended: serving, or its exit code and the reason."""
+
+    index: int
+    ok: bool
+    exit_code: int = 0
+    error: str = ""
+
+
+def parse_start(index: int, line: bytes) -> WorkerStart:
+    """A worker's line on its ready pipe: ``R``, or ``F<code> <reason>`` (see module)."""
+    text = line.decode(errors="replace").strip()
+    if text == "R":
+        return WorkerStart(index, True)
+    code, _, reason = text[1:].partition(" ") if text.startswith("F") else ("", "", "")
+    if not code.isdigit():
+        return WorkerStart(index, False, EXIT_SOFTWARE, "exited before serving")
+    return WorkerStart(index, False, int(code), reason)
+
+
 @dataclasses.dataclass
 class WorkerSlot:
     index: int
@@ -115,9 +145,10 @@ class WorkerSlot:
 
 
 class Supervisor:
-    def __init__(self, config: Config, workers: int) -> None:
+    def __init__(self, config: Config, workers: int, notifier: Notifier | None = None) -> None:
         self.config = config
         self.workers = workers
+        self.notifier = notifier or Notifier()
         self.embedded = embedded_for(config.redis)
         self.metrics_dir = config.redis.data_dir.resolve() / "metrics"
         self.slots = [WorkerSlot(i) for i in range(workers)]
@@ -141,8 +172,8 @@ class Supervisor:
             str(self.ports.http),
         ]
 
-    async def _spawn(self, slot: WorkerSlot) -> asyncio.Future[bool]:
-        """Start the worker of ``slot``; the future says whether it reported ready."""
+    async def _spawn(self, slot: WorkerSlot) -> asyncio.Future[WorkerStart]:
+        """Start the worker of ``slot``; the future says whether it serves, or why not."""
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
         env = {**self.env, WORKER_ENV: str(slot.index), READY_FD_ENV: str(write_fd)}
@@ -157,16 +188,18 @@ class Supervisor:
         finally:
             os.close(write_fd)
         slot.pid = slot.process.pid
-        ready: asyncio.Future[bool] = loop.create_future()
+        ready: asyncio.Future[WorkerStart] = loop.create_future()
 
         def readable() -> None:
             loop.remove_reader(read_fd)
             try:
-                data = os.read(read_fd, 1)
+                data = os.read(read_fd, 4096)  # one write of under PIPE_BUF: all of it
+            except OSError:
+                data = b""
             finally:
                 os.close(read_fd)
             if not ready.done():
-                ready.set_result(bool(data))
+                ready.set_result(parse_start(slot.index, data))
 
         loop.add_reader(read_fd, readable)
         log.info("worker.started", worker=slot.index, pid=slot.pid, restarts=slot.restarts)
@@ -183,15 +216,19 @@ class Supervisor:
         level = log.info if self.stopping.is_set() else log.error
         level("worker.exited", worker=slot.index, pid=pid, **how)
 
-    async def _keep(self, slot: WorkerSlot, first: asyncio.Future[bool]) -> None:
+    async def _keep(self, slot: WorkerSlot, first: asyncio.Future[WorkerStart]) -> None:
         """Keep ``slot``'s worker running until we stop; ``first`` is the started one's."""
         ready = first
         while True:
             assert slot.process is not None
             started = time.monotonic()
             code = await slot.process.wait()
-            if not ready.done():
-                ready.set_result(False)
+            if not ready.done():  # died without a word (killed, crashed before its pipe)
+                how = f"signal {-code}" if code < 0 else f"code {code}"
+                exit_code = code if code > 0 else EXIT_SOFTWARE
+                ready.set_result(
+                    WorkerStart(slot.index, False, exit_code, f"exited with {how} before serving")
+                )
             self._reaped(slot, code)
             if self.stopping.is_set():
                 return
@@ -228,43 +265,63 @@ class Supervisor:
         self.ports, held = resolve_ports(cfg)
         return held
 
+    def _stop(self) -> None:
+        if not self.stopping.is_set():
+            self.notifier.stopping()
+        self.stopping.set()
+
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; 1 if the workers could not be started."""
+        """Run until SIGTERM/SIGINT; the failing worker's exit code if they could not start.
+
+        Raises what ``controller.startup.explain`` words (an embedded Redis that does not
+        start, a key file it may not write) when the supervisor's own preparation fails."""
         loop = asyncio.get_running_loop()
-        held = await asyncio.to_thread(self._prepare)
+        watchdog = self.notifier.start_watchdog()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
-        watch = (
-            asyncio.ensure_future(self.embedded.watch())  # also one found running
-            if self.embedded is not None
-            else None
-        )
+        watch: asyncio.Future[None] | None = None
         keepers: list[asyncio.Task[None]] = []
+        held: list[socket.socket] = []
         status = 0
         try:
+            held = await asyncio.to_thread(self._prepare)
+            if self.embedded is not None:  # also one found running
+                watch = asyncio.ensure_future(self.embedded.watch())
             firsts = [await self._spawn(slot) for slot in self.slots]
             keepers = [
                 asyncio.ensure_future(self._keep(s, f))
                 for s, f in zip(self.slots, firsts, strict=True)
             ]
-            started = await self._first_start(firsts)
+            failed = await self._first_start(firsts)
             for sock in held:
                 sock.close()  # every worker is bound now: the port stays in the group
-            if started:
+            if failed is None:
                 assert self.ports is not None
+                redis = "embedded" if self.embedded else "external"
                 log.info(
                     "supervisor.ready",
                     workers=self.workers,
                     auth_port=self.ports.auth,
                     acct_port=self.ports.acct,
                     http_port=self.ports.http,
-                    redis="embedded" if self.embedded else "external",
+                    redis=redis,
+                )
+                self.notifier.ready(
+                    f"serving: {self.workers} workers, RADIUS auth {self.ports.auth}/udp, "
+                    f"acct {self.ports.acct}/udp, HTTP {self.ports.http}/tcp, {redis} Redis"
                 )
                 await self.stopping.wait()
             else:
-                log.error("supervisor.start_failed", workers=self.workers)
-                status = 1
+                log.error(
+                    "supervisor.start_failed",
+                    workers=self.workers,
+                    worker=failed.index,
+                    error=failed.error,
+                    exit_code=failed.exit_code,
+                )
+                self.notifier.status(f"failed: worker {failed.index}: {failed.error}")
+                status = failed.exit_code
         finally:
             self.stopping.set()
             await self._stop_workers(keepers)
@@ -276,19 +333,22 @@ class Supervisor:
                     await watch
             if self.embedded is not None:
                 await asyncio.to_thread(self.embedded.stop)
+            await cancel_and_wait(watchdog)
             log.info("supervisor.stopped")
         return status
 
-    async def _first_start(self, firsts: list[asyncio.Future[bool]]) -> bool:
-        """True once every first worker serves; False if one exits or hangs before that."""
+    async def _first_start(self, firsts: list[asyncio.Future[WorkerStart]]) -> WorkerStart | None:
+        """None once every first worker serves; else the first that failed (or hung)."""
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 for ready in asyncio.as_completed(firsts):
-                    if not await ready:
-                        return False
+                    start = await ready
+                    if not start.ok:
+                        return start
         except TimeoutError:
-            return False
-        return True
+            late = next((i for i, f in enumerate(firsts) if not f.done()), 0)
+            return WorkerStart(late, False, EXIT_SOFTWARE, f"not serving after {START_TIMEOUT:g} s")
+        return None
 
     async def _stop_workers(self, keepers: list[asyncio.Task[None]]) -> None:
         self._signal_all(signal.SIGTERM)
@@ -301,9 +361,9 @@ class Supervisor:
             await asyncio.wait(pending)
 
 
-def serve_workers(config: Config, workers: int) -> int:
+def serve_workers(config: Config, workers: int, notifier: Notifier | None = None) -> int:
     """The supervisor's entry point (``citywifi serve --workers N``, N > 1)."""
-    return asyncio.run(Supervisor(config, workers).run())
+    return asyncio.run(Supervisor(config, workers, notifier).run())
 
 
 # ------------------------------------------------------------------------- the worker
@@ -331,12 +391,24 @@ def worker_main(argv: list[str] | None = None) -> int:
     from controller.runtime import run
 
     _die_with_supervisor(int(os.environ.get(SUPERVISOR_ENV, "0")))
+    ready_fd = int(os.environ.get(READY_FD_ENV, "-1"))
+
+    def tell(line: str) -> None:
+        """One line to the supervisor on the ready pipe (written once, then closed)."""
+        nonlocal ready_fd
+        if ready_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(ready_fd, (line.replace("\n", " ")[:3000] + "\n").encode())
+                os.close(ready_fd)
+            ready_fd = -1
+
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
+        tell(f"F{EXIT_CONFIG} " + "; ".join(str(p) for p in exc.problems))
+        return EXIT_CONFIG
     config = dataclasses.replace(
         config,
         radius=dataclasses.replace(
@@ -346,16 +418,18 @@ def worker_main(argv: list[str] | None = None) -> int:
     )
     configure_logging(config.log)
     structlog.contextvars.bind_contextvars(worker=int(os.environ.get(WORKER_ENV, "0")))
-    ready_fd = int(os.environ.get(READY_FD_ENV, "-1"))
-
-    def ready(_: object) -> None:
-        if ready_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.write(ready_fd, b"R")
-                os.close(ready_fd)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        run(run_forever(config, reuse_port=True, on_ready=ready))
+    try:
+        run(run_forever(config, reuse_port=True, on_ready=lambda _: tell("R")))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        error = explain(exc, config)
+        if error is None:
+            tell(f"F{EXIT_SOFTWARE} {type(exc).__name__}: {exc}")
+            raise
+        log.error("serve.start_failed", error=str(error), exit_code=error.exit_code)
+        tell(f"F{error.exit_code} {error}")
+        return error.exit_code
     return 0
 
 

@@ -39,7 +39,7 @@ operator = "op-a"
 [[clients]]
 id = "c1"
 address = "10.0.0.0/24"
-secret = "s3cret"
+secret = "s3cret-Nq7vWk2pLx9z"
 venue = "v1"
 """
 
@@ -90,11 +90,11 @@ def test_example_config_loads() -> None:
         "generic",
         True,
     )
-    # the documented example token
-    digest = hashlib.sha256(b"change-me-reports-token").hexdigest()
-    assert [(t.name, t.sha256, t.roles) for t in config.api_tokens] == [
-        ("it-bureau", digest, frozenset({"reports"}))
-    ]
+    # no token ships: a published one would let anyone in (check-config refuses it)
+    assert config.api_tokens == ()
+    # testing123 runs, but only on the loopback client, and with a warning
+    (warning,) = config.warnings
+    assert warning.warning and warning.key.endswith(".secret") and "well-known" in str(warning)
     assert set(config.subsidy.rates) == set(VENUE_TYPES)
     assert config.subsidy.rates["hospital"] == Decimal("0.6")
     assert all(rate > 0 for rate in config.subsidy.rates.values())
@@ -132,7 +132,7 @@ def test_minimal_config_defaults(tmp_path: Path) -> None:
     assert config.sms.path == tmp_path / "var" / "sms.jsonl"
     (client,) = config.clients
     assert client.network == ipaddress.ip_network("10.0.0.0/24")
-    assert client.secret == b"s3cret"
+    assert client.secret == b"s3cret-Nq7vWk2pLx9z"
     assert (client.vendor, client.coa_port, client.require_message_authenticator) == (
         "generic",
         3799,
@@ -156,7 +156,8 @@ def test_derived_defaults_follow_their_settings(tmp_path: Path) -> None:
 
 def test_client_address_host_bits_and_single_ip(tmp_path: Path) -> None:
     text = BASE.replace('"10.0.0.0/24"', '"10.0.0.7/24"') + (
-        '\n[[clients]]\nid = "c2"\naddress = "192.0.2.5"\nsecret = "x"\nvenue = "v1"\n'
+        '\n[[clients]]\nid = "c2"\naddress = "192.0.2.5"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n'
     )
     config = load_config(write(tmp_path, text), environ={})
     assert [str(c.network) for c in config.clients] == ["10.0.0.0/24", "192.0.2.5/32"]
@@ -313,7 +314,8 @@ CASES = [
     ),
     ('\n[[operators]]\nid = "op-a"\nname = "A"\n', "operators[1].id", 'id = "op-a"', "duplicate"),
     (
-        '\n[[clients]]\nid = "c1"\naddress = "10.9.0.0/24"\nsecret = "x"\nvenue = "v1"\n',
+        '\n[[clients]]\nid = "c1"\naddress = "10.9.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n',
         "clients[1].id",
         'id = "c1"',
         "duplicate client id 'c1'",
@@ -331,26 +333,30 @@ CASES = [
         "missing required key 'secret'",
     ),
     (
-        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/33"\nsecret = "x"\nvenue = "v1"\n',
+        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/33"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n',
         "clients[1].address",
         "10.9.0.0/33",
         "not an IP address or network",
     ),
     (
-        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "x"\nvenue = "v9"\n',
+        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v9"\n',
         "clients[1].venue",
         'venue = "v9"',
         "venue 'v9' is not defined",
     ),
     (
-        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "x"\nvenue = "v1"\n'
+        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n'
         'vendor = "cisco"\n',
         "clients[1].vendor",
         "vendor",
         "chilli, generic, mikrotik",
     ),
     (
-        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "x"\nvenue = "v1"\n'
+        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n'
         "coa_port = 0\n",
         "clients[1].coa_port",
         "coa_port",
@@ -446,7 +452,10 @@ def test_missing_brand(tmp_path: Path) -> None:
 
 
 def test_overlapping_client_networks_name_both(tmp_path: Path) -> None:
-    extra = '\n[[clients]]\nid = "c2"\naddress = "10.0.0.128/25"\nsecret = "x"\nvenue = "v1"\n'
+    extra = (
+        '\n[[clients]]\nid = "c2"\naddress = "10.0.0.128/25"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n'
+    )
     problem = only(problems_for(tmp_path, BASE + extra), "clients[1].address")
     assert "'c1'" in problem.message and "'c2'" in problem.message
     assert problem.line == line_of(BASE + extra, "10.0.0.128/25")
@@ -460,7 +469,8 @@ def test_overlap_reported_even_when_the_client_has_other_problems(tmp_path: Path
 
 def test_disjoint_and_mixed_family_networks_are_fine(tmp_path: Path) -> None:
     extra = "".join(
-        f'\n[[clients]]\nid = "n{i}"\naddress = "{addr}"\nsecret = "x"\nvenue = "v1"\n'
+        f'\n[[clients]]\nid = "n{i}"\naddress = "{addr}"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n'
         for i, addr in enumerate(["10.0.1.0/24", "10.1.0.0/16", "::1", "fd00::/64"])
     )
     assert problems_for(tmp_path, BASE + extra) == []
@@ -468,7 +478,8 @@ def test_disjoint_and_mixed_family_networks_are_fine(tmp_path: Path) -> None:
 
 def test_nas_identifier_must_be_unambiguous(tmp_path: Path) -> None:
     extra = (
-        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "x"\nvenue = "v1"\n'
+        '\n[[clients]]\nid = "c2"\naddress = "10.9.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\n'
+        'venue = "v1"\n'
         'nas_identifier = "c1"\n'
     )
     problem = only(problems_for(tmp_path, BASE + extra), "clients[1].nas_identifier")
@@ -485,7 +496,7 @@ def test_reference_to_a_broken_entry_is_not_reported_twice(tmp_path: Path) -> No
 
 def test_many_problems_reported_at_once_in_file_order(tmp_path: Path) -> None:
     text = (
-        BASE.replace('secret = "s3cret"', 'secret = ""')
+        BASE.replace('secret = "s3cret-Nq7vWk2pLx9z"', 'secret = ""')
         + '\n[quota]\ntimezone = "Mars/Olympus"\nmax_devices = 0\n'
         + '\n[redis]\nappendfsync = "sometimes"\n'
     )
@@ -662,7 +673,9 @@ def test_lines_for_inline_tables_dotted_keys_and_multiline_values(tmp_path: Path
 
 # ------------------------------------------------------------ issue 13: portal security keys
 
-CLIENT = '\n[[clients]]\nid = "c2"\naddress = "10.9.0.1"\nsecret = "x"\nvenue = "v1"\n'
+CLIENT = (
+    '\n[[clients]]\nid = "c2"\naddress = "10.9.0.1"\nsecret = "Xk9-vQ2mZr7pL4sT"\nvenue = "v1"\n'
+)
 SECURITY_CASES = [
     (CLIENT + 'vendor = "generic"\nlogin_url = "javascript:alert(1)"\n', "clients[1].login_url",
      "login_url", "not an http:// or https:// URL"),
@@ -729,3 +742,77 @@ def test_redis_maxmemory_forms(tmp_path: Path, value: str, size: int) -> None:
     config = load_config(write(tmp_path, BASE + f"\n[redis]\nmaxmemory = {value}\n"), environ={})
     assert config.redis.maxmemory == size
     assert load_config(write(tmp_path, BASE), environ={}).redis.maxmemory == 1 << 30
+
+
+# ----------------------------------------------------------- placeholder and weak secrets
+
+
+def test_placeholder_short_and_example_secrets_are_errors_with_file_line(tmp_path: Path) -> None:
+    token = hashlib.sha256(b"change-me-reports-token").hexdigest()
+    text = (
+        BASE.replace('secret = "s3cret-Nq7vWk2pLx9z"', 'secret = "CHANGE-ME-airport-secret"')
+        + '\n[[clients]]\nid = "c2"\naddress = "10.1.0.0/24"\nsecret = "short-one"\nvenue = "v1"\n'
+        + 'uam_secret = "your-example-uam"\n'
+        + '\n[[clients]]\nid = "c3"\naddress = "10.2.0.0/24"\nsecret = "testing123"\nvenue = "v1"\n'
+        + '\n[[clients]]\nid = "c4"\naddress = "10.3.0.0/24"\nsecret = "aaaaaaaaaaaaaaaaaaaa"\n'
+        + 'venue = "v1"\n'
+        + f'\n[[api_tokens]]\nname = "bureau"\nsha256 = "{token}"\nroles = ["reports"]\n'
+        + '\n[security]\nperson_key = "CHANGE-ME-person-key-32-random-chars"\n'
+        + '\n[portal]\ncookie_key = "changeme"\n'
+        + '\n[redis]\nurl = "redis://:CHANGE-ME@10.0.0.9:6379/0"\n'
+        + '\n[sms]\nbackend = "webhook"\nwebhook_url = "https://sms.example.cn/send"\n'
+        + 'webhook_headers = { Authorization = "Bearer CHANGE-ME" }\n'
+    )
+    problems = problems_for(tmp_path, text)
+    want = {
+        "clients[0].secret": ('secret = "CHANGE-ME', "placeholder"),
+        "clients[1].secret": ('secret = "short-one"', "at least 16 characters, got 9"),
+        "clients[1].uam_secret": ("uam_secret", "placeholder, not a secret"),
+        "clients[2].secret": ('secret = "testing123"', "FreeRADIUS's well-known"),
+        "clients[3].secret": ('secret = "aaaa', "only 1 distinct characters"),
+        "api_tokens[0].sha256": ("sha256 =", "published example token"),
+        "security.person_key": ("person_key", "placeholder"),
+        "portal.cookie_key": ("cookie_key", "placeholder"),
+        "redis.url": ("url = ", "the password is a placeholder"),
+        "sms.webhook_headers.Authorization": ("webhook_headers", "placeholder"),
+    }
+    for key, (needle, reason) in want.items():
+        problem = only(problems, key)
+        assert problem.line == line_of(text, needle), (key, problem)
+        assert reason in problem.message and not problem.warning, (key, problem)
+        assert str(problem).startswith(f"{problem.file}:{problem.line}: {key}: ")
+    # a reason never repeats the secret itself, nor a word of it
+    for secret in ("short-one", "change-me", "changeme", "testing123", "example", "aaaa"):
+        # (the published token is named: it is public, and that is the point)
+        told = [p.message.lower() for p in problems if not p.key.startswith("api_tokens")]
+        assert not any(secret in message for message in told), secret
+
+
+def test_a_weak_secret_on_a_loopback_only_client_is_a_warning(tmp_path: Path) -> None:
+    text = BASE + (
+        '\n[[clients]]\nid = "local"\naddress = "127.0.0.0/8"\nsecret = "testing123"\n'
+        'venue = "v1"\n\n[[clients]]\nid = "local6"\naddress = "::1"\nsecret = "change-me"\n'
+        'venue = "v1"\n'
+    )
+    path = write(tmp_path, text)
+    assert check_config(path, environ={}) == []  # accepted: serve starts
+    config = load_config(path, environ={})
+    assert [(w.key, w.warning) for w in config.warnings] == [
+        ("clients[1].secret", True),
+        ("clients[2].secret", True),
+    ]
+    assert [w.line for w in config.warnings] == [
+        line_of(text, 'secret = "testing123"'),
+        line_of(text, 'secret = "change-me"'),
+    ]
+    assert "warning: " in str(config.warnings[0]) and "loopback-only" in str(config.warnings[0])
+    assert check_config(path, environ={}, warnings=True) == list(config.warnings)
+
+
+def test_redis_startup_wait(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE + "\n[redis]\nstartup_wait = 5\n"), environ={})
+    assert config.redis.startup_wait == 5.0
+    assert load_config(write(tmp_path, BASE), environ={}).redis.startup_wait == 30.0
+    text = BASE + "\n[redis]\nstartup_wait = -1\n"
+    problem = only(problems_for(tmp_path, text), "redis.startup_wait")
+    assert problem.line == line_of(text, "startup_wait") and "at least 0" in problem.message

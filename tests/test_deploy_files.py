@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import json
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -93,9 +94,22 @@ def test_every_yaml_and_json_file_loads() -> None:
 def test_compose_runs_citywifi_redis_prometheus_grafana() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"citywifi", "redis", "prometheus", "grafana"} <= set(services)
+    assert {"citywifi", "redis", "prometheus", "grafana", "alertmanager"} <= set(services)
     cw = services["citywifi"]
-    assert {"1812:1812/udp", "1813:1813/udp", "8080:8080/tcp"} <= set(cw["ports"])
+    public = "${CITYWIFI_PUBLISH_ADDRESS:-127.0.0.1}"
+    assert {f"{public}:1812:1812/udp", f"{public}:1813:1813/udp", f"{public}:8080:8080/tcp"} <= set(
+        cw["ports"]
+    )
+    # nothing is published on every address by default; the rest only on loopback
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith(("127.0.0.1:", public + ":")), f"{name}: {port}"
+            if name != "citywifi":
+                assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+    assert "ports" not in services["redis"]
+    # no default password: compose refuses to start Grafana without one
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", password), password
     assert (DEPLOY / cw["build"]["context"] / cw["build"]["dockerfile"]).is_file()
     url = cw["environment"]["CITYWIFI_REDIS_URL"]
     assert parse_redis_url(url).kind == "server" and "//redis:" in url
@@ -183,21 +197,45 @@ def test_kubernetes_manifests_hang_together(tmp_path: Path) -> None:
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert hpa["spec"]["minReplicas"] >= 2
 
-    # the Secret's config and the ConfigMap's registries make a valid configuration
-    secrets = {s["metadata"]["name"]: s["stringData"] for s in k["Secret"]}
-    assert parse_redis_url(secrets["citywifi-redis"]["url"]).kind == "sentinel"
-    toml = secrets["citywifi-config"]["citywifi.toml"]
-    assert toml == (DEPLOY / "citywifi.container.toml").read_text()
+    # no Secret ships (`kubectl apply -k` must never overwrite the real ones); the
+    # Deployment reads the two the operator creates, as the kustomization says how
+    assert "Secret" not in k
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    sources = volumes["config"]["projected"]["sources"]
+    assert [s["secret"]["name"] for s in sources if "secret" in s] == ["citywifi-config"]
+    (env,) = [e for e in container["env"] if e["name"] == "CITYWIFI_REDIS_URL"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "citywifi-redis", "key": "url"}
+    howto = (DEPLOY / "k8s/kustomization.yaml").read_text()
+    assert "create secret generic citywifi-config" in howto
+    assert "create secret generic citywifi-redis" in howto
+    # the container config (with its placeholders replaced) and the ConfigMap's
+    # registries make a valid configuration
     (registry,) = k["ConfigMap"]
     for name, text in registry["data"].items():
         assert text == (DEPLOY / name).read_text(), f"{name} differs from deploy/{name}"
         (tmp_path / name).write_text(text)
-    (tmp_path / "citywifi.toml").write_text(toml)
-    assert check_config(tmp_path / "citywifi.toml") == []
+    (tmp_path / "citywifi.toml").write_text(filled_in(DEPLOY / "citywifi.container.toml"))
+    assert check_config(tmp_path / "citywifi.toml", environ={}) == []
 
 
-def test_container_config_passes_check_config() -> None:
-    assert check_config(DEPLOY / "citywifi.container.toml") == []
+def filled_in(path: Path) -> str:
+    """The file with every CHANGE-ME value replaced by a random one, as an operator would."""
+    return re.sub(r'"CHANGE-ME[^"]*"', lambda _: f'"{secrets.token_urlsafe(24)}"', path.read_text())
+
+
+def test_container_config_refuses_its_placeholders_until_replaced(tmp_path: Path) -> None:
+    problems = check_config(DEPLOY / "citywifi.container.toml", environ={})
+    assert {p.key for p in problems} == {
+        "security.person_key",
+        "portal.cookie_key",
+        "clients[0].secret",
+        "clients[0].uam_secret",
+    }
+    assert all("placeholder" in p.message and p.line for p in problems)
+    for name in ("venues.example.csv", "access_points.example.csv"):
+        (tmp_path / name).write_text((DEPLOY / name).read_text())
+    (tmp_path / "citywifi.toml").write_text(filled_in(DEPLOY / "citywifi.container.toml"))
+    assert check_config(tmp_path / "citywifi.toml", environ={}) == []
 
 
 def test_prometheus_rules_are_well_formed_and_name_real_metrics() -> None:
@@ -218,7 +256,7 @@ def test_prometheus_rules_are_well_formed_and_name_real_metrics() -> None:
             expr = rule["expr"]
             assert balanced(expr), name
             for metric in METRIC.findall(expr):
-                assert metric in known, f"{name}: {metric} is not exported by the code"
+                assert metric in known, f"{name}: {metric} is not exported"
             for series in re.findall(r"\b([a-z_]+)\s*\{", expr):
                 assert series in known | OTHER_SERIES | PROMQL_WORDS, f"{name}: {series}"
             for window in re.findall(r"\[([^\]]+)\]", expr):
@@ -232,12 +270,18 @@ def test_prometheus_rules_are_well_formed_and_name_real_metrics() -> None:
         "CitywifiClientSilent",
     ):
         assert wanted in alerts
-    assert "[1h]" in alerts["CitywifiClientSilent"]["expr"]
+    assert (
+        "citywifi_radius_client_last_seen_timestamp_seconds"
+        in (alerts["CitywifiClientSilent"]["expr"])
+    )
+    assert "by (client)" in alerts["CitywifiDisconnectFailures"]["expr"]
 
     prom = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
-    assert prom["rule_files"] == ["/etc/prometheus/rules.yml"]
+    assert prom["rule_files"] == ["rules.yml"]  # next to the config, here and in the container
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     assert jobs["citywifi"]["static_configs"][0]["targets"] == ["citywifi:8080"]
+    (am,) = prom["alerting"]["alertmanagers"]
+    assert am["static_configs"][0]["targets"] == ["alertmanager:9093"]
 
 
 def test_grafana_dashboard_queries_real_metrics() -> None:
@@ -287,7 +331,8 @@ def test_systemd_units_parse_with_hardening() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
     redis_unit = _unit("redis-citywifi.service")
-    assert "/etc/citywifi/redis.conf" in redis_unit["Service"]["ExecStart"]
+    assert redis_unit["Service"]["LoadCredential"] == "redis.conf:/etc/citywifi/redis.conf"
+    assert "%d/redis.conf" in redis_unit["Service"]["ExecStart"]
     assert redis_unit["Service"]["ProtectSystem"] == "strict"
     assert "redis-citywifi.service" in unit["Unit"]["After"]
 
