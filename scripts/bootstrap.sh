@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian machine: a venv with citywifi installed, and with --test
 # the test tools (pytest & co., Chromium, and the real peers of the interoperability
-# tests: freeradius, freeradius-utils for radclient, radsecproxy; prometheus for promtool).
+# tests: freeradius, freeradius-utils for radclient, radsecproxy; prometheus for promtool,
+# prometheus-alertmanager for amtool; systemd for systemd-analyze/-sysusers/-tmpfiles).
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +30,10 @@ apt_install() {  # [--no-install-recommends] package...
 # not get a system-wide FreeRADIUS on 1812/1813 or a Prometheus on 9090. So service starts
 # are refused during the install (policy-rc.d, exit 101: "action forbidden"), and the
 # services that this run installed are disabled (on systemd and on sysv-rc alike).
-PEERS=(freeradius freeradius-utils radsecproxy prometheus)
+PEERS=(freeradius freeradius-utils radsecproxy prometheus prometheus-alertmanager systemd)
 install_peers() {
   local fresh=() policy=/usr/sbin/policy-rc.d
-  mapfile -t fresh < <(missing_of freeradius prometheus)
+  mapfile -t fresh < <(missing_of freeradius prometheus prometheus-alertmanager)
   [ -z "$(missing_of "${PEERS[@]}")" ] && return 0
   if [ ! -e "$policy" ]; then
     as_root sh -c "printf '#!/bin/sh\\nexit 101\\n' > $policy && chmod 755 $policy"
