@@ -51,6 +51,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from controller.config import HttpSettings, IPNetwork
+from controller.portal.ratelimit import ip_bucket
 
 log = structlog.get_logger("citywifi.http")
 
@@ -91,17 +92,9 @@ class Admission(enum.Enum):
 
 
 def source_key(host: str) -> str:
-    """What the per-source cap counts: an IPv4 address, an IPv6 /64 (a subscriber gets a
-    whole /64, so counting addresses would cap nothing)."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+    """What the per-source cap counts: the same source as the portal's per-IP limits (an
+    IPv4 address, an IPv6 /64; ``controller.portal.ratelimit.ip_bucket``)."""
+    return ip_bucket(host.split("%", 1)[0])
 
 
 class ConnectionCounts:
