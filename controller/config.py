@@ -360,8 +360,15 @@ _SECTIONS: Final = {
         "max_in_flight",
     ),
     "http": tuple(f.name for f in fields(HttpSettings)),
-    "redis": ("url", "data_dir", "appendfsync", "timeout", "maxmemory", "memory_high_water",
-              "startup_wait"),
+    "redis": (
+        "url",
+        "data_dir",
+        "appendfsync",
+        "timeout",
+        "maxmemory",
+        "memory_high_water",
+        "startup_wait",
+    ),
     "sms": (
         "backend",
         "path",
