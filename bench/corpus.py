@@ -50,7 +50,7 @@ from controller.identity import class_key, load_person_key, person_id, sign_clas
 from controller.logins import issue_login
 from controller.radius_service import RadiusService
 from controller.registry import Registry
-from controller.store import Store
+from controller.storage.store import Store
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import (
     attr,
@@ -463,7 +463,7 @@ def _site_from(args: argparse.Namespace) -> tuple[Population, Site, Config | Non
 
 async def _seed_cli(config: Config, pop: Population, client_id: str, used: int) -> int:
     from controller.app import connect_store  # the server's wiring: only the CLI needs it
-    from controller.redis_conn import embedded_for
+    from controller.storage.redis_conn import embedded_for
 
     embedded = embedded_for(config.redis)
     store = await connect_store(config, embedded)

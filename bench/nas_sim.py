@@ -576,8 +576,8 @@ async def _issued_logins(
     from controller.identity import load_person_key
     from controller.logins import issue_login
     from controller.phone import normalize_phone
-    from controller.redis_conn import embedded_for
     from controller.registry import Registry
+    from controller.storage.redis_conn import embedded_for
 
     config = load_config(config_path)
     client = Registry(config).client_for(source)  # credentials work only at their client

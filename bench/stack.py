@@ -103,7 +103,7 @@ def redis_binary(choice: str = "") -> Path:
             raise StackError(f"redis-server not found: {choice}")
         return Path(chosen)
     with contextlib.suppress(Exception):
-        from controller.redis_embedded import redis_server_binary
+        from controller.storage.redis_embedded import redis_server_binary
 
         return redis_server_binary()
     found = shutil.which("redis-server")

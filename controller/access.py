@@ -13,7 +13,7 @@ from enum import StrEnum
 from controller.config import QuotaPolicy
 from controller.messages import reply_message
 from controller.quota import reset_time, session_timeout
-from controller.store import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
+from controller.storage.store import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
 
 
 class Outcome(StrEnum):

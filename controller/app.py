@@ -24,12 +24,12 @@ from controller.http_edge import ConnectionGuard, GuardedSite
 from controller.identity import load_person_key
 from controller.metrics import MemoryWatch, MeteredStore, OnlineStats, reload_result
 from controller.radius_service import RadiusService
-from controller.redis_conn import client_from_url, embedded_for
-from controller.redis_embedded import EmbeddedRedis
 from controller.reload import adopt, changes, counts, restart_needed
 from controller.runtime import cancel_and_wait
 from controller.startup import binding
-from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
+from controller.storage.redis_conn import client_from_url, embedded_for
+from controller.storage.redis_embedded import EmbeddedRedis
+from controller.storage.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")

@@ -52,8 +52,8 @@ from prometheus_client import Counter, Gauge
 
 from controller import audit, quota
 from controller.config import Config
-from controller.datafiles import open_private, private_dir
-from controller.store import Store, StoreUnavailable
+from controller.storage.datafiles import open_private, private_dir
+from controller.storage.store import Store, StoreUnavailable
 
 log = structlog.get_logger("citywifi.archive")
 

@@ -149,7 +149,7 @@ async def _issue_login(config: Config, phone: str, mac: str, client_id: str) -> 
     from controller.app import connect_store
     from controller.identity import load_person_key
     from controller.logins import issue_login
-    from controller.redis_conn import embedded_for
+    from controller.storage.redis_conn import embedded_for
 
     embedded = embedded_for(config.redis)
     store = await connect_store(config, embedded)

@@ -34,10 +34,11 @@ from typing import Any, Final
 import structlog
 from prometheus_client import Counter
 
-from controller import keys, quota
+from controller import quota
 from controller.config import Client, Config
 from controller.runtime import cancel_and_wait
-from controller.store import (
+from controller.storage import keys
+from controller.storage.store import (
     AccountingResult,
     AccountingWrite,
     PersonSnapshot,

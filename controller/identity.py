@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.datafiles import write_private
+from controller.storage.datafiles import write_private
 
 PERSON_ID_HEX = 20  # 80 bits: collision-free for any city, short enough for keys and logs
 _USERNAME = re.compile(rf"^([0-9a-f]{{{PERSON_ID_HEX}}})\.([a-z2-7]{{8}})$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.identity import new_password, new_username, person_id
-from controller.store import Store
+from controller.storage.store import Store
 
 
 @dataclass(frozen=True, slots=True)

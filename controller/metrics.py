@@ -40,10 +40,10 @@ from typing import Any, Final, TypeVar
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from controller import keys
-from controller.redis_batch import Command
 from controller.runtime import cancel_and_wait
-from controller.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
+from controller.storage import keys
+from controller.storage.redis_batch import Command
+from controller.storage.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
 from controller.venue_types import VENUE_TYPES
 
 T = TypeVar("T")

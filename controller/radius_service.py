@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from controller import keys, quota
+from controller import quota
 from controller.access import AccessDecision, Outcome, decide_access, reject
 from controller.audit import login_event
 from controller.config import Client, Config
@@ -37,7 +37,8 @@ from controller.identity import (
 )
 from controller.mac import normalize_mac
 from controller.registry import Registry
-from controller.store import (
+from controller.storage import keys
+from controller.storage.store import (
     AccountingResult,
     AccountingWrite,
     Origin,

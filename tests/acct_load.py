@@ -493,7 +493,7 @@ def check_redis(r: Any, truth: Truth, *, exact: bool, before: float | None = Non
     counters (``cw:{pid}:u:*``) sum to the sum of their sessions' final times: no loss,
     no double count. ``r`` is a synchronous ``redis.Redis``.
     """
-    from controller import keys
+    from controller.storage import keys
 
     problems: list[str] = []
     client = truth.plan.client_id

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from controller.redis_embedded import redis_server_binary
+from controller.storage.redis_embedded import redis_server_binary
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

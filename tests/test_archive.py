@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import keys
 from controller.app import Controller
 from controller.archive import (
     Archive,
@@ -22,7 +21,8 @@ from controller.archive import (
 )
 from controller.config import Config
 from controller.reports.query import LedgerReader
-from controller.store import Store
+from controller.storage import keys
+from controller.storage.store import Store
 from tests.test_radius_integration import acct, login
 from tests.test_reports_helpers import PHONES, SH, Clock, drain, use
 
@@ -211,8 +211,8 @@ async def test_outbox_survives_until_an_archiver_runs(
 ) -> None:
     """No serve running: closes wait in Redis; the report command's drain takes them."""
     from controller import quota
-    from controller.redis_conn import client_from_url
-    from controller.store import AccountingWrite
+    from controller.storage.redis_conn import client_from_url
+    from controller.storage.store import AccountingWrite
 
     store = Store(client_from_url(city.redis.url))
     await store.load_scripts()

@@ -17,10 +17,10 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from controller import keys
 from controller.app import Controller
 from controller.config import Config, load_config
-from controller.redis_conn import client_from_url
+from controller.storage import keys
+from controller.storage.redis_conn import client_from_url
 from radius.attrs import Code
 from tests import test_archive, test_radius_integration, test_reports
 from tests.conftest import write_config

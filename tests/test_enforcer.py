@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import keys, quota
+from controller import quota
 from controller.config import Client, ConfigError, load_config
 from controller.enforcer import (
     Plan,
@@ -21,8 +21,9 @@ from controller.enforcer import (
     projected_exhaustion,
     session_identity,
 )
-from controller.redis_conn import client_from_url
-from controller.store import AccountingWrite, PersonSnapshot, Store
+from controller.storage import keys
+from controller.storage.redis_conn import client_from_url
+from controller.storage.store import AccountingWrite, PersonSnapshot, Store
 from tests.conftest import write_config
 from tests.redis_proc import RedisProcess
 

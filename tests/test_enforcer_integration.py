@@ -18,11 +18,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bench.nas_sim import NasSimulator, SimClock, SimSession
-from controller import keys, quota
+from controller import quota
 from controller.app import Controller
 from controller.config import Config, load_config
 from controller.logins import issue_login
-from controller.store import Store
+from controller.storage import keys
+from controller.storage.store import Store
 from radius.attrs import TerminateCause
 from tests.conftest import write_config
 from tests.redis_proc import RedisProcess, until

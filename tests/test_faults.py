@@ -36,7 +36,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.redis_embedded import EmbeddedRedis
+from controller.storage.redis_embedded import EmbeddedRedis
 from tests.acct_load import LoadPlan, LoadThread, Truth, check_redis
 from tests.conftest import SECRET, write_config
 from tests.redis_proc import RedisProcess, wait_until
@@ -562,7 +562,7 @@ async def test_redis_timeout_bounds_an_exchange_with_a_frozen_redis(tmp_path: Pa
     rest): a frozen Redis fails the call after it, well before the 2 s default."""
     from controller.app import connect_store
     from controller.config import load_config
-    from controller.store import StoreUnavailable
+    from controller.storage.store import StoreUnavailable
 
     rp = RedisProcess(tmp_path / "redis")
     rp.start()

@@ -30,11 +30,12 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from controller import keys, quota
+from controller import quota
 from controller.app import Controller
 from controller.config import load_config
 from controller.identity import sign_class, verify_class
 from controller.logins import issue_login
+from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
 from radius.packet import PacketError, decode_reply, decode_request

@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from controller import keys
 from controller.config import Config, load_config
 from controller.logins import IssuedLogin, issue_login
 from controller.radius_service import anonymous_person
+from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.dae import DaeClient, DaeOutcome, DaeTarget, SessionIdentity
 from radius.packet import PacketError, Request, decode_request, encode_reply

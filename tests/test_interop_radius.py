@@ -23,11 +23,11 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from controller import keys
 from controller.app import Controller
 from controller.config import Config
 from controller.radius_service import anonymous_person
-from controller.store import StoreHealth
+from controller.storage import keys
+from controller.storage.store import StoreHealth
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, accounting_reply_valid
 from radius.dae import (

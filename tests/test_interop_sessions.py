@@ -17,13 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import keys, quota
+from controller import quota
 from controller.app import Controller
 from controller.config import Config, load_config
 from controller.identity import class_key, new_nonce, sign_class
 from controller.logins import IssuedLogin, issue_login
 from controller.mac import called_station_mac, normalize_mac
 from controller.registry import Registry
+from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
 from tests.conftest import SECRET, write_config
@@ -282,7 +283,7 @@ def test_minimum_grant_boundaries() -> None:
     runs into tomorrow's allowance is one whatever is left today."""
     from controller.access import Outcome, decide_access
     from controller.config import QuotaPolicy
-    from controller.store import Origin, PersonState
+    from controller.storage.store import Origin, PersonState
 
     policy = QuotaPolicy(daily_seconds=7200, timezone=SH, min_grant_seconds=300)
     noon = int(datetime(2025, 11, 10, 12, tzinfo=SH).timestamp())
@@ -603,8 +604,8 @@ async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -
     """account.lua's slack for a session with one gap equals ``quota.StaleRule.slack``;
     the gap is the NAS's (its Acct-Session-Time), not how late the report arrived (here
     900 s late, as after our own downtime)."""
-    from controller.redis_conn import client_from_url
-    from controller.store import AccountingWrite, Store
+    from controller.storage.redis_conn import client_from_url
+    from controller.storage.store import AccountingWrite, Store
 
     rule = quota.StaleRule(150, 60)
     store = Store(client_from_url(redis_proc.url))

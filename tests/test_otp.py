@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller import keys
 from controller.portal.errors import PortalError
 from controller.portal.otp import (
     CODE_TTL,
@@ -20,8 +19,9 @@ from controller.portal.otp import (
     new_code,
 )
 from controller.portal.signing import Signer
-from controller.redis_conn import client_from_url
-from controller.store import Store
+from controller.storage import keys
+from controller.storage.redis_conn import client_from_url
+from controller.storage.store import Store
 from tests.redis_proc import RedisProcess, until
 
 PID = "0123456789abcdef0123"

@@ -20,10 +20,11 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from yarl import URL
 
-from controller import keys, quota
+from controller import quota
 from controller.identity import person_id
 from controller.portal.handoff import chilli_key, chilli_pap_decode
 from controller.portal.i18n import Catalog
+from controller.storage import keys
 from tests.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,

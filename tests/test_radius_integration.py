@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import REGISTRY
 
-from controller import keys
 from controller.app import Controller
 from controller.config import Config
 from controller.identity import class_key, person_id, verify_class
 from controller.logins import IssuedLogin, issue_login
+from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_chap
 from tests.conftest import SECRET

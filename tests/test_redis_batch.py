@@ -14,9 +14,16 @@ import signal
 import pytest
 from redis import exceptions as redis_errors
 
-from controller.redis_batch import Batcher, DirectLink, PipelineLink, classify, link_for, pack
-from controller.redis_conn import client_from_url
-from controller.store import Store, StoreUnavailable
+from controller.storage.redis_batch import (
+    Batcher,
+    DirectLink,
+    PipelineLink,
+    classify,
+    link_for,
+    pack,
+)
+from controller.storage.redis_conn import client_from_url
+from controller.storage.store import Store, StoreUnavailable
 from tests.redis_proc import RedisProcess
 
 

@@ -9,8 +9,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from controller.config import check_config
-from controller.redis_conn import DurablePipeline, ManagedRedis, PrimaryOnlyPool, client_from_url
 from controller.redis_url import RedisUrlError, parse_redis_url, redact
+from controller.storage.redis_conn import (
+    DurablePipeline,
+    ManagedRedis,
+    PrimaryOnlyPool,
+    client_from_url,
+)
 from tests.conftest import write_config
 from tests.redis_proc import RedisProcess
 

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 import redis
 
-from controller import keys
 from controller.config import check_config, load_config
 from controller.radius_service import anonymous_person
 from controller.reload import adopt, changes, restart_needed
+from controller.storage import keys
 from radius.attrs import Code
 from radius.client import RadiusClient
 from tests.conftest import SECRET, write_config

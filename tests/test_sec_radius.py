@@ -27,11 +27,12 @@ from typing import Any
 import pytest
 from pyrad.packet import CoAPacket
 
-from controller import keys, quota
+from controller import quota
 from controller.app import Controller
 from controller.config import load_config
 from controller.identity import class_key, sign_class, verify_class
 from controller.logins import IssuedLogin, issue_login
+from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, load_dictionary, set_pap
 from radius.packet import decode_reply

@@ -27,11 +27,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from controller import keys
 from controller.app import Controller
 from controller.config import load_config
 from controller.logins import IssuedLogin
-from controller.redis_conn import ManagedRedis
+from controller.storage import keys
+from controller.storage.redis_conn import ManagedRedis
 from radius.attrs import Code
 from tests.conftest import write_config
 from tests.redis_proc import until, wait_until

@@ -24,7 +24,7 @@ from typing import Final
 
 from controller.portal.errors import PortalError
 from controller.portal.signing import Signer
-from controller.store import Store
+from controller.storage.store import Store
 
 CODE_DIGITS: Final = 6
 CODE_TTL: Final = 300  # seconds

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from controller.config import PortalSettings
 from controller.portal.errors import PortalError
-from controller.store import Store
+from controller.storage.store import Store
 
 
 @dataclass(frozen=True, slots=True)

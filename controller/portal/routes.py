@@ -35,7 +35,7 @@ from controller.portal.i18n import LANG_COOKIE, choose_language, format_duration
 from controller.portal.otp import CODE_TTL, clean_code
 from controller.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
 from controller.portal.service import LoginResult, NasContext, Portal, Requester, Standing
-from controller.store import StoreUnavailable
+from controller.storage.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from controller.app import Controller

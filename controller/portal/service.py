@@ -47,7 +47,7 @@ from controller.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verif
 from controller.portal.signing import Signer, load_portal_key
 from controller.portal.sms import SmsSender, make_sender
 from controller.registry import Registry
-from controller.store import Store
+from controller.storage.store import Store
 
 if TYPE_CHECKING:
     from controller.app import Controller

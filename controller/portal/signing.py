@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-from controller.datafiles import write_private
+from controller.storage.datafiles import write_private
 
 MAC_BYTES = 16  # 128-bit tags: far beyond online guessing
 

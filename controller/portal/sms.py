@@ -20,8 +20,8 @@ import structlog
 from prometheus_client import Counter
 
 from controller.config import SmsSettings
-from controller.datafiles import append_private
 from controller.portal.errors import PortalError
+from controller.storage.datafiles import append_private
 
 log = structlog.get_logger("citywifi.portal")
 

@@ -19,10 +19,10 @@ from typing import TextIO
 
 from controller.archive import Archive, Archiver, archive_root
 from controller.config import Config, ConfigError, load_config
-from controller.datafiles import write_private
 from controller.reports import writers
 from controller.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
 from controller.reports.subsidy import build
+from controller.storage.datafiles import write_private
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,9 +73,9 @@ def _load(path: Path) -> Config | None:
 
 async def drain_outbox(config: Config, archive: Archive) -> int | None:
     """Archive what Redis still holds; None when Redis cannot be reached."""
-    from controller.redis_conn import client_from_url, embedded_for
-    from controller.redis_embedded import EmbeddedRedisError
-    from controller.store import Store, StoreUnavailable
+    from controller.storage.redis_conn import client_from_url, embedded_for
+    from controller.storage.redis_embedded import EmbeddedRedisError
+    from controller.storage.store import Store, StoreUnavailable
 
     embedded = embedded_for(config.redis)
     try:

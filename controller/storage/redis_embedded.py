@@ -25,7 +25,7 @@ import structlog
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from controller.datafiles import PRIVATE_UMASK, open_private, private_dir, write_private
+from controller.storage.datafiles import PRIVATE_UMASK, open_private, private_dir, write_private
 
 log = structlog.get_logger("citywifi.redis")
 

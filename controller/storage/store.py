@@ -23,9 +23,9 @@ import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
-from controller import keys
 from controller.quota import StaleRule
-from controller.redis_batch import Batcher, Command, classify, link_for
+from controller.storage import keys
+from controller.storage.redis_batch import Batcher, Command, classify, link_for
 
 log = structlog.get_logger("citywifi.store")
 
@@ -220,7 +220,7 @@ class LuaScript:
 def load_lua() -> dict[str, LuaScript]:
     out = {}
     for name in (*SCRIPT_NAMES, *PORTAL_SCRIPTS, *ENFORCER_SCRIPTS):
-        src = resources.files("controller").joinpath("lua", f"{name}.lua").read_text()
+        src = resources.files("controller.storage").joinpath("lua", f"{name}.lua").read_text()
         out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
     return out
 
