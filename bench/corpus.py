@@ -46,10 +46,11 @@ from pathlib import Path
 
 from bench.radload import KIND_ACCT, KIND_AUTH, CorpusWriter, read_corpus
 from controller.config import Config, load_config
-from controller.identity import class_key, load_person_key, person_id, sign_class
+from controller.domain.identity import class_key, person_id, sign_class
+from controller.domain.registry import Registry
 from controller.logins import issue_login
 from controller.radius_service import RadiusService
-from controller.registry import Registry
+from controller.storage.keyfiles import load_person_key
 from controller.storage.store import Store
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import (

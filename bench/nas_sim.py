@@ -573,10 +573,10 @@ async def _issued_logins(
 ) -> list[tuple[str, str]]:
     from controller.app import connect_store
     from controller.config import load_config
-    from controller.identity import load_person_key
+    from controller.domain.phone import normalize_phone
+    from controller.domain.registry import Registry
     from controller.logins import issue_login
-    from controller.phone import normalize_phone
-    from controller.registry import Registry
+    from controller.storage.keyfiles import load_person_key
     from controller.storage.redis_conn import embedded_for
 
     config = load_config(config_path)

@@ -29,12 +29,13 @@ from zoneinfo import ZoneInfo
 import structlog
 from aiohttp import web
 
-from controller import quota
 from controller.config import Config, QuotaPolicy
-from controller.enforcer import Enforcer, EnforcerBusy, SessionOutcome, projected_exhaustion
-from controller.identity import PERSON_ID_HEX, person_id
-from controller.periods import PeriodError, parse_instant
-from controller.phone import PhoneError, normalize_phone
+from controller.domain import quota
+from controller.domain.enforcement import projected_exhaustion
+from controller.domain.identity import PERSON_ID_HEX, person_id
+from controller.domain.periods import PeriodError, parse_instant
+from controller.domain.phone import PhoneError, normalize_phone
+from controller.enforcer import Enforcer, EnforcerBusy, SessionOutcome
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 
@@ -340,7 +341,7 @@ def add_parser(sub: Any) -> None:
 
 async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     from controller.app import connect_store
-    from controller.identity import load_person_key
+    from controller.storage.keyfiles import load_person_key
     from controller.storage.redis_conn import embedded_for
 
     embedded = embedded_for(config.redis)

@@ -16,20 +16,22 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from controller.archive import Archive, Archiver, archive_root
 from controller.config import Config, ConfigError, load_config
+from controller.domain.state import AccountingResult, AccountingWrite
 from controller.enforcer import Enforcer
 from controller.http import make_app, make_metrics_app
 from controller.http_edge import ConnectionGuard, GuardedSite
-from controller.identity import load_person_key
 from controller.metrics import MemoryWatch, MeteredStore, OnlineStats, reload_result
 from controller.radius_service import RadiusService
 from controller.reload import adopt, changes, counts, restart_needed
 from controller.runtime import cancel_and_wait
+from controller.services.archiver import Archiver
 from controller.startup import binding
+from controller.storage.archive import Archive, archive_root
+from controller.storage.keyfiles import load_person_key
 from controller.storage.redis_conn import client_from_url, embedded_for
 from controller.storage.redis_embedded import EmbeddedRedis
-from controller.storage.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
+from controller.storage.store import Store, StoreUnavailable
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")

@@ -26,8 +26,8 @@ from controller.config import (
     config_path,
     load_config,
 )
-from controller.mac import normalize_mac
-from controller.phone import PhoneError, normalize_phone
+from controller.domain.mac import normalize_mac
+from controller.domain.phone import PhoneError, normalize_phone
 from controller.startup import EXIT_CONFIG, EXIT_USAGE, explain
 from controller.systemd import Notifier
 
@@ -147,8 +147,8 @@ def _issue_client(config: Config, client_id: str) -> str | None:
 
 async def _issue_login(config: Config, phone: str, mac: str, client_id: str) -> dict[str, object]:
     from controller.app import connect_store
-    from controller.identity import load_person_key
     from controller.logins import issue_login
+    from controller.storage.keyfiles import load_person_key
     from controller.storage.redis_conn import embedded_for
 
     embedded = embedded_for(config.redis)

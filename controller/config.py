@@ -27,9 +27,9 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from controller.mac import normalize_mac
+from controller.domain.mac import normalize_mac
+from controller.domain.venue_types import VENUE_TYPES
 from controller.redis_url import RedisUrlError, parse_redis_url
-from controller.venue_types import VENUE_TYPES
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -110,8 +110,10 @@ def make_app(controller: Controller) -> web.Application:
     from controller.portal import add_routes as add_portal_routes  # portal, APIs, RFC 8908
 
     add_portal_routes(app, controller)
-    from controller.audit import add_routes as add_audit_routes  # audit export (role audit)
     from controller.reports.http import add_routes as add_report_routes  # reports + page
+    from controller.services.audit import (
+        add_routes as add_audit_routes,  # audit export (role audit)
+    )
 
     add_report_routes(app)
     add_audit_routes(app)

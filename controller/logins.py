@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.identity import new_password, new_username, person_id
+from controller.domain.identity import new_password, new_username, person_id
 from controller.storage.store import Store
 
 

@@ -40,11 +40,12 @@ from typing import Any, Final, TypeVar
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
+from controller.domain.state import AccountingResult, AccountingWrite
+from controller.domain.venue_types import VENUE_TYPES
 from controller.runtime import cancel_and_wait
 from controller.storage import keys
 from controller.storage.redis_batch import Command
-from controller.storage.store import AccountingResult, AccountingWrite, Store, StoreUnavailable
-from controller.venue_types import VENUE_TYPES
+from controller.storage.store import Store, StoreUnavailable
 
 T = TypeVar("T")
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from controller import quota
-from controller.access import AccessDecision, Outcome, decide_access, reject
-from controller.audit import login_event
 from controller.config import Client, Config
-from controller.identity import (
+from controller.domain import quota
+from controller.domain.access import AccessDecision, Outcome, decide_access, reject
+from controller.domain.audit import login_event
+from controller.domain.identity import (
     chargeable_identity,
     class_key,
     new_nonce,
@@ -35,16 +35,11 @@ from controller.identity import (
     sign_class,
     verify_class,
 )
-from controller.mac import normalize_mac
-from controller.registry import Registry
+from controller.domain.mac import normalize_mac
+from controller.domain.registry import Registry
+from controller.domain.state import AccountingResult, AccountingWrite, Origin
 from controller.storage import keys
-from controller.storage.store import (
-    AccountingResult,
-    AccountingWrite,
-    Origin,
-    Store,
-    StoreUnavailable,
-)
+from controller.storage.store import Store, StoreUnavailable
 from radius import metrics
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import (

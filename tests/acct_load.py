@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from controller.identity import class_key, sign_class
+from controller.domain.identity import class_key, sign_class
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
 from radius.packet import PacketError, attr, attr_int, attr_text, decode_reply, encode_request
 

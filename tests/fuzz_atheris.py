@@ -34,8 +34,8 @@ except ImportError:  # pragma: no cover - optional tool
     sys.exit("atheris is not installed: .venv/bin/pip install atheris (optional)")
 
 with atheris.instrument_imports():
-    from controller.identity import person_of_username, verify_class
-    from controller.mac import called_station_mac, normalize_mac
+    from controller.domain.identity import person_of_username, verify_class
+    from controller.domain.mac import called_station_mac, normalize_mac
     from controller.radius_service import octets
     from radius import packet
     from radius.attrs import Attr

@@ -4,10 +4,10 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.access import Outcome, decide_access, retry_of
 from controller.config import QuotaPolicy
-from controller.identity import class_key, sign_class, verify_class
-from controller.storage.store import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
+from controller.domain.access import Outcome, decide_access, retry_of
+from controller.domain.identity import class_key, sign_class, verify_class
+from controller.domain.state import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
 
 SH = ZoneInfo("Asia/Shanghai")
 POLICY = QuotaPolicy(daily_seconds=7200, timezone=SH, max_devices=2)

@@ -11,17 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.app import Controller
-from controller.archive import (
-    Archive,
-    Archiver,
-    archive_root,
-    day_close_ms,
-    ledger_rows,
-    ledger_sql,
-)
 from controller.config import Config
+from controller.domain.ledger import day_close_ms, ledger_rows
 from controller.reports.query import LedgerReader
+from controller.services.archiver import Archiver
 from controller.storage import keys
+from controller.storage.archive import Archive, archive_root, ledger_sql
 from controller.storage.store import Store
 from tests.test_radius_integration import acct, login
 from tests.test_reports_helpers import PHONES, SH, Clock, drain, use
@@ -182,7 +177,7 @@ async def test_accounting_on_closes_and_archives_open_sessions(
 async def test_open_days_parts_are_merged_without_changing_figures(
     ctl: Controller, clock: Clock
 ) -> None:
-    from controller import archive as archive_mod
+    from controller.storage import archive as archive_mod
 
     day = date(2025, 11, 10)
     for i in range(archive_mod.MERGE_PARTS + 2):
@@ -210,9 +205,9 @@ async def test_outbox_survives_until_an_archiver_runs(
     city: Config, clock: Clock, tmp_path: Path
 ) -> None:
     """No serve running: closes wait in Redis; the report command's drain takes them."""
-    from controller import quota
+    from controller.domain import quota
+    from controller.domain.state import AccountingWrite
     from controller.storage.redis_conn import client_from_url
-    from controller.storage.store import AccountingWrite
 
     store = Store(client_from_url(city.redis.url))
     await store.load_scripts()

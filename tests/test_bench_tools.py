@@ -24,10 +24,10 @@ import pytest
 from bench.corpus import Population, Sessions, Site, seed, write_acct, write_auth, write_mix
 from bench.radbench import Signer, make_template, sign
 from bench.radload import KIND_ACCT, KIND_AUTH, read_corpus
-from controller import quota
 from controller.app import Controller
 from controller.config import load_config
-from controller.identity import class_key, verify_class
+from controller.domain import quota
+from controller.domain.identity import class_key, verify_class
 from radius.attrs import AcctStatus, Attr, Code
 from radius.packet import decode_request, decrypt_user_password
 from tests.conftest import SECRET, write_config

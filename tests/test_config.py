@@ -16,7 +16,7 @@ from controller.config import (
     check_config,
     load_config,
 )
-from controller.venue_types import VENUE_TYPES
+from controller.domain.venue_types import VENUE_TYPES
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "citywifi.example.toml"
 

@@ -10,20 +10,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import quota
 from controller.config import Client, ConfigError, load_config
-from controller.enforcer import (
+from controller.domain import quota
+from controller.domain.enforcement import (
     Plan,
-    clock_rate,
     dae_address,
     excess_devices,
     plan_person,
     projected_exhaustion,
     session_identity,
 )
+from controller.domain.state import AccountingWrite, PersonSnapshot
+from controller.enforcer import clock_rate
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
-from controller.storage.store import AccountingWrite, PersonSnapshot, Store
+from controller.storage.store import Store
 from tests.conftest import write_config
 from tests.redis_proc import RedisProcess
 

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bench.nas_sim import NasSimulator, SimClock, SimSession
-from controller import quota
 from controller.app import Controller
 from controller.config import Config, load_config
+from controller.domain import quota
 from controller.logins import issue_login
 from controller.storage import keys
 from controller.storage.store import Store

@@ -30,10 +30,10 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from controller import quota
 from controller.app import Controller
 from controller.config import load_config
-from controller.identity import sign_class, verify_class
+from controller.domain import quota
+from controller.domain.identity import sign_class, verify_class
 from controller.logins import issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code

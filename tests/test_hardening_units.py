@@ -17,12 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import periods
-from controller.archive import LEDGER_SCHEMA, Archive, _paths_in, empty_select
+from controller.domain import periods
+from controller.domain.ledger import LEDGER_SCHEMA
+from controller.domain.periods import PeriodError, parse_day, parse_instant, parse_period
 from controller.http import sheds
 from controller.http_edge import Admission, ConnectionCounts, connection_cap, source_key
 from controller.metrics import RedisMemory, memory_of
-from controller.periods import PeriodError, parse_day, parse_instant, parse_period
+from controller.storage.archive import Archive, _paths_in, empty_select
 from controller.storage.datafiles import append_private, private_dir, write_private
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import quota
 from controller.app import Controller
 from controller.config import Config, load_config
-from controller.identity import class_key, new_nonce, sign_class
+from controller.domain import quota
+from controller.domain.identity import class_key, new_nonce, sign_class
+from controller.domain.mac import called_station_mac, normalize_mac
+from controller.domain.registry import Registry
 from controller.logins import IssuedLogin, issue_login
-from controller.mac import called_station_mac, normalize_mac
-from controller.registry import Registry
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
@@ -281,9 +281,9 @@ async def test_item_07_a_login_with_less_than_the_minimum_grant_left_is_refused(
 def test_minimum_grant_boundaries() -> None:
     """Exactly the minimum grant left is a login; one second less is not; a login that
     runs into tomorrow's allowance is one whatever is left today."""
-    from controller.access import Outcome, decide_access
     from controller.config import QuotaPolicy
-    from controller.storage.store import Origin, PersonState
+    from controller.domain.access import Outcome, decide_access
+    from controller.domain.state import Origin, PersonState
 
     policy = QuotaPolicy(daily_seconds=7200, timezone=SH, min_grant_seconds=300)
     noon = int(datetime(2025, 11, 10, 12, tzinfo=SH).timestamp())
@@ -330,7 +330,7 @@ async def used(ctl: Controller, pid: str) -> int:
 
 async def archived(ctl: Controller) -> dict[str, int]:
     """record id -> seconds, of every session in the archive."""
-    from controller.archive import ledger_sql
+    from controller.storage.archive import ledger_sql
 
     assert ctl.archiver is not None
     await ctl.archiver.drain()
@@ -582,7 +582,7 @@ async def test_item_05_cui_on_request_and_operator_name_recorded(
             cuis.append(first(reply, Attr.CHARGEABLE_USER_IDENTITY))
         pid = issued.person
         assert cuis[0] is not None and cuis[0] == cuis[1] != cuis[2]
-        from controller.identity import chargeable_identity
+        from controller.domain.identity import chargeable_identity
 
         assert cuis[0] == chargeable_identity(pid, "op-telecom", ctl.person_key)
         assert cuis[2] == chargeable_identity(pid, "op-unicom", ctl.person_key) != cuis[0]
@@ -604,8 +604,9 @@ async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -
     """account.lua's slack for a session with one gap equals ``quota.StaleRule.slack``;
     the gap is the NAS's (its Acct-Session-Time), not how late the report arrived (here
     900 s late, as after our own downtime)."""
+    from controller.domain.state import AccountingWrite
     from controller.storage.redis_conn import client_from_url
-    from controller.storage.store import AccountingWrite, Store
+    from controller.storage.store import Store
 
     rule = quota.StaleRule(150, 60)
     store = Store(client_from_url(redis_proc.url))

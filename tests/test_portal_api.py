@@ -20,8 +20,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from yarl import URL
 
-from controller import quota
-from controller.identity import person_id
+from controller.domain import quota
+from controller.domain.identity import person_id
 from controller.portal.handoff import chilli_key, chilli_pap_decode
 from controller.portal.i18n import Catalog
 from controller.storage import keys

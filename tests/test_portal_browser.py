@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from controller import quota
+from controller.domain import quota
 from controller.portal.handoff import chilli_pap_decode
 from tests.portal_kit import (
     CHILLI_UAM_SECRET,

@@ -4,8 +4,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller import quota
-from controller.quota import (
+from controller.domain import quota
+from controller.domain.quota import (
     MAX_SPLIT_DAYS,
     DayShare,
     day_boundaries,

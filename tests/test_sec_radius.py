@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 from pyrad.packet import CoAPacket
 
-from controller import quota
 from controller.app import Controller
 from controller.config import load_config
-from controller.identity import class_key, sign_class, verify_class
+from controller.domain import quota
+from controller.domain.identity import class_key, sign_class, verify_class
 from controller.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code

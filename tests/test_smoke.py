@@ -1,5 +1,5 @@
-from controller.mac import called_station_mac, normalize_mac
-from controller.venue_types import VENUE_TYPES
+from controller.domain.mac import called_station_mac, normalize_mac
+from controller.domain.venue_types import VENUE_TYPES
 
 
 def test_eleven_venue_types() -> None:

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, fields
 from urllib.parse import quote, urlencode, urlsplit
 
 from controller.config import Client, IPNetwork
-from controller.mac import normalize_mac
+from controller.domain.mac import normalize_mac
 from controller.portal.errors import PortalError
 
 # Query parameters the portal understands, per vendor (anything else is ignored).

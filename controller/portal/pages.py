@@ -14,8 +14,8 @@ import jinja2
 from aiohttp import web
 
 from controller.config import Config, Venue
+from controller.domain.venue_types import VENUE_TYPES
 from controller.portal.i18n import HTML_LANG, LANGS, Catalog, format_duration
-from controller.venue_types import VENUE_TYPES
 
 TEMPLATES: Final = Path(str(resources.files("portal_pages").joinpath("templates")))
 STATIC: Final = Path(str(resources.files("portal_pages").joinpath("static")))

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 from prometheus_client import Counter, Gauge
 
-from controller import quota
-from controller.access import Outcome, blocked_until, decide_access
 from controller.config import Client, Config, Venue
-from controller.identity import person_id
+from controller.domain import quota
+from controller.domain.access import Outcome, blocked_until, decide_access
+from controller.domain.identity import person_id
+from controller.domain.phone import CountryNotAllowed, PhoneError, normalize_phone
+from controller.domain.registry import Registry
 from controller.logins import issue_login
-from controller.phone import CountryNotAllowed, PhoneError, normalize_phone
 from controller.portal.errors import PortalError
 from controller.portal.handoff import (
     Handoff,
@@ -44,9 +45,9 @@ from controller.portal.handoff import (
 from controller.portal.i18n import Catalog
 from controller.portal.otp import CODE_TTL, OtpBook, Verdict
 from controller.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
-from controller.portal.signing import Signer, load_portal_key
+from controller.portal.signing import Signer
 from controller.portal.sms import SmsSender, make_sender
-from controller.registry import Registry
+from controller.storage.keyfiles import load_portal_key
 from controller.storage.store import Store
 
 if TYPE_CHECKING:

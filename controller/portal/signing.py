@@ -11,35 +11,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
-import secrets
-from pathlib import Path
-
-from controller.storage.datafiles import write_private
 
 MAC_BYTES = 16  # 128-bit tags: far beyond online guessing
 
 
-def load_portal_key(configured: str, data_dir: Path) -> bytes:
-    """``[portal] cookie_key``, else a key generated once into ``data_dir/portal.key``.
-
-    Same scheme as ``controller.identity.load_person_key``: the first process to link the
-    file wins, so several processes on one machine agree. Machines sharing a Redis behind
-    one load balancer must be given the same ``cookie_key``.
-    """
-    if configured:
-        return configured.encode()
-    path = data_dir / "portal.key"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        write_private(tmp, secrets.token_hex(32).encode())  # 0600 from the start
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip().encode()
 
 
 def b64(data: bytes) -> str:

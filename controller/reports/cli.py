@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from controller.archive import Archive, Archiver, archive_root
 from controller.config import Config, ConfigError, load_config
 from controller.reports import writers
 from controller.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
 from controller.reports.subsidy import build
+from controller.services.archiver import Archiver
+from controller.storage.archive import Archive, archive_root
 from controller.storage.datafiles import write_private
 
 
@@ -165,8 +166,8 @@ def cmd_report_subsidy(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from controller import audit
-    from controller.identity import load_person_key
+    from controller.services import audit
+    from controller.storage.keyfiles import load_person_key
 
     config = _load(args.config)
     if config is None:
@@ -191,7 +192,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_trim(args: argparse.Namespace) -> int:
-    from controller import audit
+    from controller.services import audit
 
     config = _load(args.config)
     if config is None:

@@ -13,13 +13,13 @@ from typing import Any
 
 import jinja2
 
-from controller import quota
-from controller.archive import Archive
 from controller.config import Config
+from controller.domain import quota
+from controller.domain.venue_types import VENUE_TYPES
 from controller.reports.charts import series_by_key, stacked_bars
 from controller.reports.query import LedgerReader
 from controller.reports.subsidy import hours, priced_usage
-from controller.venue_types import VENUE_TYPES
+from controller.storage.archive import Archive
 
 DAYS = 30
 LANGUAGES = (("zh", "中文"), ("en", "English"))

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from controller.archive import Archive, day_close_ms, figures_sql, ledger_sql
 from controller.config import Config
-from controller.periods import PeriodError, parse_period
+from controller.domain.ledger import day_close_ms
+from controller.domain.periods import PeriodError, parse_period
+from controller.storage.archive import Archive, figures_sql, ledger_sql
 
 GROUPS = ("venue", "venue_type", "district", "operator")
 FORMATS = ("csv", "json", "xlsx")

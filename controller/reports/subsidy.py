@@ -20,11 +20,11 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from controller.archive import Archive
 from controller.config import Config, Subsidy
-from controller.periods import month_start, next_month
+from controller.domain.periods import month_start, next_month
+from controller.domain.venue_types import VENUE_TYPES
 from controller.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
-from controller.venue_types import VENUE_TYPES
+from controller.storage.archive import Archive
 
 METHOD = (
     "citywifi-subsidy-1: per day and venue, free_seconds/3600 x rate(venue_type) x "

@@ -14,16 +14,26 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
-from controller.quota import StaleRule
+from controller.domain.state import (
+    LOGIN_REUSE_GRACE,
+    AccountingResult,
+    AccountingWrite,
+    Committed,
+    CredentialIssue,
+    LoginUse,
+    Origin,
+    PersonSnapshot,
+    PersonState,
+)
 from controller.storage import keys
 from controller.storage.redis_batch import Batcher, Command, classify, link_for
 
@@ -33,9 +43,7 @@ T = TypeVar("T")
 
 DAY_TTL = 3 * 86400  # day counters outlive their day by two (late Stops, midnight runs)
 SESSION_TTL = 3 * 86400
-LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same NAS session
 DEVICE_HOLD = 90  # seconds an Access-Accept holds a device slot unless its session opens
-DEFAULT_STALE: Final = StaleRule(750, 300)  # the QuotaPolicy defaults
 MAX_GENERATION_TRIES = 4  # account.lua answers "new"/"moved" at most this often in a row
 
 SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
@@ -92,106 +100,6 @@ class StoreHealth:
         self.up, self.since = ok, now
         return True
 
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an Access-Request for a login comes from: the client (NAS) it came through,
-    the NAS's session for it (Acct-Session-Id, "" when not sent), its Request
-    Authenticator (hex; RFC 2865 §3: unique per request, so a replay repeats it) and the
-    source address and port it was sent from ("host:port")."""
-
-    client: str
-    session: str = ""
-    authenticator: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class LoginUse:
-    """The Access-Accept that consumed a one-time credential: when, for which device."""
-
-    at: int
-    mac: str
-    origin: Origin
-
-
-@dataclass(frozen=True, slots=True)
-class PersonState:
-    password: str  # "" when there is no such credential
-    client: str  # id of the client the credential was issued for
-    bound_mac: str
-    used: LoginUse | None
-    used_today: int
-    other_devices: int  # other devices online or holding a slot (see commit_login.lua)
-    block: str  # "" when not blocked, else "until|reason"
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """``commit_login.lua``'s answer: ok | gone | used | device_limit, and the nonce of
-    the login (the Class's; the same again for a NAS retry of one login)."""
-
-    status: str
-    nonce: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CredentialIssue:
-    """Which client a credential username was issued for and its login's nonce ("" until
-    an Access-Accept consumed it): the accounting fallback when a NAS drops Class."""
-
-    client: str
-    nonce: str
-
-
-@dataclass(frozen=True, slots=True)
-class AccountingWrite:
-    pid: str
-    sid: str
-    client_id: str
-    status: int
-    reported: int
-    event_time: int
-    input_octets: int
-    output_octets: int
-    cause: str
-    boundaries: Sequence[tuple[int, str]]  # (day start epoch, day key), oldest first
-    fields: dict[str, str] = field(default_factory=dict)  # written when first seen
-    generation: int = 1  # the generation of ``sid`` believed current (keys.session_id)
-    stale: StaleRule = DEFAULT_STALE  # quota.stale_grace and the interim asked for
-
-
-@dataclass(frozen=True, slots=True)
-class AccountingResult:
-    applied: int
-    used_today: int
-    open_sessions: int
-    closed_now: bool
-    snapshot: PersonSnapshot | None = None  # the person after this write (the enforcer's)
-    sid: str = ""  # the session written: ``AccountingWrite.sid`` of ``generation``
-    generation: int = 1
-    reopened: bool = False  # a session closed as stale (or gone) reported again
-    gap: int = 0  # the session's largest gap between two reports so far (its cadence)
-
-
-@dataclass(frozen=True, slots=True)
-class PersonSnapshot:
-    """A person as the quota enforcer sees them (``enforce_state.lua``, one atomic read)."""
-
-    used: int  # seconds used on the day asked for
-    open: Mapping[str, tuple[str, int]]  # sid -> (mac, epoch of its last accounting)
-    closing: Mapping[str, int]  # sid -> epoch its NAS acknowledged a Disconnect-Request
-    block: str  # "" or "until|reason"
-    # sid -> seconds its NAS's observed cadence adds to the stale grace (quota.StaleRule)
-    slack: Mapping[str, int] = field(default_factory=dict)
-
-    def live(self, stale_before: int) -> dict[str, int]:
-        """sid -> last report of the sessions not stale at ``stale_before``."""
-        return {
-            sid: last
-            for sid, (_, last) in self.open.items()
-            if last + self.slack.get(sid, 0) >= stale_before
-        }
 
 
 def _snapshot(r: Sequence[Any]) -> PersonSnapshot:

@@ -11,9 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from controller.config import QuotaPolicy
-from controller.messages import reply_message
-from controller.quota import reset_time, session_timeout
-from controller.storage.store import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
+from controller.domain.messages import reply_message
+from controller.domain.quota import reset_time, session_timeout
+from controller.domain.state import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
 
 
 class Outcome(StrEnum):

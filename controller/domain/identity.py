@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
-
-from controller.storage.datafiles import write_private
 
 PERSON_ID_HEX = 20  # 80 bits: collision-free for any city, short enough for keys and logs
 _USERNAME = re.compile(rf"^([0-9a-f]{{{PERSON_ID_HEX}}})\.([a-z2-7]{{8}})$")
@@ -54,21 +50,6 @@ def person_of_username(username: str) -> str | None:
     return m.group(1) if m else None
 
 
-def load_person_key(configured: str, data_dir: Path) -> bytes:
-    """The person-id key: from config, else generated once into ``data_dir/person.key``."""
-    if configured:
-        return configured.encode()
-    path = data_dir / "person.key"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        write_private(tmp, secrets.token_hex(32).encode())  # 0600 from the start
-        try:
-            os.link(tmp, path)  # atomic: the first process to create it wins
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return path.read_text().strip().encode()
 
 
 # -- Class (RFC 2865 §5.25): what ties accounting to the login it belongs to ---------------

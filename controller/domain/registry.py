@@ -7,7 +7,7 @@ import ipaddress
 from collections.abc import Mapping
 
 from controller.config import Client, Config, Venue
-from controller.mac import called_station_mac
+from controller.domain.mac import called_station_mac
 
 
 class Registry:

@@ -1,11 +1,13 @@
 """The security audit log: who was online where and when, kept for the public-security
 authority (MPS Order 82 Art. 13, Cybersecurity Law Art. 21; see docs/audit.md).
 
-Records come from the outbox like the usage ledger (controller.archive): one per closed
-session (with its start and stop) and one per Access-Request decision (accept or reject,
-with the reason). Unlike the ledger they carry the phone number, so they live in their own
-archive partitions, are trimmed after ``audit.retention_days`` and are readable only with
-the ``audit`` role; every export is itself logged.
+Records come from the outbox like the usage ledger (``controller.services.archiver``):
+one per closed session (with its start and stop) and one per Access-Request decision
+(accept or reject, with the reason); their rows are ``controller.domain.audit``. Unlike
+the ledger they carry the phone number, so they live in their own archive partitions,
+are trimmed after ``audit.retention_days`` (``trim``) and are readable only with the
+``audit`` role (``export``; the route is ``controller.web.audit``); every export is
+itself logged.
 """
 
 from __future__ import annotations
@@ -17,70 +19,23 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 
-from controller import quota
-from controller.config import Client, Config
-from controller.identity import person_id
-from controller.mac import normalize_mac
-from controller.periods import PeriodError, parse_instant
-from controller.phone import PhoneError, normalize_phone
-from controller.registry import Registry
+from controller.config import Config
+from controller.domain import quota
+from controller.domain.audit import AUDIT_SCHEMA, AuditRow, oldest_kept_day
+from controller.domain.identity import person_id
+from controller.domain.mac import normalize_mac
+from controller.domain.periods import PeriodError, parse_instant
+from controller.domain.phone import PhoneError, normalize_phone
 from controller.reports.auth import HttpProblem, api, bearer
-from radius.attrs import Attr
-from radius.packet import Request
-
-if TYPE_CHECKING:
-    from controller.archive import Archive
+from controller.storage.archive import Archive, empty_select
 
 log = structlog.get_logger("citywifi.audit")
-
-AUDIT_SCHEMA: tuple[tuple[str, str], ...] = (
-    ("day", "DATE"),  # local day of ``time`` (the partition)
-    ("record_id", "VARCHAR"),
-    ("kind", "VARCHAR"),  # session | login
-    ("time", "BIGINT"),  # epoch: session start, or the login decision
-    ("phone", "VARCHAR"),  # E.164; empty when the person is not known
-    ("pid", "VARCHAR"),
-    ("mac", "VARCHAR"),
-    ("ip", "VARCHAR"),
-    ("client", "VARCHAR"),  # the NAS (RADIUS client id)
-    ("nas_id", "VARCHAR"),
-    ("nas_ip", "VARCHAR"),
-    ("ap", "VARCHAR"),  # Called-Station-Id
-    ("venue", "VARCHAR"),
-    ("start", "BIGINT"),
-    ("stop", "BIGINT"),
-    ("result", "VARCHAR"),  # closed | accept | reject:<reason>
-    ("cause", "VARCHAR"),  # Acct-Terminate-Cause of a session
-    ("archived_at", "BIGINT"),  # epoch ms
-)
-
-
-class AuditRow(NamedTuple):
-    day: date
-    record_id: str
-    kind: str
-    time: int
-    phone: str
-    pid: str
-    mac: str
-    ip: str
-    client: str
-    nas_id: str
-    nas_ip: str
-    ap: str
-    venue: str
-    start: int | None
-    stop: int | None
-    result: str
-    cause: str
-    archived_at: int
 
 
 EXPORT_COLUMNS = (
@@ -102,96 +57,7 @@ EXPORT_COLUMNS = (
 )
 
 
-# --------------------------------------------------------------------------- records
-
-
-def login_event(
-    registry: Registry, client: Client, request: Request, outcome: str, pid: str | None, now: int
-) -> dict[str, str]:
-    """The outbox entry of one Access-Request decision (``outcome``: controller.access
-    Outcome value); the phone is looked up when it is archived."""
-    called = request.text(Attr.CALLED_STATION_ID) or ""
-    nas_id = request.text(Attr.NAS_IDENTIFIER) or ""
-    nas_ip = request.get(Attr.NAS_IP_ADDRESS)
-    return {
-        "k": "login",
-        "t": str(now),
-        "pid": pid or "",
-        "mac": normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or "",
-        "client": client.id,
-        "nas_id": nas_id,
-        "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
-        "ap": called,
-        "venue": registry.venue_for(client, called, nas_id).id,
-        "result": outcome if outcome == "accept" else f"reject:{outcome}",
-    }
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def session_audit_row(
-    record_id: str, rec: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
-) -> AuditRow:
-    start = _int(rec.get("start")) or 0
-    return AuditRow(
-        day=quota.local_day(start, tz),
-        record_id=record_id,
-        kind="session",
-        time=start,
-        phone=phone,
-        pid=rec.get("pid", ""),
-        mac=rec.get("mac", ""),
-        ip=rec.get("ip", ""),
-        client=rec.get("client", ""),
-        nas_id=rec.get("nas_id", ""),
-        nas_ip=rec.get("nas_ip", ""),
-        ap=rec.get("ap", ""),
-        venue=rec.get("venue", ""),
-        start=start,
-        stop=_int(rec.get("closed")),
-        result="closed",
-        cause=rec.get("cause", ""),
-        archived_at=archived_at,
-    )
-
-
-def login_audit_row(
-    entry_id: str, entry: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
-) -> AuditRow:
-    at = _int(entry.get("t")) or archived_at // 1000
-    return AuditRow(
-        day=quota.local_day(at, tz),
-        record_id=f"login:{entry_id}",
-        kind="login",
-        time=at,
-        phone=phone,
-        pid=entry.get("pid", ""),
-        mac=entry.get("mac", ""),
-        ip="",
-        client=entry.get("client", ""),
-        nas_id=entry.get("nas_id", ""),
-        nas_ip=entry.get("nas_ip", ""),
-        ap=entry.get("ap", ""),
-        venue=entry.get("venue", ""),
-        start=None,
-        stop=None,
-        result=entry.get("result", ""),
-        cause="",
-        archived_at=archived_at,
-    )
-
-
 # --------------------------------------------------------------------------- retention
-
-
-def oldest_kept_day(now: float, tz: ZoneInfo, retention_days: int) -> date:
-    """Partitions of days before this one are gone (a record lives retention_days full days)."""
-    return quota.local_day(int(now), tz) - timedelta(days=retention_days)
 
 
 def trim(archive: Archive, config: Config, now: float) -> list[date]:
@@ -286,8 +152,6 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     if q.mac:
         where.append("mac = ?")
         filters.append(q.mac)
-
-    from controller.archive import empty_select  # (archive imports this module)
 
     def sql() -> tuple[str, list[object]]:  # the files as they are (some may be quarantined)
         files = archive.files("audit", first, last)

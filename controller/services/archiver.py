@@ -1,0 +1,263 @@
+"""The outflow: closed sessions and login results leave Redis for the archive.
+
+Closed sessions and login results leave Redis through the outbox stream ``cw:outbox``
+(XADDed in the same pipeline as the close, or after an Access-Request decision). The
+``Archiver`` drains it through a consumer group: read, write Parquet (fsynced, renamed
+into place, ``controller.storage.archive``), then remember the archived version, XACK
+and XDEL. A crash before the ack re-delivers the entries (XAUTOCLAIM after
+``CLAIM_IDLE_MS``), so delivery is **at least once**; duplicates are removed by session
+(``record_id``) when reading, and a retransmitted Stop of an already archived version is
+skipped before writing. The same loop seals closed days, merges parts and trims the
+audit log (its retention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time as _time
+from collections.abc import Callable, Sequence
+from datetime import date
+from functools import partial
+
+import structlog
+from prometheus_client import Counter, Gauge
+
+from controller.config import Config
+from controller.domain import audit
+from controller.domain.ledger import LedgerRow, day_close_ms, ledger_rows, record_id
+from controller.services.audit import trim as trim_audit
+from controller.storage.archive import Archive
+from controller.storage.store import Store, StoreUnavailable
+
+log = structlog.get_logger("citywifi.archive")
+
+SEAL_GRACE_MS = 3600_000  # seal a closed day this long after it closed (instance clock skew)
+
+
+CLAIM_IDLE_MS = 60_000  # re-deliver entries a consumer left unacknowledged this long
+
+
+BATCH = 2000  # outbox entries per read
+
+
+LATE = Counter(
+    "citywifi_archive_late_rows_total",
+    "Ledger rows archived after their day closed (kept out of the closed figures)",
+)
+
+
+MISSING = Counter(
+    "citywifi_archive_missing_sessions_total",
+    "Outbox entries whose session record had expired from Redis before archiving",
+)
+
+
+# the one city-wide stream: every process reads the same length, the latest wins
+BACKLOG = Gauge(
+    "citywifi_outbox_backlog",
+    "Entries in the outbox stream not yet archived",
+    multiprocess_mode="livemostrecent",
+)
+
+
+class Archiver:
+    """Drains the outbox into the archive; keeps days sealed and the audit log trimmed."""
+
+    def __init__(
+        self,
+        store: Store,
+        archive: Archive,
+        config: Callable[[], Config],  # the current config (it may be reloaded)
+        *,
+        clock: Callable[[], float] = _time.time,
+        interval: float = 1.0,
+        maintenance_every: float = 60.0,
+        trim_every: float = 600.0,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+    ) -> None:
+        self.store = store
+        self.archive = archive
+        self._config = config
+        self.clock = clock
+        self.interval = interval
+        self.maintenance_every = maintenance_every
+        self.trim_every = trim_every
+        self.claim_idle_ms = claim_idle_ms
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._last_maintenance = float("-inf")
+        self._last_trim = float("-inf")
+
+    @property
+    def config(self) -> Config:
+        return self._config()
+
+    # -- one pass
+    async def drain(self, max_rounds: int = 10_000) -> int:
+        """Archive everything in the outbox now; returns the entries handled."""
+        total = 0
+        async with self._lock:
+            for _ in range(max_rounds):
+                handled = await self._round()
+                total += handled
+                if handled == 0:
+                    break
+        return total
+
+    async def flush(self) -> None:
+        """Read-your-writes for reports: drain what is there (bounded, so that steady
+        traffic cannot hold a request). An unreachable Redis, or an entry the archive
+        cannot take, just means no flush: the report is made from what is archived
+        (unsettled days are flagged open) and the loop keeps retrying and logging."""
+        try:
+            await self.drain(max_rounds=50)
+        except StoreUnavailable as exc:
+            log.warning("archive.flush_skipped", error=str(exc))
+        except Exception as exc:
+            log.error("archive.flush_failed", error=type(exc).__name__)
+
+    async def _round(self) -> int:
+        entries = await self.store.outbox_read(self.consumer, BATCH, self.claim_idle_ms)
+        if not entries:
+            return 0
+        tz = self.config.quota.timezone
+        now_ms = int(self.clock() * 1000)
+        refs = sorted({f["ref"] for _, f in entries if f.get("k") == "close" and f.get("ref")})
+        records = dict(zip(refs, await self.store.outbox_sessions(refs), strict=True))
+        pids = {rec.get("pid", "") for rec, _ in records.values()} | {
+            f.get("pid", "") for _, f in entries if f.get("k") == "login"
+        }
+        phones = await self.store.phones(sorted(p for p in pids if p))
+        ledger: list[LedgerRow] = []
+        audits: list[audit.AuditRow] = []
+        marks: dict[str, str] = {}
+        for ref in refs:
+            rec, mark = records[ref]
+            if not rec:
+                MISSING.inc()
+                log.warning("archive.session_missing", session=ref)
+                continue
+            if "closed" not in rec:
+                continue  # a close of a session Redis never saw open: nothing to keep
+            seen = rec.get("seen", "0")
+            if mark == seen:
+                continue  # this version is archived already (a retransmitted Stop)
+            rid = record_id(rec)
+            ledger.extend(ledger_rows(rec, tz, now_ms))
+            phone = phones.get(rec.get("pid", ""), "")
+            audits.append(audit.session_audit_row(rid, rec, phone, tz, now_ms))
+            marks[ref] = seen
+        for eid, fields in entries:
+            if fields.get("k") == "login":
+                phone = phones.get(fields.get("pid", ""), "")
+                audits.append(audit.login_audit_row(eid, fields, phone, tz, now_ms))
+        self._count_late(ledger, now_ms)
+        await asyncio.to_thread(self._write, ledger, audits)
+        await self.store.outbox_done([eid for eid, _ in entries], marks)
+        return len(entries)
+
+    def _write(self, ledger: Sequence[LedgerRow], audits: Sequence[audit.AuditRow]) -> None:
+        self.archive.write("sessions", ledger)
+        self.archive.write("audit", audits)
+
+    def _count_late(self, rows: Sequence[LedgerRow], now_ms: int) -> None:
+        tz, settle = self.config.quota.timezone, self.config.reports.settle_hours
+        for row in rows:
+            if now_ms > day_close_ms(row.day, tz, settle):
+                LATE.inc()
+                log.warning(
+                    "archive.late_row",
+                    day=row.day.isoformat(),
+                    session=row.record_id,
+                    seconds=row.seconds,
+                )
+
+    # -- maintenance
+    def maintain(self, now: float, *, wait: bool = False) -> None:
+        """Seal closed days, merge open days' parts, trim the audit log (blocking).
+
+        Each day is its own step: one that fails (a file that cannot be moved aside, a
+        full disk) is logged and the others go on; the retention trim runs whatever
+        happened before it. Sealing and merging are skipped when another maintainer
+        holds the archive, unless ``wait``."""
+        tz, settle = self.config.quota.timezone, self.config.reports.settle_hours
+        now_ms = int(now * 1000)
+        try:
+            with self.archive.maintenance_lock(wait) as mine:
+                if mine:
+                    for day in self.archive.days("sessions"):
+                        close = day_close_ms(day, tz, settle)
+                        if now_ms >= close + SEAL_GRACE_MS:  # idempotent: cheap once done
+                            self._step("seal", day, partial(self.archive.seal, day, close))
+                        else:
+                            self._step("merge", day, partial(self.archive.merge, "sessions", day))
+                    for day in self.archive.days("audit"):
+                        self._step("merge", day, partial(self.archive.merge, "audit", day))
+        finally:
+            self.trim(now)
+
+    def _step(self, what: str, day: date, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("archive.maintenance_failed", step=what, day=day.isoformat())
+
+    def trim(self, now: float) -> None:
+        """The audit log's retention (MPS Order 82): on its own schedule, never held up by
+        Redis, the outbox or another day's sealing, and without the maintenance lock
+        (deleting a day twice is harmless)."""
+        self._last_trim = _time.monotonic()
+        try:
+            trim_audit(self.archive, self.config, now)
+        except Exception:
+            log.exception("archive.trim_failed")
+
+    async def maintain_if_due(self) -> None:
+        mono = _time.monotonic()
+        if mono - self._last_maintenance < self.maintenance_every:
+            return
+        self._last_maintenance = mono
+        await asyncio.to_thread(self.maintain, self.clock())
+
+    async def trim_if_due(self) -> None:
+        if _time.monotonic() - self._last_trim >= self.trim_every:
+            await asyncio.to_thread(self.trim, self.clock())
+
+    # -- the loop
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Stop the loop after a last drain (best effort: what stays is archived later)."""
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.drain()
+                BACKLOG.set(await self.store.outbox_backlog())
+            except StoreUnavailable as exc:
+                log.warning("archive.store_unavailable", error=str(exc))
+            except Exception:  # keep archiving after a bad batch; it is re-delivered later
+                log.exception("archive.round_failed")
+            # the archive's own upkeep needs no Redis: neither waits for the outbox
+            for upkeep in (self.maintain_if_due, self.trim_if_due):
+                try:
+                    await upkeep()
+                except Exception:
+                    log.exception("archive.maintenance_failed")
+            if self._stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
