@@ -17,13 +17,13 @@ import structlog
 from aiohttp import web
 
 from controller.config import Config, ConfigError, load_config
+from controller.config.reload import adopt, changes, counts, restart_needed
 from controller.domain.state import AccountingResult, AccountingWrite
 from controller.enforcer import Enforcer
 from controller.http import make_app, make_metrics_app
 from controller.http_edge import ConnectionGuard, GuardedSite
 from controller.metrics import MemoryWatch, MeteredStore, OnlineStats, reload_result
 from controller.radius_service import RadiusService
-from controller.reload import adopt, changes, counts, restart_needed
 from controller.runtime import cancel_and_wait
 from controller.services.archiver import Archiver
 from controller.startup import binding

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from typing import Final
 
 from controller.config import Config, ConfigError
+from controller.config.redis_url import redact
 from controller.http_edge import EdgeError
-from controller.redis_url import redact
 from controller.storage.redis_embedded import EmbeddedRedisError
 from controller.storage.store import StoreUnavailable
 

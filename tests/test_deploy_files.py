@@ -23,7 +23,7 @@ import redis
 import yaml
 
 from controller.config import check_config
-from controller.redis_url import parse_redis_url
+from controller.config.redis_url import parse_redis_url
 from tests.redis_proc import wait_until
 from tests.redis_topologies import Node
 

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from controller.config import check_config
-from controller.redis_url import RedisUrlError, parse_redis_url, redact
+from controller.config.redis_url import RedisUrlError, parse_redis_url, redact
 from controller.storage.redis_conn import (
     DurablePipeline,
     ManagedRedis,

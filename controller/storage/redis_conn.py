@@ -30,7 +30,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from controller.config import RedisSettings
-from controller.redis_url import RedisTarget, parse_redis_url
+from controller.config.redis_url import RedisTarget, parse_redis_url
 from controller.storage.redis_embedded import EmbeddedRedis
 
 log = structlog.get_logger("citywifi.redis")

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.config import Config
+from controller.config.model import Config
 
 FIXED_SECTIONS = ("radius", "http", "redis", "security", "log", "sms")
 FIXED_FIELDS = (("portal", "cookie_key"), ("reports", "archive_dir"), ("enforcer", "enabled"))
