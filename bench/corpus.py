@@ -48,8 +48,8 @@ from bench.radload import KIND_ACCT, KIND_AUTH, CorpusWriter, read_corpus
 from controller.config import Config, load_config
 from controller.domain.identity import class_key, person_id, sign_class
 from controller.domain.registry import Registry
-from controller.logins import issue_login
-from controller.radius_service import RadiusService
+from controller.services.logins import issue_login
+from controller.services.radius_service import RadiusService
 from controller.storage.keyfiles import load_person_key
 from controller.storage.store import Store
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
@@ -463,8 +463,10 @@ def _site_from(args: argparse.Namespace) -> tuple[Population, Site, Config | Non
 
 
 async def _seed_cli(config: Config, pop: Population, client_id: str, used: int) -> int:
-    from controller.app import connect_store  # the server's wiring: only the CLI needs it
-    from controller.storage.redis_conn import embedded_for
+    from controller.storage.redis_conn import (
+        connect_store,  # the server's wiring: only the CLI needs it
+        embedded_for,
+    )
 
     embedded = embedded_for(config.redis)
     store = await connect_store(config, embedded)

@@ -571,13 +571,12 @@ def _parser() -> argparse.ArgumentParser:
 async def _issued_logins(
     config_path: str, phone: str, devices: int, source: str
 ) -> list[tuple[str, str]]:
-    from controller.app import connect_store
     from controller.config import load_config
     from controller.domain.phone import normalize_phone
     from controller.domain.registry import Registry
-    from controller.logins import issue_login
+    from controller.services.logins import issue_login
     from controller.storage.keyfiles import load_person_key
-    from controller.storage.redis_conn import embedded_for
+    from controller.storage.redis_conn import connect_store, embedded_for
 
     config = load_config(config_path)
     client = Registry(config).client_for(source)  # credentials work only at their client

@@ -25,8 +25,8 @@ import duckdb
 from controller.config import Config, Operator, ReportSettings, Venue, load_config
 from controller.domain.ledger import LEDGER_SCHEMA, day_close_ms
 from controller.domain.venue_types import VENUE_TYPES
-from controller.reports.query import ReportRequest
-from controller.reports.subsidy import build
+from controller.services.reports.query import ReportRequest
+from controller.services.reports.subsidy import build
 from controller.storage.archive import Archive
 
 ROOT = Path(__file__).resolve().parent.parent

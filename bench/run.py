@@ -78,8 +78,8 @@ def log(msg: str) -> None:
 
 async def seed_persons(config_path: Path, pop: corpus.Population) -> None:
     """Seed ``pop`` into the Redis of the config at ``config_path`` (bench.corpus.seed)."""
-    from controller.app import connect_store
     from controller.config import load_config
+    from controller.storage.redis_conn import connect_store
 
     config = load_config(config_path)
     store = await connect_store(config, None)

@@ -18,41 +18,24 @@ from aiohttp import web
 
 from controller.config import Config, ConfigError, load_config
 from controller.config.reload import adopt, changes, counts, restart_needed
-from controller.domain.state import AccountingResult, AccountingWrite
-from controller.enforcer import Enforcer
-from controller.http import make_app, make_metrics_app
-from controller.http_edge import ConnectionGuard, GuardedSite
-from controller.metrics import MemoryWatch, MeteredStore, OnlineStats, reload_result
-from controller.radius_service import RadiusService
-from controller.runtime import cancel_and_wait
 from controller.services.archiver import Archiver
+from controller.services.enforcer import Enforcer
+from controller.services.live import LiveConfig
+from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
+from controller.services.portal.service import Portal
+from controller.services.radius_service import RadiusService
+from controller.services.tasks import cancel_and_wait
 from controller.startup import binding
 from controller.storage.archive import Archive, archive_root
 from controller.storage.keyfiles import load_person_key
-from controller.storage.redis_conn import client_from_url, embedded_for
-from controller.storage.redis_embedded import EmbeddedRedis
+from controller.storage.redis_conn import connect_store, embedded_for
 from controller.storage.store import Store, StoreUnavailable
+from controller.web.app import make_app, make_metrics_app
+from controller.web.http_edge import ConnectionGuard, GuardedSite
+from controller.web.resources import Resources
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
-
-
-async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> MeteredStore:
-    """Connect and load the Lua scripts, waiting for an external Redis to come up."""
-    url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
-    # Redis latency and errors (/metrics); redis.timeout bounds each exchange
-    store = MeteredStore(client_from_url(url, timeout=config.redis.timeout))
-    deadline = time.monotonic() + config.redis.startup_wait
-    while True:
-        try:
-            await store.load_scripts()
-            return store
-        except StoreUnavailable as exc:
-            if time.monotonic() > deadline:
-                await store.close()
-                raise
-            log.warning("redis.waiting", error=str(exc))
-            await asyncio.sleep(1.0)
 
 
 class Controller:
@@ -63,7 +46,7 @@ class Controller:
         clock: Callable[[], float] = time.time,
         reuse_port: bool = False,  # a worker of `serve --workers N` shares its ports
     ) -> None:
-        self.config = config
+        self.live = LiveConfig(config)  # config + registry in force; SIGHUP swaps both
         self.clock = clock
         self.reuse_port = reuse_port
         self.embedded = embedded_for(config.redis)
@@ -82,6 +65,10 @@ class Controller:
         self.metrics_port = 0  # http.metrics_bind's listener (0: none)
         self._watch: asyncio.Task[None] | None = None
         self._health: asyncio.Task[None] | None = None  # Store.watch_health (Status-Server)
+
+    @property
+    def config(self) -> Config:
+        return self.live.config
 
     @property
     def runner(self) -> web.AppRunner | None:
@@ -107,18 +94,21 @@ class Controller:
         with contextlib.suppress(StoreUnavailable):
             await self.memory.poll()  # shedding knows the budget from the first request
         self.memory.start()
-        self.service = RadiusService(cfg, self.store, person_key=self.person_key, clock=self.clock)
         self.enforcer = Enforcer(cfg, self.store, clock=self.clock)
-        enforcer, online = self.enforcer, self.online
-
-        def accounted(write: AccountingWrite, result: AccountingResult) -> None:
-            enforcer.accounted(write, result)  # the due index
-            online.accounted(write, result)  # the NAS's last-seen time
-
-        self.service.accounted = accounted
+        self.service = RadiusService(
+            cfg,
+            self.store,
+            person_key=self.person_key,
+            clock=self.clock,
+            # after each recorded report: the due index, then the NAS's last-seen time
+            observers=(self.enforcer, self.online),
+        )
         await self.enforcer.start()
         self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)
         self.archiver.start()
+        portal = Portal(
+            self.live, store, person_key=self.person_key, clock=self.clock, enforcer=self.enforcer
+        )
         for role, port in (("auth", cfg.radius.auth_port), ("acct", cfg.radius.acct_port)):
             with binding(f"RADIUS {role}", cfg.radius.bind, port, "udp"):
                 endpoint = await open_endpoint(
@@ -135,13 +125,25 @@ class Controller:
         self._health = asyncio.ensure_future(store.watch_health())
         # Redis and the RADIUS sockets are open now: the fd budget counts them
         guard = ConnectionGuard.from_settings(cfg.http, cfg.portal.trusted_proxies)
+        resources = Resources(
+            live=self.live,
+            store=store,
+            enforcer=self.enforcer,
+            archive=self.archive,
+            archiver=self.archiver,
+            portal=portal,
+            memory=self.memory,
+            person_key=self.person_key,
+            clock=self.clock,
+            readiness=self.readiness,
+        )
         self.http_port = await self._listen(
-            "HTTP", make_app(self), cfg.http.bind, cfg.http.port, guard
+            "HTTP", make_app(cfg.http, resources), cfg.http.bind, cfg.http.port, guard
         )
         if cfg.http.metrics_bind:
             self.metrics_port = await self._listen(
                 "HTTP metrics",
-                make_metrics_app(self),
+                make_metrics_app(cfg.http, self.readiness),
                 cfg.http.metrics_bind,
                 cfg.http.metrics_port,
                 guard,
@@ -207,7 +209,7 @@ class Controller:
                 self.service.apply_config(new)
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
-            self.config = new  # the portal, APIs and archiver read it from here
+            self.live.swap(new)  # the portal, APIs and archiver read it from here
             reload_result(True)
             log.info("config.reloaded", **counts(new), changes=changes(old, new))
             pending = restart_needed(old, loaded)

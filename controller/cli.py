@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     from controller.reports.cli import add_commands as add_report_commands
 
     add_report_commands(sub)  # report subsidy, audit export / trim
-    from controller.admin import add_parser as add_admin_commands
+    from controller.services.admin import add_parser as add_admin_commands
 
     add_admin_commands(sub)  # admin sessions | disconnect | block | unblock
     for command in _commands(parser):  # one rule for where every command's config comes from
@@ -146,10 +146,9 @@ def _issue_client(config: Config, client_id: str) -> str | None:
 
 
 async def _issue_login(config: Config, phone: str, mac: str, client_id: str) -> dict[str, object]:
-    from controller.app import connect_store
-    from controller.logins import issue_login
+    from controller.services.logins import issue_login
     from controller.storage.keyfiles import load_person_key
-    from controller.storage.redis_conn import embedded_for
+    from controller.storage.redis_conn import connect_store, embedded_for
 
     embedded = embedded_for(config.redis)
     store = await connect_store(config, embedded)
@@ -239,7 +238,7 @@ def cmd_serve(config_path: Path, workers: int | None = None) -> int:
 async def _serve_one(config: Config, notifier: Notifier) -> None:
     """``serve --workers 1``: one process; READY=1 once its sockets and Redis are up."""
     from controller.app import Controller, run_forever
-    from controller.runtime import cancel_and_wait
+    from controller.services.tasks import cancel_and_wait
 
     watchdog = notifier.start_watchdog()  # from the start: waiting for Redis takes a while
 
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_report_command(args)
     if args.command == "admin":
-        from controller.admin import run_cli as run_admin_command
+        from controller.services.admin import run_cli as run_admin_command
 
         return run_admin_command(_load(args.config), args)
     if args.command == "serve" and args.workers is not None and args.workers < 1:

@@ -19,9 +19,9 @@ from typing import Final
 
 from controller.config import Config, ConfigError
 from controller.config.redis_url import redact
-from controller.http_edge import EdgeError
 from controller.storage.redis_embedded import EmbeddedRedisError
 from controller.storage.store import StoreUnavailable
+from controller.web.http_edge import EdgeError
 
 # sysexits.h; systemd names them in `systemctl status`
 EXIT_USAGE: Final = 2  # argparse's own: a wrong command line

@@ -43,7 +43,7 @@ from pathlib import Path
 import structlog
 
 from controller.config import REDIS_URL_ENV, Config, ConfigError, load_config
-from controller.runtime import cancel_and_wait
+from controller.services.tasks import cancel_and_wait
 from controller.startup import EXIT_CONFIG, EXIT_SOFTWARE, explain
 from controller.storage.keyfiles import load_person_key
 from controller.storage.redis_conn import embedded_for

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - optional tool
 with atheris.instrument_imports():
     from controller.domain.identity import person_of_username, verify_class
     from controller.domain.mac import called_station_mac, normalize_mac
-    from controller.radius_service import octets
+    from controller.services.radius_service import octets
     from radius import packet
     from radius.attrs import Attr
 

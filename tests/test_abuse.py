@@ -27,7 +27,7 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from controller.reports import auth
+from controller.web import auth
 from tests.portal_kit import Clock, Rig, running_portal, sms_messages
 from tests.redis_proc import RedisProcess
 

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
-from controller.admin import AdminError, block_until, resolve_person
 from controller.domain import quota
 from controller.domain.identity import person_id
+from controller.services.admin import AdminError, block_until, resolve_person
 from radius.attrs import TerminateCause
 from tests.redis_proc import RedisProcess
 from tests.redis_proc import until as poll_until

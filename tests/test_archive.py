@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from controller.app import Controller
 from controller.config import Config
 from controller.domain.ledger import day_close_ms, ledger_rows
-from controller.reports.query import LedgerReader
 from controller.services.archiver import Archiver
+from controller.services.reports.query import LedgerReader
 from controller.storage import keys
 from controller.storage.archive import Archive, archive_root, ledger_sql
 from controller.storage.store import Store

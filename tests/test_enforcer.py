@@ -21,7 +21,7 @@ from controller.domain.enforcement import (
     session_identity,
 )
 from controller.domain.state import AccountingWrite, PersonSnapshot
-from controller.enforcer import clock_rate
+from controller.services.enforcer import clock_rate
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store

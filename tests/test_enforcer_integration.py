@@ -21,7 +21,7 @@ from bench.nas_sim import NasSimulator, SimClock, SimSession
 from controller.app import Controller
 from controller.config import Config, load_config
 from controller.domain import quota
-from controller.logins import issue_login
+from controller.services.logins import issue_login
 from controller.storage import keys
 from controller.storage.store import Store
 from radius.attrs import TerminateCause

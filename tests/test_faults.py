@@ -560,8 +560,8 @@ def test_embedded_start_waits_while_redis_loads_a_large_aof(tmp_path: Path) -> N
 async def test_redis_timeout_bounds_an_exchange_with_a_frozen_redis(tmp_path: Path) -> None:
     """``redis.timeout`` is in force on both Redis paths (the RADIUS hot path and the
     rest): a frozen Redis fails the call after it, well before the 2 s default."""
-    from controller.app import connect_store
     from controller.config import load_config
+    from controller.storage.redis_conn import connect_store
     from controller.storage.store import StoreUnavailable
 
     rp = RedisProcess(tmp_path / "redis")

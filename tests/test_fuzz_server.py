@@ -34,7 +34,7 @@ from controller.app import Controller
 from controller.config import load_config
 from controller.domain import quota
 from controller.domain.identity import sign_class, verify_class
-from controller.logins import issue_login
+from controller.services.logins import issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.app import Controller
-from controller.logins import IssuedLogin, issue_login
-from controller.portal.errors import PortalError
-from controller.portal.handoff import (
+from controller.services.logins import IssuedLogin, issue_login
+from controller.services.portal.errors import PortalError
+from controller.services.portal.handoff import (
     Handoff,
     HandoffTargets,
     NasRedirect,

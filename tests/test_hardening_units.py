@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from controller.domain import periods
 from controller.domain.ledger import LEDGER_SCHEMA
 from controller.domain.periods import PeriodError, parse_day, parse_instant, parse_period
-from controller.http import sheds
-from controller.http_edge import Admission, ConnectionCounts, connection_cap, source_key
-from controller.metrics import RedisMemory, memory_of
+from controller.services.metrics import RedisMemory, memory_of
 from controller.storage.archive import Archive, _paths_in, empty_select
 from controller.storage.datafiles import append_private, private_dir, write_private
+from controller.web.app import sheds
+from controller.web.http_edge import Admission, ConnectionCounts, connection_cap, source_key
 
 SH = ZoneInfo("Asia/Shanghai")
 ZONES = [ZoneInfo(z) for z in ("Asia/Shanghai", "Pacific/Kiritimati", "Etc/GMT+12", "UTC")]

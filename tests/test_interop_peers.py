@@ -29,8 +29,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from controller.config import Config, load_config
-from controller.logins import IssuedLogin, issue_login
-from controller.radius_service import anonymous_person
+from controller.services.logins import IssuedLogin, issue_login
+from controller.services.radius_service import anonymous_person
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.dae import DaeClient, DaeOutcome, DaeTarget, SessionIdentity

@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY
 
 from controller.app import Controller
 from controller.config import Config
-from controller.radius_service import anonymous_person
+from controller.services.radius_service import anonymous_person
 from controller.storage import keys
 from controller.storage.store import StoreHealth
 from radius.attrs import Attr, Code

@@ -23,7 +23,7 @@ from controller.domain import quota
 from controller.domain.identity import class_key, new_nonce, sign_class
 from controller.domain.mac import called_station_mac, normalize_mac
 from controller.domain.registry import Registry
-from controller.logins import IssuedLogin, issue_login
+from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap
@@ -254,7 +254,7 @@ async def test_item_07_a_login_with_less_than_the_minimum_grant_left_is_refused(
     """A day that ended at 7199/7200 s (whole seconds rounded down by the NAS) does not
     give the next login Session-Timeout = 1 but the used-up answer with the reset time,
     and the report counts the day as used up."""
-    from controller.reports.page import dashboard
+    from controller.services.reports.dashboard import dashboard
     from tests.test_reports_helpers import Clock as DayClock
     from tests.test_reports_helpers import city_config, drain, use
 

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyrad.packet import CoAPacket
 
 from controller.domain.venue_types import VENUE_TYPES
-from controller.logins import issue_login
-from controller.metrics import OnlineStats
+from controller.services.logins import issue_login
+from controller.services.metrics import OnlineStats
 from radius.attrs import Code, ErrorCause
 from radius.client import RadiusClient, load_dictionary
 from tests.portal_kit import NAS, Clock, Rig, accepted, radius_pap, running_portal

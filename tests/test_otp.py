@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.portal.errors import PortalError
-from controller.portal.otp import (
+from controller.services.portal.errors import PortalError
+from controller.services.portal.otp import (
     CODE_TTL,
     MAX_ATTEMPTS,
     OtpBook,
@@ -18,7 +18,7 @@ from controller.portal.otp import (
     judge,
     new_code,
 )
-from controller.portal.signing import Signer
+from controller.services.portal.signing import Signer
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store

@@ -22,8 +22,8 @@ from yarl import URL
 
 from controller.domain import quota
 from controller.domain.identity import person_id
-from controller.portal.handoff import chilli_key, chilli_pap_decode
-from controller.portal.i18n import Catalog
+from controller.services.portal.handoff import chilli_key, chilli_pap_decode
+from controller.services.portal.i18n import Catalog
 from controller.storage import keys
 from tests.portal_kit import (
     CHILLI_UAM_SECRET,
@@ -239,7 +239,7 @@ async def test_logout_disconnects_only_this_device(
     transport, _ = await loop.create_datagram_endpoint(Dae, local_addr=(nas["address"], dae_port))
     try:
         async with running_portal(tmp_path, redis_proc.url, clients=client) as rig:
-            from controller.logins import issue_login
+            from controller.services.logins import issue_login
 
             phone, mac1, mac2 = "13800138037", "AA-BB-CC-00-38-01", "AA-BB-CC-00-38-02"
             _, body, _ = await code_login(rig, phone, nas_id="nas-dae", mac=mac1)

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from controller.domain import quota
-from controller.portal.handoff import chilli_pap_decode
+from controller.services.portal.handoff import chilli_pap_decode
 from tests.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from controller.portal.captive_api import captive_answer
-from controller.portal.clientaddr import client_address, client_scheme
-from controller.portal.i18n import choose_language, format_duration, parse_accept_language
-from controller.portal.pages import mask_phone, moment
-from controller.portal.signing import Signer
+from controller.services.portal.i18n import choose_language, format_duration, parse_accept_language
+from controller.services.portal.signing import Signer
+from controller.web.portal.captive_api import captive_answer
+from controller.web.portal.clientaddr import client_address, client_scheme
+from controller.web.portal.pages import mask_phone, moment
 
 
 @pytest.mark.parametrize(

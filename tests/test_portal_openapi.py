@@ -7,9 +7,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controller.app import Controller
-from controller.config import load_config
-from controller.http import make_app
+from controller.config import Config, load_config
+from controller.services.archiver import Archiver
+from controller.services.enforcer import Enforcer
+from controller.services.live import LiveConfig
+from controller.services.metrics import MemoryWatch
+from controller.services.portal.service import Portal
+from controller.storage.archive import Archive, archive_root
+from controller.storage.redis_conn import client_from_url
+from controller.storage.store import Store
+from controller.web.app import make_app
+from controller.web.resources import Resources
 from tests.portal_kit import write_portal_config
 
 OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
@@ -41,9 +49,36 @@ def routed(app: web.Application) -> set[tuple[str, str]]:
     return out
 
 
-def test_every_route_is_documented(tmp_path: Path) -> None:
+async def idle_resources(config: Config) -> Resources:
+    """Every resource the routes use, built but none started (Redis is never reached)."""
+    live = LiveConfig(config)
+    store = Store(client_from_url(config.redis.url))
+    enforcer = Enforcer(config, store)
+    archive = Archive(archive_root(config))
+
+    async def ready() -> dict[str, bool]:
+        return {}
+
+    return Resources(
+        live=live,
+        store=store,
+        enforcer=enforcer,
+        archive=archive,
+        archiver=Archiver(store, archive, lambda: live.config),
+        portal=Portal(live, store, person_key=b"k" * 32, enforcer=enforcer),
+        memory=MemoryWatch(store),
+        person_key=b"k" * 32,
+        clock=lambda: 0.0,
+        readiness=ready,
+    )
+
+
+async def test_every_route_is_documented(tmp_path: Path) -> None:
     config = load_config(write_portal_config(tmp_path, "redis://127.0.0.1:1/0"))
-    app = make_app(Controller(config))  # routes only: nothing is started
+    resources = await idle_resources(config)
+    app = make_app(config.http, resources)  # routes only: nothing is started
     routes, docs = routed(app), documented()
     assert routes - docs == set(), "routes missing from docs/openapi.yaml"
     assert docs - routes == set(), "docs/openapi.yaml names routes the app does not have"
+    await resources.portal.close()
+    await resources.store.close()

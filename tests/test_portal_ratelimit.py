@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from controller.config import PortalSettings
-from controller.portal.ratelimit import Rule, retry_after_seconds, rules_for, wait_ms
+from controller.services.portal.ratelimit import Rule, retry_after_seconds, rules_for, wait_ms
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
 from tests.portal_kit import Clock, Rig, running_portal, sms_messages

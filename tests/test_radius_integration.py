@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from controller.app import Controller
 from controller.config import Config
 from controller.domain.identity import class_key, person_id, verify_class
-from controller.logins import IssuedLogin, issue_login
+from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_chap

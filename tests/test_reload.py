@@ -24,7 +24,7 @@ import redis
 
 from controller.config import check_config, load_config
 from controller.config.reload import adopt, changes, restart_needed
-from controller.radius_service import anonymous_person
+from controller.services.radius_service import anonymous_person
 from controller.storage import keys
 from radius.attrs import Code
 from radius.client import RadiusClient

@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 
 from controller.app import Controller
 from controller.config import Config, load_config
-from controller.reports.writers import canonical
+from controller.services.reports.writers import canonical
 from tests.redis_proc import RedisProcess
 from tests.test_reports_helpers import SH, TOKENS, Clock, city_config, drain, use
 
@@ -312,8 +312,8 @@ async def test_cli_report_drains_the_outbox_without_serve(
 def test_pricing_rounds_half_up_per_day_and_caps_in_date_order(city: Config) -> None:
     from datetime import date
 
-    from controller.reports.query import DayVenue
-    from controller.reports.subsidy import price
+    from controller.services.reports.query import DayVenue
+    from controller.services.reports.subsidy import price
 
     def dv(day: int, venue: str, kind: str, op: str, seconds: int) -> DayVenue:
         return DayVenue(date(2025, 11, day), venue, kind, "d", op, 1, 1, 1, seconds, 0, 0)
@@ -336,7 +336,7 @@ def test_pricing_rounds_half_up_per_day_and_caps_in_date_order(city: Config) -> 
 
 
 def test_canonical_form_is_stable() -> None:
-    from controller.reports.subsidy import Report
+    from controller.services.reports.subsidy import Report
 
     a = Report(("x",), [{"x": "1.00"}], {"b": 1, "a": [1, 2]})
     b = Report(("x",), [{"x": "1.00"}], {"a": [1, 2], "b": 1})

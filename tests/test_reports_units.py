@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from controller.config import Config, load_config
-from controller.reports.auth import issue_session, session_key, session_principal, token_for
-from controller.reports.charts import Series, axis, stacked_bars
-from controller.reports.page import pick_language
-from controller.reports.query import ReportRequestError, parse_request
-from controller.reports.subsidy import Report
-from controller.reports.writers import digest, to_csv, to_json, to_xlsx
+from controller.services.reports.charts import Series, axis, stacked_bars
+from controller.services.reports.query import ReportRequestError, parse_request
+from controller.services.reports.subsidy import Report
+from controller.services.reports.writers import digest, to_csv, to_json, to_xlsx
+from controller.web.auth import issue_session, session_key, session_principal, token_for
+from controller.web.reports_page import pick_language
 from tests.test_reports_helpers import TOKENS, city_config
 
 
@@ -129,8 +129,8 @@ def test_a_capped_venue_gets_exactly_the_cap_or_less(days: list[int], cap: Decim
     from dataclasses import replace
 
     from controller.config import Subsidy
-    from controller.reports.query import DayVenue
-    from controller.reports.subsidy import fen, price
+    from controller.services.reports.query import DayVenue
+    from controller.services.reports.subsidy import fen, price
 
     subsidy = Subsidy(
         rates={"hospital": Decimal("0.6")},

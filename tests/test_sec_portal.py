@@ -221,7 +221,7 @@ async def test_finding_03_code_attempts_are_limited_per_source(rig: Rig) -> None
         statuses.append((await rig.post_json("/api/v1/login", body, xff(ATTACKER)))[0])
     assert statuses[:120] == [401] * 120 and set(statuses[120:]) == {429}
     # the NAS is a dimension of every attempt as well (its limit: verify_per_nas_hour)
-    from controller.portal.ratelimit import verify_dims
+    from controller.services.portal.ratelimit import verify_dims
 
     assert ("verify_nas", "nas-local") in verify_dims(ATTACKER, "nas-local", "d", "p")
 

@@ -31,7 +31,7 @@ from controller.app import Controller
 from controller.config import load_config
 from controller.domain import quota
 from controller.domain.identity import class_key, sign_class, verify_class
-from controller.logins import IssuedLogin, issue_login
+from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, load_dictionary, set_pap

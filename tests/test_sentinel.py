@@ -29,7 +29,7 @@ import pytest
 
 from controller.app import Controller
 from controller.config import load_config
-from controller.logins import IssuedLogin
+from controller.services.logins import IssuedLogin
 from controller.storage import keys
 from controller.storage.redis_conn import ManagedRedis
 from radius.attrs import Code

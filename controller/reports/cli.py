@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TextIO
 
 from controller.config import Config, ConfigError, load_config
-from controller.reports import writers
-from controller.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
-from controller.reports.subsidy import build
 from controller.services.archiver import Archiver
+from controller.services.reports import writers
+from controller.services.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
+from controller.services.reports.subsidy import build
 from controller.storage.archive import Archive, archive_root
 from controller.storage.datafiles import write_private
 

@@ -12,7 +12,6 @@ itself logged.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import getpass
 import io
@@ -23,7 +22,6 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiohttp import web
 
 from controller.config import Config
 from controller.domain import quota
@@ -32,7 +30,6 @@ from controller.domain.identity import person_id
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
-from controller.reports.auth import HttpProblem, api, bearer
 from controller.storage.archive import Archive, empty_select
 
 log = structlog.get_logger("citywifi.audit")
@@ -240,40 +237,7 @@ def export(
     return render(rows, q, config.quota.timezone)
 
 
-# --------------------------------------------------------------------------- HTTP and CLI
-
-
-@api
-async def handle_export(request: web.Request) -> web.StreamResponse:
-    """``GET /api/v1/audit/export?from=&to=[&phone=][&mac=][&format=csv|json]`` (role audit)."""
-    from controller.http import CONTROLLER
-
-    ctl = request.app[CONTROLLER]
-    principal = bearer(request, ctl.config, "audit")
-    try:
-        q = parse_query(dict(request.query), ctl.config)
-    except AuditQueryError as exc:
-        raise HttpProblem(400, exc.code, exc.message) from None
-    if ctl.archiver is not None:
-        await ctl.archiver.flush()
-    body = await asyncio.to_thread(
-        export, ctl.archive, ctl.config, ctl.person_key, f"token:{principal.name}", q, ctl.clock()
-    )
-    first = datetime.fromtimestamp(q.since, ctl.config.quota.timezone).date().isoformat()
-    return web.Response(
-        body=body,
-        headers={
-            "Content-Type": "application/json; charset=utf-8"
-            if q.format == "json"
-            else "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="citywifi-audit-{first}.{q.format}"',
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/audit/export", handle_export)
+# --------------------------------------------------------------------------- CLI
 
 
 def cli_who() -> str:

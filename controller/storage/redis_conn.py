@@ -12,12 +12,16 @@ top of redis-py, and why:
   ``NotReplicated`` (a ``ConnectionError``), which the store maps to "not recorded", so
   the NAS is answered only for writes a failover cannot lose.
 - Cluster: ``RedisCluster`` from the seed list; ``SCRIPT LOAD`` goes to every primary.
+
+``connect_store`` is what every command uses: the metered store over that client, its
+scripts loaded, waiting up to ``redis.startup_wait`` for a Redis that is coming up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
@@ -29,9 +33,11 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
-from controller.config import RedisSettings
+from controller.config import Config, RedisSettings
 from controller.config.redis_url import RedisTarget, parse_redis_url
+from controller.storage.metered import MeteredStore
 from controller.storage.redis_embedded import EmbeddedRedis
+from controller.storage.store import StoreUnavailable
 
 log = structlog.get_logger("citywifi.redis")
 
@@ -211,3 +217,21 @@ def embedded_for(settings: RedisSettings) -> EmbeddedRedis | None:
     if settings.url:
         return None
     return EmbeddedRedis(settings.data_dir, settings.appendfsync, settings.maxmemory)
+
+
+async def connect_store(config: Config, embedded: EmbeddedRedis | None) -> MeteredStore:
+    """Connect and load the Lua scripts, waiting for an external Redis to come up."""
+    url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
+    # Redis latency and errors (/metrics); redis.timeout bounds each exchange
+    store = MeteredStore(client_from_url(url, timeout=config.redis.timeout))
+    deadline = time.monotonic() + config.redis.startup_wait
+    while True:
+        try:
+            await store.load_scripts()
+            return store
+        except StoreUnavailable as exc:
+            if time.monotonic() > deadline:
+                await store.close()
+                raise
+            log.warning("redis.waiting", error=str(exc))
+            await asyncio.sleep(1.0)

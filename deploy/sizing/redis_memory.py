@@ -25,7 +25,7 @@ import redis
 
 from controller.app import Controller
 from controller.config import load_config
-from controller.logins import issue_login
+from controller.services.logins import issue_login
 from controller.storage.redis_embedded import redis_server_binary
 from radius.attrs import Attr, Code
 from radius.client import RadiusClient, set_pap

@@ -19,30 +19,27 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from controller.portal import csrf
-from controller.portal.captive_api import CONTENT_TYPE, captive_answer
-from controller.portal.clientaddr import client_address, client_scheme
-from controller.portal.errors import PAGE_ERRORS, PortalError
-from controller.portal.handoff import REDIRECT_PARAMS, parse_redirect, split_md
-from controller.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
-from controller.portal.otp import CODE_TTL, clean_code
-from controller.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
-from controller.portal.service import LoginResult, NasContext, Portal, Requester, Standing
+from controller.services.portal.errors import PAGE_ERRORS, PortalError
+from controller.services.portal.handoff import REDIRECT_PARAMS, parse_redirect, split_md
+from controller.services.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
+from controller.services.portal.otp import CODE_TTL, clean_code
+from controller.services.portal.service import LoginResult, NasContext, Portal, Requester, Standing
 from controller.storage.store import StoreUnavailable
-
-if TYPE_CHECKING:
-    from controller.app import Controller
+from controller.web.portal import csrf
+from controller.web.portal.captive_api import CONTENT_TYPE, captive_answer
+from controller.web.portal.clientaddr import client_address, client_scheme
+from controller.web.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
+from controller.web.resources import PORTAL
 
 log = structlog.get_logger("citywifi.portal")
 
-PORTAL: web.AppKey[Portal] = web.AppKey("portal", Portal)
 DEVICE_COOKIE: Final = "cw_dev"
 routes = web.RouteTableDef()
 
@@ -50,17 +47,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ViewHandler = Callable[[web.Request, "View"], Awaitable[web.StreamResponse]]
 
 
-def add_routes(app: web.Application, controller: Controller) -> None:
-    """Mount the portal on the controller's aiohttp app (``controller.http.make_app``)."""
-    portal = Portal(controller)
-    app[PORTAL] = portal
+def add_routes(app: web.Application) -> None:
+    """Mount the portal on the citizen app (``controller.web.app.make_app``); the
+    ``Portal`` itself is a resource (``controller.web.resources.PORTAL``)."""
     app.add_routes(routes)
     app.router.add_static("/portal/static", STATIC, name="portal-static")
-
-    async def close(_: web.Application) -> None:
-        await portal.close()
-
-    app.on_cleanup.append(close)
 
 
 # --------------------------------------------------------------------------- request facts

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from controller.portal.errors import PortalError
-from controller.portal.signing import Signer
+from controller.services.portal.errors import PortalError
+from controller.services.portal.signing import Signer
 from controller.storage.store import Store
 
 CODE_DIGITS: Final = 6

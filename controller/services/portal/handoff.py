@@ -40,7 +40,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from controller.config import Client, IPNetwork
 from controller.domain.mac import normalize_mac
-from controller.portal.errors import PortalError
+from controller.services.portal.errors import PortalError
 
 # Query parameters the portal understands, per vendor (anything else is ignored).
 REDIRECT_PARAMS = frozenset(

@@ -1,10 +1,6 @@
-"""Controller metrics that need Redis or the config: Redis round trips, the city's online
-gauges, config reloads.
-
-Redis latency and errors are measured at the store's two boundaries, by a subclass:
-``Store._hot`` (the RADIUS path's units, batched per loop tick: the time includes the wait
-for the tick's batch, which is what a request waits) named by their first command's Lua
-script or command, and ``Store._guard`` (everything else) named by the ``Store`` method.
+"""Controller metrics that need Redis or the config: the city's online gauges, Redis
+memory against its budget, config reloads. (Redis round trips are timed by the store
+itself: ``controller.storage.metered.MeteredStore``.)
 
 Open sessions (by venue type) and persons online are facts about the whole city, which no
 process's own counters know (a worker sees a fraction of the NASes, an instance a fraction
@@ -33,37 +29,22 @@ import json
 import secrets
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 from controller.domain.state import AccountingResult, AccountingWrite
 from controller.domain.venue_types import VENUE_TYPES
-from controller.runtime import cancel_and_wait
+from controller.services.tasks import cancel_and_wait
 from controller.storage import keys
-from controller.storage.redis_batch import Command
+from controller.storage.metered import PAGE, MeteredStore
 from controller.storage.store import Store, StoreUnavailable
-
-T = TypeVar("T")
 
 log = structlog.get_logger("citywifi.metrics")
 
-REDIS_SECONDS = Histogram(
-    "citywifi_redis_seconds",
-    "Redis round trips of the store (the command or pipeline, NOSCRIPT reload included), "
-    "by store operation",
-    ["op"],
-    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-)
-REDIS_ERRORS = Counter(
-    "citywifi_redis_errors_total",
-    "Store operations Redis did not acknowledge (connection, timeout, loading, read-only, "
-    "cluster down), by store operation and error class",
-    ["op", "error"],
-)
 SESSIONS_OPEN = Gauge(
     "citywifi_sessions_open",
     "Open sessions city-wide by venue type (from Redis; the same in every process: "
@@ -107,150 +88,10 @@ def reload_result(ok: bool) -> None:
     CONFIG_RELOAD_OK.set(1 if ok else 0)
 
 
-ONLINE_KEY: Final = f"{keys.PREFIX}:stats:online"  # JSON summary of the last count
-ONLINE_LEAD: Final = f"{keys.PREFIX}:stats:online:lead"  # token of the counting process
-CLIENT_SEEN_KEY: Final = f"{keys.PREFIX}:stats:client_seen"  # zset: client id -> epoch s
 ONLINE_INTERVAL: Final = 15.0  # seconds between counts (and between gauge updates)
 SEEN_FLUSH: Final = 1.0  # seconds between a process's writes of the clients it heard
-PAGE: Final = 1000  # ZSCAN COUNT and HGETs per pipeline
 MAX_PAGES: Final = 100_000  # bounds a walk (ZSCAN may return members twice, never loops)
 UNKNOWN: Final = "unknown"  # a session whose record has no venue type (expired, racing)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _error_class(exc: StoreUnavailable) -> str:
-    """The Redis error behind an outage, by class (bounded): ``ConnectionError``, …"""
-    if exc.__cause__ is not None:
-        return type(exc.__cause__).__name__
-    head = str(exc).split(":", 1)[0]  # "ConnectionError: …" when mapped from a reply
-    return head if head.isidentifier() else "unknown"
-
-
-def _op_name(op: Callable[[], Awaitable[Any]]) -> str:
-    """``Store.account.<locals>.op`` -> ``account``: a bounded label (one per method)."""
-    parts = getattr(op, "__qualname__", "").split(".")
-    return parts[-3] if len(parts) >= 3 and parts[-2] == "<locals>" else "other"
-
-
-class MeteredStore(Store):
-    """The store with each Redis round trip timed and each outage counted, plus the few
-    reads and writes of the online count."""
-
-    def __init__(self, client: Any) -> None:
-        super().__init__(client)
-        self._timers: dict[object, tuple[str, Any]] = {}  # op code / command -> (name, child)
-        self._script_names = {s.sha: s.name for s in self.scripts.values()}
-
-    def _hot_timer(self, command: Command) -> tuple[str, Any]:
-        verb = command[0] if command else ""  # the store writes commands in capitals
-        key = command[1] if verb == "EVALSHA" else verb  # script sha or command name
-        timer = self._timers.get(key)
-        if timer is None:
-            name = self._script_names.get(key, "script") if verb == "EVALSHA" else str(verb).lower()
-            timer = self._timers[key] = (name, REDIS_SECONDS.labels(name))
-        return timer
-
-    async def _hot(self, commands: list[Command]) -> list[Any]:
-        timer = self._hot_timer(commands[0] if commands else ())
-        t0 = time.perf_counter()
-        try:
-            return await super()._hot(commands)
-        except StoreUnavailable as exc:
-            REDIS_ERRORS.labels(timer[0], _error_class(exc)).inc()
-            raise
-        finally:
-            timer[1].observe(time.perf_counter() - t0)
-
-    async def _guard(self, op: Callable[[], Awaitable[T]]) -> T:
-        code = getattr(op, "__code__", op)
-        timer = self._timers.get(code)
-        if timer is None:
-            name = _op_name(op)
-            timer = self._timers[code] = (name, REDIS_SECONDS.labels(name))
-        t0 = time.perf_counter()
-        try:
-            return await super()._guard(op)
-        except StoreUnavailable as exc:
-            REDIS_ERRORS.labels(timer[0], _error_class(exc)).inc()
-            raise
-        finally:
-            timer[1].observe(time.perf_counter() - t0)
-
-    # -- the online count (controller.metrics.OnlineStats) --------------------------
-
-    async def online_lead(self, token: str, ttl_ms: int) -> bool:
-        """Take or keep the counting lead (two processes counting at once is harmless)."""
-
-        async def op() -> bool:
-            if await self.redis.set(ONLINE_LEAD, token, nx=True, px=ttl_ms):
-                return True
-            held = await self.redis.get(ONLINE_LEAD)
-            if held is not None and _text(held) == token:
-                await self.redis.pexpire(ONLINE_LEAD, ttl_ms)
-                return True
-            return False
-
-        return await self._guard(op)
-
-    async def online_resign(self, token: str) -> None:
-        async def op() -> None:
-            held = await self.redis.get(ONLINE_LEAD)
-            if held is not None and _text(held) == token:
-                await self.redis.delete(ONLINE_LEAD)
-
-        await self._guard(op)
-
-    async def open_page(self, cursor: int) -> tuple[int, list[str]]:
-        """One ZSCAN page of the open-session index: (next cursor, ``pid|sid`` refs)."""
-
-        async def op() -> tuple[int, list[str]]:
-            page: Any = await self.redis.zscan(keys.OPEN_INDEX, cursor, count=PAGE)
-            return int(page[0]), [_text(member) for member, _ in page[1]]
-
-        return await self._guard(op)
-
-    async def venue_types(self, refs: Sequence[str]) -> list[str | None]:
-        async def op() -> list[str | None]:
-            pipe = self.redis.pipeline(transaction=False)
-            for ref in refs:
-                pid, sid = keys.parse_session_ref(ref)
-                pipe.hget(keys.session(pid, sid), "venue_type")
-            return [_text(v) if v else None for v in await pipe.execute()]
-
-        return await self._guard(op)
-
-    async def online_put(self, summary: str, ttl: int) -> None:
-        async def op() -> None:
-            await self.redis.set(ONLINE_KEY, summary, ex=ttl)
-
-        await self._guard(op)
-
-    async def online_get(self) -> str | None:
-        async def op() -> str | None:
-            value = await self.redis.get(ONLINE_KEY)
-            return _text(value) if value else None
-
-        return await self._guard(op)
-
-    async def client_seen_put(self, seen: dict[str, int]) -> None:
-        """Raise each client's last-seen time (GT: a slower process never lowers it)."""
-
-        async def op() -> None:
-            await self.redis.zadd(CLIENT_SEEN_KEY, dict(seen), gt=True)
-
-        await self._guard(op)
-
-    async def client_seen_get(self, clients: Sequence[str]) -> list[float | None]:
-        async def op() -> list[float | None]:
-            if not clients:
-                return []
-            scores: list[Any] = await self.redis.zmscore(CLIENT_SEEN_KEY, list(clients))
-            return [None if v is None else float(v) for v in scores]
-
-        return await self._guard(op)
 
 
 class OnlineStats:

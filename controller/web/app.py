@@ -1,16 +1,19 @@
 """HTTP edge: the citizen listener (portal, APIs, health) and, when ``http.metrics_bind``
 is set, a separate listener for ``/metrics`` that need not face citizens.
 
-Both apps run behind ``controller.http_edge`` (connection caps, head and body
+Both apps run behind ``controller.web.http_edge`` (connection caps, head and body
 deadlines). The citizen app also sheds load when Redis is near its memory budget
-(``shed_for_memory``).
+(``shed_for_memory``). The routes of each feature are mounted from their own module
+(``portal``, ``reports``, ``audit``, ``admin``); the resources they use are given by
+the composition root (``controller.web.resources``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import (
@@ -21,13 +24,12 @@ from prometheus_client import (
     multiprocess,
 )
 
-from controller.http_edge import body_deadline
-from controller.metrics import RedisMemory
-
-if TYPE_CHECKING:
-    from controller.app import Controller
-
-CONTROLLER: web.AppKey[Controller] = web.AppKey("controller")
+from controller.config import HttpSettings
+from controller.services.metrics import RedisMemory
+from controller.web import admin, audit, reports
+from controller.web.http_edge import body_deadline
+from controller.web.portal import routes as portal
+from controller.web.resources import LIVE, MEMORY, PORTAL, READINESS, Readiness, Resources
 
 # Routes operators need most when Redis is full (and that write nothing per request):
 # never shed. Everything else is citizen traffic that may write per-request state.
@@ -51,7 +53,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    checks = await request.app[CONTROLLER].readiness()
+    checks = await request.app[READINESS]()
     ok = all(checks.values())
     body: dict[str, object] = {"status": "ready" if ok else "not ready", "checks": checks}
     if not ok:  # why, for the load balancer's log and the operator
@@ -81,9 +83,8 @@ def sheds(path: str, memory: RedisMemory | None, high_water: float) -> bool:
 
 @web.middleware
 async def shed_for_memory(request: web.Request, handler: Any) -> web.StreamResponse:
-    ctl = request.app[CONTROLLER]
-    memory = ctl.memory.latest if ctl.memory is not None else None
-    if sheds(request.path, memory, ctl.config.redis.memory_high_water):
+    memory = request.app[MEMORY].latest
+    if sheds(request.path, memory, request.app[LIVE].config.redis.memory_high_water):
         SHED.inc()
         return web.json_response(
             {
@@ -97,36 +98,33 @@ async def shed_for_memory(request: web.Request, handler: Any) -> web.StreamRespo
     return response
 
 
-def make_app(controller: Controller) -> web.Application:
+def make_app(http: HttpSettings, resources: Resources) -> web.Application:
     """The citizen listener's app: portal, APIs, health; ``/metrics`` too unless it has
-    a listener of its own."""
-    http = controller.config.http
+    a listener of its own (``http.metrics_bind``)."""
     app = web.Application(middlewares=[body_deadline(http.body_timeout), shed_for_memory])
-    app[CONTROLLER] = controller
+    resources.install(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if not http.metrics_bind:
         app.router.add_get("/metrics", metrics)
-    from controller.portal import add_routes as add_portal_routes  # portal, APIs, RFC 8908
-
-    add_portal_routes(app, controller)
-    from controller.reports.http import add_routes as add_report_routes  # reports + page
-    from controller.services.audit import (
-        add_routes as add_audit_routes,  # audit export (role audit)
-    )
-
-    add_report_routes(app)
-    add_audit_routes(app)
-    from controller.admin import add_routes as add_admin_routes  # role admin
-
-    add_admin_routes(app)
+    portal.add_routes(app)  # portal, APIs, RFC 8908
+    reports.add_routes(app)  # reports API + page (role reports)
+    audit.add_routes(app)  # audit export (role audit)
+    admin.add_routes(app)  # role admin
+    app.cleanup_ctx.append(_close_portal)
     return app
 
 
-def make_metrics_app(controller: Controller) -> web.Application:
+async def _close_portal(app: web.Application) -> AsyncIterator[None]:
+    """The portal's background disconnects and SMS backend end with the app."""
+    yield
+    await app[PORTAL].close()
+
+
+def make_metrics_app(http: HttpSettings, readiness: Readiness) -> web.Application:
     """The ``http.metrics_bind`` listener's app: ``/metrics`` and the health checks."""
-    app = web.Application(middlewares=[body_deadline(controller.config.http.body_timeout)])
-    app[CONTROLLER] = controller
+    app = web.Application(middlewares=[body_deadline(http.body_timeout)])
+    app[READINESS] = readiness
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

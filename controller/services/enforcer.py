@@ -41,7 +41,7 @@ from controller.domain.enforcement import (
     session_identity,
 )
 from controller.domain.state import AccountingResult, AccountingWrite, PersonSnapshot
-from controller.runtime import cancel_and_wait
+from controller.services.tasks import cancel_and_wait
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius.attrs import AcctStatus, TerminateCause

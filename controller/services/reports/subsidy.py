@@ -23,7 +23,7 @@ from typing import Any
 from controller.config import Config, Subsidy
 from controller.domain.periods import month_start, next_month
 from controller.domain.venue_types import VENUE_TYPES
-from controller.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
+from controller.services.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
 from controller.storage.archive import Archive
 
 METHOD = (

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.config import PortalSettings
-from controller.portal.errors import PortalError
+from controller.services.portal.errors import PortalError
 from controller.storage.store import Store
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from controller.config import Config, Venue
 from controller.domain.venue_types import VENUE_TYPES
-from controller.portal.i18n import HTML_LANG, LANGS, Catalog, format_duration
+from controller.services.portal.i18n import HTML_LANG, LANGS, Catalog, format_duration
 
 TEMPLATES: Final = Path(str(resources.files("portal_pages").joinpath("templates")))
 STATIC: Final = Path(str(resources.files("portal_pages").joinpath("static")))

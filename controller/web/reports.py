@@ -12,15 +12,19 @@ import base64
 import hashlib
 import hmac
 import secrets
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 
-from controller.reports import writers
-from controller.reports.auth import (
+from controller.config import Config
+from controller.services.reports import writers
+from controller.services.reports.dashboard import dashboard
+from controller.services.reports.query import ReportRequest, ReportRequestError, parse_request
+from controller.services.reports.subsidy import build
+from controller.storage.archive import Archive
+from controller.web.auth import (
     SESSION_COOKIE,
     SESSION_SECONDS,
     HttpProblem,
@@ -33,18 +37,8 @@ from controller.reports.auth import (
     session_principal,
     token_for,
 )
-from controller.reports.page import (
-    dashboard,
-    messages,
-    pick_language,
-    render_dashboard,
-    render_login,
-)
-from controller.reports.query import ReportRequest, ReportRequestError, parse_request
-from controller.reports.subsidy import build
-
-if TYPE_CHECKING:
-    from controller.app import Controller
+from controller.web.reports_page import messages, pick_language, render_dashboard, render_login
+from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE, PERSON_KEY
 
 log = structlog.get_logger("citywifi.reports")
 
@@ -58,33 +52,29 @@ CSRF_COOKIE = "cw_reports_csrf"
 PAGE_PATH = "/reports"
 
 
-def _controller(request: web.Request) -> Controller:
-    from controller.http import CONTROLLER
-
-    return request.app[CONTROLLER]
-
-
-async def _flush(ctl: Controller) -> None:
+async def _flush(app: web.Application) -> None:
     """Archive what the outbox holds before reading (read-your-writes; never raises)."""
-    if ctl.archiver is not None:
-        await ctl.archiver.flush()
+    await app[ARCHIVER].flush()
 
 
-def render_report(ctl: Controller, req: ReportRequest, now: float) -> tuple[bytes, str]:
+def render_report(
+    archive: Archive, config: Config, req: ReportRequest, now: float
+) -> tuple[bytes, str]:
     """(body, digest of the figures) — blocking; run it in a thread."""
-    report = build(ctl.archive, ctl.config, req, now)
+    report = build(archive, config, req, now)
     return writers.render(report, req.format), writers.digest(report)
 
 
 async def report_response(request: web.Request, principal: Principal) -> web.Response:
-    ctl = _controller(request)
+    app = request.app
+    config = app[LIVE].config
     try:
-        req = parse_request(dict(request.query), ctl.config)
+        req = parse_request(dict(request.query), config)
     except ReportRequestError as exc:
         EXPORTS.labels("none", "bad_request").inc()
         raise HttpProblem(400, exc.code, exc.message) from None
-    await _flush(ctl)
-    body, figures = await asyncio.to_thread(render_report, ctl, req, ctl.clock())
+    await _flush(app)
+    body, figures = await asyncio.to_thread(render_report, app[ARCHIVE], config, req, app[CLOCK]())
     log.info(
         "reports.subsidy",
         who=principal.name,
@@ -112,7 +102,7 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
 @api
 async def subsidy_api(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/reports/subsidy?from=&to=&format=csv|json|xlsx&group=…``"""
-    principal = bearer(request, _controller(request).config, "reports")
+    principal = bearer(request, request.app[LIVE].config, "reports")
     return await report_response(request, principal)
 
 
@@ -120,11 +110,11 @@ async def subsidy_api(request: web.Request) -> web.StreamResponse:
 
 
 def _cookie_principal(request: web.Request) -> Principal | None:
-    ctl = _controller(request)
+    app = request.app
     value = request.cookies.get(SESSION_COOKIE, "")
     if not value:
         return None
-    return session_principal(value, ctl.config, session_key(ctl.person_key), ctl.clock())
+    return session_principal(value, app[LIVE].config, session_key(app[PERSON_KEY]), app[CLOCK]())
 
 
 def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
@@ -166,15 +156,16 @@ def _lang(request: web.Request) -> str:
 
 async def page(request: web.Request) -> web.Response:
     """``GET /reports``: the dashboard when signed in, else the sign-in form."""
-    ctl = _controller(request)
+    app = request.app
+    config = app[LIVE].config
     lang = _lang(request)
     csrf, new_csrf = _csrf(request)
     principal = _cookie_principal(request)
     if principal is None or "reports" not in principal.roles:
-        return _html(render_login(ctl.config, lang, csrf), csrf, new_csrf)
-    await _flush(ctl)
-    data = await asyncio.to_thread(dashboard, ctl.archive, ctl.config, ctl.clock(), lang)
-    return _html(render_dashboard(ctl.config, data, lang, csrf), csrf, new_csrf)
+        return _html(render_login(config, lang, csrf), csrf, new_csrf)
+    await _flush(app)
+    data = await asyncio.to_thread(dashboard, app[ARCHIVE], config, app[CLOCK](), lang)
+    return _html(render_dashboard(config, data, lang, csrf), csrf, new_csrf)
 
 
 async def _checked_form(request: web.Request) -> dict[str, str] | None:
@@ -197,26 +188,27 @@ async def _checked_form(request: web.Request) -> dict[str, str] | None:
 
 async def login(request: web.Request) -> web.Response:
     """``POST /reports/login`` (form: token, csrf) -> session cookie, back to the page."""
-    ctl = _controller(request)
+    app = request.app
+    config = app[LIVE].config
     lang = _lang(request)
     t = messages()[lang]
     csrf, new_csrf = _csrf(request)
     form = await _checked_form(request)
     if form is None:
-        return _html(render_login(ctl.config, lang, csrf, t["bad_form"]), csrf, new_csrf, 403)
-    token = token_for(form.get("token", "").strip(), ctl.config)
+        return _html(render_login(config, lang, csrf, t["bad_form"]), csrf, new_csrf, 403)
+    token = token_for(form.get("token", "").strip(), config)
     if token is None:
         log.info("reports.login_refused", reason="unknown_token")
-        return _html(render_login(ctl.config, lang, csrf, t["bad_token"]), csrf, new_csrf, 401)
+        return _html(render_login(config, lang, csrf, t["bad_token"]), csrf, new_csrf, 401)
     if "reports" not in token.roles:
         log.info("reports.login_refused", reason="no_role", who=token.name)
-        return _html(render_login(ctl.config, lang, csrf, t["no_role"]), csrf, new_csrf, 403)
+        return _html(render_login(config, lang, csrf, t["no_role"]), csrf, new_csrf, 403)
     log.info("reports.login", who=token.name)
     response = web.HTTPSeeOther(f"{PAGE_PATH}?lang={lang}")
     _set_cookie(
         response,
         SESSION_COOKIE,
-        issue_session(token, session_key(ctl.person_key), ctl.clock()),
+        issue_session(token, session_key(app[PERSON_KEY]), app[CLOCK]()),
         SESSION_SECONDS,
     )
     raise response

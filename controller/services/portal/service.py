@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -32,9 +33,11 @@ from controller.domain.access import Outcome, blocked_until, decide_access
 from controller.domain.identity import person_id
 from controller.domain.phone import CountryNotAllowed, PhoneError, normalize_phone
 from controller.domain.registry import Registry
-from controller.logins import issue_login
-from controller.portal.errors import PortalError
-from controller.portal.handoff import (
+from controller.services.enforcer import Enforcer
+from controller.services.live import LiveConfig
+from controller.services.logins import issue_login
+from controller.services.portal.errors import PortalError
+from controller.services.portal.handoff import (
     Handoff,
     HandoffTargets,
     NasRedirect,
@@ -42,16 +45,13 @@ from controller.portal.handoff import (
     check_targets,
     chilli_md_ok,
 )
-from controller.portal.i18n import Catalog
-from controller.portal.otp import CODE_TTL, OtpBook, Verdict
-from controller.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
-from controller.portal.signing import Signer
-from controller.portal.sms import SmsSender, make_sender
+from controller.services.portal.i18n import Catalog
+from controller.services.portal.otp import CODE_TTL, OtpBook, Verdict
+from controller.services.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
+from controller.services.portal.signing import Signer
+from controller.services.portal.sms import SmsSender, make_sender
 from controller.storage.keyfiles import load_portal_key
 from controller.storage.store import Store
-
-if TYPE_CHECKING:
-    from controller.app import Controller
 
 log = structlog.get_logger("citywifi.portal")
 
@@ -155,37 +155,42 @@ class LoginResult:
 
 
 class Portal:
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-        cfg = controller.config
+    """The portal's flows over the resources it is given: the live config and registry,
+    the store, the person-id key, the clock and (for logout) the quota enforcer."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        store: Store,
+        *,
+        person_key: bytes,
+        clock: Callable[[], float] = time.time,
+        enforcer: Enforcer | None = None,
+    ) -> None:
+        self.live = live
+        self.store = store
+        self.person_key = person_key
+        self.clock = clock
+        self.enforcer = enforcer
+        cfg = live.config
         self.signer = Signer(load_portal_key(cfg.portal.cookie_key, cfg.redis.data_dir))
         self.catalog = Catalog.load()
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()
         SMS_CEILING_LIMIT.set(cfg.portal.otp_global_hour)
 
-    # -- what the controller holds now (SIGHUP swaps config and registry) ----------------
+    # -- what is in force now (SIGHUP swaps config and registry) -------------------------
 
     @property
     def config(self) -> Config:
-        return self.controller.config
-
-    @property
-    def store(self) -> Store:
-        store = self.controller.store
-        if store is None:
-            raise PortalError("unavailable", 503)
-        return store
+        return self.live.config
 
     @property
     def registry(self) -> Registry:
-        service = self.controller.service
-        if service is None:
-            raise PortalError("unavailable", 503)
-        return service.registry
+        return self.live.registry
 
     def now(self) -> float:
-        return float(self.controller.clock())
+        return float(self.clock())
 
     # -- NAS redirect context -------------------------------------------------------
 
@@ -309,7 +314,7 @@ class Portal:
             e164 = self.phone(phone_raw)
             place = self.place(ctx)
             now = self.now()
-            pid = person_id(e164, self.controller.person_key)
+            pid = person_id(e164, self.person_key)
             await self._limit(code_dims(who.address, place.client.id, who.device, pid))
             code = await OtpBook(self.store, self.signer).issue(pid, who.device, int(now))
             brand = self.config.brand.name.get(lang) or self.config.brand.ssid
@@ -334,7 +339,7 @@ class Portal:
         pending code; attempts are limited per source, NAS, device and phone."""
         e164 = self.phone(phone_raw)
         place = self.place(ctx)
-        pid = person_id(e164, self.controller.person_key)
+        pid = person_id(e164, self.person_key)
         await self._limit(verify_dims(who.address, place.client.id, who.device, pid))
         outcome = await OtpBook(self.store, self.signer).verify(pid, who.device, code)
         if outcome.verdict is not Verdict.OK:
@@ -400,7 +405,7 @@ class Portal:
             phone_e164=e164,
             mac=redirect.mac,
             client_id=client.id,
-            person_key=self.controller.person_key,
+            person_key=self.person_key,
             ttl=policy.login_ttl,
             now=now,
         )
@@ -492,7 +497,7 @@ class Portal:
         the enforcer offers it, else ``disconnect_now(pid)`` when these are all the
         person's sessions (it disconnects a whole person, so not while other devices of
         the person are online)."""
-        enforcer = getattr(self.controller, "enforcer", None)
+        enforcer = self.enforcer
         if enforcer is None or not sids:
             return None
         per_session = getattr(enforcer, "disconnect_sessions", None)

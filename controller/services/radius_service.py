@@ -18,8 +18,9 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -94,6 +95,14 @@ def octets(request: Request, low: Attr, giga: Attr) -> int:
     return (request.integer(low) or 0) + ((request.integer(giga) or 0) << 32)
 
 
+class AccountingObserver(Protocol):
+    """Told of every recorded Start/Interim/Stop, before the Accounting-Response goes out:
+    the quota enforcer (the person's due time, from the result's snapshot) and the online
+    count (the NAS's last-seen time). Called synchronously: it must not block or await."""
+
+    def accounted(self, write: AccountingWrite, result: AccountingResult) -> None: ...
+
+
 class RadiusService:
     def __init__(
         self,
@@ -103,6 +112,7 @@ class RadiusService:
         person_key: bytes,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
+        observers: Sequence[AccountingObserver] = (),
     ) -> None:
         self.store = store
         self.clock = clock
@@ -110,9 +120,8 @@ class RadiusService:
         self.person_key = person_key  # keys the Chargeable-User-Identity (RFC 4372)
         self.class_key = class_key(person_key)  # signs and verifies Class (identity.py)
         self.registry = Registry(config)
-        # Called (synchronously, must not block) after each recorded Start/Interim/Stop:
-        # the quota enforcer indexes the person's due time from the result's snapshot.
-        self.accounted: Callable[[AccountingWrite, AccountingResult], None] | None = None
+        # told after each recorded Start/Interim/Stop, in order (see AccountingObserver)
+        self.observers: tuple[AccountingObserver, ...] = tuple(observers)
         # "pid|client/Acct-Session-Id" -> its current generation, when above 1 (a reused
         # id): the next report goes to it in one round trip (Store.account checks it)
         self._generations: dict[str, int] = {}
@@ -280,8 +289,8 @@ class RadiusService:
                 return None
             result = await self.store.account(write)
             self._note_generation(write, result)
-            if self.accounted is not None:
-                self.accounted(write, result)
+            for observer in self.observers:
+                observer.accounted(write, result)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="acct", client=client.id, error=str(exc))
             return None

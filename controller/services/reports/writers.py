@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from controller.reports.subsidy import Report
+from controller.services.reports.subsidy import Report
 
 BOM = "\ufeff"
 CONTENT_TYPES = {

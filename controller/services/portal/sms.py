@@ -20,7 +20,7 @@ import structlog
 from prometheus_client import Counter
 
 from controller.config import SmsSettings
-from controller.portal.errors import PortalError
+from controller.services.portal.errors import PortalError
 from controller.storage.datafiles import append_private
 
 log = structlog.get_logger("citywifi.portal")

@@ -1,56 +1,21 @@
-"""The IT bureau's report page: the last 30 days at a glance, rendered on the server
-(Jinja2 templates in ``portal_pages/reports``, SVG charts), in Chinese or English."""
+"""The report page's figures: the last 30 days at a glance, by the same method as the
+exports (blocking: DuckDB). Rendering them is ``controller.web.reports_page``."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from functools import cache
-from importlib import resources
 from typing import Any
-
-import jinja2
 
 from controller.config import Config
 from controller.domain import quota
 from controller.domain.venue_types import VENUE_TYPES
-from controller.reports.charts import series_by_key, stacked_bars
-from controller.reports.query import LedgerReader
-from controller.reports.subsidy import hours, priced_usage
+from controller.services.reports.query import LedgerReader
+from controller.services.reports.subsidy import hours, priced_usage
 from controller.storage.archive import Archive
 
 DAYS = 30
-LANGUAGES = (("zh", "中文"), ("en", "English"))
-
-
-@cache
-def messages() -> dict[str, dict[str, str]]:
-    text = resources.files("portal_pages").joinpath("reports", "messages.json").read_text("utf-8")
-    data: dict[str, dict[str, str]] = json.loads(text)
-    return data
-
-
-@cache
-def environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("portal_pages", "reports"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-
-
-def pick_language(query: str | None, accept_language: str) -> str:
-    if query in ("zh", "en"):
-        return query
-    for part in accept_language.split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("zh"):
-            return "zh"
-        if tag.startswith("en"):
-            return "en"
-    return "zh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,59 +92,4 @@ def dashboard(archive: Archive, config: Config, now: float, lang: str) -> Dashbo
             }
             for oid, o in sorted(operators.items())
         ],
-    )
-
-
-def render_dashboard(config: Config, d: Dashboard, lang: str, csrf: str) -> str:
-    t = messages()[lang]
-    type_keys = list(VENUE_TYPES)
-    labels = {k: VENUE_TYPES[k][lang] for k in type_keys}
-    series = series_by_key(d.days, d.hours_by_type, type_keys, labels)
-    chart = stacked_bars(
-        d.days,
-        series,
-        open_days=frozenset(d.open_days),
-        title=t["chart_title"],
-        unit=t["hours"],
-        open_label=t["open"],
-    )
-    return (
-        environment()
-        .get_template("dashboard.html")
-        .render(
-            t=t,
-            lang=lang,
-            languages=LANGUAGES,
-            brand=config.brand.name[lang],
-            tz=config.quota.timezone.key,
-            first=d.first.isoformat(),
-            last=d.last.isoformat(),
-            d=d,
-            chart=chart,
-            legend=[(s.color, s.label) for s in series],
-            open_days=[x.isoformat() for x in d.open_days],
-            groups=[
-                ("venue", t["detail"]),
-                ("venue_type", t["by_venue_type"]),
-                ("district", t["by_district"]),
-                ("operator", t["by_operator"]),
-            ],
-            formats=("csv", "xlsx", "json"),
-            csrf=csrf,
-        )
-    )
-
-
-def render_login(config: Config, lang: str, csrf: str, error: str = "") -> str:
-    return (
-        environment()
-        .get_template("login.html")
-        .render(
-            t=messages()[lang],
-            lang=lang,
-            languages=LANGUAGES,
-            brand=config.brand.name[lang],
-            csrf=csrf,
-            error=error,
-        )
     )

@@ -51,7 +51,7 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from controller.config import HttpSettings, IPNetwork
-from controller.portal.ratelimit import ip_bucket
+from controller.services.portal.ratelimit import ip_bucket
 
 log = structlog.get_logger("citywifi.http")
 

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from aiohttp import web
 
 from controller.config import Config, QuotaPolicy
 from controller.domain import quota
@@ -35,12 +34,12 @@ from controller.domain.enforcement import projected_exhaustion
 from controller.domain.identity import PERSON_ID_HEX, person_id
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
-from controller.enforcer import Enforcer, EnforcerBusy, SessionOutcome
+from controller.services.enforcer import Enforcer, EnforcerBusy, SessionOutcome
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
-    from controller.app import Controller
+    pass
 
 log = structlog.get_logger("citywifi.admin")
 
@@ -207,111 +206,6 @@ async def revoke_devices(store: Store, pid: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------- HTTP
 
 
-def _controller(request: web.Request) -> Controller:
-    from controller.http import CONTROLLER
-
-    return request.app[CONTROLLER]
-
-
-async def _handle(request: web.Request, action: str) -> web.Response:
-    from controller.reports.auth import HttpProblem, bearer, json_error
-
-    ctl = _controller(request)
-    try:
-        bearer(request, ctl.config, "admin")
-    except HttpProblem as exc:
-        return json_error(exc.status, exc.code, exc.message, exc.headers)
-    try:
-        if request.method == "GET":
-            args: dict[str, Any] = dict(request.query)
-        else:
-            try:  # JSON is UTF-8 (RFC 8259 §8.1), whatever the charset parameter says
-                args = json.loads((await request.read()).decode("utf-8"))
-            except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
-                raise AdminError(400, "bad_json", "the body is not JSON") from None
-            if not isinstance(args, dict):
-                raise AdminError(400, "bad_json", "the body is a JSON object")
-        body = await _run(ctl, action, args)
-    except AdminError as exc:
-        return json_error(exc.status, exc.code, exc.message)
-    except StoreUnavailable:
-        return json_error(503, "store_unavailable", "Redis is not answering; retry")
-    return web.json_response(body)
-
-
-async def _run(ctl: Controller, action: str, args: dict[str, Any]) -> dict[str, Any]:
-    if ctl.store is None or ctl.enforcer is None:
-        raise AdminError(503, "not_ready", "the controller is starting")
-    for key in ("phone", "person", "until", "reason"):
-        if args.get(key) is not None and not isinstance(args[key], str):
-            raise AdminError(400, "bad_request", f"'{key}' is a string")
-    days = args.get("days")
-    if days is not None:
-        # a JSON integer or a query string of digits; not true, 2.5 or Infinity (int() of
-        # which is 1, 2 or an OverflowError)
-        text = days.strip() if isinstance(days, str) else ""
-        if text.isascii() and text.isdigit() and len(text) <= 6:
-            days = int(text)
-        elif isinstance(days, bool) or not isinstance(days, int):
-            raise AdminError(400, "bad_days", "'days' is an integer")
-    pid = resolve_person(
-        phone=args.get("phone"), person=args.get("person"), person_key=ctl.person_key
-    )
-    now = int(ctl.clock())
-    policy = ctl.config.quota
-    if action == "sessions":
-        return await person_status(ctl.store, policy, pid, now)
-    if action == "disconnect":
-        return await disconnect(ctl.enforcer, pid)
-    if action == "block":
-        until = block_until(now, policy.timezone, until=args.get("until"), days=days)
-        return await block(
-            ctl.store,
-            ctl.enforcer,
-            policy,
-            pid,
-            now=now,
-            until=until,
-            reason=args.get("reason") or "",
-        )
-    if action == "revoke-devices":
-        return await revoke_devices(ctl.store, pid)
-    return await unblock(ctl.store, pid)
-
-
-async def sessions_route(request: web.Request) -> web.Response:
-    """GET /api/v1/admin/sessions?phone=…|person=… — today's usage and open sessions."""
-    return await _handle(request, "sessions")
-
-
-async def disconnect_route(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/disconnect {"phone"|"person"} — end every session now."""
-    return await _handle(request, "disconnect")
-
-
-async def block_route(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/block {"phone"|"person", "until"?|"days"?, "reason"?}."""
-    return await _handle(request, "block")
-
-
-async def unblock_route(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/unblock {"phone"|"person"}."""
-    return await _handle(request, "unblock")
-
-
-async def revoke_devices_route(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/revoke-devices {"phone"|"person"} — forget remembered devices."""
-    return await _handle(request, "revoke-devices")
-
-
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/admin/sessions", sessions_route)
-    app.router.add_post("/api/v1/admin/disconnect", disconnect_route)
-    app.router.add_post("/api/v1/admin/block", block_route)
-    app.router.add_post("/api/v1/admin/unblock", unblock_route)
-    app.router.add_post("/api/v1/admin/revoke-devices", revoke_devices_route)
-
-
 # ------------------------------------------------------------------------- CLI
 
 
@@ -340,9 +234,8 @@ def add_parser(sub: Any) -> None:
 
 
 async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from controller.app import connect_store
     from controller.storage.keyfiles import load_person_key
-    from controller.storage.redis_conn import embedded_for
+    from controller.storage.redis_conn import connect_store, embedded_for
 
     embedded = embedded_for(config.redis)
     store = await connect_store(config, embedded)

@@ -1,0 +1,45 @@
+"""The audit export over HTTP (role ``audit``): ``GET /api/v1/audit/export``. The query,
+the records and the export log are ``controller.services.audit``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from aiohttp import web
+
+from controller.services.audit import AuditQueryError, export, parse_query
+from controller.web.auth import HttpProblem, api, bearer
+from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE, PERSON_KEY
+
+
+@api
+async def handle_export(request: web.Request) -> web.StreamResponse:
+    """``GET /api/v1/audit/export?from=&to=[&phone=][&mac=][&format=csv|json]`` (role audit)."""
+    app = request.app
+    config = app[LIVE].config
+    principal = bearer(request, config, "audit")
+    try:
+        q = parse_query(dict(request.query), config)
+    except AuditQueryError as exc:
+        raise HttpProblem(400, exc.code, exc.message) from None
+    await app[ARCHIVER].flush()
+    who = f"token:{principal.name}"
+    body = await asyncio.to_thread(
+        export, app[ARCHIVE], config, app[PERSON_KEY], who, q, app[CLOCK]()
+    )
+    first = datetime.fromtimestamp(q.since, config.quota.timezone).date().isoformat()
+    return web.Response(
+        body=body,
+        headers={
+            "Content-Type": "application/json; charset=utf-8"
+            if q.format == "json"
+            else "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="citywifi-audit-{first}.{q.format}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/audit/export", handle_export)
