@@ -28,7 +28,7 @@ CLIENT_REQUESTS = Counter(
 )
 REJECTS = Counter(
     "citywifi_radius_rejects_total",
-    "Access-Rejects by reason (controller.access.Outcome: exhausted, device_limit, blocked, "
+    "Access-Rejects by reason (controller.domain.access.Outcome: exhausted, device_limit, blocked, "
     "bad_password, credential_used, ...): 'exhausted' is the allowance-used-up reject",
     ["reason"],
 )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from controller import logs
-from controller.app import Controller
+from controller.cli import logs
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from tests.redis_proc import RedisProcess
 

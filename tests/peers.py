@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config
 from tests.redis_proc import free_port, wait_until
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import load_config
 from radius.attrs import Code
 from radius.client import RadiusClient, set_pap

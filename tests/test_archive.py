@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config
 from controller.domain.ledger import day_close_ms, ledger_rows
 from controller.services.archiver import Archiver

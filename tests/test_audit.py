@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import ConfigError, load_config
 from radius.attrs import Code
 from tests.redis_proc import RedisProcess

@@ -24,7 +24,7 @@ import pytest
 from bench.corpus import Population, Sessions, Site, seed, write_acct, write_auth, write_mix
 from bench.radbench import Signer, make_template, sign
 from bench.radload import KIND_ACCT, KIND_AUTH, read_corpus
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.domain import quota
 from controller.domain.identity import class_key, verify_class

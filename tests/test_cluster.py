@@ -17,7 +17,7 @@ import pytest
 import redis
 from redis.asyncio.cluster import RedisCluster
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url

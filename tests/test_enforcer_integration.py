@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bench.nas_sim import NasSimulator, SimClock, SimSession
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.domain import quota
 from controller.services.logins import issue_login

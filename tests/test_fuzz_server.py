@@ -30,7 +30,7 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.domain import quota
 from controller.domain.identity import sign_class, verify_class

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.services.logins import IssuedLogin, issue_login
 from controller.services.portal.errors import PortalError
 from controller.services.portal.handoff import (

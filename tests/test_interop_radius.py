@@ -23,7 +23,7 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config
 from controller.services.radius_service import anonymous_person
 from controller.storage import keys

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.domain import quota
 from controller.domain.identity import class_key, new_nonce, sign_class

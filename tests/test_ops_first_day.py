@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import redis
 
-from controller.startup import EXIT_OSERR, EXIT_UNAVAILABLE
+from controller.cli.startup import EXIT_OSERR, EXIT_UNAVAILABLE
 from controller.storage.redis_embedded import env_pid_alive
 from tests.conftest import write_config
 from tests.redis_proc import RedisProcess, free_port, until, wait_until

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import REGISTRY
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config
 from controller.domain.identity import class_key, person_id, verify_class
 from controller.services.logins import IssuedLogin, issue_login

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from openpyxl import load_workbook
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.services.reports.writers import canonical
 from tests.redis_proc import RedisProcess

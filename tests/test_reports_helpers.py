@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from radius.attrs import Code
 from tests.conftest import SECRET, service_sections

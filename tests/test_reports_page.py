@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from tests.test_reports import scenario
 from tests.test_reports_helpers import TOKENS, Clock
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import Config
 from tests.test_radius_integration import PHONE, acct, auth, login
 

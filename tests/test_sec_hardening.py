@@ -35,8 +35,8 @@ from typing import Any
 import aiohttp
 import redis
 
-from controller.app import Controller
 from controller.cli import main as citywifi
+from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from tests.conftest import SECRET, write_config
 from tests.portal_kit import portal_tables

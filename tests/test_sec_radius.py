@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from pyrad.packet import CoAPacket
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.domain import quota
 from controller.domain.identity import class_key, sign_class, verify_class

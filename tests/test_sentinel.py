@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.services.logins import IssuedLogin
 from controller.storage import keys

@@ -144,7 +144,7 @@ def test_issue_login_binds_to_a_named_client(tmp_path: Path) -> None:
 
 
 def test_issue_login_defaults_to_the_only_client(tmp_path: Path) -> None:
-    from controller.cli import _issue_client
+    from controller.cli.logins import _issue_client
     from controller.config import load_config
 
     config_path, _ = example_copy(tmp_path)

@@ -25,8 +25,8 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.cli.supervisor import resolve_ports
 from controller.config import load_config
-from controller.supervisor import resolve_ports
 from radius.attrs import Code
 from radius.client import RadiusClient
 from tests.conftest import SECRET, write_config

@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import phonenumbers
+
 from controller.config.locator import Locator, syntax_problem
 from controller.config.model import (
     ROLES,
@@ -421,8 +423,6 @@ class _Builder(RegistryReader):
         self, t: Mapping[str, Any], p: KeyPath, default: tuple[str, ...]
     ) -> tuple[str, ...]:
         """``["+86", …]``: ITU-T E.164 country calling codes that phonenumbers knows."""
-        import phonenumbers
-
         items = self.strings(t, p, "allowed_country_codes")
         if items is None:
             return default

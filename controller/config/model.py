@@ -60,7 +60,7 @@ class RadiusSettings:
 class HttpSettings:
     bind: str = "0.0.0.0"
     port: int = 8080
-    # The listeners' edge (controller.http_edge): slow, idle and piled-up connections.
+    # The listeners' edge (controller.web.http_edge): slow, idle and piled-up connections.
     header_timeout: float = 10.0  # a new connection's request head must arrive within this
     keepalive_timeout: float = 15.0  # an idle connection (between requests) is closed
     body_timeout: float = 30.0  # a request body must arrive within this after its head
@@ -149,7 +149,7 @@ class Operator:
 class Venue:
     id: str
     name: Mapping[str, str]
-    type: str  # one of controller.venue_types.VENUE_TYPES
+    type: str  # one of controller.domain.venue_types.VENUE_TYPES
     district: str
     operator: str
 

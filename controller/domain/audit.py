@@ -63,7 +63,7 @@ class AuditRow(NamedTuple):
 def login_event(
     registry: Registry, client: Client, request: Request, outcome: str, pid: str | None, now: int
 ) -> dict[str, str]:
-    """The outbox entry of one Access-Request decision (``outcome``: controller.access
+    """The outbox entry of one Access-Request decision (``outcome``: controller.domain.access
     Outcome value); the phone is looked up when it is archived."""
     called = request.text(Attr.CALLED_STATION_ID) or ""
     nas_id = request.text(Attr.NAS_IDENTIFIER) or ""

@@ -4,7 +4,7 @@ A person is a verified mobile number; everywhere outside the audit record it is 
 only by an opaque id, a keyed hash of the E.164 number. The credential username embeds
 that id so the RADIUS side can find the person's Redis hash slot from the User-Name alone
 (one round trip, and every key of the person on one Redis Cluster slot). Each credential
-is bound to the RADIUS client it was issued for (controller.access).
+is bound to the RADIUS client it was issued for (controller.domain.access).
 
 The Class attribute of an Access-Accept (below) is signed, so accounting can be tied to
 a person only by a Class this server issued to the client that sends it.
@@ -48,8 +48,6 @@ def person_of_username(username: str) -> str | None:
     """The person id a credential username was issued for, or None if it is not ours."""
     m = _USERNAME.match(username)
     return m.group(1) if m else None
-
-
 
 
 # -- Class (RFC 2865 §5.25): what ties accounting to the login it belongs to ---------------

@@ -2,7 +2,8 @@
 unblock, revoke remembered devices (the portal's ``cw_dev`` cookies).
 
 One set of functions serves the HTTP API (bearer token with role ``admin``, under
-``/api/v1/admin/``) and the ``citywifi admin`` command. A person is named by mobile number
+``/api/v1/admin/``: ``controller.web.admin``) and the ``citywifi admin`` command
+(``controller.cli.admin``). A person is named by mobile number
 (normalised to E.164, then the keyed person id) or by person id; answers carry the person
 id only, and logs never the number.
 
@@ -14,21 +15,15 @@ if a NAS did not answer).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
 import math
 import re
-import sys
-import time
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from controller.config import Config, QuotaPolicy
+from controller.config import QuotaPolicy
 from controller.domain import quota
 from controller.domain.enforcement import projected_exhaustion
 from controller.domain.identity import PERSON_ID_HEX, person_id
@@ -36,10 +31,7 @@ from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
 from controller.services.enforcer import Enforcer, EnforcerBusy, SessionOutcome
 from controller.storage import keys
-from controller.storage.store import Store, StoreUnavailable
-
-if TYPE_CHECKING:
-    pass
+from controller.storage.store import Store
 
 log = structlog.get_logger("citywifi.admin")
 
@@ -201,86 +193,3 @@ async def revoke_devices(store: Store, pid: str) -> dict[str, Any]:
     revoked = await store.device_tokens_revoke(pid)
     log.info("admin.revoke_devices", person=pid, revoked=revoked)
     return {"person": pid, "revoked": revoked}
-
-
-# ------------------------------------------------------------------------- HTTP
-
-
-# ------------------------------------------------------------------------- CLI
-
-
-def add_parser(sub: Any) -> None:
-    """``citywifi admin sessions|disconnect|block|unblock|revoke-devices``."""
-    admin = sub.add_parser("admin", help="a person's sessions and usage; disconnect, block")
-    actions = admin.add_subparsers(dest="admin_command", required=True)
-    helps = {
-        "sessions": "today's usage and open sessions of a person",
-        "disconnect": "disconnect every open session of a person now (RFC 5176)",
-        "block": "reject a person at login until a time, and disconnect them",
-        "unblock": "lift a block",
-        "revoke-devices": "revoke the person's remembered-device cookies (SMS needed again)",
-    }
-    for name, text in helps.items():
-        p = actions.add_parser(name, help=text)
-        p.add_argument("--config", required=True, type=Path)
-        who = p.add_mutually_exclusive_group(required=True)
-        who.add_argument("--phone", help="mobile number")
-        who.add_argument("--person", help="person id")
-        if name == "block":
-            when = p.add_mutually_exclusive_group()
-            when.add_argument("--until", help="YYYY-MM-DD (its 00:00) or YYYY-MM-DDTHH:MM")
-            when.add_argument("--days", type=int, help="N local days counting today")
-            p.add_argument("--reason", default="", help="kept with the block")
-
-
-async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from controller.storage.keyfiles import load_person_key
-    from controller.storage.redis_conn import connect_store, embedded_for
-
-    embedded = embedded_for(config.redis)
-    store = await connect_store(config, embedded)
-    enforcer = Enforcer(config, store)
-    try:
-        if args.admin_command in ("disconnect", "block"):
-            await enforcer.start(loop=False)  # its DAE client only: no loop, no log line
-        pid = resolve_person(
-            phone=args.phone,
-            person=args.person,
-            person_key=load_person_key(config.security.person_key, config.redis.data_dir),
-        )
-        now = int(time.time())
-        action = args.admin_command
-        if action == "sessions":
-            return await person_status(store, config.quota, pid, now)
-        if action == "disconnect":
-            return await disconnect(enforcer, pid)
-        if action == "block":
-            until = block_until(now, config.quota.timezone, until=args.until, days=args.days)
-            return await block(
-                store, enforcer, config.quota, pid, now=now, until=until, reason=args.reason
-            )
-        if action == "revoke-devices":
-            return await revoke_devices(store, pid)
-        return await unblock(store, pid)
-    finally:
-        await enforcer.stop()
-        await store.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)  # only a server this command started
-
-
-def run_cli(config: Config, args: argparse.Namespace) -> int:
-    """Run one admin command; print its JSON answer. Exit 2 on a usage problem."""
-    from controller.logs import configure_logging
-
-    configure_logging(config.log)  # logs to stderr: stdout is the answer
-    try:
-        result = asyncio.run(_cli(config, args))
-    except AdminError as exc:
-        print(f"citywifi admin {args.admin_command}: {exc.message}", file=sys.stderr)
-        return 2
-    except StoreUnavailable as exc:
-        print(f"citywifi admin {args.admin_command}: Redis unavailable: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0

@@ -13,7 +13,6 @@ itself logged.
 from __future__ import annotations
 
 import csv
-import getpass
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -235,14 +234,3 @@ def export(
     rows = query_records(archive, config, q, now)
     log_export(archive, config, person_key, who, q, len(rows), now)
     return render(rows, q, config.quota.timezone)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def cli_who() -> str:
-    """Who runs an export from the command line (the export log's ``who``)."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"

@@ -28,7 +28,7 @@ async def issue_login(
 ) -> IssuedLogin:
     """A fresh credential for a verified number, bound to the RADIUS client (``[[clients]]``
     id) it is handed to and, when known, to one device's MAC: the RADIUS server rejects
-    it anywhere else (controller.access)."""
+    it anywhere else (controller.domain.access)."""
     pid = person_id(phone_e164, person_key)
     username, password = new_username(pid), new_password()
     await store.issue_credential(

@@ -264,7 +264,7 @@ def memory_of(info: Mapping[str, Any]) -> RedisMemory:
 
 class MemoryWatch:
     """Polls ``INFO memory`` every ``interval`` and keeps the latest reading (for
-    ``controller.http``'s load shedding, which must not cost a Redis call per request);
+    ``controller.web.app``'s load shedding, which must not cost a Redis call per request);
     sets the two gauges. A failed poll keeps the last reading."""
 
     def __init__(self, store: Store, *, interval: float = MEMORY_INTERVAL) -> None:

@@ -1,12 +1,12 @@
 """The domain side of the RADIUS server: Access-Request and Accounting-Request handling.
 
 Per request: read what the packet says (pure), one Redis round trip for the person's
-state, decide (pure, in controller.access), and on acceptance a second one that holds
+state, decide (pure, in controller.domain.access), and on acceptance a second one that holds
 the device's slot and consumes the credential atomically (plus one to look a MAC up),
 encode. Redis errors become "no answer" so the NAS retransmits.
 
 Accounting is tied to a person only by a Class this server signed for the sending client
-(controller.identity), or by a credential username issued for that client; anything
+(controller.domain.identity), or by a credential username issued for that client; anything
 else is recorded for an anonymous person of that client.
 """
 
@@ -157,7 +157,7 @@ class RadiusService:
         except PacketError:
             admission = Admission(reject(Outcome.BAD_REQUEST))
         decision, pid = admission.decision, admission.person
-        # the login record of the audit log (controller.audit), queued before answering
+        # the login record of the audit log (controller.services.audit), queued before answering
         event = login_event(self.registry, client, request, decision.outcome.value, pid, now)
         try:
             await self.store.outbox_add(event)

@@ -87,7 +87,7 @@ def client_of(sid: str) -> str:
     return sid.partition("/")[0].partition("#")[0]
 
 
-# -- outbox: closed sessions and login results on their way to the archive (controller.archive)
+# -- outbox: closed sessions and login results on their way to the archive (services.archiver)
 
 OUTBOX = f"{PREFIX}:outbox"  # global stream, XADDed in the pipeline of the close / login
 OUTBOX_GROUP = "archiver"  # its consumer group (every serve's archiver is a consumer)
@@ -121,7 +121,7 @@ def device_tokens(pid: str) -> str:
     return f"{person(pid)}:dev"
 
 
-# -- quota enforcer (controller.enforcer)
+# -- quota enforcer (controller.services.enforcer)
 
 DUE_INDEX = f"{PREFIX}:idx:due"  # zset pid -> epoch the enforcer should look at the person
 

@@ -114,7 +114,7 @@ class MeteredStore(Store):
         finally:
             timer[1].observe(time.perf_counter() - t0)
 
-    # -- the online count (controller.metrics.OnlineStats) --------------------------
+    # -- the online count (controller.services.metrics.OnlineStats) --------------------------
 
     async def online_lead(self, token: str, ttl_ms: int) -> bool:
         """Take or keep the counting lead (two processes counting at once is harmless)."""

@@ -1,6 +1,6 @@
 """Turn ``[redis]`` settings into a client: one server, a Cluster, a Sentinel set, or embedded.
 
-``redis.url`` names the topology (``controller.redis_url``). What this module adds on
+``redis.url`` names the topology (``controller.config.redis_url``). What this module adds on
 top of redis-py, and why:
 
 - Sentinel: redis-py asks the sentinels for the primary only when it opens a

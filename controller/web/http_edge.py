@@ -93,7 +93,7 @@ class Admission(enum.Enum):
 
 def source_key(host: str) -> str:
     """What the per-source cap counts: the same source as the portal's per-IP limits (an
-    IPv4 address, an IPv6 /64; ``controller.portal.ratelimit.ip_bucket``)."""
+    IPv4 address, an IPv6 /64; ``controller.services.portal.ratelimit.ip_bucket``)."""
     return ip_bucket(host.split("%", 1)[0])
 
 

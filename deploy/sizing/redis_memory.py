@@ -23,7 +23,7 @@ from pathlib import Path
 
 import redis
 
-from controller.app import Controller
+from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.services.logins import issue_login
 from controller.storage.redis_embedded import redis_server_binary

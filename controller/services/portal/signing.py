@@ -15,8 +15,6 @@ import hmac
 MAC_BYTES = 16  # 128-bit tags: far beyond online guessing
 
 
-
-
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

@@ -9,7 +9,7 @@ from datetime import date
 from decimal import ROUND_CEILING, Decimal
 from html import escape
 
-# One colour per venue type, in the canonical order of controller.venue_types.
+# One colour per venue type, in the canonical order of controller.domain.venue_types.
 PALETTE = (
     "#1f77b4",
     "#ff7f0e",

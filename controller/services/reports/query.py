@@ -101,7 +101,7 @@ class LedgerReader:
         return ledger_sql(self.archive, days, self.tz, self.settle, self.now_ms)
 
     # Every query is given as a function of the files as they are now: the archive runs
-    # it again without a file it had to quarantine (controller.archive.Archive._tolerant).
+    # it again without a file it had to quarantine (controller.storage.archive.Archive._tolerant).
 
     def day_venues(self, day: date) -> list[DayVenue]:
         def sql() -> tuple[str, list[object]]:

@@ -83,6 +83,7 @@ _DECIMAL_COLUMNS = {"free_hours", "subsidy_yuan", "rate_yuan_per_hour", "operato
 
 
 def to_xlsx(report: Report) -> bytes:
+    # imported here for start-up cost: only an XLSX export needs openpyxl (~0.2 s to import)
     from openpyxl import Workbook
     from openpyxl.writer.excel import ExcelWriter
 

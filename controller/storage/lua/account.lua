@@ -1,10 +1,10 @@
 -- Apply one Accounting-Request to a person's session and day counters, atomically.
 -- Usage is the increase of Acct-Session-Time over the highest value seen for the session,
--- split at local midnight with the day boundaries computed by controller.quota: a
+-- split at local midnight with the day boundaries computed by controller.domain.quota: a
 -- retransmitted, duplicated, reordered or replayed report never counts twice.
 --
 -- Generations (a NAS reuses Acct-Session-Ids, e.g. after a reboot): the caller names the
--- generation g it believes current (controller.keys.session_id); the generation-1 record
+-- generation g it believes current (controller.storage.keys.session_id); the generation-1 record
 -- holds the current one in field 'gen'. A report that cannot belong to the current
 -- generation's closed session (a Start after it; anything begun after an Accounting-On
 -- closed it; a smaller Acct-Session-Time begun after its last report) asks for a new
@@ -17,7 +17,7 @@
 -- Each report's gap since the one before (the lesser of the increase of Acct-Session-Time
 -- and the time passed) keeps the session's largest ('gap', at most ARGV[15]: the cadence
 -- its NAS reports at), and its stale slack = floor(grace x (gap - interim) / interim) when
--- gap > interim (controller.quota.StaleRule) rides in the open hash: "mac|last|slack".
+-- gap > interim (controller.domain.quota.StaleRule) rides in the open hash: "mac|last|slack".
 --
 -- KEYS[1] session hash of generation g   KEYS[2] person's open-sessions hash
 -- KEYS[3 .. 2+n] day usage counters, oldest first (n = ARGV[10])

@@ -6,7 +6,7 @@
 -- its MAC until that MAC's accounting arrives (Store.account deletes the hold in the same
 -- round trip; a session seen open here releases it too) or the hold ends (ARGV[10] s);
 -- without a MAC the hold is named '?<authenticator>' and simply ends.
--- (controller.enforcer counts running devices the same way.) 6 concurrent requests for 6 MACs with
+-- (controller.domain.enforcement counts running devices the same way.) 6 concurrent requests for 6 MACs with
 -- max_devices 2 therefore admit exactly 2 (auth_state.lua counts alike, read-only).
 -- A consumed credential admits again only a NAS retry of the same login: same client,
 -- MAC and NAS session (Acct-Session-Id), within ARGV[7] s, and a new Request Authenticator

@@ -1,7 +1,7 @@
 -- Sliding-window log rate limit (the portal's SMS-code requests). With ARGV[3] = 1 the
 -- event is recorded if every rule still allows it; with 0 it is only checked (the portal
 -- checks every dimension first, then records in all, so a refused request costs nothing).
--- Reference model: controller.portal.ratelimit.wait_ms (same arithmetic, tested together).
+-- Reference model: controller.services.portal.ratelimit.wait_ms (same arithmetic, tested together).
 -- KEYS[1] sorted set of admitted event times (ms) for one phone / MAC / NAS / source IP
 -- ARGV[1] now (ms)   ARGV[2] unique member for this event   ARGV[3] record (1) or check (0)
 -- ARGV[4] n rules    ARGV[5 ..] limit_1, window_ms_1, ..., limit_n, window_ms_n

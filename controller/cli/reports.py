@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import os
 import sys
 import time
@@ -18,12 +19,17 @@ from pathlib import Path
 from typing import TextIO
 
 from controller.config import Config, ConfigError, load_config
+from controller.services import audit
 from controller.services.archiver import Archiver
 from controller.services.reports import writers
 from controller.services.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
 from controller.services.reports.subsidy import build
 from controller.storage.archive import Archive, archive_root
 from controller.storage.datafiles import write_private
+from controller.storage.keyfiles import load_person_key
+from controller.storage.redis_conn import client_from_url, embedded_for
+from controller.storage.redis_embedded import EmbeddedRedisError
+from controller.storage.store import Store, StoreUnavailable
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,10 +80,6 @@ def _load(path: Path) -> Config | None:
 
 async def drain_outbox(config: Config, archive: Archive) -> int | None:
     """Archive what Redis still holds; None when Redis cannot be reached."""
-    from controller.storage.redis_conn import client_from_url, embedded_for
-    from controller.storage.redis_embedded import EmbeddedRedisError
-    from controller.storage.store import Store, StoreUnavailable
-
     embedded = embedded_for(config.redis)
     try:
         url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
@@ -165,10 +167,15 @@ def cmd_report_subsidy(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_export(args: argparse.Namespace) -> int:
-    from controller.services import audit
-    from controller.storage.keyfiles import load_person_key
+def cli_who() -> str:
+    """Who runs an export from the command line (the export log's ``who``)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
 
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
@@ -186,14 +193,12 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         return 2
     archive = _prepare(config, not args.no_drain)
     key = load_person_key(config.security.person_key, config.redis.data_dir)
-    body = audit.export(archive, config, key, audit.cli_who(), q, time.time())
+    body = audit.export(archive, config, key, cli_who(), q, time.time())
     _write(args.out, body, private=True)
     return 0
 
 
 def cmd_audit_trim(args: argparse.Namespace) -> int:
-    from controller.services import audit
-
     config = _load(args.config)
     if config is None:
         return 1

@@ -21,7 +21,6 @@ from controller.config import Config, ConfigError
 from controller.config.redis_url import redact
 from controller.storage.redis_embedded import EmbeddedRedisError
 from controller.storage.store import StoreUnavailable
-from controller.web.http_edge import EdgeError
 
 # sysexits.h; systemd names them in `systemctl status`
 EXIT_USAGE: Final = 2  # argparse's own: a wrong command line
@@ -104,8 +103,6 @@ def explain(exc: BaseException, config: Config | None = None) -> StartupError | 
         if isinstance(exc, StoreUnavailable) and config is not None:
             fix = f" (for {config.redis.startup_wait:g} s; is it running? redis.url)"
         return RedisUnreachable(f"{where} is unavailable: {exc}{fix}")
-    if isinstance(exc, EdgeError):  # e.g. no file descriptors left for HTTP
-        return StartupError(str(exc), EXIT_OSERR)
     if isinstance(exc, OSError):  # a data directory it may not write, a key file, …
         return StartupError(f"{type(exc).__name__}: {exc}", EXIT_OSERR)
     return None

@@ -1,7 +1,12 @@
-"""Wiring: config -> Redis (embedded or external) -> store -> RADIUS ports + HTTP.
+"""The composition root: config -> Redis (embedded or external) -> store -> services ->
+RADIUS ports + HTTP.
 
-``Controller`` is what ``citywifi serve`` runs and what integration tests start in
-process; every resource is started and stopped in one place.
+``Controller`` is what ``citywifi serve`` runs (``run_forever``) and what integration
+tests start in process; every resource is built, started and stopped in one place and
+passed down to what uses it (the RADIUS service its observers, the web app one typed
+resource per ``AppKey``). This is the one module that imports every layer; nothing
+imports it but the commands that run a server (``main``, ``worker``). See
+docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +22,11 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from controller.cli import logs
+from controller.cli.runtime import run
+from controller.cli.startup import EXIT_CONFIG, EXIT_OSERR, StartupError, binding, explain
+from controller.cli.supervisor import default_workers, serve_workers
+from controller.cli.systemd import Notifier
 from controller.config import Config, ConfigError, load_config
 from controller.config.reload import adopt, changes, counts, restart_needed
 from controller.services.archiver import Archiver
@@ -25,13 +36,12 @@ from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
 from controller.services.portal.service import Portal
 from controller.services.radius_service import RadiusService
 from controller.services.tasks import cancel_and_wait
-from controller.startup import binding
 from controller.storage.archive import Archive, archive_root
 from controller.storage.keyfiles import load_person_key
 from controller.storage.redis_conn import connect_store, embedded_for
 from controller.storage.store import Store, StoreUnavailable
 from controller.web.app import make_app, make_metrics_app
-from controller.web.http_edge import ConnectionGuard, GuardedSite
+from controller.web.http_edge import ConnectionGuard, EdgeError, GuardedSite
 from controller.web.resources import Resources
 from radius.server import RadiusEndpoint, open_endpoint
 
@@ -124,7 +134,10 @@ class Controller:
             self.endpoints.append(endpoint)
         self._health = asyncio.ensure_future(store.watch_health())
         # Redis and the RADIUS sockets are open now: the fd budget counts them
-        guard = ConnectionGuard.from_settings(cfg.http, cfg.portal.trusted_proxies)
+        try:
+            guard = ConnectionGuard.from_settings(cfg.http, cfg.portal.trusted_proxies)
+        except EdgeError as exc:  # e.g. no file descriptors left for HTTP
+            raise StartupError(str(exc), EXIT_OSERR) from exc
         resources = Resources(
             live=self.live,
             store=store,
@@ -163,7 +176,7 @@ class Controller:
         self, name: str, app: web.Application, host: str, port: int, guard: ConnectionGuard
     ) -> int:
         """Serve ``app`` on ``host:port`` behind the connection guard; the bound port
-        (a port that cannot be bound is a ``StartupError`` naming it, controller.startup)."""
+        (a port that cannot be bound is a ``StartupError`` naming it, controller.cli.startup)."""
         runner = web.AppRunner(
             app, access_log=None, keepalive_timeout=self.config.http.keepalive_timeout
         )
@@ -289,3 +302,53 @@ async def run_forever(
         if on_stopping is not None:
             on_stopping()
         await controller.stop()
+
+
+def cmd_serve(config_path: Path, workers: int | None = None) -> int:
+    """Serve until SIGTERM; exit 0 then, else with ``controller.cli.startup``'s code and
+    line."""
+    notifier = Notifier.from_environ()  # before any child process inherits $NOTIFY_SOCKET
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:  # placeholder secrets included: serve refuses to start
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        notifier.status(f"failed: {len(exc.problems)} problem(s) in {config_path}")
+        return EXIT_CONFIG
+    logs.configure_logging(config.log)
+    log = structlog.get_logger("citywifi")
+    for warning in config.warnings:
+        log.warning("config.warning", problem=str(warning))
+    if workers is None:
+        workers = default_workers()
+    try:
+        if workers > 1:
+            return serve_workers(config, workers, notifier=notifier)
+        run(_serve_one(config, notifier))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        error = explain(exc, config)
+        if error is None:
+            raise
+        log.error("serve.start_failed", error=str(error), exit_code=error.exit_code)
+        notifier.status(f"failed: {error}")
+        return error.exit_code
+    return 0
+
+
+async def _serve_one(config: Config, notifier: Notifier) -> None:
+    """``serve --workers 1``: one process; READY=1 once its sockets and Redis are up."""
+    watchdog = notifier.start_watchdog()  # from the start: waiting for Redis takes a while
+
+    def ready(controller: Controller) -> None:
+        notifier.ready(
+            f"serving: RADIUS auth {controller.auth_port}/udp, acct {controller.acct_port}/udp,"
+            f" HTTP {controller.http_port}/tcp, "
+            f"{'embedded' if controller.embedded else 'external'} Redis"
+        )
+
+    try:
+        await run_forever(config, on_ready=ready, on_stopping=notifier.stopping)
+    finally:
+        await cancel_and_wait(watchdog)

@@ -22,7 +22,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     if os.environ.get("CITYWIFI_EVENT_LOOP", "uvloop") == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # an optional dependency (not on Windows): imported only if wanted
     except ImportError:  # not on this platform: the stock loop works the same, slower
         return None
     return uvloop.new_event_loop
@@ -60,5 +60,3 @@ async def reap_tasks(timeout: float = REAP_TIMEOUT) -> list[str]:
             task.cancel()
         await asyncio.wait(left, timeout=min(0.5, max(0.0, deadline - loop.time())))
     return [t.get_name() for t in left]
-
-

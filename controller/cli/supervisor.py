@@ -1,6 +1,6 @@
 """``citywifi serve --workers N``: one supervisor process and N worker processes.
 
-Every worker is a whole controller (``controller.app.run_forever``) that binds the RADIUS
+Every worker is a whole controller (``controller.cli.serve.run_forever``) that binds the RADIUS
 UDP ports and the HTTP port with SO_REUSEPORT, so the kernel spreads packets and
 connections over the workers (UDP by the sender's address and port, so a NAS's
 retransmission reaches the same worker and its duplicate cache). The workers share
@@ -17,20 +17,18 @@ stopping the embedded Redis.
 Each worker has a pipe to the supervisor on which it writes one line when it is
 serving (``R``) or when it cannot start (``F<exit code> <reason>``: a port taken, Redis
 unreachable, an invalid config). The supervisor then stops, saying which worker failed
-and why, and exits with that worker's code (``controller.startup``); under systemd it
-says READY=1 only once every worker serves (``controller.systemd``).
+and why, and exits with that worker's code (``controller.cli.startup``); under systemd it
+says READY=1 only once every worker serves (``controller.cli.systemd``).
 
-Workers are spawned (a fresh interpreter: ``python -m controller.supervisor``), not
+Workers are spawned (a fresh interpreter: ``python -m controller.cli.worker``), not
 forked, so nothing of the supervisor's state (event loop, Redis connections, the
 prometheus value class chosen at import) leaks into them.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import os
 import shutil
@@ -41,13 +39,14 @@ import time
 from pathlib import Path
 
 import structlog
+from prometheus_client import multiprocess
 
-from controller.config import REDIS_URL_ENV, Config, ConfigError, load_config
+from controller.cli.startup import EXIT_SOFTWARE
+from controller.cli.systemd import Notifier
+from controller.config import REDIS_URL_ENV, Config
 from controller.services.tasks import cancel_and_wait
-from controller.startup import EXIT_CONFIG, EXIT_SOFTWARE, explain
 from controller.storage.keyfiles import load_person_key
 from controller.storage.redis_conn import embedded_for
-from controller.systemd import Notifier
 
 log = structlog.get_logger("citywifi.supervisor")
 
@@ -161,7 +160,7 @@ class Supervisor:
         return [
             sys.executable,
             "-m",
-            "controller.supervisor",
+            "controller.cli.worker",
             "--config",
             str(self.config.source),
             "--auth-port",
@@ -209,8 +208,6 @@ class Supervisor:
         pid, slot.pid, slot.process = slot.pid, None, None
         if pid is not None:
             with contextlib.suppress(OSError):
-                from prometheus_client import multiprocess
-
                 multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
         how = {"signal": -code} if code is not None and code < 0 else {"code": code}
         level = log.info if self.stopping.is_set() else log.error
@@ -273,7 +270,7 @@ class Supervisor:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; the failing worker's exit code if they could not start.
 
-        Raises what ``controller.startup.explain`` words (an embedded Redis that does not
+        Raises what ``controller.cli.startup.explain`` words (an embedded Redis that does not
         start, a key file it may not write) when the supervisor's own preparation fails."""
         loop = asyncio.get_running_loop()
         watchdog = self.notifier.start_watchdog()
@@ -364,74 +361,3 @@ class Supervisor:
 def serve_workers(config: Config, workers: int, notifier: Notifier | None = None) -> int:
     """The supervisor's entry point (``citywifi serve --workers N``, N > 1)."""
     return asyncio.run(Supervisor(config, workers, notifier).run())
-
-
-# ------------------------------------------------------------------------- the worker
-
-
-def _die_with_supervisor(supervisor: int) -> None:
-    """Ask the kernel for SIGTERM when the supervisor dies (even by SIGKILL)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if supervisor and os.getppid() != supervisor:  # it died before prctl took effect
-        raise SystemExit(1)
-
-
-def worker_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="citywifi-worker")
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--auth-port", required=True, type=int)
-    parser.add_argument("--acct-port", required=True, type=int)
-    parser.add_argument("--http-port", required=True, type=int)
-    args = parser.parse_args(argv)
-
-    from controller.app import run_forever
-    from controller.logs import configure_logging
-    from controller.runtime import run
-
-    _die_with_supervisor(int(os.environ.get(SUPERVISOR_ENV, "0")))
-    ready_fd = int(os.environ.get(READY_FD_ENV, "-1"))
-
-    def tell(line: str) -> None:
-        """One line to the supervisor on the ready pipe (written once, then closed)."""
-        nonlocal ready_fd
-        if ready_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.write(ready_fd, (line.replace("\n", " ")[:3000] + "\n").encode())
-                os.close(ready_fd)
-            ready_fd = -1
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        tell(f"F{EXIT_CONFIG} " + "; ".join(str(p) for p in exc.problems))
-        return EXIT_CONFIG
-    config = dataclasses.replace(
-        config,
-        radius=dataclasses.replace(
-            config.radius, auth_port=args.auth_port, acct_port=args.acct_port
-        ),
-        http=dataclasses.replace(config.http, port=args.http_port),
-    )
-    configure_logging(config.log)
-    structlog.contextvars.bind_contextvars(worker=int(os.environ.get(WORKER_ENV, "0")))
-    try:
-        run(run_forever(config, reuse_port=True, on_ready=lambda _: tell("R")))
-    except KeyboardInterrupt:
-        pass
-    except Exception as exc:
-        error = explain(exc, config)
-        if error is None:
-            tell(f"F{EXIT_SOFTWARE} {type(exc).__name__}: {exc}")
-            raise
-        log.error("serve.start_failed", error=str(error), exit_code=error.exit_code)
-        tell(f"F{error.exit_code} {error}")
-        return error.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())

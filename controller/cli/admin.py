@@ -1,0 +1,102 @@
+"""``citywifi admin sessions|disconnect|block|unblock|revoke-devices``: the admin
+actions (``controller.services.admin``) from the command line, on the same Redis as a
+running ``serve``; the answer is printed as JSON, logs go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from controller.cli import logs
+from controller.config import Config
+from controller.services.admin import (
+    AdminError,
+    block,
+    block_until,
+    disconnect,
+    person_status,
+    resolve_person,
+    revoke_devices,
+    unblock,
+)
+from controller.services.enforcer import Enforcer
+from controller.storage.keyfiles import load_person_key
+from controller.storage.redis_conn import connect_store, embedded_for
+from controller.storage.store import StoreUnavailable
+
+
+def add_parser(sub: Any) -> None:
+    """``citywifi admin sessions|disconnect|block|unblock|revoke-devices``."""
+    admin = sub.add_parser("admin", help="a person's sessions and usage; disconnect, block")
+    actions = admin.add_subparsers(dest="admin_command", required=True)
+    helps = {
+        "sessions": "today's usage and open sessions of a person",
+        "disconnect": "disconnect every open session of a person now (RFC 5176)",
+        "block": "reject a person at login until a time, and disconnect them",
+        "unblock": "lift a block",
+        "revoke-devices": "revoke the person's remembered-device cookies (SMS needed again)",
+    }
+    for name, text in helps.items():
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--config", required=True, type=Path)
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--phone", help="mobile number")
+        who.add_argument("--person", help="person id")
+        if name == "block":
+            when = p.add_mutually_exclusive_group()
+            when.add_argument("--until", help="YYYY-MM-DD (its 00:00) or YYYY-MM-DDTHH:MM")
+            when.add_argument("--days", type=int, help="N local days counting today")
+            p.add_argument("--reason", default="", help="kept with the block")
+
+
+async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    embedded = embedded_for(config.redis)
+    store = await connect_store(config, embedded)
+    enforcer = Enforcer(config, store)
+    try:
+        if args.admin_command in ("disconnect", "block"):
+            await enforcer.start(loop=False)  # its DAE client only: no loop, no log line
+        pid = resolve_person(
+            phone=args.phone,
+            person=args.person,
+            person_key=load_person_key(config.security.person_key, config.redis.data_dir),
+        )
+        now = int(time.time())
+        action = args.admin_command
+        if action == "sessions":
+            return await person_status(store, config.quota, pid, now)
+        if action == "disconnect":
+            return await disconnect(enforcer, pid)
+        if action == "block":
+            until = block_until(now, config.quota.timezone, until=args.until, days=args.days)
+            return await block(
+                store, enforcer, config.quota, pid, now=now, until=until, reason=args.reason
+            )
+        if action == "revoke-devices":
+            return await revoke_devices(store, pid)
+        return await unblock(store, pid)
+    finally:
+        await enforcer.stop()
+        await store.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)  # only a server this command started
+
+
+def run_cli(config: Config, args: argparse.Namespace) -> int:
+    """Run one admin command; print its JSON answer. Exit 2 on a usage problem."""
+    logs.configure_logging(config.log)  # logs to stderr: stdout is the answer
+    try:
+        result = asyncio.run(_cli(config, args))
+    except AdminError as exc:
+        print(f"citywifi admin {args.admin_command}: {exc.message}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"citywifi admin {args.admin_command}: Redis unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
