@@ -23,7 +23,7 @@ of an earlier session so every person has usage today.
 - ``acct``: sessions in batches of ``--batch``: Start of all, then Interim 1 of all, ...,
   then Stop of all, so a session's Start is ``batch`` packets ahead of its first Interim
   (far more than any window). A Class signed for the site's client (``cw2:<pid>:m:…``,
-  controller.identity) ties them to the person without a lookup, as the NAS echoes it
+  controller.domain.identity) ties them to the person without a lookup, as the NAS echoes it
   from the Access-Accept; Acct-Session-Time is cumulative.
 - ``mix``: per session the MAC login, then its Start, Interims and Stop (same batching).
 

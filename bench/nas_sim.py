@@ -14,7 +14,7 @@ seconds and Acct-Session-Time counts simulated seconds (``SimClock``). A control
 in the same process can share the clock (``Controller(config, clock=clock)``), so its
 projections and timers run at the same speed.
 
-RADIUS packets are built and verified with pyrad (``radius.client``), independently of
+RADIUS packets are built and verified with pyrad (``tests.support.pyrad_client``), independently of
 the controller's own codec. Command line: ``python -m bench.nas_sim --help``.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 from pyrad.packet import CoAPacket
 
 from radius.attrs import Attr, Code, ErrorCause, TerminateCause
-from radius.client import RadiusClient, load_dictionary
+from tests.support.pyrad_client import RadiusClient, load_dictionary
 
 __all__ = ["NasSimulator", "SimClock", "SimSession", "main"]
 

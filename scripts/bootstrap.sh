@@ -25,7 +25,7 @@ apt_install() {  # [--no-install-recommends] package...
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null
 }
 
-# The peers the tests run themselves (tests/peers.py: their own configs, loopback ports).
+# The peers the tests run themselves (tests/support/peers.py: their own configs, loopback ports).
 # Debian starts and enables a package's service when it installs it; a test machine must
 # not get a system-wide FreeRADIUS on 1812/1813 or a Prometheus on 9090. So service starts
 # are refused during the install (policy-rc.d, exit 101: "action forbidden"), and the

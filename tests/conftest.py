@@ -11,7 +11,7 @@ import structlog
 from controller.cli import logs
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 
 SECRET = "testing123"
 

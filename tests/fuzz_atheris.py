@@ -11,7 +11,7 @@ bounded, deterministic fuzz pass of CI is ``tests/test_fuzz_packet.py`` and
 (the first directory is where libFuzzer keeps the inputs it finds interesting).
 
 Each input is used twice: as sent, and with its Length fixed and re-signed with the seeds'
-secret (``tests.fuzz_kit.resign``), because the fuzzer cannot compute MD5/HMAC-MD5 and
+secret (``tests.support.fuzz_kit.resign``), because the fuzzer cannot compute MD5/HMAC-MD5 and
 would otherwise never get past the authenticators. The contract checked: the decoder
 returns a ``Request`` consistent with the bytes or raises ``PacketError`` with a known
 reason, and what the handlers read from a request (text, integers, User-Password, CHAP,
@@ -40,7 +40,7 @@ with atheris.instrument_imports():
     from radius import packet
     from radius.attrs import Attr
 
-from tests.fuzz_kit import AUTH, SECRET, fix_length, resign  # noqa: E402 (after sys.path)
+from tests.support.fuzz_kit import AUTH, SECRET, fix_length, resign  # noqa: E402 (after sys.path)
 
 REASONS = frozenset(get_args(packet.Reason))
 REPLY_FOR = {1: 2, 4: 5, 12: 2, 40: 41, 43: 44}

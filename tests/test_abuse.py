@@ -28,8 +28,8 @@ import structlog
 from prometheus_client import REGISTRY
 
 from controller.web import auth
-from tests.portal_kit import Clock, Rig, running_portal, sms_messages
-from tests.redis_proc import RedisProcess
+from tests.support.portal_kit import Clock, Rig, running_portal, sms_messages
+from tests.support.redis_proc import RedisProcess
 
 TOKENS = {"reports": "tok-reports-6a0f", "audit": "tok-audit-91c2", "admin": "tok-admin-33d7"}
 TOKEN_TABLES = "".join(

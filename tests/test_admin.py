@@ -18,8 +18,8 @@ from controller.domain import quota
 from controller.domain.identity import person_id
 from controller.services.admin import AdminError, block_until, resolve_person
 from radius.attrs import TerminateCause
-from tests.redis_proc import RedisProcess
-from tests.redis_proc import until as poll_until
+from tests.support.redis_proc import RedisProcess
+from tests.support.redis_proc import until as poll_until
 from tests.test_enforcer_integration import INTERIM, NAS_B, City, city
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from tests.portal_kit import Rig, running_portal
-from tests.redis_proc import RedisProcess
+from tests.support.portal_kit import Rig, running_portal
+from tests.support.redis_proc import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAPI = ROOT / "docs" / "openapi.yaml"

@@ -18,7 +18,7 @@ import pytest
 from controller.cli.serve import Controller
 from controller.config import ConfigError, load_config
 from radius.attrs import Code
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 from tests.test_radius_integration import acct, auth, login
 from tests.test_reports_helpers import AP, PHONES, SH, TOKENS, Clock, city_config, drain, use
 

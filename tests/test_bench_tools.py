@@ -31,7 +31,7 @@ from controller.domain.identity import class_key, verify_class
 from radius.attrs import AcctStatus, Attr, Code
 from radius.packet import decode_request, decrypt_user_password
 from tests.conftest import SECRET, write_config
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSON_KEY = b"test-person-key-0123456789"  # tests.conftest.service_sections

@@ -1,4 +1,4 @@
-"""radius.client (pyrad-based) against a throwaway responder built on radius.packet."""
+"""tests.support.pyrad_client (pyrad-based) against a throwaway responder built on radius.packet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any, cast
 import pytest
 
 from radius.attrs import VENDOR_WISPR, Attr, Code, ErrorCause
-from radius.client import RadiusClient, set_chap
 from radius.packet import (
     Request,
     attr_int,
@@ -25,6 +24,7 @@ from radius.packet import (
     encode_request,
     vsa,
 )
+from tests.support.pyrad_client import RadiusClient, set_chap
 
 SECRET = b"client-test-secret"
 PASSWORD = b"right"

@@ -24,7 +24,7 @@ from controller.storage.redis_conn import client_from_url
 from radius.attrs import Code
 from tests import test_archive, test_radius_integration, test_reports
 from tests.conftest import write_config
-from tests.redis_topologies import Cluster, reuse_tests
+from tests.support.redis_topologies import Cluster, reuse_tests
 from tests.test_radius_integration import acct, login, used_today
 from tests.test_reports_helpers import city_config
 
@@ -93,7 +93,7 @@ async def test_unknown_person_accounting_is_recorded_on_its_slot(
     )
     assert reply is not None
     assert isinstance(controller.store and controller.store.redis, RedisCluster)
-    found = await controller.store.redis.keys(  # type: ignore[union-attr]
+    found = await controller.storage.store.redis.keys(  # type: ignore[union-attr]
         f"{keys.PREFIX}:*:s:nas-local/ghost", target_nodes=RedisCluster.PRIMARIES
     )
     assert len(found) == 1
@@ -111,7 +111,7 @@ async def test_scripts_reloaded_on_every_primary_after_a_flush(
     reply = await acct(controller, "Interim-Update", "ns", 120, user=issued.username)
     assert reply is not None and reply.code == Code.ACCOUNTING_RESPONSE
     assert await used_today(controller, issued.person) == 120
-    sha = next(iter(controller.store.scripts.values())).sha  # type: ignore[union-attr]
+    sha = next(iter(controller.storage.store.scripts.values())).sha  # type: ignore[union-attr]
     for node in cluster.nodes:
         with node.client() as c:
             assert c.script_exists(sha) == [True]

@@ -12,7 +12,6 @@ from prometheus_client import REGISTRY
 from pyrad.packet import CoAPacket
 
 from radius.attrs import Attr, Code, ErrorCause
-from radius.client import load_dictionary
 from radius.dae import (
     DaeClient,
     DaeOutcome,
@@ -23,6 +22,7 @@ from radius.dae import (
     retry_schedule,
 )
 from radius.packet import Request, attr_int, decode_request, encode_reply
+from tests.support.pyrad_client import load_dictionary
 
 SECRET = b"dae-secret"
 IDENT = SessionIdentity(

@@ -24,8 +24,8 @@ import yaml
 
 from controller.config import check_config
 from controller.config.redis_url import parse_redis_url
-from tests.redis_proc import wait_until
-from tests.redis_topologies import Node
+from tests.support.redis_proc import wait_until
+from tests.support.redis_topologies import Node
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

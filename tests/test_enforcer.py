@@ -26,7 +26,7 @@ from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
 from tests.conftest import write_config
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 
 SH = ZoneInfo("Asia/Shanghai")
 NOON = int(datetime(2026, 11, 25, 12, 0, tzinfo=SH).timestamp())

@@ -26,8 +26,8 @@ from controller.storage import keys
 from controller.storage.store import Store
 from radius.attrs import TerminateCause
 from tests.conftest import write_config
-from tests.redis_proc import RedisProcess, until
-from tests.redis_topologies import Cluster
+from tests.support.redis_proc import RedisProcess, until
+from tests.support.redis_topologies import Cluster
 
 SPEED = 20.0
 INTERIM = 60

@@ -1,6 +1,6 @@
 """Faults under accounting load: real ``citywifi serve`` processes, real redis-server, UDP.
 
-Each test drives a fleet of NAS sessions (tests/acct_load.py) that retransmits until
+Each test drives a fleet of NAS sessions (tests/support/acct_load.py) that retransmits until
 answered, injects one fault in the middle, and then checks the ground truth against
 Redis: every Accounting-Request that got an answer is in Redis, and once the NASes have
 retransmitted everything the usage equals the truth exactly (no loss, no double count).
@@ -37,9 +37,9 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.storage.redis_embedded import EmbeddedRedis
-from tests.acct_load import LoadPlan, LoadThread, Truth, check_redis
 from tests.conftest import SECRET, write_config
-from tests.redis_proc import RedisProcess, wait_until
+from tests.support.acct_load import LoadPlan, LoadThread, Truth, check_redis
+from tests.support.redis_proc import RedisProcess, wait_until
 
 pytestmark = pytest.mark.multiprocess
 

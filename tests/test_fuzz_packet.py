@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radius.packet import MAX_PACKET, PacketError, Reason, Request, decode_request, encode_reply
-from tests.fuzz_kit import (
+from tests.support.fuzz_kit import (
     MA,
     PROXY_STATE,
     SECRET,

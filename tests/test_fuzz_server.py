@@ -37,10 +37,9 @@ from controller.domain.identity import sign_class, verify_class
 from controller.services.logins import issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
-from radius.client import RadiusClient, set_pap
 from radius.packet import PacketError, decode_reply, decode_request
 from tests.conftest import SECRET, write_config
-from tests.fuzz_kit import (
+from tests.support.fuzz_kit import (
     MA,
     PROXY_STATE,
     corpus,
@@ -52,8 +51,9 @@ from tests.fuzz_kit import (
     tlv,
     u32,
 )
-from tests.radclient import radclient
-from tests.redis_proc import RedisProcess, until
+from tests.support.pyrad_client import RadiusClient, set_pap
+from tests.support.radclient import radclient
+from tests.support.redis_proc import RedisProcess, until
 
 FUZZ_SEED = 3596  # CVE-2024-3596
 MUTATIONS = 3000
@@ -501,7 +501,7 @@ def _radclient_two_proxy_states(port: int) -> Any:
     """radclient with two Proxy-State lines (a dict cannot hold both)."""
     import subprocess
 
-    from tests.radclient import RADCLIENT, RadReply
+    from tests.support.radclient import RADCLIENT, RadReply
 
     text = textwrap.dedent(
         """\

@@ -1,4 +1,4 @@
-"""Hand-off encodings (controller.portal.handoff): each one decoded back the way the NAS
+"""Hand-off encodings (controller.services.portal.handoff): each one decoded back the way the NAS
 does it and sent through the real RADIUS server, plus the pure parsing rules."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from controller.services.portal.handoff import (
     parse_redirect,
     split_md,
 )
-from tests.portal_kit import NAS, accepted, octal, radius_chap, radius_pap
+from tests.support.portal_kit import NAS, accepted, octal, radius_chap, radius_pap
 
 CHALLENGE = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 MAC = "AA-BB-CC-00-10-01"

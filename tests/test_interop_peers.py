@@ -5,7 +5,7 @@ accounting, Status-Server failover away from a citywifi whose Redis is frozen),
 radsecproxy in both directions (NAS -UDP-> radsecproxy -TLS-> radsecproxy -UDP->
 citywifi), and FreeRADIUS as the RFC 5176 listener of a NAS receiving citywifi's
 Disconnect-Requests. Each peer runs from a configuration written here, on loopback ports,
-started once per module (``tests/peers.py``); a NAS is FreeRADIUS's own ``radclient``.
+started once per module (``tests/support/peers.py``); a NAS is FreeRADIUS's own ``radclient``.
 
 The Message-Authenticator of an Accounting-Response is settled against the peers
 themselves: a stub home server answers with each of the three choices (none, over 16 zero
@@ -36,7 +36,7 @@ from radius.attrs import Attr, Code
 from radius.dae import DaeClient, DaeOutcome, DaeTarget, SessionIdentity
 from radius.packet import PacketError, Request, decode_request, encode_reply
 from tests.conftest import SECRET, service_sections
-from tests.peers import (
+from tests.support.peers import (
     FreeRadiusDae,
     FreeRadiusProxy,
     HomeServer,
@@ -45,8 +45,8 @@ from tests.peers import (
     radsec_pair,
     udp_port,
 )
-from tests.radclient import RadReply, radclient
-from tests.redis_proc import RedisProcess, wait_until
+from tests.support.radclient import RadReply, radclient
+from tests.support.redis_proc import RedisProcess, wait_until
 
 pytestmark = pytest.mark.peers
 

@@ -29,7 +29,6 @@ from controller.services.radius_service import anonymous_person
 from controller.storage import keys
 from controller.storage.store import StoreHealth
 from radius.attrs import Attr, Code
-from radius.client import RadiusClient, accounting_reply_valid
 from radius.dae import (
     DaeClient,
     DaeOutcome,
@@ -49,7 +48,8 @@ from radius.packet import (
 )
 from radius.server import DropLog
 from tests.conftest import SECRET
-from tests.redis_proc import RedisProcess, until
+from tests.support.pyrad_client import RadiusClient, accounting_reply_valid
+from tests.support.redis_proc import RedisProcess, until
 
 KEY = SECRET.encode()
 ACCT = attr_int(Attr.ACCT_STATUS_TYPE, 1) + attr_text(Attr.ACCT_SESSION_ID, "s-1")

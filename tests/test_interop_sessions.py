@@ -26,10 +26,10 @@ from controller.domain.registry import Registry
 from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
-from radius.client import RadiusClient, set_pap
 from tests.conftest import SECRET, write_config
-from tests.portal_kit import Clock
-from tests.redis_proc import RedisProcess, until
+from tests.support.portal_kit import Clock
+from tests.support.pyrad_client import RadiusClient, set_pap
+from tests.support.redis_proc import RedisProcess, until
 
 SH = ZoneInfo("Asia/Shanghai")
 AP = "AC-4E-91-0B-7F-2D"  # an AP MAC with letters, so case matters

@@ -27,9 +27,9 @@ from controller.domain.venue_types import VENUE_TYPES
 from controller.services.logins import issue_login
 from controller.services.metrics import OnlineStats
 from radius.attrs import Code, ErrorCause
-from radius.client import RadiusClient, load_dictionary
-from tests.portal_kit import NAS, Clock, Rig, accepted, radius_pap, running_portal
-from tests.redis_proc import RedisProcess, free_port, until
+from tests.support.portal_kit import NAS, Clock, Rig, accepted, radius_pap, running_portal
+from tests.support.pyrad_client import RadiusClient, load_dictionary
+from tests.support.redis_proc import RedisProcess, free_port, until
 
 SH = ZoneInfo("Asia/Shanghai")
 TOKEN = "metrics-test-token-0123"

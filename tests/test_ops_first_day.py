@@ -31,7 +31,7 @@ import redis
 from controller.cli.startup import EXIT_OSERR, EXIT_UNAVAILABLE
 from controller.storage.redis_embedded import env_pid_alive
 from tests.conftest import write_config
-from tests.redis_proc import RedisProcess, free_port, until, wait_until
+from tests.support.redis_proc import RedisProcess, free_port, until, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -237,8 +237,8 @@ class Serving:
 async def test_item_13_client_last_seen_survives_a_restart_and_costs_one_write_a_second(
     tmp_path: Path, redis_proc: RedisProcess
 ) -> None:
-    from radius.client import RadiusClient
     from tests.conftest import SECRET
+    from tests.support.pyrad_client import RadiusClient
 
     ports = {"auth": free_port(socket.SOCK_DGRAM), "acct": free_port(socket.SOCK_DGRAM)}
     ports["http"] = free_port()

@@ -1,4 +1,4 @@
-"""SMS codes (controller.portal.otp): pure rules, then the Redis side on a real server."""
+"""SMS codes (controller.services.portal.otp): pure rules, then the Redis side on a real server."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from controller.services.portal.signing import Signer
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
-from tests.redis_proc import RedisProcess, until
+from tests.support.redis_proc import RedisProcess, until
 
 PID = "0123456789abcdef0123"
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from pyrad.packet import AcctPacket, AuthPacket, CoAPacket
 
 from radius.attrs import VENDOR_CHILLI, VENDOR_WISPR, AcctStatus, Attr, Code
-from radius.client import load_dictionary
 from radius.packet import (
     MAX_PACKET,
     PacketError,
@@ -34,6 +33,7 @@ from radius.packet import (
     encrypt_user_password,
     vsa,
 )
+from tests.support.pyrad_client import load_dictionary
 
 SECRET = b"s3cret-shared"
 AUTH = bytes(range(16))

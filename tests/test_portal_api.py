@@ -25,7 +25,7 @@ from controller.domain.identity import person_id
 from controller.services.portal.handoff import chilli_key, chilli_pap_decode
 from controller.services.portal.i18n import Catalog
 from controller.storage import keys
-from tests.portal_kit import (
+from tests.support.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,
     Rig,
@@ -38,7 +38,7 @@ from tests.portal_kit import (
     running_portal,
     sms_messages,
 )
-from tests.redis_proc import RedisProcess, free_port, until
+from tests.support.redis_proc import RedisProcess, free_port, until
 
 SH = ZoneInfo("Asia/Shanghai")
 CHALLENGE = "00112233445566778899aabbccddeeff"

@@ -30,7 +30,7 @@ import pytest
 
 from controller.domain import quota
 from controller.services.portal.handoff import chilli_pap_decode
-from tests.portal_kit import (
+from tests.support.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,
     NasLogin,
@@ -44,7 +44,7 @@ from tests.portal_kit import (
     radius_pap,
     write_portal_config,
 )
-from tests.redis_proc import RedisProcess, free_port, wait_until
+from tests.support.redis_proc import RedisProcess, free_port, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

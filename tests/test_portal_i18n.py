@@ -1,4 +1,4 @@
-"""Language choice and formatting of the portal (controller.portal.i18n), and the pure
+"""Language choice and formatting of the portal (controller.services.portal.i18n), and the pure
 helpers next to it (client address behind proxies, phone masking, RFC 8908 object)."""
 
 from __future__ import annotations

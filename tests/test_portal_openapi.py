@@ -18,7 +18,7 @@ from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
 from controller.web.app import make_app
 from controller.web.resources import Resources
-from tests.portal_kit import write_portal_config
+from tests.support.portal_kit import write_portal_config
 
 OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 

@@ -13,8 +13,8 @@ from controller.config import PortalSettings
 from controller.services.portal.ratelimit import Rule, retry_after_seconds, rules_for, wait_ms
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
-from tests.portal_kit import Clock, Rig, running_portal, sms_messages
-from tests.redis_proc import RedisProcess
+from tests.support.portal_kit import Clock, Rig, running_portal, sms_messages
+from tests.support.redis_proc import RedisProcess
 
 H = 3600_000  # ms
 

@@ -16,9 +16,9 @@ from controller.domain.identity import class_key, person_id, verify_class
 from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
-from radius.client import RadiusClient, set_chap
 from tests.conftest import SECRET
-from tests.redis_proc import RedisProcess
+from tests.support.pyrad_client import RadiusClient, set_chap
+from tests.support.redis_proc import RedisProcess
 
 SH = ZoneInfo("Asia/Shanghai")
 PHONE = "+8613800138000"
@@ -51,7 +51,7 @@ async def auth(ctl: Controller, user: str, password: str | None, mac: str = MAC,
     async with client(ctl) as c:
         req = c.auth_request(User_Name=user, Calling_Station_Id=mac, NAS_Identifier="nas-1", **kw)
         if password is not None:
-            from radius.client import set_pap
+            from tests.support.pyrad_client import set_pap
 
             set_pap(req, password)
         return await c.request(req, timeout=2.0)

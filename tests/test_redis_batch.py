@@ -1,4 +1,4 @@
-"""The hot path's Redis batching (controller.redis_batch) against a real redis-server.
+"""The hot path's Redis batching (controller.storage.redis_batch) against a real redis-server.
 
 What must hold: every unit gets exactly its own replies, in order, whatever else shares
 its batch; error replies come back as exceptions for that unit only; a lost or frozen
@@ -24,7 +24,7 @@ from controller.storage.redis_batch import (
 )
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store, StoreUnavailable
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 
 
 def test_pack_is_resp_arrays_of_bulk_strings() -> None:

@@ -17,7 +17,7 @@ from controller.storage.redis_conn import (
     client_from_url,
 )
 from tests.conftest import write_config
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 
 
 def test_single_server_urls_go_to_redis_py_without_our_options() -> None:

@@ -27,9 +27,9 @@ from controller.config.reload import adopt, changes, restart_needed
 from controller.services.radius_service import anonymous_person
 from controller.storage import keys
 from radius.attrs import Code
-from radius.client import RadiusClient
 from tests.conftest import SECRET, write_config
-from tests.redis_proc import RedisProcess
+from tests.support.pyrad_client import RadiusClient
+from tests.support.redis_proc import RedisProcess
 from tests.test_metrics import Scrape
 from tests.test_workers import Served
 

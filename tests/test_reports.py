@@ -20,7 +20,7 @@ from openpyxl import load_workbook
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.services.reports.writers import canonical
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 from tests.test_reports_helpers import SH, TOKENS, Clock, city_config, drain, use
 
 pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: city, clock, ctl

@@ -18,7 +18,7 @@ from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from radius.attrs import Code
 from tests.conftest import SECRET, service_sections
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 from tests.test_radius_integration import acct, login
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -39,9 +39,9 @@ from controller.cli import main as citywifi
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from tests.conftest import SECRET, write_config
-from tests.portal_kit import portal_tables
-from tests.radclient import radclient
-from tests.redis_proc import RedisProcess, free_port, until, wait_until
+from tests.support.portal_kit import portal_tables
+from tests.support.radclient import radclient
+from tests.support.redis_proc import RedisProcess, free_port, until, wait_until
 from tests.test_reports_helpers import SH, TOKENS, Clock, city_config, drain, use
 
 pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: city, clock, ctl

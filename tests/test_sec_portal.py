@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import REGISTRY
 from yarl import URL
 
-from tests.portal_kit import (
+from tests.support.portal_kit import (
     NAS,
     Rig,
     accepted,
@@ -30,7 +30,7 @@ from tests.portal_kit import (
     running_portal,
     sms_messages,
 )
-from tests.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess
 
 ADMIN_TOKEN = "tok-admin-sec-13"
 TABLES = (

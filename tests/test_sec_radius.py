@@ -34,10 +34,10 @@ from controller.domain.identity import class_key, sign_class, verify_class
 from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
-from radius.client import RadiusClient, load_dictionary, set_pap
 from radius.packet import decode_reply
 from tests.conftest import SECRET, write_config
-from tests.redis_proc import RedisProcess, free_port, until
+from tests.support.pyrad_client import RadiusClient, load_dictionary, set_pap
+from tests.support.redis_proc import RedisProcess, free_port, until
 
 PHONE = "+8613800138013"
 VICTIM_MAC = "AA-BB-CC-13-00-01"

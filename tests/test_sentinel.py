@@ -34,8 +34,8 @@ from controller.storage import keys
 from controller.storage.redis_conn import ManagedRedis
 from radius.attrs import Code
 from tests.conftest import write_config
-from tests.redis_proc import until, wait_until
-from tests.redis_topologies import Node, SentinelSet
+from tests.support.redis_proc import until, wait_until
+from tests.support.redis_topologies import Node, SentinelSet
 from tests.test_radius_integration import client, login
 
 pytestmark = pytest.mark.redis_topology

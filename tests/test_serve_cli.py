@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from tests.radclient import radclient
-from tests.redis_proc import free_port, wait_until
+from tests.support.radclient import radclient
+from tests.support.redis_proc import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CITYWIFI = [sys.executable, "-m", "controller.cli"]

@@ -28,9 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller.cli.supervisor import resolve_ports
 from controller.config import load_config
 from radius.attrs import Code
-from radius.client import RadiusClient
 from tests.conftest import SECRET, write_config
-from tests.redis_proc import free_port, wait_until
+from tests.support.pyrad_client import RadiusClient
+from tests.support.redis_proc import free_port, wait_until
 
 pytestmark = pytest.mark.multiprocess
 

@@ -28,7 +28,7 @@ from controller.config import load_config
 from controller.services.logins import issue_login
 from controller.storage.redis_embedded import redis_server_binary
 from radius.attrs import Attr, Code
-from radius.client import RadiusClient, set_pap
+from tests.support.pyrad_client import RadiusClient, set_pap
 
 SECRET = b"sizing-secret"
 

@@ -9,7 +9,7 @@ The corpus (``tests/fuzz_corpus/``) holds one datagram per file: ``seeds/`` are 
 requests of the test city's ``nas-local`` client (secret ``testing123``), ``crashers/``
 every datagram that ever made a decoder or handler fail (replayed by CI), ``pending/``
 those whose bug is not fixed yet (replayed by xfail tests). File names start with the
-port they go to (``auth-`` / ``acct-``). ``python -m tests.fuzz_kit`` rewrites ``seeds/``
+port they go to (``auth-`` / ``acct-``). ``python -m tests.support.fuzz_kit`` rewrites ``seeds/``
 and ``pending/`` from ``seed_packets()`` and ``pending_packets()``.
 
 The re-signer is written from the RFCs, not with ``radius.packet``, so that mutated
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parent / "fuzz_corpus"
+CORPUS = Path(__file__).resolve().parent.parent / "fuzz_corpus"
 SEEDS = CORPUS / "seeds"
 CRASHERS = CORPUS / "crashers"
 PENDING = CORPUS / "pending"  # found, not fixed yet: replayed by xfail tests only

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from controller.storage.redis_embedded import redis_server_binary
-from tests.redis_proc import free_port, wait_until
+from tests.support.redis_proc import free_port, wait_until
 
 CLUSTER_BUS_OFFSET = 10000  # Redis 6.2 puts the cluster bus on port + 10000 (no cluster-port)
 

@@ -21,8 +21,8 @@ import aiohttp
 from controller.cli.serve import Controller
 from controller.config import load_config
 from radius.attrs import Code
-from radius.client import RadiusClient, set_pap
 from tests.conftest import write_config
+from tests.support.pyrad_client import RadiusClient, set_pap
 
 CHILLI_UAM_SECRET = "uam-secret-chilli"
 PORTAL_KEY = "test-portal-cookie-key-0123456789"

@@ -10,7 +10,7 @@ How a session behaves (RFC 2866 §2, RFC 5080 §2.2.1):
   Start (Acct-Session-Time 0), Interim-Updates with a growing cumulative session time,
   Stop (User-Request) with the final one. Each report carries the Class a real Accept
   would have given (signed for the plan's client with the test person key,
-  controller.identity), so usage lands on a person we know.
+  controller.domain.identity), so usage lands on a person we know.
 - An unanswered report is retransmitted as the identical datagram (same Identifier and
   authenticator) every ``retransmit_after`` s; after ``tries_per_id`` sends it gets a new
   Identifier and Acct-Delay-Time = seconds since its event (so a new authenticator),

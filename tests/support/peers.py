@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from controller.cli.serve import Controller
 from controller.config import Config
-from tests.redis_proc import free_port, wait_until
+from tests.support.redis_proc import free_port, wait_until
 
 T = TypeVar("T")
 
