@@ -93,7 +93,7 @@ async def test_unknown_person_accounting_is_recorded_on_its_slot(
     )
     assert reply is not None
     assert isinstance(controller.store and controller.store.redis, RedisCluster)
-    found = await controller.storage.store.redis.keys(  # type: ignore[union-attr]
+    found = await controller.store.redis.keys(  # type: ignore[union-attr]
         f"{keys.PREFIX}:*:s:nas-local/ghost", target_nodes=RedisCluster.PRIMARIES
     )
     assert len(found) == 1
@@ -111,7 +111,7 @@ async def test_scripts_reloaded_on_every_primary_after_a_flush(
     reply = await acct(controller, "Interim-Update", "ns", 120, user=issued.username)
     assert reply is not None and reply.code == Code.ACCOUNTING_RESPONSE
     assert await used_today(controller, issued.person) == 120
-    sha = next(iter(controller.storage.store.scripts.values())).sha  # type: ignore[union-attr]
+    sha = next(iter(controller.store.scripts.values())).sha  # type: ignore[union-attr]
     for node in cluster.nodes:
         with node.client() as c:
             assert c.script_exists(sha) == [True]

@@ -112,9 +112,9 @@ def clock_rate(clock: Callable[[], float]) -> float:
 class Enforcer:
     """The asyncio side: due index writer, one timer loop, leases, disconnects, sweeps.
 
-    ``accounted`` is the RADIUS service's hook. ``start()`` runs the loop when
-    ``enforcer.enabled`` (the due index is written either way, so another process can
-    act); ``disconnect_now`` serves the admin API and CLI.
+    ``accounted`` makes it an ``AccountingObserver`` of the RADIUS service. ``start()``
+    runs the loop when ``enforcer.enabled`` (the due index is written either way, so
+    another process can act); ``disconnect_now`` serves the admin API and CLI.
     """
 
     def __init__(
@@ -240,7 +240,7 @@ class Enforcer:
     # -- from the accounting path --------------------------------------------------------
 
     def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:
-        """RADIUS service hook: schedule indexing after the Accounting-Response is sent."""
+        """``AccountingObserver``: schedule indexing after the Accounting-Response is sent."""
         gap = min(result.gap, self.stale_rule.cap)
         if gap > self._cadence.get(write.client_id, 0):
             self._cadence[write.client_id] = self._cadence_news[write.client_id] = gap

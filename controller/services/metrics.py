@@ -129,7 +129,7 @@ class OnlineStats:
             await self.store.online_resign(self.token)  # another process counts at once
 
     def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:
-        """RADIUS service hook after a recorded Start/Interim/Stop: the NAS is alive."""
+        """``AccountingObserver``: after a recorded Start/Interim/Stop: the NAS is alive."""
         self._heard[write.client_id] = int(self.clock())
 
     async def flush_seen(self) -> None:
