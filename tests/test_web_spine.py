@@ -14,6 +14,9 @@ import stat
 import threading
 from pathlib import Path
 
+import pytest
+
+from controller.services.signing import Signer, b64
 from controller.storage.keyfiles import load_key, load_person_key, load_portal_key
 
 # --------------------------------------------------------------------------- key files
@@ -81,3 +84,46 @@ def test_a_configured_key_wins_and_both_keys_use_the_one_loader(tmp_path: Path) 
     assert person != portal and len(person) == len(portal) == 64
     assert load_person_key("", tmp_path) == person  # read back, not regenerated
     assert (tmp_path / "person.key").read_text().encode() == person
+
+
+# --------------------------------------------------------------------------- the signer
+
+
+def test_signer_tokens_are_bound_to_their_key_purpose_and_expiry() -> None:
+    signer = Signer(b"k" * 32)
+    plain = signer.sign("ctx", b"payload")
+    assert signer.unsign("ctx", plain) == b"payload"
+    assert signer.unsign("device", plain) is None  # wrong purpose
+    assert Signer(b"x" * 32).unsign("ctx", plain) is None  # wrong key
+    assert signer.unsign("ctx", plain, now=0) is None  # an expiry was expected
+    timed = signer.sign("device", b"pid|tid", expires=1000)
+    assert signer.unsign("device", timed, now=999) == b"pid|tid"
+    assert signer.unsign("device", timed, now=1000) == b"pid|tid"  # the last second
+    assert signer.unsign("device", timed, now=1000.5) is None  # expired
+    assert signer.unsign("device", timed) is None  # no expiry was expected
+    assert signer.unsign("csrf", timed, now=999) is None  # wrong purpose
+    body, expires, tag = timed.split(".")
+    assert signer.unsign("device", f"{body}.{int(expires) + 1}.{tag}", now=999) is None
+    assert signer.unsign("device", f"{b64(b'pid|other')}.{expires}.{tag}", now=999) is None
+    assert signer.unsign("device", f"{body}.{expires}.{tag[:-2]}AA", now=999) is None
+    # a non-expiring token re-labelled as an expiring one (same payload and tag)
+    pbody, ptag = plain.split(".")
+    assert signer.unsign("ctx", f"{pbody}.99999999999.{ptag}", now=0) is None
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", ".", "no-dot", "a.b.c.d", "\udcff.\udcfe", "a.-1.b", "a.１２.b", "a." + "9" * 40 + ".b"],
+)
+def test_signer_refuses_malformed_tokens_without_raising(token: str) -> None:
+    signer = Signer(b"k" * 32)
+    assert signer.unsign("device", token) is None
+    assert signer.unsign("device", token, now=0) is None
+
+
+def test_signer_digests_are_per_purpose_and_take_any_form_text() -> None:
+    signer = Signer(b"k" * 32)
+    assert signer.digest("csrf", "n") != signer.digest("otp", "n")
+    assert len(signer.digest("csrf", "\udcff")) == 32  # form bytes that were not UTF-8
+    with pytest.raises(ValueError):
+        signer.sign("Not a label\x00", b"")

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from controller.config import ApiToken, Config
+from controller.services.signing import Signer
 
 SESSION_COOKIE = "cw_reports"
 SESSION_SECONDS = 8 * 3600
+SESSION_PURPOSE = "reports-session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,26 +118,25 @@ def bearer(request: web.Request, config: Config, role: str) -> Principal:
 
 
 def session_key(person_key: bytes) -> bytes:
+    """The page-session key, derived from the person-id key (a key of its own, so that a
+    session tag is never a tag of anything the person key signs)."""
     return hmac.new(person_key, b"citywifi report-page session v1", hashlib.sha256).digest()
 
 
-def _sign(key: bytes, payload: str) -> str:
-    return hmac.new(key, _octets(payload), hashlib.sha256).hexdigest()
-
-
 def issue_session(token: ApiToken, key: bytes, now: float) -> str:
-    payload = f"{token.name}~{int(now) + SESSION_SECONDS}~{token.sha256[:16]}"
-    return f"{payload}~{_sign(key, payload)}"
+    """The session cookie of ``token``: its name and a fingerprint of its digest, signed
+    (``controller.services.signing``) with an expiry ``SESSION_SECONDS`` from now."""
+    payload = f"{token.name}~{token.sha256[:16]}".encode()
+    return Signer(key).sign(SESSION_PURPOSE, payload, expires=int(now) + SESSION_SECONDS)
 
 
 def session_principal(value: str, config: Config, key: bytes, now: float) -> Principal | None:
-    parts = value.split("~")
-    if len(parts) != 4:
-        return None
-    name, expires, fingerprint, signature = parts
-    if not hmac.compare_digest(_octets(_sign(key, "~".join(parts[:3]))), _octets(signature)):
-        return None
-    if not expires.isdigit() or int(expires) < now:
+    """Who a session cookie names, while it has not expired and its token is configured
+    with the same digest; else None."""
+    payload = Signer(key).unsign(SESSION_PURPOSE, value, now=now)
+    text = payload.decode("utf-8", "replace") if payload else ""
+    name, sep, fingerprint = text.rpartition("~")
+    if not sep:
         return None
     for token in config.api_tokens:
         if token.name == name and hmac.compare_digest(

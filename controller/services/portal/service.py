@@ -48,8 +48,8 @@ from controller.services.portal.handoff import (
 from controller.services.portal.i18n import Catalog
 from controller.services.portal.otp import CODE_TTL, OtpBook, Verdict
 from controller.services.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
-from controller.services.portal.signing import Signer
 from controller.services.portal.sms import SmsSender, make_sender
+from controller.services.signing import Signer
 from controller.storage.keyfiles import load_portal_key
 from controller.storage.store import Store
 

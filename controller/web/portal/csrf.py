@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from controller.services.portal.signing import Signer
+from controller.services.signing import Signer
 
 COOKIE = "cw_csrf"
 FIELD = "csrf"

@@ -123,11 +123,14 @@ class View:
             return self._device
         self._device_known = True
         token = self.request.cookies.get(DEVICE_COOKIE, "")
-        payload = self.portal.signer.unsign("device", token) if token else None
+        now = self.portal.now()
+        payload = self.portal.signer.unsign("device", token, now=now) if token else None
         parts = payload.decode("ascii", "replace").split("|") if payload else []
-        if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) >= self.portal.now():
-            pid, _, tid = parts
-            if tid and await self.portal.device_valid(pid, tid):
+        if not parts and token:
+            parts = _legacy_device(self.portal, token, now)
+        if len(parts) == 2 and parts[0] and parts[1]:
+            pid, tid = parts
+            if await self.portal.device_valid(pid, tid):
                 self._device = (pid, tid)
         return self._device
 
@@ -146,7 +149,7 @@ class View:
         tid = current[1] if current and current[0] == pid else secrets.token_urlsafe(12)
         expires = int(self.portal.now()) + days * 86400
         await self.portal.remember_device(pid, tid, expires)
-        token = self.portal.signer.sign("device", f"{pid}|{expires}|{tid}".encode())
+        token = self.portal.signer.sign("device", f"{pid}|{tid}".encode(), expires=expires)
         self._device = (pid, tid)
         response.set_cookie(
             DEVICE_COOKIE,
@@ -288,6 +291,17 @@ class View:
             raise PortalError("bad_json", 400)
         self.choose(data.get("lang"))
         return data
+
+
+def _legacy_device(portal: Portal, token: str, now: float) -> list[str]:
+    """(person, token id) of a device cookie issued before the signer carried expiries
+    (payload ``pid|expires|tid``), so that upgrading does not forget remembered devices;
+    such cookies are gone ``portal.cookie_days`` after the upgrade."""
+    payload = portal.signer.unsign("device", token)
+    parts = payload.decode("ascii", "replace").split("|") if payload else []
+    if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) >= now:
+        return [parts[0], parts[2]]
+    return []
 
 
 def retry_headers(exc: PortalError) -> dict[str, str]:
