@@ -32,7 +32,7 @@ from controller.services.portal.i18n import LANG_COOKIE, choose_language, format
 from controller.services.portal.otp import CODE_TTL, clean_code
 from controller.services.portal.service import LoginResult, NasContext, Portal, Requester, Standing
 from controller.storage.store import StoreUnavailable
-from controller.web.portal import csrf
+from controller.web import csrf
 from controller.web.portal.captive_api import CONTENT_TYPE, captive_answer
 from controller.web.portal.clientaddr import client_address, client_scheme
 from controller.web.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
@@ -41,6 +41,7 @@ from controller.web.resources import PORTAL
 log = structlog.get_logger("citywifi.portal")
 
 DEVICE_COOKIE: Final = "cw_dev"
+CSRF: Final = csrf.Csrf("cw_csrf")  # the nonce cookie of every portal form (SameSite=Lax)
 routes = web.RouteTableDef()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -111,7 +112,7 @@ class View:
 
     def requester(self, ctx: NasContext) -> Requester:
         """The source address and the device (``Portal.device_of``) of this request."""
-        device = self.portal.device_of(ctx, csrf.nonce_of(self.request), self.address)
+        device = self.portal.device_of(ctx, CSRF.nonce_of(self.request), self.address)
         return Requester(self.address, device)
 
     # -- remembered device (portal cookie naming a server-side token) -------------------
@@ -180,7 +181,7 @@ class View:
         **values: Any,
     ) -> web.Response:
         lang = self.lang or self.choose()
-        nonce, new = csrf.nonce_for(self.request)
+        nonce, new = CSRF.nonce_for(self.request)
         if self.ctx:
             switch = f"/portal?ctx={quote(self.ctx)}&lang={other(lang)}"
         else:
@@ -198,7 +199,7 @@ class View:
             **values,
         )
         if new:
-            csrf.set_cookie(response, nonce, self.secure)
+            CSRF.set_cookie(response, nonce, secure=self.secure)
         if self.lang_explicit:
             response.set_cookie(
                 LANG_COOKIE,
@@ -407,7 +408,7 @@ async def _form(view: View) -> dict[str, str]:
     form = {k: v for k, v in data.items() if isinstance(v, str)}
     view.choose(form.get("lang"))
     view.ctx = form.get("ctx", "")
-    if not csrf.check(view.request, view.portal.signer, form.get(csrf.FIELD, ""), view.ctx):
+    if not CSRF.check(view.request, view.portal.signer, form.get(csrf.FIELD, ""), view.ctx):
         raise PortalError("csrf", 403)
     return form
 
