@@ -17,6 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 
 from controller.config import Config
+from controller.services.errors import RequestError
 from controller.services.reports import writers
 from controller.services.reports.dashboard import dashboard
 from controller.services.reports.query import ReportRequest, ReportRequestError, parse_request
@@ -25,14 +26,13 @@ from controller.services.signing import Signer
 from controller.storage.archive import Archive
 from controller.web import csrf
 from controller.web.auth import (
+    PRINCIPAL,
     SESSION_COOKIE,
     SESSION_SECONDS,
-    HttpProblem,
     Principal,
-    api,
-    bearer,
     issue_session,
     require_role,
+    requires,
     session_key,
     session_principal,
     token_for,
@@ -72,9 +72,9 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
     config = app[LIVE].config
     try:
         req = parse_request(dict(request.query), config)
-    except ReportRequestError as exc:
+    except ReportRequestError:
         EXPORTS.labels("none", "bad_request").inc()
-        raise HttpProblem(400, exc.code, exc.message) from None
+        raise  # a 400 with its code (controller.web.errors)
     await _flush(app)
     body, figures = await asyncio.to_thread(render_report, app[ARCHIVE], config, req, app[CLOCK]())
     log.info(
@@ -101,11 +101,10 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
     )
 
 
-@api
+@requires("reports")
 async def subsidy_api(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/reports/subsidy?from=&to=&format=csv|json|xlsx&group=…``"""
-    principal = bearer(request, request.app[LIVE].config, "reports")
-    return await report_response(request, principal)
+    return await report_response(request, request[PRINCIPAL])
 
 
 # --------------------------------------------------------------------------- the page
@@ -220,12 +219,11 @@ async def logout(request: web.Request) -> web.Response:
     raise response
 
 
-@api
 async def download(request: web.Request) -> web.StreamResponse:
     """``GET /reports/download?…``: the API's exports for a signed-in page."""
     principal = _cookie_principal(request)
     if principal is None:
-        raise HttpProblem(401, "unauthorized", "sign in on /reports first")
+        raise RequestError("unauthorized", 401, "sign in on /reports first")
     return await report_response(request, require_role(principal, "reports"))
 
 

@@ -26,13 +26,14 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from controller.services.errors import RequestError
 from controller.services.portal.errors import PAGE_ERRORS, PortalError
 from controller.services.portal.handoff import REDIRECT_PARAMS, parse_redirect, split_md
 from controller.services.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
 from controller.services.portal.otp import CODE_TTL, clean_code
 from controller.services.portal.service import LoginResult, NasContext, Portal, Requester, Standing
-from controller.storage.store import StoreUnavailable
 from controller.web import csrf
+from controller.web.errors import STORE_UNAVAILABLE, Renderer, render_json, renders_errors
 from controller.web.portal.captive_api import CONTENT_TYPE, captive_answer
 from controller.web.portal.clientaddr import client_address, client_scheme
 from controller.web.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
@@ -99,7 +100,7 @@ class View:
     def text(self, key: str, **values: Any) -> str:
         return self.portal.catalog.text(self.lang or self.choose(), key, **values)
 
-    def error_text(self, exc: PortalError) -> str:
+    def error_text(self, exc: RequestError) -> str:
         values = dict(exc.values)
         key = f"error.{exc.code}"
         if isinstance(values.get("resets_at"), datetime):
@@ -232,7 +233,7 @@ class View:
             back_text=self.text("back_to_portal"),
         )
 
-    def failure(self, exc: PortalError) -> web.Response:
+    def failure(self, exc: RequestError) -> web.Response:
         key = f"title.{exc.code}"
         title = self.text(key if self.portal.catalog.has(key) else "error.title")
         return self.message(
@@ -267,15 +268,17 @@ class View:
 
     # -- JSON ---------------------------------------------------------------------------
 
-    def json_error(self, exc: PortalError) -> web.Response:
-        body: dict[str, Any] = {"error": exc.code, "message": self.error_text(exc)}
+    def json_error(self, exc: RequestError) -> web.Response:
+        """The JSON error (``controller.web.errors.render_json``) with the message in the
+        visitor's language and the members the API documents for some codes."""
+        extra: dict[str, object] = {}
         if exc.code == "device_limit":
-            body["limit"] = exc.values.get("limit")
+            extra["limit"] = exc.values.get("limit")
         if exc.retry_after is not None:
-            body["retry_after"] = exc.retry_after
+            extra["retry_after"] = exc.retry_after
         if exc.code == "allowance_used_up" and isinstance(exc.values.get("resets_at"), datetime):
-            body["resets_at"] = exc.values["resets_at"].isoformat()
-        return web.json_response(body, status=exc.status, headers=retry_headers(exc))
+            extra["resets_at"] = exc.values["resets_at"].isoformat()
+        return render_json(self.request, exc, message=self.error_text(exc), extra=extra)
 
     async def json_body(self) -> dict[str, Any]:
         """A JSON object body; ``Content-Type: application/json`` is required (CSRF: a
@@ -305,37 +308,52 @@ def _legacy_device(portal: Portal, token: str, now: float) -> list[str]:
     return []
 
 
-def retry_headers(exc: PortalError) -> dict[str, str]:
+def retry_headers(exc: RequestError) -> dict[str, str]:
     return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
 
 
-def _guarded(
-    handler: ViewHandler, render: Callable[[View, PortalError], web.StreamResponse]
-) -> Handler:
-    """Run ``handler``; a refusal or a Redis outage (503) is rendered by ``render``."""
+VIEW: Final = web.RequestKey("portal_view", View)
+
+
+def _portal_error(error: RequestError) -> RequestError:
+    """A Redis outage is the portal's ``unavailable`` (its catalogues have the page)."""
+    return PortalError("unavailable", 503) if error.code == STORE_UNAVAILABLE else error
+
+
+def _view_of(request: web.Request) -> View:
+    """The request's ``View`` (with the language it chose), or a new one."""
+    return request.get(VIEW) or View(request)
+
+
+def render_page_error(request: web.Request, error: RequestError) -> web.StreamResponse:
+    """The error page of a portal page (``controller.web.errors`` calls it)."""
+    return _view_of(request).failure(_portal_error(error))
+
+
+def render_api_error(request: web.Request, error: RequestError) -> web.StreamResponse:
+    """The JSON error of the portal's API, its message translated."""
+    return _view_of(request).json_error(_portal_error(error))
+
+
+def _with_view(handler: ViewHandler, renderer: Renderer) -> Handler:
+    """``handler(request, view)`` as an aiohttp handler whose errors ``renderer`` draws."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        view = View(request)
-        try:
-            return await handler(request, view)
-        except PortalError as exc:
-            return render(view, exc)
-        except StoreUnavailable as exc:
-            log.warning("portal.store_unavailable", error=str(exc))
-            return render(view, PortalError("unavailable", 503))
+        view = request[VIEW] = View(request)
+        return await handler(request, view)
 
-    return wrapped
+    return renders_errors(renderer)(wrapped)
 
 
 def html_page(handler: ViewHandler) -> Handler:
     """Refusals become a clear page with the right status; Redis outages a 503 page."""
-    return _guarded(handler, View.failure)
+    return _with_view(handler, render_page_error)
 
 
 def json_api(handler: ViewHandler) -> Handler:
     """Errors as ``{"error": code, "message": text}`` with the right status."""
-    return _guarded(handler, View.json_error)
+    return _with_view(handler, render_api_error)
 
 
 # --------------------------------------------------------------------------- pages
