@@ -66,7 +66,8 @@ def render_json(
 ) -> web.Response:
     """The documented JSON error: ``{"error": code, "message": text}`` (and ``extra``
     members), with the error's status and headers (``Retry-After``, ``WWW-Authenticate``)."""
-    body: dict[str, object] = {"error": error.code, "message": message or error.message}
+    text = message or error.message or error.code  # never an empty message
+    body: dict[str, object] = {"error": error.code, "message": text}
     body.update(extra or {})
     return web.Response(
         status=error.status,
