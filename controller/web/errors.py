@@ -106,7 +106,7 @@ def as_request_error(request: web.Request, exc: Exception) -> RequestError:
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return RequestError("too_large", 413, "the request body is too large")
     if isinstance(exc, HttpProcessingError):
-        return RequestError("bad_request", 400, "the request could not be read")
+        return RequestError("bad_request", 400, "the request could not be read", field="body")
     log.exception("http.internal_error", method=request.method, path=request.path)
     return RequestError("internal", 500, "internal error; please try again later")
 

@@ -118,7 +118,8 @@ class View:
         if exc.code == "blocked" and isinstance(values.get("until"), datetime):
             key, values["until"] = "error.blocked_until", moment(values["until"])
         if not self.portal.catalog.has(key):
-            key = "error.internal"
+            # a code of the HTTP spine (``too_large``) has its own message, else internal
+            return exc.message or self.text("error.internal")
         return self.text(key, **values)
 
     def requester(self, ctx: NasContext) -> Requester:
