@@ -6,7 +6,12 @@ from radius.packet import PacketError, Request
 
 MAX_BATCH: Final[int]
 
-def bind(request_type: type[Request], packet_error: type[PacketError], /) -> None: ...
+def bind(
+    request_type: type[Request],
+    packet_error: type[PacketError],
+    slots: Sequence[object] | None = None,
+    /,
+) -> None: ...
 def decode_request(
     data: bytes, secret: bytes, require_message_authenticator: bool = True
 ) -> Request: ...

@@ -15,7 +15,9 @@ The server calls ``load()`` once at start and logs ``DataPath.reason``:
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -41,10 +43,26 @@ Address = tuple[str, int] | tuple[str, int, int, int]
 """A datagram peer as Python's socket module gives it: IPv4 (host, port), IPv6
 (host, port, flowinfo, scope_id); hosts are numeric."""
 
+_FIELDS: Final = ("code", "identifier", "authenticator", "attrs", "vsas", "raw")
+
+
+def _request_slots() -> list[object] | None:
+    """``Request``'s slot descriptors in field order when it is still the plain frozen
+    slots dataclass of those six fields (the compiled decoder then fills the slots
+    directly); None makes it call the class instead, whatever the class became."""
+    fields = tuple(f.name for f in dataclasses.fields(packet.Request))
+    if fields != _FIELDS or hasattr(packet.Request, "__post_init__"):
+        return None
+    slots = [vars(packet.Request).get(name) for name in fields]
+    if not all(isinstance(d, types.MemberDescriptorType) for d in slots):
+        return None
+    return slots
+
+
 try:
     from radius import _speedups as _compiled
 
-    _compiled.bind(packet.Request, packet.PacketError)
+    _compiled.bind(packet.Request, packet.PacketError, _request_slots())
     _missing = ""
 except ImportError as exc:  # the optional build did not happen (no compiler or headers)
     _compiled_or_none: ModuleType | None = None

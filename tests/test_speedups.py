@@ -443,3 +443,24 @@ def test_vendor_specific_edges_exhaustively() -> None:
             for code in (1, 4):
                 body = bytes((code, 9, 0, 0)) + bytes(16) + tlv(MA, bytes(16))
                 same_decode(resign(fix_length(body + vsa(311, bytes(sub)))))
+
+
+@needs_c
+def test_request_built_by_filling_slots_or_by_the_class_is_the_same() -> None:
+    """The compiled decoder fills Request's slots directly while Request is the plain
+    six-field dataclass (``fastpath._request_slots``); bound without them it calls the
+    class. Both give a Request equal to the reference's."""
+    assert C is not None
+    slots = fastpath._request_slots()
+    assert slots is not None, "Request changed shape: the compiled decoder calls the class"
+    data = SEEDS["auth-vsa-tunnel"]
+    want = packet.decode_request(data, SECRET)
+    try:
+        C.bind(packet.Request, packet.PacketError)
+        assert C.decode_request(data, SECRET) == want
+    finally:
+        C.bind(packet.Request, packet.PacketError, slots)
+    got = C.decode_request(data, SECRET)
+    assert got == want and type(got) is packet.Request
+    with pytest.raises(AttributeError):
+        got.code = 2  # type: ignore[misc]  # still frozen
