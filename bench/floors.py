@@ -305,7 +305,8 @@ def table(rows: list[tuple[Step, dict[str, Any] | None, str | None]]) -> str:
     out = [head, "-" * len(head)]
     for step, r, skipped in rows:
         if r is None:
-            out.append(f"{step.name:18} {step.what:46} skipped: {skipped}")
+            why = skipped if (skipped or "").startswith("FAILED") else f"skipped: {skipped}"
+            out.append(f"{step.name:18} {step.what:46} {why}")
             continue
         rps = r["rps"] or 0.0
 
@@ -351,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     compiled = "" if fastpath.available() else fastpath.reason()
     work = Path(tempfile.mkdtemp(prefix="cw-floors-"))
     rows: list[tuple[Step, dict[str, Any] | None, str | None]] = []
+    failed: list[str] = []
     try:
         ref = side_by_side.Reference(reference, work, stack.Ports.free(), stack.free_port())
         fr_problems = [
@@ -385,12 +387,18 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((step, None, why))
                 continue
             run.log(f"{step.name}: {step.what.strip()}")
-            if step.name == "citywifi":
-                result = run_citywifi_step(b)
-            elif step.name.startswith("freeradius"):
-                result = run_freeradius_step(b, step)
-            else:
-                result = run_process_step(b, step)
+            try:
+                if step.name == "citywifi":
+                    result = run_citywifi_step(b)
+                elif step.name.startswith("freeradius"):
+                    result = run_freeradius_step(b, step)
+                else:
+                    result = run_process_step(b, step)
+            except Exception as exc:  # one broken step must not lose the ladder's others
+                run.log(f"{step.name}: FAILED: {type(exc).__name__}: {exc}")
+                rows.append((step, None, f"FAILED ({type(exc).__name__}: {exc})"[:120]))
+                failed.append(step.name)
+                continue
             rows.append((step, result, None))
     finally:
         if not args.keep:
@@ -416,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             + "\n"
         )
-    return 1 if lost else 0
+    if failed:
+        print(f"failed steps: {', '.join(failed)}")
+    return 1 if lost or failed else 0
 
 
 def _slim(r: dict[str, Any]) -> dict[str, Any]:
