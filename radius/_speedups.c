@@ -797,9 +797,56 @@ static PyObject *sp_hmac_md5(PyObject *self, PyObject *args)
 
 #define MAX_BATCH 1024
 
-/* One scratch area for recv_batch, kept between calls (the GIL serialises them). */
-static unsigned char *scratch;
-static size_t scratch_size;
+/* The message arrays of one call (~200 KiB). One is kept between calls; a call made
+ * while it is in use (Python code can run inside a call: an allocation may trigger the
+ * garbage collector's finalizers, a port's __index__, and another thread may take the
+ * GIL then) gets its own. */
+typedef struct {
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    struct sockaddr_storage addrs[MAX_BATCH];
+    unsigned char *scratch; /* recv_batch's datagram buffers */
+    size_t scratch_size;
+} workspace;
+
+static workspace kept;
+static int kept_in_use;
+
+static workspace *take_workspace(void)
+{
+    if (!kept_in_use) {
+        kept_in_use = 1;
+        return &kept;
+    }
+    workspace *w = PyMem_Calloc(1, sizeof(workspace));
+    if (w == NULL)
+        PyErr_NoMemory();
+    return w;
+}
+
+static void give_back(workspace *w)
+{
+    if (w == &kept) {
+        kept_in_use = 0;
+        return;
+    }
+    PyMem_Free(w->scratch);
+    PyMem_Free(w);
+}
+
+static int ensure_scratch(workspace *w, size_t need)
+{
+    if (need <= w->scratch_size)
+        return 0;
+    unsigned char *grown = PyMem_Realloc(w->scratch, need);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    w->scratch = grown;
+    w->scratch_size = need;
+    return 0;
+}
 
 static PyObject *make_address(const struct sockaddr_storage *ss)
 {
@@ -837,20 +884,18 @@ static PyObject *sp_recv_batch(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "recv_batch: max_count 1..1024, bufsize 1..65536");
         return NULL;
     }
-    size_t need = (size_t)max_count * (size_t)bufsize;
-    if (need > scratch_size) {
-        unsigned char *grown = PyMem_Realloc(scratch, need);
-        if (grown == NULL)
-            return PyErr_NoMemory();
-        scratch = grown;
-        scratch_size = need;
-    }
-    struct mmsghdr msgs[MAX_BATCH];
-    struct iovec iov[MAX_BATCH];
-    struct sockaddr_storage addrs[MAX_BATCH];
+    workspace *w = take_workspace();
+    if (w == NULL)
+        return NULL;
+    PyObject *list = NULL;
+    if (ensure_scratch(w, (size_t)max_count * (size_t)bufsize) < 0)
+        goto out;
+    struct mmsghdr *msgs = w->msgs;
+    struct iovec *iov = w->iov;
+    struct sockaddr_storage *addrs = w->addrs;
     memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max_count);
     for (int i = 0; i < max_count; i++) {
-        iov[i].iov_base = scratch + (size_t)i * (size_t)bufsize;
+        iov[i].iov_base = w->scratch + (size_t)i * (size_t)bufsize;
         iov[i].iov_len = (size_t)bufsize;
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
@@ -863,12 +908,14 @@ static PyObject *sp_recv_batch(PyObject *self, PyObject *args)
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return PyList_New(0);
-        return PyErr_SetFromErrno(PyExc_OSError);
+            list = PyList_New(0);
+        else
+            PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
     }
-    PyObject *list = PyList_New(n);
+    list = PyList_New(n);
     if (list == NULL)
-        return NULL;
+        goto out;
     for (int i = 0; i < n; i++) {
         PyObject *data = PyBytes_FromStringAndSize((const char *)iov[i].iov_base,
                                                    (Py_ssize_t)msgs[i].msg_len);
@@ -877,11 +924,13 @@ static PyObject *sp_recv_batch(PyObject *self, PyObject *args)
         Py_XDECREF(data);
         Py_XDECREF(addr);
         if (item == NULL) {
-            Py_DECREF(list);
-            return NULL;
+            Py_CLEAR(list);
+            goto out;
         }
         PyList_SET_ITEM(list, i, item);
     }
+out:
+    give_back(w);
     return list;
 }
 
@@ -957,9 +1006,15 @@ static PyObject *sp_send_batch(PyObject *self, PyObject *args)
         Py_DECREF(seq);
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    struct mmsghdr msgs[MAX_BATCH];
-    struct iovec iov[MAX_BATCH];
-    struct sockaddr_storage addrs[MAX_BATCH];
+    workspace *w = take_workspace();
+    if (w == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    struct mmsghdr *msgs = w->msgs;
+    struct iovec *iov = w->iov;
+    struct sockaddr_storage *addrs = w->addrs;
+    PyObject *result = NULL;
     Py_ssize_t sent = 0;
     while (sent < total) {
         int count = (int)((total - sent) > MAX_BATCH ? MAX_BATCH : (total - sent));
@@ -969,16 +1024,13 @@ static PyObject *sp_send_batch(PyObject *self, PyObject *args)
             if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
                 !PyBytes_Check(PyTuple_GET_ITEM(item, 0))) {
                 PyErr_SetString(PyExc_TypeError, "send_batch: each item is (bytes, address)");
-                Py_DECREF(seq);
-                return NULL;
+                goto out;
             }
             PyObject *data = PyTuple_GET_ITEM(item, 0);
             socklen_t alen;
             if (parse_address(PyTuple_GET_ITEM(item, 1), local.ss_family, &addrs[i], &alen) <
-                0) {
-                Py_DECREF(seq);
-                return NULL;
-            }
+                0)
+                goto out;
             iov[i].iov_base = PyBytes_AS_STRING(data);
             iov[i].iov_len = (size_t)PyBytes_GET_SIZE(data);
             msgs[i].msg_hdr.msg_iov = &iov[i];
@@ -996,15 +1048,18 @@ static PyObject *sp_send_batch(PyObject *self, PyObject *args)
              * partial send, and the caller's next call meets the error again). */
             if (errno == EAGAIN || errno == EWOULDBLOCK || sent > 0)
                 break;
-            Py_DECREF(seq);
-            return PyErr_SetFromErrno(PyExc_OSError);
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
         }
         sent += n;
         if (n < count)
             break;
     }
+    result = PyLong_FromSsize_t(sent);
+out:
+    give_back(w);
     Py_DECREF(seq);
-    return PyLong_FromSsize_t(sent);
+    return result;
 }
 
 /* ------------------------------------------------------------------ module */

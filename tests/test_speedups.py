@@ -464,3 +464,27 @@ def test_request_built_by_filling_slots_or_by_the_class_is_the_same() -> None:
     assert got == want and type(got) is packet.Request
     with pytest.raises(AttributeError):
         got.code = 2  # type: ignore[misc]  # still frozen
+
+
+@needs_c
+def test_a_call_made_inside_a_call_gets_its_own_buffers() -> None:
+    """Python code can run inside send_batch (a port's __index__; in recv_batch the
+    garbage collector's finalizers): a nested call must not overwrite the outer call's
+    message arrays."""
+    assert C is not None
+    rx, tx = _pair(socket.AF_INET, "127.0.0.1")
+    with rx, tx:
+        host, port = rx.getsockname()
+
+        class NestingPort:
+            def __index__(self) -> int:
+                nested = [(b"nested %d" % i, (host, port)) for i in range(5)]
+                assert C is not None and C.send_batch(tx.fileno(), nested) == 5
+                return int(port)
+
+        outer = [(b"outer %d" % i, (host, port)) for i in range(3)]
+        outer.append((b"outer 3", (host, NestingPort())))  # type: ignore[arg-type]
+        assert C.send_batch(tx.fileno(), outer) == 4
+        got = [d for d, _ in _recv_all(rx, 9)]
+        assert got[:5] == [b"nested %d" % i for i in range(5)]
+        assert got[5:] == [b"outer %d" % i for i in range(4)]
