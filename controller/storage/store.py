@@ -1,6 +1,6 @@
 """The only module that talks to Redis.
 
-Multi-key updates are the Lua scripts in ``controller/lua`` (one hash slot each, time in
+Multi-key updates are the Lua scripts in ``controller/storage/lua`` (one hash slot each, time in
 ARGV); global indexes ride in the same pipeline, so a request costs one round trip.
 Redis errors are mapped to ``StoreUnavailable`` here, at the one boundary, and every
 outcome tells ``StoreHealth`` whether the store can record right now.
@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -36,6 +33,7 @@ from controller.domain.state import (
 )
 from controller.storage import keys
 from controller.storage.redis_batch import Batcher, Command, classify, link_for
+from controller.storage.scripts import load_scripts
 
 log = structlog.get_logger("citywifi.store")
 
@@ -46,15 +44,6 @@ SESSION_TTL = 3 * 86400
 DEVICE_HOLD = 90  # seconds an Access-Accept holds a device slot unless its session opens
 MAX_GENERATION_TRIES = 4  # account.lua answers "new"/"moved" at most this often in a row
 
-SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
-PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (services.portal)
-ENFORCER_SCRIPTS = (  # quota enforcer (controller.services.enforcer)
-    "enforce_state",
-    "enforce_mark",
-    "enforce_stale",
-    "enforce_release",
-    "enforce_reindex",
-)
 
 
 def _text(value: bytes | str) -> str:
@@ -117,21 +106,6 @@ def _snapshot(r: Sequence[Any]) -> PersonSnapshot:
     return PersonSnapshot(int(r[0]), sessions, closing, _text(r[3]), slack)
 
 
-@dataclass(frozen=True, slots=True)
-class LuaScript:
-    name: str
-    source: str
-    sha: str
-
-
-def load_lua() -> dict[str, LuaScript]:
-    out = {}
-    for name in (*SCRIPT_NAMES, *PORTAL_SCRIPTS, *ENFORCER_SCRIPTS):
-        src = resources.files("controller.storage").joinpath("lua", f"{name}.lua").read_text()
-        out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
-    return out
-
-
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -146,7 +120,7 @@ _UNAVAILABLE = (
 class Store:
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self.redis = client
-        self.scripts = load_lua()
+        self.scripts = load_scripts()  # every lua/*.lua (controller.storage.scripts)
         self.scripts_loaded = False
         # the RADIUS hot path: calls of one loop tick share a write (controller.storage.redis_batch)
         self.batch = Batcher(link_for(client))
