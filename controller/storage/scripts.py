@@ -39,8 +39,10 @@ class Reference:
     hi: str | None  # None: a single position; "": open to the end
 
     def last(self, n: int) -> int:
-        """The highest position this reference names when ``n`` is ``n`` (an open range
-        names at least its first)."""
+        """The highest position this reference requires for this ``n`` (an open range
+        may be empty: it requires only what comes before it)."""
+        if self.hi == "":
+            return _evaluate(self.lo, n) - 1
         return _evaluate(self.hi or self.lo, n)
 
 
