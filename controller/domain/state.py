@@ -111,6 +111,15 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenPage:
+    """One page of a walk over the open-session index: its session refs (``pid|sid``)
+    and the cursor to go on from (0: the walk is complete, Redis SCAN semantics)."""
+
+    cursor: int
+    refs: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
 class SessionVersion:
     """A session record as the archiver reads it (empty when expired) and the version
     (its ``seen``) archived already ("" when none)."""

@@ -200,8 +200,9 @@ class OnlineStats:
         refs: set[str] = set()
         cursor = 0
         for _ in range(MAX_PAGES):
-            cursor, page = await self.store.open_page(cursor)
-            refs.update(page)
+            page = await self.store.open_page(cursor)
+            refs.update(page.refs)
+            cursor = page.cursor
             if cursor == 0:
                 break
         known = {ref: self._venue[ref] for ref in refs if ref in self._venue}
