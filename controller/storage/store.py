@@ -1,9 +1,12 @@
 """The only module that talks to Redis.
 
-Multi-key updates are the Lua scripts in ``controller/storage/lua`` (one hash slot each, time in
-ARGV); global indexes ride in the same pipeline, so a request costs one round trip.
-Redis errors are mapped to ``StoreUnavailable`` here, at the one boundary, and every
-outcome tells ``StoreHealth`` whether the store can record right now.
+Multi-key updates are the Lua scripts in ``controller/storage/lua`` (one hash slot each,
+time in ARGV; every file there is registered, ``controller.storage.scripts``); global
+indexes ride in the same pipeline, so a request costs one round trip. Every reply is
+mapped here into the domain types of ``controller.domain.state`` (no reply is read by
+index elsewhere). Redis errors, error replies of a script included, are mapped to
+``StoreUnavailable`` here, at the one boundary, and every outage tells ``StoreHealth``
+whether the store can record right now.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@
 -- (a session without a MAC counts alone), plus holds: an Access-Accept holds a slot for
 -- its MAC until that MAC's accounting arrives (Store.account deletes the hold in the same
 -- round trip; a session seen open here releases it too) or the hold ends (ARGV[10] s);
--- without a MAC the hold is named '?<authenticator>' and simply ends.
--- (controller.domain.enforcement counts running devices the same way.) 6 concurrent requests for 6 MACs with
--- max_devices 2 therefore admit exactly 2 (auth_state.lua counts alike, read-only).
+-- without a MAC the hold is named '?<authenticator>' and simply ends. The rule is
+-- lib/devices.lua, shared with auth_state.lua (which counts alike, read-only); its Python
+-- model is controller.domain.enforcement.other_devices. 6 concurrent requests for 6 MACs
+-- with max_devices 2 therefore admit exactly 2.
 -- A consumed credential admits again only a NAS retry of the same login: same client,
 -- MAC and NAS session (Acct-Session-Id), within ARGV[7] s, and a new Request Authenticator
 -- unless from the same source address and port (the NAS retransmitting a request we did
