@@ -25,7 +25,7 @@ from controller.domain.state import AccountingWrite, Origin, PersonSnapshot
 from controller.storage import keys
 from controller.storage.redis_batch import Command
 from controller.storage.redis_conn import client_from_url
-from controller.storage.scripts import load_scripts, parse_header
+from controller.storage.scripts import find_scripts, parse_header
 from controller.storage.store import Store, StoreUnavailable
 from tests.support.redis_proc import RedisProcess
 from tests.support.store_rig import StoreRig, store_rig
@@ -39,7 +39,7 @@ DAY = "20261125"
 
 
 def test_every_lua_file_is_a_script_and_nothing_else_is() -> None:
-    scripts = load_scripts()
+    scripts = find_scripts()
     assert set(scripts) == {p.stem for p in LUA.glob("*.lua")}
     for script in scripts.values():
         assert "#include" not in script.source, script.name  # expanded at load time
@@ -55,7 +55,7 @@ def test_includes_are_expanded_from_lib_and_hashed_expanded(
     (package / "lua" / "lib" / "twice.lua").write_text("local function two() return 2 end\n")
     (package / "lua" / "notes.txt").write_text("not a script")
     monkeypatch.syspath_prepend(str(tmp_path))
-    scripts = load_scripts("fake_scripts")
+    scripts = find_scripts("fake_scripts")
     assert list(scripts) == ["one"]  # found by listing: no name list to keep
     assert "local function two() return 2 end" in scripts["one"].source
     assert scripts["one"].header.count("KEYS") == 1
@@ -68,7 +68,7 @@ def test_the_device_rule_is_written_once() -> None:
     for name in ("auth_state", "commit_login"):
         text = (LUA / f"{name}.lua").read_text()
         assert "-- #include devices.lua" in text and loop not in text
-        assert load_scripts()[name].source.count(loop) == 1
+        assert find_scripts()[name].source.count(loop) == 1
 
 
 def test_headers_parse_ranges_and_open_ends() -> None:

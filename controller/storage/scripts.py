@@ -101,7 +101,7 @@ def _expand(text: str, lib: Traversable, seen: tuple[str, ...] = ()) -> str:
     return INCLUDE.sub(include, text)
 
 
-def load_scripts(package: str = "controller.storage") -> MappingProxyType[str, LuaScript]:
+def find_scripts(package: str = "controller.storage") -> MappingProxyType[str, LuaScript]:
     """Every ``lua/*.lua`` of ``package`` by name, includes expanded (read-only)."""
     folder = resources.files(package).joinpath("lua")
     lib = folder.joinpath("lib")

@@ -42,7 +42,7 @@ from controller.domain.state import (
 )
 from controller.storage import keys
 from controller.storage.redis_batch import Batcher, Command, classify, link_for
-from controller.storage.scripts import load_scripts
+from controller.storage.scripts import find_scripts
 
 log = structlog.get_logger("citywifi.store")
 
@@ -147,7 +147,7 @@ _UNAVAILABLE = (
 class Store:
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self.redis = client
-        self.scripts = load_scripts()  # every lua/*.lua (controller.storage.scripts)
+        self.scripts = find_scripts()  # every lua/*.lua (controller.storage.scripts)
         self.scripts_loaded = False
         # the RADIUS hot path: calls of one loop tick share a write (controller.storage.redis_batch)
         self.batch = Batcher(link_for(client))
