@@ -275,16 +275,7 @@ class MemoryWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def poll(self) -> RedisMemory:
-        redis = self.store.redis
-
-        async def op() -> Mapping[str, Any]:
-            if hasattr(redis, "get_primaries"):  # RedisCluster: every primary's share
-                info: Mapping[str, Any] = await redis.info("memory", target_nodes="primaries")
-            else:
-                info = await redis.info("memory")
-            return info
-
-        reading = memory_of(await self.store._guard(op))
+        reading = memory_of(await self.store.memory_info())
         self.latest = reading
         REDIS_MEMORY_USED.set(reading.used)
         REDIS_MEMORY_MAX.set(reading.limit)

@@ -235,6 +235,20 @@ class Store:
             raise StoreUnavailable(str(exc)) from exc
         self.scripts_loaded = True
 
+    async def memory_info(self) -> Mapping[str, Any]:
+        """``INFO memory`` (a Cluster: per primary, by node), for the load shedding's
+        reading (``controller.services.metrics.memory_of``)."""
+        redis = self.redis
+
+        async def op() -> Mapping[str, Any]:
+            if isinstance(redis, RedisCluster):  # every primary's share
+                info: Mapping[str, Any] = await redis.info("memory", target_nodes="primaries")
+            else:
+                info = await redis.info("memory")
+            return info
+
+        return await self._guard(op)
+
     async def ping(self) -> bool:
         try:
             return bool(await self.redis.ping())
