@@ -2,7 +2,8 @@
 # Prepare a fresh Debian machine: a venv with citywifi installed, and with --test
 # the test tools (pytest & co., Chromium, and the real peers of the interoperability
 # tests: freeradius, freeradius-utils for radclient, radsecproxy; prometheus for promtool,
-# prometheus-alertmanager for amtool; systemd for systemd-analyze/-sysusers/-tmpfiles).
+# prometheus-alertmanager for amtool; systemd for systemd-analyze/-sysusers/-tmpfiles;
+# libreoffice-calc-nogui to render the settlement workbook).
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +57,8 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 if [ $want_test = 1 ]; then
   apt_install chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
+  # LibreOffice Calc without the GUI: renders the settlement workbook to PDF in its test
+  apt_install --no-install-recommends libreoffice-calc-nogui
   install_peers
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
