@@ -8,13 +8,14 @@ against the figures alone.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from controller.config import Config
-
-LANGS = ("zh", "en")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +47,27 @@ def presentation(config: Config, lang: str, now: float) -> Presentation:
         generated_at=datetime.fromtimestamp(now, config.quota.timezone),
         operator_names={k: name(op.name, k) for k, op in config.operators.items()},
     )
+
+
+def param_text(value: Any) -> str:
+    """A parameter as a CSV or XLSX cell: tables and lists as compact JSON, the rest as
+    text (the inverse is ``param_value``)."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def param_value(text: str) -> Any:
+    """The parameter a cell holds, as the JSON report has it (for ``verify``): the report's
+    parameters are strings, integers, booleans, tables and lists, and no string one looks
+    like a number, a boolean or JSON."""
+    if text[:1] in ("{", "["):
+        return json.loads(text)
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if text in ("True", "False"):
+        return text == "True"
+    return text
+
+
+_INTEGER = re.compile(r"-?[0-9]+")

@@ -18,6 +18,7 @@ from controller.domain.periods import PeriodError, parse_period
 from controller.storage.archive import Archive, figures_sql, ledger_sql
 
 GROUPS = ("venue", "venue_type", "district", "operator")
+LANGS = ("zh", "en")
 FORMATS = ("csv", "json", "xlsx")
 
 
@@ -31,6 +32,7 @@ class ReportRequest:
     last: date
     format: str = "csv"
     group: str = "venue"
+    lang: str = "zh"  # the workbook's language (not part of the figures)
 
     @property
     def days(self) -> int:
@@ -52,7 +54,10 @@ def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
         raise ReportRequestError(
             "bad_group", f"unknown group '{group}'; use one of {', '.join(GROUPS)}"
         )
-    return ReportRequest(first=period.first, last=period.last, format=fmt, group=group)
+    lang = params.get("lang", "zh")
+    if lang not in LANGS:
+        raise ReportRequestError("bad_lang", f"lang must be one of {', '.join(LANGS)}")
+    return ReportRequest(first=period.first, last=period.last, format=fmt, group=group, lang=lang)
 
 
 def days_between(first: date, last: date) -> list[date]:

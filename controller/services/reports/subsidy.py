@@ -27,7 +27,7 @@ from typing import Any
 from controller.config import Config, Subsidy
 from controller.domain.periods import month_start, next_month
 from controller.domain.venue_types import VENUE_TYPES
-from controller.services.reports.meta import Presentation, Signature
+from controller.services.reports.meta import Presentation, Signature, presentation
 from controller.services.reports.overshoot import VenueDayKey, beyond_allowance
 from controller.services.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
 from controller.storage.archive import Archive
@@ -216,7 +216,7 @@ def build(
     params = _parameters(config, req, open_days)
     if req.group == "venue":
         rows = [_detail_row(config, p, reader.is_open(p.usage.day)) for p in priced]
-        return Report(DETAIL_COLUMNS, rows, params)
+        return Report(DETAIL_COLUMNS, rows, params, presentation(config, req.lang, now))
     rows = []
     for j, month in enumerate(months):
         first = max(month, req.first)
@@ -230,7 +230,7 @@ def build(
         if progress:
             progress(priced_days + j + 1, steps)
     columns = ("month", "period_from", "period_to", *ROLLUP_KEYS[req.group], *ROLLUP_TOTALS)
-    return Report(columns, rows, params)
+    return Report(columns, rows, params, presentation(config, req.lang, now))
 
 
 def _venue_name(config: Config, venue: str, lang: str) -> str:
