@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from controller.storage.datafiles import write_private
+from controller.storage.datafiles import private_dir, write_private
 
 
 def load_person_key(configured: str, data_dir: Path) -> bytes:
@@ -43,6 +43,22 @@ def load_portal_key(configured: str, data_dir: Path) -> bytes:
     path = data_dir / "portal.key"
     if not path.exists():
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        write_private(tmp, secrets.token_hex(32).encode())  # 0600 from the start
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+def load_key_file(path: Path) -> bytes:
+    """A key kept only in a file (the report signing key): generated once into ``path``
+    (0600, 32 random bytes as hex, the first process to link it wins), then read."""
+    if not path.exists():
+        private_dir(path.parent)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         write_private(tmp, secrets.token_hex(32).encode())  # 0600 from the start
         try:
             os.link(tmp, path)

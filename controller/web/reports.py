@@ -22,7 +22,7 @@ from controller.config import Config
 from controller.services.reports import writers
 from controller.services.reports.dashboard import dashboard
 from controller.services.reports.query import ReportRequest, ReportRequestError, parse_request
-from controller.services.reports.subsidy import build
+from controller.services.reports.signature import build_signed
 from controller.storage.archive import Archive
 from controller.web.auth import (
     SESSION_COOKIE,
@@ -61,7 +61,7 @@ def render_report(
     archive: Archive, config: Config, req: ReportRequest, now: float
 ) -> tuple[bytes, str]:
     """(body, digest of the figures) — blocking; run it in a thread."""
-    report = build(archive, config, req, now)
+    report = build_signed(archive, config, req, now)  # signed with the city's key
     return writers.render(report, req.format), writers.digest(report)
 
 

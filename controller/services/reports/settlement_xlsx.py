@@ -80,8 +80,8 @@ SUMMED = (
     "octets_out",
     "subsidy_yuan",
 )
-DECIMALS = {"free_hours", "beyond_allowance_hours", "subsidy_yuan"}
-DECIMALS |= {"rate_yuan_per_hour", "operator_factor"}
+TWO_DECIMALS = frozenset({"free_hours", "beyond_allowance_hours", "subsidy_yuan"})
+DECIMALS = TWO_DECIMALS | {"rate_yuan_per_hour", "operator_factor"}
 
 WORDS: Mapping[str, Mapping[str, str]] = {
     "zh": {
@@ -325,8 +325,15 @@ def workbook(
         ws.evenFooter.center.text = WORDS[shown.lang]["footer"]
     table = wb.create_sheet("report")
     table.append(list(report.columns))
-    for record in report.rows:
-        table.append([_number(c, record[c]) for c in report.columns])
+    for record in report.rows:  # money and hours as numbers; rates and factors as configured
+        table.append(
+            [_number(c, record[c]) if c in TWO_DECIMALS else record[c] for c in report.columns]
+        )
+    for i, column in enumerate(report.columns, start=1):
+        if column in TWO_DECIMALS:
+            for r in range(2, len(report.rows) + 2):
+                table.cell(r, i).number_format = "0.00"
+    table.freeze_panes = "A2"
     table.sheet_state = "hidden"
     params = wb.create_sheet("parameters")
     params.append(["parameter", "value"])
