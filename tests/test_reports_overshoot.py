@@ -37,9 +37,11 @@ async def overshooting_day(ctl: Controller, clock: Clock) -> None:
     await use(ctl, "B", "hospital", 10002, "b1", mac="AA-BB-CC-00-00-02")
     await drain(ctl)
     clock.set(datetime(2025, 11, 20, 12, 0, tzinfo=SH))
+    unsealed = rows_by_venue(ctl.config, ctl, clock)  # computed from the day's rows
     assert ctl.archiver is not None
     ctl.archiver.maintain(clock(), wait=True)
     assert ctl.archive.figures(DAY) is not None  # a sealed, real archive day
+    assert rows_by_venue(ctl.config, ctl, clock) == unsealed  # from its sealed figures
 
 
 def rows_by_venue(config: Config, ctl: Controller, clock: Clock, group: str = "venue") -> dict:

@@ -187,6 +187,7 @@ class Archiver:
         happened before it. Sealing and merging are skipped when another maintainer
         holds the archive, unless ``wait``."""
         tz, settle = self.config.quota.timezone, self.config.reports.settle_hours
+        allowance = self.config.quota.daily_seconds
         now_ms = int(now * 1000)
         try:
             with self.archive.maintenance_lock(wait) as mine:
@@ -194,7 +195,8 @@ class Archiver:
                     for day in self.archive.days("sessions"):
                         close = day_close_ms(day, tz, settle)
                         if now_ms >= close + SEAL_GRACE_MS:  # idempotent: cheap once done
-                            self._step("seal", day, partial(self.archive.seal, day, close))
+                            seal = partial(self.archive.seal, day, close, allowance)
+                            self._step("seal", day, seal)
                         else:
                             self._step("merge", day, partial(self.archive.merge, "sessions", day))
                     for day in self.archive.days("audit"):

@@ -79,6 +79,7 @@ class DayVenue:
     seconds: int
     octets_in: int
     octets_out: int
+    beyond: int = 0  # of seconds, beyond the persons' daily allowance (archive.figures_sql)
 
 
 class LedgerReader:
@@ -93,6 +94,7 @@ class LedgerReader:
         self.archive = archive
         self.tz: ZoneInfo = config.quota.timezone
         self.settle = config.reports.settle_hours
+        self.allowance = config.quota.daily_seconds
         self.now_ms = int(now * 1000)
         self._open: dict[date, bool] = {}
 
@@ -114,7 +116,7 @@ class LedgerReader:
             if figures is not None:
                 quoted = str(figures).replace("'", "''")
                 return f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL", []
-            return figures_sql(self._ledger([day])), []
+            return figures_sql(self._ledger([day]), self.allowance), []
 
         return [
             DayVenue(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))

@@ -12,7 +12,7 @@ month are taken in date order and each day keeps what is left of C:
 rounded day amounts, so every total equals the sum of its rows to the fen.
 
 ``free_seconds`` are a venue's seconds within the persons' daily allowance; the seconds a
-NAS carried beyond it (``controller.services.reports.overshoot``) are shown apart, as
+NAS carried beyond it (``controller.storage.archive.figures_sql``) are shown apart, as
 ``beyond_allowance_seconds``, and priced only when ``[subsidy] bill_beyond_allowance``.
 """
 
@@ -28,7 +28,6 @@ from controller.config import Config, Subsidy
 from controller.domain.periods import month_start, next_month
 from controller.domain.venue_types import VENUE_TYPES
 from controller.services.reports.meta import Presentation, Signature, presentation
-from controller.services.reports.overshoot import VenueDayKey, beyond_allowance
 from controller.services.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
 from controller.storage.archive import Archive
 
@@ -68,23 +67,15 @@ class Priced:
         return self.usage.seconds - self.beyond
 
 
-def _key(row: DayVenue) -> VenueDayKey:
-    return VenueDayKey(row.day, row.venue, row.venue_type, row.district, row.operator)
-
-
-def price(
-    rows: Sequence[DayVenue],
-    subsidy: Subsidy,
-    beyond: Mapping[VenueDayKey, int] | None = None,
-) -> list[Priced]:
+def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
     """Amounts of day x venue rows (which must include every earlier day of their month);
-    ``beyond``: their seconds beyond the allowance, priced only if the policy says so."""
+    their seconds beyond the allowance are priced only if the policy says so."""
     out: list[Priced] = []
     spent: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> running uncapped sum
     for row in sorted(rows, key=lambda r: (r.day, r.venue, r.venue_type, r.district, r.operator)):
         rate = subsidy.rates.get(row.venue_type, Decimal(0))
         factor = subsidy.operator_factors.get(row.operator, ONE)
-        over = min(row.seconds, (beyond or {}).get(_key(row), 0))
+        over = min(row.seconds, row.beyond)
         billed = row.seconds if subsidy.bill_beyond_allowance else row.seconds - over
         amount = fen(Decimal(billed) * rate * factor / HOUR)
         cap = subsidy.venue_caps.get(row.venue)
@@ -195,8 +186,7 @@ def priced_usage(
         usage.extend(reader.day_venues(day))
         if progress:
             progress(i + 1, steps or len(days))
-    beyond = beyond_allowance(reader, month_start(first), last, config.quota.daily_seconds)
-    return [p for p in price(usage, config.subsidy, beyond) if p.usage.day >= first]
+    return [p for p in price(usage, config.subsidy) if p.usage.day >= first]
 
 
 def build(
