@@ -705,7 +705,16 @@ class _Builder(RegistryReader):
                 AuditSettings().retention_days,
                 60,
                 hint=" (MPS Order 82 Art. 13: login records are kept at least 60 days)",
-            )
+            ),
+            phone_retention_days=self.integer(
+                t,
+                ("audit",),
+                "phone_retention_days",
+                AuditSettings().phone_retention_days,
+                7,
+                3660,
+                hint=" (the archiver needs the number while a session waits in the outbox)",
+            ),
         )
 
     def reports(self, t: dict[str, Any], data_dir: Path) -> ReportSettings:

@@ -194,6 +194,9 @@ class Subsidy:
 class AuditSettings:
     # Days login records are kept (MPS Order 82 Art. 13: at least 60; default six months).
     retention_days: int = 180
+    # Days a person's phone profile (cw:{pid}:p) is kept after their last login (PIPL
+    # Art. 19: deleted at the end of its retention).
+    phone_retention_days: int = 180
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ SECTIONS: Final = {
     "security": ("person_key",),
     "registry": ("venues_csv", "access_points_csv"),
     "subsidy": ("rates", "venue_caps", "operator_factors", "bill_beyond_allowance"),
-    "audit": ("retention_days",),
+    "audit": ("retention_days", "phone_retention_days"),
     "reports": ("settle_hours", "max_range_days", "archive_dir", "signing_key_file"),
     "enforcer": tuple(f.name for f in fields(EnforcerSettings)),
     "portal": tuple(f.name for f in fields(PortalSettings)),
