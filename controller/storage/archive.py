@@ -491,27 +491,41 @@ def figures_sql(rows_sql: str, allowance: int = DEFAULT_ALLOWANCE) -> str:
     Disconnect-Request (RFC 5176) leaves more than the allowance on a person-day. A
     person's rows of the day, in the order their sessions started (then by record id, a
     total order), fill the allowance; what follows is beyond it, on the row's venue.
-    Computed once at sealing, so a month's report stays a read of 30 small files.
+    Only the person-days above the allowance are windowed (the rows are read once,
+    materialised). Computed once at sealing, so a month's report stays a read of 30
+    small files.
     """
     limit = int(allowance)
     return f"""
-        SELECT day, venue, venue_type, district, operator,
-               count(*) AS sessions,
-               count_if(day = first_day) AS first_sessions,
-               count(DISTINCT pid) AS persons,
-               sum(seconds) AS seconds,
-               sum(octets_in) AS octets_in,
-               sum(octets_out) AS octets_out,
-               sum(greatest(0, upto - {limit}) - greatest(0, upto - seconds - {limit}))
-                   AS beyond_seconds
-        FROM (
-            SELECT *, sum(seconds) OVER (
-                PARTITION BY day, pid ORDER BY start, record_id
-                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            ) AS upto
-            FROM ({rows_sql}) WHERE known
+        WITH r AS MATERIALIZED (SELECT * FROM ({rows_sql}) WHERE known),
+        base AS (
+            SELECT day, venue, venue_type, district, operator,
+                   count(*) AS sessions,
+                   count_if(day = first_day) AS first_sessions,
+                   count(DISTINCT pid) AS persons,
+                   sum(seconds) AS seconds,
+                   sum(octets_in) AS octets_in,
+                   sum(octets_out) AS octets_out
+            FROM r GROUP BY ALL
+        ),
+        over AS (SELECT day, pid FROM r GROUP BY day, pid HAVING sum(seconds) > {limit}),
+        filled AS (
+            SELECT r.day, r.venue, r.venue_type, r.district, r.operator, r.seconds,
+                   sum(r.seconds) OVER (
+                       PARTITION BY r.day, r.pid ORDER BY r.start, r.record_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                   ) AS upto
+            FROM r SEMI JOIN over ON r.day = over.day AND r.pid = over.pid
+        ),
+        beyond AS (
+            SELECT day, venue, venue_type, district, operator,
+                   sum(greatest(0, upto - {limit}) - greatest(0, upto - seconds - {limit}))
+                       AS beyond_seconds
+            FROM filled GROUP BY ALL
         )
-        GROUP BY ALL ORDER BY ALL
+        SELECT base.*, CAST(coalesce(beyond.beyond_seconds, 0) AS BIGINT) AS beyond_seconds
+        FROM base LEFT JOIN beyond USING (day, venue, venue_type, district, operator)
+        ORDER BY ALL
     """
 
 
