@@ -4,7 +4,7 @@
 # tests: freeradius, freeradius-utils for radclient, radsecproxy; prometheus for promtool,
 # prometheus-alertmanager for amtool; systemd for systemd-analyze/-sysusers/-tmpfiles;
 # freeradius-redis and redis-server for bench.floors' and bench.side_by_side's FreeRADIUS
-# + rlm_redis reference).
+# + rlm_redis reference; libreoffice-calc-nogui to render the settlement workbook).
 # Always: a C compiler and the Python headers for radius/_speedups.c (optional: without
 # them `pip install .` still succeeds and the server runs the pure-Python data path).
 # Idempotent: re-running only installs what is missing.
@@ -61,6 +61,8 @@ fi
 apt_install build-essential python3-dev  # builds radius/_speedups.c (optional extension)
 if [ $want_test = 1 ]; then
   apt_install chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
+  # LibreOffice Calc without the GUI: renders the settlement workbook to PDF in its test
+  apt_install --no-install-recommends libreoffice-calc-nogui
   install_peers
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from controller.cli import report_sign
 from controller.config import Config, ConfigError, load_config
 from controller.services import audit
 from controller.services.archiver import Archiver
 from controller.services.reports import writers
 from controller.services.reports.query import FORMATS, GROUPS, ReportRequestError, parse_request
-from controller.services.reports.subsidy import build
+from controller.services.reports.signature import build_signed
 from controller.storage.archive import Archive, archive_root
 from controller.storage.datafiles import write_private
 from controller.storage.keyfiles import load_person_key
@@ -44,7 +45,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     subsidy.add_argument("--format", default="csv", help=f"one of {', '.join(FORMATS)}")
     subsidy.add_argument("--group", default="venue", help=f"one of {', '.join(GROUPS)}")
     subsidy.add_argument("--out", required=True, help="file to write ('-': standard output)")
+    subsidy.add_argument("--lang", default="zh", help="the workbook's language: zh or en")
     _no_drain(subsidy)
+    report_sign.add_commands(rsub)
 
     audit = sub.add_parser("audit", help="the security audit log (login records)")
     asub = audit.add_subparsers(dest="audit_command", required=True)
@@ -155,13 +158,14 @@ def cmd_report_subsidy(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     params = {"from": args.first, "to": args.last, "format": args.format, "group": args.group}
+    params["lang"] = args.lang
     try:
         req = parse_request(params, config)
     except ReportRequestError as exc:
         print(f"citywifi report subsidy: {exc.message}", file=sys.stderr)
         return 2
     archive = _prepare(config, not args.no_drain)
-    report = build(archive, config, req, time.time(), ProgressBar(sys.stderr, "days"))
+    report = build_signed(archive, config, req, time.time(), ProgressBar(sys.stderr, "days"))
     _write(args.out, writers.render(report, req.format))
     print(f"sha256 {writers.digest(report)}  {args.out}", file=sys.stderr)
     return 0
@@ -210,6 +214,8 @@ def cmd_audit_trim(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Dispatch ``citywifi report …`` / ``citywifi audit …``."""
     if args.command == "report":
+        if args.report_command != "subsidy":
+            return report_sign.run(args)
         return cmd_report_subsidy(args)
     if args.audit_command == "export":
         return cmd_audit_export(args)

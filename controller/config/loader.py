@@ -673,6 +673,7 @@ class _Builder(RegistryReader):
             operator_factors=self.decimal_table(
                 t, "operator_factors", self.operator_spots, "operator"
             ),
+            bill_beyond_allowance=self.boolean(t, ("subsidy",), "bill_beyond_allowance", False),
         )
 
     def decimal_table(
@@ -704,7 +705,16 @@ class _Builder(RegistryReader):
                 AuditSettings().retention_days,
                 60,
                 hint=" (MPS Order 82 Art. 13: login records are kept at least 60 days)",
-            )
+            ),
+            phone_retention_days=self.integer(
+                t,
+                ("audit",),
+                "phone_retention_days",
+                AuditSettings().phone_retention_days,
+                7,
+                3660,
+                hint=" (the archiver needs the number while a session waits in the outbox)",
+            ),
         )
 
     def reports(self, t: dict[str, Any], data_dir: Path) -> ReportSettings:
@@ -714,6 +724,9 @@ class _Builder(RegistryReader):
             settle_hours=self.integer(t, p, "settle_hours", d.settle_hours, 0, 24 * 31),
             max_range_days=self.integer(t, p, "max_range_days", d.max_range_days, 1, 3660),
             archive_dir=self.file_path(t, p, "archive_dir", data_dir / "archive"),
+            signing_key_file=self.file_path(
+                t, p, "signing_key_file", data_dir / "report-signing.key"
+            ),
         )
 
     def enforcer(self, t: dict[str, Any]) -> EnforcerSettings:

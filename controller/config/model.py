@@ -187,12 +187,16 @@ class Subsidy:
     rates: Mapping[str, Decimal]  # venue type -> yuan per free user-hour
     venue_caps: Mapping[str, Decimal] = field(default_factory=dict)  # venue -> yuan per month
     operator_factors: Mapping[str, Decimal] = field(default_factory=dict)  # operator -> factor
+    bill_beyond_allowance: bool = False  # pay seconds a NAS carried beyond the allowance
 
 
 @dataclass(frozen=True, slots=True)
 class AuditSettings:
     # Days login records are kept (MPS Order 82 Art. 13: at least 60; default six months).
     retention_days: int = 180
+    # Days a person's phone profile (cw:{pid}:p) is kept after their last login (PIPL
+    # Art. 19: deleted at the end of its retention).
+    phone_retention_days: int = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +204,7 @@ class ReportSettings:
     settle_hours: int = 24  # a day's figures are final this long after its local midnight
     max_range_days: int = 93  # longest from..to range of one report
     archive_dir: Path | None = None  # None: <data_dir>/archive
+    signing_key_file: Path | None = None  # Ed25519 seed (hex); None: <data_dir>/report-signing.key
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,9 +71,9 @@ SECTIONS: Final = {
     "log": ("level", "format", "requests"),
     "security": ("person_key",),
     "registry": ("venues_csv", "access_points_csv"),
-    "subsidy": ("rates", "venue_caps", "operator_factors"),
-    "audit": ("retention_days",),
-    "reports": ("settle_hours", "max_range_days", "archive_dir"),
+    "subsidy": ("rates", "venue_caps", "operator_factors", "bill_beyond_allowance"),
+    "audit": ("retention_days", "phone_retention_days"),
+    "reports": ("settle_hours", "max_range_days", "archive_dir", "signing_key_file"),
     "enforcer": tuple(f.name for f in fields(EnforcerSettings)),
     "portal": tuple(f.name for f in fields(PortalSettings)),
 }

@@ -30,6 +30,7 @@ from controller.config import Config
 from controller.domain import audit
 from controller.domain.ledger import LedgerRow, day_close_ms, ledger_rows, record_id
 from controller.services.audit import trim as trim_audit
+from controller.services.privacy import purge_profiles
 from controller.storage.archive import Archive
 from controller.storage.store import Store, StoreUnavailable
 
@@ -93,6 +94,7 @@ class Archiver:
         self._stop = asyncio.Event()
         self._last_maintenance = float("-inf")
         self._last_trim = float("-inf")
+        self._last_purge = float("-inf")
 
     @property
     def config(self) -> Config:
@@ -188,6 +190,7 @@ class Archiver:
         happened before it. Sealing and merging are skipped when another maintainer
         holds the archive, unless ``wait``."""
         tz, settle = self.config.quota.timezone, self.config.reports.settle_hours
+        allowance = self.config.quota.daily_seconds
         now_ms = int(now * 1000)
         try:
             with self.archive.maintenance_lock(wait) as mine:
@@ -195,7 +198,8 @@ class Archiver:
                     for day in self.archive.days("sessions"):
                         close = day_close_ms(day, tz, settle)
                         if now_ms >= close + SEAL_GRACE_MS:  # idempotent: cheap once done
-                            self._step("seal", day, partial(self.archive.seal, day, close))
+                            seal = partial(self.archive.seal, day, close, allowance)
+                            self._step("seal", day, seal)
                         else:
                             self._step("merge", day, partial(self.archive.merge, "sessions", day))
                     for day in self.archive.days("audit"):
@@ -226,6 +230,15 @@ class Archiver:
         self._last_maintenance = mono
         await asyncio.to_thread(self.maintain, self.clock())
 
+    async def purge_if_due(self) -> None:
+        """The phone profiles' retention (services.privacy), on the trim's schedule."""
+        if _time.monotonic() - self._last_purge >= self.trim_every:
+            self._last_purge = _time.monotonic()
+            try:
+                await purge_profiles(self.store, self.config, self.clock())
+            except StoreUnavailable as exc:
+                log.warning("privacy.purge_skipped", error=str(exc))
+
     async def trim_if_due(self) -> None:
         if _time.monotonic() - self._last_trim >= self.trim_every:
             await asyncio.to_thread(self.trim, self.clock())
@@ -252,8 +265,9 @@ class Archiver:
                 log.warning("archive.store_unavailable", error=str(exc))
             except Exception:  # keep archiving after a bad batch; it is re-delivered later
                 log.exception("archive.round_failed")
-            # the archive's own upkeep needs no Redis: neither waits for the outbox
-            for upkeep in (self.maintain_if_due, self.trim_if_due):
+            # the archive's own upkeep needs no Redis: neither waits for the outbox (the
+            # profile purge does, and is skipped while Redis is down)
+            for upkeep in (self.maintain_if_due, self.trim_if_due, self.purge_if_due):
                 try:
                     await upkeep()
                 except Exception:

@@ -54,7 +54,10 @@ log = structlog.get_logger("citywifi.archive")
 MERGE_PARTS = 32  # merge an open day's parts when there are more than this many
 DUCKDB_MEMORY = "512MB"  # per query; DuckDB spills beyond it (process RSS stays under 1 GiB)
 SEALED = "sealed.parquet"
-FIGURES = "figures.parquet"  # a sealed day's per-venue figures (what reports read)
+# a sealed day's per-venue figures (what reports read); "-2": with beyond_seconds (the
+# figures.parquet of older versions are left alone and computed again under this name)
+FIGURES = "figures-2.parquet"
+DEFAULT_ALLOWANCE = 7200  # quota.daily_seconds' default; callers pass the configured one
 QUARANTINE = "quarantine"  # <archive>/quarantine/<kind>/<day>/: files DuckDB could not read
 MAX_QUARANTINE_ROUNDS = 64  # files quarantined by one statement before it gives up
 _NAMED_FILE = re.compile(r"""['"]([^'"]+\.parquet)['"]""")  # a file a DuckDB error names
@@ -369,20 +372,22 @@ class Archive:
         finally:
             os.close(fd)
 
-    def seal(self, day: date, close_ms: int) -> bool:
-        """Freeze a closed day: its on-time rows, newest version per session, in one file."""
+    def seal(self, day: date, close_ms: int, allowance: int = DEFAULT_ALLOWANCE) -> bool:
+        """Freeze a closed day: its on-time rows, newest version per session, in one file;
+        then its per-venue figures, with ``allowance`` (``quota.daily_seconds``) for the
+        seconds beyond it."""
         if self.sealed("sessions", day) is None and self.quarantined("sessions", day, SEALED):
             log.error("archive.seal_skipped", day=day.isoformat(), reason="sealed file quarantined")
             return False
         return self._tolerant(
-            lambda: self._seal(day, close_ms),
+            lambda: self._seal(day, close_ms, allowance),
             lambda: (
                 [p for _, p in self.parts("sessions", day)]
                 + [self.day_dir("sessions", day) / SEALED]
             ),
         )
 
-    def _seal(self, day: date, close_ms: int) -> bool:
+    def _seal(self, day: date, close_ms: int, allowance: int) -> bool:
         kind = "sessions"
         on_time = [p for ms, p in self.parts(kind, day) if ms <= close_ms]
         if self.sealed(kind, day) is None:
@@ -407,7 +412,8 @@ class Archive:
             sealed = self.day_dir(kind, day) / SEALED
             con = self._connect()
             try:
-                figures = figures_sql(f"SELECT * FROM read_parquet({_sql_path(sealed)})")
+                rows = f"SELECT * FROM read_parquet({_sql_path(sealed)})"
+                figures = figures_sql(rows, allowance)
                 self._write_file(con, self.day_dir(kind, day) / FIGURES, figures)
             finally:
                 con.close()
@@ -472,23 +478,54 @@ _LATEST_VERSION = (
 )
 
 
-def figures_sql(rows_sql: str) -> str:
+def figures_sql(rows_sql: str, allowance: int = DEFAULT_ALLOWANCE) -> str:
     """Per venue figures of one day's effective ledger rows (verified persons only).
 
     ``first_sessions`` counts the sessions whose first ledger day this is, so that a
     period's sessions are ``sum(first_sessions)`` plus the first day's carried-over ones,
     without a distinct count over the raw rows.
+
+    ``beyond_seconds``: of ``seconds``, those beyond the person's daily ``allowance``. The
+    ledger keeps what each NAS reported (``account.lua`` charges it all, so the next login
+    is refused), so a NAS that ignored Session-Timeout (RFC 2865 §5.27) and the
+    Disconnect-Request (RFC 5176) leaves more than the allowance on a person-day. A
+    person's rows of the day, in the order their sessions started (then by record id, a
+    total order), fill the allowance; what follows is beyond it, on the row's venue.
+    Only the person-days above the allowance are windowed (the rows are read once,
+    materialised). Computed once at sealing, so a month's report stays a read of 30
+    small files.
     """
+    limit = int(allowance)
     return f"""
-        SELECT day, venue, venue_type, district, operator,
-               count(*) AS sessions,
-               count_if(day = first_day) AS first_sessions,
-               count(DISTINCT pid) AS persons,
-               sum(seconds) AS seconds,
-               sum(octets_in) AS octets_in,
-               sum(octets_out) AS octets_out
-        FROM ({rows_sql}) WHERE known
-        GROUP BY ALL ORDER BY ALL
+        WITH r AS MATERIALIZED (SELECT * FROM ({rows_sql}) WHERE known),
+        base AS (
+            SELECT day, venue, venue_type, district, operator,
+                   count(*) AS sessions,
+                   count_if(day = first_day) AS first_sessions,
+                   count(DISTINCT pid) AS persons,
+                   sum(seconds) AS seconds,
+                   sum(octets_in) AS octets_in,
+                   sum(octets_out) AS octets_out
+            FROM r GROUP BY ALL
+        ),
+        over AS (SELECT day, pid FROM r GROUP BY day, pid HAVING sum(seconds) > {limit}),
+        filled AS (
+            SELECT r.day, r.venue, r.venue_type, r.district, r.operator, r.seconds,
+                   sum(r.seconds) OVER (
+                       PARTITION BY r.day, r.pid ORDER BY r.start, r.record_id
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                   ) AS upto
+            FROM r SEMI JOIN over ON r.day = over.day AND r.pid = over.pid
+        ),
+        beyond AS (
+            SELECT day, venue, venue_type, district, operator,
+                   sum(greatest(0, upto - {limit}) - greatest(0, upto - seconds - {limit}))
+                       AS beyond_seconds
+            FROM filled GROUP BY ALL
+        )
+        SELECT base.*, CAST(coalesce(beyond.beyond_seconds, 0) AS BIGINT) AS beyond_seconds
+        FROM base LEFT JOIN beyond USING (day, venue, venue_type, district, operator)
+        ORDER BY ALL
     """
 
 

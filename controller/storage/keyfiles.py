@@ -63,3 +63,9 @@ def load_portal_key(configured: str, data_dir: Path) -> bytes:
     """``[portal] cookie_key``, else ``data_dir/portal.key`` (``load_key``). Machines
     sharing a Redis behind one load balancer must be given the same ``cookie_key``."""
     return load_key(configured, data_dir / "portal.key")
+
+
+def load_key_file(path: Path) -> bytes:
+    """A key kept only in a file (the report signing key): ``load_key`` with nothing
+    configured, so it is generated once into ``path`` by the same race-safe scheme."""
+    return load_key("", path)

@@ -44,6 +44,9 @@ def profile(pid: str) -> str:
     return f"{person(pid)}:p"
 
 
+PROFILE_INDEX = f"{PREFIX}:idx:profiles"  # zset pid -> epoch last seen (the retention purge)
+
+
 def mac_owner(mac: str) -> str:
     return f"{PREFIX}:mac:{mac}"
 

@@ -280,6 +280,7 @@ class Store:
             pipe.hset(key, mapping={"pw": password, "mac": mac, "client": client_id, "issued": now})
             pipe.expire(key, ttl)
             pipe.hset(keys.profile(pid), mapping={"phone": phone, "seen": now})
+            pipe.zadd(keys.PROFILE_INDEX, {pid: now})  # for the retention purge
             await pipe.execute()
 
         await self._guard(op)
@@ -665,6 +666,32 @@ class Store:
                     args.extend((limit, window))
                 self._evalsha(pipe, "rate_hit", (keys.rate(dimension, ident),), args)
             return [int(w) for w in await pipe.execute()]
+
+        return await self._guard(op)
+
+    async def purge_profiles(self, cutoff: int, batch: int = 500) -> list[str]:
+        """Delete the phone profiles last seen at or before ``cutoff`` (the retention's
+        end); returns the person ids deleted. A person seen since keeps theirs (the
+        script checks 'seen'); the index entries up to the cutoff go once all are done."""
+
+        async def op() -> list[str]:
+            gone: list[str] = []
+            start = 0
+            while True:
+                found = await self.redis.zrangebyscore(
+                    keys.PROFILE_INDEX, "-inf", cutoff, start=start, num=batch
+                )
+                pids = [_text(p) for p in found if isinstance(p, bytes | str)]
+                if not pids:
+                    break
+                pipe = self.redis.pipeline(transaction=False)
+                for pid in pids:
+                    self._evalsha(pipe, "purge_profile", (keys.profile(pid),), (cutoff,))
+                done = await pipe.execute()
+                gone.extend(p for p, d in zip(pids, done, strict=True) if int(d))
+                start += len(pids)
+            await self.redis.zremrangebyscore(keys.PROFILE_INDEX, "-inf", cutoff)
+            return gone
 
         return await self._guard(op)
 

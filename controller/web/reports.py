@@ -21,7 +21,7 @@ from controller.services.errors import RequestError
 from controller.services.reports import writers
 from controller.services.reports.dashboard import dashboard
 from controller.services.reports.query import ReportRequest, ReportRequestError, parse_request
-from controller.services.reports.subsidy import build
+from controller.services.reports.signature import build_signed
 from controller.services.signing import Signer
 from controller.storage.archive import Archive
 from controller.web import csrf
@@ -63,7 +63,7 @@ def render_report(
     archive: Archive, config: Config, req: ReportRequest, now: float
 ) -> tuple[bytes, str]:
     """(body, digest of the figures) — blocking; run it in a thread."""
-    report = build(archive, config, req, now)
+    report = build_signed(archive, config, req, now)  # signed with the city's key
     return writers.render(report, req.format), writers.digest(report)
 
 

@@ -18,6 +18,7 @@ from controller.domain.periods import PeriodError, parse_period
 from controller.storage.archive import Archive, figures_sql, ledger_sql
 
 GROUPS = ("venue", "venue_type", "district", "operator")
+LANGS = ("zh", "en")
 FORMATS = ("csv", "json", "xlsx")
 
 
@@ -31,6 +32,7 @@ class ReportRequest:
     last: date
     format: str = "csv"
     group: str = "venue"
+    lang: str = "zh"  # the workbook's language (not part of the figures)
 
     @property
     def days(self) -> int:
@@ -52,7 +54,10 @@ def parse_request(params: Mapping[str, str], config: Config) -> ReportRequest:
         raise ReportRequestError(
             "bad_group", f"unknown group '{group}'; use one of {', '.join(GROUPS)}"
         )
-    return ReportRequest(first=period.first, last=period.last, format=fmt, group=group)
+    lang = params.get("lang", "zh")
+    if lang not in LANGS:
+        raise ReportRequestError("bad_lang", f"lang must be one of {', '.join(LANGS)}")
+    return ReportRequest(first=period.first, last=period.last, format=fmt, group=group, lang=lang)
 
 
 def days_between(first: date, last: date) -> list[date]:
@@ -74,6 +79,7 @@ class DayVenue:
     seconds: int
     octets_in: int
     octets_out: int
+    beyond: int = 0  # of seconds, beyond the persons' daily allowance (archive.figures_sql)
 
 
 class LedgerReader:
@@ -88,6 +94,7 @@ class LedgerReader:
         self.archive = archive
         self.tz: ZoneInfo = config.quota.timezone
         self.settle = config.reports.settle_hours
+        self.allowance = config.quota.daily_seconds
         self.now_ms = int(now * 1000)
         self._open: dict[date, bool] = {}
 
@@ -109,7 +116,7 @@ class LedgerReader:
             if figures is not None:
                 quoted = str(figures).replace("'", "''")
                 return f"SELECT * FROM read_parquet('{quoted}') ORDER BY ALL", []
-            return figures_sql(self._ledger([day])), []
+            return figures_sql(self._ledger([day]), self.allowance), []
 
         return [
             DayVenue(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))

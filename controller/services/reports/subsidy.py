@@ -10,6 +10,10 @@ month are taken in date order and each day keeps what is left of C:
 ``capped(d) = min(C, A(d)) - min(C, A(d - 1))`` with ``A`` the running sum of the month
 (days of the month before ``from`` count toward the cap too). Roll-ups are sums of these
 rounded day amounts, so every total equals the sum of its rows to the fen.
+
+``free_seconds`` are a venue's seconds within the persons' daily allowance; the seconds a
+NAS carried beyond it (``controller.storage.archive.figures_sql``) are shown apart, as
+``beyond_allowance_seconds``, and priced only when ``[subsidy] bill_beyond_allowance``.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from typing import Any
 from controller.config import Config, Subsidy
 from controller.domain.periods import month_start, next_month
 from controller.domain.venue_types import VENUE_TYPES
+from controller.services.reports.meta import Presentation, Signature, presentation
 from controller.services.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
 from controller.storage.archive import Archive
 
 METHOD = (
-    "citywifi-subsidy-1: per day and venue, free_seconds/3600 x rate(venue_type) x "
+    "citywifi-subsidy-2: per day and venue, free_seconds/3600 x rate(venue_type) x "
     "factor(operator), rounded half up to 0.01 yuan; a venue's monthly cap is applied in "
-    "date order; verified persons only; a session spanning midnight counts on each day"
+    "date order; verified persons only; a session spanning midnight counts on each day; "
+    "free_seconds are within each person's daily allowance (sessions in start order), "
+    "seconds beyond it are shown apart and priced only if bill_beyond_allowance"
 )
 FEN = Decimal("0.01")
 ONE = Decimal(1)
@@ -52,23 +59,32 @@ class Priced:
     rate: Decimal
     factor: Decimal
     amount: Decimal
+    beyond: int = 0  # of usage.seconds, beyond the persons' daily allowance
+
+    @property
+    def free_seconds(self) -> int:
+        """The seconds within the allowance (the ones the city offered)."""
+        return self.usage.seconds - self.beyond
 
 
 def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
-    """Amounts of day x venue rows (which must include every earlier day of their month)."""
+    """Amounts of day x venue rows (which must include every earlier day of their month);
+    their seconds beyond the allowance are priced only if the policy says so."""
     out: list[Priced] = []
     spent: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> running uncapped sum
     for row in sorted(rows, key=lambda r: (r.day, r.venue, r.venue_type, r.district, r.operator)):
         rate = subsidy.rates.get(row.venue_type, Decimal(0))
         factor = subsidy.operator_factors.get(row.operator, ONE)
-        amount = fen(Decimal(row.seconds) * rate * factor / HOUR)
+        over = min(row.seconds, row.beyond)
+        billed = row.seconds if subsidy.bill_beyond_allowance else row.seconds - over
+        amount = fen(Decimal(billed) * rate * factor / HOUR)
         cap = subsidy.venue_caps.get(row.venue)
         if cap is not None:
             key = (row.venue, month_start(row.day))
             before = spent.get(key, Decimal(0))
             spent[key] = before + amount
             amount = min(cap, before + amount) - min(cap, before)
-        out.append(Priced(row, rate, factor, amount))
+        out.append(Priced(row, rate, factor, amount, over))
     return out
 
 
@@ -82,6 +98,10 @@ class Report:
     columns: tuple[str, ...]
     rows: list[dict[str, Any]]
     parameters: dict[str, Any]
+    # not part of the figures (nor of their digest): how the XLSX is laid out, and the
+    # signature over the canonical bytes (controller.services.reports.signature)
+    presentation: Presentation | None = None
+    signature: Signature | None = None
 
 
 DETAIL_COLUMNS = (
@@ -98,6 +118,8 @@ DETAIL_COLUMNS = (
     "persons",
     "free_seconds",
     "free_hours",
+    "beyond_allowance_seconds",
+    "beyond_allowance_hours",
     "octets_in",
     "octets_out",
     "rate_yuan_per_hour",
@@ -116,6 +138,8 @@ ROLLUP_TOTALS = (
     "persons",
     "free_seconds",
     "free_hours",
+    "beyond_allowance_seconds",
+    "beyond_allowance_hours",
     "octets_in",
     "octets_out",
     "subsidy_yuan",
@@ -141,6 +165,8 @@ def _parameters(config: Config, req: ReportRequest, open_days: Sequence[date]) -
         "rates_yuan_per_hour": {k: str(s.rates.get(k, Decimal(0))) for k in sorted(VENUE_TYPES)},
         "venue_caps_yuan_per_month": {k: str(v) for k, v in sorted(s.venue_caps.items())},
         "operator_factors": {k: str(v) for k, v in sorted(s.operator_factors.items())},
+        "daily_allowance_seconds": config.quota.daily_seconds,
+        "bill_beyond_allowance": s.bill_beyond_allowance,
         "open_days": [d.isoformat() for d in open_days],
     }
 
@@ -180,7 +206,7 @@ def build(
     params = _parameters(config, req, open_days)
     if req.group == "venue":
         rows = [_detail_row(config, p, reader.is_open(p.usage.day)) for p in priced]
-        return Report(DETAIL_COLUMNS, rows, params)
+        return Report(DETAIL_COLUMNS, rows, params, presentation(config, req.lang, now))
     rows = []
     for j, month in enumerate(months):
         first = max(month, req.first)
@@ -194,7 +220,7 @@ def build(
         if progress:
             progress(priced_days + j + 1, steps)
     columns = ("month", "period_from", "period_to", *ROLLUP_KEYS[req.group], *ROLLUP_TOTALS)
-    return Report(columns, rows, params)
+    return Report(columns, rows, params, presentation(config, req.lang, now))
 
 
 def _venue_name(config: Config, venue: str, lang: str) -> str:
@@ -221,8 +247,10 @@ def _detail_row(config: Config, p: Priced, is_open: bool) -> dict[str, Any]:
         "operator_name": _operator_name(config, u.operator),
         "sessions": u.sessions,
         "persons": u.persons,
-        "free_seconds": u.seconds,
-        "free_hours": f"{hours(u.seconds):.2f}",
+        "free_seconds": p.free_seconds,
+        "free_hours": f"{hours(p.free_seconds):.2f}",
+        "beyond_allowance_seconds": p.beyond,
+        "beyond_allowance_hours": f"{hours(p.beyond):.2f}",
         "octets_in": u.octets_in,
         "octets_out": u.octets_out,
         "rate_yuan_per_hour": str(p.rate),
@@ -252,16 +280,17 @@ def _rollup_rows(
     for p in priced:
         u = p.usage
         key = _group_key(group, u)
-        acc = sums.setdefault(key, [0, 0, 0, 0, Decimal(0)])
+        acc = sums.setdefault(key, [0, 0, 0, 0, Decimal(0), 0])
         acc[0] += u.first_sessions + (u.sessions - u.first_sessions if u.day == first else 0)
-        acc[1] += u.seconds
+        acc[1] += p.free_seconds
         acc[2] += u.octets_in
         acc[3] += u.octets_out
         acc[4] += p.amount
+        acc[5] += p.beyond
         venues.setdefault(key, set()).add(u.venue)
     rows = []
     for key in sorted(sums):
-        sessions, seconds, octets_in, octets_out, amount = sums[key]
+        sessions, seconds, octets_in, octets_out, amount, beyond = sums[key]
         if group == "venue_type":
             names: dict[str, Any] = {
                 "venue_type": key,
@@ -282,6 +311,8 @@ def _rollup_rows(
                 "persons": persons.get(key, 0),
                 "free_seconds": seconds,
                 "free_hours": f"{hours(seconds):.2f}",
+                "beyond_allowance_seconds": beyond,
+                "beyond_allowance_hours": f"{hours(beyond):.2f}",
                 "octets_in": octets_in,
                 "octets_out": octets_out,
                 "subsidy_yuan": _money(amount),

@@ -17,9 +17,9 @@ import io
 import json
 import zipfile
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from controller.services.reports.meta import Presentation
 from controller.services.reports.subsidy import Report
 
 BOM = "\ufeff"
@@ -58,6 +58,7 @@ def to_csv(report: Report) -> bytes:
     for key, value in report.parameters.items():
         writer.writerow([f"#{key}", _param_text(value)])
     writer.writerow(["#sha256", digest(report)])
+    writer.writerows([f"#{k}", v] for k, v in signature_rows(report))
     return (BOM + out.getvalue()).encode("utf-8")
 
 
@@ -68,42 +69,19 @@ def to_json(report: Report) -> bytes:
         "rows": report.rows,
         "digest": {"sha256": digest(report)},
     }
+    if report.signature is not None:
+        body["signature"] = dict(signature_rows(report))
     return json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
-
-
-def _decimal(value: str) -> Decimal | str:
-    """Money, hours, rates and factors as exact numbers Excel can sum."""
-    try:
-        return Decimal(value)
-    except InvalidOperation:
-        return value
-
-
-_DECIMAL_COLUMNS = {"free_hours", "subsidy_yuan", "rate_yuan_per_hour", "operator_factor"}
 
 
 def to_xlsx(report: Report) -> bytes:
     # imported here for start-up cost: only an XLSX export needs openpyxl (~0.2 s to import)
-    from openpyxl import Workbook
     from openpyxl.writer.excel import ExcelWriter
 
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "report"
-    ws.append(list(report.columns))
-    for row in report.rows:
-        ws.append([_decimal(row[c]) if c in _DECIMAL_COLUMNS else row[c] for c in report.columns])
-    for i, column in enumerate(report.columns, start=1):
-        if column in ("subsidy_yuan", "free_hours"):
-            for cell in ws.iter_cols(min_col=i, max_col=i, min_row=2):
-                for c in cell:
-                    c.number_format = "0.00"
-    ws.freeze_panes = "A2"
-    params = wb.create_sheet("parameters")
-    params.append(["parameter", "value"])
-    for key, value in report.parameters.items():
-        params.append([key, _param_text(value)])
-    params.append(["sha256", digest(report)])
+    from controller.services.reports import settlement_xlsx
+
+    shown = report.presentation or Presentation("zh", "", _EPOCH, {})
+    wb = settlement_xlsx.workbook(report, shown, digest(report), signature_rows(report))
     wb.properties.creator = "citywifi"
     wb.properties.created = _EPOCH
     wb.properties.modified = _EPOCH
@@ -127,6 +105,19 @@ def _fixed_zip(data: bytes) -> bytes:
             fixed.external_attr = 0o600 << 16
             dst.writestr(fixed, src.read(info.filename))
     return out.getvalue()
+
+
+def signature_rows(report: Report) -> list[tuple[str, str]]:
+    """The signature's metadata lines (none for an unsigned report), the same in every
+    format: ``signature_algorithm``, ``signature_key_id``, ``signature``."""
+    sig = report.signature
+    if sig is None:
+        return []
+    return [
+        ("signature_algorithm", sig.algorithm),
+        ("signature_key_id", sig.key_id),
+        ("signature", sig.value),
+    ]
 
 
 def render(report: Report, fmt: str) -> bytes:
