@@ -139,6 +139,8 @@ async def _every_script(store: Store) -> None:
         [("phone", "x", [(3, 60_000), (10, 3_600_000)])], NOON * 1000, "m", record=True
     )
     await store.forget_mac(mac, pid)
+    await store.redis.zadd(keys.PROFILE_INDEX, {pid: NOON - 10})  # a profile past retention
+    await store.purge_profiles(NOON)
 
 
 async def test_each_header_lists_the_keys_and_arguments_passed(
