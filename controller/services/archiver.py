@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from controller.config import Config
 from controller.domain import audit
+from controller.domain.accounts import console_audit_row
 from controller.domain.ledger import LedgerRow, day_close_ms, ledger_rows, record_id
 from controller.services.audit import trim as trim_audit
 from controller.storage.archive import Archive
@@ -157,6 +158,8 @@ class Archiver:
             if fields.get("k") == "login":
                 phone = phones.get(fields.get("pid", ""), "")
                 audits.append(audit.login_audit_row(eid, fields, phone, tz, now_ms))
+            elif fields.get("k") == "console":  # a console account action (issue 17)
+                audits.append(console_audit_row(eid, fields, tz, now_ms))
         self._count_late(ledger, now_ms)
         await asyncio.to_thread(self._write, ledger, audits)
         await self.store.outbox_done([eid for eid, _ in entries], marks)
