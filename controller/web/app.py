@@ -27,6 +27,7 @@ from prometheus_client import (
 from controller.config import HttpSettings
 from controller.services.metrics import RedisMemory
 from controller.web import admin, audit, reports
+from controller.web.console import routes as console
 from controller.web.http_edge import body_deadline
 from controller.web.portal import routes as portal
 from controller.web.resources import LIVE, MEMORY, PORTAL, READINESS, Readiness, Resources
@@ -41,6 +42,7 @@ NEVER_SHED: Final = (
     "/api/v1/reports/",
     "/api/v1/audit/",
     "/api/v1/admin/",
+    "/console",
 )
 SHED = Counter(
     "citywifi_http_shed_total",
@@ -111,6 +113,7 @@ def make_app(http: HttpSettings, resources: Resources) -> web.Application:
     reports.add_routes(app)  # reports API + page (role reports)
     audit.add_routes(app)  # audit export (role audit)
     admin.add_routes(app)  # role admin
+    console.add_routes(app)  # operations console (named accounts)
     app.cleanup_ctx.append(_close_portal)
     return app
 

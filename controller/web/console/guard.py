@@ -1,0 +1,99 @@
+"""Everything the console does about who is asking, in one place: the session cookie,
+CSRF on every form, the client address, and the role each route needs.
+
+This module uses the helpers the web layer has today (the portal's signed double-submit
+CSRF token, ``controller.web.portal.csrf``, keyed with the portal's signer; its client
+address rule, ``clientaddr``; the API's ``HttpProblem``); when they are unified only the
+imports here change.
+
+The cookie ``cw_console`` holds only a random session id (256 bits); the session itself
+is in Redis (``controller.services.accounts``), bound to the network the browser signed
+in from and ending after its lifetime, at sign-out, a password change or a disable. It
+is ``Secure; HttpOnly; SameSite=Strict; Path=/console``.
+
+``ROUTE_ROLES`` is the table of every console route and the roles that may use it (any
+one of them suffices); the route tests walk it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from aiohttp import web
+
+from controller.domain.accounts import Account
+from controller.services.accounts import Accounts
+from controller.web.auth import HttpProblem
+from controller.web.portal import csrf
+from controller.web.portal.clientaddr import client_address
+from controller.web.resources import CLOCK, LIVE, PORTAL, STORE
+
+COOKIE: Final = "cw_console"
+PATH: Final = "/console"
+CSRF_CONTEXT: Final = "console"
+WATCH: Final = frozenset(("admin", "operations", "reports"))  # city-wide figures
+
+ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
+    ("GET", "/console/overview"): WATCH,
+    ("GET", "/console/api/overview"): WATCH,
+}
+
+
+def accounts(request: web.Request) -> Accounts:
+    return Accounts(request.app[STORE], clock=request.app[CLOCK])
+
+
+def address(request: web.Request) -> str:
+    proxies = request.app[LIVE].config.portal.trusted_proxies
+    return client_address(request.remote or "", request.headers.get("X-Forwarded-For"), proxies)
+
+
+def session_id(request: web.Request) -> str:
+    return request.cookies.get(COOKIE, "")
+
+
+async def signed_in(request: web.Request) -> Account | None:
+    return await accounts(request).session(session_id(request), address(request))
+
+
+def may(account: Account, method: str, path: str) -> bool:
+    return bool(account.role_names & ROUTE_ROLES[(method, path)])
+
+
+async def require(request: web.Request, *, page: bool) -> Account:
+    """The signed-in account allowed on this route. No session: a page goes to the sign-in
+    form (303), the API answers 401; a session without the route's role: 403."""
+    account = await signed_in(request)
+    if account is None:
+        if page:
+            raise web.HTTPSeeOther(f"{PATH}/login")
+        raise HttpProblem(401, "unauthorized", "sign in on /console/login")
+    if not may(account, request.method, request.path):
+        raise HttpProblem(403, "forbidden", "this account has no role for this page")
+    return account
+
+
+def set_session(response: web.StreamResponse, sid: str, max_age: int) -> None:
+    response.set_cookie(
+        COOKIE, sid, max_age=max_age, path=PATH, secure=True, httponly=True, samesite="Strict"
+    )
+
+
+def clear_session(response: web.StreamResponse) -> None:
+    response.del_cookie(COOKIE, path=PATH)
+
+
+def form_token(request: web.Request) -> tuple[str, str, bool]:
+    """(the ``csrf`` field for this browser's forms, its nonce, whether the nonce cookie
+    must be set)."""
+    nonce, new = csrf.nonce_for(request)
+    return csrf.form_token(request.app[PORTAL].signer, nonce, CSRF_CONTEXT), nonce, new
+
+
+def set_nonce(response: web.StreamResponse, nonce: str) -> None:
+    csrf.set_cookie(response, nonce, secure=True)
+
+
+def form_ok(request: web.Request, form: Mapping[str, str]) -> bool:
+    return csrf.check(request, request.app[PORTAL].signer, form.get(csrf.FIELD, ""), CSRF_CONTEXT)

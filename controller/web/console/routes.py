@@ -1,0 +1,183 @@
+"""The console's routes: sign in (password, then the TOTP code when the account has
+one), sign out, and the city overview page with the JSON it polls.
+
+Sign-in answers: 303 to the overview on success (and the session cookie); 403 for a form
+without a valid CSRF token; 401 for a wrong name, password or code (one message for all:
+which part was wrong helps a guesser); 429 with ``Retry-After`` while the account is
+locked after too many failures. Every page and API route checks its roles
+(``guard.ROUTE_ROLES``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from controller.domain.accounts import Account, ConsoleSession
+from controller.services.overview import city_overview
+from controller.storage.metered import MeteredStore
+from controller.storage.store import StoreUnavailable
+from controller.web.auth import HttpProblem, json_error
+from controller.web.console import guard, pages
+from controller.web.resources import CLOCK, LIVE, MEMORY, STORE
+
+BAD_SIGN_IN = "Wrong username, password or authenticator code."
+
+
+def _brand(request: web.Request) -> str:
+    return request.app[LIVE].config.brand.name["en"]
+
+
+async def _form(request: web.Request) -> dict[str, str] | None:
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):
+        return None
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    token, nonce, new = guard.form_token(request)
+    response = pages.html(
+        pages.render(
+            "login.html",
+            title="Sign in",
+            brand=_brand(request),
+            user="",
+            csrf=token,
+            error=error,
+        ),
+        status=status,
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def login_form(request: web.Request) -> web.Response:
+    """``GET /console/login``."""
+    return _login_page(request)
+
+
+async def login(request: web.Request) -> web.Response:
+    """``POST /console/login`` (form: user, password, code, csrf)."""
+    form = await _form(request)
+    if form is None or not guard.form_ok(request, form):
+        return _login_page(request, "The form expired; please try again.", 403)
+    try:
+        result = await guard.accounts(request).sign_in(
+            form.get("user", ""),
+            form.get("password", ""),
+            form.get("code", ""),
+            guard.address(request),
+        )
+    except StoreUnavailable:
+        return _login_page(request, "The service is not answering; retry shortly.", 503)
+    if not isinstance(result, ConsoleSession):
+        if result.reason == "locked":
+            response = _login_page(
+                request,
+                f"Too many failed sign-ins: locked for {-(-result.retry_after // 60)} min.",
+                429,
+            )
+            response.headers["Retry-After"] = str(result.retry_after)
+            return response
+        return _login_page(request, BAD_SIGN_IN, 401)
+    response = web.HTTPSeeOther(f"{guard.PATH}/overview")
+    guard.set_session(response, result.id, result.expires - result.created)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """``POST /console/logout`` (form: csrf): ends the session on the server too."""
+    form = await _form(request)
+    if form is None or not guard.form_ok(request, form):
+        raise web.HTTPForbidden(text="bad form")
+    await guard.accounts(request).sign_out(guard.session_id(request), guard.address(request))
+    response = web.HTTPSeeOther(f"{guard.PATH}/login")
+    guard.clear_session(response)
+    raise response
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther(f"{guard.PATH}/overview")
+
+
+async def _overview(request: web.Request) -> dict[str, object]:
+    app = request.app
+    store = app[STORE]
+    assert isinstance(store, MeteredStore)  # the composition root builds a metered store
+    config = app[LIVE].config
+    o = await city_overview(
+        store, app[MEMORY].latest, [c.id for c in config.clients], int(app[CLOCK]())
+    )
+    return pages.overview_json(o, config.quota.timezone)
+
+
+def _forbidden(request: web.Request, account: Account, csrf: str) -> web.Response:
+    needed = " or ".join(sorted(guard.ROUTE_ROLES[(request.method, request.path)]))
+    return pages.html(
+        pages.render(
+            "forbidden.html",
+            title="Not allowed",
+            brand=_brand(request),
+            user=account.name,
+            csrf=csrf,
+            needed=needed,
+        ),
+        status=403,
+    )
+
+
+async def overview_page(request: web.Request) -> web.Response:
+    """``GET /console/overview``: the city now, refreshed by polling."""
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    token, nonce, new = guard.form_token(request)
+    if not guard.may(account, request.method, request.path):
+        return _forbidden(request, account, token)
+    try:
+        o = await _overview(request)
+    except StoreUnavailable:
+        return pages.html("Redis is not answering; retry shortly.", status=503)
+    script_nonce = pages.nonce()
+    response = pages.html(
+        pages.render(
+            "overview.html",
+            title="City overview",
+            brand=_brand(request),
+            user=account.name,
+            csrf=token,
+            o=o,
+            nonce=script_nonce,
+            refresh=pages.REFRESH_SECONDS,
+        ),
+        script_nonce,
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def overview_api(request: web.Request) -> web.Response:
+    """``GET /console/api/overview``: the page's figures as JSON (what it polls)."""
+    try:
+        await guard.require(request, page=False)
+        body = await _overview(request)
+    except HttpProblem as exc:
+        return json_error(exc.status, exc.code, exc.message, exc.headers)
+    except StoreUnavailable:
+        return json_error(503, "store_unavailable", "Redis is not answering; retry")
+    response = web.json_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(guard.PATH, index)
+    app.router.add_get(f"{guard.PATH}/login", login_form)
+    app.router.add_post(f"{guard.PATH}/login", login)
+    app.router.add_post(f"{guard.PATH}/logout", logout)
+    app.router.add_get(f"{guard.PATH}/overview", overview_page)
+    app.router.add_get(f"{guard.PATH}/api/overview", overview_api)

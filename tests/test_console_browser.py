@@ -1,0 +1,148 @@
+"""The console in a real browser (Debian's chromium, headless, driven by Playwright) on a
+live in-process ``serve`` with traffic from the NAS simulator: sign in with a password
+and a TOTP code, watch persons online change as devices log in and out (the page polls;
+nobody reloads it), and read it on a 390 px phone. Screenshots are kept in the test's
+temporary directory (``artifacts/``), the path printed."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from bench.nas_sim import NasSimulator
+from controller.cli.serve import Controller
+from controller.config import Config, load_config
+from controller.services.accounts import Accounts
+from controller.services.logins import issue_login
+from radius.attrs import TerminateCause
+from tests.conftest import SECRET
+from tests.support.redis_proc import RedisProcess, until
+from tests.test_reports_helpers import city_config
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PASSWORD = "correct horse battery"
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="chromium not installed (bootstrap.sh --test)"
+)
+
+
+@pytest.fixture
+def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
+    return load_config(city_config(tmp_path, redis_proc.url))
+
+
+@pytest.fixture
+async def ctl(city: Config) -> AsyncIterator[Controller]:
+    controller = Controller(city)
+    await controller.start()
+    yield controller
+    await controller.stop()
+
+
+async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    assert ctl.store is not None and ctl.online is not None
+    store, online = ctl.store, ctl.online
+    added = await Accounts(store).add("ops", PASSWORD, ["operations"], totp=True, by="test")
+    totp = pyotp.TOTP(added.account.totp_secret)
+    sim = NasSimulator(SECRET.encode(), bind="127.0.0.1", nas_identifier="nas-local")
+    await sim.start()
+    sim.attach(("127.0.0.1", ctl.auth_port), ("127.0.0.1", ctl.acct_port))
+
+    async def device(phone: str, mac: str) -> object:
+        issued = await issue_login(
+            store,
+            phone_e164=phone,
+            mac="",
+            client_id="nas-local",
+            person_key=ctl.person_key,
+            ttl=300,
+            now=int(time.time()),
+        )
+        session = await sim.login(issued.username, issued.password, mac=mac)
+        assert session is not None, sim.events[-1]
+        await until(lambda: sim.sessions.get(session.acct_session_id) is not None)
+        return session
+
+    async def recount() -> None:  # what OnlineStats does every 15 s, now
+        await online.flush_seen()
+        await online.refresh(lead=True)
+
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    base = f"http://127.0.0.1:{ctl.http_port}"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1280, "height": 800})
+            page = await context.new_page()
+            await page.goto(f"{base}/console/overview", timeout=15_000)  # -> sign-in form
+            assert page.url.endswith("/console/login")
+            await page.fill("#user", "ops")
+            await page.fill("#password", PASSWORD)
+            await page.fill("#code", "000000" if totp.now() != "000000" else "111111")
+            await page.click("form.login button[type=submit]")
+            assert "Wrong username, password" in await page.inner_text("p.error")
+
+            await page.fill("#user", "ops")
+            await page.fill("#password", PASSWORD)
+            await page.fill("#code", totp.now())
+            await page.click("form.login button[type=submit]")
+            await page.wait_for_selector("#persons", timeout=15_000)
+            assert await page.inner_text("#who") == "ops"
+            cookie = next(c for c in await context.cookies() if c["name"] == "cw_console")
+            assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert await page.inner_text("#persons") == "0"
+
+            await device("+8613800138001", "AA-BB-CC-00-00-01")
+            await recount()
+            await expect(page.locator("#persons")).to_have_text("1", timeout=15_000)
+            second = await device("+8613800138002", "AA-BB-CC-00-00-02")
+            await device("+8613800138002", "AA-BB-CC-00-00-03")  # same person, 2nd device
+            await recount()
+            await expect(page.locator("#persons")).to_have_text("2", timeout=15_000)
+            assert await page.inner_text("#sessions") == "3"
+            assert "nas-local" in await page.inner_text("#nas")
+            await page.screenshot(path=str(artifacts / "console-overview.png"), full_page=True)
+
+            await sim.logout(second, TerminateCause.USER_REQUEST)  # type: ignore[arg-type]
+            await recount()
+            await expect(page.locator("#sessions")).to_have_text("2", timeout=15_000)
+
+            phone = await browser.new_context(
+                viewport={"width": 390, "height": 844}, is_mobile=True
+            )
+            await phone.add_cookies([cookie])
+            mobile = await phone.new_page()
+            await mobile.goto(f"{base}/console/overview", timeout=15_000)
+            await mobile.wait_for_selector("#persons")
+            width = await mobile.evaluate("document.documentElement.scrollWidth")
+            assert width <= 400  # readable at 390 px: no sideways scrolling
+            await mobile.screenshot(
+                path=str(artifacts / "console-overview-phone.png"), full_page=True
+            )
+
+            await page.click("header form button[type=submit]")  # sign out
+            await page.wait_for_selector("form.login")
+            await mobile.goto(f"{base}/console/overview")  # the phone's session ended too
+            await mobile.wait_for_selector("form.login")
+            print(f"screenshots: {artifacts}")
+        finally:
+            await browser.close()
+            await sim.stop()
