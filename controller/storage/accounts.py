@@ -1,5 +1,4 @@
-"""Redis storage of the console's named accounts, their sessions and lock-outs, and of
-the per-client RADIUS trace switch.
+"""Redis storage of the console's named accounts, their sessions and lock-outs.
 
 Every key here is built by the helpers at the top (a section of its own rather than
 ``keys.py``, so the two cannot conflict while the store is being reworked); each command
@@ -12,7 +11,6 @@ touches one key, so nothing here cares about Redis Cluster slots:
 - ``cw:acct:totp:<name>:<step>``: a TOTP step already used (SET NX, TTL past the drift)
 - ``cw:acct:sess:<id>``: hash ``user created expires network`` (TTL = to ``expires``)
 - ``cw:acct:usess:<name>``: set of that account's session ids (ended on passwd/disable)
-- ``cw:trace:<client>``: present while the client's requests are traced (TTL = the trace)
 
 Redis errors become ``StoreUnavailable`` (through the store's guard), replies become
 domain types.
@@ -54,10 +52,6 @@ def user_sessions_key(name: str) -> str:
     return f"{PREFIX}:acct:usess:{name}"
 
 
-def trace_key(client_id: str) -> str:
-    return f"{PREFIX}:trace:{client_id}"
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -78,7 +72,7 @@ def _account(name: str, f: Mapping[str, str]) -> Account:
 
 
 class AccountStore:
-    """The account, session, lock-out and trace keys, on the store's Redis connection."""
+    """The account, session and lock-out keys, on the store's Redis connection."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -235,28 +229,6 @@ class AccountStore:
                 await self.store.redis.delete(session_key(sid))
             await self.store.redis.delete(user_sessions_key(user))
             return len(ids)
-
-        return await self.store._guard(op)
-
-    # -- the trace switch ------------------------------------------------------------
-
-    async def trace_on(self, client_id: str, seconds: int, by: str) -> None:
-        async def op() -> None:
-            await self.store.redis.set(trace_key(client_id), by, ex=seconds)
-
-        await self.store._guard(op)
-
-    async def trace_off(self, client_id: str) -> bool:
-        async def op() -> bool:
-            return bool(await self.store.redis.delete(trace_key(client_id)))
-
-        return await self.store._guard(op)
-
-    async def traced_for(self, client_id: str) -> int:
-        """Seconds the client's trace still runs (0: off) — what a worker reads."""
-
-        async def op() -> int:
-            return max(0, int(await self.store.redis.ttl(trace_key(client_id))))
 
         return await self.store._guard(op)
 
