@@ -270,3 +270,33 @@ async def test_account_actions_reach_the_audit_log(
         ("console", "user.add admin", "by cli:root on ops", ""),
         ("console", "login unknown_or_bad_password", "by ops on ops", "198.51.100.7"),
     ]
+
+
+# --------------------------------------------------------------------------- machine tokens
+
+
+def test_api_tokens_stop_at_their_expiry(tmp_path: Path, redis_proc: RedisProcess) -> None:
+    import hashlib
+    import time
+
+    from controller.config import check_config, load_config
+    from controller.web.auth import token_for
+
+    def token(name: str, expires: str) -> str:
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        return (
+            f'\n[[api_tokens]]\nname = "{name}"\nsha256 = "{digest}"\nroles = ["reports"]\n'
+            f"{expires}\n"
+        )
+
+    extra = token("old-machine-token", "expires = 2001-01-01T00:00:00+08:00") + token(
+        "new-machine-token", "expires = 2999-01-01T00:00:00+08:00"
+    )
+    config = load_config(city_config(tmp_path, redis_proc.url, extra))
+    assert token_for("old-machine-token", config) is None  # expired: as if unknown
+    found = token_for("new-machine-token", config)
+    assert found is not None and found.expires == 32472115200  # 2999-01-01T00:00+08:00
+    assert found.expires > time.time()
+    assert token_for("reports-token-123", config) is not None  # no expiry: for ever
+    bad = city_config(tmp_path, redis_proc.url, token("x-machine-token", 'expires = "soon"'))
+    assert any("date-time with offset" in str(p) for p in check_config(bad))

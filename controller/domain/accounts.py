@@ -261,3 +261,9 @@ def console_audit_row(
         cause=f"by {entry.get('user', '')} on {entry.get('target', '')}".strip(),
         archived_at=archived_at,
     )
+
+
+def token_live(expires: int | None, now: float) -> bool:
+    """Whether a machine's API token (``[[api_tokens]]``) still works: until its
+    ``expires`` (exclusive), or for ever without one."""
+    return expires is None or now < expires
