@@ -30,14 +30,24 @@ PASSWORD = "correct horse battery"
 ACCOUNTS = {  # name -> roles
     "ops": ["operations"],
     "boss": ["admin"],
-    "sec": ["audit"],
+    "sec": ["audit"],  # no console page yet
+    "uni": ["operator:op-unicom", "audit"],
     "tel": ["operator:op-telecom"],
 }
 
 
+HOSPITAL_NAS = """
+[[clients]]
+id = "nas-hospital"
+address = "127.0.0.2"
+secret = "hospital-secret-0123456789"
+venue = "hospital"
+"""  # op-unicom's; nas-local is at the station, op-telecom's
+
+
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url))
+    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
 
 
 @pytest.fixture
@@ -121,7 +131,7 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
             b = Browser(_base(ctl), http)
             assert await b.sign_in(name) == 303
             status, body, _ = await b.request(method, path)
-            allowed = bool(set(account_roles) & roles)
+            allowed = bool({r.partition(":")[0] for r in account_roles} & roles)
             assert status == (200 if allowed else 403), (path, name, status)
             if not allowed and page:
                 assert "no role" in body
@@ -206,8 +216,31 @@ async def test_the_overview_shows_what_metrics_exports(
         metrics = await r.text()
     assert f"citywifi_persons_online {float(o['persons'])}" in metrics
     assert o["persons"] == 1 and o["sessions"] == 1
-    assert [n["client"] for n in o["nas"]] == ["nas-local"] and not o["nas"][0]["silent"]
+    nas = {n["client"]: n for n in o["nas"]}
+    assert not nas["nas-local"]["silent"] and nas["nas-hospital"]["seen"] == "never"
     status, page, headers = await b.request("GET", "/console/overview")
     assert status == 200 and '<div class="figure" id="persons">1</div>' in page
     assert "script-src 'nonce-" in headers["Content-Security-Policy"]
     assert "http://" not in page and "https://" not in page  # no outside assets
+
+
+async def test_an_operator_sees_only_its_own_nas(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    """The equal-access rule: op-telecom's account sees the NAS at its venue, not
+    op-unicom's, and none of the city's totals; the city account sees both."""
+    tel, city = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    assert await tel.sign_in("tel") == 303 and await city.sign_in("ops") == 303
+    o = json.loads((await tel.request("GET", "/console/api/overview"))[1])
+    assert o["scope"] == ["op-telecom"]
+    assert [n["client"] for n in o["nas"]] == ["nas-local"]
+    assert o["persons"] == o["sessions"] == o["outbox_backlog"] == o["redis_memory"] == "—"
+    assert o["by_type"] == []
+    status, page, _ = await tel.request("GET", "/console/overview")
+    assert status == 200 and "nas-hospital" not in page and "Operator view: op-telecom" in page
+    o = json.loads((await city.request("GET", "/console/api/overview"))[1])
+    assert o["scope"] is None and [n["client"] for n in o["nas"]] == ["nas-hospital", "nas-local"]
+    uni = Browser(_base(ctl), http)
+    assert await uni.sign_in("uni") == 303
+    o = json.loads((await uni.request("GET", "/console/api/overview"))[1])
+    assert [n["client"] for n in o["nas"]] == ["nas-hospital"]

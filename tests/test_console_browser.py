@@ -22,6 +22,7 @@ from controller.services.logins import issue_login
 from radius.attrs import TerminateCause
 from tests.conftest import SECRET
 from tests.support.redis_proc import RedisProcess, until
+from tests.test_console import HOSPITAL_NAS
 from tests.test_reports_helpers import city_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url))
+    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
 
 
 @pytest.fixture
@@ -60,6 +61,7 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
     assert ctl.store is not None and ctl.online is not None
     store, online = ctl.store, ctl.online
     added = await Accounts(store).add("ops", PASSWORD, ["operations"], totp=True, by="test")
+    await Accounts(store).add("unicom", PASSWORD, ["operator:op-unicom"], totp=False, by="test")
     totp = pyotp.TOTP(added.account.totp_secret)
     sim = NasSimulator(SECRET.encode(), bind="127.0.0.1", nas_identifier="nas-local")
     await sim.start()
@@ -137,6 +139,19 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
             await mobile.screenshot(
                 path=str(artifacts / "console-overview-phone.png"), full_page=True
             )
+
+            # an operator's account: only the NAS at its venues, no city totals
+            operator = await (await browser.new_context()).new_page()
+            await operator.goto(f"{base}/console/login")
+            await operator.fill("#user", "unicom")
+            await operator.fill("#password", PASSWORD)
+            await operator.click("form.login button[type=submit]")
+            await operator.wait_for_selector("#scope")
+            assert "op-unicom" in await operator.inner_text("#scope")
+            assert "nas-hospital" in await operator.inner_text("#nas")
+            assert "nas-local" not in await operator.inner_text("#nas")
+            assert not await operator.locator("#persons").is_visible()
+            await operator.screenshot(path=str(artifacts / "console-operator.png"), full_page=True)
 
             await page.click("header form button[type=submit]")  # sign out
             await page.wait_for_selector("form.login")

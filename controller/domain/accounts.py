@@ -119,6 +119,23 @@ class Account:
     def operators(self) -> frozenset[str]:
         return frozenset(r.operator for r in self.roles if r.operator)
 
+    @property
+    def role_kinds(self) -> frozenset[str]:
+        """The roles without their operator: ``operator:<id>`` counts as ``operator``."""
+        return frozenset(r.name for r in self.roles)
+
+
+CITY_WIDE: Final = frozenset(("admin", "operations", "reports"))
+
+
+def operator_scope(account: Account) -> frozenset[str] | None:
+    """Whose figures the account sees: None for the city (a city-wide role), else the
+    set of its ``operator:<id>`` ids (the pilot's equal-access rule: an operator sees its
+    own venues and NAS, never another's, nor the city's totals)."""
+    if account.role_kinds & CITY_WIDE:
+        return None
+    return account.operators
+
 
 # --------------------------------------------------------------------------- lock-out
 

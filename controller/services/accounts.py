@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 
 import structlog
 from argon2 import PasswordHasher
@@ -54,6 +55,11 @@ DEFAULT_LOCKOUT = LockoutPolicy()  # 5 failures in 15 minutes lock for 15 minute
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 second recommended profile (64 MiB, t=3)
 
 
+@cache
+def _dummy_hash() -> str:
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
 @dataclass(frozen=True, slots=True)
 class Added:
     account: Account
@@ -79,7 +85,6 @@ class Accounts:
         self.session_seconds = session_seconds
         self.issuer = issuer
         self.random_bytes = random_bytes
-        self._dummy = ""
 
     # -- audit -------------------------------------------------------------------------
 
@@ -157,12 +162,9 @@ class Accounts:
     # -- signing in ---------------------------------------------------------------------
 
     def _verify(self, account: Account | None, password: str) -> bool:
-        if account is None:  # same work as for a real name
-            if not self._dummy:
-                self._dummy = _HASHER.hash(secrets.token_urlsafe(16))
-            digest = self._dummy
-        else:
-            digest = account.password_hash
+        # an unknown name costs one verification too, as a real one (the dummy hash is
+        # made once per process, not per request: that would cost a second hash)
+        digest = _dummy_hash() if account is None else account.password_hash
         try:
             return bool(_HASHER.verify(digest, password)) and account is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -12,10 +12,10 @@ Prometheus alert never disagree, and reading the overview costs three Redis comm
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from controller.config import Config
 from controller.domain.venue_types import VENUE_TYPES
 from controller.services.metrics import UNKNOWN, RedisMemory
 from controller.storage.metered import MeteredStore
@@ -32,17 +32,21 @@ class NasSeen:
 
 @dataclass(frozen=True, slots=True)
 class CityOverview:
-    persons: int
+    """The city's figures; for an operator-scoped view (``scope``) only its NAS, and the
+    city-wide totals are None (equal access: no operator reads the city's or another's)."""
+
+    scope: frozenset[str] | None  # the operator ids shown; None: the whole city
+    persons: int | None
     sessions_by_type: tuple[tuple[str, int], ...]  # venue type id -> open sessions
     counted_at: int  # when OnlineStats last counted (0: not yet)
     redis_used: int | None
     redis_limit: int | None
-    outbox_backlog: int
+    outbox_backlog: int | None
     nas: tuple[NasSeen, ...]
 
     @property
-    def sessions(self) -> int:
-        return sum(n for _, n in self.sessions_by_type)
+    def sessions(self) -> int | None:
+        return None if self.scope is not None else sum(n for _, n in self.sessions_by_type)
 
 
 def _mib(n: int | None) -> str:
@@ -55,11 +59,25 @@ def memory_text(used: int | None, limit: int | None) -> str:
     return _mib(used) + (f" / {_mib(limit)}" if limit else "")
 
 
+def scoped_clients(config: Config, scope: frozenset[str] | None) -> list[str]:
+    """The configured clients an overview shows: all, or those at the scope's venues."""
+    return [
+        c.id
+        for c in config.clients
+        if scope is None or (c.venue in config.venues and config.venues[c.venue].operator in scope)
+    ]
+
+
 async def city_overview(
-    store: MeteredStore, memory: RedisMemory | None, clients: Sequence[str], now: int
+    store: MeteredStore,
+    memory: RedisMemory | None,
+    config: Config,
+    now: int,
+    scope: frozenset[str] | None = None,
 ) -> CityOverview:
-    """The overview now; ``clients``: the configured client ids (bounded by the config)."""
-    raw = await store.online_get()
+    """The overview now, of the whole city or of the operators in ``scope``."""
+    clients = scoped_clients(config, scope)
+    raw = await store.online_get() if scope is None else None
     summary = json.loads(raw) if raw else {}
     counts = summary.get("sessions", {})
     by_type = tuple((t, int(counts.get(t, 0))) for t in (*VENUE_TYPES, UNKNOWN) if counts.get(t, 0))
@@ -70,12 +88,14 @@ async def city_overview(
         last = int(at) if at is not None else None
         gap = None if last is None else now - last
         nas.append(NasSeen(client, last, gap if gap is not None and gap > SILENT_AFTER else None))
+    city = scope is None
     return CityOverview(
-        persons=int(summary.get("persons", 0)),
+        scope=scope,
+        persons=int(summary.get("persons", 0)) if city else None,
         sessions_by_type=by_type,
         counted_at=int(summary.get("at", 0)),
-        redis_used=memory.used if memory else None,
-        redis_limit=memory.limit if memory else None,
-        outbox_backlog=await store.outbox_backlog(),
+        redis_used=memory.used if memory and city else None,
+        redis_limit=memory.limit if memory and city else None,
+        outbox_backlog=await store.outbox_backlog() if city else None,
         nas=tuple(nas),
     )

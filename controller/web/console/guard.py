@@ -32,7 +32,8 @@ from controller.web.resources import CLOCK, LIVE, PORTAL, STORE
 COOKIE: Final = "cw_console"
 PATH: Final = "/console"
 CSRF_CONTEXT: Final = "console"
-WATCH: Final = frozenset(("admin", "operations", "reports"))  # city-wide figures
+WATCH: Final = frozenset(("admin", "operations", "reports", "operator"))  # "operator":
+# any operator:<id> role; what such an account sees is scoped (domain.accounts.operator_scope)
 
 ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/overview"): WATCH,
@@ -58,7 +59,7 @@ async def signed_in(request: web.Request) -> Account | None:
 
 
 def may(account: Account, method: str, path: str) -> bool:
-    return bool(account.role_names & ROUTE_ROLES[(method, path)])
+    return bool(account.role_kinds & ROUTE_ROLES[(method, path)])
 
 
 async def require(request: web.Request, *, page: bool) -> Account:

@@ -50,13 +50,17 @@ def overview_json(o: CityOverview, tz: ZoneInfo) -> dict[str, Any]:
     def clock(at: int | None) -> str:
         return datetime.fromtimestamp(at, tz).strftime("%H:%M:%S") if at else "never"
 
+    def figure(n: int | None) -> int | str:
+        return "—" if n is None else n
+
     return {
-        "persons": o.persons,
-        "sessions": o.sessions,
+        "scope": sorted(o.scope) if o.scope is not None else None,
+        "persons": figure(o.persons),
+        "sessions": figure(o.sessions),
         "by_type": [[VENUE_TYPES.get(t, {}).get("en", t), n] for t, n in o.sessions_by_type],
         "counted": clock(o.counted_at),
-        "redis_memory": memory_text(o.redis_used, o.redis_limit),
-        "outbox_backlog": o.outbox_backlog,
+        "redis_memory": memory_text(o.redis_used, o.redis_limit) if o.scope is None else "—",
+        "outbox_backlog": figure(o.outbox_backlog),
         "nas": [
             {
                 "client": n.client,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from controller.domain.accounts import Account, ConsoleSession
+from controller.domain.accounts import Account, ConsoleSession, operator_scope
 from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
@@ -103,13 +103,13 @@ async def index(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{guard.PATH}/overview")
 
 
-async def _overview(request: web.Request) -> dict[str, object]:
+async def _overview(request: web.Request, account: Account) -> dict[str, object]:
     app = request.app
     store = app[STORE]
     assert isinstance(store, MeteredStore)  # the composition root builds a metered store
     config = app[LIVE].config
     o = await city_overview(
-        store, app[MEMORY].latest, [c.id for c in config.clients], int(app[CLOCK]())
+        store, app[MEMORY].latest, config, int(app[CLOCK]()), operator_scope(account)
     )
     return pages.overview_json(o, config.quota.timezone)
 
@@ -138,7 +138,7 @@ async def overview_page(request: web.Request) -> web.Response:
     if not guard.may(account, request.method, request.path):
         return _forbidden(request, account, token)
     try:
-        o = await _overview(request)
+        o = await _overview(request, account)
     except StoreUnavailable:
         return pages.html("Redis is not answering; retry shortly.", status=503)
     script_nonce = pages.nonce()
@@ -163,8 +163,8 @@ async def overview_page(request: web.Request) -> web.Response:
 async def overview_api(request: web.Request) -> web.Response:
     """``GET /console/api/overview``: the page's figures as JSON (what it polls)."""
     try:
-        await guard.require(request, page=False)
-        body = await _overview(request)
+        account = await guard.require(request, page=False)
+        body = await _overview(request, account)
     except HttpProblem as exc:
         return json_error(exc.status, exc.code, exc.message, exc.headers)
     except StoreUnavailable:
