@@ -130,9 +130,14 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
         for name, account_roles in ACCOUNTS.items():
             b = Browser(_base(ctl), http)
             assert await b.sign_in(name) == 303
-            status, body, _ = await b.request(method, path)
+            if method == "POST":  # a valid form naming no session: allowed -> 400
+                form = {"csrf": await b.csrf(), "ref": ""}
+                status, body, _ = await b.request(method, path, data=form)
+            else:
+                status, body, _ = await b.request(method, path)
             allowed = bool({r.partition(":")[0] for r in account_roles} & roles)
-            assert status == (200 if allowed else 403), (path, name, status)
+            ok = 400 if method == "POST" else 200
+            assert status == (ok if allowed else 403), (path, name, status)
             if not allowed and page:
                 assert "no role" in body
         forged = Browser(_base(ctl), http)  # a guessed session id
@@ -218,6 +223,15 @@ async def test_the_overview_shows_what_metrics_exports(
     assert o["persons"] == 1 and o["sessions"] == 1
     nas = {n["client"]: n for n in o["nas"]}
     assert not nas["nas-local"]["silent"] and nas["nas-hospital"]["seen"] == "never"
+    status, listed, _ = await b.request("GET", "/console/sessions")
+    assert status == 200 and 'data-ref="' + issued.person + "|nas-local/console-1" in listed
+    assert "Disconnect" not in listed  # operations may look, not act
+    tel, uni = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    assert await tel.sign_in("tel") == 303 and await uni.sign_in("uni") == 303
+    assert "nas-local/console-1" in (await tel.request("GET", "/console/sessions"))[1]
+    assert "nas-local/console-1" not in (await uni.request("GET", "/console/sessions"))[1]
+    filtered = (await b.request("GET", "/console/sessions?venue=hospital"))[1]
+    assert "console-1" not in filtered and '<span id="count">0</span>' in filtered
     status, page, headers = await b.request("GET", "/console/overview")
     assert status == 200 and '<div class="figure" id="persons">1</div>' in page
     assert "script-src 'nonce-" in headers["Content-Security-Policy"]

@@ -7,6 +7,7 @@ temporary directory (``artifacts/``), the path printed."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,14 +15,14 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from bench.nas_sim import NasSimulator
+from bench.nas_sim import NasSimulator, SimSession
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.services.accounts import Accounts
 from controller.services.logins import issue_login
 from radius.attrs import TerminateCause
 from tests.conftest import SECRET
-from tests.support.redis_proc import RedisProcess, until
+from tests.support.redis_proc import RedisProcess, free_port, until
 from tests.test_console import HOSPITAL_NAS
 from tests.test_reports_helpers import city_config
 
@@ -42,9 +43,20 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+DAE_PORT = free_port(socket.SOCK_DGRAM)  # the simulated NAS's RFC 5176 port
+SIM_NAS = f"""
+[[clients]]
+id = "nas-sim"
+address = "127.0.0.3"
+secret = "{SECRET}"
+venue = "mall"
+coa_port = {DAE_PORT}
+"""
+
+
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
+    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS + SIM_NAS))
 
 
 @pytest.fixture
@@ -60,19 +72,23 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
 
     assert ctl.store is not None and ctl.online is not None
     store, online = ctl.store, ctl.online
-    added = await Accounts(store).add("ops", PASSWORD, ["operations"], totp=True, by="test")
+    added = await Accounts(store).add(
+        "ops", PASSWORD, ["operations", "admin"], totp=True, by="test"
+    )
     await Accounts(store).add("unicom", PASSWORD, ["operator:op-unicom"], totp=False, by="test")
     totp = pyotp.TOTP(added.account.totp_secret)
-    sim = NasSimulator(SECRET.encode(), bind="127.0.0.1", nas_identifier="nas-local")
+    sim = NasSimulator(
+        SECRET.encode(), bind="127.0.0.3", nas_identifier="nas-sim", dae_port=DAE_PORT
+    )
     await sim.start()
     sim.attach(("127.0.0.1", ctl.auth_port), ("127.0.0.1", ctl.acct_port))
 
-    async def device(phone: str, mac: str) -> object:
+    async def device(phone: str, mac: str) -> SimSession:
         issued = await issue_login(
             store,
             phone_e164=phone,
             mac="",
-            client_id="nas-local",
+            client_id="nas-sim",
             person_key=ctl.person_key,
             ttl=300,
             now=int(time.time()),
@@ -112,7 +128,7 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
             assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             assert await page.inner_text("#persons") == "0"
 
-            await device("+8613800138001", "AA-BB-CC-00-00-01")
+            first = await device("+8613800138001", "AA-BB-CC-00-00-01")
             await recount()
             await expect(page.locator("#persons")).to_have_text("1", timeout=15_000)
             second = await device("+8613800138002", "AA-BB-CC-00-00-02")
@@ -123,9 +139,21 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
             assert "nas-local" in await page.inner_text("#nas")
             await page.screenshot(path=str(artifacts / "console-overview.png"), full_page=True)
 
-            await sim.logout(second, TerminateCause.USER_REQUEST)  # type: ignore[arg-type]
+            # find the first device's session and disconnect it: the NAS gets the request
+            await page.click("a[href='/console/sessions']")
+            row = page.locator(f"tr[data-ref$='|nas-sim/{first.acct_session_id}']")
+            await expect(row).to_have_count(1, timeout=15_000)
+            await row.locator("button.disconnect").click()
+            await expect(page.locator("#notice")).to_have_text("Disconnect: acked")
+            assert sim.dae_requests == 1 and first.acct_session_id not in sim.sessions
+            await page.screenshot(path=str(artifacts / "console-sessions.png"), full_page=True)
+            await page.click("a[href='/console/overview']")
             await recount()
-            await expect(page.locator("#sessions")).to_have_text("2", timeout=15_000)
+            await expect(page.locator("#persons")).to_have_text("1", timeout=15_000)
+
+            await sim.logout(second, TerminateCause.USER_REQUEST)
+            await recount()
+            await expect(page.locator("#sessions")).to_have_text("1", timeout=15_000)
 
             phone = await browser.new_context(
                 viewport={"width": 390, "height": 844}, is_mobile=True

@@ -38,6 +38,8 @@ WATCH: Final = frozenset(("admin", "operations", "reports", "operator"))  # "ope
 ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/overview"): WATCH,
     ("GET", "/console/api/overview"): WATCH,
+    ("GET", "/console/sessions"): WATCH,
+    ("POST", "/console/sessions/disconnect"): frozenset(("admin",)),
 }
 
 

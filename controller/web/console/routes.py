@@ -10,16 +10,19 @@ locked after too many failures. Every page and API route checks its roles
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from controller.domain.accounts import Account, ConsoleSession, operator_scope
+from controller.domain.accounts import Account, AccountError, ConsoleSession, operator_scope
+from controller.services.live_sessions import PAGE, SessionFilter, disconnect_one, live_sessions
 from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
 from controller.web.auth import HttpProblem, json_error
 from controller.web.console import guard, pages
-from controller.web.resources import CLOCK, LIVE, MEMORY, STORE
+from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
 
 BAD_SIGN_IN = "Wrong username, password or authenticator code."
 
@@ -174,6 +177,70 @@ async def overview_api(request: web.Request) -> web.Response:
     return response
 
 
+async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
+    """``GET /console/sessions?venue=&operator=&nas=&type=``: the open sessions."""
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    token, nonce, new = guard.form_token(request)
+    if not guard.may(account, "GET", "/console/sessions"):
+        return _forbidden(request, account, token)
+    config = request.app[LIVE].config
+    want = SessionFilter.of(request.query)
+    scope = operator_scope(account)
+    try:
+        found = await live_sessions(request.app[STORE], config, want, scope)
+    except StoreUnavailable:
+        return pages.html("Redis is not answering; retry shortly.", status=503)
+    response = pages.html(
+        pages.render(
+            "sessions.html",
+            title="Live sessions",
+            brand=_brand(request),
+            user=account.name,
+            csrf=token,
+            sessions=found,
+            want=want,
+            page=PAGE,
+            scope=sorted(scope) if scope is not None else None,
+            can_act=guard.may(account, "POST", "/console/sessions/disconnect"),
+            notice=notice or request.query.get("notice", "")[:200],
+        )
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    """``POST /console/sessions/disconnect`` (form: ref, csrf; role admin): RFC 5176
+    Disconnect-Request for that one session; back to the list saying what the NAS did."""
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    token, _, _ = guard.form_token(request)
+    if not guard.may(account, request.method, request.path):
+        return _forbidden(request, account, token)
+    form = await _form(request)
+    if form is None or not guard.form_ok(request, form):
+        return pages.html("The form expired; go back and try again.", status=403)
+    try:
+        outcome = await disconnect_one(
+            request.app[STORE],
+            request.app[ENFORCER],
+            form.get("ref", ""),
+            by=account.name,
+            address=guard.address(request),
+            now=int(request.app[CLOCK]()),
+        )
+    except AccountError as exc:
+        return pages.html(exc.message, status=400 if exc.code == "bad_session" else 409)
+    except StoreUnavailable:
+        return pages.html("Redis is not answering; retry shortly.", status=503)
+    notice = f"Disconnect: {outcome.result}" if outcome else "That session is no longer open."
+    raise web.HTTPSeeOther(f"{guard.PATH}/sessions?{urlencode({'notice': notice})}")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(guard.PATH, index)
     app.router.add_get(f"{guard.PATH}/login", login_form)
@@ -181,3 +248,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{guard.PATH}/logout", logout)
     app.router.add_get(f"{guard.PATH}/overview", overview_page)
     app.router.add_get(f"{guard.PATH}/api/overview", overview_api)
+    app.router.add_get(f"{guard.PATH}/sessions", sessions_page)
+    app.router.add_post(f"{guard.PATH}/sessions/disconnect", disconnect)
