@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.services.accounts import Accounts
+from controller.services.audit import AuditQuery, query_records
 from controller.web.console.guard import ROUTE_ROLES
 from radius.attrs import Code
 from tests.support.redis_proc import RedisProcess
@@ -258,3 +260,36 @@ async def test_an_operator_sees_only_its_own_nas(
     assert await uni.sign_in("uni") == 303
     o = json.loads((await uni.request("GET", "/console/api/overview"))[1])
     assert [n["client"] for n in o["nas"]] == ["nas-hospital"]
+
+
+async def test_person_lookup_is_audited_and_only_admin_acts(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    assert ctl.store is not None
+    sec, boss = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    assert await sec.sign_in("sec") == 303 and await boss.sign_in("boss") == 303
+    form = {"csrf": await sec.csrf(), "phone": "13800138005"}
+    status, page, _ = await sec.request("POST", "/console/person", data=form)
+    assert status == 200 and "Not blocked." in page and 'id="block"' not in page  # audit looks
+    pid = re.search(r'data-person="([0-9a-f]+)"', page)
+    assert pid
+    form = {"csrf": await sec.csrf(), "person": pid.group(1), "days": "1", "reason": "x"}
+    assert (await sec.request("POST", "/console/person/block", data=form))[0] == 403
+    form["csrf"] = await boss.csrf()
+    status, page, _ = await boss.request("POST", "/console/person/block", data=form)
+    assert status == 200 and "Blocked until" in page
+    form = {"csrf": await boss.csrf(), "person": pid.group(1)}
+    status, page, _ = await boss.request("POST", "/console/person/unblock", data=form)
+    assert status == 200 and "Unblocked." in page and "Not blocked." in page
+    assert ctl.archiver is not None
+    await ctl.archiver.flush()  # the outbox into the audit log, as it runs by itself
+    now = int(time.time())
+    rows = query_records(ctl.archive, ctl.config, AuditQuery(now - 120, now + 60), now)
+    acts = [(r.result, r.cause) for r in rows if r.kind == "console"
+            and r.result.split()[0] in ("lookup", "block", "unblock")]  # fmt: skip
+    assert acts == [
+        ("lookup ok", f"by sec on {pid.group(1)}"),
+        ("block ok", f"by boss on {pid.group(1)}"),
+        ("unblock ok", f"by boss on {pid.group(1)}"),
+    ]
+    assert not any("13800138005" in repr(r) for r in rows if r.kind == "console")

@@ -155,6 +155,34 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
             await recount()
             await expect(page.locator("#sessions")).to_have_text("1", timeout=15_000)
 
+            # block the second person from their lookup: their sessions end, and their
+            # next Access-Request is rejected
+            await page.goto(f"{base}/console/person")
+            await page.fill("#phone", "+8613800138002")
+            await page.click("#lookup button[type=submit]")
+            await expect(page.locator("#person-sessions tbody tr")).to_have_count(1)
+            await page.fill("#reason", "abuse report 42")
+            await page.click("#block button[type=submit]")
+            await expect(page.locator("#notice")).to_have_text(
+                "Blocked; 1 session(s) disconnected."
+            )
+            assert "abuse report 42" in await page.inner_text("#blocked")
+            assert "+8613800138002" not in page.url
+            await page.screenshot(path=str(artifacts / "console-person.png"), full_page=True)
+            issued = await issue_login(
+                store,
+                phone_e164="+8613800138002",
+                mac="",
+                client_id="nas-sim",
+                person_key=ctl.person_key,
+                ttl=300,
+                now=int(time.time()),
+            )
+            refused = await sim.login(issued.username, issued.password, mac="AA-BB-CC-00-00-09")
+            assert refused is None and sim.events[-1]["event"] == "login_rejected"
+            print("reject says:", sim.events[-1]["message"])
+            await page.goto(f"{base}/console/overview")
+
             phone = await browser.new_context(
                 viewport={"width": 390, "height": 844}, is_mobile=True
             )

@@ -40,6 +40,11 @@ ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/api/overview"): WATCH,
     ("GET", "/console/sessions"): WATCH,
     ("POST", "/console/sessions/disconnect"): frozenset(("admin",)),
+    ("GET", "/console/person"): frozenset(("admin", "audit")),
+    ("POST", "/console/person"): frozenset(("admin", "audit")),  # a lookup (audited)
+    ("POST", "/console/person/block"): frozenset(("admin",)),
+    ("POST", "/console/person/unblock"): frozenset(("admin",)),
+    ("POST", "/console/person/forget-devices"): frozenset(("admin",)),
 }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from controller.domain.accounts import Account, AccountError, ConsoleSession, operator_scope
 from controller.services.live_sessions import PAGE, SessionFilter, disconnect_one, live_sessions
@@ -21,22 +20,11 @@ from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
 from controller.web.auth import HttpProblem, json_error
-from controller.web.console import guard, pages
+from controller.web.console import guard, pages, person
+from controller.web.console.common import brand, forbidden, read_form
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
 
 BAD_SIGN_IN = "Wrong username, password or authenticator code."
-
-
-def _brand(request: web.Request) -> str:
-    return request.app[LIVE].config.brand.name["en"]
-
-
-async def _form(request: web.Request) -> dict[str, str] | None:
-    try:
-        form = await request.post()
-    except (ValueError, LookupError, HttpProcessingError):
-        return None
-    return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
 def _login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
@@ -45,7 +33,7 @@ def _login_page(request: web.Request, error: str = "", status: int = 200) -> web
         pages.render(
             "login.html",
             title="Sign in",
-            brand=_brand(request),
+            brand=brand(request),
             user="",
             csrf=token,
             error=error,
@@ -64,7 +52,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """``POST /console/login`` (form: user, password, code, csrf)."""
-    form = await _form(request)
+    form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
         return _login_page(request, "The form expired; please try again.", 403)
     try:
@@ -93,7 +81,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     """``POST /console/logout`` (form: csrf): ends the session on the server too."""
-    form = await _form(request)
+    form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
         raise web.HTTPForbidden(text="bad form")
     await guard.accounts(request).sign_out(guard.session_id(request), guard.address(request))
@@ -117,21 +105,6 @@ async def _overview(request: web.Request, account: Account) -> dict[str, object]
     return pages.overview_json(o, config.quota.timezone)
 
 
-def _forbidden(request: web.Request, account: Account, csrf: str) -> web.Response:
-    needed = " or ".join(sorted(guard.ROUTE_ROLES[(request.method, request.path)]))
-    return pages.html(
-        pages.render(
-            "forbidden.html",
-            title="Not allowed",
-            brand=_brand(request),
-            user=account.name,
-            csrf=csrf,
-            needed=needed,
-        ),
-        status=403,
-    )
-
-
 async def overview_page(request: web.Request) -> web.Response:
     """``GET /console/overview``: the city now, refreshed by polling."""
     account = await guard.signed_in(request)
@@ -139,7 +112,7 @@ async def overview_page(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther(f"{guard.PATH}/login")
     token, nonce, new = guard.form_token(request)
     if not guard.may(account, request.method, request.path):
-        return _forbidden(request, account, token)
+        return forbidden(request, account, token)
     try:
         o = await _overview(request, account)
     except StoreUnavailable:
@@ -149,7 +122,7 @@ async def overview_page(request: web.Request) -> web.Response:
         pages.render(
             "overview.html",
             title="City overview",
-            brand=_brand(request),
+            brand=brand(request),
             user=account.name,
             csrf=token,
             o=o,
@@ -184,7 +157,7 @@ async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
         raise web.HTTPSeeOther(f"{guard.PATH}/login")
     token, nonce, new = guard.form_token(request)
     if not guard.may(account, "GET", "/console/sessions"):
-        return _forbidden(request, account, token)
+        return forbidden(request, account, token)
     config = request.app[LIVE].config
     want = SessionFilter.of(request.query)
     scope = operator_scope(account)
@@ -196,7 +169,7 @@ async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
         pages.render(
             "sessions.html",
             title="Live sessions",
-            brand=_brand(request),
+            brand=brand(request),
             user=account.name,
             csrf=token,
             sessions=found,
@@ -220,8 +193,8 @@ async def disconnect(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther(f"{guard.PATH}/login")
     token, _, _ = guard.form_token(request)
     if not guard.may(account, request.method, request.path):
-        return _forbidden(request, account, token)
-    form = await _form(request)
+        return forbidden(request, account, token)
+    form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
         return pages.html("The form expired; go back and try again.", status=403)
     try:
@@ -250,3 +223,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{guard.PATH}/api/overview", overview_api)
     app.router.add_get(f"{guard.PATH}/sessions", sessions_page)
     app.router.add_post(f"{guard.PATH}/sessions/disconnect", disconnect)
+    person.add_routes(app)
