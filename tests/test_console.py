@@ -24,6 +24,7 @@ from controller.services.accounts import Accounts
 from controller.services.audit import AuditQuery, query_records
 from controller.web.console.guard import ROUTE_ROLES
 from radius.attrs import Code
+from tests.conftest import SECRET
 from tests.support.redis_proc import RedisProcess
 from tests.test_radius_integration import acct, login
 from tests.test_reports_helpers import city_config
@@ -293,3 +294,19 @@ async def test_person_lookup_is_audited_and_only_admin_acts(
         ("unblock ok", f"by boss on {pid.group(1)}"),
     ]
     assert not any("13800138005" in repr(r) for r in rows if r.kind == "console")
+
+
+async def test_registry_as_loaded_scoped_and_without_secrets(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    tel, ops = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    assert await tel.sign_in("tel") == 303 and await ops.sign_in("ops") == 303
+    status, page, _ = await ops.request("GET", "/console/registry")
+    assert status == 200 and "nas-hospital" in page and "nas-local" in page
+    assert "Beiguo Mall" in page and "127.0.0.2/32" in page and "refused 0" in page
+    status, page, _ = await tel.request("GET", "/console/registry")
+    assert status == 200 and "Operator view: op-telecom" in page
+    assert "Shijiazhuang Railway Station" in page and "Century Park" in page
+    assert "hospital" not in page and "Beiguo Mall" not in page
+    for secret in (SECRET, "hospital-secret-0123456789"):
+        assert secret not in page

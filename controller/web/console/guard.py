@@ -39,6 +39,7 @@ ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/overview"): WATCH,
     ("GET", "/console/api/overview"): WATCH,
     ("GET", "/console/sessions"): WATCH,
+    ("GET", "/console/registry"): WATCH,
     ("POST", "/console/sessions/disconnect"): frozenset(("admin",)),
     ("GET", "/console/person"): frozenset(("admin", "audit")),
     ("POST", "/console/person"): frozenset(("admin", "audit")),  # a lookup (audited)

@@ -20,7 +20,7 @@ from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
 from controller.web.auth import HttpProblem, json_error
-from controller.web.console import guard, pages, person
+from controller.web.console import guard, pages, person, registry
 from controller.web.console.common import brand, forbidden, read_form
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
 
@@ -224,3 +224,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{guard.PATH}/sessions", sessions_page)
     app.router.add_post(f"{guard.PATH}/sessions/disconnect", disconnect)
     person.add_routes(app)
+    registry.add_routes(app)
