@@ -133,8 +133,8 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
         for name, account_roles in ACCOUNTS.items():
             b = Browser(_base(ctl), http)
             assert await b.sign_in(name) == 303
-            if method == "POST":  # a valid form naming no session: allowed -> 400
-                form = {"csrf": await b.csrf(), "ref": ""}
+            if method == "POST":  # a valid form naming nothing: allowed -> 400
+                form = {"csrf": await b.csrf(), "ref": "", "client": ""}
                 status, body, _ = await b.request(method, path, data=form)
             else:
                 status, body, _ = await b.request(method, path)
@@ -310,3 +310,20 @@ async def test_registry_as_loaded_scoped_and_without_secrets(
     assert "hospital" not in page and "Beiguo Mall" not in page
     for secret in (SECRET, "hospital-secret-0123456789"):
         assert secret not in page
+
+
+async def test_trace_switch_from_the_console(ctl: Controller, http: aiohttp.ClientSession) -> None:
+    assert ctl.store is not None
+    ops = Browser(_base(ctl), http)
+    assert await ops.sign_in("ops") == 303
+    form = {"csrf": await ops.csrf(), "client": "nas-local", "minutes": "10"}
+    status, _, headers = await ops.request("POST", "/console/registry/trace", data=form)
+    assert status == 303 and "on+for+10+min" in headers["Location"]
+    assert 590 <= await ctl.store.redis.ttl("cw:trace:nas-local") <= 600
+    page = (await ops.request("GET", "/console/registry"))[1]
+    assert 'class="traced">on<' in page
+    form = {"csrf": await ops.csrf(), "client": "nas-local", "minutes": "61"}
+    assert (await ops.request("POST", "/console/registry/trace", data=form))[0] == 400
+    form = {"csrf": await ops.csrf(), "client": "nas-local", "minutes": "0"}
+    assert (await ops.request("POST", "/console/registry/trace", data=form))[0] == 303
+    assert not await ctl.store.redis.exists("cw:trace:nas-local")

@@ -40,6 +40,7 @@ ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/api/overview"): WATCH,
     ("GET", "/console/sessions"): WATCH,
     ("GET", "/console/registry"): WATCH,
+    ("POST", "/console/registry/trace"): frozenset(("admin", "operations")),
     ("POST", "/console/sessions/disconnect"): frozenset(("admin",)),
     ("GET", "/console/person"): frozenset(("admin", "audit")),
     ("POST", "/console/person"): frozenset(("admin", "audit")),  # a lookup (audited)
