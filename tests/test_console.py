@@ -122,6 +122,10 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
     ctl: Controller, http: aiohttp.ClientSession
 ) -> None:
     assert ROUTE_ROLES  # every route in the table, with each kind of caller
+    signed_in = {}  # one sign-in per account (argon2 costs ~0.1-0.5 s each)
+    for name in ACCOUNTS:
+        signed_in[name] = Browser(_base(ctl), http)
+        assert await signed_in[name].sign_in(name) == 303
     for (method, path), roles in ROUTE_ROLES.items():
         page = "/api/" not in path
         anon = Browser(_base(ctl), http)
@@ -131,8 +135,7 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
         else:
             assert status == 401, path
         for name, account_roles in ACCOUNTS.items():
-            b = Browser(_base(ctl), http)
-            assert await b.sign_in(name) == 303
+            b = signed_in[name]
             if method == "POST":  # a valid form naming nothing: allowed -> 400
                 form = {"csrf": await b.csrf(), "ref": "", "client": ""}
                 status, body, _ = await b.request(method, path, data=form)
