@@ -2,7 +2,11 @@
 # Prepare a fresh Debian machine: a venv with citywifi installed, and with --test
 # the test tools (pytest & co., Chromium, and the real peers of the interoperability
 # tests: freeradius, freeradius-utils for radclient, radsecproxy; prometheus for promtool,
-# prometheus-alertmanager for amtool; systemd for systemd-analyze/-sysusers/-tmpfiles).
+# prometheus-alertmanager for amtool; systemd for systemd-analyze/-sysusers/-tmpfiles;
+# freeradius-redis and redis-server for bench.floors' and bench.side_by_side's FreeRADIUS
+# + rlm_redis reference).
+# Always: a C compiler and the Python headers for radius/_speedups.c (optional: without
+# them `pip install .` still succeeds and the server runs the pure-Python data path).
 # Idempotent: re-running only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,10 +34,10 @@ apt_install() {  # [--no-install-recommends] package...
 # not get a system-wide FreeRADIUS on 1812/1813 or a Prometheus on 9090. So service starts
 # are refused during the install (policy-rc.d, exit 101: "action forbidden"), and the
 # services that this run installed are disabled (on systemd and on sysv-rc alike).
-PEERS=(freeradius freeradius-utils radsecproxy prometheus prometheus-alertmanager systemd)
+PEERS=(freeradius freeradius-utils freeradius-redis redis-server radsecproxy prometheus prometheus-alertmanager systemd)
 install_peers() {
   local fresh=() policy=/usr/sbin/policy-rc.d
-  mapfile -t fresh < <(missing_of freeradius prometheus prometheus-alertmanager)
+  mapfile -t fresh < <(missing_of freeradius redis-server prometheus prometheus-alertmanager)
   [ -z "$(missing_of "${PEERS[@]}")" ] && return 0
   if [ ! -e "$policy" ]; then
     as_root sh -c "printf '#!/bin/sh\\nexit 101\\n' > $policy && chmod 755 $policy"
@@ -54,6 +58,7 @@ install_peers() {
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
+apt_install build-essential python3-dev  # builds radius/_speedups.c (optional extension)
 if [ $want_test = 1 ]; then
   apt_install chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
   install_peers

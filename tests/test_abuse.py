@@ -378,13 +378,14 @@ async def test_tokens_never_reach_the_logs(
                 await call(rig, method, path, args, {"Authorization": f"Bearer {other}"})
         async with rig.http.get(rig.base + "/reports") as r:
             csrf = re.search(r'name="csrf" value="([0-9a-f]{32})"', await r.text())
+            nonce = r.cookies["cw_reports_csrf"].value  # the form's token is bound to it
         assert csrf is not None
         session = ""
         for token in ("tok-wrong-5f1e", TOKENS["audit"], TOKENS["reports"]):
             async with rig.http.post(
                 rig.base + "/reports/login",
                 data={"token": token, "csrf": csrf.group(1)},
-                headers={"Cookie": f"cw_reports_csrf={csrf.group(1)}"},
+                headers={"Cookie": f"cw_reports_csrf={nonce}"},
                 allow_redirects=False,
             ) as r:
                 assert r.status in (303, 401, 403)

@@ -18,7 +18,7 @@ from controller.services.portal.otp import (
     judge,
     new_code,
 )
-from controller.services.portal.signing import Signer
+from controller.services.signing import Signer
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store

@@ -576,3 +576,17 @@ def test_catalogues_have_the_same_keys() -> None:
     catalog = Catalog.load()
     assert set(catalog.messages["zh"]) == set(catalog.messages["en"])
     assert catalog.text("en", "allowance", duration="2 h") == "Free WiFi: 2 h per person per day"
+
+
+async def test_bodies_over_the_size_limit_are_413_in_the_routes_own_kind(rig: Rig) -> None:
+    """``client_max_size`` (1 MiB): the portal's API answers the JSON error, its pages the
+    error page (``controller.web.errors``), never a 500 nor a text/plain answer."""
+    big = b'{"phone": "' + b"1" * (1024 * 1024 + 10) + b'"}'
+    headers = {"Content-Type": "application/json"}
+    async with rig.http.post(rig.base + "/api/v1/otp", data=big, headers=headers) as r:
+        body = await r.json()
+        assert (r.status, body["error"]) == (413, "too_large") and body["message"], body
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with rig.http.post(rig.base + "/portal/otp", data=b"x=" + big, headers=form) as r:
+        assert r.status == 413 and r.content_type == "text/html"
+        assert "request body is too large" in await r.text()

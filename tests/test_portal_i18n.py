@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from controller.services.portal.i18n import choose_language, format_duration, parse_accept_language
-from controller.services.portal.signing import Signer
+from controller.services.signing import Signer
 from controller.web.portal.captive_api import captive_answer
 from controller.web.portal.clientaddr import client_address, client_scheme
 from controller.web.portal.pages import mask_phone, moment

@@ -13,6 +13,7 @@ from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch
 from controller.services.portal.service import Portal
+from controller.services.signing import Signer
 from controller.storage.archive import Archive, archive_root
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
@@ -55,6 +56,7 @@ async def idle_resources(config: Config) -> Resources:
     store = Store(client_from_url(config.redis.url))
     enforcer = Enforcer(config, store)
     archive = Archive(archive_root(config))
+    signer = Signer(b"p" * 32)
 
     async def ready() -> dict[str, bool]:
         return {}
@@ -65,11 +67,12 @@ async def idle_resources(config: Config) -> Resources:
         enforcer=enforcer,
         archive=archive,
         archiver=Archiver(store, archive, lambda: live.config),
-        portal=Portal(live, store, person_key=b"k" * 32, enforcer=enforcer),
+        portal=Portal(live, store, person_key=b"k" * 32, signer=signer, enforcer=enforcer),
         memory=MemoryWatch(store),
         person_key=b"k" * 32,
         clock=lambda: 0.0,
         readiness=ready,
+        portal_signer=signer,
     )
 
 

@@ -20,6 +20,8 @@ import pytest
 from prometheus_client import REGISTRY
 from yarl import URL
 
+from controller.services.signing import unb64
+from controller.web.resources import PORTAL
 from tests.support.portal_kit import (
     NAS,
     Rig,
@@ -349,6 +351,25 @@ async def test_finding_08_a_copied_device_cookie_dies_at_logout_and_by_the_admin
     assert (status, answer["revoked"]) == (200, 1)
     assert await with_cookie(rig, "POST", "/api/v1/login", copy) == 401
     assert await with_cookie(rig, "GET", "/api/v1/me", copy) == 401
+
+
+async def test_device_cookies_signed_before_the_signer_carried_expiries_still_work(
+    rig: Rig,
+) -> None:
+    """A cookie of the old layout (``pid|expires|tid``, no signed expiry) is honoured
+    until its own expiry, so upgrading does not forget remembered devices."""
+    await login_json(rig, "13800131382")
+    assert rig.ctl.runner is not None
+    signer = rig.ctl.runner.app[PORTAL].signer
+    body, expires, _ = device_cookie(rig).split(".")
+    pid, tid = (unb64(body) or b"").decode().split("|")
+    rig.http.cookie_jar.clear()
+    legacy = signer.sign("device", f"{pid}|{expires}|{tid}".encode())
+    assert await with_cookie(rig, "GET", "/api/v1/me", legacy) == 200
+    stale = signer.sign("device", f"{pid}|{int(rig.ctl.clock()) - 1}|{tid}".encode())
+    assert await with_cookie(rig, "GET", "/api/v1/me", stale) == 401
+    forged = signer.sign("ctx", f"{pid}|{expires}|{tid}".encode())  # another purpose
+    assert await with_cookie(rig, "GET", "/api/v1/me", forged) == 401
 
 
 async def test_finding_08_cookies_are_secure_when_the_portal_is_served_over_https(

@@ -35,9 +35,10 @@ from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
 from controller.services.portal.service import Portal
 from controller.services.radius_service import RadiusService
+from controller.services.signing import Signer
 from controller.services.tasks import cancel_and_wait
 from controller.storage.archive import Archive, archive_root
-from controller.storage.keyfiles import load_person_key
+from controller.storage.keyfiles import load_person_key, load_portal_key
 from controller.storage.redis_conn import connect_store, embedded_for
 from controller.storage.store import Store, StoreUnavailable
 from controller.web.app import make_app, make_metrics_app
@@ -61,6 +62,10 @@ class Controller:
         self.reuse_port = reuse_port
         self.embedded = embedded_for(config.redis)
         self.person_key = load_person_key(config.security.person_key, config.redis.data_dir)
+        # the portal's tokens (NAS context, device cookie, CSRF): one signer, one key file
+        self.portal_signer = Signer(
+            load_portal_key(config.portal.cookie_key, config.redis.data_dir)
+        )
         self.store: Store | None = None
         self.service: RadiusService | None = None
         self.enforcer: Enforcer | None = None
@@ -117,7 +122,12 @@ class Controller:
         self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)
         self.archiver.start()
         portal = Portal(
-            self.live, store, person_key=self.person_key, clock=self.clock, enforcer=self.enforcer
+            self.live,
+            store,
+            person_key=self.person_key,
+            signer=self.portal_signer,
+            clock=self.clock,
+            enforcer=self.enforcer,
         )
         for role, port in (("auth", cfg.radius.auth_port), ("acct", cfg.radius.acct_port)):
             with binding(f"RADIUS {role}", cfg.radius.bind, port, "udp"):
@@ -149,6 +159,7 @@ class Controller:
             person_key=self.person_key,
             clock=self.clock,
             readiness=self.readiness,
+            portal_signer=self.portal_signer,
         )
         self.http_port = await self._listen(
             "HTTP", make_app(cfg.http, resources), cfg.http.bind, cfg.http.port, guard

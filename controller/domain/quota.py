@@ -37,8 +37,28 @@ def day_start(day: date, tz: ZoneInfo) -> int:
     return int(aware.timestamp())
 
 
+# The local day last asked about, per zone, as (its start, its end = the next midnight),
+# kept only for days without a UTC offset change: inside such a day local time runs
+# linearly, so every instant in [start, end) is on that local date and its next midnight
+# is ``end``. A memo of a pure function (same answers); it saves the zoneinfo arithmetic
+# that every accounting request's enforcer projection and every Session-Timeout needs.
+_plain_days: dict[ZoneInfo, tuple[int, int]] = {}
+
+
 def next_midnight(ts: int, tz: ZoneInfo) -> int:
-    return day_start(local_day(ts, tz) + timedelta(days=1), tz)
+    span = _plain_days.get(tz)
+    if span is not None and span[0] <= ts < span[1]:
+        return span[1]
+    day = local_day(ts, tz)
+    end = day_start(day + timedelta(days=1), tz)
+    start = day_start(day, tz)
+    if start <= ts < end and _offset(start, tz) == _offset(end - 1, tz):
+        _plain_days[tz] = (start, end)
+    return end
+
+
+def _offset(ts: int, tz: ZoneInfo) -> timedelta | None:
+    return datetime.fromtimestamp(ts, tz).utcoffset()
 
 
 def day_key(day: date) -> str:

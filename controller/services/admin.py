@@ -30,6 +30,7 @@ from controller.domain.identity import PERSON_ID_HEX, person_id
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
 from controller.services.enforcer import Enforcer, EnforcerBusy, SessionOutcome
+from controller.services.errors import RequestError
 from controller.storage import keys
 from controller.storage.store import Store
 
@@ -40,14 +41,11 @@ MAX_REASON = 200
 _PID = re.compile(rf"[0-9a-f]{{{PERSON_ID_HEX}}}")
 
 
-class AdminError(Exception):
+class AdminError(RequestError):
     """A request the admin must fix: HTTP status and stable error code for the edge."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(code, status, message)
 
 
 # ------------------------------------------------------------------------- pure parts

@@ -19,32 +19,23 @@ from controller.services.admin import (
     revoke_devices,
     unblock,
 )
-from controller.storage.store import StoreUnavailable
-from controller.web.auth import HttpProblem, bearer, json_error
+from controller.web.auth import requires
 from controller.web.resources import CLOCK, ENFORCER, LIVE, PERSON_KEY, STORE
 
 
 async def _handle(request: web.Request, action: str) -> web.Response:
-    try:
-        bearer(request, request.app[LIVE].config, "admin")
-    except HttpProblem as exc:
-        return json_error(exc.status, exc.code, exc.message, exc.headers)
-    try:
-        if request.method == "GET":
-            args: dict[str, Any] = dict(request.query)
-        else:
-            try:  # JSON is UTF-8 (RFC 8259 §8.1), whatever the charset parameter says
-                args = json.loads((await request.read()).decode("utf-8"))
-            except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
-                raise AdminError(400, "bad_json", "the body is not JSON") from None
-            if not isinstance(args, dict):
-                raise AdminError(400, "bad_json", "the body is a JSON object")
-        body = await _run(request.app, action, args)
-    except AdminError as exc:
-        return json_error(exc.status, exc.code, exc.message)
-    except StoreUnavailable:
-        return json_error(503, "store_unavailable", "Redis is not answering; retry")
-    return web.json_response(body)
+    """Refusals (``AdminError``) and a Redis outage are answered by
+    ``controller.web.errors``; the token was checked by ``requires("admin")``."""
+    if request.method == "GET":
+        args: dict[str, Any] = dict(request.query)
+    else:
+        try:  # JSON is UTF-8 (RFC 8259 §8.1), whatever the charset parameter says
+            args = json.loads((await request.read()).decode("utf-8"))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
+            raise AdminError(400, "bad_json", "the body is not JSON") from None
+        if not isinstance(args, dict):
+            raise AdminError(400, "bad_json", "the body is a JSON object")
+    return web.json_response(await _run(request.app, action, args))
 
 
 async def _run(app: web.Application, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -86,26 +77,31 @@ async def _run(app: web.Application, action: str, args: dict[str, Any]) -> dict[
     return await unblock(store, pid)
 
 
+@requires("admin")
 async def sessions_route(request: web.Request) -> web.Response:
     """GET /api/v1/admin/sessions?phone=…|person=… — today's usage and open sessions."""
     return await _handle(request, "sessions")
 
 
+@requires("admin")
 async def disconnect_route(request: web.Request) -> web.Response:
     """POST /api/v1/admin/disconnect {"phone"|"person"} — end every session now."""
     return await _handle(request, "disconnect")
 
 
+@requires("admin")
 async def block_route(request: web.Request) -> web.Response:
     """POST /api/v1/admin/block {"phone"|"person", "until"?|"days"?, "reason"?}."""
     return await _handle(request, "block")
 
 
+@requires("admin")
 async def unblock_route(request: web.Request) -> web.Response:
     """POST /api/v1/admin/unblock {"phone"|"person"}."""
     return await _handle(request, "unblock")
 
 
+@requires("admin")
 async def revoke_devices_route(request: web.Request) -> web.Response:
     """POST /api/v1/admin/revoke-devices {"phone"|"person"} — forget remembered devices."""
     return await _handle(request, "revoke-devices")

@@ -25,9 +25,11 @@ from prometheus_client import (
 )
 
 from controller.config import HttpSettings
+from controller.services.errors import RequestError
 from controller.services.metrics import RedisMemory
 from controller.web import admin, audit, reports
 from controller.web.console import routes as console
+from controller.web.errors import errors, render_json
 from controller.web.http_edge import body_deadline
 from controller.web.portal import routes as portal
 from controller.web.resources import LIVE, MEMORY, PORTAL, READINESS, Readiness, Resources
@@ -43,6 +45,12 @@ NEVER_SHED: Final = (
     "/api/v1/audit/",
     "/api/v1/admin/",
     "/console",
+)
+BUSY: Final = RequestError(
+    "busy",
+    503,
+    "服务繁忙，请稍后再试 / the service is busy; please try again shortly",
+    retry_after=30,
 )
 SHED = Counter(
     "citywifi_http_shed_total",
@@ -88,14 +96,7 @@ async def shed_for_memory(request: web.Request, handler: Any) -> web.StreamRespo
     memory = request.app[MEMORY].latest
     if sheds(request.path, memory, request.app[LIVE].config.redis.memory_high_water):
         SHED.inc()
-        return web.json_response(
-            {
-                "error": "busy",
-                "message": "服务繁忙，请稍后再试 / the service is busy; please try again shortly",
-            },
-            status=503,
-            headers={"Retry-After": "30"},
-        )
+        return render_json(request, BUSY)
     response: web.StreamResponse = await handler(request)
     return response
 
@@ -103,7 +104,7 @@ async def shed_for_memory(request: web.Request, handler: Any) -> web.StreamRespo
 def make_app(http: HttpSettings, resources: Resources) -> web.Application:
     """The citizen listener's app: portal, APIs, health; ``/metrics`` too unless it has
     a listener of its own (``http.metrics_bind``)."""
-    app = web.Application(middlewares=[body_deadline(http.body_timeout), shed_for_memory])
+    app = web.Application(middlewares=[body_deadline(http.body_timeout), shed_for_memory, errors])
     resources.install(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -126,7 +127,7 @@ async def _close_portal(app: web.Application) -> AsyncIterator[None]:
 
 def make_metrics_app(http: HttpSettings, readiness: Readiness) -> web.Application:
     """The ``http.metrics_bind`` listener's app: ``/metrics`` and the health checks."""
-    app = web.Application(middlewares=[body_deadline(http.body_timeout)])
+    app = web.Application(middlewares=[body_deadline(http.body_timeout), errors])
     app[READINESS] = readiness
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

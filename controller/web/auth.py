@@ -1,5 +1,9 @@
-"""Who may read reports and audit exports: bearer tokens with roles, and the report page's
-session cookie.
+"""Who may call the reports, audit and admin APIs: bearer tokens with roles (RFC 6750),
+the one mechanism, and the report page's session cookie.
+
+A protected route is declared with ``requires(role)``: the check runs before the handler,
+which finds its caller in ``request[PRINCIPAL]``, and the role is on the handler
+(``role_of``) so that a test can walk the route table and try every protected route.
 
 Tokens are configured as the sha256 of the token (``[[api_tokens]]``); a presented token is
 hashed and compared with every configured digest in constant time. No token or an unknown
@@ -13,68 +17,31 @@ a key derived from the person-id key; replacing or removing the token ends its s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final, TypeVar, cast
 
 from aiohttp import web
 
 from controller.config import ApiToken, Config
 from controller.domain.accounts import token_live
+from controller.services.errors import RequestError
+from controller.services.signing import Signer
+from controller.web.resources import LIVE
 
 SESSION_COOKIE = "cw_reports"
 SESSION_SECONDS = 8 * 3600
+SESSION_PURPOSE = "reports-session"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
     roles: frozenset[str]
-
-
-class HttpProblem(Exception):
-    """An answer other than success, with its status and stable error code."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def json_error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps({"error": code, "message": message}, ensure_ascii=False).encode(),
-        content_type="application/json",
-        charset="utf-8",
-        headers=headers,
-    )
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def api(handler: Handler) -> Handler:
-    """Map ``HttpProblem`` to the JSON error answer (DESIGN: errors are JSON)."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except HttpProblem as exc:
-            return json_error(exc.status, exc.code, exc.message, exc.headers)
-
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
 
 
 def _octets(text: str) -> bytes:
@@ -98,8 +65,35 @@ def token_for(token: str, config: Config) -> ApiToken | None:
 
 def require_role(principal: Principal, role: str) -> Principal:
     if role not in principal.roles:
-        raise HttpProblem(403, "forbidden", f"this token lacks the role '{role}'")
+        raise RequestError("forbidden", 403, f"this token lacks the role '{role}'")
     return principal
+
+
+PRINCIPAL: Final = web.RequestKey("principal", Principal)
+_ROLE: Final = "__citywifi_role__"
+H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
+
+
+def requires(role: str) -> Callable[[H], H]:
+    """A route that only a bearer token with ``role`` may call (else 401 / 403, with
+    ``WWW-Authenticate`` on a 401, RFC 6750 §3), checked against the tokens in force."""
+
+    def wrap(handler: H) -> H:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            request[PRINCIPAL] = bearer(request, request.app[LIVE].config, role)
+            return await handler(request)
+
+        setattr(checked, _ROLE, role)
+        return cast(H, checked)
+
+    return wrap
+
+
+def role_of(handler: object) -> str | None:
+    """The role a route handler was declared with (``requires``), if any."""
+    role = getattr(handler, _ROLE, None)
+    return role if isinstance(role, str) else None
 
 
 def bearer(request: web.Request, config: Config, role: str) -> Principal:
@@ -107,12 +101,15 @@ def bearer(request: web.Request, config: Config, role: str) -> Principal:
     challenge = {"WWW-Authenticate": 'Bearer realm="citywifi"'}
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise HttpProblem(
-            401, "unauthorized", "send the API token as 'Authorization: Bearer …'", challenge
+        raise RequestError(
+            "unauthorized",
+            401,
+            "send the API token as 'Authorization: Bearer …'",
+            headers=challenge,
         )
     found = token_for(token.strip(), config)
     if found is None:
-        raise HttpProblem(401, "invalid_token", "unknown API token", challenge)
+        raise RequestError("invalid_token", 401, "unknown API token", headers=challenge)
     return require_role(Principal(found.name, found.roles), role)
 
 
@@ -120,26 +117,25 @@ def bearer(request: web.Request, config: Config, role: str) -> Principal:
 
 
 def session_key(person_key: bytes) -> bytes:
+    """The page-session key, derived from the person-id key (a key of its own, so that a
+    session tag is never a tag of anything the person key signs)."""
     return hmac.new(person_key, b"citywifi report-page session v1", hashlib.sha256).digest()
 
 
-def _sign(key: bytes, payload: str) -> str:
-    return hmac.new(key, _octets(payload), hashlib.sha256).hexdigest()
-
-
 def issue_session(token: ApiToken, key: bytes, now: float) -> str:
-    payload = f"{token.name}~{int(now) + SESSION_SECONDS}~{token.sha256[:16]}"
-    return f"{payload}~{_sign(key, payload)}"
+    """The session cookie of ``token``: its name and a fingerprint of its digest, signed
+    (``controller.services.signing``) with an expiry ``SESSION_SECONDS`` from now."""
+    payload = f"{token.name}~{token.sha256[:16]}".encode()
+    return Signer(key).sign(SESSION_PURPOSE, payload, expires=int(now) + SESSION_SECONDS)
 
 
 def session_principal(value: str, config: Config, key: bytes, now: float) -> Principal | None:
-    parts = value.split("~")
-    if len(parts) != 4:
-        return None
-    name, expires, fingerprint, signature = parts
-    if not hmac.compare_digest(_octets(_sign(key, "~".join(parts[:3]))), _octets(signature)):
-        return None
-    if not expires.isdigit() or int(expires) < now:
+    """Who a session cookie names, while it has not expired and its token is configured
+    with the same digest; else None."""
+    payload = Signer(key).unsign(SESSION_PURPOSE, value, now=now)
+    text = payload.decode("utf-8", "replace") if payload else ""
+    name, sep, fingerprint = text.rpartition("~")
+    if not sep:
         return None
     for token in config.api_tokens:
         if (

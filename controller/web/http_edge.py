@@ -51,7 +51,9 @@ from aiohttp import web
 from prometheus_client import Counter, Gauge
 
 from controller.config import HttpSettings, IPNetwork
+from controller.services.errors import RequestError
 from controller.services.portal.ratelimit import ip_bucket
+from controller.web.errors import BodyTimeout, render_json
 
 log = structlog.get_logger("citywifi.http")
 
@@ -344,11 +346,6 @@ class GuardedSite(web.BaseSite):
         self.port = int(sockets[0].getsockname()[1]) if sockets else self._port
 
 
-class BodyTimeout(asyncio.TimeoutError):
-    """Raised into a request's body stream when the body did not arrive in time (a
-    TimeoutError, so that aiohttp's lingering read after the answer ends quietly)."""
-
-
 def body_deadline(timeout: float) -> Any:
     """Middleware: a body still incomplete ``timeout`` seconds after its head makes the
     request a 408 (the handler's next read raises ``BodyTimeout``) and the connection is
@@ -375,10 +372,10 @@ def body_deadline(timeout: float) -> Any:
         try:
             response = await handler(request)
         except BodyTimeout:
-            response = web.json_response(
-                {"error": "request_timeout", "message": "the request body did not arrive in time"},
-                status=408,
+            timeout_error = RequestError(
+                "request_timeout", 408, "the request body did not arrive in time"
             )
+            response = render_json(request, timeout_error)
         finally:
             timer.cancel()
         if expired:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
-import secrets
 
 import structlog
 from aiohttp import web
@@ -19,24 +17,27 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 
 from controller.config import Config
+from controller.services.errors import RequestError
 from controller.services.reports import writers
 from controller.services.reports.dashboard import dashboard
 from controller.services.reports.query import ReportRequest, ReportRequestError, parse_request
 from controller.services.reports.subsidy import build
+from controller.services.signing import Signer
 from controller.storage.archive import Archive
+from controller.web import csrf
 from controller.web.auth import (
+    PRINCIPAL,
     SESSION_COOKIE,
     SESSION_SECONDS,
-    HttpProblem,
     Principal,
-    api,
-    bearer,
     issue_session,
     require_role,
+    requires,
     session_key,
     session_principal,
     token_for,
 )
+from controller.web.csrf import Csrf, form_token
 from controller.web.reports_page import messages, pick_language, render_dashboard, render_login
 from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE, PERSON_KEY
 
@@ -48,7 +49,8 @@ EXPORTS = Counter(
     ["format", "result"],
 )
 
-CSRF_COOKIE = "cw_reports_csrf"
+# the nonce cookie of the page's forms (sign-in, sign-out, the period forms)
+CSRF = Csrf("cw_reports_csrf", path="/reports", samesite="Strict")
 PAGE_PATH = "/reports"
 
 
@@ -70,9 +72,9 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
     config = app[LIVE].config
     try:
         req = parse_request(dict(request.query), config)
-    except ReportRequestError as exc:
+    except ReportRequestError:
         EXPORTS.labels("none", "bad_request").inc()
-        raise HttpProblem(400, exc.code, exc.message) from None
+        raise  # a 400 with its code (controller.web.errors)
     await _flush(app)
     body, figures = await asyncio.to_thread(render_report, app[ARCHIVE], config, req, app[CLOCK]())
     log.info(
@@ -99,11 +101,10 @@ async def report_response(request: web.Request, principal: Principal) -> web.Res
     )
 
 
-@api
+@requires("reports")
 async def subsidy_api(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/reports/subsidy?from=&to=&format=csv|json|xlsx&group=…``"""
-    principal = bearer(request, request.app[LIVE].config, "reports")
-    return await report_response(request, principal)
+    return await report_response(request, request[PRINCIPAL])
 
 
 # --------------------------------------------------------------------------- the page
@@ -129,15 +130,12 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str, max_age: in
     )
 
 
-def _csrf(request: web.Request) -> tuple[str, bool]:
-    """The form token (double-submit cookie) and whether it must be set."""
-    current = request.cookies.get(CSRF_COOKIE, "")
-    if len(current) == 32:
-        return current, False
-    return secrets.token_hex(16), True
+def _signer(app: web.Application) -> Signer:
+    """The page's signer (CSRF form tokens), keyed like its session cookie."""
+    return Signer(session_key(app[PERSON_KEY]))
 
 
-def _html(text: str, csrf: str, new_csrf: bool, status: int = 200) -> web.Response:
+def _html(text: str, nonce: str, new_nonce: bool, status: int = 200) -> web.Response:
     response = web.Response(text=text, content_type="text/html", charset="utf-8", status=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
@@ -145,8 +143,8 @@ def _html(text: str, csrf: str, new_csrf: bool, status: int = 200) -> web.Respon
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )
-    if new_csrf:
-        _set_cookie(response, CSRF_COOKIE, csrf, SESSION_SECONDS)
+    if new_nonce:
+        CSRF.set_cookie(response, nonce, secure=True, max_age=SESSION_SECONDS)
     return response
 
 
@@ -159,29 +157,26 @@ async def page(request: web.Request) -> web.Response:
     app = request.app
     config = app[LIVE].config
     lang = _lang(request)
-    csrf, new_csrf = _csrf(request)
+    nonce, new_nonce = CSRF.nonce_for(request)
+    token = form_token(_signer(app), nonce)
     principal = _cookie_principal(request)
     if principal is None or "reports" not in principal.roles:
-        return _html(render_login(config, lang, csrf), csrf, new_csrf)
+        return _html(render_login(config, lang, token), nonce, new_nonce)
     await _flush(app)
     data = await asyncio.to_thread(dashboard, app[ARCHIVE], config, app[CLOCK](), lang)
-    return _html(render_dashboard(config, data, lang, csrf), csrf, new_csrf)
+    return _html(render_dashboard(config, data, lang, token), nonce, new_nonce)
 
 
 async def _checked_form(request: web.Request) -> dict[str, str] | None:
-    """The posted form if its CSRF token matches the cookie; None for a mismatch and for a
-    body that does not parse (no multipart boundary, not UTF-8, unknown charset)."""
+    """The posted form if its CSRF token is this browser's (``controller.web.csrf``);
+    None for a mismatch and for a body that does not parse (no multipart boundary, not
+    UTF-8, unknown charset)."""
     try:
         form = await request.post()
     except (ValueError, LookupError, HttpProcessingError):
         return None
-    sent = form.get("csrf")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not isinstance(sent, str) or not cookie:
-        return None
-    if not hmac.compare_digest(
-        sent.encode("utf-8", "surrogatepass"), cookie.encode("utf-8", "surrogatepass")
-    ):
+    sent = form.get(csrf.FIELD)
+    if not isinstance(sent, str) or not CSRF.check(request, _signer(request.app), sent):
         return None
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
@@ -192,17 +187,18 @@ async def login(request: web.Request) -> web.Response:
     config = app[LIVE].config
     lang = _lang(request)
     t = messages()[lang]
-    csrf, new_csrf = _csrf(request)
+    nonce, new_nonce = CSRF.nonce_for(request)
+    field = form_token(_signer(app), nonce)
     form = await _checked_form(request)
     if form is None:
-        return _html(render_login(config, lang, csrf, t["bad_form"]), csrf, new_csrf, 403)
+        return _html(render_login(config, lang, field, t["bad_form"]), nonce, new_nonce, 403)
     token = token_for(form.get("token", "").strip(), config)
     if token is None:
         log.info("reports.login_refused", reason="unknown_token")
-        return _html(render_login(config, lang, csrf, t["bad_token"]), csrf, new_csrf, 401)
+        return _html(render_login(config, lang, field, t["bad_token"]), nonce, new_nonce, 401)
     if "reports" not in token.roles:
         log.info("reports.login_refused", reason="no_role", who=token.name)
-        return _html(render_login(config, lang, csrf, t["no_role"]), csrf, new_csrf, 403)
+        return _html(render_login(config, lang, field, t["no_role"]), nonce, new_nonce, 403)
     log.info("reports.login", who=token.name)
     response = web.HTTPSeeOther(f"{PAGE_PATH}?lang={lang}")
     _set_cookie(
@@ -223,12 +219,11 @@ async def logout(request: web.Request) -> web.Response:
     raise response
 
 
-@api
 async def download(request: web.Request) -> web.StreamResponse:
     """``GET /reports/download?…``: the API's exports for a signed-in page."""
     principal = _cookie_principal(request)
     if principal is None:
-        raise HttpProblem(401, "unauthorized", "sign in on /reports first")
+        raise RequestError("unauthorized", 401, "sign in on /reports first")
     return await report_response(request, require_role(principal, "reports"))
 
 

@@ -1,10 +1,10 @@
 """The resources the HTTP routes use, one typed ``web.AppKey`` each.
 
 The composition root (``controller.cli.serve``) builds every resource and hands them to
-``make_app``, which stores each under its key; a handler reads exactly the ones it needs
-(``request.app[STORE]``), so no route reaches through a controller object and none
-imports the root. The config and registry are read from ``LIVE`` at each request: a
-SIGHUP reload swaps them there.
+``make_app``, which stores each under its key (``Resources.install``, the one place); a
+handler reads exactly the ones it needs (``request.app[STORE]``, not ``portal.store``), so
+no route reaches through one object to another and none imports the root. The config
+and registry are read from ``LIVE`` at each request: a SIGHUP reload swaps them there.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch
 from controller.services.portal.service import Portal
+from controller.services.signing import Signer
 from controller.storage.archive import Archive
 from controller.storage.store import Store
 
@@ -33,6 +34,7 @@ ARCHIVER: web.AppKey[Archiver] = web.AppKey("archiver", Archiver)
 PORTAL: web.AppKey[Portal] = web.AppKey("portal", Portal)
 MEMORY: web.AppKey[MemoryWatch] = web.AppKey("memory", MemoryWatch)
 PERSON_KEY: web.AppKey[bytes] = web.AppKey("person_key", bytes)
+PORTAL_SIGNER: web.AppKey[Signer] = web.AppKey("portal_signer", Signer)  # the portal key's
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 READINESS: web.AppKey[Readiness] = web.AppKey("readiness")
 
@@ -51,6 +53,7 @@ class Resources:
     person_key: bytes
     clock: Clock
     readiness: Readiness
+    portal_signer: Signer
 
     def install(self, app: web.Application) -> None:
         app[LIVE] = self.live
@@ -63,3 +66,4 @@ class Resources:
         app[PERSON_KEY] = self.person_key
         app[CLOCK] = self.clock
         app[READINESS] = self.readiness
+        app[PORTAL_SIGNER] = self.portal_signer

@@ -1,13 +1,15 @@
-"""The portal's one error family: a stable code for JSON bodies and message catalogues,
-the HTTP status to answer with and the values the message needs (as h11's
-``ProtocolError`` carries its ``error_status_hint``)."""
+"""The portal's refusals: ``PortalError``, a ``RequestError`` whose message comes from the
+catalogues (``error.<code>``, filled with its values), and the codes that get a page of
+their own."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from controller.services.errors import RequestError
 
-class PortalError(Exception):
+
+class PortalError(RequestError):
     """A request the portal refuses; ``code`` names the message in the catalogues."""
 
     def __init__(
@@ -18,11 +20,7 @@ class PortalError(Exception):
         retry_after: int | None = None,
         **values: Any,
     ) -> None:
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.retry_after = retry_after
-        self.values = values
+        super().__init__(code, status, retry_after=retry_after, **values)
 
 
 # Failures that get a page of their own (the others re-show the login form with a note).

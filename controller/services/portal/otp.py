@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Final
 
 from controller.services.portal.errors import PortalError
-from controller.services.portal.signing import Signer
+from controller.services.signing import Signer
 from controller.storage.store import Store
 
 CODE_DIGITS: Final = 6

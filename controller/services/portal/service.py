@@ -48,9 +48,8 @@ from controller.services.portal.handoff import (
 from controller.services.portal.i18n import Catalog
 from controller.services.portal.otp import CODE_TTL, OtpBook, Verdict
 from controller.services.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
-from controller.services.portal.signing import Signer
 from controller.services.portal.sms import SmsSender, make_sender
-from controller.storage.keyfiles import load_portal_key
+from controller.services.signing import Signer
 from controller.storage.store import Store
 
 log = structlog.get_logger("citywifi.portal")
@@ -164,6 +163,7 @@ class Portal:
         store: Store,
         *,
         person_key: bytes,
+        signer: Signer,
         clock: Callable[[], float] = time.time,
         enforcer: Enforcer | None = None,
     ) -> None:
@@ -173,7 +173,7 @@ class Portal:
         self.clock = clock
         self.enforcer = enforcer
         cfg = live.config
-        self.signer = Signer(load_portal_key(cfg.portal.cookie_key, cfg.redis.data_dir))
+        self.signer = signer  # the portal key's (cli/serve loads it: storage/keyfiles)
         self.catalog = Catalog.load()
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()

@@ -1,10 +1,10 @@
 """Everything the console does about who is asking, in one place: the session cookie,
 CSRF on every form, the client address, and the role each route needs.
 
-This module uses the helpers the web layer has today (the portal's signed double-submit
-CSRF token, ``controller.web.portal.csrf``, keyed with the portal's signer; its client
-address rule, ``clientaddr``; the API's ``HttpProblem``); when they are unified only the
-imports here change.
+This module uses the web layer's spine: the one CSRF mechanism (``controller.web.csrf``:
+a signed double-submit token, here with its own ``cw_console_csrf`` cookie, SameSite=Strict,
+keyed with the portal key's signer), the one error family (``RequestError``), and the
+portal's client address rule (``clientaddr``).
 
 The cookie ``cw_console`` holds only a random session id (256 bits); the session itself
 is in Redis (``controller.services.accounts``), bound to the network the browser signed
@@ -24,14 +24,16 @@ from aiohttp import web
 
 from controller.domain.accounts import Account
 from controller.services.accounts import Accounts
-from controller.web.auth import HttpProblem
-from controller.web.portal import csrf
+from controller.services.errors import RequestError
+from controller.web.csrf import FIELD, Csrf
+from controller.web.csrf import form_token as csrf_token
 from controller.web.portal.clientaddr import client_address
-from controller.web.resources import CLOCK, LIVE, PORTAL, STORE
+from controller.web.resources import CLOCK, LIVE, PORTAL_SIGNER, STORE
 
 COOKIE: Final = "cw_console"
 PATH: Final = "/console"
 CSRF_CONTEXT: Final = "console"
+CSRF: Final = Csrf("cw_console_csrf", path=PATH, samesite="Strict")
 WATCH: Final = frozenset(("admin", "operations", "reports", "operator"))  # "operator":
 # any operator:<id> role; what such an account sees is scoped (domain.accounts.operator_scope)
 
@@ -78,9 +80,9 @@ async def require(request: web.Request, *, page: bool) -> Account:
     if account is None:
         if page:
             raise web.HTTPSeeOther(f"{PATH}/login")
-        raise HttpProblem(401, "unauthorized", "sign in on /console/login")
+        raise RequestError("unauthorized", 401, "sign in on /console/login")
     if not may(account, request.method, request.path):
-        raise HttpProblem(403, "forbidden", "this account has no role for this page")
+        raise RequestError("forbidden", 403, "this account has no role for this page")
     return account
 
 
@@ -97,13 +99,13 @@ def clear_session(response: web.StreamResponse) -> None:
 def form_token(request: web.Request) -> tuple[str, str, bool]:
     """(the ``csrf`` field for this browser's forms, its nonce, whether the nonce cookie
     must be set)."""
-    nonce, new = csrf.nonce_for(request)
-    return csrf.form_token(request.app[PORTAL].signer, nonce, CSRF_CONTEXT), nonce, new
+    nonce, new = CSRF.nonce_for(request)
+    return csrf_token(request.app[PORTAL_SIGNER], nonce, CSRF_CONTEXT), nonce, new
 
 
 def set_nonce(response: web.StreamResponse, nonce: str) -> None:
-    csrf.set_cookie(response, nonce, secure=True)
+    CSRF.set_cookie(response, nonce, secure=True)
 
 
 def form_ok(request: web.Request, form: Mapping[str, str]) -> bool:
-    return csrf.check(request, request.app[PORTAL].signer, form.get(csrf.FIELD, ""), CSRF_CONTEXT)
+    return CSRF.check(request, request.app[PORTAL_SIGNER], form.get(FIELD, ""), CSRF_CONTEXT)

@@ -15,13 +15,14 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from controller.domain.accounts import Account, AccountError, ConsoleSession, operator_scope
+from controller.services.errors import RequestError
 from controller.services.live_sessions import PAGE, SessionFilter, disconnect_one, live_sessions
 from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
-from controller.web.auth import HttpProblem, json_error
 from controller.web.console import guard, pages, person, registry
 from controller.web.console.common import brand, forbidden, read_form
+from controller.web.errors import render_json
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
 
 BAD_SIGN_IN = "Wrong username, password or authenticator code."
@@ -141,10 +142,12 @@ async def overview_api(request: web.Request) -> web.Response:
     try:
         account = await guard.require(request, page=False)
         body = await _overview(request, account)
-    except HttpProblem as exc:
-        return json_error(exc.status, exc.code, exc.message, exc.headers)
+    except RequestError as exc:
+        return render_json(request, exc)
     except StoreUnavailable:
-        return json_error(503, "store_unavailable", "Redis is not answering; retry")
+        return render_json(
+            request, RequestError("store_unavailable", 503, "Redis is not answering; retry")
+        )
     response = web.json_response(body)
     response.headers["Cache-Control"] = "no-store"
     return response

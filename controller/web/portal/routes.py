@@ -26,21 +26,25 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from controller.config import Config
+from controller.services.errors import RequestError
 from controller.services.portal.errors import PAGE_ERRORS, PortalError
 from controller.services.portal.handoff import REDIRECT_PARAMS, parse_redirect, split_md
 from controller.services.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
 from controller.services.portal.otp import CODE_TTL, clean_code
 from controller.services.portal.service import LoginResult, NasContext, Portal, Requester, Standing
-from controller.storage.store import StoreUnavailable
-from controller.web.portal import csrf
+from controller.services.signing import Signer
+from controller.web import csrf
+from controller.web.errors import STORE_UNAVAILABLE, Renderer, render_json, renders_errors
 from controller.web.portal.captive_api import CONTENT_TYPE, captive_answer
 from controller.web.portal.clientaddr import client_address, client_scheme
 from controller.web.portal.pages import STATIC, mask_phone, moment, other, render, venue_view
-from controller.web.resources import PORTAL
+from controller.web.resources import LIVE, PORTAL, PORTAL_SIGNER, STORE
 
 log = structlog.get_logger("citywifi.portal")
 
 DEVICE_COOKIE: Final = "cw_dev"
+CSRF: Final = csrf.Csrf("cw_csrf")  # the nonce cookie of every portal form (SameSite=Lax)
 routes = web.RouteTableDef()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -64,7 +68,10 @@ class View:
     def __init__(self, request: web.Request) -> None:
         self.request = request
         self.portal: Portal = request.app[PORTAL]
-        proxies = self.portal.config.portal.trusted_proxies
+        self.signer = request.app[PORTAL_SIGNER]  # device cookie, CSRF
+        self.store = request.app[STORE]
+        self.live = request.app[LIVE]
+        proxies = self.config.portal.trusted_proxies
         peer = request.remote or ""
         self.address = client_address(peer, request.headers.get("X-Forwarded-For"), proxies)
         self.scheme = client_scheme(
@@ -77,12 +84,17 @@ class View:
         self._device_known = False  # the cookie's token was looked up in Redis
 
     @property
+    def config(self) -> Config:
+        """The config in force (a SIGHUP reload swaps it)."""
+        return self.live.config
+
+    @property
     def secure(self) -> bool:
         return self.scheme == "https"
 
     @property
     def base_url(self) -> str:
-        return self.portal.config.portal.public_url or f"{self.scheme}://{self.request.host}"
+        return self.config.portal.public_url or f"{self.scheme}://{self.request.host}"
 
     def choose(self, explicit: object = None) -> str:
         """Language: explicit ``lang``, the ``cw_lang`` cookie, Accept-Language, zh."""
@@ -98,7 +110,7 @@ class View:
     def text(self, key: str, **values: Any) -> str:
         return self.portal.catalog.text(self.lang or self.choose(), key, **values)
 
-    def error_text(self, exc: PortalError) -> str:
+    def error_text(self, exc: RequestError) -> str:
         values = dict(exc.values)
         key = f"error.{exc.code}"
         if isinstance(values.get("resets_at"), datetime):
@@ -106,12 +118,13 @@ class View:
         if exc.code == "blocked" and isinstance(values.get("until"), datetime):
             key, values["until"] = "error.blocked_until", moment(values["until"])
         if not self.portal.catalog.has(key):
-            key = "error.internal"
+            # a code of the HTTP spine (``too_large``) has its own message, else internal
+            return exc.message or self.text("error.internal")
         return self.text(key, **values)
 
     def requester(self, ctx: NasContext) -> Requester:
         """The source address and the device (``Portal.device_of``) of this request."""
-        device = self.portal.device_of(ctx, csrf.nonce_of(self.request), self.address)
+        device = self.portal.device_of(ctx, CSRF.nonce_of(self.request), self.address)
         return Requester(self.address, device)
 
     # -- remembered device (portal cookie naming a server-side token) -------------------
@@ -123,11 +136,14 @@ class View:
             return self._device
         self._device_known = True
         token = self.request.cookies.get(DEVICE_COOKIE, "")
-        payload = self.portal.signer.unsign("device", token) if token else None
+        now = self.portal.now()
+        payload = self.signer.unsign("device", token, now=now) if token else None
         parts = payload.decode("ascii", "replace").split("|") if payload else []
-        if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) >= self.portal.now():
-            pid, _, tid = parts
-            if tid and await self.portal.device_valid(pid, tid):
+        if not parts and token:
+            parts = _legacy_device(self.signer, token, now)
+        if len(parts) == 2 and parts[0] and parts[1]:
+            pid, tid = parts
+            if await self.portal.device_valid(pid, tid):
                 self._device = (pid, tid)
         return self._device
 
@@ -139,14 +155,14 @@ class View:
         """Remember this browser for ``pid``: a signed cookie naming a token the server
         honours until it expires or is revoked (the same token while the browser keeps a
         valid one for the same person)."""
-        days = self.portal.config.portal.cookie_days
+        days = self.config.portal.cookie_days
         if days <= 0:
             return
         current = await self.device()
         tid = current[1] if current and current[0] == pid else secrets.token_urlsafe(12)
         expires = int(self.portal.now()) + days * 86400
         await self.portal.remember_device(pid, tid, expires)
-        token = self.portal.signer.sign("device", f"{pid}|{expires}|{tid}".encode())
+        token = self.signer.sign("device", f"{pid}|{tid}".encode(), expires=expires)
         self._device = (pid, tid)
         response.set_cookie(
             DEVICE_COOKIE,
@@ -160,7 +176,7 @@ class View:
 
     async def pid_at_address(self) -> str | None:
         """The person with an open RADIUS session at this address (no cookie needed)."""
-        pid = (await self.portal.store.client_at(self.address)).get("pid")
+        pid = (await self.store.client_at(self.address)).get("pid")
         if not pid:
             return None
         standing = await self.portal.standing(pid)
@@ -177,25 +193,25 @@ class View:
         **values: Any,
     ) -> web.Response:
         lang = self.lang or self.choose()
-        nonce, new = csrf.nonce_for(self.request)
+        nonce, new = CSRF.nonce_for(self.request)
         if self.ctx:
             switch = f"/portal?ctx={quote(self.ctx)}&lang={other(lang)}"
         else:
             switch = f"{self.request.path}?lang={other(lang)}"
         response = render(
             self.portal.catalog,
-            self.portal.config,
+            self.config,
             template,
             lang=lang,
             switch_url=switch,
             status=status,
             headers=headers,
-            csrf=csrf.form_token(self.portal.signer, nonce, self.ctx),
+            csrf=csrf.form_token(self.signer, nonce, self.ctx),
             ctx=self.ctx,
             **values,
         )
         if new:
-            csrf.set_cookie(response, nonce, self.secure)
+            CSRF.set_cookie(response, nonce, secure=self.secure)
         if self.lang_explicit:
             response.set_cookie(
                 LANG_COOKIE,
@@ -228,7 +244,7 @@ class View:
             back_text=self.text("back_to_portal"),
         )
 
-    def failure(self, exc: PortalError) -> web.Response:
+    def failure(self, exc: RequestError) -> web.Response:
         key = f"title.{exc.code}"
         title = self.text(key if self.portal.catalog.has(key) else "error.title")
         return self.message(
@@ -259,19 +275,21 @@ class View:
 
     def venue_of(self, ctx: NasContext) -> dict[str, str] | None:
         place = self.portal.place(ctx)
-        return venue_view(place.venue, self.portal.config, self.lang) if place.venue else None
+        return venue_view(place.venue, self.config, self.lang) if place.venue else None
 
     # -- JSON ---------------------------------------------------------------------------
 
-    def json_error(self, exc: PortalError) -> web.Response:
-        body: dict[str, Any] = {"error": exc.code, "message": self.error_text(exc)}
+    def json_error(self, exc: RequestError) -> web.Response:
+        """The JSON error (``controller.web.errors.render_json``) with the message in the
+        visitor's language and the members the API documents for some codes."""
+        extra: dict[str, object] = {}
         if exc.code == "device_limit":
-            body["limit"] = exc.values.get("limit")
+            extra["limit"] = exc.values.get("limit")
         if exc.retry_after is not None:
-            body["retry_after"] = exc.retry_after
+            extra["retry_after"] = exc.retry_after
         if exc.code == "allowance_used_up" and isinstance(exc.values.get("resets_at"), datetime):
-            body["resets_at"] = exc.values["resets_at"].isoformat()
-        return web.json_response(body, status=exc.status, headers=retry_headers(exc))
+            extra["resets_at"] = exc.values["resets_at"].isoformat()
+        return render_json(self.request, exc, message=self.error_text(exc), extra=extra)
 
     async def json_body(self) -> dict[str, Any]:
         """A JSON object body; ``Content-Type: application/json`` is required (CSRF: a
@@ -290,37 +308,63 @@ class View:
         return data
 
 
-def retry_headers(exc: PortalError) -> dict[str, str]:
+def _legacy_device(signer: Signer, token: str, now: float) -> list[str]:
+    """(person, token id) of a device cookie issued before the signer carried expiries
+    (payload ``pid|expires|tid``), so that upgrading does not forget remembered devices;
+    such cookies are gone ``portal.cookie_days`` after the upgrade."""
+    payload = signer.unsign("device", token)
+    parts = payload.decode("ascii", "replace").split("|") if payload else []
+    if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) >= now:
+        return [parts[0], parts[2]]
+    return []
+
+
+def retry_headers(exc: RequestError) -> dict[str, str]:
     return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
 
 
-def _guarded(
-    handler: ViewHandler, render: Callable[[View, PortalError], web.StreamResponse]
-) -> Handler:
-    """Run ``handler``; a refusal or a Redis outage (503) is rendered by ``render``."""
+VIEW: Final = web.RequestKey("portal_view", View)
+
+
+def _portal_error(error: RequestError) -> RequestError:
+    """A Redis outage is the portal's ``unavailable`` (its catalogues have the page)."""
+    return PortalError("unavailable", 503) if error.code == STORE_UNAVAILABLE else error
+
+
+def _view_of(request: web.Request) -> View:
+    """The request's ``View`` (with the language it chose), or a new one."""
+    return request.get(VIEW) or View(request)
+
+
+def render_page_error(request: web.Request, error: RequestError) -> web.StreamResponse:
+    """The error page of a portal page (``controller.web.errors`` calls it)."""
+    return _view_of(request).failure(_portal_error(error))
+
+
+def render_api_error(request: web.Request, error: RequestError) -> web.StreamResponse:
+    """The JSON error of the portal's API, its message translated."""
+    return _view_of(request).json_error(_portal_error(error))
+
+
+def _with_view(handler: ViewHandler, renderer: Renderer) -> Handler:
+    """``handler(request, view)`` as an aiohttp handler whose errors ``renderer`` draws."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        view = View(request)
-        try:
-            return await handler(request, view)
-        except PortalError as exc:
-            return render(view, exc)
-        except StoreUnavailable as exc:
-            log.warning("portal.store_unavailable", error=str(exc))
-            return render(view, PortalError("unavailable", 503))
+        view = request[VIEW] = View(request)
+        return await handler(request, view)
 
-    return wrapped
+    return renders_errors(renderer)(wrapped)
 
 
 def html_page(handler: ViewHandler) -> Handler:
     """Refusals become a clear page with the right status; Redis outages a 503 page."""
-    return _guarded(handler, View.failure)
+    return _with_view(handler, render_page_error)
 
 
 def json_api(handler: ViewHandler) -> Handler:
     """Errors as ``{"error": code, "message": text}`` with the right status."""
-    return _guarded(handler, View.json_error)
+    return _with_view(handler, render_api_error)
 
 
 # --------------------------------------------------------------------------- pages
@@ -331,7 +375,7 @@ def _md_candidates(view: View, signed_query: str) -> list[str]:
     here perhaps through a proxy (scheme, host) -- the secret is what proves the origin."""
     path = view.request.raw_path.split("?", 1)[0]
     hosts = {view.request.host}
-    public = view.portal.config.portal.public_url
+    public = view.config.portal.public_url
     if public:
         hosts.add(urlsplit(public).netloc)
     schemes = ("http", "https")
@@ -375,9 +419,9 @@ async def portal_page(request: web.Request, view: View) -> web.StreamResponse:
     remembered = ""
     pid = await view.device_pid()
     if pid and query.get("other") != "1":
-        phone = await portal.store.person_phone(pid)
+        phone = await view.store.person_phone(pid)
         remembered = mask_phone(phone) if phone else ""
-    venue = venue_view(place.venue, portal.config, view.lang) if place.venue else None
+    venue = venue_view(place.venue, view.config, view.lang) if place.venue else None
     return view.login_form(venue, error=error, notice=notice, remembered=remembered)
 
 
@@ -393,7 +437,7 @@ async def _form(view: View) -> dict[str, str]:
     form = {k: v for k, v in data.items() if isinstance(v, str)}
     view.choose(form.get("lang"))
     view.ctx = form.get("ctx", "")
-    if not csrf.check(view.request, view.portal.signer, form.get(csrf.FIELD, ""), view.ctx):
+    if not CSRF.check(view.request, view.signer, form.get(csrf.FIELD, ""), view.ctx):
         raise PortalError("csrf", 403)
     return form
 
@@ -470,7 +514,7 @@ async def _success(view: View, result: LoginResult) -> web.Response:
     response = view.page(
         "success.html",
         handoff=result.handoff,
-        delay=view.portal.config.portal.handoff_delay,
+        delay=view.config.portal.handoff_delay,
         left=format_duration(result.seconds_remaining, view.lang),
         resets_at=moment(result.resets_at),
         script=True,
@@ -480,7 +524,7 @@ async def _success(view: View, result: LoginResult) -> web.Response:
 
 
 async def _status(view: View, pid: str, notice: str = "") -> web.Response:
-    config = view.portal.config
+    config = view.config
     standing = await view.portal.standing(pid)
     sessions = []
     for s in standing.sessions:
@@ -569,10 +613,10 @@ async def logo(request: web.Request) -> web.StreamResponse:
 async def venue_page(request: web.Request, view: View) -> web.StreamResponse:
     """Public page of a venue: name, type, district, operator, brand."""
     view.choose(request.query.get("lang"))
-    venue = view.portal.config.venues.get(request.match_info["id"])
+    venue = view.config.venues.get(request.match_info["id"])
     if venue is None:
         raise PortalError("not_found", 404)
-    return view.page("venue.html", venue=venue_view(venue, view.portal.config, view.lang))
+    return view.page("venue.html", venue=venue_view(venue, view.config, view.lang))
 
 
 # --------------------------------------------------------------------------- JSON API
@@ -640,8 +684,8 @@ async def api_login(request: web.Request, view: View) -> web.StreamResponse:
     return response
 
 
-def _standing_json(portal: Portal, standing: Standing) -> dict[str, Any]:
-    tz = portal.config.quota.timezone
+def _standing_json(config: Config, standing: Standing) -> dict[str, Any]:
+    tz = config.quota.timezone
 
     def started(s: dict[str, str]) -> str | None:
         start = s.get("start")
@@ -676,7 +720,7 @@ async def api_me(request: web.Request, view: View) -> web.StreamResponse:
         raise PortalError("not_logged_in", 401)
     standing = await view.portal.standing(pid)
     return web.json_response(
-        _standing_json(view.portal, standing), headers={"Cache-Control": "no-store"}
+        _standing_json(view.config, standing), headers={"Cache-Control": "no-store"}
     )
 
 
@@ -703,7 +747,7 @@ async def captive_portal_api(request: web.Request, view: View) -> web.StreamResp
     """RFC 8908 §5. ``{nas_id}``: a per-NAS API URI (DHCP option 114 set per access
     controller) lets the answer name the venue before the portal has seen the client."""
     portal = view.portal
-    memory = await portal.store.client_at(view.address)
+    memory = await view.store.client_at(view.address)
     captive, seconds = True, None
     pid = memory.get("pid")
     if pid:
@@ -717,7 +761,7 @@ async def captive_portal_api(request: web.Request, view: View) -> web.StreamResp
     nas = memory.get("nas") or request.match_info.get("nas_id", "")
     venue_id = memory.get("venue", "")
     if not venue_id and nas:
-        client = portal.registry.client_by_nas(nas)
+        client = view.live.registry.client_by_nas(nas)
         venue_id, nas = (client.venue, nas) if client else ("", "")
     base = view.base_url
     if captive:

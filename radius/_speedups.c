@@ -1,0 +1,1116 @@
+/*
+ * radius._speedups: the compiled pieces of the RADIUS data path (issue 16).
+ *
+ * Optional. radius/packet.py stays the reference model and the fallback; this module
+ * mirrors its hot functions exactly (same results, same PacketError reasons and
+ * messages, same ValueErrors), and tests/test_speedups.py holds the two against each
+ * other on random valid and mutated packets. radius/fastpath.py is the only importer.
+ *
+ *   bind(request_type, packet_error)   the Python types the codec returns and raises
+ *   decode_request(data, secret, require_message_authenticator=True) -> Request
+ *       RFC 2865 §3 header, §5 attributes, §5.26 Vendor-Specific split; Request
+ *       Authenticator (RFC 2866 §3, RFC 5176 §2.3), Message-Authenticator (RFC 2869
+ *       §5.14, RFC 3579 §3.2, RFC 5997 §3), BlastRADIUS rules (CVE-2024-3596).
+ *   encode_reply(code, request, secret, attrs=b"", *, message_authenticator=None) -> bytes
+ *       Message-Authenticator first, attrs, Proxy-States echoed (RFC 2865 §5.33),
+ *       Response Authenticator (RFC 2865 §3).
+ *   recv_batch(fd, max_count, bufsize=4096) -> [(bytes, address), ...]
+ *   send_batch(fd, [(bytes, address), ...]) -> number sent
+ *       recvmmsg(2)/sendmmsg(2) on a non-blocking UDP socket: one system call for many
+ *       datagrams, which Python's socket API cannot do.
+ *   md5(data), hmac_md5(key, data)      the digest used above, for the tests.
+ *
+ * MD5 (RFC 1321) and HMAC-MD5 (RFC 2104) are implemented here, self-contained, so the
+ * module needs nothing beyond libc and the CPython headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* ------------------------------------------------------------------ MD5, RFC 1321 */
+
+typedef struct {
+    uint32_t h[4];
+    uint64_t total;
+    unsigned char buf[64];
+    size_t used;
+} md5_ctx;
+
+static const uint32_t md5_k[64] = {
+    0xd76aa478U, 0xe8c7b756U, 0x242070dbU, 0xc1bdceeeU,
+    0xf57c0fafU, 0x4787c62aU, 0xa8304613U, 0xfd469501U,
+    0x698098d8U, 0x8b44f7afU, 0xffff5bb1U, 0x895cd7beU,
+    0x6b901122U, 0xfd987193U, 0xa679438eU, 0x49b40821U,
+    0xf61e2562U, 0xc040b340U, 0x265e5a51U, 0xe9b6c7aaU,
+    0xd62f105dU, 0x02441453U, 0xd8a1e681U, 0xe7d3fbc8U,
+    0x21e1cde6U, 0xc33707d6U, 0xf4d50d87U, 0x455a14edU,
+    0xa9e3e905U, 0xfcefa3f8U, 0x676f02d9U, 0x8d2a4c8aU,
+    0xfffa3942U, 0x8771f681U, 0x6d9d6122U, 0xfde5380cU,
+    0xa4beea44U, 0x4bdecfa9U, 0xf6bb4b60U, 0xbebfbc70U,
+    0x289b7ec6U, 0xeaa127faU, 0xd4ef3085U, 0x04881d05U,
+    0xd9d4d039U, 0xe6db99e5U, 0x1fa27cf8U, 0xc4ac5665U,
+    0xf4292244U, 0x432aff97U, 0xab9423a7U, 0xfc93a039U,
+    0x655b59c3U, 0x8f0ccc92U, 0xffeff47dU, 0x85845dd1U,
+    0x6fa87e4fU, 0xfe2ce6e0U, 0xa3014314U, 0x4e0811a1U,
+    0xf7537e82U, 0xbd3af235U, 0x2ad7d2bbU, 0xeb86d391U,
+};
+
+#define ROTL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
+/* One step: a = b + rotl(a + f(b, c, d) + M[g] + K[i], s). */
+#define STEP(f, a, b, c, d, g, i, s) \
+    (a) += f((b), (c), (d)) + m[(g)] + md5_k[(i)]; \
+    (a) = (b) + ROTL((a), (s))
+#define MD5_F(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+#define MD5_G(x, y, z) ((y) ^ ((z) & ((x) ^ (y))))
+#define MD5_H(x, y, z) ((x) ^ (y) ^ (z))
+#define MD5_I(x, y, z) ((y) ^ ((x) | ~(z)))
+
+static void md5_block(uint32_t h[4], const unsigned char *p)
+{
+    uint32_t m[16];
+    for (int i = 0; i < 16; i++) {
+        m[i] = (uint32_t)p[4 * i] | ((uint32_t)p[4 * i + 1] << 8) |
+               ((uint32_t)p[4 * i + 2] << 16) | ((uint32_t)p[4 * i + 3] << 24);
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
+    for (int i = 0; i < 16; i += 4) {
+        STEP(MD5_F, a, b, c, d, i, i, 7);
+        STEP(MD5_F, d, a, b, c, i + 1, i + 1, 12);
+        STEP(MD5_F, c, d, a, b, i + 2, i + 2, 17);
+        STEP(MD5_F, b, c, d, a, i + 3, i + 3, 22);
+    }
+    for (int i = 16; i < 32; i += 4) {
+        STEP(MD5_G, a, b, c, d, (5 * i + 1) & 15, i, 5);
+        STEP(MD5_G, d, a, b, c, (5 * (i + 1) + 1) & 15, i + 1, 9);
+        STEP(MD5_G, c, d, a, b, (5 * (i + 2) + 1) & 15, i + 2, 14);
+        STEP(MD5_G, b, c, d, a, (5 * (i + 3) + 1) & 15, i + 3, 20);
+    }
+    for (int i = 32; i < 48; i += 4) {
+        STEP(MD5_H, a, b, c, d, (3 * i + 5) & 15, i, 4);
+        STEP(MD5_H, d, a, b, c, (3 * (i + 1) + 5) & 15, i + 1, 11);
+        STEP(MD5_H, c, d, a, b, (3 * (i + 2) + 5) & 15, i + 2, 16);
+        STEP(MD5_H, b, c, d, a, (3 * (i + 3) + 5) & 15, i + 3, 23);
+    }
+    for (int i = 48; i < 64; i += 4) {
+        STEP(MD5_I, a, b, c, d, (7 * i) & 15, i, 6);
+        STEP(MD5_I, d, a, b, c, (7 * (i + 1)) & 15, i + 1, 10);
+        STEP(MD5_I, c, d, a, b, (7 * (i + 2)) & 15, i + 2, 15);
+        STEP(MD5_I, b, c, d, a, (7 * (i + 3)) & 15, i + 3, 21);
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+}
+
+static void md5_init(md5_ctx *c)
+{
+    c->h[0] = 0x67452301U;
+    c->h[1] = 0xefcdab89U;
+    c->h[2] = 0x98badcfeU;
+    c->h[3] = 0x10325476U;
+    c->total = 0;
+    c->used = 0;
+}
+
+static void md5_update(md5_ctx *c, const unsigned char *p, size_t n)
+{
+    c->total += n;
+    if (c->used) {
+        size_t take = 64 - c->used;
+        if (take > n)
+            take = n;
+        memcpy(c->buf + c->used, p, take);
+        c->used += take;
+        p += take;
+        n -= take;
+        if (c->used < 64)
+            return;
+        md5_block(c->h, c->buf);
+        c->used = 0;
+    }
+    while (n >= 64) {
+        md5_block(c->h, p);
+        p += 64;
+        n -= 64;
+    }
+    if (n) {
+        memcpy(c->buf, p, n);
+        c->used = n;
+    }
+}
+
+static void md5_final(md5_ctx *c, unsigned char out[16])
+{
+    uint64_t bits = c->total * 8;
+    static const unsigned char pad[64] = {0x80};
+    size_t padlen = (c->used < 56) ? 56 - c->used : 120 - c->used;
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(bits >> (8 * i));
+    md5_update(c, pad, padlen);
+    md5_update(c, len, 8);
+    for (int i = 0; i < 4; i++) {
+        out[4 * i] = (unsigned char)c->h[i];
+        out[4 * i + 1] = (unsigned char)(c->h[i] >> 8);
+        out[4 * i + 2] = (unsigned char)(c->h[i] >> 16);
+        out[4 * i + 3] = (unsigned char)(c->h[i] >> 24);
+    }
+}
+
+/* HMAC-MD5 (RFC 2104): the two keyed states; the message is fed in between. */
+typedef struct {
+    md5_ctx inner;
+    md5_ctx outer;
+} hmac_ctx;
+
+static void hmac_init(hmac_ctx *h, const unsigned char *key, size_t keylen)
+{
+    unsigned char k[64], pad[64];
+    memset(k, 0, sizeof k);
+    if (keylen > 64) {
+        md5_ctx c;
+        md5_init(&c);
+        md5_update(&c, key, keylen);
+        md5_final(&c, k);
+    } else if (keylen) {
+        memcpy(k, key, keylen);
+    }
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    md5_init(&h->inner);
+    md5_update(&h->inner, pad, 64);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    md5_init(&h->outer);
+    md5_update(&h->outer, pad, 64);
+}
+
+static void hmac_final(hmac_ctx *h, unsigned char out[16])
+{
+    unsigned char inner[16];
+    md5_final(&h->inner, inner);
+    md5_update(&h->outer, inner, 16);
+    md5_final(&h->outer, out);
+}
+
+/* Constant-time comparison of two 16-octet digests (as hmac.compare_digest). */
+static int digest_equal(const unsigned char *a, const unsigned char *b)
+{
+    unsigned char diff = 0;
+    for (int i = 0; i < 16; i++)
+        diff |= a[i] ^ b[i];
+    return diff == 0;
+}
+
+/* ------------------------------------------------------------------ the codec */
+
+#define HEADER 20
+#define MAX_PACKET 4096
+#define MA 80
+#define MA_LEN 18
+#define VSA 26
+#define PROXY_STATE 33
+
+static const unsigned char zero16[16];
+
+static PyObject *request_type;  /* radius.packet.Request */
+static PyObject *packet_error;  /* radius.packet.PacketError */
+/* The slot descriptors of Request's six fields, when bind() was told the class is the
+ * plain frozen slots dataclass it is today (no __post_init__, no other field): then a
+ * Request is allocated and its slots filled directly, skipping the generated __init__
+ * and its six object.__setattr__ calls (about half the decode's time). Else NULL and
+ * the class is called. */
+#define NFIELDS 6
+static PyObject *field_descr[NFIELDS];
+
+static PyObject *new_request(PyObject *const *values)
+{
+    if (field_descr[0] == NULL)
+        return PyObject_Vectorcall(request_type, values, NFIELDS, NULL);
+    PyTypeObject *t = (PyTypeObject *)request_type;
+    PyObject *obj = t->tp_alloc(t, 0);
+    if (obj == NULL)
+        return NULL;
+    for (int i = 0; i < NFIELDS; i++) {
+        if (Py_TYPE(field_descr[i])->tp_descr_set(field_descr[i], obj, values[i]) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+static PyObject *str_code, *str_identifier, *str_authenticator, *str_attrs, *str_get;
+static PyObject *proxy_state_key;
+
+/* Raise PacketError(reason, message); always returns NULL. */
+static PyObject *packet_fail(const char *reason, PyObject *message)
+{
+    if (message == NULL)
+        return NULL;
+    if (packet_error == NULL) {
+        Py_DECREF(message);
+        PyErr_SetString(PyExc_RuntimeError, "radius._speedups.bind() was not called");
+        return NULL;
+    }
+    PyObject *err = PyObject_CallFunction(packet_error, "sO", reason, message);
+    Py_DECREF(message);
+    if (err != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+        Py_DECREF(err);
+    }
+    return NULL;
+}
+
+#define FAIL(reason, ...) packet_fail((reason), PyUnicode_FromFormat(__VA_ARGS__))
+
+/* Append value to d[key] (a list), creating the list at first sight: packet order. */
+static int append_value(PyObject *d, PyObject *key, const unsigned char *p, Py_ssize_t n)
+{
+    PyObject *value = PyBytes_FromStringAndSize((const char *)p, n);
+    if (value == NULL)
+        return -1;
+    PyObject *values = PyDict_GetItemWithError(d, key);
+    int rc;
+    if (values != NULL) {
+        rc = PyList_Append(values, value);
+    } else if (PyErr_Occurred()) {
+        rc = -1;
+    } else {
+        PyObject *list = PyList_New(1);
+        if (list == NULL) {
+            Py_DECREF(value);
+            return -1;
+        }
+        PyList_SET_ITEM(list, 0, value);
+        rc = PyDict_SetItem(d, key, list);
+        Py_DECREF(list);
+        return rc;
+    }
+    Py_DECREF(value);
+    return rc;
+}
+
+/* RFC 2865 §5.26: split a Vendor-Specific value into vsas[(vendor, type)] if it is
+ * Vendor-Id then well-formed TLVs. 1: split; 0: not that form (vsas untouched); -1: error. */
+static int split_vsa(const unsigned char *v, Py_ssize_t size, PyObject *vsas)
+{
+    if (size < 6)
+        return 0;
+    Py_ssize_t pos = 4;
+    while (pos < size) {
+        if (pos + 2 > size)
+            return 0;
+        Py_ssize_t end = pos + v[pos + 1];
+        if (end < pos + 2 || end > size)
+            return 0;
+        pos = end;
+    }
+    unsigned long vendor = ((unsigned long)v[0] << 24) | ((unsigned long)v[1] << 16) |
+                           ((unsigned long)v[2] << 8) | (unsigned long)v[3];
+    pos = 4;
+    while (pos < size) {
+        Py_ssize_t end = pos + v[pos + 1];
+        PyObject *key = Py_BuildValue("(ki)", vendor, (int)v[pos]);
+        if (key == NULL)
+            return -1;
+        int rc = append_value(vsas, key, v + pos + 2, end - pos - 2);
+        Py_DECREF(key);
+        if (rc < 0)
+            return -1;
+        pos = end;
+    }
+    return 1;
+}
+
+/* RFC 3579 §3.2: HMAC-MD5 over the packet with `vector` as authenticator and the
+ * Message-Authenticator value zeroed, compared with the value sent. */
+static int ma_valid(const unsigned char *p, Py_ssize_t length, Py_ssize_t ma_at,
+                    const unsigned char *vector, const unsigned char *secret,
+                    Py_ssize_t secret_len)
+{
+    static const unsigned char ma_zeroed[MA_LEN] = {MA, MA_LEN};
+    if (p[ma_at + 1] != MA_LEN)
+        return 0;
+    hmac_ctx h;
+    unsigned char mac[16];
+    hmac_init(&h, secret, (size_t)secret_len);
+    md5_update(&h.inner, p, 4);
+    md5_update(&h.inner, vector, 16);
+    md5_update(&h.inner, p + HEADER, (size_t)(ma_at - HEADER));
+    md5_update(&h.inner, ma_zeroed, MA_LEN);
+    md5_update(&h.inner, p + ma_at + MA_LEN, (size_t)(length - ma_at - MA_LEN));
+    hmac_final(&h, mac);
+    return digest_equal(mac, p + ma_at + 2);
+}
+
+static int is_request_code(int code)
+{
+    return code == 1 || code == 4 || code == 12 || code == 40 || code == 43;
+}
+
+static PyObject *decode_request_impl(PyObject *data, PyObject *secret_obj, int require_ma)
+{
+    char *pc, *sc;
+    Py_ssize_t size, secret_len;
+    if (!PyBytes_Check(data) || !PyBytes_Check(secret_obj)) {
+        PyErr_SetString(PyExc_TypeError, "decode_request: data and secret must be bytes");
+        return NULL;
+    }
+    if (request_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "radius._speedups.bind() was not called");
+        return NULL;
+    }
+    PyBytes_AsStringAndSize(data, &pc, &size);
+    PyBytes_AsStringAndSize(secret_obj, &sc, &secret_len);
+    const unsigned char *p = (const unsigned char *)pc;
+    const unsigned char *secret = (const unsigned char *)sc;
+
+    if (size < HEADER)
+        return FAIL("malformed", "datagram of %zd octets is shorter than a header", size);
+    Py_ssize_t length = ((Py_ssize_t)p[2] << 8) | p[3];
+    if (length < HEADER || length > MAX_PACKET)
+        return FAIL("malformed", "Length field %zd outside 20..4096", length);
+    if (length > size)
+        return FAIL("malformed", "Length field %zd exceeds datagram of %zd octets", length,
+                    size);
+    int code = p[0];
+    if (!is_request_code(code))
+        return FAIL("unexpected_code", "code %d is not a request we serve", code);
+
+    PyObject *attrs = PyDict_New();
+    PyObject *vsas = PyDict_New();
+    PyObject *result = NULL;
+    if (attrs == NULL || vsas == NULL)
+        goto done;
+    Py_ssize_t ma_at = -1;
+    Py_ssize_t pos = HEADER;
+    while (pos < length) {
+        if (pos + 2 > length) {
+            FAIL("malformed", "attribute header at offset %zd overflows the packet", pos);
+            goto done;
+        }
+        int atype = p[pos];
+        if (atype == 0) {
+            FAIL("invalid_attribute", "attribute type 0 at offset %zd", pos);
+            goto done;
+        }
+        Py_ssize_t end = pos + p[pos + 1];
+        if (end < pos + 2 || end > length) {
+            FAIL("malformed", "attribute %d at offset %zd has a bad length", atype, pos);
+            goto done;
+        }
+        int split = 0;
+        if (atype == VSA) {
+            split = split_vsa(p + pos + 2, end - pos - 2, vsas);
+            if (split < 0)
+                goto done;
+        }
+        if (!split) {
+            if (atype == MA) {
+                if (ma_at >= 0) {
+                    FAIL("malformed", "more than one Message-Authenticator");
+                    goto done;
+                }
+                ma_at = pos;
+            }
+            PyObject *key = PyLong_FromLong(atype);
+            if (key == NULL)
+                goto done;
+            int rc = append_value(attrs, key, p + pos + 2, end - pos - 2);
+            Py_DECREF(key);
+            if (rc < 0)
+                goto done;
+        }
+        pos = end;
+    }
+
+    const unsigned char *authenticator = p + 4;
+    if (code == 1 || code == 12) {
+        if (ma_at >= 0) {
+            if (!ma_valid(p, length, ma_at, authenticator, secret, secret_len)) {
+                FAIL("bad_message_authenticator", "Message-Authenticator mismatch");
+                goto done;
+            }
+        } else if (code == 12 || require_ma) {
+            FAIL("missing_message_authenticator", "no Message-Authenticator");
+            goto done;
+        } else {
+            int has = PyDict_Contains(attrs, proxy_state_key);
+            if (has < 0)
+                goto done;
+            if (has) {
+                FAIL("proxy_state_without_message_authenticator",
+                     "Proxy-State without Message-Authenticator");
+                goto done;
+            }
+        }
+    } else {
+        md5_ctx c;
+        unsigned char expected[16];
+        md5_init(&c);
+        md5_update(&c, p, 4);
+        md5_update(&c, zero16, 16);
+        md5_update(&c, p + HEADER, (size_t)(length - HEADER));
+        md5_update(&c, secret, (size_t)secret_len);
+        md5_final(&c, expected);
+        if (!digest_equal(expected, authenticator)) {
+            FAIL("bad_request_authenticator", "Request Authenticator mismatch");
+            goto done;
+        }
+        if (ma_at >= 0 && !ma_valid(p, length, ma_at, zero16, secret, secret_len)) {
+            FAIL("bad_message_authenticator", "Message-Authenticator mismatch");
+            goto done;
+        }
+    }
+
+    PyObject *raw;
+    if (length == size) {
+        raw = data;
+        Py_INCREF(raw);
+    } else {
+        raw = PyBytes_FromStringAndSize(pc, length);
+        if (raw == NULL)
+            goto done;
+    }
+    PyObject *ident = PyLong_FromLong(p[1]);
+    PyObject *code_obj = PyLong_FromLong(code);
+    PyObject *auth = PyBytes_FromStringAndSize((const char *)authenticator, 16);
+    if (ident != NULL && code_obj != NULL && auth != NULL) {
+        PyObject *args[NFIELDS] = {code_obj, ident, auth, attrs, vsas, raw};
+        result = new_request(args);
+    }
+    Py_XDECREF(ident);
+    Py_XDECREF(code_obj);
+    Py_XDECREF(auth);
+    Py_DECREF(raw);
+done:
+    Py_XDECREF(attrs);
+    Py_XDECREF(vsas);
+    return result;
+}
+
+static PyObject *sp_decode_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
+{
+    PyObject *require = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < 2 || nargs + nkw > 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decode_request(data, secret, require_message_authenticator=True)");
+        return NULL;
+    }
+    if (nargs == 3)
+        require = args[2];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "require_message_authenticator") != 0) {
+            PyErr_Format(PyExc_TypeError, "decode_request: unexpected keyword %R", name);
+            return NULL;
+        }
+        require = args[nargs + i];
+    }
+    int req = 1;
+    if (require != NULL) {
+        req = PyObject_IsTrue(require);
+        if (req < 0)
+            return NULL;
+    }
+    return decode_request_impl(args[0], args[1], req);
+}
+
+/* The codes that answer a request of code `req` (RFC 2865, 2866, 5176, 5997 §3). */
+static int answers(int req, long code)
+{
+    switch (req) {
+    case 1: return code == 2 || code == 3 || code == 11;
+    case 4: return code == 5;
+    case 12: return code == 2 || code == 5;
+    case 40: return code == 41 || code == 42;
+    case 43: return code == 44 || code == 45;
+    default: return 0;
+    }
+}
+
+static PyObject *sp_encode_reply(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    PyObject *ma_arg = Py_None, *attrs_arg = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < 3 || nargs > 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_reply(code, request, secret, attrs=b'', *, "
+                        "message_authenticator=None)");
+        return NULL;
+    }
+    if (nargs == 4)
+        attrs_arg = args[3];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "message_authenticator") == 0) {
+            ma_arg = args[nargs + i];
+        } else if (nargs == 3 && PyUnicode_CompareWithASCIIString(name, "attrs") == 0) {
+            attrs_arg = args[nargs + i];
+        } else {
+            PyErr_Format(PyExc_TypeError, "encode_reply: unexpected keyword %R", name);
+            return NULL;
+        }
+    }
+    long code = PyLong_AsLong(args[0]);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *request = args[1];
+    if (!PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "encode_reply: secret must be bytes");
+        return NULL;
+    }
+    const unsigned char *secret = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    Py_ssize_t secret_len = PyBytes_GET_SIZE(args[2]);
+
+    PyObject *req_code_obj = NULL, *ident_obj = NULL, *auth_obj = NULL, *req_attrs = NULL;
+    PyObject *proxy_states = NULL, *out = NULL;
+    Py_buffer attrs = {0};
+    int have_attrs = 0;
+
+    req_code_obj = PyObject_GetAttr(request, str_code);
+    if (req_code_obj == NULL)
+        goto done;
+    long req_code = PyLong_AsLong(req_code_obj);
+    if (req_code == -1 && PyErr_Occurred())
+        goto done;
+    if (!answers((int)req_code, code)) {
+        PyErr_Format(PyExc_ValueError, "code %ld does not answer a request of code %ld", code,
+                     req_code);
+        goto done;
+    }
+    int with_ma;
+    if (ma_arg == Py_None) {
+        with_ma = !(code == 5 && req_code == 4);
+    } else {
+        with_ma = PyObject_IsTrue(ma_arg);
+        if (with_ma < 0)
+            goto done;
+    }
+    req_attrs = PyObject_GetAttr(request, str_attrs);
+    if (req_attrs == NULL)
+        goto done;
+    if (PyDict_CheckExact(req_attrs)) {
+        proxy_states = PyDict_GetItemWithError(req_attrs, proxy_state_key);
+        if (proxy_states == NULL && PyErr_Occurred())
+            goto done;
+        Py_XINCREF(proxy_states);
+    } else {
+        proxy_states = PyObject_CallMethodObjArgs(req_attrs, str_get, proxy_state_key, NULL);
+        if (proxy_states == NULL)
+            goto done;
+        if (proxy_states == Py_None)
+            Py_CLEAR(proxy_states);
+    }
+    Py_ssize_t tail_len = 0;
+    Py_ssize_t nstates = 0;
+    if (proxy_states != NULL) {
+        PyObject *fast = PySequence_Fast(proxy_states, "Proxy-State values must be a list");
+        if (fast == NULL)
+            goto done;
+        Py_SETREF(proxy_states, fast);
+        nstates = PySequence_Fast_GET_SIZE(proxy_states);
+        for (Py_ssize_t i = 0; i < nstates; i++) {
+            PyObject *v = PySequence_Fast_GET_ITEM(proxy_states, i);
+            if (!PyBytes_Check(v)) {
+                PyErr_SetString(PyExc_TypeError, "Proxy-State values must be bytes");
+                goto done;
+            }
+            if (PyBytes_GET_SIZE(v) + 2 > 255) {
+                PyErr_SetString(PyExc_ValueError, "bytes must be in range(0, 256)");
+                goto done;
+            }
+            tail_len += 2 + PyBytes_GET_SIZE(v);
+        }
+    }
+    if (attrs_arg != NULL) {
+        if (PyObject_GetBuffer(attrs_arg, &attrs, PyBUF_SIMPLE) < 0)
+            goto done;
+        have_attrs = 1;
+    }
+    Py_ssize_t attrs_len = have_attrs ? attrs.len : 0;
+    Py_ssize_t length = HEADER + (with_ma ? MA_LEN : 0) + attrs_len + tail_len;
+    if (length > MAX_PACKET) {
+        PyErr_Format(PyExc_ValueError, "reply of %zd octets exceeds %d", length, MAX_PACKET);
+        goto done;
+    }
+    ident_obj = PyObject_GetAttr(request, str_identifier);
+    if (ident_obj == NULL)
+        goto done;
+    long ident = PyLong_AsLong(ident_obj);
+    if (ident == -1 && PyErr_Occurred())
+        goto done;
+    if (ident < 0 || ident > 255 || code < 0 || code > 255) {
+        PyErr_SetString(PyExc_ValueError, "code and identifier must be in 0..255");
+        goto done;
+    }
+    auth_obj = PyObject_GetAttr(request, str_authenticator);
+    if (auth_obj == NULL)
+        goto done;
+    if (!PyBytes_Check(auth_obj)) {
+        PyErr_SetString(PyExc_TypeError, "the request's authenticator must be bytes");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, length);
+    if (out == NULL)
+        goto done;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    o[0] = (unsigned char)code;
+    o[1] = (unsigned char)ident;
+    o[2] = (unsigned char)(length >> 8);
+    o[3] = (unsigned char)length;
+    unsigned char *body = o + HEADER;
+    unsigned char *w = body;
+    if (with_ma) {
+        w[0] = MA;
+        w[1] = MA_LEN;
+        memset(w + 2, 0, 16);
+        w += MA_LEN;
+    }
+    if (attrs_len) {
+        memcpy(w, attrs.buf, (size_t)attrs_len);
+        w += attrs_len;
+    }
+    for (Py_ssize_t i = 0; i < nstates; i++) {
+        PyObject *v = PySequence_Fast_GET_ITEM(proxy_states, i);
+        Py_ssize_t n = PyBytes_GET_SIZE(v);
+        w[0] = PROXY_STATE;
+        w[1] = (unsigned char)(n + 2);
+        memcpy(w + 2, PyBytes_AS_STRING(v), (size_t)n);
+        w += 2 + n;
+    }
+    const unsigned char *req_auth = (const unsigned char *)PyBytes_AS_STRING(auth_obj);
+    size_t req_auth_len = (size_t)PyBytes_GET_SIZE(auth_obj);
+    size_t body_len = (size_t)(length - HEADER);
+    if (with_ma) {
+        /* RFC 3579 §3.2: over the reply with the Request Authenticator, MA zeroed. */
+        hmac_ctx h;
+        hmac_init(&h, secret, (size_t)secret_len);
+        md5_update(&h.inner, o, 4);
+        md5_update(&h.inner, req_auth, req_auth_len);
+        md5_update(&h.inner, body, body_len);
+        hmac_final(&h, body + 2);
+    }
+    /* RFC 2865 §3: MD5(Code+ID+Length+RequestAuth+Attributes+Secret). */
+    md5_ctx c;
+    md5_init(&c);
+    md5_update(&c, o, 4);
+    md5_update(&c, req_auth, req_auth_len);
+    md5_update(&c, body, body_len);
+    md5_update(&c, secret, (size_t)secret_len);
+    md5_final(&c, o + 4);
+done:
+    if (have_attrs)
+        PyBuffer_Release(&attrs);
+    Py_XDECREF(req_code_obj);
+    Py_XDECREF(ident_obj);
+    Py_XDECREF(auth_obj);
+    Py_XDECREF(req_attrs);
+    Py_XDECREF(proxy_states);
+    return out;
+}
+
+static PyObject *sp_bind(PyObject *self, PyObject *args)
+{
+    PyObject *rt, *pe, *slots = Py_None;
+    if (!PyArg_ParseTuple(args, "OO|O:bind", &rt, &pe, &slots))
+        return NULL;
+    if (!PyCallable_Check(rt) || !PyCallable_Check(pe)) {
+        PyErr_SetString(PyExc_TypeError, "bind(request_type, packet_error): two classes");
+        return NULL;
+    }
+    PyObject *descr[NFIELDS] = {NULL};
+    if (slots != Py_None) {
+        /* the six slot descriptors, in field order: each must be settable */
+        PyObject *fast = PySequence_Fast(slots, "bind: slots is a sequence of descriptors");
+        if (fast == NULL)
+            return NULL;
+        if (!PyType_Check(rt) || PySequence_Fast_GET_SIZE(fast) != NFIELDS) {
+            Py_DECREF(fast);
+            PyErr_SetString(PyExc_ValueError, "bind: a class and its six slot descriptors");
+            return NULL;
+        }
+        for (int i = 0; i < NFIELDS; i++) {
+            PyObject *d = PySequence_Fast_GET_ITEM(fast, i);
+            if (Py_TYPE(d)->tp_descr_set == NULL) {
+                Py_DECREF(fast);
+                PyErr_SetString(PyExc_TypeError, "bind: a slot descriptor cannot be set");
+                return NULL;
+            }
+            descr[i] = d;
+            Py_INCREF(d);
+        }
+        Py_DECREF(fast);
+    }
+    for (int i = 0; i < NFIELDS; i++)
+        Py_XSETREF(field_descr[i], descr[i]);
+    Py_INCREF(rt);
+    Py_INCREF(pe);
+    Py_XSETREF(request_type, rt);
+    Py_XSETREF(packet_error, pe);
+    Py_RETURN_NONE;
+}
+
+static PyObject *sp_md5(PyObject *self, PyObject *arg)
+{
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    md5_ctx c;
+    unsigned char out[16];
+    md5_init(&c);
+    md5_update(&c, b.buf, (size_t)b.len);
+    md5_final(&c, out);
+    PyBuffer_Release(&b);
+    return PyBytes_FromStringAndSize((const char *)out, 16);
+}
+
+static PyObject *sp_hmac_md5(PyObject *self, PyObject *args)
+{
+    Py_buffer k, m;
+    if (!PyArg_ParseTuple(args, "y*y*:hmac_md5", &k, &m))
+        return NULL;
+    hmac_ctx h;
+    unsigned char out[16];
+    hmac_init(&h, k.buf, (size_t)k.len);
+    md5_update(&h.inner, m.buf, (size_t)m.len);
+    hmac_final(&h, out);
+    PyBuffer_Release(&k);
+    PyBuffer_Release(&m);
+    return PyBytes_FromStringAndSize((const char *)out, 16);
+}
+
+/* ------------------------------------------------------------------ recvmmsg/sendmmsg */
+
+#define MAX_BATCH 1024
+
+/* The message arrays of one call (~200 KiB). One is kept between calls; a call made
+ * while it is in use (Python code can run inside a call: an allocation may trigger the
+ * garbage collector's finalizers, a port's __index__, and another thread may take the
+ * GIL then) gets its own. */
+typedef struct {
+    struct mmsghdr msgs[MAX_BATCH];
+    struct iovec iov[MAX_BATCH];
+    struct sockaddr_storage addrs[MAX_BATCH];
+    unsigned char *scratch; /* recv_batch's datagram buffers */
+    size_t scratch_size;
+} workspace;
+
+static workspace kept;
+static int kept_in_use;
+
+static workspace *take_workspace(void)
+{
+    if (!kept_in_use) {
+        kept_in_use = 1;
+        return &kept;
+    }
+    workspace *w = PyMem_Calloc(1, sizeof(workspace));
+    if (w == NULL)
+        PyErr_NoMemory();
+    return w;
+}
+
+static void give_back(workspace *w)
+{
+    if (w == &kept) {
+        kept_in_use = 0;
+        return;
+    }
+    PyMem_Free(w->scratch);
+    PyMem_Free(w);
+}
+
+static int ensure_scratch(workspace *w, size_t need)
+{
+    if (need <= w->scratch_size)
+        return 0;
+    unsigned char *grown = PyMem_Realloc(w->scratch, need);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    w->scratch = grown;
+    w->scratch_size = need;
+    return 0;
+}
+
+static PyObject *make_address(const struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof host) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        /* as Python's socket module: numeric host (with %scope for link-local) */
+        int rc = getnameinfo((const struct sockaddr *)a, sizeof *a, host, sizeof host, NULL, 0,
+                             NI_NUMERICHOST);
+        if (rc != 0) {
+            PyErr_SetString(PyExc_OSError, gai_strerror(rc));
+            return NULL;
+        }
+        return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port),
+                             (unsigned int)ntohl(a->sin6_flowinfo),
+                             (unsigned int)a->sin6_scope_id);
+    }
+    PyErr_Format(PyExc_OSError, "address family %d is not IPv4 or IPv6", ss->ss_family);
+    return NULL;
+}
+
+static PyObject *sp_recv_batch(PyObject *self, PyObject *args)
+{
+    int fd, max_count;
+    Py_ssize_t bufsize = MAX_PACKET;
+    if (!PyArg_ParseTuple(args, "ii|n:recv_batch", &fd, &max_count, &bufsize))
+        return NULL;
+    if (max_count < 1 || max_count > MAX_BATCH || bufsize < 1 || bufsize > 65536) {
+        PyErr_SetString(PyExc_ValueError, "recv_batch: max_count 1..1024, bufsize 1..65536");
+        return NULL;
+    }
+    workspace *w = take_workspace();
+    if (w == NULL)
+        return NULL;
+    PyObject *list = NULL;
+    if (ensure_scratch(w, (size_t)max_count * (size_t)bufsize) < 0)
+        goto out;
+    struct mmsghdr *msgs = w->msgs;
+    struct iovec *iov = w->iov;
+    struct sockaddr_storage *addrs = w->addrs;
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)max_count);
+    for (int i = 0; i < max_count; i++) {
+        iov[i].iov_base = w->scratch + (size_t)i * (size_t)bufsize;
+        iov[i].iov_len = (size_t)bufsize;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
+    }
+    int n;
+    do {
+        n = recvmmsg(fd, msgs, (unsigned int)max_count, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            list = PyList_New(0);
+        else
+            PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
+    }
+    list = PyList_New(n);
+    if (list == NULL)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)iov[i].iov_base,
+                                                   (Py_ssize_t)msgs[i].msg_len);
+        PyObject *addr = data ? make_address(&addrs[i]) : NULL;
+        PyObject *item = (data && addr) ? PyTuple_Pack(2, data, addr) : NULL;
+        Py_XDECREF(data);
+        Py_XDECREF(addr);
+        if (item == NULL) {
+            Py_CLEAR(list);
+            goto out;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+out:
+    give_back(w);
+    return list;
+}
+
+/* Fill `ss` from a Python address tuple for a socket of `family`; numeric hosts only. */
+static int parse_address(PyObject *addr, int family, struct sockaddr_storage *ss,
+                         socklen_t *len)
+{
+    const char *host;
+    int port;
+    unsigned int flowinfo = 0, scope_id = 0;
+    memset(ss, 0, sizeof *ss);
+    if (!PyTuple_Check(addr)) {
+        PyErr_SetString(PyExc_TypeError, "send_batch: an address is a tuple");
+        return -1;
+    }
+    if (family == AF_INET) {
+        if (!PyArg_ParseTuple(addr, "si:address", &host, &port))
+            return -1;
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+            PyErr_Format(PyExc_ValueError, "send_batch: %s is not a numeric IPv4 address", host);
+            return -1;
+        }
+        if (port < 0 || port > 65535) {
+            PyErr_SetString(PyExc_OverflowError, "port must be 0-65535.");
+            return -1;
+        }
+        a->sin_port = htons((uint16_t)port);
+        *len = sizeof *a;
+        return 0;
+    }
+    if (family == AF_INET6) {
+        if (!PyArg_ParseTuple(addr, "si|II:address", &host, &port, &flowinfo, &scope_id))
+            return -1;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) {
+            PyErr_Format(PyExc_ValueError, "send_batch: %s is not a numeric IPv6 address", host);
+            return -1;
+        }
+        if (port < 0 || port > 65535) {
+            PyErr_SetString(PyExc_OverflowError, "port must be 0-65535.");
+            return -1;
+        }
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_flowinfo = htonl(flowinfo);
+        a->sin6_scope_id = scope_id;
+        *len = sizeof *a;
+        return 0;
+    }
+    PyErr_Format(PyExc_OSError, "send_batch: socket family %d is not IPv4 or IPv6", family);
+    return -1;
+}
+
+static PyObject *sp_send_batch(PyObject *self, PyObject *args)
+{
+    int fd;
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "iO:send_batch", &fd, &items))
+        return NULL;
+    PyObject *seq = PySequence_Fast(items, "send_batch: a list of (bytes, address)");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(seq);
+    if (total == 0) {
+        Py_DECREF(seq);
+        return PyLong_FromLong(0);
+    }
+    struct sockaddr_storage local;
+    socklen_t local_len = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &local_len) < 0) {
+        Py_DECREF(seq);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    workspace *w = take_workspace();
+    if (w == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    struct mmsghdr *msgs = w->msgs;
+    struct iovec *iov = w->iov;
+    struct sockaddr_storage *addrs = w->addrs;
+    PyObject *result = NULL;
+    Py_ssize_t sent = 0;
+    while (sent < total) {
+        int count = (int)((total - sent) > MAX_BATCH ? MAX_BATCH : (total - sent));
+        memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)count);
+        for (int i = 0; i < count; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seq, sent + i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+                !PyBytes_Check(PyTuple_GET_ITEM(item, 0))) {
+                PyErr_SetString(PyExc_TypeError, "send_batch: each item is (bytes, address)");
+                goto out;
+            }
+            PyObject *data = PyTuple_GET_ITEM(item, 0);
+            socklen_t alen;
+            if (parse_address(PyTuple_GET_ITEM(item, 1), local.ss_family, &addrs[i], &alen) <
+                0)
+                goto out;
+            iov[i].iov_base = PyBytes_AS_STRING(data);
+            iov[i].iov_len = (size_t)PyBytes_GET_SIZE(data);
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_name = &addrs[i];
+            msgs[i].msg_hdr.msg_namelen = alen;
+        }
+        int n;
+        do {
+            n = sendmmsg(fd, msgs, (unsigned int)count, MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            /* Nothing of this call went out: a full buffer is "0 more sent"; any other
+             * error is raised unless something was already sent (then reported as a
+             * partial send, and the caller's next call meets the error again). */
+            if (errno == EAGAIN || errno == EWOULDBLOCK || sent > 0)
+                break;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto out;
+        }
+        sent += n;
+        if (n < count)
+            break;
+    }
+    result = PyLong_FromSsize_t(sent);
+out:
+    give_back(w);
+    Py_DECREF(seq);
+    return result;
+}
+
+/* ------------------------------------------------------------------ module */
+
+static PyMethodDef methods[] = {
+    {"bind", sp_bind, METH_VARARGS,
+     "bind(request_type, packet_error, slots=None): the classes decode_request returns\n"
+     "and raises; with slots (Request's six slot descriptors in field order) a Request\n"
+     "is built by filling its slots, without calling the class."},
+    {"decode_request", (PyCFunction)(void (*)(void))sp_decode_request,
+     METH_FASTCALL | METH_KEYWORDS,
+     "decode_request(data, secret, require_message_authenticator=True) -> Request\n"
+     "As radius.packet.decode_request."},
+    {"encode_reply", (PyCFunction)(void (*)(void))sp_encode_reply,
+     METH_FASTCALL | METH_KEYWORDS,
+     "encode_reply(code, request, secret, attrs=b'', *, message_authenticator=None) -> bytes\n"
+     "As radius.packet.encode_reply."},
+    {"recv_batch", sp_recv_batch, METH_VARARGS,
+     "recv_batch(fd, max_count, bufsize=4096) -> list of (bytes, address)\n"
+     "Up to max_count datagrams in one recvmmsg(2), non-blocking ([] when none wait)."},
+    {"send_batch", sp_send_batch, METH_VARARGS,
+     "send_batch(fd, items) -> int\n"
+     "Send (bytes, address) items with sendmmsg(2), non-blocking; returns how many went\n"
+     "out (fewer than given when the socket buffer is full). Numeric addresses only."},
+    {"md5", sp_md5, METH_O, "md5(data) -> 16-octet digest (RFC 1321)."},
+    {"hmac_md5", sp_hmac_md5, METH_VARARGS, "hmac_md5(key, data) -> 16 octets (RFC 2104)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "radius._speedups",
+    "Compiled RADIUS codec and batched UDP I/O (see radius/fastpath.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    str_code = PyUnicode_InternFromString("code");
+    str_identifier = PyUnicode_InternFromString("identifier");
+    str_authenticator = PyUnicode_InternFromString("authenticator");
+    str_attrs = PyUnicode_InternFromString("attrs");
+    str_get = PyUnicode_InternFromString("get");
+    proxy_state_key = PyLong_FromLong(PROXY_STATE);
+    if (!str_code || !str_identifier || !str_authenticator || !str_attrs || !str_get ||
+        !proxy_state_key)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,33 @@
+# Types of the optional C extension radius/_speedups.c (see radius/fastpath.py).
+from collections.abc import Sequence
+from typing import Final
+
+from radius.packet import PacketError, Request
+
+MAX_BATCH: Final[int]
+
+def bind(
+    request_type: type[Request],
+    packet_error: type[PacketError],
+    slots: Sequence[object] | None = None,
+    /,
+) -> None: ...
+def decode_request(
+    data: bytes, secret: bytes, require_message_authenticator: bool = True
+) -> Request: ...
+def encode_reply(
+    code: int,
+    request: Request,
+    secret: bytes,
+    attrs: bytes = b"",
+    *,
+    message_authenticator: bool | None = None,
+) -> bytes: ...
+def recv_batch(
+    fd: int, max_count: int, bufsize: int = 4096, /
+) -> list[tuple[bytes, tuple[str, int] | tuple[str, int, int, int]]]: ...
+def send_batch(
+    fd: int, items: Sequence[tuple[bytes, tuple[str, int] | tuple[str, int, int, int]]], /
+) -> int: ...
+def md5(data: bytes, /) -> bytes: ...
+def hmac_md5(key: bytes, data: bytes, /) -> bytes: ...

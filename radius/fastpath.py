@@ -1,0 +1,154 @@
+"""The one import point of the compiled data path (``radius._speedups``, issue 16).
+
+The C extension is optional: ``pip install .`` builds it when a C compiler and the Python
+headers are there and installs without it otherwise. ``radius.packet`` stays the
+reference model and the fallback; the compiled codec mirrors it exactly (same
+``Request``, same ``PacketError`` reasons and messages; tests/test_speedups.py holds the
+two against each other). ``CITYWIFI_PURE_PYTHON=1`` forces the fallback, so that the
+suite can run both ways and an operator can rule the extension out.
+
+The server calls ``load()`` once at start and logs ``DataPath.reason``:
+"compiled data path" or "pure-Python fallback: <why>". Batched datagram I/O
+(``recvmmsg``/``sendmmsg``, Linux) exists only on the compiled path; with the fallback
+``DataPath.batch_io`` is None and the server keeps the event loop's transport.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Final, Protocol
+
+from radius import packet
+
+__all__ = [
+    "COMPILED",
+    "ENV_PURE_PYTHON",
+    "Address",
+    "BatchIO",
+    "DataPath",
+    "available",
+    "load",
+    "reason",
+]
+
+ENV_PURE_PYTHON: Final = "CITYWIFI_PURE_PYTHON"
+COMPILED: Final = "compiled data path"
+
+Address = tuple[str, int] | tuple[str, int, int, int]
+"""A datagram peer as Python's socket module gives it: IPv4 (host, port), IPv6
+(host, port, flowinfo, scope_id); hosts are numeric."""
+
+_FIELDS: Final = ("code", "identifier", "authenticator", "attrs", "vsas", "raw")
+
+
+def _request_slots() -> list[object] | None:
+    """``Request``'s slot descriptors in field order when it is still the plain frozen
+    slots dataclass of those six fields (the compiled decoder then fills the slots
+    directly); None makes it call the class instead, whatever the class became."""
+    fields = tuple(f.name for f in dataclasses.fields(packet.Request))
+    if fields != _FIELDS or hasattr(packet.Request, "__post_init__"):
+        return None
+    slots = [vars(packet.Request).get(name) for name in fields]
+    if not all(isinstance(d, types.MemberDescriptorType) for d in slots):
+        return None
+    return slots
+
+
+try:
+    from radius import _speedups as _compiled
+
+    _compiled.bind(packet.Request, packet.PacketError, _request_slots())
+    _missing = ""
+except ImportError as exc:  # the optional build did not happen (no compiler or headers)
+    _compiled_or_none: ModuleType | None = None
+    _missing = f"radius._speedups is not built ({exc})"
+else:
+    _compiled_or_none = _compiled
+
+
+def _forced_off() -> bool:
+    return os.environ.get(ENV_PURE_PYTHON, "").strip() not in ("", "0")
+
+
+def available() -> bool:
+    """Whether the compiled path is used: built, and not switched off by the environment."""
+    return _compiled_or_none is not None and not _forced_off()
+
+
+def reason() -> str:
+    """The line the server logs at start: which data path runs, and why not the other."""
+    if _forced_off():
+        return f"pure-Python fallback: {ENV_PURE_PYTHON}={os.environ[ENV_PURE_PYTHON]}"
+    if _compiled_or_none is None:
+        return f"pure-Python fallback: {_missing}"
+    return COMPILED
+
+
+class DecodeRequest(Protocol):
+    def __call__(
+        self, data: bytes, secret: bytes, *, require_message_authenticator: bool = True
+    ) -> packet.Request: ...
+
+
+class EncodeReply(Protocol):
+    def __call__(
+        self,
+        code: int,
+        request: packet.Request,
+        secret: bytes,
+        attrs: bytes = b"",
+        *,
+        message_authenticator: bool | None = None,
+    ) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchIO:
+    """``recvmmsg``/``sendmmsg`` on a non-blocking datagram socket's file descriptor.
+
+    ``recv(fd, max_count)`` returns up to ``max_count`` (≤ ``max_batch``) datagrams
+    waiting now, [] when none (it never blocks); datagrams above 4096 octets are cut, as
+    ``recvfrom(4096)`` would. ``send(fd, items)`` returns how many of the items went out,
+    in order: fewer than given when the socket buffer filled (the caller keeps the rest
+    until the socket is writable); an error before the first is raised as OSError.
+    """
+
+    recv: Callable[[int, int], list[tuple[bytes, Address]]]
+    send: Callable[[int, Sequence[tuple[bytes, Address]]], int]
+    max_batch: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataPath:
+    """The functions the RADIUS server runs per datagram, and why these."""
+
+    compiled: bool
+    reason: str
+    decode_request: DecodeRequest
+    encode_reply: EncodeReply
+    batch_io: BatchIO | None
+
+
+def load() -> DataPath:
+    """The data path to run: compiled when ``available()``, else ``radius.packet``."""
+    if _compiled_or_none is not None and not _forced_off():
+        c = _compiled_or_none
+        return DataPath(
+            compiled=True,
+            reason=COMPILED,
+            decode_request=c.decode_request,
+            encode_reply=c.encode_reply,
+            batch_io=BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
+        )
+    return DataPath(
+        compiled=False,
+        reason=reason(),
+        decode_request=packet.decode_request,
+        encode_reply=packet.encode_reply,
+        batch_io=None,
+    )
