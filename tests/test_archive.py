@@ -122,7 +122,7 @@ async def test_redelivered_entries_are_deduplicated_when_read(
     first = Archiver(ctl.store, ctl.archive, lambda: city, clock=clock, claim_idle_ms=0)
     await first.drain()  # claims the dead consumer's entry, archives it
     # the same entry written again (as if the ack had been lost after the write)
-    rec, _ = (await ctl.store.outbox_sessions([entries[0][1]["ref"]]))[0]
+    rec = (await ctl.store.outbox_sessions([entries[0].fields["ref"]]))[0].record
     ctl.archive.write("sessions", ledger_rows(rec, SH, int(clock() * 1000)))
     day = date(2025, 11, 10)
     assert len(rows_of(ctl, day)) == 2

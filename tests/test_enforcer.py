@@ -20,7 +20,7 @@ from controller.domain.enforcement import (
     projected_exhaustion,
     session_identity,
 )
-from controller.domain.state import AccountingWrite, PersonSnapshot
+from controller.domain.state import AccountingWrite, DuePerson, PersonSnapshot, StaleCheck
 from controller.services.enforcer import clock_rate
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
@@ -320,9 +320,14 @@ async def test_snapshot_after_accounting_matches_a_fresh_read(redis_proc: RedisP
         assert fresh.closing == {"nas/a1": NOON + 5} and fresh.block == "0|test"
         assert (await store.session(pid, "nas/a1"))["closing"] == str(NOON + 5)
         # stale close only when still stale, at the last report
-        assert await store.close_stale(pid, "nas/a1", "nas", NOON - 1, "3") == (0, NOON)
-        assert await store.close_stale(pid, "nas/a1", "nas", NOON + 1, "3") == (1, NOON)
-        assert await store.close_stale(pid, "nas/a1", "nas", NOON + 1, "3") == (-1, 0)
+        fresh, closed, gone = (
+            StaleCheck("fresh", NOON),
+            StaleCheck("closed", NOON),
+            StaleCheck("gone", 0),
+        )
+        assert await store.close_stale(pid, "nas/a1", "nas", NOON - 1, "3") == fresh
+        assert await store.close_stale(pid, "nas/a1", "nas", NOON + 1, "3") == closed
+        assert await store.close_stale(pid, "nas/a1", "nas", NOON + 1, "3") == gone
         record = await store.session(pid, "nas/a1")
         assert record["closed"] == str(NOON) and record["cause"] == "3"
         assert await store.redis.zscore(keys.OPEN_INDEX, keys.session_ref(pid, "nas/a1")) is None
@@ -339,11 +344,11 @@ async def test_due_index_moves_earlier_from_accounting_and_later_only_by_cas(
     try:
         await store.index_due({"p1": 100})
         await store.index_due({"p1": 200})  # LT: later is ignored
-        assert await store.due_persons(1000, 10) == [("p1", 100.0)]
+        assert await store.due_persons(1000, 10) == [DuePerson("p1", 100.0)]
         await store.index_due({"p1": 50})
         assert not await store.reindex_due("p1", 100.0, 500)  # moved meanwhile: left alone
         assert await store.reindex_due("p1", 50.0, 500)
-        assert await store.due_persons(1000, 10) == [("p1", 500.0)]
+        assert await store.due_persons(1000, 10) == [DuePerson("p1", 500.0)]
         assert await store.reindex_due("p1", 500.0, None)
         assert await store.due_persons(1000, 10) == []
         assert await store.acquire_lease("p1", "a", 5000)

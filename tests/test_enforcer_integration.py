@@ -326,6 +326,12 @@ async def test_a_nas_that_is_gone_fails_then_its_session_goes_stale(
         record = await c.record(pid, b, s)
         assert record["cause"] == "3" and record["closed"] == record["last"]
         assert await c.used(pid) == INTERIM
+        # the counter is incremented after the close is in Redis: poll, then check exactly once
+        await until(
+            lambda: _true(metric("citywifi_enforcer_stale_closed_total") >= stale + 1),
+            5,
+            "the stale-close counter",
+        )
         assert metric("citywifi_enforcer_stale_closed_total") == stale + 1
 
 

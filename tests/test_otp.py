@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from controller.domain.state import OtpAttempt
 from controller.services.portal.errors import PortalError
 from controller.services.portal.otp import (
     CODE_TTL,
@@ -55,14 +56,14 @@ def test_clean_code_refuses_the_rest(typed: str) -> None:
 
 
 def test_judge() -> None:
-    assert judge("gone", "", 0, "d", 5).verdict is Verdict.GONE
-    assert judge("locked", "", 6, "d", 5).verdict is Verdict.LOCKED
-    assert judge("check", "d", 1, "d", 5).verdict is Verdict.OK
-    wrong = judge("check", "d", 2, "x", 5)
+    assert judge(OtpAttempt("gone", "", 0), "d", 5).verdict is Verdict.GONE
+    assert judge(OtpAttempt("locked", "", 6), "d", 5).verdict is Verdict.LOCKED
+    assert judge(OtpAttempt("check", "d", 1), "d", 5).verdict is Verdict.OK
+    wrong = judge(OtpAttempt("check", "d", 2), "x", 5)
     assert wrong.verdict is Verdict.WRONG and wrong.attempts_left == 3
-    assert judge("check", "d", 5, "x", 5).verdict is Verdict.LOCKED  # the fifth wrong one
-    assert judge("check", "d", 5, "d", 5).verdict is Verdict.OK  # the fifth may be right
-    assert judge("check", "", 1, "", 5).verdict is Verdict.WRONG  # no digest stored
+    assert judge(OtpAttempt("check", "d", 5), "x", 5).verdict is Verdict.LOCKED  # 5th wrong
+    assert judge(OtpAttempt("check", "d", 5), "d", 5).verdict is Verdict.OK  # the 5th may be right
+    assert judge(OtpAttempt("check", "", 1), "", 5).verdict is Verdict.WRONG  # no digest stored
 
 
 @pytest.fixture

@@ -42,12 +42,41 @@ def projected_exhaustion(
 
 def _devices(snap: PersonSnapshot, stale_before: int) -> dict[str, list[str]]:
     """Running sessions by device: their MAC, or the session itself when the NAS sent
-    none (counted as commit_login.lua counts devices at Access-Accept)."""
+    none. Running as in ``PersonSnapshot.live``: accounting since ``stale_before``, the
+    session's stale slack included (a NAS reporting less often than asked still has the
+    device online; storage/lua/lib/devices.lua counts it so at Access-Accept)."""
+    live = snap.live(stale_before)
     devices: dict[str, list[str]] = {}
-    for sid, (mac, last) in sorted(snap.open.items()):
-        if last >= stale_before:
+    for sid, (mac, _) in sorted(snap.open.items()):
+        if sid in live:
             devices.setdefault(mac or f"?{sid}", []).append(sid)
     return devices
+
+
+def other_devices(
+    snap: PersonSnapshot,
+    holds: Mapping[str, int],
+    *,
+    mac: str,
+    stale_before: int,
+    now: int | None,
+) -> int:
+    """The person's devices other than ``mac``, as an Access-Request counts them against
+    ``quota.max_devices``: the running sessions' devices (``_devices``), plus the slots
+    that Access-Accepts hold (``holds``: MAC, or ``?<authenticator>`` without one, ->
+    epoch the hold ends) not ended at ``now`` (None: every hold counts) for a device
+    that is neither ``mac`` nor one of those sessions'. The rule the store applies
+    atomically is ``storage/lua/lib/devices.lua`` (auth_state.lua, commit_login.lua);
+    this is its model, tested against it on random inputs."""
+    devices = _devices(snap, stale_before)
+    online = {device for device in devices if not device.startswith("?")}
+    sessions = sum(1 for device in devices if device != mac)
+    held = sum(
+        1
+        for device, ends in holds.items()
+        if (now is None or ends > now) and device not in online and device != mac
+    )
+    return sessions + held
 
 
 def over_device_limit(snap: PersonSnapshot, max_devices: int, stale_before: int) -> bool:

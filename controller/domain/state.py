@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from controller.domain.quota import StaleRule
 
@@ -49,13 +49,83 @@ class PersonState:
     block: str  # "" when not blocked, else "until|reason"
 
 
+CommitStatus = Literal["ok", "gone", "used", "device_limit"]
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """``commit_login.lua``'s answer: ok | gone | used | device_limit, and the nonce of
-    the login (the Class's; the same again for a NAS retry of one login)."""
+    """``commit_login.lua``'s answer: ok | gone (the credential expired meanwhile) |
+    used | device_limit, and the nonce of the login (the Class's; the same again for a
+    NAS retry of one login)."""
 
-    status: str
+    status: CommitStatus
     nonce: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OtpAttempt:
+    """One counted attempt at a pending SMS code (``otp_attempt.lua``): ``gone``
+    (expired, used or never sent), ``locked`` (over the limit until it expires) or
+    ``check`` (compare ``digest``, in constant time); ``tries`` so far, this one included."""
+
+    status: Literal["gone", "locked", "check"]
+    digest: str
+    tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class StaleCheck:
+    """What ``enforce_stale.lua`` did with a session the sweep found silent: ``closed``
+    now at ``last`` (its last report); ``fresh`` after all (a report arrived, or its
+    cadence slack covers it), ``last`` = last report + slack, the open-index score to
+    keep; ``gone``: closed already or unknown (``last`` 0)."""
+
+    outcome: Literal["closed", "fresh", "gone"]
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class DuePerson:
+    """An entry of the enforcer's due index: look at ``pid`` by ``at`` (epoch)."""
+
+    pid: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcerTimers:
+    """The earliest due time and the oldest last report among open sessions (None: the
+    index is empty): when the enforcer must look next at the latest."""
+
+    next_due: float | None
+    oldest_report: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One outbox stream entry (a closed session ``{"k": "close", "ref"}`` or a login
+    result for the audit archive), by its stream id."""
+
+    id: str
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPage:
+    """One page of a walk over the open-session index: its session refs (``pid|sid``)
+    and the cursor to go on from (0: the walk is complete, Redis SCAN semantics)."""
+
+    cursor: int
+    refs: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionVersion:
+    """A session record as the archiver reads it (empty when expired) and the version
+    (its ``seen``) archived already ("" when none)."""
+
+    record: Mapping[str, str]
+    archived: str
 
 
 @dataclass(frozen=True, slots=True)

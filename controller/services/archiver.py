@@ -129,17 +129,18 @@ class Archiver:
             return 0
         tz = self.config.quota.timezone
         now_ms = int(self.clock() * 1000)
-        refs = sorted({f["ref"] for _, f in entries if f.get("k") == "close" and f.get("ref")})
+        closes = [e.fields for e in entries if e.fields.get("k") == "close"]
+        refs = sorted({f["ref"] for f in closes if f.get("ref")})
         records = dict(zip(refs, await self.store.outbox_sessions(refs), strict=True))
-        pids = {rec.get("pid", "") for rec, _ in records.values()} | {
-            f.get("pid", "") for _, f in entries if f.get("k") == "login"
+        pids = {v.record.get("pid", "") for v in records.values()} | {
+            e.fields.get("pid", "") for e in entries if e.fields.get("k") == "login"
         }
         phones = await self.store.phones(sorted(p for p in pids if p))
         ledger: list[LedgerRow] = []
         audits: list[audit.AuditRow] = []
         marks: dict[str, str] = {}
         for ref in refs:
-            rec, mark = records[ref]
+            rec, mark = records[ref].record, records[ref].archived
             if not rec:
                 MISSING.inc()
                 log.warning("archive.session_missing", session=ref)
@@ -154,15 +155,15 @@ class Archiver:
             phone = phones.get(rec.get("pid", ""), "")
             audits.append(audit.session_audit_row(rid, rec, phone, tz, now_ms))
             marks[ref] = seen
-        for eid, fields in entries:
-            if fields.get("k") == "login":
-                phone = phones.get(fields.get("pid", ""), "")
-                audits.append(audit.login_audit_row(eid, fields, phone, tz, now_ms))
-            elif fields.get("k") == "console":  # a console account action (issue 17)
-                audits.append(console_audit_row(eid, fields, tz, now_ms))
+        for entry in entries:
+            if entry.fields.get("k") == "login":
+                phone = phones.get(entry.fields.get("pid", ""), "")
+                audits.append(audit.login_audit_row(entry.id, entry.fields, phone, tz, now_ms))
+            elif entry.fields.get("k") == "console":  # a console account action (issue 17)
+                audits.append(console_audit_row(entry.id, entry.fields, tz, now_ms))
         self._count_late(ledger, now_ms)
         await asyncio.to_thread(self._write, ledger, audits)
-        await self.store.outbox_done([eid for eid, _ in entries], marks)
+        await self.store.outbox_done([e.id for e in entries], marks)
         return len(entries)
 
     def _write(self, ledger: Sequence[LedgerRow], audits: Sequence[audit.AuditRow]) -> None:

@@ -332,10 +332,10 @@ class Enforcer:
         interval = self.settings.sweep_interval * self.rate
         wake = now + interval
         due = await self.store.due_persons(now, BATCH)
-        for pid, score in due:
-            if pid not in self._busy:
-                self._busy.add(pid)
-                self._spawn(self._act(pid, score))
+        for entry in due:
+            if entry.pid not in self._busy:
+                self._busy.add(entry.pid)
+                self._spawn(self._act(entry.pid, entry.at))
         if len(due) == BATCH:
             wake = min(wake, now + BUSY_WAKE * self.rate)
         grace = math.ceil(self.policy.stale_grace)
@@ -345,7 +345,8 @@ class Enforcer:
                 wake = min(wake, now + BUSY_WAKE * self.rate)
         else:
             wake = min(wake, warm)
-        next_due, oldest = await self.store.enforcer_timers()
+        timers = await self.store.enforcer_timers()
+        next_due, oldest = timers.next_due, timers.oldest_report
         if next_due is not None and next_due > now:
             wake = min(wake, next_due)
         if oldest is not None and oldest + grace + 1 > now:
@@ -460,10 +461,10 @@ class Enforcer:
                 pid, sid = keys.parse_session_ref(ref)
                 client_id = keys.client_of(sid)
                 nas_slack = self.stale_rule.slack(self._cadence.get(client_id, 0))
-                status, last = await self.store.close_stale(
+                check = await self.store.close_stale(
                     pid, sid, client_id, before, STALE_CAUSE, now, nas_slack
                 )
-                if status == 1:
+                if check.outcome == "closed":
                     STALE_CLOSED.inc()
                     touched[pid] = now
                     log.info(
@@ -471,7 +472,7 @@ class Enforcer:
                         person=pid,
                         session=sid,
                         client=client_id,
-                        last=last,
+                        last=check.last,
                     )
             full = len(refs) == BATCH
             if not full:

@@ -200,8 +200,9 @@ class OnlineStats:
         refs: set[str] = set()
         cursor = 0
         for _ in range(MAX_PAGES):
-            cursor, page = await self.store.open_page(cursor)
-            refs.update(page)
+            page = await self.store.open_page(cursor)
+            refs.update(page.refs)
+            cursor = page.cursor
             if cursor == 0:
                 break
         known = {ref: self._venue[ref] for ref in refs if ref in self._venue}
@@ -274,16 +275,7 @@ class MemoryWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def poll(self) -> RedisMemory:
-        redis = self.store.redis
-
-        async def op() -> Mapping[str, Any]:
-            if hasattr(redis, "get_primaries"):  # RedisCluster: every primary's share
-                info: Mapping[str, Any] = await redis.info("memory", target_nodes="primaries")
-            else:
-                info = await redis.info("memory")
-            return info
-
-        reading = memory_of(await self.store._guard(op))
+        reading = memory_of(await self.store.memory_info())
         self.latest = reading
         REDIS_MEMORY_USED.set(reading.used)
         REDIS_MEMORY_MAX.set(reading.limit)

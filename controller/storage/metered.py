@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 
 from prometheus_client import Counter, Histogram
 
+from controller.domain.state import OpenPage
 from controller.storage import keys
 from controller.storage.redis_batch import Command
 from controller.storage.store import Store, StoreUnavailable
@@ -138,12 +139,12 @@ class MeteredStore(Store):
 
         await self._guard(op)
 
-    async def open_page(self, cursor: int) -> tuple[int, list[str]]:
-        """One ZSCAN page of the open-session index: (next cursor, ``pid|sid`` refs)."""
+    async def open_page(self, cursor: int) -> OpenPage:
+        """One ZSCAN page of the open-session index."""
 
-        async def op() -> tuple[int, list[str]]:
+        async def op() -> OpenPage:
             page: Any = await self.redis.zscan(keys.OPEN_INDEX, cursor, count=PAGE)
-            return int(page[0]), [_text(member) for member, _ in page[1]]
+            return OpenPage(int(page[0]), [_text(member) for member, _ in page[1]])
 
         return await self._guard(op)
 

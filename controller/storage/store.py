@@ -1,22 +1,21 @@
 """The only module that talks to Redis.
 
-Multi-key updates are the Lua scripts in ``controller/lua`` (one hash slot each, time in
-ARGV); global indexes ride in the same pipeline, so a request costs one round trip.
-Redis errors are mapped to ``StoreUnavailable`` here, at the one boundary, and every
-outcome tells ``StoreHealth`` whether the store can record right now.
+Multi-key updates are the Lua scripts in ``controller/storage/lua`` (one hash slot each,
+time in ARGV; every file there is registered, ``controller.storage.scripts``); global
+indexes ride in the same pipeline, so a request costs one round trip. Every reply is
+mapped here into the domain types of ``controller.domain.state`` (no reply is read by
+index elsewhere). Redis errors, error replies of a script included, are mapped to
+``StoreUnavailable`` here, at the one boundary, and every outage tells ``StoreHealth``
+whether the store can record right now.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -27,15 +26,23 @@ from controller.domain.state import (
     LOGIN_REUSE_GRACE,
     AccountingResult,
     AccountingWrite,
+    CommitStatus,
     Committed,
     CredentialIssue,
+    DuePerson,
+    EnforcerTimers,
     LoginUse,
     Origin,
+    OtpAttempt,
+    OutboxEntry,
     PersonSnapshot,
     PersonState,
+    SessionVersion,
+    StaleCheck,
 )
 from controller.storage import keys
 from controller.storage.redis_batch import Batcher, Command, classify, link_for
+from controller.storage.scripts import find_scripts
 
 log = structlog.get_logger("citywifi.store")
 
@@ -45,16 +52,6 @@ DAY_TTL = 3 * 86400  # day counters outlive their day by two (late Stops, midnig
 SESSION_TTL = 3 * 86400
 DEVICE_HOLD = 90  # seconds an Access-Accept holds a device slot unless its session opens
 MAX_GENERATION_TRIES = 4  # account.lua answers "new"/"moved" at most this often in a row
-
-SCRIPT_NAMES = ("auth_state", "commit_login", "account", "close_session")
-PORTAL_SCRIPTS = ("rate_hit", "otp_attempt", "forget_mac")  # captive portal (services.portal)
-ENFORCER_SCRIPTS = (  # quota enforcer (controller.services.enforcer)
-    "enforce_state",
-    "enforce_mark",
-    "enforce_stale",
-    "enforce_release",
-    "enforce_reindex",
-)
 
 
 def _text(value: bytes | str) -> str:
@@ -66,6 +63,25 @@ def _pairs(reply: Any) -> dict[str, str]:
     if isinstance(reply, dict):
         return {_text(k): _text(v) for k, v in reply.items()}
     return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+# the Lua scripts' status words and codes, as the domain types name them
+_COMMIT_STATUS: Mapping[str, CommitStatus] = {
+    "ok": "ok",
+    "gone": "gone",
+    "used": "used",
+    "device_limit": "device_limit",
+}
+_OTP_STATUS: Mapping[str, Literal["gone", "locked", "check"]] = {
+    "gone": "gone",
+    "locked": "locked",
+    "check": "check",
+}
+_STALE_OUTCOME: Mapping[int, Literal["closed", "fresh", "gone"]] = {
+    1: "closed",
+    0: "fresh",
+    -1: "gone",
+}
 
 
 class StoreUnavailable(Exception):
@@ -117,21 +133,6 @@ def _snapshot(r: Sequence[Any]) -> PersonSnapshot:
     return PersonSnapshot(int(r[0]), sessions, closing, _text(r[3]), slack)
 
 
-@dataclass(frozen=True, slots=True)
-class LuaScript:
-    name: str
-    source: str
-    sha: str
-
-
-def load_lua() -> dict[str, LuaScript]:
-    out = {}
-    for name in (*SCRIPT_NAMES, *PORTAL_SCRIPTS, *ENFORCER_SCRIPTS):
-        src = resources.files("controller.storage").joinpath("lua", f"{name}.lua").read_text()
-        out[name] = LuaScript(name, src, hashlib.sha1(src.encode()).hexdigest())
-    return out
-
-
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -146,7 +147,7 @@ _UNAVAILABLE = (
 class Store:
     def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self.redis = client
-        self.scripts = load_lua()
+        self.scripts = find_scripts()  # every lua/*.lua (controller.storage.scripts)
         self.scripts_loaded = False
         # the RADIUS hot path: calls of one loop tick share a write (controller.storage.redis_batch)
         self.batch = Batcher(link_for(client))
@@ -180,7 +181,12 @@ class Store:
         await self.redis.aclose()
 
     async def _hot(self, commands: list[Command]) -> list[Any]:
-        """Run one unit of hot-path commands in this tick's batch; replies in order."""
+        """Run one unit of hot-path commands in this tick's batch; replies in order.
+
+        A NOSCRIPT reply (a Redis restarted empty, failed over or ``SCRIPT FLUSH``ed)
+        reloads every script and runs the unit once more; any other error reply (a Lua
+        error, OOM, WRONGTYPE) is ``StoreUnavailable`` with the reply as its cause: the
+        caller must not answer as if it was written. Only outages mark the store down."""
         try:
             replies = await self.batch.run(commands)
             failed = [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
@@ -194,8 +200,7 @@ class Store:
         for error in failed:
             if isinstance(error, _UNAVAILABLE):
                 self._report(False)
-                raise StoreUnavailable(f"{type(error).__name__}: {error}")
-            raise error
+            raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
         self._report(True)
         return replies
 
@@ -203,7 +208,9 @@ class Store:
         return ("EVALSHA", self.scripts[name].sha, len(keys_), *keys_, *args)
 
     async def _guard(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op``; reload scripts once if Redis lost them (restart); map outages."""
+        """Run ``op``; reload scripts and run it once more if Redis lost them (NOSCRIPT:
+        restart, failover, ``SCRIPT FLUSH``); every Redis error is ``StoreUnavailable``
+        (outages also mark the store down), as in ``_hot``."""
         try:
             try:
                 result = await op()
@@ -212,6 +219,8 @@ class Store:
                 result = await op()
         except _UNAVAILABLE as exc:
             self._report(False)
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except redis_errors.ResponseError as exc:  # an error reply: Lua, OOM, a 2nd NOSCRIPT
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         self._report(True)
         return result
@@ -225,6 +234,20 @@ class Store:
             self.scripts_loaded = False
             raise StoreUnavailable(str(exc)) from exc
         self.scripts_loaded = True
+
+    async def memory_info(self) -> Mapping[str, Any]:
+        """``INFO memory`` (a Cluster: per primary, by node), for the load shedding's
+        reading (``controller.services.metrics.memory_of``)."""
+        redis = self.redis
+
+        async def op() -> Mapping[str, Any]:
+            if isinstance(redis, RedisCluster):  # every primary's share
+                info: Mapping[str, Any] = await redis.info("memory", target_nodes="primaries")
+            else:
+                info = await redis.info("memory")
+            return info
+
+        return await self._guard(op)
 
     async def ping(self) -> bool:
         try:
@@ -338,7 +361,7 @@ class Store:
             # not inside the script: it lives on another Cluster slot)
             unit.append(("SET", keys.mac_owner(mac), pid, "EX", remember_seconds))
         r = (await self._hot(unit))[0]
-        return Committed(_text(r[0]), _text(r[1]))
+        return Committed(_COMMIT_STATUS[_text(r[0])], _text(r[1]))
 
     async def credential_issue(self, pid: str, username: str) -> CredentialIssue | None:
         """The client a credential was issued for (kept ``SESSION_TTL`` after its use)."""
@@ -491,9 +514,7 @@ class Store:
             command.extend((k, v))
         await self._hot([command])
 
-    async def outbox_read(
-        self, consumer: str, count: int, claim_idle_ms: int
-    ) -> list[tuple[str, dict[str, str]]]:
+    async def outbox_read(self, consumer: str, count: int, claim_idle_ms: int) -> list[OutboxEntry]:
         """Entries to archive: first those a dead consumer left unacknowledged (idle longer
         than ``claim_idle_ms``, this consumer's own failures included), then new ones."""
         group = keys.OUTBOX_GROUP
@@ -513,16 +534,19 @@ class Store:
 
         try:
             entries = await read()
-        except redis_errors.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+        except StoreUnavailable as exc:
+            if "NOGROUP" not in str(exc.__cause__):
                 raise
             create = ("XGROUP", "CREATE", keys.OUTBOX, group, "0", "MKSTREAM")
-            with contextlib.suppress(redis_errors.ResponseError):  # BUSYGROUP: a peer won
+            try:
                 await self._hot([create])
+            except StoreUnavailable as busy:  # BUSYGROUP: a peer created it first
+                if "BUSYGROUP" not in str(busy.__cause__):
+                    raise
             entries = await read()
-        return [(_text(eid), _pairs(fields)) for eid, fields in entries]
+        return [OutboxEntry(_text(eid), _pairs(fields)) for eid, fields in entries]
 
-    async def outbox_sessions(self, refs: Sequence[str]) -> list[tuple[dict[str, str], str]]:
+    async def outbox_sessions(self, refs: Sequence[str]) -> list[SessionVersion]:
         """Per session ref: its record (empty when expired) and the archived-version mark."""
 
         if not refs:
@@ -533,7 +557,7 @@ class Store:
             unit.append(("HGETALL", keys.session(pid, sid)))
             unit.append(("GET", keys.archived_mark(pid, sid)))
         r = await self._hot(unit)  # one write for the whole batch (the archiver's hot read)
-        return [(_pairs(r[i]), _text(r[i + 1] or b"")) for i in range(0, len(r), 2)]
+        return [SessionVersion(_pairs(r[i]), _text(r[i + 1] or b"")) for i in range(0, len(r), 2)]
 
     async def phones(self, pids: Sequence[str]) -> dict[str, str]:
         """Verified numbers of persons (the audit duty); persons without one are left out."""
@@ -603,14 +627,14 @@ class Store:
 
         await self._guard(op)
 
-    async def otp_attempt(self, phone_id: str, max_attempts: int) -> tuple[str, str, int]:
-        """Count one attempt: ('gone' | 'locked' | 'check', digest, attempts so far)."""
+    async def otp_attempt(self, phone_id: str, max_attempts: int) -> OtpAttempt:
+        """Count one attempt at the pending code of ``phone_id`` (otp_attempt.lua)."""
 
-        async def op() -> tuple[str, str, int]:
+        async def op() -> OtpAttempt:
             r = await self._evalsha(
                 self.redis, "otp_attempt", (keys.otp(phone_id),), (max_attempts,)
             )
-            return _text(r[0]), _text(r[1]), int(r[2])
+            return OtpAttempt(_OTP_STATUS[_text(r[0])], _text(r[1]), int(r[2]))
 
         return await self._guard(op)
 
@@ -752,24 +776,26 @@ class Store:
 
         return await self._guard(op)
 
-    async def due_persons(self, until: float, limit: int) -> list[tuple[str, float]]:
-        async def op() -> list[tuple[str, float]]:
+    async def due_persons(self, until: float, limit: int) -> list[DuePerson]:
+        """The first ``limit`` persons due by ``until``, earliest first."""
+
+        async def op() -> list[DuePerson]:
             r: Any = await self.redis.zrangebyscore(
                 keys.DUE_INDEX, "-inf", until, start=0, num=limit, withscores=True
             )
-            return [(_text(m), float(s)) for m, s in r]
+            return [DuePerson(_text(m), float(s)) for m, s in r]
 
         return await self._guard(op)
 
-    async def enforcer_timers(self) -> tuple[float | None, float | None]:
+    async def enforcer_timers(self) -> EnforcerTimers:
         """The earliest due time and the oldest last report among open sessions."""
 
-        async def op() -> tuple[float | None, float | None]:
+        async def op() -> EnforcerTimers:
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrange(keys.DUE_INDEX, 0, 0, withscores=True)
             pipe.zrange(keys.OPEN_INDEX, 0, 0, withscores=True)
             due, oldest = await pipe.execute()
-            return (
+            return EnforcerTimers(
                 float(due[0][1]) if due else None,
                 float(oldest[0][1]) if oldest else None,
             )
@@ -796,33 +822,34 @@ class Store:
         cause: str,
         now: int | None = None,
         nas_slack: int = 0,
-    ) -> tuple[int, int]:
+    ) -> StaleCheck:
         """Close a session still without accounting since ``before`` (its cadence slack
-        included) at its last report: (1, last) closed, (0, last report + slack) fresh
-        after all, (-1, 0) closed already. The global indexes follow (a left-over entry is
+        included) at its last report (``StaleCheck``: closed, fresh after all, or closed
+        already). The global indexes follow (a left-over entry is
         dropped, a lagging one repaired: a slow NAS's session is looked at again only
         when its own grace has passed). ``nas_slack``: the slack of the cadence its NAS
         was seen to report at, for a session that has shown none of its own yet."""
         ref = keys.session_ref(pid, sid)
         ks = (keys.session(pid, sid), keys.open_sessions(pid), keys.closing(pid))
 
-        async def op() -> tuple[int, int]:
+        async def op() -> StaleCheck:
             r = await self._evalsha(
                 self.redis,
                 "enforce_stale",
                 ks,
                 (sid, before, cause, SESSION_TTL, before if now is None else now, nas_slack),
             )
-            status, last = int(r[0]), int(r[1])
+            check = StaleCheck(_STALE_OUTCOME[int(r[0])], int(r[1]))
+            last = check.last
             pipe = self.redis.pipeline(transaction=False)
-            if status == 0:
+            if check.outcome == "fresh":
                 pipe.zadd(keys.OPEN_INDEX, {ref: last}, gt=True)
             else:
                 pipe.zrem(keys.OPEN_INDEX, ref)
                 pipe.srem(keys.nas_sessions(client_id), ref)
                 pipe.xadd(keys.OUTBOX, {"k": "close", "ref": ref})  # to the archive (dedup there)
             await pipe.execute()
-            return status, last
+            return check
 
         return await self._guard(op)
 

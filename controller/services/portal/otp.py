@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from controller.domain.state import OtpAttempt
 from controller.services.portal.errors import PortalError
 from controller.services.signing import Signer
 from controller.storage.store import Store
@@ -58,11 +59,12 @@ class Outcome:
     attempts_left: int = 0
 
 
-def judge(status: str, stored: str, tries: int, given: str, max_attempts: int) -> Outcome:
+def judge(attempt: OtpAttempt, given: str, max_attempts: int) -> Outcome:
     """Decide one attempt from what ``otp_attempt.lua`` returned (pure)."""
-    if status == "gone":
+    tries, stored = attempt.tries, attempt.digest
+    if attempt.status == "gone":
         return Outcome(Verdict.GONE)
-    if status == "locked" or tries > max_attempts:
+    if attempt.status == "locked" or tries > max_attempts:
         return Outcome(Verdict.LOCKED)
     if stored and hmac.compare_digest(stored.encode(), given.encode()):
         return Outcome(Verdict.OK, max_attempts - tries)
@@ -92,8 +94,8 @@ class OtpBook:
 
     async def verify(self, pid: str, device: str, code: str) -> Outcome:
         slot = self._slot(pid, device)
-        status, stored, tries = await self.store.otp_attempt(slot, MAX_ATTEMPTS)
-        outcome = judge(status, stored, tries, self._digest(pid, code), MAX_ATTEMPTS)
+        attempt = await self.store.otp_attempt(slot, MAX_ATTEMPTS)
+        outcome = judge(attempt, self._digest(pid, code), MAX_ATTEMPTS)
         if outcome.verdict is Verdict.OK and not await self.store.otp_consume(slot):
             return Outcome(Verdict.GONE)  # a concurrent request used it first
         return outcome

@@ -6,8 +6,9 @@
 -- Generations (a NAS reuses Acct-Session-Ids, e.g. after a reboot): the caller names the
 -- generation g it believes current (controller.storage.keys.session_id); the generation-1 record
 -- holds the current one in field 'gen'. A report that cannot belong to the current
--- generation's closed session (a Start after it; anything begun after an Accounting-On
--- closed it; a smaller Acct-Session-Time begun after its last report) asks for a new
+-- generation's closed session (a Start begun after its start; anything begun after an
+-- Accounting-On closed it; a smaller Acct-Session-Time begun after its last report; each
+-- with TOLERANCE s of rounding, so a late retransmitted Start is the old one) asks for a new
 -- generation: nothing is written, {'new', g+1} is returned and the caller repeats with
 -- ARGV[12] = 1 (create), which is refused with {'moved', current} when another request
 -- created it first. A wrong g gets {'moved', current} too. A report begun before
@@ -56,7 +57,7 @@ local function succeeded(key)
     return false
   end
   local began = now - reported
-  if status == 1 and began > tonumber(r[2] or '0') then
+  if status == 1 and began > tonumber(r[2] or '0') + TOLERANCE then
     return true
   end
   if r[5] == 'nas' and began >= tonumber(r[6] or '0') - TOLERANCE then

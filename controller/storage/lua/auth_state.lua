@@ -10,29 +10,15 @@
 -- Returns {password, client, bound_mac, used_at, used_mac, used_client, used_session,
 --          used_auth, used_src, used_today, other_devices, block}
 -- other_devices is counted exactly as commit_login.lua counts it (which decides).
+-- #include devices.lua
 local cred = redis.call('HMGET', KEYS[1], 'pw', 'client', 'mac', 'used_at', 'used_mac',
                         'used_client', 'used_session', 'used_auth', 'used_src')
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 local mac = ARGV[1]
 local stale_before = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
-local others = 0
-local busy = {}
-local open = redis.call('HGETALL', KEYS[3])
-for i = 2, #open, 2 do
-  local m, last, slack = string.match(open[i], '^([^|]*)|(%d+)|?(%d*)$')
-  if tonumber(last) + (tonumber(slack) or 0) >= stale_before then
-    if m == '' or (m ~= mac and not busy[m]) then others = others + 1 end
-    if m ~= '' then busy[m] = true end
-  end
-end
-local holds = redis.call('HGETALL', KEYS[5])
-for i = 1, #holds, 2 do
-  local m = holds[i]
-  if (now == nil or tonumber(holds[i + 1]) > now) and not busy[m] and m ~= mac then
-    others = others + 1
-  end
-end
+local others = count_devices(redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[5]),
+                             mac, stale_before, now)
 local blocked = redis.call('GET', KEYS[4]) or ''
 return {cred[1] or '', cred[2] or '', cred[3] or '', cred[4] or '', cred[5] or '',
         cred[6] or '', cred[7] or '', cred[8] or '', cred[9] or '', used, others, blocked}

@@ -5,9 +5,10 @@
 -- (a session without a MAC counts alone), plus holds: an Access-Accept holds a slot for
 -- its MAC until that MAC's accounting arrives (Store.account deletes the hold in the same
 -- round trip; a session seen open here releases it too) or the hold ends (ARGV[10] s);
--- without a MAC the hold is named '?<authenticator>' and simply ends.
--- (controller.domain.enforcement counts running devices the same way.) 6 concurrent requests for 6 MACs with
--- max_devices 2 therefore admit exactly 2 (auth_state.lua counts alike, read-only).
+-- without a MAC the hold is named '?<authenticator>' and simply ends. The rule is
+-- lib/devices.lua, shared with auth_state.lua (which counts alike, read-only); its Python
+-- model is controller.domain.enforcement.other_devices. 6 concurrent requests for 6 MACs
+-- with max_devices 2 therefore admit exactly 2.
 -- A consumed credential admits again only a NAS retry of the same login: same client,
 -- MAC and NAS session (Acct-Session-Id), within ARGV[7] s, and a new Request Authenticator
 -- unless from the same source address and port (the NAS retransmitting a request we did
@@ -21,6 +22,7 @@
 -- ARGV[10] hold (s)   ARGV[11] nonce for a new login   ARGV[12] keep a used credential (s)
 -- ARGV[13] source "host:port" of this request
 -- Returns {'ok' | 'gone' (expired meanwhile) | 'used' | 'device_limit', nonce of the login}
+-- #include devices.lua
 local now = tonumber(ARGV[2])
 local mac = ARGV[3]
 local nonce = ARGV[11]
@@ -44,24 +46,10 @@ if credential then
 end
 
 local stale_before = tonumber(ARGV[9])
-local others = 0
-local busy = {}
-local open = redis.call('HGETALL', KEYS[2])
-for i = 2, #open, 2 do
-  local m, last, slack = string.match(open[i], '^([^|]*)|(%d+)|?(%d*)$')
-  if tonumber(last) + (tonumber(slack) or 0) >= stale_before then
-    if m == '' or (m ~= mac and not busy[m]) then others = others + 1 end
-    if m ~= '' then busy[m] = true end
-  end
-end
-local holds = redis.call('HGETALL', KEYS[3])
-for i = 1, #holds, 2 do
-  local m = holds[i]
-  if tonumber(holds[i + 1]) <= now or busy[m] then
-    redis.call('HDEL', KEYS[3], m)  -- ended, or its session is open (counted above)
-  elseif m ~= mac then
-    others = others + 1
-  end
+local others, over = count_devices(redis.call('HGETALL', KEYS[2]),
+                                   redis.call('HGETALL', KEYS[3]), mac, stale_before, now)
+for _, m in ipairs(over) do
+  redis.call('HDEL', KEYS[3], m) -- ended, or its session is open (counted above)
 end
 if others >= tonumber(ARGV[8]) then
   return {'device_limit', ''}

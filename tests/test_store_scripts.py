@@ -1,0 +1,350 @@
+"""The store's Lua scripts: found by listing the directory, includes expanded, headers
+that say what the Python side really passes, a reload after NOSCRIPT (once), and the one
+device-counting rule (``lua/lib/devices.lua``) held against its Python model.
+
+Everything that runs a script runs it on a real redis-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from redis import exceptions as redis_errors
+
+from controller.domain.enforcement import other_devices
+from controller.domain.state import AccountingWrite, Origin, PersonSnapshot
+from controller.storage import keys
+from controller.storage.redis_batch import Command
+from controller.storage.redis_conn import client_from_url
+from controller.storage.scripts import find_scripts, parse_header
+from controller.storage.store import Store, StoreUnavailable
+from tests.support.redis_proc import RedisProcess
+from tests.support.store_rig import StoreRig, store_rig
+
+LUA = Path(str(resources.files("controller.storage").joinpath("lua")))
+NOON = 1_795_579_200  # 2026-11-25 12:00 Asia/Shanghai
+DAY = "20261125"
+
+
+# -- registration ----------------------------------------------------------------------
+
+
+def test_every_lua_file_is_a_script_and_nothing_else_is() -> None:
+    scripts = find_scripts()
+    assert set(scripts) == {p.stem for p in LUA.glob("*.lua")}
+    for script in scripts.values():
+        assert "#include" not in script.source, script.name  # expanded at load time
+
+
+def test_includes_are_expanded_from_lib_and_hashed_expanded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "fake_scripts"
+    (package / "lua" / "lib").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "lua" / "one.lua").write_text("-- KEYS[1] k\n-- #include twice.lua\nreturn 1\n")
+    (package / "lua" / "lib" / "twice.lua").write_text("local function two() return 2 end\n")
+    (package / "lua" / "notes.txt").write_text("not a script")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    scripts = find_scripts("fake_scripts")
+    assert list(scripts) == ["one"]  # found by listing: no name list to keep
+    assert "local function two() return 2 end" in scripts["one"].source
+    assert scripts["one"].header.count("KEYS") == 1
+
+
+def test_the_device_rule_is_written_once() -> None:
+    """auth_state.lua and commit_login.lua include it; neither spells the loop out."""
+    loop = "string.match(open[i]"
+    assert (LUA / "lib" / "devices.lua").read_text().count(loop) == 1
+    for name in ("auth_state", "commit_login"):
+        text = (LUA / f"{name}.lua").read_text()
+        assert "-- #include devices.lua" in text and loop not in text
+        assert find_scripts()[name].source.count(loop) == 1
+
+
+def test_headers_parse_ranges_and_open_ends() -> None:
+    header = parse_header(
+        "-- KEYS[1] a   KEYS[3 .. 2+n] days   KEYS[6+n] b\n-- ARGV[1] x   ARGV[4+n ..] pairs\n"
+        "local x = KEYS[9]\n"
+    )
+    assert header.count("KEYS", 2) == 8 and header.count("ARGV", 2) == 5
+    assert header.variadic("ARGV") and not header.variadic("KEYS")
+
+
+# -- headers against what the Python side passes -------------------------------------------
+
+# which ARGV carries the header's ``n`` (scripts whose KEYS or ARGV depend on it)
+N_ARGUMENT = {"account": 10, "rate_hit": 4}
+
+
+def _body_references(source: str) -> dict[str, int]:
+    """The highest literal KEYS[i] / ARGV[i] the script's code (not its header) reads."""
+    body = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("--"))
+    highest = {"KEYS": 0, "ARGV": 0}
+    for table, index in re.findall(r"\b(KEYS|ARGV)\[(\d+)\]", body):
+        highest[table] = max(highest[table], int(index))
+    return highest
+
+
+async def _every_script(store: Store) -> None:
+    """Run each script at least once through the Store's own methods."""
+    pid, mac = "p" * 20, "AA-BB-CC-DD-EE-01"
+    origin = Origin("nas", "s1", "00" * 16, "127.0.0.1:1000")
+    await store.auth_state(pid, "", mac, DAY, NOON - 600, NOON)
+    await store.commit_login(
+        pid,
+        "",
+        mac,
+        now=NOON,
+        origin=origin,
+        nonce="n1",
+        max_devices=3,
+        stale_before=NOON - 600,
+        remember_seconds=0,
+    )
+    for days in ([(NOON - 43200, DAY)], [(NOON - 129600, "20261124"), (NOON - 43200, DAY)]):
+        write = AccountingWrite(
+            pid=pid,
+            sid=f"nas/a{len(days)}",
+            client_id="nas",
+            status=3,
+            reported=60,
+            event_time=NOON,
+            input_octets=0,
+            output_octets=0,
+            cause="",
+            boundaries=days,
+        )
+        await store.account(write)
+    await store.person_snapshot(pid, DAY)
+    await store.mark_closing(pid, "nas/a1", NOON)
+    await store.close_stale(pid, "nas/a1", "nas", NOON - 10, "3", NOON)
+    await store.close_session(pid, "nas/a2", "nas", "1", shut="gone", now=NOON)
+    await store.index_due({pid: NOON})
+    await store.reindex_due(pid, float(NOON), NOON + 60)
+    await store.acquire_lease(pid, "t", 5000)
+    await store.release_lease(pid, "t")
+    await store.otp_put("phone", "d", 60, NOON)
+    await store.otp_attempt("phone", 5)
+    await store.rate_hit(
+        [("phone", "x", [(3, 60_000), (10, 3_600_000)])], NOON * 1000, "m", record=True
+    )
+    await store.forget_mac(mac, pid)
+
+
+async def test_each_header_lists_the_keys_and_arguments_passed(
+    redis_proc: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int, Sequence[Any]]] = []
+    original = Store._script
+
+    def recording(self: Store, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Command:
+        calls.append((name, len(keys_), list(args)))
+        return original(self, name, keys_, args)
+
+    monkeypatch.setattr(Store, "_script", recording)
+    store = Store(client_from_url(redis_proc.url))
+    try:
+        await store.load_scripts()
+        await _every_script(store)
+    finally:
+        await store.close()
+    assert {name for name, _, _ in calls} == set(store.scripts)  # every script exercised
+    for name, n_keys, args in calls:
+        header = store.scripts[name].header
+        n = int(args[N_ARGUMENT[name] - 1]) if name in N_ARGUMENT else 0
+        assert n_keys == header.count("KEYS", n), f"{name}: KEYS passed vs header"
+        if header.variadic("ARGV"):
+            assert len(args) >= header.count("ARGV", n), f"{name}: ARGV passed vs header"
+        else:
+            assert len(args) == header.count("ARGV", n), f"{name}: ARGV passed vs header"
+        body = _body_references(store.scripts[name].source)
+        assert body["KEYS"] <= header.count("KEYS", n), f"{name} reads a KEYS its header lacks"
+        assert body["ARGV"] <= header.count("ARGV", n), f"{name} reads an ARGV its header lacks"
+
+
+# -- NOSCRIPT: reload and retry, once -------------------------------------------------------
+
+
+async def test_a_flushed_script_cache_is_reloaded_on_every_path(redis_proc: RedisProcess) -> None:
+    """SCRIPT FLUSH (what a restarted or failed-over Redis looks like) between calls: the
+    hot path (the batched link, many units in one write) and the guarded commands
+    (pipelines, single commands) reload and answer."""
+    store = Store(client_from_url(redis_proc.url))
+    try:
+        await store.load_scripts()
+        await _every_script(store)
+        await store.redis.script_flush()
+        await _every_script(store)  # each path meets NOSCRIPT once, then the reload holds
+        await store.redis.script_flush()
+
+        async def login(i: int) -> int:
+            pid = f"q{i:019d}"
+            await store.auth_state(pid, "", f"AA-BB-CC-DD-EE-{i:02X}", DAY, 0, NOON)
+            write = AccountingWrite(
+                pid=pid,
+                sid="nas/x",
+                client_id="nas",
+                status=3,
+                reported=30,
+                event_time=NOON,
+                input_octets=0,
+                output_octets=0,
+                cause="",
+                boundaries=[(NOON - 43200, DAY)],
+            )
+            return (await store.account(write)).used_today
+
+        assert await asyncio.gather(*(login(i) for i in range(50))) == [30] * 50  # one batch
+        await store.redis.script_flush()
+        assert (await store.otp_attempt("nobody", 5)).status == "gone"
+        await store.redis.script_flush()
+        waits = await store.rate_hit([("phone", "y", [(1, 1000)])], NOON * 1000, "a", record=True)
+        assert waits == [0]
+    finally:
+        await store.close()
+
+
+async def test_noscript_is_retried_once_not_forever(
+    redis_proc: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that forgets again right away (the reload does not stick) fails the call
+    with StoreUnavailable after one reload, on both paths; it never loops."""
+    store = Store(client_from_url(redis_proc.url))
+    reloads = 0
+
+    async def forgetful() -> None:
+        nonlocal reloads
+        reloads += 1  # loads nothing: the retry meets NOSCRIPT again
+
+    try:
+        monkeypatch.setattr(store, "load_scripts", forgetful)
+        with pytest.raises(StoreUnavailable) as hot:
+            await store.auth_state("p" * 20, "", "", DAY, 0, NOON)
+        assert reloads == 1 and isinstance(hot.value.__cause__, redis_errors.NoScriptError)
+        with pytest.raises(StoreUnavailable) as guarded:
+            await store.otp_attempt("phone", 5)
+        assert reloads == 2 and isinstance(guarded.value.__cause__, redis_errors.NoScriptError)
+        assert store.health.can_record()  # a script cache is not an outage
+    finally:
+        await store.close()
+
+
+async def test_a_lua_error_is_store_unavailable(redis_proc: RedisProcess) -> None:
+    """A script that fails (here: WRONGTYPE inside otp_attempt.lua, and inside account.lua
+    on the hot path) surfaces as StoreUnavailable, the one error the callers handle."""
+    store = Store(client_from_url(redis_proc.url))
+    try:
+        await store.load_scripts()
+        await store.redis.set(keys.otp("phone"), "a string, not a hash")
+        with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+            await store.otp_attempt("phone", 5)
+        pid = "w" * 20
+        await store.redis.set(keys.open_sessions(pid), "a string, not a hash")
+        with pytest.raises(StoreUnavailable, match="WRONGTYPE"):
+            await store.auth_state(pid, "", "", DAY, 0, NOON)
+    finally:
+        await store.close()
+
+
+# -- one device-counting rule: lib/devices.lua against enforcement.other_devices ---------------
+
+MACS = ["", "AA-BB-CC-DD-EE-01", "AA-BB-CC-DD-EE-02", "AA-BB-CC-DD-EE-03"]
+HOLD_NAMES = [*MACS[1:], "?0123abcd"]  # a hold without a MAC is named ?<authenticator>
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRig]:
+    with store_rig(tmp_path_factory.mktemp("redis")) as rig:
+        yield rig
+
+
+_persons = itertools.count()
+
+sessions = st.dictionaries(
+    st.sampled_from([f"nas/s{i}" for i in range(6)]),
+    st.tuples(st.sampled_from(MACS), st.integers(-900, 60), st.sampled_from([None, 0, 120, 600])),
+    max_size=6,
+)
+holds = st.dictionaries(st.sampled_from(HOLD_NAMES), st.integers(-120, 120), max_size=4)
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    open_=sessions,
+    held=holds,
+    mac=st.sampled_from(MACS),
+    stale_back=st.integers(0, 900),
+    known_now=st.booleans(),
+)
+def test_lua_counts_devices_as_the_python_rule(
+    rig: StoreRig,
+    open_: dict[str, tuple[str, int, int | None]],
+    held: dict[str, int],
+    mac: str,
+    stale_back: int,
+    known_now: bool,
+) -> None:
+    """Random open sessions (with and without a MAC, fresh, stale, saved by their slack,
+    in the old "mac|last" form too), holds (ended or not, of online devices or not) and
+    requests (with and without a MAC): auth_state.lua's count is the Python rule's, and
+    commit_login.lua refuses at exactly that many devices and admits at one more."""
+    pid = f"d{next(_persons):019d}"
+    now, stale_before = NOON, NOON - stale_back
+    entries = {
+        sid: f"{m}|{NOON + offset}" + ("" if slack is None else f"|{slack}")
+        for sid, (m, offset, slack) in open_.items()
+    }
+    ends = {name: NOON + offset for name, offset in held.items()}
+    snapshot = PersonSnapshot(
+        used=0,
+        open={sid: (m, NOON + offset) for sid, (m, offset, _) in open_.items()},
+        closing={},
+        block="",
+        slack={sid: slack for sid, (_, _, slack) in open_.items() if slack},
+    )
+    expected = other_devices(
+        snapshot, ends, mac=mac, stale_before=stale_before, now=now if known_now else None
+    )
+    note(f"open {entries}, holds {ends}, mac {mac!r}, expected {expected}")
+
+    async def lua() -> tuple[int, str, str]:
+        store = rig.store
+        if entries:
+            await store.redis.hset(keys.open_sessions(pid), mapping=entries)
+        if ends:
+            await store.redis.hset(keys.device_holds(pid), mapping=ends)
+        state = await store.auth_state(pid, "", mac, DAY, stale_before, now if known_now else None)
+        if not known_now:
+            return state.other_devices, "", ""
+        origin = Origin("nas", "s", "ff" * 16, "127.0.0.1:1")
+
+        async def commit(limit: int) -> str:
+            committed = await store.commit_login(
+                pid,
+                "",
+                mac,
+                now=now,
+                origin=origin,
+                nonce="n",
+                max_devices=limit,
+                stale_before=stale_before,
+                remember_seconds=0,
+            )
+            return committed.status
+
+        return state.other_devices, await commit(expected), await commit(expected + 1)
+
+    counted, at_limit, below = rig.run(lua())
+    assert counted == expected
+    if known_now:
+        assert (at_limit, below) == ("device_limit", "ok")
