@@ -18,7 +18,7 @@ from importlib.metadata import version as installed
 from pathlib import Path
 
 import controller
-from controller.cli import admin, logins, reports
+from controller.cli import admin, logins, reports, test_login, trace, users
 from controller.cli.config_file import CONFIG_HELP, load_or_exit, resolve_config
 from controller.cli.startup import EXIT_USAGE, explain
 from controller.config import (
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     logins.add_parser(sub)  # issue-login
     reports.add_commands(sub)  # report subsidy, audit export / trim
     admin.add_parser(sub)  # admin sessions | disconnect | block | unblock
+    users.add_parser(sub)  # user add | passwd | disable | list (console accounts)
+    test_login.add_parser(sub)  # test-login (radtest) and trace (radiusd -X of one client)
+    trace.add_parser(sub)
     for command in _commands(parser):  # one rule for where every command's config comes from
         for action in command._actions:
             if "--config" in action.option_strings:
@@ -103,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         return reports.run(args)
     if args.command == "admin":
         return admin.run_cli(load_or_exit(args.config), args)
+    if args.command == "user":
+        return users.run_cli(load_or_exit(args.config), args)
+    if args.command == "test-login":
+        return test_login.run_cli(load_or_exit(args.config), args)
+    if args.command == "trace":
+        return trace.run_cli(load_or_exit(args.config), args)
     if args.command == "serve" and args.workers is not None and args.workers < 1:
         print("citywifi serve: --workers must be at least 1", file=sys.stderr)
         return 2

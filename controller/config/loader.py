@@ -11,6 +11,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import fields
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -797,8 +798,17 @@ class _Builder(RegistryReader):
             elif digest:
                 self.declare(digests, "token sha256", spot, "sha256", digest)
             roles = self.roles(t, path)
+            expires = t.get("expires")  # a TOML offset date-time (issue 17: machine tokens)
+            if expires is not None and not (
+                isinstance(expires, datetime) and expires.utcoffset() is not None
+            ):
+                self.report(
+                    (*path, "expires"),
+                    "must be a date-time with offset, e.g. 2027-01-01T00:00:00+08:00",
+                )
             if len(self.problems) == before:
-                out.append(ApiToken(name=name, sha256=digest, roles=roles))
+                until = int(expires.timestamp()) if isinstance(expires, datetime) else None
+                out.append(ApiToken(name=name, sha256=digest, roles=roles, expires=until))
         return tuple(out)
 
     def roles(self, t: Mapping[str, Any], path: KeyPath) -> frozenset[str]:

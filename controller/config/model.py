@@ -227,6 +227,7 @@ class ApiToken:
     name: str
     sha256: str  # hex digest of the bearer token
     roles: frozenset[str]
+    expires: int | None = None  # epoch the token stops working (issue 17); None: never
 
 
 @dataclass(frozen=True, slots=True)

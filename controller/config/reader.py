@@ -96,7 +96,7 @@ LISTS: Final = {
         "uam_addresses",
     ),
     "access_points": ("match", "venue"),
-    "api_tokens": ("name", "sha256", "roles"),
+    "api_tokens": ("name", "sha256", "roles", "expires"),
 }
 VENUES_CSV_COLUMNS: Final = ("id", "name_zh", "name_en", "type", "district", "operator")
 ACCESS_POINTS_CSV_COLUMNS: Final = ("match", "venue")

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from controller.config import Config
 from controller.domain import audit
+from controller.domain.accounts import console_audit_row
 from controller.domain.ledger import LedgerRow, day_close_ms, ledger_rows, record_id
 from controller.services.audit import trim as trim_audit
 from controller.services.privacy import purge_profiles
@@ -160,6 +161,8 @@ class Archiver:
             if entry.fields.get("k") == "login":
                 phone = phones.get(entry.fields.get("pid", ""), "")
                 audits.append(audit.login_audit_row(entry.id, entry.fields, phone, tz, now_ms))
+            elif entry.fields.get("k") == "console":  # a console account action (issue 17)
+                audits.append(console_audit_row(entry.id, entry.fields, tz, now_ms))
         self._count_late(ledger, now_ms)
         await asyncio.to_thread(self._write, ledger, audits)
         await self.store.outbox_done([e.id for e in entries], marks)

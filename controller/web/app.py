@@ -28,6 +28,7 @@ from controller.config import HttpSettings
 from controller.services.errors import RequestError
 from controller.services.metrics import RedisMemory
 from controller.web import admin, audit, reports
+from controller.web.console import routes as console
 from controller.web.errors import errors, render_json
 from controller.web.http_edge import body_deadline
 from controller.web.portal import routes as portal
@@ -43,6 +44,7 @@ NEVER_SHED: Final = (
     "/api/v1/reports/",
     "/api/v1/audit/",
     "/api/v1/admin/",
+    "/console",
 )
 BUSY: Final = RequestError(
     "busy",
@@ -112,6 +114,7 @@ def make_app(http: HttpSettings, resources: Resources) -> web.Application:
     reports.add_routes(app)  # reports API + page (role reports)
     audit.add_routes(app)  # audit export (role audit)
     admin.add_routes(app)  # role admin
+    console.add_routes(app)  # operations console (named accounts)
     app.cleanup_ctx.append(_close_portal)
     return app
 

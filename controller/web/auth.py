@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
@@ -27,6 +28,7 @@ from typing import Final, TypeVar, cast
 from aiohttp import web
 
 from controller.config import ApiToken, Config
+from controller.domain.accounts import token_live
 from controller.services.errors import RequestError
 from controller.services.signing import Signer
 from controller.web.resources import LIVE
@@ -56,6 +58,8 @@ def token_for(token: str, config: Config) -> ApiToken | None:
     for candidate in config.api_tokens:  # no early exit: time does not depend on position
         if hmac.compare_digest(candidate.sha256, digest):
             found = candidate
+    if found is not None and not token_live(found.expires, time.time()):
+        return None  # past its `expires` (issue 17): as if unknown
     return found
 
 
@@ -134,8 +138,10 @@ def session_principal(value: str, config: Config, key: bytes, now: float) -> Pri
     if not sep:
         return None
     for token in config.api_tokens:
-        if token.name == name and hmac.compare_digest(
-            _octets(token.sha256[:16]), _octets(fingerprint)
+        if (
+            token.name == name
+            and hmac.compare_digest(_octets(token.sha256[:16]), _octets(fingerprint))
+            and token_live(token.expires, now)
         ):
             return Principal(token.name, token.roles)
     return None

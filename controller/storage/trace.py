@@ -1,0 +1,113 @@
+"""Redis storage of the per-client RADIUS trace (``citywifi trace``, issue 17).
+
+- ``cw:trace:<client>``: present while the client is traced; its TTL is what is left of
+  the trace, its value who turned it on. Every worker reads the configured clients' keys
+  once a second (``controller.services.trace``), so turning a trace on or off needs no
+  signal and reaches every process of every instance.
+- ``cw:trace:log:<client>``: stream of traced packets (field ``p``: the decoded lines,
+  newline-joined; ``d``: ``in``/``out``), capped (``MAXLEN ~``) and expiring with the
+  trace, which ``citywifi trace`` follows with ``XREAD BLOCK``.
+
+Each command touches one key. Redis errors become ``StoreUnavailable`` (the store's guard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from controller.storage.keys import PREFIX
+from controller.storage.store import Store
+
+LOG_MAXLEN: Final = 10_000  # packets kept per traced client (about a few MB at most)
+LOG_KEEP: Final = 600  # seconds a trace's log outlives the switch (to be read)
+
+
+def switch_key(client_id: str) -> str:
+    return f"{PREFIX}:trace:{client_id}"
+
+
+def log_key(client_id: str) -> str:
+    return f"{PREFIX}:trace:log:{client_id}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TracedEntry:
+    id: str
+    direction: str  # "in" (from the NAS) or "out" (our reply)
+    lines: tuple[str, ...]
+
+
+class TraceStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def on(self, client_id: str, seconds: int, by: str) -> None:
+        async def op() -> None:
+            await self.store.redis.set(switch_key(client_id), by, ex=seconds)
+
+        await self.store._guard(op)
+
+    async def off(self, client_id: str) -> bool:
+        async def op() -> bool:
+            return bool(await self.store.redis.delete(switch_key(client_id)))
+
+        return await self.store._guard(op)
+
+    async def active(self, clients: Sequence[str]) -> frozenset[str]:
+        """Which of ``clients`` are traced now (one pipelined EXISTS per client)."""
+        if not clients:
+            return frozenset()
+
+        async def op() -> frozenset[str]:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for client in clients:
+                pipe.exists(switch_key(client))
+            found = await pipe.execute()
+            return frozenset(c for c, n in zip(clients, found, strict=True) if n)
+
+        return await self.store._guard(op)
+
+    async def append(self, entries: Sequence[tuple[str, str, str]]) -> None:
+        """Write traced packets: (client, direction, text), in order."""
+        if not entries:
+            return
+
+        async def op() -> None:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for client, direction, text in entries:
+                pipe.xadd(
+                    log_key(client),
+                    {"d": direction, "p": text},
+                    maxlen=LOG_MAXLEN,
+                    approximate=True,
+                )
+            for client in {c for c, _, _ in entries}:
+                pipe.expire(log_key(client), LOG_KEEP)
+            await pipe.execute()
+
+        await self.store._guard(op)
+
+    async def read(self, client_id: str, after: str, block_ms: int) -> list[TracedEntry]:
+        """Packets after stream id ``after`` (``$``: only new ones), waiting up to
+        ``block_ms`` for the first."""
+
+        async def op() -> list[TracedEntry]:
+            reply: Any = await self.store.redis.xread(
+                {log_key(client_id): after}, block=block_ms, count=100
+            )
+            out = []
+            for _, entries in reply or []:
+                for eid, fields in entries:
+                    f = {_text(k): _text(v) for k, v in fields.items()}
+                    out.append(
+                        TracedEntry(_text(eid), f.get("d", ""), tuple(f.get("p", "").split("\n")))
+                    )
+            return out
+
+        return await self.store._guard(op)

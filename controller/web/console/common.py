@@ -1,0 +1,37 @@
+"""Helpers the console's route modules share (kept apart so they import no route module)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from controller.domain.accounts import Account
+from controller.web.console import guard, pages
+from controller.web.resources import LIVE
+
+
+def brand(request: web.Request) -> str:
+    return request.app[LIVE].config.brand.name["en"]
+
+
+async def read_form(request: web.Request) -> dict[str, str] | None:
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):
+        return None
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def forbidden(request: web.Request, account: Account, csrf: str) -> web.Response:
+    needed = " or ".join(sorted(guard.ROUTE_ROLES[(request.method, request.path)]))
+    return pages.html(
+        pages.render(
+            "forbidden.html",
+            title="Not allowed",
+            brand=brand(request),
+            user=account.name,
+            csrf=csrf,
+            needed=needed,
+        ),
+        status=403,
+    )

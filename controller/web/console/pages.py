@@ -1,0 +1,77 @@
+"""The console's pages, rendered on the server (Jinja2, ``portal_pages/console``; no
+outside assets: styles inline, one small inline script with a per-response nonce)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from controller.domain.venue_types import VENUE_TYPES
+from controller.services.overview import CityOverview, memory_text
+
+REFRESH_SECONDS = 3  # the overview's polling period
+
+
+@cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("portal_pages", "console"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def html(text: str, nonce: str = "", status: int = 200) -> web.Response:
+    response = web.Response(text=text, content_type="text/html", charset="utf-8", status=status)
+    script = f"script-src 'nonce-{nonce}'; " if nonce else ""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'unsafe-inline'; {script}connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response
+
+
+def render(template: str, **values: Any) -> str:
+    return environment().get_template(template).render(**values)
+
+
+def overview_json(o: CityOverview, tz: ZoneInfo) -> dict[str, Any]:
+    """What the page shows, as its polling fetch reads it (and the first render)."""
+
+    def clock(at: int | None) -> str:
+        return datetime.fromtimestamp(at, tz).strftime("%H:%M:%S") if at else "never"
+
+    def figure(n: int | None) -> int | str:
+        return "—" if n is None else n
+
+    return {
+        "scope": sorted(o.scope) if o.scope is not None else None,
+        "persons": figure(o.persons),
+        "sessions": figure(o.sessions),
+        "by_type": [[VENUE_TYPES.get(t, {}).get("en", t), n] for t, n in o.sessions_by_type],
+        "counted": clock(o.counted_at),
+        "redis_memory": memory_text(o.redis_used, o.redis_limit) if o.scope is None else "—",
+        "outbox_backlog": figure(o.outbox_backlog),
+        "nas": [
+            {
+                "client": n.client,
+                "seen": clock(n.last_seen)
+                + (f" (silent {n.silent_for // 60} min)" if n.silent_for else ""),
+                "silent": n.silent_for is not None,
+            }
+            for n in o.nas
+        ],
+    }
+
+
+def nonce() -> str:
+    return secrets.token_urlsafe(16)

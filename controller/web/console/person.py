@@ -1,0 +1,146 @@
+"""The console's person lookup (roles ``admin``, ``audit``): a person by mobile number,
+today's usage, open sessions and block; and, for ``admin``, block (with a reason and a
+number of days; their sessions are disconnected and their next Access-Request is
+rejected), unblock, forget remembered devices. The actions are
+``controller.services.admin``'s, as for the admin API and CLI.
+
+The number is posted, never put in a URL (browser history, proxy logs); every lookup
+and every action is an audit record naming the console account (``lookup``, ``block``,
+``unblock``, ``forget-devices``; the target is the person id, never the number).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from controller.domain.accounts import Account
+from controller.services.admin import (
+    AdminError,
+    block,
+    block_until,
+    person_status,
+    resolve_person,
+    revoke_devices,
+    unblock,
+)
+from controller.storage.accounts import AccountStore
+from controller.storage.store import StoreUnavailable
+from controller.web.console import guard, pages
+from controller.web.console.common import brand, forbidden, read_form
+from controller.web.resources import CLOCK, ENFORCER, LIVE, PERSON_KEY, STORE
+
+PATH = f"{guard.PATH}/person"
+ACTIONS = ("block", "unblock", "forget-devices")
+
+
+def _page(
+    request: web.Request,
+    account: Account,
+    *,
+    status: dict[str, Any] | None = None,
+    notice: str = "",
+    error: str = "",
+    code: int = 200,
+) -> web.Response:
+    token, nonce, new = guard.form_token(request)
+    response = pages.html(
+        pages.render(
+            "person.html",
+            title="Person lookup",
+            brand=brand(request),
+            user=account.name,
+            csrf=token,
+            p=status,
+            notice=notice,
+            error=error,
+            can_act=guard.may(account, "POST", f"{PATH}/block"),
+        ),
+        status=code,
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def _allowed(request: web.Request) -> Account | web.Response:
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    if not guard.may(account, request.method, request.path):
+        return forbidden(request, account, guard.form_token(request)[0])
+    return account
+
+
+async def search(request: web.Request) -> web.Response:
+    """``GET /console/person``: the lookup form."""
+    account = await _allowed(request)
+    return account if isinstance(account, web.Response) else _page(request, account)
+
+
+async def act(request: web.Request) -> web.Response:
+    """``POST /console/person`` (phone | person) and ``POST /console/person/<action>``."""
+    account = await _allowed(request)
+    if isinstance(account, web.Response):
+        return account
+    form = await read_form(request)
+    if form is None or not guard.form_ok(request, form):
+        return _page(request, account, error="The form expired; please try again.", code=403)
+    app = request.app
+    store, policy = app[STORE], app[LIVE].config.quota
+    action = request.path.removeprefix(PATH).lstrip("/") or "lookup"
+    now = int(app[CLOCK]())
+    try:
+        pid = resolve_person(
+            phone=form.get("phone") or None,
+            person=form.get("person") or None,
+            person_key=app[PERSON_KEY],
+        )
+        notice = ""
+        if action == "block":
+            days = form.get("days", "1").strip()
+            if not (days.isascii() and days.isdigit() and len(days) <= 4):
+                raise AdminError(400, "bad_days", "days is a whole number")
+            until = block_until(now, policy.timezone, until=None, days=int(days))
+            done = await block(
+                store,
+                app[ENFORCER],
+                policy,
+                pid,
+                now=now,
+                until=until,
+                reason=form.get("reason", ""),
+            )
+            notice = f"Blocked; {len(done['disconnected'])} session(s) disconnected."
+        elif action == "unblock":
+            notice = (
+                "Unblocked." if (await unblock(store, pid))["was_blocked"] else "Was not blocked."
+            )
+        elif action == "forget-devices":
+            notice = (
+                f"{(await revoke_devices(store, pid))['revoked']} remembered device(s) forgotten."
+            )
+        await AccountStore(store).audit(
+            {
+                "t": str(now),
+                "user": account.name,
+                "action": action,
+                "target": pid,
+                "result": "ok",
+                "address": guard.address(request),
+            }
+        )
+        status = await person_status(store, policy, pid, now)
+    except AdminError as exc:
+        return _page(request, account, error=exc.message, code=exc.status)
+    except StoreUnavailable:
+        return _page(request, account, error="Redis is not answering; retry.", code=503)
+    return _page(request, account, status=status, notice=notice)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH, search)
+    app.router.add_post(PATH, act)
+    for action in ACTIONS:
+        app.router.add_post(f"{PATH}/{action}", act)

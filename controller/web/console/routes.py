@@ -1,0 +1,230 @@
+"""The console's routes: sign in (password, then the TOTP code when the account has
+one), sign out, and the city overview page with the JSON it polls.
+
+Sign-in answers: 303 to the overview on success (and the session cookie); 403 for a form
+without a valid CSRF token; 401 for a wrong name, password or code (one message for all:
+which part was wrong helps a guesser); 429 with ``Retry-After`` while the account is
+locked after too many failures. Every page and API route checks its roles
+(``guard.ROUTE_ROLES``).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from controller.domain.accounts import Account, AccountError, ConsoleSession, operator_scope
+from controller.services.errors import RequestError
+from controller.services.live_sessions import PAGE, SessionFilter, disconnect_one, live_sessions
+from controller.services.overview import city_overview
+from controller.storage.metered import MeteredStore
+from controller.storage.store import StoreUnavailable
+from controller.web.console import guard, pages, person, registry
+from controller.web.console.common import brand, forbidden, read_form
+from controller.web.errors import render_json
+from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
+
+BAD_SIGN_IN = "Wrong username, password or authenticator code."
+
+
+def _login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    token, nonce, new = guard.form_token(request)
+    response = pages.html(
+        pages.render(
+            "login.html",
+            title="Sign in",
+            brand=brand(request),
+            user="",
+            csrf=token,
+            error=error,
+        ),
+        status=status,
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def login_form(request: web.Request) -> web.Response:
+    """``GET /console/login``."""
+    return _login_page(request)
+
+
+async def login(request: web.Request) -> web.Response:
+    """``POST /console/login`` (form: user, password, code, csrf)."""
+    form = await read_form(request)
+    if form is None or not guard.form_ok(request, form):
+        return _login_page(request, "The form expired; please try again.", 403)
+    try:
+        result = await guard.accounts(request).sign_in(
+            form.get("user", ""),
+            form.get("password", ""),
+            form.get("code", ""),
+            guard.address(request),
+        )
+    except StoreUnavailable:
+        return _login_page(request, "The service is not answering; retry shortly.", 503)
+    if not isinstance(result, ConsoleSession):
+        if result.reason == "locked":
+            response = _login_page(
+                request,
+                f"Too many failed sign-ins: locked for {-(-result.retry_after // 60)} min.",
+                429,
+            )
+            response.headers["Retry-After"] = str(result.retry_after)
+            return response
+        return _login_page(request, BAD_SIGN_IN, 401)
+    response = web.HTTPSeeOther(f"{guard.PATH}/overview")
+    guard.set_session(response, result.id, result.expires - result.created)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """``POST /console/logout`` (form: csrf): ends the session on the server too."""
+    form = await read_form(request)
+    if form is None or not guard.form_ok(request, form):
+        raise web.HTTPForbidden(text="bad form")
+    await guard.accounts(request).sign_out(guard.session_id(request), guard.address(request))
+    response = web.HTTPSeeOther(f"{guard.PATH}/login")
+    guard.clear_session(response)
+    raise response
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther(f"{guard.PATH}/overview")
+
+
+async def _overview(request: web.Request, account: Account) -> dict[str, object]:
+    app = request.app
+    store = app[STORE]
+    assert isinstance(store, MeteredStore)  # the composition root builds a metered store
+    config = app[LIVE].config
+    o = await city_overview(
+        store, app[MEMORY].latest, config, int(app[CLOCK]()), operator_scope(account)
+    )
+    return pages.overview_json(o, config.quota.timezone)
+
+
+async def overview_page(request: web.Request) -> web.Response:
+    """``GET /console/overview``: the city now, refreshed by polling."""
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    token, nonce, new = guard.form_token(request)
+    if not guard.may(account, request.method, request.path):
+        return forbidden(request, account, token)
+    try:
+        o = await _overview(request, account)
+    except StoreUnavailable:
+        return pages.html("Redis is not answering; retry shortly.", status=503)
+    script_nonce = pages.nonce()
+    response = pages.html(
+        pages.render(
+            "overview.html",
+            title="City overview",
+            brand=brand(request),
+            user=account.name,
+            csrf=token,
+            o=o,
+            nonce=script_nonce,
+            refresh=pages.REFRESH_SECONDS,
+        ),
+        script_nonce,
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def overview_api(request: web.Request) -> web.Response:
+    """``GET /console/api/overview``: the page's figures as JSON (what it polls)."""
+    try:
+        account = await guard.require(request, page=False)
+        body = await _overview(request, account)
+    except RequestError as exc:
+        return render_json(request, exc)
+    except StoreUnavailable:
+        return render_json(
+            request, RequestError("store_unavailable", 503, "Redis is not answering; retry")
+        )
+    response = web.json_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
+    """``GET /console/sessions?venue=&operator=&nas=&type=``: the open sessions."""
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    token, nonce, new = guard.form_token(request)
+    if not guard.may(account, "GET", "/console/sessions"):
+        return forbidden(request, account, token)
+    config = request.app[LIVE].config
+    want = SessionFilter.of(request.query)
+    scope = operator_scope(account)
+    try:
+        found = await live_sessions(request.app[STORE], config, want, scope)
+    except StoreUnavailable:
+        return pages.html("Redis is not answering; retry shortly.", status=503)
+    response = pages.html(
+        pages.render(
+            "sessions.html",
+            title="Live sessions",
+            brand=brand(request),
+            user=account.name,
+            csrf=token,
+            sessions=found,
+            want=want,
+            page=PAGE,
+            scope=sorted(scope) if scope is not None else None,
+            can_act=guard.may(account, "POST", "/console/sessions/disconnect"),
+            notice=notice or request.query.get("notice", "")[:200],
+        )
+    )
+    if new:
+        guard.set_nonce(response, nonce)
+    return response
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    """``POST /console/sessions/disconnect`` (form: ref, csrf; role admin): RFC 5176
+    Disconnect-Request for that one session; back to the list saying what the NAS did."""
+    account = await guard.signed_in(request)
+    if account is None:
+        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    token, _, _ = guard.form_token(request)
+    if not guard.may(account, request.method, request.path):
+        return forbidden(request, account, token)
+    form = await read_form(request)
+    if form is None or not guard.form_ok(request, form):
+        return pages.html("The form expired; go back and try again.", status=403)
+    try:
+        outcome = await disconnect_one(
+            request.app[STORE],
+            request.app[ENFORCER],
+            form.get("ref", ""),
+            by=account.name,
+            address=guard.address(request),
+            now=int(request.app[CLOCK]()),
+        )
+    except AccountError as exc:
+        return pages.html(exc.message, status=400 if exc.code == "bad_session" else 409)
+    except StoreUnavailable:
+        return pages.html("Redis is not answering; retry shortly.", status=503)
+    notice = f"Disconnect: {outcome.result}" if outcome else "That session is no longer open."
+    raise web.HTTPSeeOther(f"{guard.PATH}/sessions?{urlencode({'notice': notice})}")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(guard.PATH, index)
+    app.router.add_get(f"{guard.PATH}/login", login_form)
+    app.router.add_post(f"{guard.PATH}/login", login)
+    app.router.add_post(f"{guard.PATH}/logout", logout)
+    app.router.add_get(f"{guard.PATH}/overview", overview_page)
+    app.router.add_get(f"{guard.PATH}/api/overview", overview_api)
+    app.router.add_get(f"{guard.PATH}/sessions", sessions_page)
+    app.router.add_post(f"{guard.PATH}/sessions/disconnect", disconnect)
+    person.add_routes(app)
+    registry.add_routes(app)
