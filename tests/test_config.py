@@ -816,3 +816,83 @@ def test_redis_startup_wait(tmp_path: Path) -> None:
     text = BASE + "\n[redis]\nstartup_wait = -1\n"
     problem = only(problems_for(tmp_path, text), "redis.startup_wait")
     assert problem.line == line_of(text, "startup_wait") and "at least 0" in problem.message
+
+
+# ------------------------------------------------------- the schema's errors in our words
+
+PYDANTIC_ENGLISH = ("Input should", "Field required", "Value error", "Extra inputs", "Assertion")
+
+
+def _bounded_fields() -> list[tuple[str, str, str]]:
+    """(section, key, an out-of-range TOML value) for every bounded setting of the schema."""
+    import annotated_types
+
+    from controller.config.schema import SECTIONS
+
+    out = []
+    for section, model in SECTIONS.items():
+        for key, info in model.model_fields.items():
+            meta = {type(m): m for m in info.metadata}
+            low = meta.get(annotated_types.Ge) or meta.get(annotated_types.Gt)
+            if low is not None:
+                bound = getattr(low, "ge", getattr(low, "gt", None))
+                out.append((section, key, repr(bound - 1)))
+            high = meta.get(annotated_types.Le) or meta.get(annotated_types.Lt)
+            if high is not None:
+                bound = getattr(high, "le", getattr(high, "lt", None))
+                out.append((section, key, repr(bound + 1)))
+    return out
+
+
+@pytest.mark.parametrize(("section", "key", "value"), _bounded_fields())
+def test_every_bound_is_said_in_our_words(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    """A new bounded setting needs no new wording: its Field bounds are the message."""
+    text = BASE + f"\n[{section}]\n{key} = {value}\n"
+    problem = only(problems_for(tmp_path, text), f"{section}.{key}")
+    assert problem.message.startswith("must be ") and f", got {value}" in problem.message
+    assert problem.line == line_of(text, f"{key} = ", -1)
+
+
+WRONG = "1979-05-27T07:32:00Z"  # a TOML date-time: no setting takes one
+ENTRY = {
+    "operators": 'id = "op-w"\nname = "W"\n',
+    "venues": 'id = "v-w"\nname = "W"\ntype = "hospital"\ndistrict = "d"\noperator = "op-a"\n',
+    "clients": 'id = "c-w"\naddress = "10.7.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\nvenue = "v1"\n',
+    "access_points": 'match = "ap-w"\nvenue = "v1"\n',
+    "api_tokens": f'name = "t-w"\nsha256 = "{"d" * 64}"\nroles = ["audit"]\n',
+}
+
+
+def _every_key() -> list[tuple[str, str, bool]]:
+    from controller.config.schema import LISTS, SECTIONS
+
+    return [(s, k, False) for s, m in SECTIONS.items() for k in m.model_fields] + [
+        (s, k, True) for s, m in LISTS.items() for k in m.model_fields
+    ]
+
+
+@pytest.mark.parametrize(("name", "key", "entry"), _every_key())
+def test_a_wrong_type_anywhere_is_said_in_our_words(
+    tmp_path: Path, name: str, key: str, entry: bool
+) -> None:
+    """Every key of the schema, given a value of the wrong type: one problem on that key,
+    in check-config's words, never the library's."""
+    if entry:
+        lines = [ln for ln in ENTRY[name].splitlines() if not ln.startswith(f"{key} =")]
+        text = BASE + f"\n[[{name}]]\n" + "\n".join(lines) + f"\n{key} = {WRONG}\n"
+        index = text.count(f"[[{name}]]") - 1
+        where = f"{name}[{index}].{key}"
+    elif name == "brand":  # BASE has one already
+        kept = [ln for ln in BASE.splitlines(keepends=True) if not ln.startswith(f"{key} =")]
+        text = "".join(kept).replace("[brand]\n", f"[brand]\n{key} = {WRONG}\n")
+        where = f"{name}.{key}"
+    else:
+        text = BASE + f"\n[{name}]\n{key} = {WRONG}\n"
+        where = f"{name}.{key}"
+    problems = problems_for(tmp_path, text)
+    problem = only(problems, where)
+    assert problem.line == line_of(text, f"{key} = {WRONG}")
+    for p in problems:
+        assert not any(words in p.message for words in PYDANTIC_ENGLISH), str(p)

@@ -80,16 +80,19 @@ LANGUAGES: Final = ("zh", "en")
 
 
 class Why:
-    """Annotated metadata: why a bound is what it is, appended to its message."""
+    """Annotated metadata: why a bound is what it is, appended to its message (to the
+    message of the ``only`` bounds, as pydantic names them, when given)."""
 
-    __slots__ = ("text",)
+    __slots__ = ("only", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, only: tuple[str, ...] = ()) -> None:
         self.text = text
+        self.only = only
 
 
 class Says:
-    """Annotated metadata: what a wrongly shaped value (not a table, array…) is told."""
+    """Annotated metadata: what a wrongly shaped value (not a table, an array, too short)
+    is told; ``{choices}`` and ``{got}`` are filled in."""
 
     __slots__ = ("text",)
 
@@ -373,7 +376,9 @@ class RedisTable(Table):
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
     timeout: Seconds = 2.0
     maxmemory: Annotated[int, BeforeValidator(_memory_size)] = 1 << 30
-    memory_high_water: Annotated[float, Field(gt=0, lt=1), Why("a share of the budget")] = 0.85
+    memory_high_water: Annotated[
+        float, Field(gt=0, lt=1), Why("a share of the budget", only=("less_than",))
+    ] = 0.85
     startup_wait: Annotated[float, Field(ge=0)] = 30.0
 
     @field_validator("url")
@@ -445,7 +450,7 @@ class PortalTable(Table):
     cookie_key: Annotated[str, AfterValidator(_strong_secret)] = ""
     cookie_days: Annotated[int, Field(ge=0, le=MAX_COOKIE_DAYS)] = 30
     public_url: str = ""
-    trusted_proxies: list[NetworkItem] = []
+    trusted_proxies: Annotated[list[NetworkItem], Says("expected an array, got {got}")] = []
     handoff_delay: Annotated[int, Field(ge=0, le=MAX_HANDOFF_DELAY)] = 3
     otp_resend_seconds: AtLeastOne = 60
     otp_per_phone_hour: AtLeastOne = 5

@@ -82,9 +82,11 @@ def _array_of_strings(annotation: Any) -> bool:
     return any(_array_of_strings(arg) for arg in typing.get_args(annotation))
 
 
-def _note(info: FieldInfo | None, kind: type[Why] | type[Says]) -> str:
+def _note(info: FieldInfo | None, kind: type[Why] | type[Says], error: str = "") -> str:
     for meta in info.metadata if info is not None else ():
-        if isinstance(meta, kind):
+        if isinstance(meta, Why) and kind is Why and (not meta.only or error in meta.only):
+            return meta.text
+        if isinstance(meta, Says) and kind is Says:
             return meta.text
     return ""
 
@@ -107,7 +109,7 @@ def _bound(info: FieldInfo | None, error: ErrorDetails) -> str:
         bound = f"at most {ctx['le']:g}"
     else:
         bound = f"below {ctx['lt']:g}"
-    why = _note(info, Why)
+    why = _note(info, Why, error["type"])
     return f"must be {bound}{f' ({why})' if why else ''}, got {got}"
 
 
@@ -132,6 +134,8 @@ def message(model: type[BaseModel], error: ErrorDetails) -> str:
         return f"must be a finite number, got {value}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         return _bound(info, error)
+    if kind == "literal_error" and not isinstance(value, str) and not isinstance(loc[-1], int):
+        return f"expected a string, got {kind_of(value)}"  # a setting (not an array's item)
     if kind == "literal_error":
         choices = _choices(info.annotation) if info is not None else ()
         shown = f"'{value}'" if isinstance(value, str) else kind_of(value)
@@ -140,7 +144,7 @@ def message(model: type[BaseModel], error: ErrorDetails) -> str:
     says = _note(info, Says)
     if kind in ("list_type", "too_short") and says:
         choices = _choices(info.annotation) if info is not None else ()
-        return says.format(choices=one_of(choices))
+        return says.format(choices=one_of(choices), got=kind_of(value))
     if kind == "list_type":
         strings = info is not None and _array_of_strings(info.annotation)
         return f"expected an array{' of strings' if strings else ''}, got {kind_of(value)}"
