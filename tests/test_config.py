@@ -824,23 +824,21 @@ PYDANTIC_ENGLISH = ("Input should", "Field required", "Value error", "Extra inpu
 
 
 def _bounded_fields() -> list[tuple[str, str, str]]:
-    """(section, key, an out-of-range TOML value) for every bounded setting of the schema."""
-    import annotated_types
-
+    """(section, key, an out-of-range TOML value) for every bounded setting of the schema
+    (pydantic keeps ``Field(ge=…)`` etc. as metadata objects with that attribute)."""
     from controller.config.schema import SECTIONS
 
     out = []
     for section, model in SECTIONS.items():
         for key, info in model.model_fields.items():
-            meta = {type(m): m for m in info.metadata}
-            low = meta.get(annotated_types.Ge) or meta.get(annotated_types.Gt)
+            bounds = {name: getattr(m, name) for m in info.metadata for name in
+                      ("ge", "gt", "le", "lt") if hasattr(m, name)}  # fmt: skip
+            low = bounds.get("ge", bounds.get("gt"))
             if low is not None:
-                bound = getattr(low, "ge", getattr(low, "gt", None))
-                out.append((section, key, repr(bound - 1)))
-            high = meta.get(annotated_types.Le) or meta.get(annotated_types.Lt)
+                out.append((section, key, repr(low - 1)))
+            high = bounds.get("le", bounds.get("lt"))
             if high is not None:
-                bound = getattr(high, "le", getattr(high, "lt", None))
-                out.append((section, key, repr(bound + 1)))
+                out.append((section, key, repr(high + 1)))
     return out
 
 

@@ -15,7 +15,6 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
@@ -94,8 +93,9 @@ def _note(info: FieldInfo | None, kind: type[Why] | type[Says], error: str = "")
 def _bound(info: FieldInfo | None, error: ErrorDetails) -> str:
     """ "must be between 1 and 10 (why), got 11": both bounds when the field has both."""
     meta = info.metadata if info is not None else []
-    low = next((m.ge for m in meta if isinstance(m, annotated_types.Ge)), None)
-    high = next((m.le for m in meta if isinstance(m, annotated_types.Le)), None)
+    # pydantic keeps Field(ge=, le=) as annotated-types' Ge and Le objects
+    low = next((m.ge for m in meta if hasattr(m, "ge")), None)
+    high = next((m.le for m in meta if hasattr(m, "le")), None)
     value = error["input"]
     got = f"{value:g}" if isinstance(value, float) else str(value)
     ctx = error.get("ctx", {})
