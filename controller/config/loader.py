@@ -14,10 +14,11 @@ builds the frozen runtime ``Config`` (``model``) from the validated models.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from controller.config.checks import (
     EXAMPLE_TOKEN_DIGESTS,
@@ -92,7 +93,7 @@ from controller.config.schema import (
     Table,
     VenueEntry,
 )
-from controller.config.wording import messages
+from controller.config.wording import key_path, message, messages
 from controller.domain.mac import normalize_mac
 from controller.domain.venue_types import VENUE_TYPES
 
@@ -273,12 +274,29 @@ class _Builder:
             )
             return []
         self.problems.extend(csv.problems)
-        out: list[Entry[T]] = []
-        for row in csv.rows:
-            spot = Spot(file, (), row.line)
-            data = as_entry(row)
-            out.append(Entry(spot, data, self.validate(model, data, spot)))
-        return out
+        spots = [Spot(file, (), row.line) for row in csv.rows]
+        data = [as_entry(row) for row in csv.rows]
+        # thousands of rows: one validation of them all; on a problem, each is reported
+        # at its row and no row is used (the config is not built)
+        models: list[T | None]
+        try:
+            models = list(
+                _rows(model).validate_python(data, context=Scope(self.base, self.environ))
+            )
+        except ValidationError as exc:
+            models = [None] * len(data)
+            for error in exc.errors():
+                index = error["loc"][0]
+                assert isinstance(index, int)
+                self.problems.append(
+                    column_problem(
+                        file,
+                        csv.rows[index].line,
+                        key_path(error)[1:],
+                        message(model, error, skip=1),
+                    )
+                )
+        return [Entry(s, d, m) for s, d, m in zip(spots, data, models, strict=True)]
 
     # -- the file
     def build(self, raw: Mapping[str, Any]) -> Config | None:
@@ -333,9 +351,7 @@ class _Builder:
                     f"operator '{venue.text('operator')}' is not defined in [[operators]]",
                 )
         self.check_clients(clients, venue_ids)
-        matches = {e.text("match"): normalize_mac(e.text("match")) or e.text("match")
-                   for e in access_points}  # fmt: skip
-        self.declare(access_points, "match", "access point match", lambda v: matches[v])
+        self.declare(access_points, "match", "access point match", _access_point_key)
         for client in clients:
             self.require_venue(client, venue_ids)
         for access_point in access_points:
@@ -365,17 +381,15 @@ class _Builder:
         entries: Sequence[Entry[T]],
         key: str,
         what: str,
-        normal: Any = None,
+        value_of: Callable[[Entry[T]], str] | None = None,
     ) -> dict[str, Spot]:
-        """The entries' ids (``key``), broken entries included; a second definition is a
-        problem naming the first."""
+        """The entries' ids (``key``, or what ``value_of`` makes of the entry), broken
+        entries included; a second definition is a problem naming the first."""
         spots: dict[str, Spot] = {}
         for entry in entries:
-            value = entry.text(key)
+            value = entry.text(key) if value_of is None else value_of(entry)
             if not value:
                 continue
-            if normal is not None:
-                value = normal(value)
             first = spots.get(value)
             if first is not None:
                 self.report_at(
@@ -542,11 +556,7 @@ class _Builder:
             ),
             clients=tuple(self.client(c, radius.require_message_authenticator) for c in clients),
             access_points=MappingProxyType(
-                {
-                    key: AccessPoint(match=key, venue=a.venue)
-                    for a in access_points
-                    for key in (normalize_mac(a.match) or a.match.strip(),)
-                }
+                {a.match: AccessPoint(match=a.match, venue=a.venue) for a in access_points}
             ),
             subsidy=Subsidy(
                 rates=MappingProxyType(rates),
@@ -595,6 +605,18 @@ class _Builder:
             login_hosts=tuple(c.login_hosts),
             uam_addresses=tuple(ipaddress.ip_network(a, strict=False) for a in c.uam_addresses),
         )
+
+
+@functools.cache
+def _rows(model: type[T]) -> TypeAdapter[list[T]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def _access_point_key(entry: Entry[AccessPointEntry]) -> str:
+    """An access point's match as the registry keys it (the model has it normalised)."""
+    if entry.model is not None:
+        return entry.model.match
+    return normalize_mac(entry.text("match")) or entry.text("match")
 
 
 def _section_hint(key: str) -> str:

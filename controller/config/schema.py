@@ -58,6 +58,7 @@ from controller.config.checks import (
 )
 from controller.config.problems import KeyPath
 from controller.config.redis_url import RedisUrlError, parse_redis_url
+from controller.domain.mac import normalize_mac
 from controller.domain.venue_types import VENUE_TYPES
 from radius.dae import retry_schedule
 
@@ -567,8 +568,15 @@ class VenueEntry(Table):
 
 
 class AccessPointEntry(Table):
-    match: NonEmpty
+    match: NonEmpty  # an AP's MAC (any notation) or a NAS-Identifier
     venue: NonEmpty
+
+    @field_validator("match")
+    @classmethod
+    def _normal(cls, match: str) -> str:
+        """The registry's key: a MAC as ``AA-BB-CC-DD-EE-FF`` (RFC 3580 §3.21), else as
+        written."""
+        return normalize_mac(match) or match.strip()
 
 
 VENDOR_KEYS: Final = {"login_url": "generic", "login_hosts": "mikrotik", "uam_addresses": "chilli"}

@@ -113,10 +113,11 @@ def _bound(info: FieldInfo | None, error: ErrorDetails) -> str:
     return f"must be {bound}{f' ({why})' if why else ''}, got {got}"
 
 
-def message(model: type[BaseModel], error: ErrorDetails) -> str:
-    """Our words for one of pydantic's errors about ``model``."""
+def message(model: type[BaseModel], error: ErrorDetails, skip: int = 0) -> str:
+    """Our words for one of pydantic's errors about ``model`` (``skip``: the parts of its
+    ``loc`` before the model, such as a row's index in a list of them)."""
     kind, value = error["type"], error["input"]
-    loc = key_path(error)
+    loc = key_path(error)[skip:]
     owner, info = _locate(model, loc)
     if kind == "citywifi":
         return error["msg"]
