@@ -511,31 +511,26 @@ class _Builder:
                 home_url=brand.home_url,
             ),
             quota=QuotaPolicy(
-                daily_seconds=quota.daily_seconds,
-                timezone=ZoneInfo(quota.timezone),
-                max_devices=quota.max_devices,
-                interim_interval=interim,
-                remember_device_days=quota.remember_device_days,
-                idle_timeout=quota.idle_timeout,
-                login_ttl=quota.login_ttl,
-                stale_grace=quota.stale_grace if quota.stale_grace is not None else 2.5 * interim,
-                min_grant_seconds=(
-                    quota.min_grant_seconds
-                    if quota.min_grant_seconds is not None
-                    else min(quota.daily_seconds, max(60, interim))
-                ),
+                **{
+                    **dict(quota),
+                    "timezone": ZoneInfo(quota.timezone),
+                    # derived defaults: 2.5 interim intervals; one interval, 60 s to a day
+                    "stale_grace": quota.stale_grace or 2.5 * interim,
+                    "min_grant_seconds": quota.min_grant_seconds
+                    or min(quota.daily_seconds, max(60, interim)),
+                }
             ),
             radius=RadiusSettings(**dict(radius)),
             http=HttpSettings(**dict(http)),
             redis=RedisSettings(**{**dict(redis), "data_dir": data_dir}),
             sms=SmsSettings(
-                backend=sms.backend,
-                path=self.resolve(sms.path, data_dir / "sms.jsonl"),
-                webhook_url=sms.webhook_url or "",
-                webhook_headers=MappingProxyType(dict(sms.webhook_headers)),
-                webhook_timeout=sms.webhook_timeout,
-                webhook_retries=sms.webhook_retries,
-                allowed_country_codes=tuple(sms.allowed_country_codes or ("+86",)),
+                **{
+                    **dict(sms),
+                    "path": self.resolve(sms.path, data_dir / "sms.jsonl"),
+                    "webhook_url": sms.webhook_url or "",
+                    "webhook_headers": MappingProxyType(dict(sms.webhook_headers)),
+                    "allowed_country_codes": tuple(sms.allowed_country_codes or ("+86",)),
+                }
             ),
             log=LogSettings(**dict(log)),
             security=SecuritySettings(**dict(security)),
@@ -576,9 +571,10 @@ class _Builder:
             ),
             audit=AuditSettings(**dict(audit)),
             reports=ReportSettings(
-                settle_hours=reports.settle_hours,
-                max_range_days=reports.max_range_days,
-                archive_dir=self.resolve(reports.archive_dir, data_dir / "archive"),
+                **{
+                    **dict(reports),
+                    "archive_dir": self.resolve(reports.archive_dir, data_dir / "archive"),
+                }
             ),
             enforcer=EnforcerSettings(**dict(enforcer)),
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
@@ -586,24 +582,18 @@ class _Builder:
 
     @staticmethod
     def client(c: ClientEntry, require_ma: bool) -> Client:
+        ma = c.require_message_authenticator
         return Client(
-            id=c.id,
-            network=ipaddress.ip_network(c.address, strict=False),
-            secret=c.secret.encode(),
-            venue=c.venue,
-            vendor=c.vendor,
-            coa_port=c.coa_port,
-            require_message_authenticator=(
-                require_ma
-                if c.require_message_authenticator is None
-                else c.require_message_authenticator
-            ),
-            uam_secret=c.uam_secret,
-            nas_identifier=c.nas_identifier,
-            uam_auth=c.uam_auth,
-            login_url=c.login_url,
-            login_hosts=tuple(c.login_hosts),
-            uam_addresses=tuple(ipaddress.ip_network(a, strict=False) for a in c.uam_addresses),
+            **{
+                **{k: v for k, v in c if k != "address"},
+                "network": ipaddress.ip_network(c.address, strict=False),
+                "secret": c.secret.encode(),
+                "require_message_authenticator": require_ma if ma is None else ma,
+                "login_hosts": tuple(c.login_hosts),
+                "uam_addresses": tuple(
+                    ipaddress.ip_network(a, strict=False) for a in c.uam_addresses
+                ),
+            }
         )
 
 
