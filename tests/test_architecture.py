@@ -39,6 +39,8 @@ LIBRARIES: Mapping[str, tuple[str, ...]] = {
     "duckdb": ("controller.storage.archive",),
     "aiohttp.web": ("controller.web", COMPOSITION_ROOT),
     "jinja2": ("controller.web",),
+    "pydantic": ("controller.config",),  # the config schema; the runtime types are dataclasses
+    "pydantic_core": ("controller.config",),
     "pyrad": (),  # test tooling only (tests/support/pyrad_client.py)
 }
 

@@ -816,3 +816,82 @@ def test_redis_startup_wait(tmp_path: Path) -> None:
     text = BASE + "\n[redis]\nstartup_wait = -1\n"
     problem = only(problems_for(tmp_path, text), "redis.startup_wait")
     assert problem.line == line_of(text, "startup_wait") and "at least 0" in problem.message
+
+
+# ------------------------------------------------------- the schema's errors in our words
+
+PYDANTIC_ENGLISH = ("Input should", "Field required", "Value error", "Extra inputs", "Assertion")
+
+
+def _bounded_fields() -> list[tuple[str, str, str]]:
+    """(section, key, an out-of-range TOML value) for every bounded setting of the schema
+    (pydantic keeps ``Field(ge=…)`` etc. as metadata objects with that attribute)."""
+    from controller.config.schema import SECTIONS
+
+    out = []
+    for section, model in SECTIONS.items():
+        for key, info in model.model_fields.items():
+            bounds = {name: getattr(m, name) for m in info.metadata for name in
+                      ("ge", "gt", "le", "lt") if hasattr(m, name)}  # fmt: skip
+            low = bounds.get("ge", bounds.get("gt"))
+            if low is not None:
+                out.append((section, key, repr(low - 1)))
+            high = bounds.get("le", bounds.get("lt"))
+            if high is not None:
+                out.append((section, key, repr(high + 1)))
+    return out
+
+
+@pytest.mark.parametrize(("section", "key", "value"), _bounded_fields())
+def test_every_bound_is_said_in_our_words(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    """A new bounded setting needs no new wording: its Field bounds are the message."""
+    text = BASE + f"\n[{section}]\n{key} = {value}\n"
+    problem = only(problems_for(tmp_path, text), f"{section}.{key}")
+    assert problem.message.startswith("must be ") and f", got {value}" in problem.message
+    assert problem.line == line_of(text, f"{key} = ", -1)
+
+
+WRONG = "1979-05-27T07:32:00Z"  # a TOML date-time: no setting takes one
+ENTRY = {
+    "operators": 'id = "op-w"\nname = "W"\n',
+    "venues": 'id = "v-w"\nname = "W"\ntype = "hospital"\ndistrict = "d"\noperator = "op-a"\n',
+    "clients": 'id = "c-w"\naddress = "10.7.0.0/24"\nsecret = "nas-Rt5mQ8wZ2kLp9v"\nvenue = "v1"\n',
+    "access_points": 'match = "ap-w"\nvenue = "v1"\n',
+    "api_tokens": f'name = "t-w"\nsha256 = "{"d" * 64}"\nroles = ["audit"]\n',
+}
+
+
+def _every_key() -> list[tuple[str, str, bool]]:
+    from controller.config.schema import LISTS, SECTIONS
+
+    return [(s, k, False) for s, m in SECTIONS.items() for k in m.model_fields] + [
+        (s, k, True) for s, m in LISTS.items() for k in m.model_fields
+    ]
+
+
+@pytest.mark.parametrize(("name", "key", "entry"), _every_key())
+def test_a_wrong_type_anywhere_is_said_in_our_words(
+    tmp_path: Path, name: str, key: str, entry: bool
+) -> None:
+    """Every key of the schema, given a value of the wrong type: one problem on that key,
+    in check-config's words, never the library's."""
+    wrong = '"soon"' if key == "expires" else WRONG  # a date-time is the right type there
+    if entry:
+        lines = [ln for ln in ENTRY[name].splitlines() if not ln.startswith(f"{key} =")]
+        text = BASE + f"\n[[{name}]]\n" + "\n".join(lines) + f"\n{key} = {wrong}\n"
+        index = text.count(f"[[{name}]]") - 1
+        where = f"{name}[{index}].{key}"
+    elif name == "brand":  # BASE has one already
+        kept = [ln for ln in BASE.splitlines(keepends=True) if not ln.startswith(f"{key} =")]
+        text = "".join(kept).replace("[brand]\n", f"[brand]\n{key} = {wrong}\n")
+        where = f"{name}.{key}"
+    else:
+        text = BASE + f"\n[{name}]\n{key} = {wrong}\n"
+        where = f"{name}.{key}"
+    problems = problems_for(tmp_path, text)
+    problem = only(problems, where)
+    assert problem.line == line_of(text, f"{key} = {wrong}")
+    for p in problems:
+        assert not any(words in p.message for words in PYDANTIC_ENGLISH), str(p)

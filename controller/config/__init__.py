@@ -2,10 +2,11 @@
 registries) and passed down (docs/configuration.md).
 
 - ``model``: the dataclasses (what the rest of the code reads);
-- ``loader``: ``load_config`` / ``check_config`` and the checks of each section;
-- ``reader``: the typed readers and key lists; ``registry_csv``: venues and access
-  points from TOML and CSV; ``locator``: the TOML line of each key; ``problems``: the
-  ``file:line: key: reason`` problems;
+- ``schema``: the file's pydantic models (bounds, choices, checks between keys);
+  ``wording``: pydantic's errors in our words; ``checks``: secret strength, patterns;
+- ``loader``: ``load_config`` / ``check_config``, the checks across entries, the build;
+- ``registry_csv``: the CSV registries' rows; ``locator``: the TOML line of each key;
+  ``problems``: the ``file:line: key: reason`` problems;
 - ``redis_url``: the grammar of ``redis.url``; ``reload``: what a SIGHUP may change.
 
 Every layer may import this package; it imports only ``domain`` (MAC notation, venue

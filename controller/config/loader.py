@@ -1,30 +1,43 @@
-"""Loading and validating the config: ``load_config`` (raise ``ConfigError`` with every
-problem), ``check_config`` (list them), where a command finds its file. The checks of
-each section and the cross-checks (duplicate ids, references, overlapping networks) are
-``_Builder``'s; its readers come from ``reader`` and ``registry_csv``."""
+"""Loading the config: ``load_config`` (raise ``ConfigError`` with every problem),
+``check_config`` (list them), where a command finds its file.
+
+``_Builder`` validates each table and each entry of an array of tables against its
+pydantic model (``controller.config.schema``), so that one broken entry never hides the
+problems of another, and turns pydantic's errors into ``file:line: key: reason``
+(``wording`` for the words, ``locator`` for the line). Then it makes the checks across
+entries, which must also see broken ones (an entry with a problem still declares its
+id, so references to it add no "does not exist" noise): duplicate ids, references to
+operators and venues, overlapping client networks, ambiguous NAS identifiers. Last, it
+builds the frozen runtime ``Config`` (``model``) from the validated models.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import ipaddress
 import os
 import tomllib
-import zoneinfo
-from collections.abc import Mapping
-from dataclasses import fields
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-import phonenumbers
+from pydantic import TypeAdapter, ValidationError
 
+from controller.config.checks import (
+    EXAMPLE_TOKEN_DIGESTS,
+    SHA256_PATTERN,
+    did_you_mean,
+    kind_of,
+    reason_of,
+)
 from controller.config.locator import Locator, syntax_problem
 from controller.config.model import (
-    ROLES,
-    VENDORS,
+    AccessPoint,
     ApiToken,
     AuditSettings,
     Brand,
@@ -34,6 +47,7 @@ from controller.config.model import (
     HttpSettings,
     IPNetwork,
     LogSettings,
+    Operator,
     PortalSettings,
     QuotaPolicy,
     RadiusSettings,
@@ -42,35 +56,51 @@ from controller.config.model import (
     SecuritySettings,
     SmsSettings,
     Subsidy,
+    Venue,
 )
 from controller.config.problems import ConfigError, ConfigProblem, KeyPath, format_key
-from controller.config.reader import (
-    APPENDFSYNC,
-    EXAMPLE_TOKEN_DIGESTS,
-    HOST_PATTERN,
-    LISTS,
-    LOG_FORMATS,
-    LOG_LEVELS,
-    MEMORY_SIZE,
-    MEMORY_UNITS,
-    MISSING,
-    SECTIONS,
-    SHA256_PATTERN,
-    SMS_BACKENDS,
-    Spot,
-    did_you_mean,
-    http_url,
-    is_ip,
-    kind_of,
-    one_of,
-    placeholder_reason,
-    reason_of,
-    section_hint,
+from controller.config.registry_csv import (
+    access_point_entry,
+    column_problem,
+    read_rows,
+    venue_entry,
 )
-from controller.config.redis_url import RedisUrlError, parse_redis_url
-from controller.config.registry_csv import RegistryReader
+from controller.config.schema import (
+    ACCESS_POINTS_CSV_COLUMNS,
+    LISTS,
+    REDIS_URL_ENV,
+    SECTIONS,
+    VENUES_CSV_COLUMNS,
+    AccessPointEntry,
+    ApiTokenEntry,
+    AuditTable,
+    BrandTable,
+    ClientEntry,
+    EnforcerTable,
+    HttpTable,
+    LogTable,
+    OperatorEntry,
+    PortalTable,
+    QuotaTable,
+    RadiusTable,
+    RedisTable,
+    RegistryTable,
+    ReportsTable,
+    Scope,
+    SecurityTable,
+    SmsTable,
+    SubsidyTable,
+    Table,
+    VenueEntry,
+)
+from controller.config.wording import key_path, message, messages
+from controller.domain.mac import normalize_mac
 from controller.domain.venue_types import VENUE_TYPES
-from radius.dae import retry_schedule
+
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_PATH", "REDIS_URL_ENV", "check_config", "config_path",
+           "load_config"]  # fmt: skip
+
+T = TypeVar("T", bound=Table)
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -109,10 +139,6 @@ def config_path(
     return default if default.exists() else None
 
 
-# Environment variable that overrides ``redis.url`` (deployments keep passwords out of files).
-REDIS_URL_ENV = "CITYWIFI_REDIS_URL"
-
-
 def _load(path: Path, environ: Mapping[str, str]) -> tuple[Config | None, list[ConfigProblem]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -127,15 +153,152 @@ def _load(path: Path, environ: Mapping[str, str]) -> tuple[Config | None, list[C
     return (None if builder.problems else config), builder.sorted_problems()
 
 
-class _Builder(RegistryReader):
-    """Turns parsed TOML (+ CSV registries) into a ``Config``, collecting every problem.
+@dataclass(frozen=True, slots=True)
+class Spot:
+    """Where an entry was defined: a TOML table (``path``) or a CSV row (``line``)."""
 
-    Each check records a problem and substitutes a default, so one pass finds everything;
-    an entry with a problem is left out of the result but its id still counts as declared,
-    so references to it don't produce follow-on "does not exist" noise.
-    """
+    file: Path
+    path: KeyPath
+    line: int | None = None  # set for CSV rows
 
-    # -- sections
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[T]):
+    """One entry of an array of tables or one CSV row: where, as written, as validated
+    (None: it has a problem, already reported)."""
+
+    spot: Spot
+    raw: Mapping[str, Any]
+    model: T | None
+
+    def text(self, key: str) -> str:
+        """A key's value as written, when it is a non-empty string ("" otherwise): what
+        the checks across entries look at, valid entry or not."""
+        value = self.raw.get(key)
+        return value.strip() if isinstance(value, str) else ""
+
+
+def _valid(entries: Sequence[Entry[T]]) -> list[T]:
+    return [e.model for e in entries if e.model is not None]
+
+
+class _Builder:
+    """Turns parsed TOML (+ CSV registries) into a ``Config``, collecting every problem."""
+
+    def __init__(self, path: Path, locator: Locator, environ: Mapping[str, str]) -> None:
+        self.file = path
+        self.base = path.parent
+        self.loc = locator
+        self.environ = environ
+        self.problems: list[ConfigProblem] = []
+        self.warnings: list[ConfigProblem] = []
+
+    # -- reporting
+    def report(self, path: KeyPath, message: str) -> None:
+        self.problems.append(
+            ConfigProblem(self.file, self.loc.line(path), format_key(path), message)
+        )
+
+    def report_at(self, spot: Spot, key: str, message: str) -> None:
+        if spot.line is None:
+            self.report((*spot.path, key), message)
+        else:
+            self.problems.append(ConfigProblem(spot.file, spot.line, key, message))
+
+    def describe(self, spot: Spot) -> str:
+        line = spot.line if spot.line is not None else self.loc.line(spot.path)
+        where = f"{spot.file}:{line}" if line is not None else str(spot.file)
+        return where if spot.line is not None else f"{where}, {format_key(spot.path)}"
+
+    def sorted_problems(self) -> list[ConfigProblem]:
+        order = {self.file: 0}
+        for p in self.problems:
+            order.setdefault(p.file, len(order))
+        return sorted(self.problems, key=lambda p: (order[p.file], p.line or 0))
+
+    # -- validation against the schema
+    def validate(self, model: type[T], data: Mapping[str, Any], spot: Spot) -> T | None:
+        """``data`` as ``model``, or None with each of its problems reported."""
+        scope = Scope(self.base, self.environ)
+        try:
+            valid: T | None = model.model_validate(data, context=scope)
+        except ValidationError as exc:
+            valid = None
+            for key, message in messages(model, exc.errors()):
+                if spot.line is None:
+                    self.report((*spot.path, *key), message)
+                else:
+                    self.problems.append(column_problem(spot.file, spot.line, key, message))
+        for key, message in scope.warnings:
+            path = (*spot.path, *key)
+            self.warnings.append(
+                ConfigProblem(self.file, self.loc.line(path), format_key(path), message, True)
+            )
+        return valid
+
+    def table(self, raw: Mapping[str, Any], name: str, model: type[T]) -> T | None:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            self.report((name,), f"expected a table [{name}], got {kind_of(value)}")
+            value = {}
+        return self.validate(model, value, Spot(self.file, (name,)))
+
+    def entries(self, raw: Mapping[str, Any], name: str, model: type[T]) -> list[Entry[T]]:
+        value = raw.get(name, [])
+        if not isinstance(value, list):
+            self.report((name,), f"expected an array of tables [[{name}]], got {kind_of(value)}")
+            return []
+        out: list[Entry[T]] = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                spot = Spot(self.file, (name, i))
+                out.append(Entry(spot, item, self.validate(model, item, spot)))
+            else:
+                self.report((name, i), f"expected a table, got {kind_of(item)}")
+        return out
+
+    def csv_entries(
+        self, setting: str, file: Path, columns: Sequence[str], model: type[T]
+    ) -> list[Entry[T]]:
+        as_entry = venue_entry if model is VenueEntry else access_point_entry
+        try:
+            csv = read_rows(file, columns)
+        except (OSError, UnicodeDecodeError) as exc:
+            key: KeyPath = ("registry", setting)
+            line = self.loc.line(key)
+            named = f" (named at {self.file}:{line})" if line else ""
+            self.problems.append(
+                ConfigProblem(
+                    file, None, format_key(key), f"cannot read CSV file{named}: {reason_of(exc)}"
+                )
+            )
+            return []
+        self.problems.extend(csv.problems)
+        spots = [Spot(file, (), row.line) for row in csv.rows]
+        data = [as_entry(row) for row in csv.rows]
+        # thousands of rows: one validation of them all; on a problem, each is reported
+        # at its row and no row is used (the config is not built)
+        models: list[T | None]
+        try:
+            models = list(
+                _rows(model).validate_python(data, context=Scope(self.base, self.environ))
+            )
+        except ValidationError as exc:
+            models = [None] * len(data)
+            for error in exc.errors():
+                index = error["loc"][0]
+                assert isinstance(index, int)
+                self.problems.append(
+                    column_problem(
+                        file,
+                        csv.rows[index].line,
+                        key_path(error)[1:],
+                        message(model, error, skip=1),
+                    )
+                )
+        return [Entry(s, d, m) for s, d, m in zip(spots, data, models, strict=True)]
+
+    # -- the file
     def build(self, raw: Mapping[str, Any]) -> Config | None:
         known = (*SECTIONS, *LISTS)
         for key, value in raw.items():
@@ -144,433 +307,114 @@ class _Builder(RegistryReader):
             if isinstance(value, dict | list):
                 self.report((key,), f"unknown table '{key}'{did_you_mean(key, known)}")
             else:  # a setting above the first table header
-                self.report((key,), f"unknown key '{key}' outside any table{section_hint(key)}")
+                self.report((key,), f"unknown key '{key}' outside any table{_section_hint(key)}")
+        brand: BrandTable | None = None
         if "brand" not in raw:
             self.report(("brand",), "missing required table [brand]")
-        brand = self.brand(self.table(raw, "brand"), isinstance(raw.get("brand"), dict))
-        quota = self.quota(self.table(raw, "quota"))
-        radius = self.radius(self.table(raw, "radius"))
-        http = self.http(self.table(raw, "http"))
-        redis = self.redis(self.table(raw, "redis"))
-        sms = self.sms(self.table(raw, "sms"), redis.data_dir)
-        log = self.log(self.table(raw, "log"))
-        security = self.security(self.table(raw, "security"))
-        portal = self.portal(self.table(raw, "portal"))
-        registry = self.table(raw, "registry")
-        venues_csv = self.registry_file(registry, "venues_csv")
-        aps_csv = self.registry_file(registry, "access_points_csv")
+        else:
+            brand = self.table(raw, "brand", BrandTable)
+        quota = self.table(raw, "quota", QuotaTable)
+        radius = self.table(raw, "radius", RadiusTable)
+        http = self.table(raw, "http", HttpTable)
+        redis = self.table(raw, "redis", RedisTable)
+        sms = self.table(raw, "sms", SmsTable)
+        log = self.table(raw, "log", LogTable)
+        security = self.table(raw, "security", SecurityTable)
+        portal = self.table(raw, "portal", PortalTable)
+        registry = self.table(raw, "registry", RegistryTable)
+        subsidy = self.table(raw, "subsidy", SubsidyTable)
+        audit = self.table(raw, "audit", AuditTable)
+        reports = self.table(raw, "reports", ReportsTable)
+        enforcer = self.table(raw, "enforcer", EnforcerTable)
 
-        for path, t in self.tables(raw, "operators"):
-            self.operator(path, t)
-        for path, t in self.tables(raw, "venues"):
-            self.venue_from_toml(path, t)
-        if venues_csv is not None:
-            self.venues_from_csv(venues_csv)
-        clients = self.clients(self.tables(raw, "clients"), radius.require_message_authenticator)
-        for path, t in self.tables(raw, "access_points"):
-            spot = Spot(self.file, path)
-            match = self.string(t, path, "match", required=True, nonempty=True)
-            venue = self.string(t, path, "venue", required=True, nonempty=True)
-            self.access_point(spot, match, venue)
-        if aps_csv is not None:
-            self.access_points_from_csv(aps_csv)
-        subsidy = self.subsidy(self.table(raw, "subsidy"))
-        tokens = self.api_tokens(self.tables(raw, "api_tokens"))
-        audit = self.audit(self.table(raw, "audit"))
-        reports = self.reports(self.table(raw, "reports"), redis.data_dir)
-        enforcer = self.enforcer(self.table(raw, "enforcer"))
+        operators = self.entries(raw, "operators", OperatorEntry)
+        venues = self.entries(raw, "venues", VenueEntry)
+        clients = self.entries(raw, "clients", ClientEntry)
+        access_points = self.entries(raw, "access_points", AccessPointEntry)
+        tokens = self.entries(raw, "api_tokens", ApiTokenEntry)
+        if registry is not None and registry.venues_csv.strip():
+            file = self.base / Path(registry.venues_csv).expanduser()
+            venues += self.csv_entries("venues_csv", file, VENUES_CSV_COLUMNS, VenueEntry)
+        if registry is not None and registry.access_points_csv.strip():
+            file = self.base / Path(registry.access_points_csv).expanduser()
+            access_points += self.csv_entries(
+                "access_points_csv", file, ACCESS_POINTS_CSV_COLUMNS, AccessPointEntry
+            )
 
+        operator_ids = self.declare(operators, "id", "operator id")
+        venue_ids = self.declare(venues, "id", "venue id")
+        for venue in venues:
+            if venue.text("operator") and venue.text("operator") not in operator_ids:
+                self.report_at(
+                    venue.spot,
+                    "operator",
+                    f"operator '{venue.text('operator')}' is not defined in [[operators]]",
+                )
+        self.check_clients(clients, venue_ids)
+        self.declare(access_points, "match", "access point match", _access_point_key)
+        for client in clients:
+            self.require_venue(client, venue_ids)
+        for access_point in access_points:
+            self.require_venue(access_point, venue_ids)
+        if isinstance(raw.get("subsidy"), dict):
+            self.check_subsidy(raw["subsidy"], venue_ids, operator_ids)
+        self.declare(tokens, "name", "token name")
+        digests = [t for t in tokens if SHA256_PATTERN.fullmatch(t.text("sha256"))]
+        self.declare(
+            [t for t in digests if t.text("sha256") not in EXAMPLE_TOKEN_DIGESTS],
+            "sha256",
+            "token sha256",
+        )
         if self.problems or brand is None:
             return None
-        return Config(
-            source=self.file.absolute(),
-            brand=brand,
-            quota=quota,
-            radius=radius,
-            http=http,
-            redis=redis,
-            sms=sms,
-            log=log,
-            security=security,
-            operators=MappingProxyType(self.operators),
-            venues=MappingProxyType(self.venues),
-            clients=clients,
-            access_points=MappingProxyType(self.access_points),
-            subsidy=subsidy,
-            api_tokens=tokens,
-            portal=portal,
-            audit=audit,
-            reports=reports,
-            enforcer=enforcer,
-            warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
-        )
+        assert quota and radius and http and redis and sms and log and security and portal
+        assert subsidy and audit and reports and enforcer
+        return self.config(
+            brand, quota, radius, http, redis, sms, log, security, portal, subsidy, audit,
+            reports, enforcer, _valid(operators), _valid(venues), _valid(clients),
+            _valid(access_points), _valid(tokens),
+        )  # fmt: skip
 
-    def brand(self, t: dict[str, Any], present: bool) -> Brand | None:
-        p: KeyPath = ("brand",)
-        ssid = self.string(t, p, "ssid", required=present, nonempty=True)
-        if len(ssid.encode()) > 32:
-            self.report(
-                (*p, "ssid"), f"an SSID is at most 32 bytes (IEEE 802.11), got {len(ssid.encode())}"
-            )
-        name = self.name(t, p, "name") if "name" in t else {"zh": ssid, "en": ssid}
-        logo: Path | None = None
-        if "logo" in t:
-            logo = self.file_path(t, p, "logo", Path())
-            if not logo.is_file():
-                self.report((*p, "logo"), f"file not found: {logo}")
-        home = self.string(t, p, "home_url", "").strip()
-        if home and not http_url(home):
-            self.report((*p, "home_url"), f"'{home}' is not an http:// or https:// URL")
-            home = ""
-        return (
-            Brand(ssid=ssid, name=MappingProxyType(name), logo=logo, home_url=home)
-            if ssid
-            else None
-        )
-
-    def quota(self, t: dict[str, Any]) -> QuotaPolicy:
-        p: KeyPath = ("quota",)
-        d = QuotaPolicy()
-        # RFC 2869 §5.16: MUST NOT be below 60 (CoovaChilli drops a smaller value and keeps
-        # its own 300 s: sessions would look stale between its reports)
-        interim = self.integer(
-            t, p, "interim_interval", d.interim_interval, 60, hint=" (RFC 2869 §5.16)"
-        )
-        daily = self.integer(t, p, "daily_seconds", d.daily_seconds, 1)
-        return QuotaPolicy(
-            daily_seconds=daily,
-            timezone=self.timezone(t, p, d.timezone),
-            max_devices=self.integer(t, p, "max_devices", d.max_devices, 1),
-            interim_interval=interim,
-            remember_device_days=self.integer(
-                t, p, "remember_device_days", d.remember_device_days, 0
-            ),
-            idle_timeout=self.integer(t, p, "idle_timeout", d.idle_timeout, 0),
-            login_ttl=self.integer(t, p, "login_ttl", d.login_ttl, 30),
-            stale_grace=self.number(t, p, "stale_grace", 2.5 * interim, 0, above=True),
-            min_grant_seconds=self.integer(
-                t,
-                p,
-                "min_grant_seconds",
-                min(daily, max(60, interim)),
-                1,
-                daily,
-                " (quota.daily_seconds)",
-            ),
-        )
-
-    def timezone(self, t: Mapping[str, Any], p: KeyPath, default: ZoneInfo) -> ZoneInfo:
-        name = self.string(t, p, "timezone", default.key, nonempty=True)
-        try:
-            return ZoneInfo(name)
-        except (ValueError, KeyError, OSError):
-            hint = did_you_mean(name, zoneinfo.available_timezones())
-            self.report((*p, "timezone"), f"unknown time zone '{name}'{hint}")
-            return default
-
-    def port(self, t: Mapping[str, Any], p: KeyPath, key: str, default: int) -> int:
-        return self.integer(t, p, key, default, 0, 65535, " (0 lets the OS choose)")
-
-    def address(self, t: Mapping[str, Any], p: KeyPath, key: str, default: str) -> str:
-        value = self.string(t, p, key, default, nonempty=True)
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            self.report((*p, key), f"'{value}' is not an IP address to bind to")
-            return default
-        return value
-
-    def radius(self, t: dict[str, Any]) -> RadiusSettings:
-        p: KeyPath = ("radius",)
-        d = RadiusSettings()
-        auth = self.port(t, p, "auth_port", d.auth_port)
-        acct = self.port(t, p, "acct_port", d.acct_port)
-        if auth and auth == acct:
-            self.report((*p, "acct_port"), f"must differ from auth_port ({auth})")
-        return RadiusSettings(
-            bind=self.address(t, p, "bind", d.bind),
-            auth_port=auth,
-            acct_port=acct,
-            dedup_window=self.number(t, p, "dedup_window", d.dedup_window, 0, above=True),
-            require_message_authenticator=self.boolean(
-                t, p, "require_message_authenticator", d.require_message_authenticator
-            ),
-            max_in_flight=self.integer(t, p, "max_in_flight", d.max_in_flight, 1),
-        )
-
-    def http(self, t: dict[str, Any]) -> HttpSettings:
-        p: KeyPath = ("http",)
-        d = HttpSettings()
-        bind, port = self.address(t, p, "bind", d.bind), self.port(t, p, "port", d.port)
-        metrics_bind = self.string(t, p, "metrics_bind", d.metrics_bind).strip()
-        if metrics_bind:
-            metrics_bind = self.address(t, p, "metrics_bind", "")
-        metrics_port = self.port(t, p, "metrics_port", d.metrics_port)
-        if metrics_bind and metrics_port and metrics_port == port:
-            self.report((*p, "metrics_port"), f"must differ from http.port ({port})")
-
-        def seconds(key: str, default: float) -> float:
-            return self.number(t, p, key, default, 0, above=True)
-
-        return HttpSettings(
-            bind=bind,
-            port=port,
-            header_timeout=seconds("header_timeout", d.header_timeout),
-            keepalive_timeout=seconds("keepalive_timeout", d.keepalive_timeout),
-            body_timeout=seconds("body_timeout", d.body_timeout),
-            max_connections=self.integer(t, p, "max_connections", d.max_connections, 1),
-            max_connections_per_ip=self.integer(
-                t, p, "max_connections_per_ip", d.max_connections_per_ip, 1
-            ),
-            reserved_fds=self.integer(t, p, "reserved_fds", d.reserved_fds, 0),
-            metrics_bind=metrics_bind,
-            metrics_port=metrics_port,
-        )
-
-    def memory_size(self, t: Mapping[str, Any], p: KeyPath, key: str, default: int) -> int:
-        """Bytes as Redis writes them: an integer, or "512mb" / "4gb" / "64kb" (1024-based)."""
-        value = self.get(t, p, key, False)
-        if value is MISSING:
-            return default
-        if isinstance(value, int) and not isinstance(value, bool):
-            size = value
-        elif isinstance(value, str) and (m := MEMORY_SIZE.fullmatch(value.strip().lower())):
-            size = int(m.group(1)) * MEMORY_UNITS[m.group(2)]
-        else:
-            self.report((*p, key), f'expected bytes, as 1073741824 or "1gb", got {value!r}')
-            return default
-        if size != 0 and size < MEMORY_UNITS["mb"]:
-            self.report((*p, key), f"must be 0 (no limit) or at least 1mb, got {value!r}")
-            return default
-        return size
-
-    def redis(self, t: dict[str, Any]) -> RedisSettings:
-        p: KeyPath = ("redis",)
-        d = RedisSettings()
-        url = self.string(t, p, "url", d.url).strip()
-        env = self.environ.get(REDIS_URL_ENV, "").strip()
-        if env:
-            if "://" not in env:
-                self.report(
-                    (*p, "url"), f"{REDIS_URL_ENV}='{env}' is not a URL (redis://host:port/db)"
-                )
-            url = env
-        elif url and "://" not in url:
-            self.report(
-                (*p, "url"), f"'{url}' is not a URL (redis://host:port/db), or leave it empty"
-            )
-        if "://" in url:  # the topology (server, cluster, sentinel) must parse too
-            try:
-                target = parse_redis_url(url)
-            except RedisUrlError as exc:
-                self.report((*p, "url"), f"{REDIS_URL_ENV}: {exc}" if env else str(exc))
-            else:
-                for password in (urlsplit(url).password, target.sentinel_password):
-                    reason = placeholder_reason(password or "")
-                    if reason is not None:
-                        where = f"{REDIS_URL_ENV}: " if env else ""
-                        self.report((*p, "url"), f"{where}the password {reason}")
-        return RedisSettings(
-            url=url,
-            data_dir=self.file_path(t, p, "data_dir", d.data_dir),
-            appendfsync=self.choice(t, p, "appendfsync", d.appendfsync, APPENDFSYNC),
-            timeout=self.number(t, p, "timeout", d.timeout, 0, above=True),
-            maxmemory=self.memory_size(t, p, "maxmemory", d.maxmemory),
-            memory_high_water=self.ratio(t, p, "memory_high_water", d.memory_high_water),
-            startup_wait=self.number(t, p, "startup_wait", d.startup_wait, 0),
-        )
-
-    def ratio(self, t: Mapping[str, Any], p: KeyPath, key: str, default: float) -> float:
-        value = self.number(t, p, key, default, 0, above=True)
-        if value >= 1:
-            self.report((*p, key), f"must be below 1 (a share of the budget), got {value:g}")
-            return default
-        return value
-
-    def sms(self, t: dict[str, Any], data_dir: Path) -> SmsSettings:
-        p: KeyPath = ("sms",)
-        d = SmsSettings()
-        backend = self.choice(t, p, "backend", d.backend, SMS_BACKENDS)
-        webhook = backend == "webhook"
-        url = self.string(t, p, "webhook_url", d.webhook_url, required=webhook, nonempty=webhook)
-        if url and not url.startswith(("https://", "http://")):
-            self.report((*p, "webhook_url"), f"'{url}' is not an http:// or https:// URL")
-        headers: dict[str, str] = {}
-        raw_headers = t.get("webhook_headers", {})
-        if not isinstance(raw_headers, dict):
-            self.report((*p, "webhook_headers"), f"expected a table, got {kind_of(raw_headers)}")
-        else:
-            for name, value in raw_headers.items():
-                if isinstance(value, str):
-                    headers[name] = value
-                    reason = placeholder_reason(value)
-                    if reason is not None:
-                        self.report((*p, "webhook_headers", name), reason)
-                else:
-                    self.report(
-                        (*p, "webhook_headers", name), f"expected a string, got {kind_of(value)}"
-                    )
-        return SmsSettings(
-            backend=backend,
-            path=self.file_path(t, p, "path", data_dir / "sms.jsonl"),
-            webhook_url=url,
-            webhook_headers=MappingProxyType(headers),
-            webhook_timeout=self.number(t, p, "webhook_timeout", d.webhook_timeout, 0, above=True),
-            webhook_retries=self.integer(t, p, "webhook_retries", d.webhook_retries, 0, 10),
-            allowed_country_codes=self.country_codes(t, p, d.allowed_country_codes),
-        )
-
-    def country_codes(
-        self, t: Mapping[str, Any], p: KeyPath, default: tuple[str, ...]
-    ) -> tuple[str, ...]:
-        """``["+86", …]``: ITU-T E.164 country calling codes that phonenumbers knows."""
-        items = self.strings(t, p, "allowed_country_codes")
-        if items is None:
-            return default
-        if not items:
-            self.report((*p, "allowed_country_codes"), 'must name at least one code, e.g. "+86"')
-        out: list[str] = []
-        for i, code in items:
-            digits = code.strip().removeprefix("+")
-            if not digits.isdigit() or int(digits) not in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-                self.report(
-                    (*p, "allowed_country_codes", i),
-                    f"'{code}' is not a country calling code (write it as \"+86\")",
+    # -- checks across entries
+    def declare(
+        self,
+        entries: Sequence[Entry[T]],
+        key: str,
+        what: str,
+        value_of: Callable[[Entry[T]], str] | None = None,
+    ) -> dict[str, Spot]:
+        """The entries' ids (``key``, or what ``value_of`` makes of the entry), broken
+        entries included; a second definition is a problem naming the first."""
+        spots: dict[str, Spot] = {}
+        for entry in entries:
+            value = entry.text(key) if value_of is None else value_of(entry)
+            if not value:
+                continue
+            first = spots.get(value)
+            if first is not None:
+                self.report_at(
+                    entry.spot,
+                    key,
+                    f"duplicate {what} '{value}' (first defined at {self.describe(first)})",
                 )
             else:
-                out.append(f"+{int(digits)}")
-        return tuple(out) or default
+                spots[value] = entry.spot
+        return spots
 
-    def strings(self, t: Mapping[str, Any], p: KeyPath, key: str) -> list[tuple[int, str]] | None:
-        """An array of strings as (index, value); None when the key is absent or no array."""
-        raw = self.get(t, p, key, False)
-        if raw is MISSING:
-            return None
-        if not isinstance(raw, list):
-            self.report((*p, key), f"expected an array of strings, got {kind_of(raw)}")
-            return None
-        out = []
-        for i, item in enumerate(raw):
-            if isinstance(item, str):
-                out.append((i, item))
-            else:
-                self.report((*p, key, i), f"expected a string, got {kind_of(item)}")
-        return out
-
-    def log(self, t: dict[str, Any]) -> LogSettings:
-        p: KeyPath = ("log",)
-        d = LogSettings()
-        return LogSettings(
-            level=self.choice(t, p, "level", d.level, LOG_LEVELS),
-            format=self.choice(t, p, "format", d.format, LOG_FORMATS),
-            requests=self.boolean(t, p, "requests", d.requests),
-        )
-
-    def security(self, t: dict[str, Any]) -> SecuritySettings:
-        p: KeyPath = ("security",)
-        key = self.string(t, p, "person_key", "")
-        if key:
-            self.secret((*p, "person_key"), key)
-        return SecuritySettings(person_key=key)
-
-    def portal(self, t: dict[str, Any]) -> PortalSettings:
-        p: KeyPath = ("portal",)
-        d = PortalSettings()
-        key = self.string(t, p, "cookie_key", "")
-        if key:
-            self.secret((*p, "cookie_key"), key)
-        url = self.string(t, p, "public_url", "").strip().rstrip("/")
-        if url and not url.startswith(("https://", "http://")):
-            self.report((*p, "public_url"), f"'{url}' is not an http:// or https:// URL")
-        proxies: list[IPNetwork] = []
-        raw = self.get(t, p, "trusted_proxies", False)
-        if raw is not MISSING and not isinstance(raw, list):
-            self.report((*p, "trusted_proxies"), f"expected an array, got {kind_of(raw)}")
-        for i, item in enumerate(raw if isinstance(raw, list) else []):
-            try:
-                proxies.append(ipaddress.ip_network(str(item).strip(), strict=False))
-            except ValueError:
-                self.report((*p, "trusted_proxies", i), f"'{item}' is not an IP address or CIDR")
-        limits = {
-            f.name: self.integer(t, p, f.name, f.default, 1)  # type: ignore[arg-type]
-            for f in fields(PortalSettings)
-            if f.name.startswith(("otp_", "verify_", "page_", "logins_"))
-        }
-        for ceiling, one in (
-            ("otp_per_phone_ceiling_day", "otp_per_phone_day"),
-            ("verify_per_phone_day", "verify_per_device_day"),
-        ):
-            if limits[ceiling] < limits[one]:
-                self.report(
-                    (*p, ceiling),
-                    f"must be at least {one} ({limits[one]}): the ceiling over all of a "
-                    "phone's devices cannot be below one device's share",
-                )
-        return PortalSettings(
-            cookie_key=key,
-            cookie_days=self.integer(t, p, "cookie_days", d.cookie_days, 0, 3650),
-            public_url=url,
-            trusted_proxies=tuple(proxies),
-            handoff_delay=self.integer(t, p, "handoff_delay", d.handoff_delay, 0, 30),
-            **limits,
-        )
-
-    def registry_file(self, t: dict[str, Any], key: str) -> Path | None:
-        value = self.string(t, ("registry",), key, "")
-        return (self.base / Path(value).expanduser()) if value.strip() else None
-
-    # -- RADIUS clients
-    def clients(
-        self, entries: list[tuple[KeyPath, dict[str, Any]]], require_ma: bool
-    ) -> tuple[Client, ...]:
-        out: list[Client] = []
-        networks: list[tuple[Spot, str, IPNetwork]] = []
-        ids: dict[str, Spot] = {}
-        nas_ids: dict[str, Spot] = {}
-        for path, t in entries:
-            spot = Spot(self.file, path)
-            before = len(self.problems)
-            client_id = self.string(t, path, "id", required=True, nonempty=True)
-            if client_id:
-                self.identifier(spot, "id", client_id)
-                self.declare(ids, "client id", spot, "id", client_id)
-            network = self.network(t, path)
-            if network is not None:
-                networks.append((spot, client_id or format_key(path), network))
-            secret = self.string(t, path, "secret", required=True)
-            if "secret" in t and isinstance(t["secret"], str) and not secret:
-                self.report((*path, "secret"), "must not be empty (the RADIUS shared secret)")
-            local = network is not None and network.is_loopback
-            if secret:
-                self.secret((*path, "secret"), secret, local=local)
-            uam_secret = self.string(t, path, "uam_secret", "")
-            if uam_secret:
-                self.secret((*path, "uam_secret"), uam_secret, local=local)
-            venue = self.string(t, path, "venue", required=True, nonempty=True)
-            if venue:
-                self.require_venue(spot, "venue", venue)
-            vendor = self.choice(t, path, "vendor", "generic", sorted(VENDORS))
-            coa_port = self.integer(t, path, "coa_port", 3799, 1, 65535)
-            nas_identifier = self.string(t, path, "nas_identifier", "").strip()
-            if nas_identifier:
-                self.declare(nas_ids, "nas_identifier", spot, "nas_identifier", nas_identifier)
-            client = Client(
-                id=client_id,
-                network=network or ipaddress.ip_network("0.0.0.0/32"),
-                secret=secret.encode(),
-                venue=venue,
-                vendor=vendor,
-                coa_port=coa_port,
-                require_message_authenticator=self.boolean(
-                    t, path, "require_message_authenticator", require_ma
-                ),
-                uam_secret=uam_secret,
-                nas_identifier=nas_identifier,
-                uam_auth=self.choice(t, path, "uam_auth", "pap", ("chap", "pap")),
-                **self.handoff_targets(t, path, vendor),
+    def require_venue(self, entry: Entry[Any], venues: Mapping[str, Spot]) -> None:
+        venue = entry.text("venue")
+        if venue and venue not in venues:
+            self.report_at(
+                entry.spot,
+                "venue",
+                f"venue '{venue}' is not defined (in [[venues]] or the venues CSV)",
             )
-            if len(self.problems) == before:
-                out.append(client)
+
+    def check_clients(
+        self, clients: Sequence[Entry[ClientEntry]], venues: Mapping[str, Spot]
+    ) -> None:
+        ids = self.declare(clients, "id", "client id")
+        nas_ids = self.declare(clients, "nas_identifier", "nas_identifier")
         # A nas_id in a portal redirect may be a client id or a NAS-Identifier: keep it unique.
         for nas_id, spot in nas_ids.items():
             other = ids.get(nas_id)
@@ -581,50 +425,14 @@ class _Builder(RegistryReader):
                     f"'{nas_id}' is also the id of the client at {self.describe(other)};"
                     " portal redirects could not tell them apart",
                 )
-        self.overlaps(networks)
-        return tuple(out)
-
-    def handoff_targets(self, t: Mapping[str, Any], path: KeyPath, vendor: str) -> dict[str, Any]:
-        """``login_url`` (generic), ``login_hosts`` (mikrotik), ``uam_addresses`` (chilli):
-        where the portal may send a credential for this client (docs/portal.md)."""
-        out: dict[str, Any] = {}
-        for key, owner in (("login_url", "generic"), ("login_hosts", "mikrotik"),
-                           ("uam_addresses", "chilli")):  # fmt: skip
-            if key in t and vendor != owner:
-                self.report((*path, key), f'is only used with vendor = "{owner}"')
-        url = self.string(t, path, "login_url", "").strip()
-        if url and not http_url(url):
-            self.report((*path, "login_url"), f"'{url}' is not an http:// or https:// URL")
-        out["login_url"] = url
-        hosts = []
-        for i, host in self.strings(t, path, "login_hosts") or []:
-            name = host.strip().lower().strip("[]")
-            if not HOST_PATTERN.fullmatch(name) and not is_ip(name):
-                self.report(
-                    (*path, "login_hosts", i),
-                    f"'{host}' is not a host name or IP address (no scheme, port or path)",
-                )
-            else:
-                hosts.append(name)
-        out["login_hosts"] = tuple(hosts)
-        networks = []
-        for i, item in self.strings(t, path, "uam_addresses") or []:
+        networks: list[tuple[Spot, str, IPNetwork]] = []
+        for entry in clients:
             try:
-                networks.append(ipaddress.ip_network(item.strip(), strict=False))
+                network = ipaddress.ip_network(entry.text("address"), strict=False)
             except ValueError:
-                self.report((*path, "uam_addresses", i), f"'{item}' is not an IP address or CIDR")
-        out["uam_addresses"] = tuple(networks)
-        return out
-
-    def network(self, t: Mapping[str, Any], path: KeyPath) -> IPNetwork | None:
-        value = self.string(t, path, "address", required=True, nonempty=True)
-        if not value:
-            return None
-        try:
-            return ipaddress.ip_network(value.strip(), strict=False)
-        except ValueError:
-            self.report((*path, "address"), f"'{value}' is not an IP address or network (CIDR)")
-            return None
+                continue
+            networks.append((entry.spot, entry.text("id") or format_key(entry.spot.path), network))
+        self.overlaps(networks)
 
     def overlaps(self, networks: list[tuple[Spot, str, IPNetwork]]) -> None:
         """Each packet source must map to exactly one client (and so one secret).
@@ -649,181 +457,172 @@ class _Builder(RegistryReader):
                     continue
             kept = (spot, client_id, net)
 
-    # -- subsidy and tokens
-    def subsidy(self, t: dict[str, Any]) -> Subsidy:
-        p: KeyPath = ("subsidy", "rates")
-        raw = t.get("rates", {})
+    def check_subsidy(
+        self, raw: Mapping[str, Any], venues: Mapping[str, Spot], operators: Mapping[str, Spot]
+    ) -> None:
+        """``venue_caps`` and ``operator_factors`` name defined venues and operators."""
+        for key, known, what in (("venue_caps", venues, "venue"),
+                                 ("operator_factors", operators, "operator")):  # fmt: skip
+            table = raw.get(key)
+            for ident in table if isinstance(table, dict) else ():
+                if ident not in known:
+                    hint = did_you_mean(ident, known)
+                    self.report(("subsidy", key, ident), f"{what} '{ident}' is not defined{hint}")
+
+    # -- the runtime config, from models that passed
+    def resolve(self, value: str, default: Path) -> Path:
+        """A path from the config; relative ones are relative to the config's directory."""
+        path = Path(value).expanduser() if value.strip() else default
+        return (self.base / path).absolute()
+
+    def config(
+        self,
+        brand: BrandTable,
+        quota: QuotaTable,
+        radius: RadiusTable,
+        http: HttpTable,
+        redis: RedisTable,
+        sms: SmsTable,
+        log: LogTable,
+        security: SecurityTable,
+        portal: PortalTable,
+        subsidy: SubsidyTable,
+        audit: AuditTable,
+        reports: ReportsTable,
+        enforcer: EnforcerTable,
+        operators: list[OperatorEntry],
+        venues: list[VenueEntry],
+        clients: list[ClientEntry],
+        access_points: list[AccessPointEntry],
+        tokens: list[ApiTokenEntry],
+    ) -> Config:
+        data_dir = self.resolve(redis.data_dir, Path("var"))
+        interim = quota.interim_interval
         rates = {kind: Decimal(0) for kind in VENUE_TYPES}
-        if not isinstance(raw, dict):
-            self.report(p, f"expected a table {{venue_type = yuan}}, got {kind_of(raw)}")
-            return Subsidy(rates=MappingProxyType(rates))
-        for kind, value in raw.items():
-            if kind not in VENUE_TYPES:
-                hint = did_you_mean(kind, VENUE_TYPES)
-                self.report(
-                    (*p, kind),
-                    f"unknown venue type '{kind}'{hint}; valid types: {one_of(VENUE_TYPES)}",
-                )
-                continue
-            rate = self.rate((*p, kind), value)
-            if rate is not None:
-                rates[kind] = rate
-        return Subsidy(
-            rates=MappingProxyType(rates),
-            venue_caps=self.decimal_table(t, "venue_caps", self.venue_spots, "venue"),
-            operator_factors=self.decimal_table(
-                t, "operator_factors", self.operator_spots, "operator"
+        rates.update(subsidy.rates)
+        return Config(
+            source=self.file.absolute(),
+            brand=Brand(
+                ssid=brand.ssid,
+                name=MappingProxyType(
+                    brand.name.texts() if brand.name else {"zh": brand.ssid, "en": brand.ssid}
+                ),
+                logo=self.resolve(brand.logo, Path()) if brand.logo is not None else None,
+                home_url=brand.home_url,
             ),
-            bill_beyond_allowance=self.boolean(t, ("subsidy",), "bill_beyond_allowance", False),
+            quota=QuotaPolicy(
+                **{
+                    **dict(quota),
+                    "timezone": ZoneInfo(quota.timezone),
+                    # derived defaults: 2.5 interim intervals; one interval, 60 s to a day
+                    "stale_grace": quota.stale_grace or 2.5 * interim,
+                    "min_grant_seconds": quota.min_grant_seconds
+                    or min(quota.daily_seconds, max(60, interim)),
+                }
+            ),
+            radius=RadiusSettings(**dict(radius)),
+            http=HttpSettings(**dict(http)),
+            redis=RedisSettings(**{**dict(redis), "data_dir": data_dir}),
+            sms=SmsSettings(
+                **{
+                    **dict(sms),
+                    "path": self.resolve(sms.path, data_dir / "sms.jsonl"),
+                    "webhook_url": sms.webhook_url or "",
+                    "webhook_headers": MappingProxyType(dict(sms.webhook_headers)),
+                    "allowed_country_codes": tuple(sms.allowed_country_codes or ("+86",)),
+                }
+            ),
+            log=LogSettings(**dict(log)),
+            security=SecuritySettings(**dict(security)),
+            operators=MappingProxyType(
+                {o.id: Operator(id=o.id, name=MappingProxyType(o.name.texts())) for o in operators}
+            ),
+            venues=MappingProxyType(
+                {
+                    v.id: Venue(
+                        id=v.id,
+                        name=MappingProxyType(v.name.texts()),
+                        type=v.type,
+                        district=v.district.strip(),
+                        operator=v.operator,
+                    )
+                    for v in venues
+                }
+            ),
+            clients=tuple(self.client(c, radius.require_message_authenticator) for c in clients),
+            access_points=MappingProxyType(
+                {a.match: AccessPoint(match=a.match, venue=a.venue) for a in access_points}
+            ),
+            subsidy=Subsidy(
+                rates=MappingProxyType(rates),
+                venue_caps=MappingProxyType(dict(subsidy.venue_caps)),
+                operator_factors=MappingProxyType(dict(subsidy.operator_factors)),
+                bill_beyond_allowance=subsidy.bill_beyond_allowance,
+            ),
+            api_tokens=tuple(
+                ApiToken(
+                    name=t.name,
+                    sha256=t.sha256,
+                    roles=frozenset(t.roles),
+                    expires=int(t.expires.timestamp()) if t.expires is not None else None,
+                )
+                for t in tokens
+            ),
+            portal=PortalSettings(
+                **{
+                    **dict(portal),
+                    "trusted_proxies": tuple(
+                        ipaddress.ip_network(p, strict=False) for p in portal.trusted_proxies
+                    ),
+                }
+            ),
+            audit=AuditSettings(**dict(audit)),
+            reports=ReportSettings(
+                **{
+                    **dict(reports),
+                    "archive_dir": self.resolve(reports.archive_dir, data_dir / "archive"),
+                    "signing_key_file": self.resolve(
+                        reports.signing_key_file, data_dir / "report-signing.key"
+                    ),
+                }
+            ),
+            enforcer=EnforcerSettings(**dict(enforcer)),
+            warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
 
-    def decimal_table(
-        self, t: Mapping[str, Any], key: str, known: Mapping[str, Spot], what: str
-    ) -> Mapping[str, Decimal]:
-        """``[subsidy]`` ``{id = number}`` tables whose ids must be defined venues/operators."""
-        p: KeyPath = ("subsidy", key)
-        raw = t.get(key, {})
-        if not isinstance(raw, dict):
-            self.report(p, f"expected a table {{{what}_id = number}}, got {kind_of(raw)}")
-            return MappingProxyType({})
-        out: dict[str, Decimal] = {}
-        for ident, value in raw.items():
-            if ident not in known:
-                hint = did_you_mean(ident, known)
-                self.report((*p, ident), f"{what} '{ident}' is not defined{hint}")
-                continue
-            number = self.rate((*p, ident), value)
-            if number is not None:
-                out[ident] = number
-        return MappingProxyType(out)
-
-    def audit(self, t: dict[str, Any]) -> AuditSettings:
-        return AuditSettings(
-            retention_days=self.integer(
-                t,
-                ("audit",),
-                "retention_days",
-                AuditSettings().retention_days,
-                60,
-                hint=" (MPS Order 82 Art. 13: login records are kept at least 60 days)",
-            ),
-            phone_retention_days=self.integer(
-                t,
-                ("audit",),
-                "phone_retention_days",
-                AuditSettings().phone_retention_days,
-                7,
-                3660,
-                hint=" (the archiver needs the number while a session waits in the outbox)",
-            ),
+    @staticmethod
+    def client(c: ClientEntry, require_ma: bool) -> Client:
+        ma = c.require_message_authenticator
+        return Client(
+            **{
+                **{k: v for k, v in c if k != "address"},
+                "network": ipaddress.ip_network(c.address, strict=False),
+                "secret": c.secret.encode(),
+                "require_message_authenticator": require_ma if ma is None else ma,
+                "login_hosts": tuple(c.login_hosts),
+                "uam_addresses": tuple(
+                    ipaddress.ip_network(a, strict=False) for a in c.uam_addresses
+                ),
+            }
         )
 
-    def reports(self, t: dict[str, Any], data_dir: Path) -> ReportSettings:
-        p: KeyPath = ("reports",)
-        d = ReportSettings()
-        return ReportSettings(
-            settle_hours=self.integer(t, p, "settle_hours", d.settle_hours, 0, 24 * 31),
-            max_range_days=self.integer(t, p, "max_range_days", d.max_range_days, 1, 3660),
-            archive_dir=self.file_path(t, p, "archive_dir", data_dir / "archive"),
-            signing_key_file=self.file_path(
-                t, p, "signing_key_file", data_dir / "report-signing.key"
-            ),
-        )
 
-    def enforcer(self, t: dict[str, Any]) -> EnforcerSettings:
-        p: KeyPath = ("enforcer",)
-        d = EnforcerSettings()
-        timeout = self.number(t, p, "disconnect_timeout", d.disconnect_timeout, 0, above=True)
-        retries = self.integer(t, p, "disconnect_retries", d.disconnect_retries, 0, 10)
-        lease = self.number(t, p, "lease", d.lease, 0, above=True)
-        exchange = sum(retry_schedule(timeout, retries))
-        if lease <= exchange:
-            self.report(
-                (*p, "lease"),
-                f"must be longer than one disconnect exchange ({exchange:g} s with "
-                "disconnect_timeout and disconnect_retries), or another process would act too",
-            )
-        return EnforcerSettings(
-            enabled=self.boolean(t, p, "enabled", d.enabled),
-            disconnect_timeout=timeout,
-            disconnect_retries=retries,
-            disconnect_timestamp_window=self.integer(
-                t, p, "disconnect_timestamp_window", d.disconnect_timestamp_window, 0, 86400
-            ),
-            lease=lease,
-            sweep_interval=self.number(t, p, "sweep_interval", d.sweep_interval, 0, above=True),
-            coa_on_new_session=self.boolean(t, p, "coa_on_new_session", d.coa_on_new_session),
-        )
+@functools.cache
+def _rows(model: type[T]) -> TypeAdapter[list[T]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
-    def rate(self, path: KeyPath, value: object) -> Decimal | None:
-        """Yuan as an exact Decimal: str(float) keeps what was written (0.5, not 0.5000…01)."""
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            self.report(path, f"expected a number, got {kind_of(value)}")
-            return None
-        try:
-            rate = Decimal(value.strip() if isinstance(value, str) else str(value))
-        except InvalidOperation:
-            self.report(path, f"'{value}' is not a number")
-            return None
-        if not rate.is_finite() or rate < 0:
-            self.report(path, f"must be a number of at least 0, got {value}")
-            return None
-        return rate
 
-    def api_tokens(self, entries: list[tuple[KeyPath, dict[str, Any]]]) -> tuple[ApiToken, ...]:
-        out: list[ApiToken] = []
-        names: dict[str, Spot] = {}
-        digests: dict[str, Spot] = {}
-        for path, t in entries:
-            spot = Spot(self.file, path)
-            before = len(self.problems)
-            name = self.string(t, path, "name", required=True, nonempty=True)
-            if name:
-                self.identifier(spot, "name", name)
-                self.declare(names, "token name", spot, "name", name)
-            digest = self.string(t, path, "sha256", required=True, nonempty=True)
-            if digest and not SHA256_PATTERN.fullmatch(digest):
-                self.report(
-                    (*path, "sha256"),
-                    "must be 64 lowercase hex digits (sha256 of the token, e.g. "
-                    "`printf %s TOKEN | sha256sum`)",
-                )
-            elif digest in EXAMPLE_TOKEN_DIGESTS:
-                self.report(
-                    (*path, "sha256"),
-                    f"is the sha256 of the published example token "
-                    f"'{EXAMPLE_TOKEN_DIGESTS[digest]}': anyone can use it; make your own "
-                    "(`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
-                )
-            elif digest:
-                self.declare(digests, "token sha256", spot, "sha256", digest)
-            roles = self.roles(t, path)
-            expires = t.get("expires")  # a TOML offset date-time (issue 17: machine tokens)
-            if expires is not None and not (
-                isinstance(expires, datetime) and expires.utcoffset() is not None
-            ):
-                self.report(
-                    (*path, "expires"),
-                    "must be a date-time with offset, e.g. 2027-01-01T00:00:00+08:00",
-                )
-            if len(self.problems) == before:
-                until = int(expires.timestamp()) if isinstance(expires, datetime) else None
-                out.append(ApiToken(name=name, sha256=digest, roles=roles, expires=until))
-        return tuple(out)
+def _access_point_key(entry: Entry[AccessPointEntry]) -> str:
+    """An access point's match as the registry keys it (the model has it normalised)."""
+    if entry.model is not None:
+        return entry.model.match
+    return normalize_mac(entry.text("match")) or entry.text("match")
 
-    def roles(self, t: Mapping[str, Any], path: KeyPath) -> frozenset[str]:
-        value = self.get(t, path, "roles", True)
-        if value is MISSING:
-            return frozenset()
-        if not isinstance(value, list) or not value:
-            self.report((*path, "roles"), f"expected a non-empty array of roles ({one_of(ROLES)})")
-            return frozenset()
-        roles = set()
-        for i, role in enumerate(value):
-            if isinstance(role, str) and role in ROLES:
-                roles.add(role)
-            else:
-                shown = f"'{role}'" if isinstance(role, str) else kind_of(role)
-                hint = did_you_mean(role, ROLES) if isinstance(role, str) else ""
-                self.report((*path, "roles", i), f"{shown} is not one of {one_of(ROLES)}{hint}")
-        return frozenset(roles)
+
+def _section_hint(key: str) -> str:
+    """A setting above every table header: the table it probably belongs in."""
+    homes = {k: section for section, model in SECTIONS.items() for k in model.model_fields}
+    close = difflib.get_close_matches(key, list(homes), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}' in [{homes[close[0]]}]?)"
+    return ""
