@@ -56,6 +56,7 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 if [ $want_test = 1 ]; then
   apt_install chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
+  apt_install eapoltest  # eapol_test: a real EAP peer (wpa_supplicant) for the EAP-TTLS tests
   install_peers
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
