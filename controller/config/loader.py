@@ -42,6 +42,7 @@ from controller.config.model import (
     SmsSettings,
     Subsidy,
 )
+from controller.config.passpoint import read_passpoint
 from controller.config.problems import ConfigError, ConfigProblem, KeyPath, format_key
 from controller.config.reader import (
     APPENDFSYNC,
@@ -178,6 +179,7 @@ class _Builder(RegistryReader):
         audit = self.audit(self.table(raw, "audit"))
         reports = self.reports(self.table(raw, "reports"), redis.data_dir)
         enforcer = self.enforcer(self.table(raw, "enforcer"))
+        passpoint = read_passpoint(self, self.table(raw, "passpoint"))
 
         if self.problems or brand is None:
             return None
@@ -201,6 +203,7 @@ class _Builder(RegistryReader):
             audit=audit,
             reports=reports,
             enforcer=enforcer,
+            passpoint=passpoint,
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
 

@@ -26,6 +26,7 @@ from controller.config.model import (
     PortalSettings,
     Venue,
 )
+from controller.config.passpoint import PASSPOINT_KEYS
 from controller.config.problems import ConfigProblem, KeyPath, format_key
 
 SECTIONS: Final = {
@@ -76,6 +77,7 @@ SECTIONS: Final = {
     "reports": ("settle_hours", "max_range_days", "archive_dir"),
     "enforcer": tuple(f.name for f in fields(EnforcerSettings)),
     "portal": tuple(f.name for f in fields(PortalSettings)),
+    "passpoint": PASSPOINT_KEYS,
 }
 LISTS: Final = {
     "operators": ("id", "name"),
