@@ -11,8 +11,13 @@ ticket keys) and the resumption memory; it opens one ``TtlsSession`` per convers
   Success and the MSK as MS-MPPE keys (``radius.mppe``);
 - ``Failure(eap, reason)``: send an Access-Reject with the EAP Failure.
 
+- ``CheckPassword(credentials)``: only when the session was opened without a verifier:
+  phase 2 has the inner credentials; check them (asynchronously, off the event loop)
+  and pass the result to ``TtlsSession.verdict(ok, now)``, which gives the Success or
+  Failure.
+
 The caller owns sockets, clock and the password check: the verifier is injected
-(``Verifier``), so this module never sees a stored hash.
+(``Verifier``) or answered through ``verdict``, so this module never sees a stored hash.
 
 The TLS side runs on pyOpenSSL over memory BIOs: the handshake octets go in and out of
 ``Connection.bio_write``/``bio_read`` without a socket. pyOpenSSL, not the standard
@@ -63,6 +68,7 @@ __all__ = [
     "Avp",
     "AvpError",
     "Challenge",
+    "CheckPassword",
     "Failure",
     "FailureReason",
     "PapCredentials",
@@ -151,7 +157,16 @@ class Failure:
     inner_identity: str | None = None
 
 
-Step = Challenge | Success | Failure
+@dataclass(frozen=True, slots=True)
+class CheckPassword:
+    """Phase 2 reached, no verifier injected: check ``credentials`` (for instance against
+    a hash in Redis, off the event loop) and hand the verdict to ``TtlsSession.verdict``.
+    Nothing goes to the peer meanwhile; the NAS waits for the Access-Request's answer."""
+
+    credentials: PapCredentials
+
+
+Step = Challenge | Success | Failure | CheckPassword
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,8 +344,12 @@ class TtlsServer:
         self.fragment_size = fragment_size
         self.resumption = ResumptionMemory(resumption_lifetime, resumption_entries)
 
-    def session(self, verifier: Verifier) -> TtlsSession:
-        """A new conversation; its first ``step`` takes the peer's EAP-Response/Identity."""
+    def session(self, verifier: Verifier | None = None) -> TtlsSession:
+        """A new conversation; its first ``step`` takes the peer's EAP-Response/Identity.
+
+        With ``verifier`` the password is checked inside ``step``; without, ``step``
+        returns ``CheckPassword`` at phase 2 and the caller answers with ``verdict``
+        (the shape for an asynchronous credential store)."""
         conn = SSL.Connection(self._ctx, None)
         conn.set_accept_state()
         return TtlsSession(self, conn, verifier)
@@ -346,7 +365,7 @@ class TtlsSession:
     """One EAP-TTLS conversation (see the module docstring). Not thread-safe; one
     request at a time, in the order the peer sends them."""
 
-    def __init__(self, server: TtlsServer, conn: SSL.Connection, verifier: Verifier) -> None:
+    def __init__(self, server: TtlsServer, conn: SSL.Connection, verifier: Verifier | None) -> None:
         self._server = server
         self._conn = conn
         self._verifier = verifier
@@ -359,6 +378,7 @@ class TtlsSession:
         self._outgoing = b""
         self._handshake_done = False
         self._asked_phase2 = False
+        self._checking: PapCredentials | None = None
 
     @property
     def outer_identity(self) -> str:
@@ -368,7 +388,7 @@ class TtlsSession:
     def step(self, eap: bytes, now: float) -> Step:
         """Answer the peer's EAP packet ``eap``. After Success or Failure the session is
         finished: a further step fails with ``finished``."""
-        if self._phase is _Phase.DONE:
+        if self._phase is _Phase.DONE or self._checking is not None:
             return self._fail("finished", self._identifier)
         self._rounds += 1
         try:
@@ -531,7 +551,22 @@ class TtlsSession:
             return self._fail("missing_inner_credentials", self._identifier)
         identity = username.decode("utf-8", errors="replace")
         credentials = PapCredentials(identity, password.rstrip(b"\x00"))
-        if not self._verifier(credentials):
+        if self._verifier is None:
+            self._checking = credentials
+            return CheckPassword(credentials)
+        return self._decide(credentials, self._verifier(credentials), now)
+
+    def verdict(self, ok: bool, now: float) -> Success | Failure:
+        """The answer to ``CheckPassword``: True admits the credentials it named."""
+        credentials = self._checking
+        if credentials is None:
+            return self._fail("unexpected_packet", self._identifier)
+        self._checking = None
+        return self._decide(credentials, ok, now)
+
+    def _decide(self, credentials: PapCredentials, ok: bool, now: float) -> Success | Failure:
+        identity = credentials.username
+        if not ok:
             return self._fail("wrong_password", self._identifier, identity)
         self._server.resumption.remember(self._master_key(), identity, now)
         return self._succeed(identity, resumed=False)

@@ -13,6 +13,7 @@ from radius.eap_ttls import (
     Avp,
     AvpError,
     Challenge,
+    CheckPassword,
     Failure,
     PapCredentials,
     ResumptionMemory,
@@ -56,6 +57,7 @@ def converse(
     while isinstance(step, Challenge):
         step = session.step(peer.respond(step.eap), now)
         rounds += 1
+    assert not isinstance(step, CheckPassword)
     return step, rounds
 
 
@@ -236,3 +238,22 @@ def test_resumption_memory_is_bounded_and_ages() -> None:
     assert memory.recall(b"b", now=3) == "bob"
     assert memory.recall(b"b", now=11) is None
     assert memory.expire(now=12) == 1 and len(memory) == 0
+
+
+def test_check_password_then_verdict(server: TtlsServer, pki: Pki) -> None:
+    """Without a verifier, phase 2 hands the credentials out (for an asynchronous
+    store) and the verdict finishes the conversation; nothing else is accepted between."""
+    for ok in (True, False):
+        peer = TtlsPeer(pki.ca_pem, USER, PASSWORD)
+        session = server.session()
+        step = session.step(peer.identity_response(), 0.0)
+        while isinstance(step, Challenge):
+            step = session.step(peer.respond(step.eap), 0.0)
+        assert isinstance(step, CheckPassword)
+        assert step.credentials == PapCredentials(USER, PASSWORD)
+        outcome = session.verdict(ok, 0.0)
+        if ok:
+            assert isinstance(outcome, Success) and outcome.keys.msk == peer.msk()
+        else:
+            assert isinstance(outcome, Failure) and outcome.reason == "wrong_password"
+        assert isinstance(session.verdict(True, 0.0), Failure)  # answered once only
