@@ -7,19 +7,37 @@ from ``radius.packet`` and the new EAP modules, until the server core is wired
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import email
 import re
+import secrets
 import socket
 import threading
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from controller.domain.eap_credentials import (
+    RANDOM_OCTETS,
+    CredentialPolicy,
+    realm_of,
+    verify_credential,
+)
+from controller.services.passpoint import PasspointProfile, android_wifi_config, issue_for
+from controller.storage.eap_credentials import EapCredentialStore
+from controller.storage.redis_conn import client_from_url
 from radius.attrs import Code
 from radius.eap_ttls import PapCredentials, TtlsServer
 from radius.mppe import mppe_key_attrs
 from radius.packet import attr, decode_request, encode_reply
 from tests.support.eap_kit import EAPOL_TEST, EapResponder, Pki, make_pki, run_eapol_test
 from tests.support.radclient import RADCLIENT, radclient
+from tests.support.redis_proc import RedisProcess
 
 pytestmark = pytest.mark.peers
 
@@ -160,3 +178,91 @@ def test_radclient_decodes_our_mppe_keys() -> None:
     assert reply.code == "Access-Accept", reply.output
     assert reply.first("MS-MPPE-Recv-Key") == "0x" + msk[:32].hex()
     assert reply.first("MS-MPPE-Send-Key") == "0x" + msk[32:].hex()
+
+
+@needs_eapol_test
+async def test_profile_credential_from_redis_then_revoked(
+    tmp_path: Path, pki: Pki, redis_proc: RedisProcess
+) -> None:
+    """The whole chain short of the server wiring: a credential issued and stored in a
+    real Redis, its Android profile parsed back for the username, secret, realm and CA
+    (what the phone installs), eapol_test authenticating with them through a responder
+    whose verifier reads Redis and checks the argon2id hash; after revoke: Reject."""
+    client = client_from_url(redis_proc.url)
+    store = EapCredentialStore(client)
+    policy = CredentialPolicy("city.example", memory_kib=1024, time_cost=1)
+    issued = await issue_for(
+        store, policy, "a1b2c3d4e5f60718", int(time.time()), secrets.token_bytes(RANDOM_OCTETS)
+    )
+    profile = PasspointProfile(
+        realm="city.example",
+        home_domain="city.example",
+        friendly_name="City WiFi",
+        roaming_consortium=(),
+        ca_der=pki.ca_der,
+        trusted_server_names=("radius.city.example",),
+    )
+    parts = _android_parts(android_wifi_config(profile, issued))
+    username, password, realm = _pps_credential(parts["application/x-passpoint-profile"])
+    ca_pem = x509.load_der_x509_certificate(parts["application/x-x509-ca-cert"]).public_bytes(
+        serialization.Encoding.PEM
+    )
+    assert realm_of(username) == realm == "city.example"
+
+    loop = asyncio.get_running_loop()
+
+    def from_redis(credentials: PapCredentials) -> bool:
+        # The responder's thread asks the test's loop, as the wiring will ask the store.
+        found = asyncio.run_coroutine_threadsafe(store.lookup(credentials.username), loop)
+        return verify_credential(found.result(5), credentials.password, time.time())
+
+    ttls = TtlsServer(pki.server_chain_pem, pki.server_key_pem)
+    with EapResponder(ttls, from_redis) as responder:
+        ok = await asyncio.to_thread(
+            run_eapol_test,
+            tmp_path,
+            responder.port,
+            ca_pem=ca_pem,
+            identity=username,
+            password=password,
+            anonymous_identity=f"anonymous@{realm}",
+        )
+        assert ok.ok, ok.output[-3000:]
+        assert "MPPE keys OK: 1  mismatch: 0" in ok.output
+        assert await store.revoke("a1b2c3d4e5f60718", username)
+        revoked = await asyncio.to_thread(
+            run_eapol_test,
+            tmp_path,
+            responder.port,
+            ca_pem=ca_pem,
+            identity=username,
+            password=password,
+            timeout=5,
+        )
+    await client.aclose()
+    assert not revoked.ok and "Access-Reject" in revoked.output
+    assert [(o.code, o.inner_identity) for o in responder.outcomes] == [
+        (Code.ACCESS_ACCEPT, username),
+        (Code.ACCESS_REJECT, username),
+    ]
+
+
+def _android_parts(body: bytes) -> dict[str, bytes]:
+    message = email.message_from_bytes(base64.b64decode(body))
+    out: dict[str, bytes] = {}
+    for part in message.walk():
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            out[part.get_content_type()] = payload
+    return out
+
+
+def _pps_credential(xml: bytes) -> tuple[str, str, str]:
+    ns = "{syncml:dmddf1.2}"
+    values = {
+        node.findtext(f"{ns}NodeName"): node.findtext(f"{ns}Value")
+        for node in ET.fromstring(xml).iter(f"{ns}Node")
+        if node.find(f"{ns}Value") is not None
+    }
+    password = base64.b64decode(values["Password"] or "").decode()
+    return values["Username"] or "", password, values["Realm"] or ""
