@@ -370,5 +370,11 @@ class TtlsPeer:
             out = self.conn.bio_read(65536)
         return self._send(packet.identifier, out)
 
+    def finish(self) -> None:
+        """Mark the TLS session closed cleanly (as the server does): OpenSSL makes a
+        session unresumable when its connection is freed without a shutdown, and a
+        resumed connection shares the session of the one it resumed."""
+        self.conn.set_shutdown(SSL.SENT_SHUTDOWN | SSL.RECEIVED_SHUTDOWN)
+
     def msk(self) -> bytes:
         return self.conn.export_keying_material(KEYING_LABEL, 128)[:64]
