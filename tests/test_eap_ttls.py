@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from radius.eap import EapCode, EapPacket, EapType, decode_eap
 from radius.eap_ttls import (
@@ -28,9 +30,13 @@ USER = "alice@city.example"
 PASSWORD = b"correct horse"
 
 
+_PKI = make_pki()
+_SERVER = TtlsServer(_PKI.server_chain_pem, _PKI.server_key_pem)
+
+
 @pytest.fixture(scope="module")
 def pki() -> Pki:
-    return make_pki()
+    return _PKI
 
 
 @pytest.fixture
@@ -257,3 +263,48 @@ def test_check_password_then_verdict(server: TtlsServer, pki: Pki) -> None:
         else:
             assert isinstance(outcome, Failure) and outcome.reason == "wrong_password"
         assert isinstance(session.verdict(True, 0.0), Failure)  # answered once only
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=6))
+def test_hostile_packets_never_raise(packets: list[bytes]) -> None:
+    """Whatever a peer sends after its identity, every step answers with a Step (a
+    Failure for garbage), never an exception; after a Failure the session stays shut."""
+    pki = _PKI
+    session = _SERVER.session(_verifier())
+    session.step(TtlsPeer(pki.ca_pem, USER, PASSWORD).identity_response(0), 0.0)
+    failed = False
+    for identifier, body in enumerate(packets, start=1):
+        wire = EapPacket(EapCode.RESPONSE, identifier & 0xFF, EapType.TTLS, body).encode()
+        for candidate in (wire, body):
+            outcome = session.step(candidate, 0.0)
+            assert isinstance(outcome, Challenge | Failure)
+            if failed:
+                assert isinstance(outcome, Failure)
+            failed = failed or isinstance(outcome, Failure)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.binary(max_size=200))
+def test_avp_decoder_raises_only_avp_error(data: bytes) -> None:
+    try:
+        avps = decode_avps(data)
+    except AvpError:
+        return
+    assert all(isinstance(a, Avp) and a.code >= 0 for a in avps)
+
+
+def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/eap_bench.py with a handful of logins prints its figures (no timing asserted)."""
+    import sys
+
+    from bench import eap_bench
+
+    saved = sys.argv
+    sys.argv = ["eap_bench", "--logins", "3"]
+    try:
+        eap_bench.main()
+    finally:
+        sys.argv = saved
+    out = capsys.readouterr().out
+    assert "full, argon2id" in out and "resumed" in out and "argon2id verify alone" in out
