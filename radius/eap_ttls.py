@@ -330,6 +330,9 @@ class TtlsServer:
         ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        # A peer may not renegotiate inside the tunnel: each renegotiation would cost us
+        # a handshake for nothing (RFC 5281 has no use for it).
+        ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
         ctx.use_certificate(certs[0])
         for extra in certs[1:]:
             ctx.add_extra_chain_cert(extra)

@@ -210,3 +210,20 @@ def test_mppe_attrs_carry_recv_then_send() -> None:
     send = request.vsas[(VENDOR_MICROSOFT, MS_MPPE_SEND_KEY)][0]
     assert decrypt_mppe_key(recv, SECRET, AUTHENTICATOR) == msk[:32]
     assert decrypt_mppe_key(send, SECRET, AUTHENTICATOR) == msk[32:]
+
+
+def test_dictionary_names_the_mppe_keys() -> None:
+    """radius/dictionaries (FreeRADIUS format, read by pyrad here and by the peers'
+    tools) knows the two vendor attributes we now send, salt-encrypted."""
+    from pyrad.dictionary import Dictionary
+
+    from radius.attrs import DICTIONARY_DIR
+
+    d = Dictionary(str(DICTIONARY_DIR / "dictionary"))
+    for name, vtype in (
+        ("MS-MPPE-Send-Key", MS_MPPE_SEND_KEY),
+        ("MS-MPPE-Recv-Key", MS_MPPE_RECV_KEY),
+    ):
+        attribute = d.attributes[name]
+        assert (attribute.vendor, attribute.code, attribute.encrypt) == ("Microsoft", vtype, 2)
+    assert d.vendors.GetForward("Microsoft") == VENDOR_MICROSOFT
