@@ -63,6 +63,7 @@ if [ $want_test = 1 ]; then
   apt_install chromium fonts-wqy-microhei  # CJK font: readable zh screenshots
   # LibreOffice Calc without the GUI: renders the settlement workbook to PDF in its test
   apt_install --no-install-recommends libreoffice-calc-nogui
+  apt_install eapoltest  # eapol_test: a real EAP peer (wpa_supplicant) for the EAP-TTLS tests
   install_peers
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -58,6 +58,7 @@ from controller.config.model import (
     Subsidy,
     Venue,
 )
+from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigError, ConfigProblem, KeyPath, format_key
 from controller.config.registry_csv import (
     access_point_entry,
@@ -80,6 +81,7 @@ from controller.config.schema import (
     HttpTable,
     LogTable,
     OperatorEntry,
+    PasspointTable,
     PortalTable,
     QuotaTable,
     RadiusTable,
@@ -326,6 +328,7 @@ class _Builder:
         audit = self.table(raw, "audit", AuditTable)
         reports = self.table(raw, "reports", ReportsTable)
         enforcer = self.table(raw, "enforcer", EnforcerTable)
+        passpoint = self.table(raw, "passpoint", PasspointTable)
 
         operators = self.entries(raw, "operators", OperatorEntry)
         venues = self.entries(raw, "venues", VenueEntry)
@@ -368,10 +371,10 @@ class _Builder:
         if self.problems or brand is None:
             return None
         assert quota and radius and http and redis and sms and log and security and portal
-        assert subsidy and audit and reports and enforcer
+        assert subsidy and audit and reports and enforcer and passpoint
         return self.config(
             brand, quota, radius, http, redis, sms, log, security, portal, subsidy, audit,
-            reports, enforcer, _valid(operators), _valid(venues), _valid(clients),
+            reports, enforcer, passpoint, _valid(operators), _valid(venues), _valid(clients),
             _valid(access_points), _valid(tokens),
         )  # fmt: skip
 
@@ -490,6 +493,7 @@ class _Builder:
         audit: AuditTable,
         reports: ReportsTable,
         enforcer: EnforcerTable,
+        passpoint: PasspointTable,
         operators: list[OperatorEntry],
         venues: list[VenueEntry],
         clients: list[ClientEntry],
@@ -587,7 +591,27 @@ class _Builder:
                 }
             ),
             enforcer=EnforcerSettings(**dict(enforcer)),
+            passpoint=self.passpoint(passpoint),
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
+        )
+
+    def passpoint(self, t: PasspointTable) -> PasspointSettings:
+        def pem(value: str) -> Path | None:
+            return self.resolve(value, Path()) if t.enabled and value.strip() else None
+
+        return PasspointSettings(
+            enabled=t.enabled,
+            realm=t.realm,
+            home_domain=t.home_domain or t.realm,
+            friendly_name=t.friendly_name,
+            roaming_consortium=tuple(t.roaming_consortium),
+            ca_cert=pem(t.ca_cert),
+            server_cert=pem(t.server_cert),
+            server_key=pem(t.server_key),
+            credential_days=t.credential_days,
+            fragment_size=t.fragment_size,
+            resumption_seconds=t.resumption_seconds,
+            state_seconds=t.state_seconds,
         )
 
     @staticmethod

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigProblem
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -251,5 +252,6 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
+    passpoint: PasspointSettings = field(default_factory=PasspointSettings)
     # accepted but worth a look (a placeholder secret on a loopback-only client): logged
     warnings: tuple[ConfigProblem, ...] = ()

@@ -57,6 +57,7 @@ from controller.config.checks import (
     placeholder_reason,
     secret_weakness,
 )
+from controller.config.passpoint import DNS_NAME, ROAMING_OI
 from controller.config.problems import KeyPath
 from controller.config.redis_url import RedisUrlError, parse_redis_url
 from controller.domain.mac import normalize_mac
@@ -686,6 +687,71 @@ class ApiTokenEntry(Table):
         return digest
 
 
+def _dns_name(value: str) -> str:
+    value = value.strip()
+    if value and not DNS_NAME.match(value):
+        raise fail(f"'{value}' is not a lower-case DNS name (RFC 7542 §2.2)")
+    return value
+
+
+def _roaming_oi(value: str) -> str:
+    oi = value.strip().lower().replace("-", "").replace(":", "")
+    if not ROAMING_OI.match(oi):
+        raise fail(f"'{value}' is not an OI of 3 or 5 octets in hex (e.g. 5a03ba0000)")
+    return oi
+
+
+_PEM_MARKERS: Final = {
+    "ca_cert": ("-----BEGIN CERTIFICATE-----", "certificate"),
+    "server_cert": ("-----BEGIN CERTIFICATE-----", "certificate"),
+    "server_key": ("PRIVATE KEY-----", "private key"),
+}
+
+
+class PasspointTable(Table):
+    """``[passpoint]``: the EAP-TTLS server and the profiles (issue 19)."""
+
+    enabled: bool = False
+    realm: Annotated[str, AfterValidator(_dns_name), Field(validate_default=True)] = ""
+    home_domain: Annotated[str, AfterValidator(_dns_name)] = ""  # "": the realm
+    friendly_name: NonEmpty = "City WiFi"
+    roaming_consortium: list[Annotated[str, AfterValidator(_roaming_oi)]] = []
+    ca_cert: Annotated[str, Field(validate_default=True)] = ""
+    server_cert: Annotated[str, Field(validate_default=True)] = ""
+    server_key: Annotated[str, Field(validate_default=True)] = ""
+    credential_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    # RFC 5281 §9.2.2: TTLS fragments; 256 octets at least, 4000 fits a jumbo-free path
+    fragment_size: Annotated[int, Field(ge=256, le=4000)] = 1398
+    resumption_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+    state_seconds: Annotated[int, Field(ge=10, le=600)] = 60
+
+    @field_validator("realm")
+    @classmethod
+    def _realm_when_enabled(cls, realm: str, info: ValidationInfo) -> str:
+        if info.data.get("enabled") and not realm:
+            raise fail("missing required key 'realm' (passpoint is enabled)")
+        return realm
+
+    @field_validator("ca_cert", "server_cert", "server_key")
+    @classmethod
+    def _pem_when_enabled(cls, value: str, info: ValidationInfo) -> str:
+        """When enabled, each file must exist and hold the PEM object it is named for."""
+        if not info.data.get("enabled"):
+            return value
+        key = info.field_name or ""
+        if not value.strip():
+            raise fail(f"missing required key '{key}' (passpoint is enabled)")
+        marker, what = _PEM_MARKERS[key]
+        path = scope_of(info).resolve(value)
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as err:
+            raise fail(f"cannot read {path}: {err.strerror}") from None
+        if marker not in text:
+            raise fail(f"{path} holds no PEM {what}")
+        return value
+
+
 # The file: its tables and its arrays of tables, by the name they have in it.
 SECTIONS: Final[Mapping[str, type[Table]]] = {
     "brand": BrandTable,
@@ -702,6 +768,7 @@ SECTIONS: Final[Mapping[str, type[Table]]] = {
     "audit": AuditTable,
     "reports": ReportsTable,
     "enforcer": EnforcerTable,
+    "passpoint": PasspointTable,
 }
 LISTS: Final[Mapping[str, type[Table]]] = {
     "operators": OperatorEntry,

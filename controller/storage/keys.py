@@ -145,3 +145,15 @@ def lease(pid: str) -> str:
 def health_probe(instance: str) -> str:
     """A process's store health probe (``Store.probe``): a short-lived write."""
     return f"{PREFIX}:health:{instance}"
+
+
+def eap_credential(username: str) -> str:
+    """An EAP (Passpoint) credential by username: hash of person, argon2id hash, times
+    (``storage/eap_credentials.py``). Global, like ``mac_owner``: a login knows only the
+    username."""
+    return f"{PREFIX}:eap:{username}"
+
+
+def eap_credentials(pid: str) -> str:
+    """The usernames of a person's EAP credentials (a set), for the status page and revoke."""
+    return f"{person(pid)}:eap"
