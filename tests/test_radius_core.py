@@ -37,6 +37,7 @@ from radius.events import (
     AccessRequest,
     AccountingRequest,
     AccountingResponse,
+    HiddenPassword,
     Source,
     access_request,
     accounting_request,
@@ -290,7 +291,8 @@ def test_access_request_fields_are_decoded_once() -> None:
     )
     packet = encode_request(Code.ACCESS_REQUEST, 4, SECRET, attrs, authenticator=auth)
     event = access_request(decode_request(packet, SECRET), "nas-local", SECRET, Source(*NAS))
-    assert event.user_password == b"s3cret" and not event.password_malformed
+    assert event.user_password is not None and event.user_password.reveal() == b"s3cret"
+    assert "s3cret" not in repr(event) and "testing123" not in repr(event)
     assert event.chap_password is None and event.chap_challenge == auth  # RFC 2865 §2.2
     assert (event.calling_station_id, event.nas_identifier) == (MAC, "ap-7")
     assert (event.nas_ip_address, event.nas_ipv6_address) == ("10.1.2.3", "::1")
@@ -304,7 +306,7 @@ def test_access_request_fields_are_decoded_once() -> None:
         authenticator=auth,
     )
     odd = access_request(decode_request(bad, SECRET), "nas-local", SECRET, Source(*NAS))
-    assert odd.user_password is None and odd.password_malformed
+    assert odd.user_password is not None and odd.user_password.reveal() is None
     with pytest.raises(ValueError):
         AccessRequest("nas", Source(*NAS), 256, auth)
 
@@ -431,11 +433,15 @@ def service(
     )
 
 
-def access_event(user: str | None, *, password: bytes | None = None, **kw: Any) -> AccessRequest:
+def access_event(
+    user: str | None, *, password: bytes | None = None, hidden: bytes | None = None, **kw: Any
+) -> AccessRequest:
+    """An Access-Request event; ``password`` is hidden as a NAS would (RFC 2865 §5.2)."""
     fields: dict[str, Any] = {"calling_station_id": MAC, **kw}
-    return AccessRequest(
-        "nas-local", Source(*NAS), 1, bytes(16), user, user_password=password, **fields
-    )
+    if password is not None:
+        hidden = encrypt_user_password(password, SECRET, bytes(16))
+    sent = HiddenPassword(hidden, SECRET, bytes(16)) if hidden is not None else None
+    return AccessRequest("nas-local", Source(*NAS), 1, bytes(16), user, sent, **fields)
 
 
 def credential_state(**kw: Any) -> PersonState:
@@ -470,7 +476,7 @@ async def test_access_decision_paths(city: Config) -> None:
     wrong = await svc.access(access_event(USERNAME, password=b"nope"))
     assert isinstance(wrong, AccessReject) and wrong.result == "bad_password"
     assert (await svc.access(access_event(None))).result == "bad_request"  # type: ignore[union-attr]
-    malformed = access_event(USERNAME, password_malformed=True)
+    malformed = access_event(USERNAME, hidden=b"x" * 15)
     assert (await svc.access(malformed)).result == "bad_request"  # type: ignore[union-attr]
     stranger = await svc.access(access_event("someone"))
     assert isinstance(stranger, AccessReject) and stranger.result == "unknown_credential"

@@ -211,9 +211,10 @@ class RadiusService:
         state = await self.store.auth_state(pid, username, mac, today, stale_before, now)
         password_ok = False
         if credential and state.password:
-            if event.password_malformed:  # RFC 2865 §5.2: not a User-Password
+            checked = self._password_ok(event, state.password.encode())
+            if checked is None:  # RFC 2865 §5.2: not a User-Password
                 return Admission(reject(Outcome.BAD_REQUEST))
-            password_ok = self._password_ok(event, state.password.encode())
+            password_ok = checked
         decision = decide_access(
             state,
             credential=credential,
@@ -243,10 +244,12 @@ class RadiusService:
         return Admission(decision, pid, credential, committed.nonce)
 
     @staticmethod
-    def _password_ok(event: AccessRequest, password: bytes) -> bool:
-        """PAP (RFC 2865 §5.2, recovered by the decoder) first, else CHAP (§5.3)."""
+    def _password_ok(event: AccessRequest, password: bytes) -> bool | None:
+        """PAP (RFC 2865 §5.2) first, else CHAP (§5.3); None for a User-Password that is
+        not one (bad length)."""
         if event.user_password is not None:
-            return hmac.compare_digest(event.user_password, password)
+            given = event.user_password.reveal()
+            return None if given is None else hmac.compare_digest(given, password)
         if event.chap_password is not None:
             return chap_matches(event.chap_password, event.chap_challenge, password)
         return False
