@@ -53,6 +53,7 @@ from controller.services.radius_service import RadiusService
 from controller.storage.keyfiles import load_person_key
 from controller.storage.store import Store
 from radius.attrs import AcctStatus, Attr, Code, TerminateCause
+from radius.events import AccessAccept, Source, access_request, accounting_request
 from radius.packet import (
     attr,
     attr_int,
@@ -369,8 +370,11 @@ async def seed(
             packet = encode_request(
                 Code.ACCESS_REQUEST, d, client.secret, attrs, authenticator=authenticator
             )
-            reply = await service.access(client, decode_request(packet, client.secret))
-            if reply is None or reply[0] != Code.ACCESS_ACCEPT:
+            request = decode_request(packet, client.secret)
+            reply = await service.access(
+                access_request(request, client.id, client.secret, Source("", 0))
+            )
+            if not isinstance(reply, AccessAccept):
                 raise SeedError(f"person {i} device {d}: the login was not accepted: {reply}")
         if used > 0:
             stop = b"".join(
@@ -387,7 +391,8 @@ async def seed(
             packet = encode_request(
                 Code.ACCOUNTING_REQUEST, 0, client.secret, stop, message_authenticator=False
             )
-            reply = await service.accounting(client, decode_request(packet, client.secret))
+            request = decode_request(packet, client.secret)
+            reply = await service.accounting(accounting_request(request, client.id, Source("", 0)))
             if reply is None:
                 raise SeedError(f"person {i}: the seed accounting was not recorded")
 

@@ -82,6 +82,7 @@ class Attr(IntEnum):
     NAS_IPV6_ADDRESS = 95
     ERROR_CAUSE = 101
     OPERATOR_NAME = 126  # RFC 5580 §4.1
+    FRAMED_IPV6_ADDRESS = 168  # RFC 6911 §3.1
 
 
 class AcctStatus(IntEnum):

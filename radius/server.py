@@ -1,13 +1,11 @@
 """The asyncio shell of the RADIUS server: one DatagramProtocol per port.
 
-A datagram is checked against its client and the packet rules (radius.packet), answered
-from the RFC 5080 duplicate cache when it is a retransmission, and otherwise handed to
-the service, whose reply is encoded and sent. No reply (``None``) means the request was
-not recorded: nothing is sent and the NAS retransmits (RFC 2866 §2).
-
-Status-Server is answered only while the store can record (``can_record``, RFC 5997
-§4.2): proxies judge a server's liveness by it, and must fail over while it cannot do
-its work. Drops are counted exactly; their log lines are limited per source
+It only feeds ``radius.core.ServerCore`` (which decides: drop, answer now, or hand the
+request to the service) and does the I/O the core returns: ``sendto`` an ``Answer``,
+run the service coroutine for a ``Dispatch`` and send what ``ServerCore.answered``
+makes of its reply. No reply (``None``) means the request was not recorded: nothing is
+sent and the NAS retransmits (RFC 2866 §2). Metrics and log lines are written here,
+from the core's results: drops are counted exactly, their log lines limited per source
 (``DropLog``), so a flood of bad packets cannot flood the log.
 """
 
@@ -16,102 +14,50 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from radius import metrics
 from radius.attrs import Code
-from radius.dedup import IN_PROGRESS, DedupCache, DedupKey
-from radius.packet import PacketError, Request, decode_request, encode_reply
+from radius.core import (
+    DROP_REASONS,
+    Answer,
+    Dispatch,
+    Drop,
+    DropLine,
+    DropLog,
+    Peer,
+    Role,
+    ServerCore,
+    Ticket,
+)
+from radius.dedup import DedupCache
+from radius.events import (
+    AccessReply,
+    AccessRequest,
+    AccountingRequest,
+    AccountingResponse,
+    Reply,
+)
+
+__all__ = ["DropLine", "DropLog", "RadiusEndpoint", "Service", "open_endpoint"]
 
 log = structlog.get_logger("citywifi.radius")
 
-
-class Reply(NamedTuple):
-    """What the service answers: a code, the encoded attributes, and for the request log
-    who and what it was about (person id, venue, session id, result)."""
-
-    code: int
-    attrs: bytes = b""
-    about: tuple[str, str, str, str] = ("", "", "", "")
-
-
-DROP_LOG_INTERVAL = 60.0  # seconds between two log lines about one source's drops
-DROP_LOG_SOURCES = 10_000  # sources tracked; beyond, the rest share one line ("*")
 RESULTS = {  # reply code -> the result label of the request counters
     int(Code.ACCESS_ACCEPT): "accept",
     int(Code.ACCESS_REJECT): "reject",
     int(Code.ACCOUNTING_RESPONSE): "ok",
 }
 
-# Source (host, port) of the request being handled, set in its own task: the service
-# records where a NAS of a CIDR client sends from (its RFC 5176 address).
-request_source: ContextVar[tuple[str, int]] = ContextVar("request_source")
-
-
-@dataclass(frozen=True, slots=True)
-class DropLine:
-    """A log line to write about a drop: the source it is about ("*" for the untracked
-    rest) and how many drops of that source went unlogged since its previous line."""
-
-    source: str
-    suppressed: int
-
-
-class DropLog:
-    """At most one log line per source per ``interval`` about dropped packets.
-
-    Log flooding: a hostile or broken sender must not turn every bad datagram into a log
-    line. The first drop from a source is logged; the next ones within ``interval`` are
-    only counted, and the first after it is logged with that count. The drop counters
-    stay exact. Pure (``now`` is passed in) and bounded: at most ``max_sources`` sources
-    are tracked (expired ones are pruned at most once per interval, so a flood of new
-    sources costs no scan per packet); beyond that the others share the source "*".
-    """
-
-    def __init__(
-        self, interval: float = DROP_LOG_INTERVAL, max_sources: int = DROP_LOG_SOURCES
-    ) -> None:
-        self.interval = interval
-        self.max_sources = max_sources
-        self._seen: dict[str, list[float]] = {}  # source -> [last line at, suppressed]
-        self._pruned_at = -float("inf")
-
-    def admit(self, source: str, now: float) -> DropLine | None:
-        """The line to log for this drop, or None to count it silently."""
-        entry = self._seen.get(source)
-        if entry is None and len(self._seen) >= self.max_sources:
-            if now - self._pruned_at >= self.interval:
-                self._pruned_at = now
-                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.interval}
-            if len(self._seen) >= self.max_sources:
-                source = "*"
-                entry = self._seen.get(source)
-        if entry is None or now - entry[0] >= self.interval:
-            self._seen[source] = [now, 0]
-            return DropLine(source, int(entry[1]) if entry is not None else 0)
-        entry[1] += 1
-        return None
-
-
-class Peer(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def secret(self) -> bytes: ...
-    @property
-    def require_message_authenticator(self) -> bool: ...
-
 
 class Service(Protocol):
     log_requests: bool  # one "radius.request" event per outcome (costs ~10 µs each)
 
     def peer_for(self, host: str) -> Peer | None: ...
-    async def access(self, peer: Any, request: Request) -> Reply | None: ...
-    async def accounting(self, peer: Any, request: Request) -> Reply | None: ...
+    async def access(self, event: AccessRequest) -> AccessReply | None: ...
+    async def accounting(self, event: AccountingRequest) -> AccountingResponse | None: ...
 
 
 class RadiusEndpoint(asyncio.DatagramProtocol):
@@ -119,7 +65,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
     def __init__(
         self,
-        role: str,
+        role: Role,
         service: Service,
         *,
         dedup_window: float = 30.0,
@@ -127,42 +73,43 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         clock: Callable[[], float] = time.monotonic,
         can_record: Callable[[], bool] | None = None,
     ) -> None:
-        self.role = role
+        self.role: Role = role
         self.service = service
-        # whether the store can record now (Status-Server is answered only then)
-        self.can_record: Callable[[], bool] = can_record or (lambda: True)
-        self.dedup = DedupCache(dedup_window)
-        self.max_in_flight = max_in_flight
+        self.core = ServerCore(
+            role,
+            service.peer_for,
+            dedup_window=dedup_window,
+            max_in_flight=max_in_flight,
+            can_record=can_record,
+        )
         self.clock = clock
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
-        self._drop_log = DropLog()
-        self._expected = Code.ACCESS_REQUEST if role == "auth" else Code.ACCOUNTING_REQUEST
-        self._status_reply = Code.ACCESS_ACCEPT if role == "auth" else Code.ACCOUNTING_RESPONSE
-        self._handle: Callable[[Any, Request], Awaitable[Reply | None]] = (
+        self._handle: Callable[[Any], Awaitable[Reply | None]] = (
             service.access if role == "auth" else service.accounting
         )
-        self._drops = {
-            reason: metrics.DROPPED.labels(role, reason)
-            for reason in (
-                "unknown_client",
-                "malformed",
-                "invalid_attribute",
-                "unexpected_code",
-                "duplicate_in_progress",
-                "overload",
-                "not_recorded",
-                "missing_message_authenticator",
-                "bad_message_authenticator",
-                "bad_request_authenticator",
-                "proxy_state_without_message_authenticator",
-                "store_unavailable",
-            )
-        }
+        self._drops = {reason: metrics.DROPPED.labels(role, reason) for reason in DROP_REASONS}
         self._latency = metrics.LATENCY.labels(role)
         self._by_code = {c: metrics.REQUESTS.labels(role, role, r) for c, r in RESULTS.items()}
+        self._status = metrics.REQUESTS.labels(role, "status", "ok")
+        self._duplicate = metrics.REQUESTS.labels(role, "duplicate", "cached")
+
+    @property
+    def dedup(self) -> DedupCache:
+        """The core's RFC 5080 duplicate cache."""
+        return self.core.dedup
+
+    @property
+    def max_in_flight(self) -> int:
+        """Requests in progress beyond which new ones are dropped as overload (0 on stop:
+        take none while draining)."""
+        return self.core.max_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, value: int) -> None:
+        self.core.max_in_flight = value
 
     def _answered(self, code: int) -> Any:
         counter = self._by_code.get(code)
@@ -181,19 +128,16 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         assert self.transport is not None
         return int(self.transport.get_extra_info("sockname")[1])
 
-    def _drop(self, reason: str) -> None:
-        counter = self._drops.get(reason)
+    def _dropped(self, drop: Drop) -> None:
+        """Count the drop; write its log line when the core's ``DropLog`` gave one."""
+        counter = self._drops.get(drop.reason)
         if counter is None:
-            counter = self._drops[reason] = metrics.DROPPED.labels(self.role, reason)
+            counter = self._drops[drop.reason] = metrics.DROPPED.labels(self.role, drop.reason)
         counter.inc()
-
-    def _log_drop(self, host: str, now: float, reason: str, client: str | None) -> None:
-        """Count the drop; log it unless its source was logged within the interval."""
-        self._drop(reason)
-        line = self._drop_log.admit(host, now)
+        line = drop.line
         if line is None:
             return
-        if client is None:
+        if drop.client is None:
             log.warning(
                 "radius.unknown_client",
                 port=self.role,
@@ -204,116 +148,80 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             log.info(
                 "radius.dropped",
                 port=self.role,
-                client=client,
+                client=drop.client,
                 source=line.source,
-                reason=reason,
+                reason=drop.reason,
                 suppressed=line.suppressed,
             )
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        now = self.clock()
-        host = addr[0]
-        peer = self.service.peer_for(host)
-        if peer is None:
-            self._log_drop(host, now, "unknown_client", None)
-            return
-        try:
-            request = decode_request(
-                data,
-                peer.secret,
-                require_message_authenticator=peer.require_message_authenticator,
-            )
-        except PacketError as exc:
-            self._log_drop(host, now, exc.reason, peer.id)
-            return
-        if request.code == Code.STATUS_SERVER:  # RFC 5997 §3: answered at once, not cached
-            if not self.can_record():  # RFC 5997 §4.2: not alive while it cannot record
-                self._log_drop(host, now, "store_unavailable", peer.id)
-                return
-            self._send(encode_reply(self._status_reply, request, peer.secret), addr)
-            metrics.REQUESTS.labels(self.role, "status", "ok").inc()
-            return
-        if request.code != self._expected:
-            self._drop("unexpected_code")
-            return
-        key: DedupKey = (host, addr[1], request.code, request.identifier, request.authenticator)
-        cached = self.dedup.lookup(key, now)
-        if cached is IN_PROGRESS:
-            self._drop("duplicate_in_progress")
-            return
-        if isinstance(cached, bytes):
-            self._send(cached, addr)
-            metrics.REQUESTS.labels(self.role, "duplicate", "cached").inc()
-            return
-        if len(self.tasks) >= self.max_in_flight:
-            self._drop("overload")
-            return
-        self.dedup.begin(key, now)
-        loop = self._loop or asyncio.get_running_loop()
-        task = loop.create_task(self._answer(peer, request, key, addr, now))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        outcome = self.core.receive(data, addr, self.clock())
+        if type(outcome) is Dispatch:
+            loop = self._loop or asyncio.get_running_loop()
+            task = loop.create_task(self._answer(outcome))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        elif type(outcome) is Answer:
+            self._send(outcome.data, addr)
+            (self._status if outcome.kind == "status" else self._duplicate).inc()
+        else:
+            assert type(outcome) is Drop
+            self._dropped(outcome)
 
-    async def _answer(
-        self, peer: Any, request: Request, key: DedupKey, addr: tuple[str | Any, int], t0: float
-    ) -> None:
-        reply: bytes | None = None
-        result: Reply | None = None
-        request_source.set((str(addr[0]), int(addr[1])))  # this task's context only
+    async def _answer(self, dispatch: Dispatch) -> None:
+        ticket = dispatch.ticket
+        reply: Reply | None = None
         try:
-            result = await self._handle(peer, request)
-            if result is not None:
-                reply = self._encode(peer, request, result)
+            reply = await self._handle(dispatch.event)
         except Exception:
-            log.exception("radius.handler_failed", port=self.role, client=peer.id)
-        finally:
-            done = self.clock()
-            self.dedup.finish(key, reply, done)
-        if reply is None or result is None:
-            self._drop("not_recorded")
+            log.exception("radius.handler_failed", port=self.role, client=ticket.client)
+        done = self.clock()
+        try:
+            outcome = self.core.answered(ticket, reply, done)
+        except Exception:
+            log.exception("radius.handler_failed", port=self.role, client=ticket.client)
+            outcome = Drop("not_recorded", ticket.client)
+        if type(outcome) is Drop or reply is None:
+            self._dropped(Drop("not_recorded", ticket.client))
             if self.service.log_requests:
                 log.info(
                     "radius.request",
                     port=self.role,
-                    client=peer.id,
+                    client=ticket.client,
                     result="not_recorded",
-                    ms=round((done - t0) * 1000, 2),
+                    ms=round((done - ticket.started) * 1000, 2),
                 )
             return
+        assert type(outcome) is Answer
+        if outcome.kind == "shrunk":
+            log.warning(
+                "radius.reply_too_long", port=self.role, client=ticket.client, code=reply.code
+            )
+        self._sent(ticket, outcome.data, reply, done)
+
+    def _sent(self, ticket: Ticket, data: bytes, reply: Reply, done: float) -> None:
         # Count before sending: whoever sees the answer must also see it counted.
-        self._answered(reply[0]).inc()
-        code = reply[0]
-        counter = self._clients.get((peer.id, code))
+        code = data[0]
+        self._answered(code).inc()
+        counter = self._clients.get((ticket.client, code))
         if counter is None:  # per NAS: the "NAS silent for 1 h" alert, reject rates
             label = RESULTS.get(code, str(code))
-            counter = metrics.CLIENT_REQUESTS.labels(peer.id, self.role, label)
-            self._clients[(peer.id, code)] = counter
+            counter = metrics.CLIENT_REQUESTS.labels(ticket.client, self.role, label)
+            self._clients[(ticket.client, code)] = counter
         counter.inc()
-        self._latency.observe(done - t0)
-        self._send(reply, addr)
+        self._latency.observe(done - ticket.started)
+        self._send(data, ticket.source)
         if self.service.log_requests:
-            person, venue, session, outcome = result.about
             log.info(
                 "radius.request",
                 port=self.role,
-                client=peer.id,
-                venue=venue,
-                session=session,
-                person=person,
-                result=outcome,
-                ms=round((done - t0) * 1000, 2),
+                client=ticket.client,
+                venue=reply.venue,
+                session=reply.session,
+                person=reply.person,
+                result=reply.result,
+                ms=round((done - ticket.started) * 1000, 2),
             )
-
-    def _encode(self, peer: Any, request: Request, result: Reply) -> bytes:
-        try:
-            return encode_reply(result.code, request, peer.secret, result.attrs)
-        except ValueError:
-            # the echoed Proxy-States leave no room for our attributes (RFC 2865 §4: 4096
-            # octets at most): answer without them; an Accept without its Session-Timeout
-            # and Class must not go out, so that becomes a bare Reject
-            log.warning("radius.reply_too_long", port=self.role, client=peer.id, code=result.code)
-            code = Code.ACCESS_REJECT if result.code == Code.ACCESS_ACCEPT else result.code
-            return encode_reply(code, request, peer.secret, b"")
 
     def _send(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         if self.transport is not None:
@@ -326,7 +234,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
 
 async def open_endpoint(
-    role: str,
+    role: Role,
     service: Service,
     host: str,
     port: int,

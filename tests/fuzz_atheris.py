@@ -36,8 +36,7 @@ except ImportError:  # pragma: no cover - optional tool
 with atheris.instrument_imports():
     from controller.domain.identity import person_of_username, verify_class
     from controller.domain.mac import called_station_mac, normalize_mac
-    from controller.services.radius_service import octets
-    from radius import packet
+    from radius import events, packet
     from radius.attrs import Attr
 
 from tests.support.fuzz_kit import AUTH, SECRET, fix_length, resign  # noqa: E402 (after sys.path)
@@ -57,7 +56,9 @@ def handlers_read(req: packet.Request) -> None:
     normalize_mac(req.text(Attr.CALLING_STATION_ID) or "")
     called_station_mac(req.text(Attr.CALLED_STATION_ID) or "")
     verify_class(b"k" * 32, req.get(Attr.CLASS), "nas-local")
-    octets(req, Attr.ACCT_INPUT_OCTETS, Attr.ACCT_INPUT_GIGAWORDS)
+    # the typed events the service reads (radius.events): decoding never raises
+    events.access_request(req, "nas-local", SECRET, events.Source("", 0))
+    events.accounting_request(req, "nas-local", events.Source("", 0))
     hidden = req.get(Attr.USER_PASSWORD)
     if hidden is not None:
         try:

@@ -206,7 +206,7 @@ async def test_outbox_survives_until_an_archiver_runs(
 ) -> None:
     """No serve running: closes wait in Redis; the report command's drain takes them."""
     from controller.domain import quota
-    from controller.domain.state import AccountingWrite
+    from controller.domain.state import AccountingWrite, SessionFields
     from controller.storage.redis_conn import client_from_url
 
     store = Store(client_from_url(city.redis.url))
@@ -228,16 +228,16 @@ async def test_outbox_survives_until_an_archiver_runs(
                 output_octets=20,
                 cause="1",
                 boundaries=bounds,
-                fields={
-                    "pid": "0123456789abcdef0123",
-                    "known": "1",
-                    "client": "nas-local",
-                    "acct_session_id": "x1",
-                    "venue": "mall",
-                    "venue_type": "shopping_mall",
-                    "district": "裕华区",
-                    "operator": "op-mobile",
-                },
+                session=SessionFields(
+                    pid="0123456789abcdef0123",
+                    known=True,
+                    client="nas-local",
+                    acct_session_id="x1",
+                    venue="mall",
+                    venue_type="shopping_mall",
+                    district="裕华区",
+                    operator="op-mobile",
+                ),
             )
         )
         assert await store.redis.xlen(keys.OUTBOX) == 1

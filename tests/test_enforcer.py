@@ -20,7 +20,13 @@ from controller.domain.enforcement import (
     projected_exhaustion,
     session_identity,
 )
-from controller.domain.state import AccountingWrite, DuePerson, PersonSnapshot, StaleCheck
+from controller.domain.state import (
+    AccountingWrite,
+    DuePerson,
+    PersonSnapshot,
+    SessionFields,
+    StaleCheck,
+)
 from controller.services.enforcer import clock_rate
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
@@ -307,7 +313,7 @@ async def test_snapshot_after_accounting_matches_a_fresh_read(redis_proc: RedisP
                 output_octets=0,
                 cause="",
                 boundaries=bounds,
-                fields={"mac": "AA-00-00-00-00-01", "client": "nas"},
+                session=SessionFields(mac="AA-00-00-00-00-01", client="nas"),
             )
         )
         assert result.snapshot == PersonSnapshot(

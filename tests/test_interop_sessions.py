@@ -604,7 +604,7 @@ async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -
     """account.lua's slack for a session with one gap equals ``quota.StaleRule.slack``;
     the gap is the NAS's (its Acct-Session-Time), not how late the report arrived (here
     900 s late, as after our own downtime)."""
-    from controller.domain.state import AccountingWrite
+    from controller.domain.state import AccountingWrite, SessionFields
     from controller.storage.redis_conn import client_from_url
     from controller.storage.store import Store
 
@@ -628,7 +628,7 @@ async def test_lua_slack_is_the_stale_rule(redis_proc: RedisProcess, gap: int) -
                     output_octets=0,
                     cause="",
                     boundaries=bounds,
-                    fields={"pid": pid, "mac": DEVICE},
+                    session=SessionFields(pid=pid, mac=DEVICE),
                     stale=rule,
                 )
             )

@@ -44,6 +44,7 @@ from controller.storage.store import Store, StoreUnavailable
 from controller.web.app import make_app, make_metrics_app
 from controller.web.http_edge import ConnectionGuard, EdgeError, GuardedSite
 from controller.web.resources import Resources
+from radius.core import Role
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
@@ -129,7 +130,11 @@ class Controller:
             clock=self.clock,
             enforcer=self.enforcer,
         )
-        for role, port in (("auth", cfg.radius.auth_port), ("acct", cfg.radius.acct_port)):
+        ports: tuple[tuple[Role, int], ...] = (
+            ("auth", cfg.radius.auth_port),
+            ("acct", cfg.radius.acct_port),
+        )
+        for role, port in ports:
             with binding(f"RADIUS {role}", cfg.radius.bind, port, "udp"):
                 endpoint = await open_endpoint(
                     role,

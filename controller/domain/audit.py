@@ -14,8 +14,7 @@ from controller.config import Client
 from controller.domain import quota
 from controller.domain.mac import normalize_mac
 from controller.domain.registry import Registry
-from radius.attrs import Attr
-from radius.packet import Request
+from radius.events import AccessRequest
 
 AUDIT_SCHEMA: tuple[tuple[str, str], ...] = (
     ("day", "DATE"),  # local day of ``time`` (the partition)
@@ -61,21 +60,25 @@ class AuditRow(NamedTuple):
 
 
 def login_event(
-    registry: Registry, client: Client, request: Request, outcome: str, pid: str | None, now: int
+    registry: Registry,
+    client: Client,
+    event: AccessRequest,
+    outcome: str,
+    pid: str | None,
+    now: int,
 ) -> dict[str, str]:
     """The outbox entry of one Access-Request decision (``outcome``: controller.domain.access
     Outcome value); the phone is looked up when it is archived."""
-    called = request.text(Attr.CALLED_STATION_ID) or ""
-    nas_id = request.text(Attr.NAS_IDENTIFIER) or ""
-    nas_ip = request.get(Attr.NAS_IP_ADDRESS)
+    called = event.called_station_id
+    nas_id = event.nas_identifier
     return {
         "k": "login",
         "t": str(now),
         "pid": pid or "",
-        "mac": normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or "",
+        "mac": normalize_mac(event.calling_station_id) or "",
         "client": client.id,
         "nas_id": nas_id,
-        "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
+        "nas_ip": event.nas_ip_address,
         "ap": called,
         "venue": registry.venue_for(client, called, nas_id).id,
         "result": outcome if outcome == "accept" else f"reject:{outcome}",

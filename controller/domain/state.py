@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from controller.domain.quota import StaleRule
+from radius.attrs import AcctStatus
 
 LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same NAS session
 DEFAULT_STALE: Final = StaleRule(750, 300)  # the QuotaPolicy defaults
@@ -138,20 +139,84 @@ class CredentialIssue:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionFields:
+    """What a session record says about itself, written when it is first seen: whose
+    (``known``: tied to a person by a Class this server signed or a credential issued
+    for the client, else an anonymous stand-in id), which NAS session, device and
+    addresses (``nas_src``: where the NAS sends from, for RFC 5176 requests; ``calling``:
+    the Calling-Station-Id as sent, ``mac`` normalised), the login's nonce ("" when
+    anonymous), the AP (Called-Station-Id) and the venue it counts for, and the
+    Operator-Name the NAS sent (RFC 5580 §4.1, "" when none)."""
+
+    pid: str = ""
+    known: bool = False
+    client: str = ""
+    acct_session_id: str = ""
+    user: str = ""
+    mac: str = ""
+    ip: str = ""
+    nas_ip: str = ""
+    nas_ipv6: str = ""  # RFC 3162 §2.1: echoed in RFC 5176 requests to an IPv6 NAS
+    nas_id: str = ""
+    login: str = ""
+    calling: str = ""
+    nas_src: str = ""
+    ap: str = ""
+    venue: str = ""
+    venue_type: str = ""
+    district: str = ""
+    operator: str = ""
+    operator_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AccountingWrite:
+    """One Start, Interim-Update or Stop to record (RFC 2866 §5.1), its times already
+    corrected for Acct-Delay-Time, its span split at local midnights (``boundaries``)."""
+
     pid: str
     sid: str
     client_id: str
-    status: int
+    status: AcctStatus
     reported: int
     event_time: int
     input_octets: int
     output_octets: int
     cause: str
     boundaries: Sequence[tuple[int, str]]  # (day start epoch, day key), oldest first
-    fields: dict[str, str] = field(default_factory=dict)  # written when first seen
+    session: SessionFields = SessionFields()  # written when first seen
     generation: int = 1  # the generation of ``sid`` believed current (keys.session_id)
     stale: StaleRule = DEFAULT_STALE  # quota.stale_grace and the interim asked for
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """``session`` as the session hash's fields (storage's mapping, kept here until
+        ``controller.storage.store`` maps ``SessionFields`` itself): ``known`` as "1"/"0",
+        ``operator_name`` only when the NAS sent one."""
+        f = self.session
+        out = {
+            "pid": f.pid,
+            "known": "1" if f.known else "0",
+            "client": f.client,
+            "acct_session_id": f.acct_session_id,
+            "user": f.user,
+            "mac": f.mac,
+            "ip": f.ip,
+            "nas_ip": f.nas_ip,
+            "nas_ipv6": f.nas_ipv6,
+            "nas_id": f.nas_id,
+            "login": f.login,
+            "calling": f.calling,
+            "nas_src": f.nas_src,
+            "ap": f.ap,
+            "venue": f.venue,
+            "venue_type": f.venue_type,
+            "district": f.district,
+            "operator": f.operator,
+        }
+        if f.operator_name:
+            out["operator_name"] = f.operator_name
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,7 +245,7 @@ class Enforcer:
         if gap > self._cadence.get(write.client_id, 0):
             self._cadence[write.client_id] = self._cadence_news[write.client_id] = gap
             self._due_ready.set()
-        if result.snapshot is None or write.fields.get("known") == "0":
+        if result.snapshot is None or not write.session.known:
             return  # accounting we cannot tie to a person has no allowance to enforce
         asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import math
 import time
@@ -38,28 +37,26 @@ from controller.domain.identity import (
 )
 from controller.domain.mac import normalize_mac
 from controller.domain.registry import Registry
-from controller.domain.state import AccountingResult, AccountingWrite, Origin
+from controller.domain.state import AccountingResult, AccountingWrite, Origin, SessionFields
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius import metrics
-from radius.attrs import AcctStatus, Attr, Code, TerminateCause
-from radius.packet import (
-    PacketError,
-    Request,
-    attr,
-    attr_int,
-    attr_text_split,
-    chap_challenge,
-    chap_matches,
-    decrypt_user_password,
+from radius.attrs import AcctStatus, Attr, TerminateCause
+from radius.events import (
+    AccessAccept,
+    AccessReject,
+    AccessReply,
+    AccessRequest,
+    AccountingRequest,
+    AccountingResponse,
 )
-from radius.server import Reply, request_source
+from radius.packet import attr, attr_int, attr_text_split, chap_matches
 
 log = structlog.get_logger("citywifi.radius")
 
 MAX_DELAY = 86400  # an Acct-Delay-Time beyond a day is not believed
 MAX_GENERATIONS_KEPT = 65536  # reused session ids whose generation this process remembers
-STATUS_NAMES: dict[int, str] = {
+STATUS_NAMES: dict[AcctStatus, str] = {
     AcctStatus.START: "start",
     AcctStatus.STOP: "stop",
     AcctStatus.INTERIM_UPDATE: "interim",
@@ -89,10 +86,6 @@ class Admission:
 def anonymous_person(client_id: str, user: str) -> str:
     """A stable stand-in id for accounting we cannot tie to a person (still recorded)."""
     return hashlib.sha256(f"anon|{client_id}|{user}".encode()).hexdigest()[:20]
-
-
-def octets(request: Request, low: Attr, giga: Attr) -> int:
-    return (request.integer(low) or 0) + ((request.integer(giga) or 0) << 32)
 
 
 class AccountingObserver(Protocol):
@@ -147,24 +140,27 @@ class RadiusService:
 
     # -- Access-Request -----------------------------------------------------------------
 
-    async def access(self, client: Client, request: Request) -> Reply | None:
+    async def access(self, event: AccessRequest) -> AccessReply | None:
+        """The answer to an Access-Request, None to send none (the store is down: the
+        NAS retransmits, or fails over)."""
+        client = self.registry.clients_by_id.get(event.client)
+        if client is None:  # removed by a reload while the request waited
+            return None
         now = int(self.clock())
         try:
-            admission = await self._decide(client, request, now)
+            admission = await self._decide(client, event, now)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
-        except PacketError:
-            admission = Admission(reject(Outcome.BAD_REQUEST))
         decision, pid = admission.decision, admission.person
         # the login record of the audit log (controller.services.audit), queued before answering
-        event = login_event(self.registry, client, request, decision.outcome.value, pid, now)
+        record = login_event(self.registry, client, event, decision.outcome.value, pid, now)
         try:
-            await self.store.outbox_add(event)
+            await self.store.outbox_add(record)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
-        venue = event["venue"]
+        venue = record["venue"]
         if decision.accept:
             assert pid is not None
             kind = "c" if admission.credential else "m"
@@ -174,30 +170,28 @@ class RadiusService:
                 + self._accept_tail
                 + attr(Attr.CLASS, klass)
             )
-            if request.get(Attr.CHARGEABLE_USER_IDENTITY) is not None:
+            if event.wants_cui:
                 # RFC 4372 §2.1: a NAS that supports CUI asks with a nul value; the answer
                 # is the person's, per venue operator (the same on every re-login)
                 operator = self.config.venues[venue].operator if venue else ""
                 cui = chargeable_identity(pid, operator, self.person_key)
                 attrs += attr(Attr.CHARGEABLE_USER_IDENTITY, cui)
-            return Reply(Code.ACCESS_ACCEPT, attrs, (pid, venue, "", "accept"))
+            return AccessAccept(attrs, pid, venue)
         reason = decision.outcome.value
         metrics.REJECTS.labels(reason).inc()
         if not self.log_requests:  # else the request event says it
             log.info("radius.reject", client=client.id, person=pid, reason=reason)
-        return Reply(
-            Code.ACCESS_REJECT,
-            attr_text_split(Attr.REPLY_MESSAGE, decision.message),
-            (pid or "", venue, "", reason),
+        return AccessReject(
+            attr_text_split(Attr.REPLY_MESSAGE, decision.message), pid or "", venue, "", reason
         )
 
-    async def _decide(self, client: Client, request: Request, now: int) -> Admission:
+    async def _decide(self, client: Client, event: AccessRequest, now: int) -> Admission:
         """The decision, the person it is about, whether a credential (not a MAC), and
         on acceptance the login's nonce."""
-        user = request.text(Attr.USER_NAME)
+        user = event.user_name
         if not user:
             return Admission(reject(Outcome.BAD_REQUEST))
-        mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
+        mac = normalize_mac(event.calling_station_id) or ""
         pid = person_of_username(user)
         credential = pid is not None
         if pid is None:
@@ -209,19 +203,18 @@ class RadiusService:
                 return Admission(reject(Outcome.UNKNOWN_DEVICE))
             mac = mac or user_mac
         username = user if credential else ""
-        host, port = request_source.get(("", 0))
         origin = Origin(
-            client.id,
-            request.text(Attr.ACCT_SESSION_ID) or "",
-            request.authenticator.hex(),
-            f"{host}:{port}",
+            client.id, event.acct_session_id, event.authenticator.hex(), str(event.source)
         )
         today = self.days.key(now)
         stale_before = now - int(self.policy.stale_grace)
         state = await self.store.auth_state(pid, username, mac, today, stale_before, now)
         password_ok = False
         if credential and state.password:
-            password_ok = self._password_ok(client, request, state.password.encode())
+            checked = self._password_ok(event, state.password.encode())
+            if checked is None:  # RFC 2865 §5.2: not a User-Password
+                return Admission(reject(Outcome.BAD_REQUEST))
+            password_ok = checked
         decision = decide_access(
             state,
             credential=credential,
@@ -251,40 +244,45 @@ class RadiusService:
         return Admission(decision, pid, credential, committed.nonce)
 
     @staticmethod
-    def _password_ok(client: Client, request: Request, password: bytes) -> bool:
-        hidden = request.get(Attr.USER_PASSWORD)
-        if hidden is not None:
-            given = decrypt_user_password(hidden, client.secret, request.authenticator)
-            return hmac.compare_digest(given, password)
-        chap = request.get(Attr.CHAP_PASSWORD)
-        if chap is not None:
-            return chap_matches(chap, chap_challenge(request), password)
+    def _password_ok(event: AccessRequest, password: bytes) -> bool | None:
+        """PAP (RFC 2865 §5.2) first, else CHAP (§5.3); None for a User-Password that is
+        not one (bad length)."""
+        if event.user_password is not None:
+            given = event.user_password.reveal()
+            return None if given is None else hmac.compare_digest(given, password)
+        if event.chap_password is not None:
+            return chap_matches(event.chap_password, event.chap_challenge, password)
         return False
 
     # -- Accounting-Request ---------------------------------------------------------------
 
-    async def accounting(self, client: Client, request: Request) -> Reply | None:
-        status = request.integer(Attr.ACCT_STATUS_TYPE)
-        if status is None:  # RFC 2866 §5.1: required; nothing to record, so no answer
+    async def accounting(self, event: AccountingRequest) -> AccountingResponse | None:
+        """The answer to an Accounting-Request, sent only once it is recorded; None to
+        send none (nothing to record, or the store is down: the NAS retransmits)."""
+        client = self.registry.clients_by_id.get(event.client)
+        if client is None:  # removed by a reload while the request waited
+            return None
+        status = event.status
+        if event.status_type is None:  # RFC 2866 §5.1: required; nothing to record
             log.info("radius.acct_without_status_type", client=client.id)
             return None
         try:
-            if status in (AcctStatus.ACCOUNTING_ON, AcctStatus.ACCOUNTING_OFF):
+            if status is AcctStatus.ACCOUNTING_ON or status is AcctStatus.ACCOUNTING_OFF:
                 cause = (
                     TerminateCause.NAS_REBOOT
-                    if status == AcctStatus.ACCOUNTING_ON
-                    else (TerminateCause.NAS_REQUEST)
+                    if status is AcctStatus.ACCOUNTING_ON
+                    else TerminateCause.NAS_REQUEST
                 )
-                delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
+                delay = min(event.delay, MAX_DELAY)
                 closed = await self.store.close_client_sessions(
                     client.id, str(int(cause)), now=int(self.clock()) - delay
                 )
-                log.info("radius.nas_restart", client=client.id, status=status, closed=closed)
-                return Reply(Code.ACCOUNTING_RESPONSE, b"", ("", "", "", STATUS_NAMES[status]))
-            if status not in (AcctStatus.START, AcctStatus.STOP, AcctStatus.INTERIM_UPDATE):
+                log.info("radius.nas_restart", client=client.id, status=int(status), closed=closed)
+                return AccountingResponse(result=STATUS_NAMES[status])
+            if status is None:
                 # other types (tunnel, failed): nothing to keep
-                return Reply(Code.ACCOUNTING_RESPONSE, b"", ("", "", "", f"ignored:{status}"))
-            write = await self._write_for(client, request, status)
+                return AccountingResponse(result=f"ignored:{event.status_type}")
+            write = await self._write_for(client, event, status)
             if write is None:
                 return None
             result = await self.store.account(write)
@@ -294,10 +292,8 @@ class RadiusService:
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="acct", client=client.id, error=str(exc))
             return None
-        return Reply(
-            Code.ACCOUNTING_RESPONSE,
-            b"",
-            (write.pid, write.fields["venue"], result.sid, STATUS_NAMES[status]),
+        return AccountingResponse(
+            b"", write.pid, write.session.venue, result.sid, STATUS_NAMES[status]
         )
 
     def _note_generation(self, write: AccountingWrite, result: AccountingResult) -> None:
@@ -313,57 +309,55 @@ class RadiusService:
             self._generations[key] = result.generation
 
     async def _write_for(
-        self, client: Client, request: Request, status: int
+        self, client: Client, event: AccountingRequest, status: AcctStatus
     ) -> AccountingWrite | None:
-        acct_session_id = request.text(Attr.ACCT_SESSION_ID)
+        """The write of a Start, Interim-Update or Stop: whose it is (``_login_of``), its
+        event time (now less Acct-Delay-Time, RFC 2866 §5.2, believed up to a day), its
+        span split at local midnights, the venue (registry), the session's fields."""
+        acct_session_id = event.session_id
         if not acct_session_id:
             log.info("radius.acct_without_session_id", client=client.id)
             return None
-        user = request.text(Attr.USER_NAME) or ""
-        mac = normalize_mac(request.text(Attr.CALLING_STATION_ID) or "") or ""
-        pid, nonce = await self._login_of(client, request, user)
+        user = event.user_name
+        calling = event.calling_station_id
+        mac = normalize_mac(calling) or ""
+        pid, nonce = await self._login_of(client, event, user)
         known = pid is not None
         if pid is None:
             pid = anonymous_person(client.id, user or mac)
-        delay = min(request.integer(Attr.ACCT_DELAY_TIME) or 0, MAX_DELAY)
-        event_time = int(self.clock()) - delay
-        reported = request.integer(Attr.ACCT_SESSION_TIME) or 0
+        event_time = int(self.clock()) - min(event.delay, MAX_DELAY)
+        reported = event.session_time
         boundaries = self.days.boundaries(event_time - reported, event_time)
-        called = request.text(Attr.CALLED_STATION_ID) or ""
-        nas_id = request.text(Attr.NAS_IDENTIFIER) or ""
+        called = event.called_station_id
+        nas_id = event.nas_identifier
         venue = self.registry.venue_for(client, called, nas_id)
-        framed = request.get(Attr.FRAMED_IP_ADDRESS)
-        nas_ip = request.get(Attr.NAS_IP_ADDRESS)
-        nas_ipv6 = request.get(Attr.NAS_IPV6_ADDRESS)
-        cause = request.integer(Attr.ACCT_TERMINATE_CAUSE)
-        fields = {
-            "pid": pid,
-            "known": "1" if known else "0",
-            "client": client.id,
-            "acct_session_id": acct_session_id,
-            "user": user,
-            "mac": mac,
-            "ip": ".".join(map(str, framed)) if framed and len(framed) == 4 else "",
-            "nas_ip": ".".join(map(str, nas_ip)) if nas_ip and len(nas_ip) == 4 else "",
-            # RFC 3162 §2.1: echoed in RFC 5176 requests to an IPv6 NAS
-            "nas_ipv6": str(ipaddress.IPv6Address(nas_ipv6))
-            if nas_ipv6 and len(nas_ipv6) == 16
+        operator_name = event.operator_name
+        session = SessionFields(
+            pid=pid,
+            known=known,
+            client=client.id,
+            acct_session_id=acct_session_id,
+            user=user,
+            mac=mac,
+            ip=event.framed_ip_address,
+            nas_ip=event.nas_ip_address,
+            nas_ipv6=event.nas_ipv6_address,
+            nas_id=nas_id,
+            login=nonce,  # the login's nonce (Class), "" for an anonymous session
+            calling=calling,
+            nas_src=event.source.host,
+            ap=called,
+            venue=venue.id,
+            venue_type=venue.type,
+            district=venue.district,
+            operator=venue.operator,
+            # RFC 5580 §4.1: who runs the access network, as the NAS says
+            operator_name="".join(c for c in operator_name if c.isprintable())
+            if operator_name
             else "",
-            "nas_id": nas_id,
-            "login": nonce,  # the login's nonce (Class), "" for an anonymous session
-            # for RFC 5176 requests: the Calling-Station-Id as sent, and where the NAS is
-            "calling": request.text(Attr.CALLING_STATION_ID) or "",
-            "nas_src": request_source.get(("", 0))[0],
-            "ap": called,
-            "venue": venue.id,
-            "venue_type": venue.type,
-            "district": venue.district,
-            "operator": venue.operator,
-        }
-        operator_name = request.text(Attr.OPERATOR_NAME)
-        if operator_name:  # RFC 5580 §4.1: who runs the access network, as the NAS says
-            fields["operator_name"] = "".join(c for c in operator_name if c.isprintable())
+        )
         sid = keys.session_id(client.id, acct_session_id)
+        cause = event.terminate_cause
         return AccountingWrite(
             pid=pid,
             sid=sid,
@@ -371,23 +365,23 @@ class RadiusService:
             status=status,
             reported=reported,
             event_time=event_time,
-            input_octets=octets(request, Attr.ACCT_INPUT_OCTETS, Attr.ACCT_INPUT_GIGAWORDS),
-            output_octets=octets(request, Attr.ACCT_OUTPUT_OCTETS, Attr.ACCT_OUTPUT_GIGAWORDS),
+            input_octets=event.input_octets,
+            output_octets=event.output_octets,
             cause=str(cause) if cause is not None else "",
             boundaries=boundaries,
-            fields=fields,
+            session=session,
             generation=self._generations.get(f"{pid}|{sid}", 1),
             stale=self._stale,
         )
 
     async def _login_of(
-        self, client: Client, request: Request, user: str
+        self, client: Client, event: AccountingRequest, user: str
     ) -> tuple[str | None, str]:
         """Person and login nonce of an Accounting-Request, only from what this client was
         issued: a Class we signed for it, else a credential username issued for it. A
         forged or foreign Class, a made-up ``<pid>.xxxx`` or a MAC as User-Name gives
         (None, ""): the session is recorded, but for an anonymous person."""
-        claim = verify_class(self.class_key, request.get(Attr.CLASS), client.id)
+        claim = verify_class(self.class_key, event.klass, client.id)
         if claim is not None:
             return claim.person, claim.nonce
         pid = person_of_username(user)

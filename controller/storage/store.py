@@ -431,7 +431,7 @@ class Store:
             keys.session(w.pid, keys.session_generation(w.sid, max(1, generation - 1))),
         ]
         args: list[Any] = [
-            w.status,
+            int(w.status),  # an AcctStatus: redis-py would send an IntEnum's repr
             w.reported,
             w.event_time,
             DAY_TTL,
