@@ -33,6 +33,8 @@ from controller.config.model import (
     HttpSettings,
     IPNetwork,
     LogSettings,
+    NatLogExporter,
+    NatLogSettings,
     PortalSettings,
     QuotaPolicy,
     RadiusSettings,
@@ -176,6 +178,7 @@ class _Builder(RegistryReader):
         subsidy = self.subsidy(self.table(raw, "subsidy"))
         tokens = self.api_tokens(self.tables(raw, "api_tokens"))
         audit = self.audit(self.table(raw, "audit"))
+        natlog = self.natlog(self.table(raw, "natlog"), clients)
         reports = self.reports(self.table(raw, "reports"), redis.data_dir)
         enforcer = self.enforcer(self.table(raw, "enforcer"))
 
@@ -199,6 +202,7 @@ class _Builder(RegistryReader):
             api_tokens=tokens,
             portal=portal,
             audit=audit,
+            natlog=natlog,
             reports=reports,
             enforcer=enforcer,
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
@@ -705,6 +709,50 @@ class _Builder(RegistryReader):
                 60,
                 hint=" (MPS Order 82 Art. 13: login records are kept at least 60 days)",
             )
+        )
+
+    def natlog(self, t: dict[str, Any], clients: tuple[Client, ...]) -> NatLogSettings:
+        """``[natlog]`` and its ``[[natlog.exporters]]`` (docs/audit.md, "NAT logs")."""
+        p: KeyPath = ("natlog",)
+        d = NatLogSettings()
+        known = {c.id for c in clients}
+        exporters: list[NatLogExporter] = []
+        raw = t.get("exporters", [])
+        if not isinstance(raw, list):
+            self.report((*p, "exporters"), "expected an array of tables [[natlog.exporters]]")
+            raw = []
+        for i, item in enumerate(raw):
+            ep: KeyPath = (*p, "exporters", i)
+            if not isinstance(item, dict):
+                self.report(ep, "expected a table")
+                continue
+            self.check_keys(item, ep, ("address", "nas"))
+            address = self.string(item, ep, "address", required=True, nonempty=True)
+            try:
+                address = str(ipaddress.ip_address(address))
+            except ValueError:
+                self.report((*ep, "address"), f"'{address}' is not an IP address")
+                continue
+            nas = self.string(item, ep, "nas")
+            if nas and nas not in known:
+                hint = did_you_mean(nas, known)
+                self.report((*ep, "nas"), f"client '{nas}' is not defined{hint}")
+            exporters.append(NatLogExporter(address, nas))
+        return NatLogSettings(
+            retention_days=self.integer(
+                t,
+                p,
+                "retention_days",
+                d.retention_days,
+                60,
+                3660,
+                hint=" (MPS Order 82 Art. 13: records are kept at least 60 days)",
+            ),
+            lookback_hours=self.integer(t, p, "lookback_hours", d.lookback_hours, 1, 744),
+            bind=self.address(t, p, "bind", d.bind),
+            syslog_port=self.port(t, p, "syslog_port", d.syslog_port),
+            ipfix_port=self.port(t, p, "ipfix_port", d.ipfix_port),
+            exporters=tuple(exporters),
         )
 
     def reports(self, t: dict[str, Any], data_dir: Path) -> ReportSettings:
