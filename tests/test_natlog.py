@@ -20,8 +20,8 @@ import pytest
 
 from controller.cli.main import main as cli_main
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
-from controller.services import natlog
+from controller.config import Config, ConfigError, load_config
+from controller.services import audit, natlog
 from controller.storage import nat_archive
 from tests.support.ipfix_kit import (
     NAT44_SESSION,
@@ -309,6 +309,12 @@ async def test_listener_takes_exporters_only_and_purges_after_retention(
     )
     assert [d.isoformat() for d in removed] == ["2025-11-10"]
     assert list(root.iterdir()) == []
+    # serve's audit trim schedule (and `citywifi audit trim`) purges NAT days too
+    write = nat_archive.write
+    await asyncio.to_thread(write, ctl.archive, rows, SH, ms(at(12, 0)))
+    assert [p.name for p in root.iterdir()] == ["2025-11-10"]
+    audit.trim(ctl.archive, ctl.config, datetime(2026, 1, 10, 0, 1, tzinfo=SH).timestamp())
+    assert list(root.iterdir()) == []
     # a file older than the retention is not stored at all
     clock.set(datetime(2026, 1, 10, 12, tzinfo=SH))
     late = natlog.NatLogListener(ctl.archive, ctl.config, clock)
@@ -320,3 +326,34 @@ async def test_listener_takes_exporters_only_and_purges_after_retention(
     finally:
         late.close()
     assert list(root.iterdir()) == []
+
+
+def test_natlog_config_is_checked(tmp_path: Path) -> None:
+    bad = """
+[natlog]
+retention_days = 30
+lookback_hours = 0
+bind = "everywhere"
+colour = "blue"
+
+[[natlog.exporters]]
+address = "192.0.2.300"
+
+[[natlog.exporters]]
+address = "192.0.2.1"
+nas = "nas-locl"
+"""
+    with pytest.raises(ConfigError) as exc:
+        load_config(city_config(tmp_path, "redis://127.0.0.1:1", bad))
+    text = "\n".join(str(p) for p in exc.value.problems)
+    for expected in (
+        "natlog.retention_days",
+        "natlog.lookback_hours",
+        "'everywhere' is not an IP address",
+        "unknown key 'colour'",
+        "'192.0.2.300' is not an IP address",
+        "client 'nas-locl' is not defined",
+    ):
+        assert expected in text, (expected, text)
+    good = load_config(city_config(tmp_path, "redis://127.0.0.1:1", NATLOG))
+    assert good.natlog.exporters[0].nas == "nas-local" and good.natlog.retention_days == 60
