@@ -188,8 +188,9 @@ async def test_audit_who_finds_the_person_and_logs_every_lookup(
     status, doc = await ask(ctl, TOKENS["reports"], ip=PUBLIC, port="40000", at="2025-11-10T11:50")
     assert status == 403 and doc["error"] == "forbidden"
     assert (await ask(ctl, None, ip=PUBLIC, port="1", at="2025-11-10T11:50"))[0] == 401
-    status, doc = await ask(ctl, audit, ip=PUBLIC, port="70000", at="2025-11-10T11:50")
-    assert status == 400 and doc["error"] == "bad_port"
+    for port in ("70000", "²", "-1", "000000080"):
+        status, doc = await ask(ctl, audit, ip=PUBLIC, port=port, at="2025-11-10T11:50")
+        assert status == 400 and doc["error"] == "bad_port"
     status, doc = await ask(ctl, audit, ip="nope", port="1", at="2025-11-10T11:50")
     assert status == 400 and doc["error"] == "bad_ip"
 

@@ -321,6 +321,33 @@ def test_ipfix_decoder_on_mutated_valid_messages(
     IpfixDecoder().decode(truncated, CGN, Tally())
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            "<166>Oct 10 2018 12:34:56 h : %ASA-6-305011: Built dynamic TCP translation from"
+            " inside:10.0.0.1/{0} to outside:203.0.113.1/{1}",
+            '<14>1 2018-06-26T17:23:06Z r RT_FLOW - RT_FLOW_SESSION_CREATE [j source-address="{0}"'
+            ' source-port="{1}" nat-source-address="203.0.113.1" nat-source-port="{0}"'
+            ' protocol-id="{1}"]',
+            "[1711468800.1] [NEW] tcp 6 120 src={0} dst=1.1.1.1 sport={1} dport=2 src=1.1.1.1"
+            " dst=203.0.113.1 sport=2 dport={0}",
+        ]
+    ),
+    st.text(max_size=12),
+    st.text(max_size=12),
+    st.text(max_size=80),
+)
+def test_syslog_parser_never_raises(template: str, a: str, b: str, tail: str) -> None:
+    """Any text in the fields (Unicode digits, huge numbers, quotes) or after the line is
+    parsed, ignored or counted bad; never an exception."""
+    tally = Tally()
+    line = template.replace("{0}", a).replace("{1}", b) + tail
+    found = parse_syslog_line(line, CGN, SH, None, tally)
+    assert found is None or 0 <= found.port_start <= 65535
+    assert tally.parsed + tally.ignored + tally.bad_total == 1
+
+
 # --------------------------------------------------------------------------- in force
 
 

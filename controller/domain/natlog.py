@@ -190,7 +190,7 @@ def _ip(text: str) -> str | None:
 
 
 def _port(text: str) -> int | None:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         return None
     value = int(text)
     return value if 0 <= value <= 65535 else None
@@ -345,7 +345,7 @@ def _juniper(line: str, when: int, source: str) -> NatTranslation | str:
     if private == public and private_port == public_port:
         return ""  # no source NAT on this session
     proto = params.get("protocol-id", "")
-    if not proto.isdigit() or int(proto) > 255:
+    if not (proto.isascii() and proto.isdigit()) or len(proto) > 3 or int(proto) > 255:
         return "bad_protocol"
     return NatTranslation(
         time_ms=when,

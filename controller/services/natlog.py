@@ -285,7 +285,7 @@ def parse_who(ip: str | None, port: str | None, at: str | None, config: Config) 
     except ValueError:
         raise WhoQueryError("bad_ip", f"ip: '{ip}' is not an IP address") from None
     text = str(port).strip()
-    if not text.isdigit() or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         raise WhoQueryError("bad_port", f"port: '{port}' is not a port (0-65535)")
     when = parse_instant(at, config.quota.timezone, name="at")
     return WhoQuery(address, int(text), when)
