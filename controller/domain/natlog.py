@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import struct
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -469,6 +470,22 @@ class Template:
     def min_length(self) -> int:
         return sum(1 if f.length == VARIABLE else f.length for f in self.fields)
 
+    @property
+    def slices(self) -> tuple[tuple[int, int, int], ...] | None:
+        """(element, start, end) of each IANA field when every field has a fixed length
+        (the common NAT templates): records are then cut without per-field checks."""
+        if any(f.length == VARIABLE for f in self.fields):
+            return None
+        out: list[tuple[int, int, int]] = []
+        pos = 0
+        seen: set[int] = set()
+        for f in self.fields:
+            if f.enterprise == 0 and f.element not in seen:  # the first occurrence wins
+                out.append((f.element, pos, pos + f.length))
+                seen.add(f.element)
+            pos += f.length
+        return tuple(out)
+
 
 class _Bad(Exception):
     def __init__(self, reason: str) -> None:
@@ -574,9 +591,13 @@ class IpfixDecoder:
     ) -> Iterator[NatTranslation]:
         pos = 0
         minimum = max(template.min_length, 1)
+        slices = template.slices
         while len(body) - pos >= minimum:
             values: dict[int, bytes] = {}
-            for spec in template.fields:
+            if slices is not None:
+                values = {e: body[pos + a : pos + b] for e, a, b in slices}
+                pos += minimum
+            for spec in template.fields if slices is None else ():
                 flen = spec.length
                 if flen == VARIABLE:
                     if pos >= len(body):
@@ -636,7 +657,7 @@ def _nat_record(
     if event is None:
         return ""  # exhaustion, quota, threshold: no mapping to record
     if IE_SRC_V4 in values and len(values[IE_SRC_V4]) == 4:
-        private = str(ipaddress.IPv4Address(values[IE_SRC_V4]))
+        private = socket.inet_ntoa(values[IE_SRC_V4])
     elif IE_SRC_V6 in values and len(values[IE_SRC_V6]) == 16:
         private = str(ipaddress.IPv6Address(values[IE_SRC_V6]))
     else:
@@ -644,7 +665,7 @@ def _nat_record(
     raw_public = values.get(IE_POST_NAT_SRC_V4, b"")
     if len(raw_public) != 4:
         return "missing_public_address"
-    public = str(ipaddress.IPv4Address(raw_public))
+    public = socket.inet_ntoa(raw_public)
     protocol = _uint(values.get(IE_PROTOCOL, b"\x00"))
     if not 0 <= protocol <= 255:
         return "bad_protocol"
