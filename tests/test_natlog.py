@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -358,3 +360,37 @@ nas = "nas-locl"
         assert expected in text, (expected, text)
     good = load_config(city_config(tmp_path, "redis://127.0.0.1:1", NATLOG))
     assert good.natlog.exporters[0].nas == "nas-local" and good.natlog.retention_days == 60
+
+
+@pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger not installed")
+async def test_listener_reads_rfc5424_structured_data_from_a_real_syslog_client(
+    ctl: Controller, clock: Clock
+) -> None:
+    """util-linux ``logger`` (an independent RFC 5424 sender) writes a Juniper-style
+    RT_FLOW_SESSION_CREATE with its structured data; the listener stores the mapping."""
+    listener = natlog.NatLogListener(ctl.archive, ctl.config, clock)
+    await listener.start()
+    try:
+        params = {
+            "source-address": "10.1.2.7",
+            "source-port": "51000",
+            "nat-source-address": PUBLIC,
+            "nat-source-port": "42000",
+            "protocol-id": "17",
+        }
+        argv = ["logger", "--udp", "--server", "127.0.0.1", "--port"]
+        argv += [str(listener.ports["syslog"]), "--rfc5424", "--msgid", "RT_FLOW_SESSION_CREATE"]
+        argv += ["--sd-id", "junos@2636.1.1.1.2.25"]
+        for key, value in params.items():
+            argv += ["--sd-param", f'{key}="{value}"']
+        before = time.time()
+        proc = await asyncio.create_subprocess_exec(*argv, "session created")
+        assert await proc.wait() == 0
+        await until(lambda: listener.tally.parsed == 1, what="the logger line")
+        assert await listener.flush() == 1
+    finally:
+        listener.close()
+    far = ms(datetime(2100, 1, 1, tzinfo=SH))
+    (t,) = nat_archive.covering(ctl.archive, PUBLIC, 42000, 0, far, SH)
+    assert (t.private_ip, t.private_port, t.protocol, t.source) == ("10.1.2.7", 51000, 17, EXPORTER)
+    assert before - 2 <= t.time_ms / 1000 <= time.time() + 2  # logger's own RFC 5424 time

@@ -126,6 +126,20 @@ def test_juniper_rt_flow_session_create_usf() -> None:
     assert t is not None and t.event == NatEvent.DELETE
 
 
+def test_juniper_with_several_sd_elements_and_escapes() -> None:
+    # RFC 5424 §6.3.3: several SD-ELEMENTs (util-linux logger adds timeQuality first),
+    # and "]" escaped inside a value
+    line = (
+        "<13>1 2026-12-02T04:32:49.491013+00:00 vm root - RT_FLOW_SESSION_CLOSE"
+        ' [timeQuality tzKnown="1" isSynced="0"][junos@2636.1.1.1.2.25 rule="a\\]b"'
+        ' source-address="10.1.2.7" source-port="51000" nat-source-address="203.0.113.5"'
+        ' nat-source-port="42000" protocol-id="17"] session closed'
+    )
+    t, _ = one(line)
+    assert t is not None and t.event == NatEvent.DELETE and t.port_start == 42000
+    assert t.time_ms == 1796185969491  # 2026-12-02T04:32:49.491Z
+
+
 def test_juniper_without_source_nat_is_not_a_translation() -> None:
     line = (
         "<14>1 2018-06-26T17:23:06Z r1 RT_FLOW - RT_FLOW_SESSION_CREATE [junos@2636.1.1.1.2.40"

@@ -217,7 +217,9 @@ _ASA = re.compile(
     r"(TCP|UDP|ICMP) translation from [^:\s]+:([0-9a-fA-F.:]+)/(\d+) "
     r"to [^:\s(]+(?:\([^)]*\))?:([0-9a-fA-F.:]+)/(\d+)"
 )
-_JUNIPER = re.compile(r"\bRT_FLOW_SESSION_(CREATE|CLOSE)(?:_USF)? \[([^\]]*)\]")
+# RFC 5424 §6.3: one or more SD-ELEMENTs, "]" and '"' escaped inside PARAM-VALUEs
+_SD_ELEMENT = r'\[(?:[^\]"]|"(?:[^"\\]|\\.)*")*\]'
+_JUNIPER = re.compile(rf"\bRT_FLOW_SESSION_(CREATE|CLOSE)(?:_USF)? ((?:{_SD_ELEMENT})+)")
 _SD_PARAM = re.compile(r'([\w.-]+)="((?:[^"\\]|\\.)*)"')
 _CONNTRACK = re.compile(r"\[(NEW|DESTROY)\]\s+(\w+)\s+(\d+)\s")
 _KV = re.compile(r"\b(src|dst|sport|dport)=(\S+)")
