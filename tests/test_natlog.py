@@ -234,6 +234,19 @@ async def test_cli_import_and_who(
     assert [e["records"] for e in log] == [1, 0] and log[0]["who"].startswith("cli:")
 
 
+async def test_who_without_any_session_record_says_none(
+    ctl: Controller, clock: Clock, tmp_path: Path
+) -> None:
+    """Translations but no audit day at all (nobody closed a session yet): none."""
+    syslog, _ = nat_files(tmp_path)
+    natlog.import_file(ctl.archive, ctl.config, syslog, "syslog", EXPORTER, clock())
+    assert ctl.archive.days("audit") == []
+    status, doc = await ask(ctl, TOKENS["audit"], ip=PUBLIC, port="40000", at="2025-11-10T11:50")
+    assert status == 200 and doc["result"] == "none"
+    assert doc["matches"][0]["translation"]["nas"] == "nas-local"
+    assert doc["matches"][0]["person"] is None
+
+
 def answer(out: str) -> list[str]:
     """The command's answer without the structlog lines the test run also prints."""
     return [line for line in out.splitlines() if not re.match(r"\d{4}-\d\d-\d\d \d", line)]

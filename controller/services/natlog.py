@@ -36,7 +36,7 @@ from controller.domain.natlog import (
 )
 from controller.domain.periods import PeriodError, parse_instant
 from controller.storage import nat_archive
-from controller.storage.archive import Archive
+from controller.storage.archive import Archive, empty_select
 
 log = structlog.get_logger("citywifi.natlog")
 
@@ -97,7 +97,7 @@ def import_file(
 ) -> ImportResult:
     """Read a NAT log file (syslog text or IPFIX messages) into the archive. Lines
     without a time of their own are bad (``no_time``): a file has no receive time."""
-    found, tally = parse_file(path.read_bytes(), fmt, source, config)
+    found, tally = parse_file(path.read_bytes(), fmt, _canonical(source) if source else "", config)
     kept = _within_retention(found, config, now, tally)
     files = nat_archive.write(archive, kept, config.quota.timezone, int(now * 1000))
     RECEIVED.labels("file").inc(len(kept))
@@ -377,7 +377,7 @@ def _sessions_at(
     def sql() -> tuple[str, list[object]]:
         files = archive.files("audit", first, last)
         if not files:
-            return f"SELECT {names} FROM (SELECT 1) WHERE false", []
+            return empty_select(AUDIT_SCHEMA), []
         return (
             f"""
             SELECT {names} FROM read_parquet(?) WHERE {where}
