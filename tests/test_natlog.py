@@ -25,6 +25,7 @@ from controller.cli.serve import Controller
 from controller.config import Config, ConfigError, load_config
 from controller.services import audit, natlog
 from controller.storage import nat_archive
+from controller.storage.archive import Archive
 from tests.support.ipfix_kit import (
     NAT44_SESSION,
     PORT_BLOCK,
@@ -407,3 +408,31 @@ async def test_listener_reads_rfc5424_structured_data_from_a_real_syslog_client(
     (t,) = nat_archive.covering(ctl.archive, PUBLIC, 42000, 0, far, SH)
     assert (t.private_ip, t.private_port, t.protocol, t.source) == ("10.1.2.7", 51000, 17, EXPORTER)
     assert before - 2 <= t.time_ms / 1000 <= time.time() + 2  # logger's own RFC 5424 time
+
+
+async def test_listener_keeps_translations_while_the_archive_cannot_be_written(
+    ctl: Controller, clock: Clock, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    listener = natlog.NatLogListener(Archive(blocked), ctl.config, clock)
+    await listener.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    try:
+        line = (
+            b"<134>Nov 10 11:59:30 cgn : %ASA-6-305011: Built dynamic UDP translation from"
+            b" inside:10.1.2.4/5353 to outside:203.0.113.5/41003"
+        )
+        _udp(EXPORTER, listener.ports["syslog"], line)
+        await until(lambda: listener.tally.parsed == 1, what="the line")
+        with pytest.raises(OSError):
+            await listener.flush()
+        assert len(listener.pending) == 1 and listener.stored == 0  # not lost
+        listener.archive = ctl.archive  # the disk is back
+        await until(lambda: listener.stored == 1, timeout=15, what="the retried write")
+    finally:
+        stop.set()
+        await task
+        listener.close()
+    assert nat_archive.covering(ctl.archive, PUBLIC, 41003, 0, ms(at(23, 0)), SH)

@@ -218,9 +218,17 @@ class NatLogListener:
                 return 0
             now = self.clock()
             kept = _within_retention(batch, self.config, now, self.tally)
-            await asyncio.to_thread(
-                nat_archive.write, self.archive, kept, self.config.quota.timezone, int(now * 1000)
-            )
+            try:
+                await asyncio.to_thread(
+                    nat_archive.write,
+                    self.archive,
+                    kept,
+                    self.config.quota.timezone,
+                    int(now * 1000),
+                )
+            except Exception:
+                self.pending[:0] = kept  # kept for the next round (a full disk, a lock)
+                raise
             self.stored += len(kept)
             return len(kept)
 
@@ -234,10 +242,16 @@ class NatLogListener:
             await asyncio.wait(waiters, timeout=FLUSH_SECONDS, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
-            await self.flush()
-            if self.clock() >= next_trim:
-                await asyncio.to_thread(trim, self.archive, self.config, self.clock())
-                next_trim = self.clock() + 3600
+            try:
+                await self.flush()
+                if self.clock() >= next_trim:
+                    await asyncio.to_thread(trim, self.archive, self.config, self.clock())
+                    next_trim = self.clock() + 3600
+            except Exception as exc:  # the archive unwritable: keep receiving, retry
+                log.error("natlog.write_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                if len(self.pending) > 100 * FLUSH_ROWS:  # bounded: drop the oldest
+                    DROPPED.labels("backlog").inc(len(self.pending) - 100 * FLUSH_ROWS)
+                    del self.pending[: len(self.pending) - 100 * FLUSH_ROWS]
         await self.flush()
 
     def close(self) -> None:
