@@ -222,11 +222,7 @@ async def test_every_required_family_is_scraped_and_moves(
         rig, t0, "citywifi_radius_requests_total", port="auth", type="auth", result="accept"
     )
     await moved(
-        rig,
-        t0,
-        "citywifi_radius_client_requests_total",
-        client="nas-local",
-        port="auth",
+        rig, t0, "citywifi_radius_client_requests_total", client="nas-local", port="auth",
         result="accept",
     )
     await moved(rig, t0, "citywifi_radius_request_seconds_count", port="auth")
@@ -470,7 +466,6 @@ async def test_health_and_readiness_follow_redis(
         assert status == 200  # alive: a restart would not bring Redis back
     finally:
         redis_proc.start()
-
     async def ready() -> bool:
         return (await rig.get_json("/readyz"))[0] == 200
 

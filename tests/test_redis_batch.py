@@ -48,7 +48,9 @@ def test_the_link_fits_the_topology(redis_proc: RedisProcess) -> None:
 
 
 @pytest.mark.parametrize("kind", ["direct", "pipeline"])
-async def test_each_unit_gets_its_own_replies_in_order(redis_proc: RedisProcess, kind: str) -> None:
+async def test_each_unit_gets_its_own_replies_in_order(
+    redis_proc: RedisProcess, kind: str
+) -> None:
     client = client_from_url(redis_proc.url)
     link = DirectLink.for_client(client) if kind == "direct" else PipelineLink(client)
     batch = Batcher(link)
