@@ -18,7 +18,7 @@ from importlib.metadata import version as installed
 from pathlib import Path
 
 import controller
-from controller.cli import admin, logins, reports, test_login, trace, users
+from controller.cli import admin, logins, natlog, reports, test_login, trace, users
 from controller.cli.config_file import CONFIG_HELP, load_or_exit, resolve_config
 from controller.cli.startup import EXIT_USAGE, explain
 from controller.config import (
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file; exit 1 if invalid")
     check.add_argument("file", type=Path, nargs="?", help=CONFIG_HELP)
     logins.add_parser(sub)  # issue-login
-    reports.add_commands(sub)  # report subsidy, audit export / trim
+    reports.add_commands(sub)  # report subsidy, audit export / trim / who
+    natlog.add_commands(sub)  # natlog import / listen / trim
     admin.add_parser(sub)  # admin sessions | disconnect | block | unblock
     users.add_parser(sub)  # user add | passwd | disable | list (console accounts)
     test_login.add_parser(sub)  # test-login (radtest) and trace (radiusd -X of one client)
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command in ("report", "audit"):
         return reports.run(args)
+    if args.command == "natlog":
+        return natlog.run(args)
     if args.command == "admin":
         return admin.run_cli(load_or_exit(args.config), args)
     if args.command == "user":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from controller.cli import natlog as natlog_cli
 from controller.cli import report_sign
 from controller.config import Config, ConfigError, load_config
 from controller.services import audit
@@ -62,6 +63,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _no_drain(export)
     trim = asub.add_parser("trim", help="delete audit records older than audit.retention_days")
     trim.add_argument("--config", required=True, type=Path)
+    natlog_cli.add_who(asub)  # audit who --ip --port --at
 
 
 def _no_drain(parser: argparse.ArgumentParser) -> None:
@@ -219,4 +221,6 @@ def run(args: argparse.Namespace) -> int:
         return cmd_report_subsidy(args)
     if args.audit_command == "export":
         return cmd_audit_export(args)
+    if args.audit_command == "who":
+        return natlog_cli.cmd_audit_who(args, _prepare, cli_who())
     return cmd_audit_trim(args)

@@ -47,6 +47,8 @@ from controller.config.model import (
     HttpSettings,
     IPNetwork,
     LogSettings,
+    NatLogExporter,
+    NatLogSettings,
     Operator,
     PortalSettings,
     QuotaPolicy,
@@ -80,6 +82,7 @@ from controller.config.schema import (
     EnforcerTable,
     HttpTable,
     LogTable,
+    NatLogTable,
     OperatorEntry,
     PasspointTable,
     PortalTable,
@@ -329,6 +332,7 @@ class _Builder:
         reports = self.table(raw, "reports", ReportsTable)
         enforcer = self.table(raw, "enforcer", EnforcerTable)
         passpoint = self.table(raw, "passpoint", PasspointTable)
+        natlog = self.table(raw, "natlog", NatLogTable)
 
         operators = self.entries(raw, "operators", OperatorEntry)
         venues = self.entries(raw, "venues", VenueEntry)
@@ -361,6 +365,7 @@ class _Builder:
             self.require_venue(access_point, venue_ids)
         if isinstance(raw.get("subsidy"), dict):
             self.check_subsidy(raw["subsidy"], venue_ids, operator_ids)
+        self.check_exporters(raw.get("natlog"), {c.text("id") for c in clients})
         self.declare(tokens, "name", "token name")
         digests = [t for t in tokens if SHA256_PATTERN.fullmatch(t.text("sha256"))]
         self.declare(
@@ -371,11 +376,11 @@ class _Builder:
         if self.problems or brand is None:
             return None
         assert quota and radius and http and redis and sms and log and security and portal
-        assert subsidy and audit and reports and enforcer and passpoint
+        assert subsidy and audit and reports and enforcer and passpoint and natlog
         return self.config(
             brand, quota, radius, http, redis, sms, log, security, portal, subsidy, audit,
-            reports, enforcer, passpoint, _valid(operators), _valid(venues), _valid(clients),
-            _valid(access_points), _valid(tokens),
+            reports, enforcer, passpoint, natlog, _valid(operators), _valid(venues),
+            _valid(clients), _valid(access_points), _valid(tokens),
         )  # fmt: skip
 
     # -- checks across entries
@@ -472,6 +477,19 @@ class _Builder:
                     hint = did_you_mean(ident, known)
                     self.report(("subsidy", key, ident), f"{what} '{ident}' is not defined{hint}")
 
+    def check_exporters(self, natlog: object, client_ids: set[str]) -> None:
+        """``[[natlog.exporters]]`` ``nas`` names a defined client (read from the file, so
+        it is checked even when another key of ``[natlog]`` is wrong)."""
+        table = natlog if isinstance(natlog, dict) else {}
+        exporters = table.get("exporters")
+        for i, exporter in enumerate(exporters if isinstance(exporters, list) else ()):
+            nas = exporter.get("nas") if isinstance(exporter, dict) else None
+            if isinstance(nas, str) and nas and nas not in client_ids:
+                hint = did_you_mean(nas, client_ids)
+                self.report(
+                    ("natlog", "exporters", i, "nas"), f"client '{nas}' is not defined{hint}"
+                )
+
     # -- the runtime config, from models that passed
     def resolve(self, value: str, default: Path) -> Path:
         """A path from the config; relative ones are relative to the config's directory."""
@@ -494,6 +512,7 @@ class _Builder:
         reports: ReportsTable,
         enforcer: EnforcerTable,
         passpoint: PasspointTable,
+        natlog: NatLogTable,
         operators: list[OperatorEntry],
         venues: list[VenueEntry],
         clients: list[ClientEntry],
@@ -592,6 +611,14 @@ class _Builder:
             ),
             enforcer=EnforcerSettings(**dict(enforcer)),
             passpoint=self.passpoint(passpoint),
+            natlog=NatLogSettings(
+                retention_days=natlog.retention_days,
+                lookback_hours=natlog.lookback_hours,
+                bind=natlog.bind,
+                syslog_port=natlog.syslog_port,
+                ipfix_port=natlog.ipfix_port,
+                exporters=tuple(NatLogExporter(e.address, e.nas) for e in natlog.exporters),
+            ),
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
 

@@ -201,6 +201,26 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NatLogExporter:
+    """A NAS or CGN allowed to send NAT logs (controller.services.natlog)."""
+
+    address: str  # the datagrams' source address (an IP address)
+    nas: str = ""  # the RADIUS client id whose sessions it translates ("": any client)
+
+
+@dataclass(frozen=True, slots=True)
+class NatLogSettings:
+    """NAT logs (MPS Order 82 Art. 8: public-private address mapping): docs/audit.md."""
+
+    retention_days: int = 180  # days translations are kept (like audit.retention_days)
+    lookback_hours: int = 24  # how far before T `audit who` looks for the translation
+    bind: str = "0.0.0.0"  # the listener's address (`citywifi natlog listen`)
+    syslog_port: int = 514  # UDP syslog (RFC 5426); 0: the OS chooses
+    ipfix_port: int = 4739  # UDP IPFIX (RFC 7011 §10.3.1); 0: the OS chooses
+    exporters: tuple[NatLogExporter, ...] = ()  # datagrams from anyone else are dropped
+
+
+@dataclass(frozen=True, slots=True)
 class ReportSettings:
     settle_hours: int = 24  # a day's figures are final this long after its local midnight
     max_range_days: int = 93  # longest from..to range of one report
@@ -250,6 +270,7 @@ class Config:
     api_tokens: tuple[ApiToken, ...]
     portal: PortalSettings = field(default_factory=PortalSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    natlog: NatLogSettings = field(default_factory=NatLogSettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
     passpoint: PasspointSettings = field(default_factory=PasspointSettings)

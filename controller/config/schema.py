@@ -687,6 +687,35 @@ class ApiTokenEntry(Table):
         return digest
 
 
+def _exporter_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise fail(f"'{value}' is not an IP address") from None
+
+
+class NatLogExporterEntry(Table):
+    """``[[natlog.exporters]]``: a NAS or CGN allowed to send NAT logs."""
+
+    address: Annotated[str, AfterValidator(_nonempty), AfterValidator(_exporter_address)]
+    nas: str = ""  # the client whose sessions it translates ("": any client)
+
+
+class NatLogTable(Table):
+    """``[natlog]`` (MPS Order 82 Art. 8: the public-private address mapping)."""
+
+    retention_days: Annotated[
+        int,
+        Field(ge=MIN_RETENTION_DAYS, le=MAX_PHONE_RETENTION_DAYS),
+        Why("MPS Order 82 Art. 13: records are kept at least 60 days"),
+    ] = 180
+    lookback_hours: Annotated[int, Field(ge=1, le=744)] = 24  # 744: a 31-day month
+    bind: BindAddress = "0.0.0.0"
+    syslog_port: Port = 514  # RFC 5426
+    ipfix_port: Port = 4739  # RFC 7011 §10.3.1
+    exporters: list[NatLogExporterEntry] = []
+
+
 def _dns_name(value: str) -> str:
     value = value.strip()
     if value and not DNS_NAME.match(value):
@@ -769,6 +798,7 @@ SECTIONS: Final[Mapping[str, type[Table]]] = {
     "reports": ReportsTable,
     "enforcer": EnforcerTable,
     "passpoint": PasspointTable,
+    "natlog": NatLogTable,
 }
 LISTS: Final[Mapping[str, type[Table]]] = {
     "operators": OperatorEntry,

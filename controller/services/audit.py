@@ -29,6 +29,7 @@ from controller.domain.identity import person_id
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
+from controller.services import natlog
 from controller.storage.archive import Archive, empty_select
 
 log = structlog.get_logger("citywifi.audit")
@@ -57,8 +58,10 @@ EXPORT_COLUMNS = (
 
 
 def trim(archive: Archive, config: Config, now: float) -> list[date]:
-    """Delete audit partitions older than the retention; returns the days removed."""
+    """Delete audit partitions older than the retention (and NAT days older than theirs);
+    returns the audit days removed."""
     keep_from = oldest_kept_day(now, config.quota.timezone, config.audit.retention_days)
+    natlog.trim(archive, config, now)  # NAT translations: natlog.retention_days, same schedule
     removed = archive.trim("audit", keep_from)
     if removed:
         log.info(

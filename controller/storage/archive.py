@@ -47,6 +47,7 @@ from prometheus_client import Counter
 from controller.config import Config
 from controller.domain.audit import AUDIT_SCHEMA
 from controller.domain.ledger import LEDGER_SCHEMA, day_close_ms
+from controller.domain.natlog import NAT_SCHEMA
 from controller.storage.datafiles import open_private, private_dir
 
 log = structlog.get_logger("citywifi.archive")
@@ -76,6 +77,7 @@ QUARANTINED = Counter(
 SCHEMAS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "sessions": LEDGER_SCHEMA,
     "audit": AUDIT_SCHEMA,
+    "nat": NAT_SCHEMA,  # NAT translations (controller.storage.nat_archive)
 }
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from aiohttp import web
 
 from controller.services.audit import export, parse_query
+from controller.web import audit_who
 from controller.web.auth import PRINCIPAL, requires
 from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE, PERSON_KEY
 
@@ -40,3 +41,4 @@ async def handle_export(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/audit/export", handle_export)
+    audit_who.add_routes(app)  # GET /api/v1/audit/who

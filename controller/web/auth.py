@@ -74,17 +74,18 @@ _ROLE: Final = "__citywifi_role__"
 H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 
 
-def requires(role: str) -> Callable[[H], H]:
-    """A route that only a bearer token with ``role`` may call (else 401 / 403, with
-    ``WWW-Authenticate`` on a 401, RFC 6750 §3), checked against the tokens in force."""
+def requires(role: str, *also: str) -> Callable[[H], H]:
+    """A route that only a bearer token with ``role`` (or one of ``also``) may call (else
+    401 / 403, with ``WWW-Authenticate`` on a 401, RFC 6750 §3), checked against the
+    tokens in force; the handler tells the roles apart by ``request[PRINCIPAL].roles``."""
 
     def wrap(handler: H) -> H:
         @functools.wraps(handler)
         async def checked(request: web.Request) -> web.StreamResponse:
-            request[PRINCIPAL] = bearer(request, request.app[LIVE].config, role)
+            request[PRINCIPAL] = bearer(request, request.app[LIVE].config, role, *also)
             return await handler(request)
 
-        setattr(checked, _ROLE, role)
+        setattr(checked, _ROLE, (role, *also))
         return cast(H, checked)
 
     return wrap
@@ -92,12 +93,19 @@ def requires(role: str) -> Callable[[H], H]:
 
 def role_of(handler: object) -> str | None:
     """The role a route handler was declared with (``requires``), if any."""
-    role = getattr(handler, _ROLE, None)
-    return role if isinstance(role, str) else None
+    roles = roles_of(handler)
+    return roles[0] if roles else None
 
 
-def bearer(request: web.Request, config: Config, role: str) -> Principal:
-    """The caller of an API route, who must hold ``role``; else 401 / 403."""
+def roles_of(handler: object) -> tuple[str, ...]:
+    """Every role that may call a route handler (``requires(role, *also)``)."""
+    roles = getattr(handler, _ROLE, ())
+    return roles if isinstance(roles, tuple) else ()
+
+
+def bearer(request: web.Request, config: Config, role: str, *also: str) -> Principal:
+    """The caller of an API route, who must hold ``role`` or one of ``also``; else 401 /
+    403 (naming ``role``)."""
     challenge = {"WWW-Authenticate": 'Bearer realm="citywifi"'}
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -110,7 +118,10 @@ def bearer(request: web.Request, config: Config, role: str) -> Principal:
     found = token_for(token.strip(), config)
     if found is None:
         raise RequestError("invalid_token", 401, "unknown API token", headers=challenge)
-    return require_role(Principal(found.name, found.roles), role)
+    principal = Principal(found.name, found.roles)
+    if any(r in principal.roles for r in also):
+        return principal
+    return require_role(principal, role)
 
 
 # --------------------------------------------------------------------------- page sessions
