@@ -36,10 +36,27 @@ def resolve_config(args: argparse.Namespace) -> str | None:
     return None
 
 
-def load_or_exit(path: Path, exit_code: int = 1) -> Config:
+def load_or_none(path: Path) -> Config | None:
+    """The config, or None once every problem is printed (one per line, on stderr)."""
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        raise SystemExit(exit_code) from None
+        return None
+
+
+def load_or_exit(path: Path, exit_code: int = 1) -> Config:
+    config = load_or_none(path)
+    if config is None:
+        raise SystemExit(exit_code)
+    return config
+
+
+def add_no_drain(parser: argparse.ArgumentParser) -> None:
+    """``--no-drain``, for the commands that read the archive (reports, audit)."""
+    parser.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="do not drain the Redis outbox first (read the archive as it is)",
+    )

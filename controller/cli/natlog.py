@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.config import Config, ConfigError, load_config
+from controller.cli.config_file import add_no_drain, load_or_none
+from controller.config import Config
 from controller.services import natlog
 from controller.storage.archive import Archive, archive_root
 
@@ -47,20 +48,7 @@ def add_who(asub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     who.add_argument("--port", required=True, help="the public port")
     who.add_argument("--at", required=True, help="local date-time YYYY-MM-DDTHH:MM[:SS][+08:00]")
     who.add_argument("--format", default="text", choices=("text", "json"))
-    who.add_argument(
-        "--no-drain",
-        action="store_true",
-        help="do not drain the Redis outbox first (read the archive as it is)",
-    )
-
-
-def _load(path: Path) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
+    add_no_drain(who)
 
 
 def cmd_audit_who(
@@ -68,7 +56,7 @@ def cmd_audit_who(
 ) -> int:
     """The command line holds the config and the key files: it answers as the ``audit``
     role does (with the phone number), and is logged as ``cli:<user>``."""
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     try:
@@ -87,7 +75,7 @@ def cmd_audit_who(
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     try:
@@ -118,7 +106,7 @@ async def _listen(config: Config) -> None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     if not config.natlog.exporters:
@@ -136,7 +124,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_trim(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     removed = natlog.trim(Archive(archive_root(config)), config, time.time())

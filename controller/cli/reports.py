@@ -20,7 +20,8 @@ from typing import TextIO
 
 from controller.cli import natlog as natlog_cli
 from controller.cli import report_sign
-from controller.config import Config, ConfigError, load_config
+from controller.cli.config_file import add_no_drain, load_or_none
+from controller.config import Config
 from controller.services import audit
 from controller.services.archiver import Archiver
 from controller.services.reports import writers
@@ -47,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     subsidy.add_argument("--group", default="venue", help=f"one of {', '.join(GROUPS)}")
     subsidy.add_argument("--out", required=True, help="file to write ('-': standard output)")
     subsidy.add_argument("--lang", default="zh", help="the workbook's language: zh or en")
-    _no_drain(subsidy)
+    add_no_drain(subsidy)
     report_sign.add_commands(rsub)
 
     audit = sub.add_parser("audit", help="the security audit log (login records)")
@@ -60,27 +61,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     export.add_argument("--mac", default="", help="only this device MAC")
     export.add_argument("--format", default="csv", help="csv or json")
     export.add_argument("--out", required=True, help="file to write ('-': standard output)")
-    _no_drain(export)
+    add_no_drain(export)
     trim = asub.add_parser("trim", help="delete audit records older than audit.retention_days")
     trim.add_argument("--config", required=True, type=Path)
     natlog_cli.add_who(asub)  # audit who --ip --port --at
-
-
-def _no_drain(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-drain",
-        action="store_true",
-        help="do not drain the Redis outbox first (read the archive as it is)",
-    )
-
-
-def _load(path: Path) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return None
 
 
 async def drain_outbox(config: Config, archive: Archive) -> int | None:
@@ -156,7 +140,7 @@ def _write(out: str, body: bytes, *, private: bool = False) -> None:
 
 
 def cmd_report_subsidy(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     params = {"from": args.first, "to": args.last, "format": args.format, "group": args.group}
@@ -182,7 +166,7 @@ def cli_who() -> str:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     params = {
@@ -205,7 +189,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_trim(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_none(args.config)
     if config is None:
         return 1
     removed = audit.trim(Archive(archive_root(config)), config, time.time())
