@@ -45,7 +45,6 @@ from controller.storage.store import Store, StoreUnavailable
 from controller.web.app import make_app, make_metrics_app
 from controller.web.http_edge import ConnectionGuard, EdgeError, GuardedSite
 from controller.web.resources import Resources
-from radius import fastpath
 from radius.core import Role
 from radius.server import RadiusEndpoint, open_endpoint
 
@@ -133,8 +132,6 @@ class Controller:
             clock=self.clock,
             enforcer=self.enforcer,
         )
-        path = fastpath.load()  # which codec the RADIUS cores run, and why (issue 16)
-        log.info("radius.data_path", compiled=path.compiled, reason=path.reason)
         self.tracer = Tracer(store, lambda: [c.id for c in self.config.clients])
         self.tracer.start()
         ports: tuple[tuple[Role, int], ...] = (
@@ -155,6 +152,8 @@ class Controller:
                     on_packet=self.tracer.observe,
                 )
             self.endpoints.append(endpoint)
+        path = self.endpoints[0].core.data_path  # which codec runs, and why (issue 16)
+        log.info("radius.data_path", compiled=path.compiled, reason=path.reason)
         self._health = asyncio.ensure_future(store.watch_health())
         # Redis and the RADIUS sockets are open now: the fd budget counts them
         try:
