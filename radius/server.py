@@ -27,6 +27,7 @@ from radius.core import (
     Drop,
     DropLine,
     DropLog,
+    OnPacket,
     Peer,
     Role,
     ServerCore,
@@ -72,6 +73,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         max_in_flight: int = 4096,
         clock: Callable[[], float] = time.monotonic,
         can_record: Callable[[], bool] | None = None,
+        on_packet: OnPacket | None = None,  # the per-client trace (radius.core.OnPacket)
     ) -> None:
         self.role: Role = role
         self.service = service
@@ -81,6 +83,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             dedup_window=dedup_window,
             max_in_flight=max_in_flight,
             can_record=can_record,
+            on_packet=on_packet,
         )
         self.clock = clock
         self.transport: asyncio.DatagramTransport | None = None
@@ -243,6 +246,7 @@ async def open_endpoint(
     max_in_flight: int,
     reuse_port: bool = False,
     can_record: Callable[[], bool] | None = None,
+    on_packet: OnPacket | None = None,
 ) -> RadiusEndpoint:
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_datagram_endpoint(
@@ -252,6 +256,7 @@ async def open_endpoint(
             dedup_window=dedup_window,
             max_in_flight=max_in_flight,
             can_record=can_record,
+            on_packet=on_packet,
         ),
         local_addr=(host, port),
         reuse_port=reuse_port or None,

@@ -1,8 +1,9 @@
 """The debugging tools of issue 17: ``radius.trace`` on real packets (built by pyrad, an
 independent implementation: PAP, CHAP, Message-Authenticator, Vendor-Specific), and
-against a live in-process ``serve``: ``citywifi test-login --acct`` gets an Access-Accept
-and three Accounting-Responses, while ``citywifi trace`` prints that exchange decoded,
-the password redacted."""
+against a live in-process ``serve`` (its own tracer, fed by the RADIUS cores'
+``on_packet`` hook): ``citywifi test-login --acct`` gets an Access-Accept and three
+Accounting-Responses, while ``citywifi trace`` prints that exchange decoded, the
+password redacted."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from controller.cli import test_login
 from controller.cli import trace as trace_cli
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
-from controller.services.trace import Tracer
 from radius.attrs import DICTIONARY_DIR
 from radius.trace import parse_dictionary, trace
 from tests.conftest import SECRET
@@ -136,30 +136,6 @@ async def ctl(city: Config) -> AsyncIterator[Controller]:
     await controller.stop()
 
 
-def hook(ctl: Controller, tracer: Tracer) -> None:
-    """What the two-line hook in radius/server.py will do (see docs/operations.md): each
-    accepted datagram from a known client, and each reply sent, goes to the tracer."""
-    assert ctl.service is not None
-    service = ctl.service
-    for endpoint in ctl.endpoints:
-        received, send = endpoint.datagram_received, endpoint._send
-
-        def on_datagram(data: bytes, addr: Any, received: Any = received) -> None:
-            peer = service.peer_for(addr[0])
-            if peer is not None:
-                tracer.observe(peer.id, data, "in")
-            received(data, addr)
-
-        def on_send(data: bytes, addr: Any, send: Any = send) -> None:
-            peer = service.peer_for(addr[0])
-            if peer is not None:
-                tracer.observe(peer.id, data, "out")
-            send(data, addr)
-
-        endpoint.datagram_received = on_datagram  # type: ignore[method-assign]
-        endpoint._send = on_send  # type: ignore[method-assign]
-
-
 def _args(ctl: Controller, **kw: Any) -> argparse.Namespace:
     values: dict[str, Any] = dict(
         phone="13800138001",
@@ -176,10 +152,9 @@ def _args(ctl: Controller, **kw: Any) -> argparse.Namespace:
 
 
 async def test_test_login_and_trace_against_a_running_server(ctl: Controller) -> None:
-    assert ctl.store is not None
-    tracer = Tracer(ctl.store, lambda: [c.id for c in ctl.config.clients], interval=0.05)
-    hook(ctl, tracer)
-    tracer.start()
+    assert ctl.store is not None and ctl.tracer is not None
+    tracer = ctl.tracer  # the real hook: Controller.start passes tracer.observe to the cores
+    tracer.interval = 0.05  # from its next round on: the switch is seen sooner
     traced = io.StringIO()
     follow = asyncio.ensure_future(
         trace_cli.follow(
@@ -206,7 +181,6 @@ async def test_test_login_and_trace_against_a_running_server(ctl: Controller) ->
         follow.cancel()
         with pytest.raises(asyncio.CancelledError):
             await follow
-        await tracer.stop()
     assert not await ctl.store.redis.exists("cw:trace:nas-local")  # turned off at the end
     # a reject is exit 1 (a phone the server blocks is simplest: an unknown client here)
     assert await test_login.run(ctl.config, _args(ctl, client="nope"), io.StringIO()) == 2

@@ -37,6 +37,7 @@ from controller.services.portal.service import Portal
 from controller.services.radius_service import RadiusService
 from controller.services.signing import Signer
 from controller.services.tasks import cancel_and_wait
+from controller.services.trace import Tracer
 from controller.storage.archive import Archive, archive_root
 from controller.storage.keyfiles import load_person_key, load_portal_key
 from controller.storage.redis_conn import connect_store, embedded_for
@@ -74,6 +75,7 @@ class Controller:
         self.archiver: Archiver | None = None  # drains the outbox into the archive
         self.online: OnlineStats | None = None  # city-wide online gauges, counted in Redis
         self.memory: MemoryWatch | None = None  # Redis memory vs its budget (load shedding)
+        self.tracer: Tracer | None = None  # the per-client RADIUS trace (citywifi trace)
         self._reloading = asyncio.Lock()
         self.endpoints: list[RadiusEndpoint] = []
         self.runners: list[web.AppRunner] = []  # the citizen listener, then /metrics's
@@ -130,6 +132,8 @@ class Controller:
             clock=self.clock,
             enforcer=self.enforcer,
         )
+        self.tracer = Tracer(store, lambda: [c.id for c in self.config.clients])
+        self.tracer.start()
         ports: tuple[tuple[Role, int], ...] = (
             ("auth", cfg.radius.auth_port),
             ("acct", cfg.radius.acct_port),
@@ -145,8 +149,11 @@ class Controller:
                     max_in_flight=cfg.radius.max_in_flight,
                     reuse_port=self.reuse_port,
                     can_record=store.health.can_record,  # RFC 5997 §4.2
+                    on_packet=self.tracer.observe,
                 )
             self.endpoints.append(endpoint)
+        path = self.endpoints[0].core.data_path  # which codec runs, and why (issue 16)
+        log.info("radius.data_path", compiled=path.compiled, reason=path.reason)
         self._health = asyncio.ensure_future(store.watch_health())
         # Redis and the RADIUS sockets are open now: the fd budget counts them
         try:
@@ -260,6 +267,8 @@ class Controller:
         for endpoint in self.endpoints:
             if endpoint.transport is not None:
                 endpoint.transport.close()
+        if self.tracer is not None:
+            await self.tracer.stop()  # writes what the last packets traced
         if self.enforcer is not None:
             # Before the HTTP side: closing its DAE socket ends the retries that an
             # in-flight logout/admin disconnect would otherwise make cleanup wait for.
