@@ -3,8 +3,10 @@
 A live Controller with the portal on real Redis: the SMS login (the file SMS backend)
 sets the device cookie; with it the Android and Apple profiles download (no-store),
 parse, and carry a fresh credential stored in Redis for that person; without a login
-401, another kind 400. ``peers``: eapol_test then logs in through the same serve with
-the username and secret read back from the downloaded Android profile.
+401, another kind 400; the person's list, and revoke of one's own credential only
+(JSON only). ``peers``: eapol_test then logs in through the same serve with the
+username and secret read back from the downloaded Android profile, and is refused
+once the portal revoked it.
 """
 
 from __future__ import annotations
@@ -89,6 +91,24 @@ async def test_profile_download_needs_a_login_and_carries_a_stored_credential(ri
     assert stored is not None and stored.person_id == pid
     assert len(await store.for_person(pid)) == 2  # one per download
 
+    status, listed, _ = await rig.get_json("/api/v1/profile/credentials")
+    assert status == 200 and sorted(c["label"] for c in listed["credentials"]) == [
+        "android",
+        "apple",
+    ]
+    assert all("hash" not in c and "secret" not in c for c in listed["credentials"])
+
+    # revoke: only one's own credential, then it is gone
+    status, body, _ = await rig.post_json("/api/v1/profile/revoke", {"username": "x@" + REALM})
+    assert (status, body["error"]) == (404, "not_found")
+    status, body, _ = await rig.post_json("/api/v1/profile/revoke", {"username": username})
+    assert (status, body) == (200, {"revoked": username})
+    assert await store.lookup(username) is None
+    async with rig.http.post(  # a cross-site form cannot send JSON: refused
+        f"{rig.base}/api/v1/profile/revoke", data={"username": username}
+    ) as r:
+        assert r.status == 415
+
 
 @pytest.mark.peers
 @pytest.mark.skipif(not Path(EAPOL_TEST).exists(), reason="eapol_test missing")
@@ -113,3 +133,18 @@ async def test_the_downloaded_profile_logs_in_through_serve(
     )
     assert result.ok, result.output[-3000:]
     assert "MPPE keys OK: 1  mismatch: 0" in result.output
+
+    # revoked on the portal: the next login is refused
+    status, _, _ = await rig.post_json("/api/v1/profile/revoke", {"username": username})
+    assert status == 200
+    again = await asyncio.to_thread(
+        run_eapol_test,
+        tmp_path,
+        rig.ctl.auth_port,
+        ca_pem=pki.ca_pem,
+        identity=username,
+        password=password,
+        anonymous_identity=f"anonymous@{realm}",
+        timeout=5,
+    )
+    assert not again.ok and "Access-Reject" in again.output

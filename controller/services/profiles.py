@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from controller.config.passpoint import PasspointSettings
-from controller.domain.eap_credentials import RANDOM_OCTETS, CredentialPolicy
+from controller.domain.eap_credentials import RANDOM_OCTETS, CredentialPolicy, EapCredential
 from controller.services.passpoint import (
     ANDROID_MIME_TYPE,
     APPLE_MIME_TYPE,
@@ -26,7 +26,7 @@ from controller.services.passpoint import (
 from controller.storage.eap_credentials import EapCredentialStore
 from controller.storage.redis_conn import RedisClient
 
-__all__ = ["KINDS", "ProfileDownload", "ProfileKind", "download"]
+__all__ = ["KINDS", "ProfileDownload", "ProfileKind", "credentials_of", "download", "revoke"]
 
 ProfileKind = Literal["android", "apple"]
 KINDS: Final[tuple[ProfileKind, ...]] = ("android", "apple")
@@ -66,3 +66,15 @@ async def download(
     return ProfileDownload(
         body, APPLE_MIME_TYPE, "citywifi.mobileconfig", issued.credential.username
     )
+
+
+async def credentials_of(client: RedisClient, person_id: str) -> list[EapCredential]:
+    """The person's live credentials, oldest first (for the status page)."""
+    return await EapCredentialStore(client).for_person(person_id)
+
+
+async def revoke(client: RedisClient, person_id: str, username: str) -> bool:
+    """Revoke one of the person's own credentials; False when it is not theirs or gone.
+    From then on it neither logs in nor resumes a TLS session (the EAP service checks
+    the credential again on every success)."""
+    return await EapCredentialStore(client).revoke(person_id, username)
