@@ -144,7 +144,13 @@ class EapLogins:
         step = session.step(event.eap, now)
         if isinstance(step, CheckPassword):
             credentials = step.credentials
-            found = await self.credentials.lookup(credentials.username)
+            try:
+                found = await self.credentials.lookup(credentials.username)
+            except StoreUnavailable as exc:  # no answer: the NAS retransmits, the peer restarts
+                log.warning(
+                    "radius.store_unavailable", port="auth", client=client.id, error=str(exc)
+                )
+                return None
             loop = asyncio.get_running_loop()
             ok = await loop.run_in_executor(
                 None, verify_credential, found, credentials.password, now
