@@ -32,6 +32,7 @@ from typing import Final, Literal, Protocol
 
 from radius.attrs import Code
 from radius.dedup import IN_PROGRESS, DedupCache, DedupKey
+from radius.eap import EapError
 from radius.events import (
     AccessRequest,
     AccountingRequest,
@@ -80,6 +81,8 @@ DropReason = Literal[
     "bad_response_authenticator",
     "proxy_state_without_message_authenticator",
     "store_unavailable",
+    "malformed_eap",
+    "eap_too_long",
 ]
 """The ``reason`` label of ``citywifi_radius_dropped_total`` (dashboards use them)."""
 
@@ -96,6 +99,8 @@ DROP_REASONS: Final[tuple[DropReason, ...]] = (
     "bad_request_authenticator",
     "proxy_state_without_message_authenticator",
     "store_unavailable",
+    "malformed_eap",
+    "eap_too_long",
 )
 
 DROP_LOG_INTERVAL = 60.0  # seconds between two log lines about one source's drops
@@ -291,11 +296,23 @@ class ServerCore:
         dedup.begin(key, now)
         self.in_flight += 1
         origin = Source(host, port)
-        event = (
-            access_request(request, peer.id, peer.secret, origin)
-            if self._auth
-            else accounting_request(request, peer.id, origin)
-        )
+        try:
+            event = (
+                access_request(request, peer.id, peer.secret, origin)
+                if self._auth
+                else accounting_request(request, peer.id, origin)
+            )
+        except EapError as exc:  # RFC 3579 §3.3: EAP without Message-Authenticator, or broken
+            self.in_flight -= 1
+            dedup.finish(key, None, now)
+            reason: DropReason = (
+                "missing_message_authenticator"
+                if exc.reason == "missing_message_authenticator"
+                else "eap_too_long"
+                if exc.reason == "eap_too_long"
+                else "malformed_eap"
+            )
+            return self._refused(reason, host, peer.id, now)
         return Dispatch(event, Ticket(key, request, peer.secret, peer.id, origin, now))
 
     def answered(self, ticket: Ticket, reply: Reply | None, now: float) -> Answer | Drop:

@@ -16,14 +16,16 @@ already encoded and, as typed fields, what the request log says about them.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Final, NamedTuple
 
 from radius.attrs import AcctStatus, Attr, Code
+from radius.eap import eap_from_request
 from radius.packet import PacketError, Request, decrypt_user_password
 
 __all__ = [
     "AccessAccept",
+    "AccessChallenge",
     "AccessReject",
     "AccessReply",
     "AccessRequest",
@@ -75,6 +77,8 @@ _FRAMED_IP: Final = int(Attr.FRAMED_IP_ADDRESS)
 _FRAMED_IPV6: Final = int(Attr.FRAMED_IPV6_ADDRESS)
 _CLASS: Final = int(Attr.CLASS)
 _OPERATOR_NAME: Final = int(Attr.OPERATOR_NAME)
+_EAP_MESSAGE: Final = int(Attr.EAP_MESSAGE)
+_STATE: Final = int(Attr.STATE)
 _STATUSES: Final = {int(s): s for s in AcctStatus}
 
 
@@ -110,6 +114,9 @@ class AccessRequest:
     ``user_password`` is the User-Password (RFC 2865 §5.2), recovered by ``reveal()``.
     ``chap_challenge`` is CHAP-Challenge, else the Request Authenticator (RFC 2865
     §2.2). ``wants_cui``: the NAS asked for a Chargeable-User-Identity (RFC 4372 §2.1).
+    ``eap``: the EAP packet of its EAP-Message attributes joined (RFC 3579 §3.1), None
+    when it has none; ``state``: the State it echoes (RFC 2865 §5.24), which names the
+    EAP conversation it continues (RFC 3579 §2.6.1).
     """
 
     client: str
@@ -128,6 +135,8 @@ class AccessRequest:
     acct_session_id: str = ""
     wants_cui: bool = False
     proxy_state: tuple[bytes, ...] = ()
+    eap: bytes | None = field(default=None, repr=False)
+    state: bytes | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.identifier <= 255 or len(self.authenticator) != 16:
@@ -222,8 +231,17 @@ class AccountingResponse(_Reply):
     code: ClassVar[Code] = Code.ACCOUNTING_RESPONSE
 
 
-AccessReply = AccessAccept | AccessReject
-Reply = AccessAccept | AccessReject | AccountingResponse
+@dataclass(frozen=True, slots=True)
+class AccessChallenge(_Reply):
+    """Access-Challenge (RFC 2865 §4.4): one round of an EAP conversation, its
+    EAP-Message and State in ``attributes`` (RFC 3579 §2.6.1)."""
+
+    code: ClassVar[Code] = Code.ACCESS_CHALLENGE
+    result: str = "challenge"
+
+
+AccessReply = AccessAccept | AccessReject | AccessChallenge
+Reply = AccessAccept | AccessReject | AccessChallenge | AccountingResponse
 
 
 def _text(attrs: dict[int, list[bytes]], attr: int) -> str:
@@ -254,7 +272,9 @@ def _ipv6(attrs: dict[int, list[bytes]], attr: int) -> str:
 
 def access_request(request: Request, client: str, secret: bytes, source: Source) -> AccessRequest:
     """The event of a verified Access-Request of ``client`` (whose ``secret`` hides the
-    User-Password, RFC 2865 §5.2: kept for ``HiddenPassword.reveal``)."""
+    User-Password, RFC 2865 §5.2: kept for ``HiddenPassword.reveal``). One with
+    EAP-Message raises ``radius.eap.EapError`` when it lacks Message-Authenticator
+    (RFC 3579 §3.3) or its EAP-Messages do not make one EAP packet."""
     attrs: dict[int, list[bytes]] = request.attrs  # type: ignore[assignment]
     user = attrs.get(_USER_NAME)
     hidden = attrs.get(_USER_PASSWORD)
@@ -278,6 +298,8 @@ def access_request(request: Request, client: str, secret: bytes, source: Source)
         _text(attrs, _SESSION_ID),
         _CUI in attrs,
         tuple(proxy) if proxy else (),
+        eap_from_request(request) if _EAP_MESSAGE in attrs else None,
+        state[0] if (state := attrs.get(_STATE)) else None,
     )
 
 

@@ -49,6 +49,7 @@ log = structlog.get_logger("citywifi.radius")
 RESULTS = {  # reply code -> the result label of the request counters
     int(Code.ACCESS_ACCEPT): "accept",
     int(Code.ACCESS_REJECT): "reject",
+    int(Code.ACCESS_CHALLENGE): "challenge",
     int(Code.ACCOUNTING_RESPONSE): "ok",
 }
 

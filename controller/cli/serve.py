@@ -30,6 +30,7 @@ from controller.cli.systemd import Notifier
 from controller.config import Config, ConfigError, load_config
 from controller.config.reload import adopt, changes, counts, restart_needed
 from controller.services.archiver import Archiver
+from controller.services.eap_service import eap_logins
 from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
@@ -120,6 +121,8 @@ class Controller:
             clock=self.clock,
             # after each recorded report: the due index, then the NAS's last-seen time
             observers=(self.enforcer, self.online),
+            # EAP-TTLS logins (docs/eap.md): only with [passpoint] enabled
+            eap=eap_logins(cfg.passpoint, store.redis) if cfg.passpoint.enabled else None,
         )
         await self.enforcer.start()
         self.archiver = Archiver(self.store, self.archive, lambda: self.config, clock=self.clock)

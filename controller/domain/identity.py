@@ -60,11 +60,11 @@ def person_of_username(username: str) -> str | None:
 # another client. ``cw1:`` (unsigned, before this format) is no longer believed.
 
 CLASS_PREFIX = b"cw2:"
-CLASS_KINDS = frozenset({"c", "m"})  # credential login | MAC (remembered device) login
+CLASS_KINDS = frozenset({"c", "m", "e"})  # credential | MAC (remembered device) | EAP-TTLS login
 NONCE_HEX = 16  # 64 random bits per login
 _TAG_HEX = 32  # HMAC-SHA-256 truncated to 128 bits (RFC 2104 §5: at least half the output)
 _CLASS = re.compile(
-    rb"cw2:([0-9a-f]{%d}):([cm]):([0-9a-f]{%d}):([0-9a-f]{%d})"
+    rb"cw2:([0-9a-f]{%d}):([cme]):([0-9a-f]{%d}):([0-9a-f]{%d})"
     % (PERSON_ID_HEX, NONCE_HEX, _TAG_HEX)
 )
 

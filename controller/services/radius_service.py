@@ -38,6 +38,7 @@ from controller.domain.identity import (
 from controller.domain.mac import normalize_mac
 from controller.domain.registry import Registry
 from controller.domain.state import AccountingResult, AccountingWrite, Origin, SessionFields
+from controller.services.eap_service import EapLogins
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius import metrics
@@ -106,8 +107,10 @@ class RadiusService:
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = new_nonce,
         observers: Sequence[AccountingObserver] = (),
+        eap: EapLogins | None = None,
     ) -> None:
         self.store = store
+        self.eap = eap  # EAP-TTLS logins ([passpoint] enabled), else None
         self.clock = clock
         self.nonce = nonce
         self.person_key = person_key  # keys the Chargeable-User-Identity (RFC 4372)
@@ -146,6 +149,10 @@ class RadiusService:
         client = self.registry.clients_by_id.get(event.client)
         if client is None:  # removed by a reload while the request waited
             return None
+        if event.eap is not None:  # an EAP round (RFC 3579): controller.services.eap_service
+            if self.eap is None:
+                return AccessReject(attr(Attr.REPLY_MESSAGE, b"EAP is off"), result="eap_off")
+            return await self.eap.access(self, client, event)
         now = int(self.clock())
         try:
             admission = await self._decide(client, event, now)

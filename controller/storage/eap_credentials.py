@@ -22,6 +22,7 @@ from typing import Any
 from controller.domain.eap_credentials import EapCredential
 from controller.storage import keys
 from controller.storage.redis_conn import RedisClient
+from controller.storage.store import _UNAVAILABLE, StoreUnavailable
 
 __all__ = ["EapCredentialStore"]
 
@@ -81,7 +82,10 @@ class EapCredentialStore:
 
     async def lookup(self, username: str) -> EapCredential | None:
         """The credential of ``username``, or None (unknown, expired by Redis, revoked)."""
-        fields = await self._client.hgetall(keys.eap_credential(username))
+        try:
+            fields = await self._client.hgetall(keys.eap_credential(username))
+        except _UNAVAILABLE as exc:  # a login must not be answered blind (RFC 2866 §2)
+            raise StoreUnavailable(str(exc)) from exc
         return _credential(username, fields) if fields else None
 
     async def for_person(self, pid: str) -> list[EapCredential]:

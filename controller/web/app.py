@@ -31,6 +31,7 @@ from controller.web import admin, audit, reports
 from controller.web.console import routes as console
 from controller.web.errors import errors, render_json
 from controller.web.http_edge import body_deadline
+from controller.web.portal import profile as portal_profile
 from controller.web.portal import routes as portal
 from controller.web.resources import LIVE, MEMORY, PORTAL, READINESS, Readiness, Resources
 
@@ -111,6 +112,7 @@ def make_app(http: HttpSettings, resources: Resources) -> web.Application:
     if not http.metrics_bind:
         app.router.add_get("/metrics", metrics)
     portal.add_routes(app)  # portal, APIs, RFC 8908
+    portal_profile.add_routes(app)  # GET /api/v1/profile (docs/eap.md)
     reports.add_routes(app)  # reports API + page (role reports)
     audit.add_routes(app)  # audit export (role audit)
     admin.add_routes(app)  # role admin

@@ -1,0 +1,92 @@
+"""The "connect automatically" routes of the person this browser is logged in as (the
+portal's device cookie: a person verified by SMS; never by source address, since the
+answers are credentials). 404 when ``[passpoint]`` is off, 401 without a login.
+
+- ``GET /api/v1/profile?kind=android|apple``: a new credential in the profile (400 for
+  another kind), never cached (``controller.services.profiles``);
+- ``GET /api/v1/profile/credentials``: the person's credentials (username, label,
+  issued, expires; never a secret or hash);
+- ``POST /api/v1/profile/revoke`` ``{"username": …}`` (JSON: the portal API's CSRF
+  rule): revoke one of them (404 when it is not theirs).
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from controller.services.portal.errors import PortalError
+from controller.services.profiles import KINDS, credentials_of, download, revoke
+from controller.web.portal.routes import View, json_api
+
+__all__ = ["add_routes"]
+
+routes = web.RouteTableDef()
+
+
+async def _person(view: View) -> str:
+    if not view.config.passpoint.enabled:
+        raise PortalError("not_found", 404)
+    pid = await view.device_pid()  # the cookie only: the answers are credentials
+    if pid is None:
+        raise PortalError("not_logged_in", 401)
+    return pid
+
+
+@routes.get("/api/v1/profile")
+@json_api
+async def api_profile(request: web.Request, view: View) -> web.StreamResponse:
+    settings = view.config.passpoint
+    pid = await _person(view)
+    kind = request.query.get("kind", "")
+    if kind not in KINDS:
+        raise PortalError("bad_request", 400)
+    got = await download(view.store.redis, settings, pid, kind, int(time.time()))
+    return web.Response(
+        body=got.body,
+        content_type=got.content_type,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Disposition": f'attachment; filename="{got.filename}"',
+        },
+    )
+
+
+@routes.get("/api/v1/profile/credentials")
+@json_api
+async def api_credentials(request: web.Request, view: View) -> web.StreamResponse:
+    pid = await _person(view)
+    found = await credentials_of(view.store.redis, pid)
+    return web.json_response(
+        {
+            "credentials": [
+                {
+                    "username": c.username,
+                    "label": c.label,
+                    "issued_at": c.issued_at,
+                    "expires_at": c.expires_at,
+                }
+                for c in found
+            ]
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@routes.post("/api/v1/profile/revoke")
+@json_api
+async def api_revoke(request: web.Request, view: View) -> web.StreamResponse:
+    pid = await _person(view)
+    body = await view.json_body()
+    username = body.get("username")
+    if not isinstance(username, str) or not username:
+        raise PortalError("bad_request", 400, field="username")
+    if not await revoke(view.store.redis, pid, username):
+        raise PortalError("not_found", 404)
+    return web.json_response({"revoked": username})
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the profile route on the citizen app (``controller.web.app.make_app``)."""
+    app.add_routes(routes)
