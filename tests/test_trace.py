@@ -181,6 +181,42 @@ async def test_test_login_and_trace_against_a_running_server(ctl: Controller) ->
         follow.cancel()
         with pytest.raises(asyncio.CancelledError):
             await follow
-    assert not await ctl.store.redis.exists("cw:trace:nas-local")  # turned off at the end
+    assert await ctl.store.redis.zscore("cw:trace:on", "nas-local") is None  # off at the end
     # a reject is exit 1 (a phone the server blocks is simplest: an unknown client here)
     assert await test_login.run(ctl.config, _args(ctl, client="nope"), io.StringIO()) == 2
+
+
+async def test_the_switches_are_one_sorted_set_read_in_one_round_trip_and_they_expire(
+    redis_proc: RedisProcess,
+) -> None:
+    """Every worker reads the switches once a second: one ZRANGEBYSCORE whatever the
+    number of clients (not one command per client), and a trace ends by itself."""
+    from controller.storage.redis_conn import client_from_url
+    from controller.storage.store import Store
+    from controller.storage.trace import SWITCHES, TraceStore
+
+    now = [1_800_000_000.0]
+    store = Store(client_from_url(redis_proc.url))
+    db = TraceStore(store, clock=lambda: now[0])
+    clients = [f"nas-{i}" for i in range(2000)]
+    try:
+        await db.on("nas-7", 60, "test")
+        before = await store.redis.info("commandstats")
+        assert await db.active(clients) == {"nas-7"}
+        after = await store.redis.info("commandstats")
+        calls = {
+            k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"]
+            for k in after
+            if k.startswith("cmdstat_")
+        }
+        calls = {k: n for k, n in calls.items() if n and k != "cmdstat_info"}
+        assert calls == {"cmdstat_zremrangebyscore": 1, "cmdstat_zrangebyscore": 1}, calls
+        now[0] += 59
+        assert await db.active(clients) == {"nas-7"}
+        now[0] += 1  # the trace's last second is over
+        assert await db.active(clients) == frozenset()
+        assert await store.redis.zcard(SWITCHES) == 0  # the ended trace is dropped
+        await db.on("nas-7", 60, "test")
+        assert await db.off("nas-7") and not await db.off("nas-7")
+    finally:
+        await store.close()

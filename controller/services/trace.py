@@ -1,4 +1,4 @@
-"""The per-client RADIUS trace (issue 17): while ``cw:trace:<client>`` exists, every
+"""The per-client RADIUS trace (issue 17): while the client is in ``cw:trace:on``, every
 request from that client and every reply to it is decoded with names, secrets redacted
 (``radius.trace``), logged (``radius.trace`` events) and written to the client's trace
 stream, which ``citywifi trace`` prints — citywifi's ``radiusd -X`` for one NAS.

@@ -1,9 +1,10 @@
 """Redis storage of the per-client RADIUS trace (``citywifi trace``, issue 17).
 
-- ``cw:trace:<client>``: present while the client is traced; its TTL is what is left of
-  the trace, its value who turned it on. Every worker reads the configured clients' keys
-  once a second (``controller.services.trace``), so turning a trace on or off needs no
-  signal and reaches every process of every instance.
+- ``cw:trace:on``: sorted set, one member per traced client, scored with the epoch
+  second its trace ends. Every worker reads it once a second with one ZRANGEBYSCORE
+  (``controller.services.trace``) — one command however many clients are configured —
+  so turning a trace on or off needs no signal and reaches every process of every
+  instance. Who turned it on is in the console's audit record and the CLI's log line.
 - ``cw:trace:log:<client>``: stream of traced packets (field ``p``: the decoded lines,
   newline-joined; ``d``: ``in``/``out``), capped (``MAXLEN ~``) and expiring with the
   trace, which ``citywifi trace`` follows with ``XREAD BLOCK``.
@@ -13,7 +14,8 @@ Each command touches one key. Redis errors become ``StoreUnavailable`` (the stor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,8 +26,7 @@ LOG_MAXLEN: Final = 10_000  # packets kept per traced client (about a few MB at 
 LOG_KEEP: Final = 600  # seconds a trace's log outlives the switch (to be read)
 
 
-def switch_key(client_id: str) -> str:
-    return f"{PREFIX}:trace:{client_id}"
+SWITCHES: Final = f"{PREFIX}:trace:on"  # client -> epoch second its trace ends
 
 
 def log_key(client_id: str) -> str:
@@ -44,32 +45,38 @@ class TracedEntry:
 
 
 class TraceStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.clock = clock
 
     async def on(self, client_id: str, seconds: int, by: str) -> None:
+        """Trace ``client_id`` for ``seconds`` from now (``by``: who, for the caller's
+        own record; a second ``on`` extends or shortens the running trace)."""
+
         async def op() -> None:
-            await self.store.redis.set(switch_key(client_id), by, ex=seconds)
+            await self.store.redis.zadd(SWITCHES, {client_id: int(self.clock()) + seconds})
 
         await self.store._guard(op)
 
     async def off(self, client_id: str) -> bool:
         async def op() -> bool:
-            return bool(await self.store.redis.delete(switch_key(client_id)))
+            return bool(await self.store.redis.zrem(SWITCHES, client_id))
 
         return await self.store._guard(op)
 
     async def active(self, clients: Sequence[str]) -> frozenset[str]:
-        """Which of ``clients`` are traced now (one pipelined EXISTS per client)."""
+        """Which of ``clients`` are traced now: one ZRANGEBYSCORE of the running traces
+        (expired ones are dropped from the set in the same round trip)."""
         if not clients:
             return frozenset()
+        now = int(self.clock())
 
         async def op() -> frozenset[str]:
             pipe = self.store.redis.pipeline(transaction=False)
-            for client in clients:
-                pipe.exists(switch_key(client))
-            found = await pipe.execute()
-            return frozenset(c for c, n in zip(clients, found, strict=True) if n)
+            pipe.zremrangebyscore(SWITCHES, "-inf", now)
+            pipe.zrangebyscore(SWITCHES, now + 1, "+inf")
+            _, running = await pipe.execute()
+            return frozenset(clients) & {_text(c) for c in running}
 
         return await self.store._guard(op)
 
