@@ -17,8 +17,15 @@ from openpyxl import load_workbook
 from controller.cli.serve import Controller
 from controller.config import Config
 from controller.services.reports.settlement_xlsx import HEADER_ROW
-from controller.services.reports.signature import UnreadableReport, key_path, signing_key, verify
-from tests.test_reports import report, run_cli, scenario
+from controller.services.reports.signature import (
+    UnreadableReport,
+    key_id,
+    key_path,
+    load_public_pem,
+    signing_key,
+    verify,
+)
+from tests.test_reports import get, report, run_cli, scenario
 from tests.test_reports_helpers import Clock
 
 pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: city, clock, ctl
@@ -103,3 +110,20 @@ async def test_each_format_verifies_and_an_edited_figure_does_not(
             assert out.startswith("valid:") and "2025-11-10..2025-11-11, group venue" in out
         if code == 1:
             assert result.stdout.decode().startswith("INVALID:")
+
+
+async def test_the_published_key_from_the_live_server_verifies_its_reports(
+    ctl: Controller, clock: Clock
+) -> None:
+    """``GET /reports/public-key`` needs no token (a public key proves, it admits nobody);
+    a report fetched from the same server verifies with it, an edited one does not."""
+    await scenario(ctl, clock)
+    status, headers, pem = await get(ctl, "/reports/public-key", token=None)
+    assert status == 200 and headers["Content-Type"].startswith("application/x-pem-file")
+    public = load_public_pem(pem)
+    assert headers["X-Key-Id"] == key_id(public)
+    body = (await report(ctl, **Q, format="json"))[2]
+    doc = json.loads(body)
+    assert verify(body, public).valid and doc["signature"]["signature_key_id"] == key_id(public)
+    doc["rows"][0]["subsidy_yuan"] = "999.99"
+    assert not verify(json.dumps(doc, ensure_ascii=False).encode(), public).valid

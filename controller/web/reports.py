@@ -21,7 +21,7 @@ from controller.services.errors import RequestError
 from controller.services.reports import writers
 from controller.services.reports.dashboard import dashboard
 from controller.services.reports.query import ReportRequest, ReportRequestError, parse_request
-from controller.services.reports.signature import build_signed
+from controller.services.reports.signature import build_signed, key_id, public_pem, signing_key
 from controller.services.signing import Signer
 from controller.storage.archive import Archive
 from controller.web import csrf
@@ -227,8 +227,25 @@ async def download(request: web.Request) -> web.StreamResponse:
     return await report_response(request, require_role(principal, "reports"))
 
 
+async def public_key(request: web.Request) -> web.StreamResponse:
+    """``GET /reports/public-key``: the public half of the city's report signing key
+    (PEM), published so that anyone handed a report can check it (``citywifi report
+    verify FILE --public-key PEM``). Public on purpose: it proves, it does not admit."""
+    config = request.app[LIVE].config
+    key = (await asyncio.to_thread(signing_key, config)).public_key()
+    return web.Response(
+        body=public_pem(key),
+        headers={
+            "Content-Type": "application/x-pem-file",
+            "X-Key-Id": key_id(key),
+            "Cache-Control": "public, max-age=3600",
+        },
+    )
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/reports/subsidy", subsidy_api)
+    app.router.add_get(f"{PAGE_PATH}/public-key", public_key)
     app.router.add_get(PAGE_PATH, page)
     app.router.add_post(f"{PAGE_PATH}/login", login)
     app.router.add_post(f"{PAGE_PATH}/logout", logout)
