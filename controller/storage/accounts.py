@@ -22,34 +22,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.domain.accounts import Account, ConsoleSession, parse_role
-from controller.storage.keys import PREFIX
+from controller.storage.keys import (
+    USERS,
+    failures_key,
+    lock_key,
+    session_key,
+    totp_used_key,
+    user_key,
+    user_sessions_key,
+)
 from controller.storage.store import Store
-
-USERS = f"{PREFIX}:acct:users"
-
-
-def user_key(name: str) -> str:
-    return f"{PREFIX}:acct:user:{name}"
-
-
-def failures_key(name: str) -> str:
-    return f"{PREFIX}:acct:fail:{name}"
-
-
-def lock_key(name: str) -> str:
-    return f"{PREFIX}:acct:lock:{name}"
-
-
-def totp_used_key(name: str, step: int) -> str:
-    return f"{PREFIX}:acct:totp:{name}:{step}"
-
-
-def session_key(session_id: str) -> str:
-    return f"{PREFIX}:acct:sess:{session_id}"
-
-
-def user_sessions_key(name: str) -> str:
-    return f"{PREFIX}:acct:usess:{name}"
 
 
 def _text(value: Any) -> str:

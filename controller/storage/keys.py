@@ -157,3 +157,48 @@ def eap_credential(username: str) -> str:
 def eap_credentials(pid: str) -> str:
     """The usernames of a person's EAP credentials (a set), for the status page and revoke."""
     return f"{person(pid)}:eap"
+
+
+# -- console accounts (storage/accounts.py, issue 17)
+
+USERS = f"{PREFIX}:acct:users"
+
+
+def user_key(name: str) -> str:
+    """A console account (hash: argon2id hash, role, TOTP secret, disabled)."""
+    return f"{PREFIX}:acct:user:{name}"
+
+
+def failures_key(name: str) -> str:
+    """A console account's failed sign-ins in the lock-out window."""
+    return f"{PREFIX}:acct:fail:{name}"
+
+
+def lock_key(name: str) -> str:
+    """Present while a console account is locked out (TTL: the rest of the lock)."""
+    return f"{PREFIX}:acct:lock:{name}"
+
+
+def totp_used_key(name: str, step: int) -> str:
+    """A TOTP step already used by this account (refuses a replayed code)."""
+    return f"{PREFIX}:acct:totp:{name}:{step}"
+
+
+def session_key(session_id: str) -> str:
+    """A console session, server-side (random id; TTL: its expiry)."""
+    return f"{PREFIX}:acct:sess:{session_id}"
+
+
+def user_sessions_key(name: str) -> str:
+    """A console account's sessions (ended when it is disabled)."""
+    return f"{PREFIX}:acct:usess:{name}"
+
+
+# -- per-client RADIUS trace (storage/trace.py, issue 17)
+
+TRACE_SWITCHES = f"{PREFIX}:trace:on"  # sorted set: client -> epoch second its trace ends
+
+
+def trace_log(client_id: str) -> str:
+    """The stream of a traced client's packets (capped, expiring after the trace)."""
+    return f"{PREFIX}:trace:log:{client_id}"

@@ -19,18 +19,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from controller.storage.keys import PREFIX
+from controller.storage import keys
 from controller.storage.store import Store
 
 LOG_MAXLEN: Final = 10_000  # packets kept per traced client (about a few MB at most)
 LOG_KEEP: Final = 600  # seconds a trace's log outlives the switch (to be read)
 
 
-SWITCHES: Final = f"{PREFIX}:trace:on"  # client -> epoch second its trace ends
+SWITCHES: Final = keys.TRACE_SWITCHES  # client -> epoch second its trace ends
 
 
-def log_key(client_id: str) -> str:
-    return f"{PREFIX}:trace:log:{client_id}"
+log_key = keys.trace_log
 
 
 def _text(value: Any) -> str:
