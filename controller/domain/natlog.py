@@ -309,21 +309,27 @@ def parse_syslog_line(
     return found
 
 
-def _asa(line: str, when: int, source: str) -> NatTranslation | str:
-    if "-305011:" not in line and "-305012:" not in line:
-        return ""  # another ASA message: not a translation
-    m = _ASA.search(line)
-    if m is None:
-        return "malformed"
-    code, proto, priv, pport, pub, port = m.groups()
+_Endpoints = tuple[str, int, str, int]  # private IP, private port, public IP, public port
+
+
+def _endpoints(priv: str, pport: str, pub: str, port: str) -> _Endpoints | None:
+    """The four fields of a one-port translation as read from a line; None if one is bad."""
     private, public = _ip(priv), _ip(pub)
     private_port, public_port = _port(pport), _port(port)
     if private is None or public is None or private_port is None or public_port is None:
-        return "bad_address"
+        return None
+    return private, private_port, public, public_port
+
+
+def _one_port(
+    when: int, created: bool, protocol: int, ends: _Endpoints, source: str
+) -> NatTranslation:
+    """A session translation (one public port), as the syslog formats log them."""
+    private, private_port, public, public_port = ends
     return NatTranslation(
         time_ms=when,
-        event=NatEvent.CREATE if code == "305011" else NatEvent.DELETE,
-        protocol=PROTOCOLS[proto.lower()],
+        event=NatEvent.CREATE if created else NatEvent.DELETE,
+        protocol=protocol,
         private_ip=private,
         private_port=private_port,
         public_ip=public,
@@ -331,6 +337,19 @@ def _asa(line: str, when: int, source: str) -> NatTranslation | str:
         port_end=public_port,
         source=source,
     )
+
+
+def _asa(line: str, when: int, source: str) -> NatTranslation | str:
+    if "-305011:" not in line and "-305012:" not in line:
+        return ""  # another ASA message: not a translation
+    m = _ASA.search(line)
+    if m is None:
+        return "malformed"
+    code, proto, priv, pport, pub, port = m.groups()
+    ends = _endpoints(priv, pport, pub, port)
+    if ends is None:
+        return "bad_address"
+    return _one_port(when, code == "305011", PROTOCOLS[proto.lower()], ends, source)
 
 
 def _juniper(line: str, when: int, source: str) -> NatTranslation | str:
@@ -341,26 +360,20 @@ def _juniper(line: str, when: int, source: str) -> NatTranslation | str:
     need = ("source-address", "source-port", "nat-source-address", "nat-source-port")
     if any(k not in params for k in need):
         return "missing_field"
-    private, public = _ip(params["source-address"]), _ip(params["nat-source-address"])
-    private_port, public_port = _port(params["source-port"]), _port(params["nat-source-port"])
-    if private is None or public is None or private_port is None or public_port is None:
+    ends = _endpoints(
+        params["source-address"],
+        params["source-port"],
+        params["nat-source-address"],
+        params["nat-source-port"],
+    )
+    if ends is None:
         return "bad_address"
-    if private == public and private_port == public_port:
+    if ends[:2] == ends[2:]:
         return ""  # no source NAT on this session
     proto = params.get("protocol-id", "")
     if not (proto.isascii() and proto.isdigit()) or len(proto) > 3 or int(proto) > 255:
         return "bad_protocol"
-    return NatTranslation(
-        time_ms=when,
-        event=NatEvent.CREATE if m.group(1) == "CREATE" else NatEvent.DELETE,
-        protocol=int(proto),
-        private_ip=private,
-        private_port=private_port,
-        public_ip=public,
-        port_start=public_port,
-        port_end=public_port,
-        source=source,
-    )
+    return _one_port(when, m.group(1) == "CREATE", int(proto), ends, source)
 
 
 def _conntrack(line: str, when: int, source: str) -> NatTranslation | str:
@@ -384,23 +397,12 @@ def _conntrack(line: str, when: int, source: str) -> NatTranslation | str:
         return ""  # ICMP: an id, no port to look up
     if "sport" not in orig or "dport" not in reply:
         return "malformed"
-    private, public = _ip(orig.get("src", "")), _ip(reply.get("dst", ""))
-    private_port, public_port = _port(orig["sport"]), _port(reply["dport"])
-    if private is None or public is None or private_port is None or public_port is None:
+    ends = _endpoints(orig.get("src", ""), orig["sport"], reply.get("dst", ""), reply["dport"])
+    if ends is None:
         return "bad_address"
-    if private == public and private_port == public_port:
+    if ends[:2] == ends[2:]:
         return ""  # not translated
-    return NatTranslation(
-        time_ms=when,
-        event=NatEvent.CREATE if event == "NEW" else NatEvent.DELETE,
-        protocol=int(number),
-        private_ip=private,
-        private_port=private_port,
-        public_ip=public,
-        port_start=public_port,
-        port_end=public_port,
-        source=source,
-    )
+    return _one_port(when, event == "NEW", int(number), ends, source)
 
 
 def parse_syslog_text(
