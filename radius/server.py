@@ -18,8 +18,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from radius import metrics
+from radius import fastpath, metrics
 from radius.attrs import Code
+from radius.batch_socket import BatchSocket, open_batch_socket
 from radius.core import (
     DROP_REASONS,
     Answer,
@@ -87,7 +88,8 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             on_packet=on_packet,
         )
         self.clock = clock
-        self.transport: asyncio.DatagramTransport | None = None
+        # the loop's datagram transport, or a BatchSocket (recvmmsg/sendmmsg, issue 16)
+        self.transport: asyncio.DatagramTransport | BatchSocket | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
@@ -249,17 +251,27 @@ async def open_endpoint(
     can_record: Callable[[], bool] | None = None,
     on_packet: OnPacket | None = None,
 ) -> RadiusEndpoint:
+    """Serve ``role`` on ``host:port``: with ``recvmmsg``/``sendmmsg`` batches when the
+    compiled data path has them (``radius.fastpath.BatchIO``), else on the event loop's
+    datagram transport; the endpoint does the same either way."""
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
-        lambda: RadiusEndpoint(
+
+    def endpoint() -> RadiusEndpoint:
+        return RadiusEndpoint(
             role,
             service,
             dedup_window=dedup_window,
             max_in_flight=max_in_flight,
             can_record=can_record,
             on_packet=on_packet,
-        ),
-        local_addr=(host, port),
-        reuse_port=reuse_port or None,
+        )
+
+    batch_io = fastpath.load().batch_io
+    if batch_io is not None:
+        protocol = endpoint()
+        open_batch_socket(loop, protocol, batch_io, host, port, reuse_port=reuse_port)
+        return protocol
+    _, protocol = await loop.create_datagram_endpoint(
+        endpoint, local_addr=(host, port), reuse_port=reuse_port or None
     )
     return protocol
