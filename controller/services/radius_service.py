@@ -122,6 +122,10 @@ class RadiusService:
         # "pid|client/Acct-Session-Id" -> its current generation, when above 1 (a reused
         # id): the next report goes to it in one round trip (Store.account checks it)
         self._generations: dict[str, int] = {}
+        # "pid|client/Acct-Session-Id" of open sessions this process recorded: their next
+        # Interim/Stop is sent without the session's description (account.lua asks for
+        # it if the record is gone); only a hint, bounded like _generations
+        self._described: set[str] = set()
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -363,6 +367,12 @@ class RadiusService:
     def _note_generation(self, write: AccountingWrite, result: AccountingResult) -> None:
         """Remember a reused id's generation; log reuse and re-opening (both rare)."""
         key = f"{write.pid}|{write.sid}"
+        if write.status is AcctStatus.STOP:
+            self._described.discard(key)
+        else:
+            if len(self._described) >= MAX_GENERATIONS_KEPT:
+                self._described.clear()
+            self._described.add(key)
         if result.generation > write.generation:
             log.info("radius.session_id_reused", session=result.sid, person=write.pid)
         if result.reopened:
@@ -447,6 +457,7 @@ class RadiusService:
             session=session,
             generation=self._generations.get(f"{pid}|{sid}", 1),
             stale=self._stale,
+            describe=status is AcctStatus.START or f"{pid}|{sid}" not in self._described,
         )
 
     async def _login_of(

@@ -12,6 +12,7 @@ whether the store can record right now.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -140,6 +141,11 @@ def _failed(replies: Sequence[Any]) -> list[redis_errors.RedisError]:
 
 def _lost_scripts(failed: Sequence[redis_errors.RedisError]) -> bool:
     return any(isinstance(e, redis_errors.NoScriptError) for e in failed)
+
+
+def _wants_fields(r: Any) -> bool:
+    """account.lua's {'fields'}: the session is not recorded, send its description."""
+    return len(r) == 1 and r[0] in (b"fields", "fields")
 
 
 def _moved(w: AccountingWrite, r: Any, sid: str) -> tuple[int, bool, str] | None:
@@ -420,6 +426,9 @@ class Store:
     ) -> AccountingResult:
         for _ in range(tries):
             r, sid = await self._account_once(w, generation, create, misplaced)
+            if _wants_fields(r):  # the session was not recorded after all: describe it
+                w = dataclasses.replace(w, describe=True)
+                continue
             moved = _moved(w, r, sid)
             if moved is not None:
                 generation, create, misplaced = moved
@@ -455,6 +464,9 @@ class Store:
                     return
                 self._settle(failed)
                 r = replies[0]
+                if _wants_fields(r):  # not recorded after all: again, described
+                    self._follow(self.account(dataclasses.replace(w, describe=True)), result)
+                    return
                 moved = _moved(w, r, sid)
                 if moved is not None:
                     self._follow(self._account_from(w, *moved, MAX_GENERATION_TRIES - 1), result)
@@ -550,8 +562,10 @@ class Store:
             w.stale.cap,
         ]
         args.extend(epoch for epoch, _ in w.boundaries)
-        for k, v in w.fields.items():
-            args.extend((k, v))
+        fields = w.fields
+        if w.describe or create:  # else account.lua asks for them if it has not got them
+            for k, v in fields.items():
+                args.extend((k, v))
         ref = keys.session_ref(w.pid, sid)
 
         # the reply ends with the person as the enforcer sees them after this write
@@ -563,8 +577,8 @@ class Store:
         else:
             unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
             unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
-        if w.fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
-            unit.append(("HDEL", keys.device_holds(w.pid), w.fields["mac"]))
+        if fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
+            unit.append(("HDEL", keys.device_holds(w.pid), fields["mac"]))
         if misplaced and misplaced != ref and w.status != 2:
             # the try before indexed a closed generation as open: take that back
             unit.append(("ZREM", keys.OPEN_INDEX, misplaced))
