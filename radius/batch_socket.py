@@ -2,10 +2,11 @@
 
 uvloop's datagram transport makes one ``recvfrom`` and one ``datagram_received`` call
 per datagram, and one ``sendto`` system call per answer. Here the socket's descriptor
-is watched with ``loop.add_reader``: each time it is readable, up to ``max_batch``
+is watched with ``loop.add_reader``: each time it is readable, up to 64
 datagrams come in with one ``recvmmsg`` (``radius.fastpath.BatchIO``), each goes to the
 protocol's ``datagram_received`` as before, and the answers it sends meanwhile go out
-together with one ``sendmmsg`` at the end of the read callback. Answers sent from
+together with one ``sendmmsg`` at the end of the read callback (at most ``ROUNDS``
+batches per callback, so that a flood cannot starve the Redis replies). Answers sent from
 elsewhere (a Redis reply completing a request) are gathered and sent once per loop
 iteration (``loop.call_soon``). A full socket buffer keeps the rest until the socket is
 writable; a send error (ICMP-reported, a bad address) loses only that datagram, as
@@ -34,6 +35,8 @@ log = structlog.get_logger("citywifi.radius")
 RCVBUF = 4 << 20  # a burst of a few thousand requests waits in the kernel, not dropped
 MAX_QUEUED = 65_536  # answers kept while the socket is not writable; beyond, dropped
 _ARRAY = 64  # datagrams per recvmmsg call (the workspace is sized for this many)
+ROUNDS = 4  # recvmmsg calls per read callback: under a flood the loop still runs the
+# Redis replies and timers between callbacks (the reader fires again while readable)
 
 
 class Receiver(Protocol):
@@ -107,14 +110,19 @@ class BatchSocket:
         fd, count = self.fd, self.count
         self.reading = True
         try:
-            while not self.closed:
+            for _ in range(ROUNDS):
+                if self.closed:
+                    break
                 try:
                     batch = recv(fd, count)
                 except OSError as exc:  # e.g. an ICMP error queued on the socket
                     log.debug("radius.recv_failed", error=str(exc))
                     break
                 for data, addr in batch:
-                    received(data, addr)
+                    try:
+                        received(data, addr)
+                    except Exception:  # one datagram's bug must not lose the batch's rest
+                        log.exception("radius.datagram_failed", source=str(addr[0]))
                 if len(batch) < count:
                     break
         finally:

@@ -20,7 +20,7 @@ import pytest
 
 from radius import fastpath
 from radius.attrs import Attr, Code
-from radius.batch_socket import BatchSocket
+from radius.batch_socket import ROUNDS, BatchSocket, open_batch_socket
 from radius.events import AccessReply, AccessRequest, AccountingRequest, AccountingResponse
 from radius.packet import attr, attr_int, decode_reply, encode_request
 from radius.server import RadiusEndpoint, open_endpoint
@@ -196,3 +196,40 @@ async def test_the_port_is_the_bound_one_and_reuse_port_binds_twice() -> None:
     for endpoint in (first, second):
         assert endpoint.transport is not None
         endpoint.transport.close()
+
+
+class Collector:
+    """A bare receiver: keeps each datagram; raises on b"bad" (a bug in one datagram)."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self.marks: list[int] = []
+
+    def connection_made(self, transport: object) -> None:
+        pass
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if data == b"bad":
+            raise RuntimeError("a bug in one datagram's handling")
+        if not self.got:  # runs when the loop next gets control
+            asyncio.get_running_loop().call_soon(lambda: self.marks.append(len(self.got)))
+        self.got.append(data)
+
+
+async def test_a_flood_yields_to_the_loop_and_a_failing_datagram_loses_only_itself(
+    nas: socket.socket,
+) -> None:
+    loop = asyncio.get_running_loop()
+    io = fastpath.load().batch_io
+    assert io is not None
+    collector = Collector()
+    transport = open_batch_socket(loop, collector, io, "127.0.0.1", 0)
+    port = transport.get_extra_info("sockname")[1]
+    flood = [b"bad" if i == 5 else b"d%d" % i for i in range(300)]
+    for data in flood:  # all queued before the loop reads any
+        nas.sendto(data, ("127.0.0.1", port))
+    await until(lambda: len(collector.got) == 299, 10.0, "every datagram but the bad one")
+    assert collector.got == [d for d in flood if d != b"bad"]
+    # the loop ran other callbacks before the flood was read through
+    assert collector.marks and collector.marks[0] <= ROUNDS * 64 < 299
+    transport.close()
