@@ -27,6 +27,7 @@ from radius.attrs import Attr, Code
 from radius.core import Dispatch, Drop, ServerCore
 from radius.eap import EapCode, EapPacket, EapType, decode_eap, eap_message_attrs
 from radius.events import AccessRequest
+from radius.metrics import DROPPED
 from radius.packet import attr, attr_text, decode_reply, encode_request
 from tests.conftest import SECRET, write_config
 from tests.support.eap_kit import Pki, TtlsPeer, make_pki
@@ -159,9 +160,17 @@ async def test_rounds_retransmission_replay_and_realm(
             raw2 = await nas.request_raw(second, timeout=2.0)
             assert raw2 is not None and raw2[0] == Code.ACCESS_CHALLENGE
 
-            # the same State again with a new authenticator (a replay): no answer
+            # the same State again with a new authenticator (a replay): no answer,
+            # counted as its own drop reason (not as not_recorded)
+            unknown = DROPPED.labels("auth", "unknown_state")
+            not_recorded = DROPPED.labels("auth", "not_recorded")
+            before = (unknown._value.get(), not_recorded._value.get())
             replay = _request(answer, ident=9, state=state)
             assert await nas.request_raw(replay, timeout=0.5) is None
+            assert (unknown._value.get(), not_recorded._value.get()) == (
+                before[0] + 1,
+                before[1],
+            )
 
             # the next State presented by another client (nas-local-2): nothing, and the
             # conversation is still the first client's
