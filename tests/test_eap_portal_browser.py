@@ -24,6 +24,7 @@ from tests.support.portal_kit import NasLogin, last_code, nas_login_server
 from tests.support.redis_proc import RedisProcess, wait_until
 from tests.test_eap_peers import _android_parts, _pps_credential
 from tests.test_portal_browser import (
+    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     Served,
@@ -129,6 +130,8 @@ def test_profiles_download_and_revoke_without_javascript(
 
     page.goto(served.base + "/portal/status")
     assert page.get_by_role("heading", name="已安装的配置文件").is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status-profiles-zh.png"), full_page=True)
     listed = _listed(page)
     assert len(listed) == 3  # three downloads, three credentials
     assert sorted("Android" in item for item in listed) == [False, True, True]

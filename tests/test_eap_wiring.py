@@ -22,6 +22,7 @@ from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.domain.eap_credentials import RANDOM_OCTETS, CredentialPolicy
 from controller.services.passpoint import issue_for
+from controller.storage import keys
 from controller.storage.eap_credentials import EapCredentialStore
 from radius.attrs import Attr, Code
 from radius.core import Dispatch, Drop, ServerCore
@@ -193,6 +194,11 @@ async def test_rounds_retransmission_replay_and_realm(
             assert rejected.code == Code.ACCESS_REJECT
             failure = decode_eap(b"".join(rejected.attrs[int(Attr.EAP_MESSAGE)]))
             assert (failure.code, failure.identifier) == (EapCode.FAILURE, 3)
+            # audited like any refused login
+            assert ctl.store is not None
+            entries = await ctl.store.redis.xrange(keys.OUTBOX)
+            results = [e[1].get(b"result") for e in entries if e[1].get(b"k") == b"login"]
+            assert results[-1] == b"reject:eap_foreign_realm"
 
             # the attack: EAP without Message-Authenticator gets nothing back
             bare = _request(_identity(f"anonymous@{REALM}"), ident=11, ma=False)

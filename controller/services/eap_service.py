@@ -149,7 +149,16 @@ class EapLogins:
         else:
             refusal = self._not_ours(event.eap)
             if refusal is not None:
-                return self._reject(refusal, _identifier(event.eap), "eap_foreign_realm")
+                reason = "eap_foreign_realm"
+                record = login_event(svc.registry, client, event, reason, None, int(now))
+                try:  # audited like any refused login
+                    await svc.store.outbox_add(record)
+                except StoreUnavailable as exc:
+                    log.warning(
+                        "radius.store_unavailable", port="auth", client=client.id, error=str(exc)
+                    )
+                    return None
+                return self._reject(refusal, _identifier(event.eap), reason)
             session = self.server.session()
         step = session.step(event.eap, now)
         found: EapCredential | None = None  # the credential phase 2 named, if any
