@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, NamedTuple
+from typing import ClassVar, Final, Literal, NamedTuple
 
 from radius.attrs import AcctStatus, Attr, Code
 from radius.eap import eap_from_request
@@ -32,6 +32,7 @@ __all__ = [
     "AccountingRequest",
     "AccountingResponse",
     "HiddenPassword",
+    "NoReply",
     "Reply",
     "Source",
     "StatusServer",
@@ -238,6 +239,16 @@ class AccessChallenge(_Reply):
 
     code: ClassVar[Code] = Code.ACCESS_CHALLENGE
     result: str = "challenge"
+
+
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """Send nothing, for a reason the service knows and the drop counter should show
+    (``citywifi_radius_dropped_total{reason}``) instead of ``not_recorded``: an EAP round
+    whose State names no conversation (unknown, replayed, expired or another client's,
+    RFC 3579 §2.6.1). Not cached: a retransmission is judged afresh."""
+
+    reason: Literal["unknown_state"]
 
 
 AccessReply = AccessAccept | AccessReject | AccessChallenge

@@ -50,6 +50,7 @@ from radius.events import (
     AccessRequest,
     AccountingRequest,
     AccountingResponse,
+    NoReply,
 )
 from radius.packet import attr, attr_int, attr_text_split, chap_matches
 
@@ -143,7 +144,7 @@ class RadiusService:
 
     # -- Access-Request -----------------------------------------------------------------
 
-    async def access(self, event: AccessRequest) -> AccessReply | None:
+    async def access(self, event: AccessRequest) -> AccessReply | NoReply | None:
         """The answer to an Access-Request, None to send none (the store is down: the
         NAS retransmits, or fails over)."""
         client = self.registry.clients_by_id.get(event.client)
