@@ -315,3 +315,25 @@ async def test_a_period_spanning_a_change_is_priced_per_day(ctl: Controller, clo
     ops = {(r["month"], r["operator_id"]): r["subsidy_yuan"] for r in json.loads(body)["rows"]}
     assert ops[("2025-11", "op-mobile")] == "1.62"  # 0.72 + 0.90
     assert ops[("2025-12", "op-telecom")] == "0.80"
+
+
+def test_verify_prints_which_rates_priced_which_days() -> None:
+    from controller.cli.report_sign import _describe
+    from controller.services.reports.signature import Verdict
+
+    params = {
+        "report": "subsidy",
+        "from": "2025-11-01",
+        "to": "2025-11-30",
+        "rate_versions": [
+            {"version": "subsidy", "effective": None, "from": "2025-11-01", "to": "2025-11-10",
+             "rates_yuan_per_hour": {"hospital": "0.6"}, "venue_caps_yuan_per_month": {},
+             "operator_factors": {}},
+            {"version": "subsidy.versions[0]", "effective": "2025-11-11", "from": "2025-11-11",
+             "to": "2025-11-30", "rates_yuan_per_hour": {"hospital": "0.7"},
+             "venue_caps_yuan_per_month": {}, "operator_factors": {}},
+        ],
+    }  # fmt: skip
+    text = _describe(Verdict(True, "signature matches", "json", "ab12", params))
+    assert "rates subsidy (effective always) for 2025-11-01..2025-11-10" in text
+    assert "rates subsidy.versions[0] (effective 2025-11-11) for 2025-11-11..2025-11-30" in text

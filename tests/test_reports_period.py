@@ -223,3 +223,32 @@ async def test_the_page_fits_a_390px_phone(ctl: Controller, clock: Clock) -> Non
             await tab.screenshot(path=str(ARTIFACTS / "reports-period-390-refused.png"))
         finally:
             await browser.close()
+
+
+def test_choose_period_month_range_and_refusals() -> None:
+    from datetime import date
+
+    from controller.domain.periods import PeriodError, choose_period, month_period, parse_month
+
+    today = date(2025, 11, 20)
+
+    def choose(month: str = "", first: str = "", last: str = "", longest: int = 93) -> str:
+        try:
+            p = choose_period(month, first, last, today=today, longest=longest, hint="h")
+        except PeriodError as exc:
+            return exc.code
+        return f"{p.first}..{p.last}"
+
+    assert choose() == "2025-11-01..2025-11-30"  # the whole current month
+    assert choose("2024-02") == "2024-02-01..2024-02-29"
+    assert choose("2025-12") == "2025-12-01..2025-12-31"
+    assert choose(first="2025-11-03", last="2025-11-16") == "2025-11-03..2025-11-16"
+    assert choose("2025-13") == "bad_month"
+    assert choose("2025-1") == "bad_month"
+    assert choose("1969-12") == "bad_month"  # before the supported dates
+    assert choose("2025-11", "2025-11-01", "2025-11-02") == "ambiguous_period"
+    assert choose(first="2025-11-01") == "missing_parameter"
+    assert choose(first="2025-11-02", last="2025-11-01") == "reversed_range"
+    assert choose(first="2025-01-01", last="2025-04-04") == "range_too_long"
+    assert choose("2025-10", longest=30) == "range_too_long"  # 31 days > 30
+    assert month_period(date(2025, 12, 31)) == parse_month("2025-12")
