@@ -28,7 +28,7 @@ from typing import Any
 
 from controller.config import Config, Subsidy
 from controller.domain.periods import month_start, next_month
-from controller.domain.rate_history import capped, in_force, spans
+from controller.domain.rate_history import RateVersion, capped, in_force, spans
 from controller.domain.venue_types import VENUE_TYPES
 from controller.services.reports.meta import Presentation, Signature, presentation
 from controller.services.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
@@ -79,8 +79,9 @@ def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
     out: list[Priced] = []
     history = subsidy.history()
     paid: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> capped amounts so far
+    by_day: dict[date, RateVersion] = {}
     for row in sorted(rows, key=lambda r: (r.day, r.venue, r.venue_type, r.district, r.operator)):
-        version = in_force(history, row.day)
+        version = by_day.get(row.day) or by_day.setdefault(row.day, in_force(history, row.day))
         rate = version.rates.get(row.venue_type, Decimal(0))
         factor = version.operator_factors.get(row.operator, ONE)
         over = min(row.seconds, row.beyond)
