@@ -80,6 +80,7 @@ def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
     history = subsidy.history()
     paid: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> capped amounts so far
     by_day: dict[date, RateVersion] = {}
+    ever_capped = {venue for v in history for venue in v.venue_caps}
     for row in sorted(rows, key=lambda r: (r.day, r.venue, r.venue_type, r.district, r.operator)):
         version = by_day.get(row.day) or by_day.setdefault(row.day, in_force(history, row.day))
         rate = version.rates.get(row.venue_type, Decimal(0))
@@ -87,10 +88,11 @@ def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
         over = min(row.seconds, row.beyond)
         billed = row.seconds if subsidy.bill_beyond_allowance else row.seconds - over
         amount = fen(Decimal(billed) * rate * factor / HOUR)
-        key = (row.venue, month_start(row.day))
-        before = paid.get(key, Decimal(0))
-        amount = capped(amount, version.venue_caps.get(row.venue), before)
-        paid[key] = before + amount
+        if row.venue in ever_capped:  # a cap in some version: the month's payments count
+            key = (row.venue, month_start(row.day))
+            before = paid.get(key, Decimal(0))
+            amount = capped(amount, version.venue_caps.get(row.venue), before)
+            paid[key] = before + amount
         out.append(Priced(row, rate, factor, amount, over))
     return out
 
