@@ -16,10 +16,12 @@ from __future__ import annotations
 import difflib
 import functools
 import ipaddress
+import itertools
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -100,6 +102,8 @@ from controller.config.schema import (
 )
 from controller.config.wording import key_path, message, messages
 from controller.domain.mac import normalize_mac
+from controller.domain.periods import FIRST_DAY
+from controller.domain.rate_history import RateVersion
 from controller.domain.venue_types import VENUE_TYPES
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_PATH", "REDIS_URL_ENV", "check_config", "config_path",
@@ -468,14 +472,56 @@ class _Builder:
     def check_subsidy(
         self, raw: Mapping[str, Any], venues: Mapping[str, Spot], operators: Mapping[str, Spot]
     ) -> None:
-        """``venue_caps`` and ``operator_factors`` name defined venues and operators."""
-        for key, known, what in (("venue_caps", venues, "venue"),
-                                 ("operator_factors", operators, "operator")):  # fmt: skip
-            table = raw.get(key)
-            for ident in table if isinstance(table, dict) else ():
-                if ident not in known:
-                    hint = did_you_mean(ident, known)
-                    self.report(("subsidy", key, ident), f"{what} '{ident}' is not defined{hint}")
+        """``venue_caps`` and ``operator_factors`` name defined venues and operators (in
+        ``[subsidy]`` and in each of its versions); the versions are in date order."""
+        versions = raw.get("versions")
+        versions = versions if isinstance(versions, list) else []
+        tables: list[tuple[KeyPath, Mapping[str, Any]]] = [(("subsidy",), raw)]
+        tables += [(("subsidy", "versions", i), v) for i, v in enumerate(versions)
+                   if isinstance(v, dict)]  # fmt: skip
+        for where, version in tables:
+            for key, known, what in (("venue_caps", venues, "venue"),
+                                     ("operator_factors", operators, "operator")):  # fmt: skip
+                table = version.get(key)
+                for ident in table if isinstance(table, dict) else ():
+                    if ident not in known:
+                        hint = did_you_mean(ident, known)
+                        self.report((*where, key, ident), f"{what} '{ident}' is not defined{hint}")
+        self.check_versions(raw, versions)
+
+    def check_versions(self, raw: Mapping[str, Any], versions: Sequence[object]) -> None:
+        """``[[subsidy.versions]]``: effective dates strictly increasing (a repeated date
+        would make two versions apply to one day), and no days before the first left
+        without rates (``[subsidy]``'s own keys are the version in force until then)."""
+        dated: list[tuple[int, date]] = []
+        for i, version in enumerate(versions):
+            day = version.get("effective") if isinstance(version, dict) else None
+            if isinstance(day, date) and not isinstance(day, datetime):
+                dated.append((i, day))
+        for (j, before), (i, day) in itertools.pairwise(dated):
+            other = self.describe(Spot(self.file, ("subsidy", "versions", j)))
+            if day == before:
+                self.report(
+                    ("subsidy", "versions", i, "effective"),
+                    f"effective {day} is also the date of the version at {other}: two "
+                    "versions would apply to the same days; merge them or change one date",
+                )
+            elif day < before:
+                self.report(
+                    ("subsidy", "versions", i, "effective"),
+                    f"effective {day} is before {before} of the version above it (at "
+                    f"{other}): list [[subsidy.versions]] in date order",
+                )
+        flat = any(key in raw for key in ("rates", "venue_caps", "operator_factors"))
+        if dated and not flat:
+            i, first = min(dated, key=lambda e: e[1])
+            if first > FIRST_DAY:
+                self.report(
+                    ("subsidy", "versions", i, "effective"),
+                    f"the days before {first} have no rates: give the rates in force until "
+                    f"then in [subsidy] itself (rates, venue_caps, operator_factors; in "
+                    f"force since forever), or make this version effective = {FIRST_DAY}",
+                )
 
     def check_exporters(self, natlog: object, client_ids: set[str]) -> None:
         """``[[natlog.exporters]]`` ``nas`` names a defined client (read from the file, so
@@ -521,8 +567,7 @@ class _Builder:
     ) -> Config:
         data_dir = self.resolve(redis.data_dir, Path("var"))
         interim = quota.interim_interval
-        rates = {kind: Decimal(0) for kind in VENUE_TYPES}
-        rates.update(subsidy.rates)
+        rates = _all_types(subsidy.rates)
         return Config(
             source=self.file.absolute(),
             brand=Brand(
@@ -577,10 +622,11 @@ class _Builder:
                 {a.match: AccessPoint(match=a.match, venue=a.venue) for a in access_points}
             ),
             subsidy=Subsidy(
-                rates=MappingProxyType(rates),
+                rates=rates,
                 venue_caps=MappingProxyType(dict(subsidy.venue_caps)),
                 operator_factors=MappingProxyType(dict(subsidy.operator_factors)),
                 bill_beyond_allowance=subsidy.bill_beyond_allowance,
+                versions=_versions(subsidy),
             ),
             api_tokens=tuple(
                 ApiToken(
@@ -656,6 +702,31 @@ class _Builder:
                 ),
             }
         )
+
+
+def _all_types(rates: Mapping[str, Decimal]) -> Mapping[str, Decimal]:
+    """Every venue type's rate (0 for one not listed)."""
+    return MappingProxyType({kind: Decimal(0) for kind in VENUE_TYPES} | dict(rates))
+
+
+def _versions(subsidy: SubsidyTable) -> tuple[RateVersion, ...]:
+    """``[[subsidy.versions]]`` resolved: a table a version leaves out is the previous one's."""
+    rates, caps, factors = subsidy.rates, subsidy.venue_caps, subsidy.operator_factors
+    out: list[RateVersion] = []
+    for i, v in enumerate(subsidy.versions):
+        rates = rates if v.rates is None else v.rates
+        caps = caps if v.venue_caps is None else v.venue_caps
+        factors = factors if v.operator_factors is None else v.operator_factors
+        out.append(
+            RateVersion(
+                effective=v.effective,
+                rates=_all_types(rates),
+                venue_caps=MappingProxyType(dict(caps)),
+                operator_factors=MappingProxyType(dict(factors)),
+                source=f"subsidy.versions[{i}]",
+            )
+        )
+    return tuple(out)
 
 
 @functools.cache

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigProblem
+from controller.domain.rate_history import RateVersion
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -189,6 +190,14 @@ class Subsidy:
     venue_caps: Mapping[str, Decimal] = field(default_factory=dict)  # venue -> yuan per month
     operator_factors: Mapping[str, Decimal] = field(default_factory=dict)  # operator -> factor
     bill_beyond_allowance: bool = False  # pay seconds a NAS carried beyond the allowance
+    # [[subsidy.versions]] in effective order, each resolved (a table it leaves out is the
+    # one of the version before); the keys above are the version in force before them
+    versions: tuple[RateVersion, ...] = ()
+
+    def history(self) -> tuple[RateVersion, ...]:
+        """Every version in effective order, the flat keys (since forever) first."""
+        base = RateVersion(None, self.rates, self.venue_caps, self.operator_factors)
+        return (base, *self.versions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import ipaddress
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -61,6 +61,7 @@ from controller.config.passpoint import DNS_NAME, ROAMING_OI
 from controller.config.problems import KeyPath
 from controller.config.redis_url import RedisUrlError, parse_redis_url
 from controller.domain.mac import normalize_mac
+from controller.domain.periods import FIRST_DAY, LAST_DAY
 from controller.domain.venue_types import VENUE_TYPES
 from radius.dae import retry_schedule
 
@@ -516,13 +517,43 @@ class RegistryTable(Table):
     access_points_csv: str = ""
 
 
+def _effective_day(value: object) -> date:
+    """A TOML local date (``effective = 2026-11-01``, no quotes, no time)."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise fail(f"expected a date as 2026-11-01 (no quotes, no time), got {kind_of(value)}")
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise fail(f"must be a date from {FIRST_DAY} to {LAST_DAY}, got {value}")
+    return value
+
+
+Rates = Annotated[
+    dict[Annotated[str, AfterValidator(_venue_type)], Yuan], Says("{venue_type = yuan}")
+]
+Caps = Annotated[dict[str, Yuan], Says("{venue_id = number}")]
+Factors = Annotated[dict[str, Yuan], Says("{operator_id = number}")]
+
+
+class SubsidyVersionEntry(Table):
+    """``[[subsidy.versions]]``: the rates, caps and factors in force from ``effective``
+    until the next version; a table it leaves out is the one of the version before.
+    The order and gaps of the versions are the loader's checks (``check_subsidy``)."""
+
+    effective: Annotated[date, BeforeValidator(_effective_day)]
+    rates: Rates | None = None
+    venue_caps: Caps | None = None
+    operator_factors: Factors | None = None
+
+
 class SubsidyTable(Table):
-    rates: Annotated[
-        dict[Annotated[str, AfterValidator(_venue_type)], Yuan], Says("{venue_type = yuan}")
-    ] = {}
-    venue_caps: Annotated[dict[str, Yuan], Says("{venue_id = number}")] = {}
-    operator_factors: Annotated[dict[str, Yuan], Says("{operator_id = number}")] = {}
+    # the version in force since forever (until the first of ``versions``)
+    rates: Rates = {}
+    venue_caps: Caps = {}
+    operator_factors: Factors = {}
     bill_beyond_allowance: bool = False  # pay the seconds a NAS carried beyond the allowance
+    versions: Annotated[
+        list[SubsidyVersionEntry],
+        Says("expected an array of tables [[subsidy.versions]], got {got}"),
+    ] = []
 
 
 class AuditTable(Table):
