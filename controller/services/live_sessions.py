@@ -122,3 +122,24 @@ async def disconnect_one(
         }
     )
     return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChoices:
+    """What the filters can name (the page offers them as suggestions), within scope."""
+
+    venues: tuple[str, ...]
+    operators: tuple[str, ...]
+    clients: tuple[str, ...]
+    venue_types: tuple[str, ...]
+
+
+def filter_choices(config: Config, scope: frozenset[str] | None) -> FilterChoices:
+    venues = [v for v in config.venues.values() if scope is None or v.operator in scope]
+    ids = {v.id for v in venues}
+    return FilterChoices(
+        venues=tuple(sorted(ids)),
+        operators=tuple(sorted({v.operator for v in venues})),
+        clients=tuple(sorted(c.id for c in config.clients if c.venue in ids)),
+        venue_types=tuple(sorted({v.type for v in venues})),
+    )
