@@ -5,6 +5,7 @@ shown again with what each NAS answered. Audited with the console account."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -49,12 +50,16 @@ def handler(sessions_page: SessionsPage) -> Callable[[web.Request], Awaitable[we
             return pages.html(lang.text(language, f"error.{exc.code}"), status=status)
         except StoreUnavailable:
             return pages.html(lang.text(language, "error.unavailable"), status=503)
+        counted = Counter(o.result for o in done.outcomes)
+        summary = ", ".join(
+            f"{lang.text(language, 'result.' + r)} {n}" for r, n in sorted(counted.items())
+        )
         notice = lang.text(
             language,
             "sessions.disconnected_person",
             person=done.person[:6] + "…",
             count=len(done.outcomes),
-            summary=done.summary,
+            summary=summary or lang.text(language, "sessions.summary_none"),
         )
         results: tuple[SessionOutcome, ...] = done.outcomes
         return await sessions_page(request, notice=notice, results=results)

@@ -237,7 +237,16 @@ async def disconnect(request: web.Request) -> web.Response:
         return pages.html(exc.message, status=400 if exc.code == "bad_session" else 409)
     except StoreUnavailable:
         return pages.html("Redis is not answering; retry shortly.", status=503)
-    notice = f"Disconnect: {outcome.result}" if outcome else "That session is no longer open."
+    language = lang.of(request)
+    notice = (
+        lang.text(
+            language,
+            "sessions.disconnected_one",
+            result=lang.text(language, f"result.{outcome.result}"),
+        )
+        if outcome
+        else lang.text(language, "sessions.no_longer_open")
+    )
     raise web.HTTPSeeOther(f"{guard.PATH}/sessions?{urlencode({'notice': notice})}")
 
 
