@@ -438,6 +438,7 @@ def test_every_console_page_renders_in_zh_cn_without_an_untranslated_key() -> No
             notice="n",
             results=(SessionOutcome("nas/1", "nas", "acked"),),
             choices=FilterChoices(("mall",), ("op",), ("nas",), ("mall",)),
+            filters="nas=nas",
         ),
         "registry.html": dict(
             title="t",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
+from urllib.parse import urlencode
 
 import structlog
 
@@ -51,6 +52,15 @@ class SessionFilter:
     @classmethod
     def of(cls, query: Mapping[str, str]) -> SessionFilter:
         return cls(*(query.get(k, "").strip()[:64] for k in ("venue", "operator", "nas", "type")))
+
+    def query(self) -> str:
+        """The filters as a query string (``""``: none), for a form that comes back here."""
+        pairs = zip(
+            ("venue", "operator", "nas", "type"),
+            (self.venue, self.operator, self.client, self.venue_type),
+            strict=True,
+        )
+        return urlencode([(k, v) for k, v in pairs if v])
 
 
 def _clock(epoch: int, config: Config) -> str:

@@ -203,6 +203,7 @@ async def sessions_page(
             notice=notice or request.query.get("notice", "")[:200],
             results=results,
             choices=filter_choices(config, scope),
+            filters=want.query(),
         ),
         status=status,
     )
