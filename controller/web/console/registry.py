@@ -40,7 +40,7 @@ async def _read(
     reload (scoped), and whether Redis answered."""
     config: Config = request.app[LIVE].config
     scope = operator_scope(account)
-    view = registry_view(config, scope)
+    view = registry_view(config, scope, lang.of(request))
     ids = [c.id for c in view.clients]
     by_config = frozenset(c.id for c in config.clients if c.trace and c.id in set(ids))
     try:
