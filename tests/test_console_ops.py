@@ -488,8 +488,11 @@ async def test_the_language_is_chosen_like_the_portals(
         status, page, _ = await b.request("GET", path)
         assert status == 200 and '<html lang="zh-CN">' in page, path
         assert _untranslated(page) == [], (path, _untranslated(page))
+        assert 'id="lang"' in page  # the switch, on the pages it changes
         if path == "/console/registry":  # venue names in the page's language
             assert "石家庄站" in page and "Shijiazhuang Railway Station" not in page
+    status, page, _ = await b.request("GET", "/console/overview")  # not translated yet:
+    assert status == 200 and 'id="lang"' not in page  # no switch that would do nothing
     form = {"csrf": await _form(b), "user": "boss", "password": "wrong password 1"}
     status, page, _ = await b.request("POST", "/console/login", data=form)
     assert status == 401 and "用户名、密码或动态验证码错误" in page

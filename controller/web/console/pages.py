@@ -41,13 +41,21 @@ def html(text: str, nonce: str = "", status: int = 200) -> web.Response:
     return response
 
 
-def render(template: str, *, lang: str = lang_.DEFAULT, **values: Any) -> str:
+def render(template: str, *, lang: str | None = None, **values: Any) -> str:
     """A page in ``lang`` (``controller.web.console.lang``): its templates say each text
-    as ``t("key")``."""
+    as ``t("key")``. A page rendered without a ``lang`` is an untranslated one: English,
+    and no language switch in the header (it would not change the page)."""
+    chosen = lang or lang_.DEFAULT
     return (
         environment()
         .get_template(template)
-        .render(t=lang_.translator(lang), lang=lang, html_lang=lang_.HTML_LANG[lang], **values)
+        .render(
+            t=lang_.translator(chosen),
+            lang=chosen,
+            html_lang=lang_.HTML_LANG[chosen],
+            lang_switch=lang is not None,
+            **values,
+        )
     )
 
 
