@@ -385,6 +385,28 @@ def test_the_catalogues_have_the_same_keys_and_every_template_key_exists() -> No
                 assert key in en, (name, key)
 
 
+def test_every_code_a_page_shows_has_a_name_in_both_languages() -> None:
+    """NAS answers (``SessionOutcome.result``, and ``not_open``) and reload change kinds
+    are named from the catalogue (an unknown one would show as its code)."""
+    import inspect
+
+    from controller.config import reload as config_reload
+    from controller.services import enforcer
+
+    results = re.findall(r"result: str  # (.*)", inspect.getsource(enforcer.SessionOutcome))
+    codes = [c.strip() for c in results[0].split("|")] + ["not_open"]
+    kinds = [*re.findall(r'"(\w+)": \(', inspect.getsource(config_reload.changes)), "settings"]
+    assert "acked" in codes and "clients" in kinds and "api_tokens" in kinds
+    for language in lang.LANGS:
+        for code in codes:
+            assert f"result.{code}" in lang.catalogue()[language], code
+        for kind in kinds:
+            assert f"registry.kind.{kind}" in lang.catalogue()[language], kind
+        for what in ("added", "removed", "changed"):
+            assert f"registry.what.{what}" in lang.catalogue()[language]
+    assert lang.code_name("zh", "result.", "new_code") == "new_code"
+
+
 def test_every_console_page_renders_in_zh_cn_without_an_untranslated_key() -> None:
     """Each template with every branch shown (notices, results, problems, changes,
     blocked, can act), in zh-CN: no key text, no English sentence of the catalogue."""

@@ -60,6 +60,13 @@ def translator(lang: str) -> Translate:
     return t
 
 
+def code_name(lang: str, prefix: str, code: str) -> str:
+    """The name of a code the server produces (a NAS answer, a kind of change) in
+    ``lang``: ``prefix + code`` from the catalogue, the code itself when it has none (a
+    code added later must not break the page)."""
+    return catalogue()[lang].get(prefix + code, code)
+
+
 def choose(explicit: str | None, cookie: str | None, accept_language: str | None) -> str:
     for candidate in (explicit, cookie):
         lang = supported(candidate)

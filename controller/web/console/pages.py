@@ -51,6 +51,7 @@ def render(template: str, *, lang: str | None = None, **values: Any) -> str:
         .get_template(template)
         .render(
             t=lang_.translator(chosen),
+            code=lambda prefix, c: lang_.code_name(chosen, prefix, c),
             lang=chosen,
             html_lang=lang_.HTML_LANG[chosen],
             lang_switch=lang is not None,

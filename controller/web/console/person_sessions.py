@@ -52,7 +52,7 @@ def handler(sessions_page: SessionsPage) -> Callable[[web.Request], Awaitable[we
             return pages.html(lang.text(language, "error.unavailable"), status=503)
         counted = Counter(o.result for o in done.outcomes)
         summary = ", ".join(
-            f"{lang.text(language, 'result.' + r)} {n}" for r, n in sorted(counted.items())
+            f"{lang.code_name(language, 'result.', r)} {n}" for r, n in sorted(counted.items())
         )
         notice = lang.text(
             language,

@@ -243,7 +243,7 @@ async def disconnect(request: web.Request) -> web.Response:
         lang.text(
             language,
             "sessions.disconnected_one",
-            result=lang.text(language, f"result.{outcome.result}"),
+            result=lang.code_name(language, "result.", outcome.result),
         )
         if outcome
         else lang.text(language, "sessions.no_longer_open")
