@@ -29,6 +29,7 @@ from controller.cli.supervisor import default_workers, serve_workers
 from controller.cli.systemd import Notifier
 from controller.config import Config, ConfigError, load_config
 from controller.config.reload import adopt, changes, counts, restart_needed
+from controller.services import reload_status
 from controller.services.archiver import Archiver
 from controller.services.eap_service import eap_logins
 from controller.services.enforcer import Enforcer
@@ -135,7 +136,11 @@ class Controller:
             clock=self.clock,
             enforcer=self.enforcer,
         )
-        self.tracer = Tracer(store, lambda: [c.id for c in self.config.clients])
+        self.tracer = Tracer(
+            store,
+            lambda: [c.id for c in self.config.clients],
+            configured=lambda: [c.id for c in self.config.clients if c.trace],
+        )
         self.tracer.start()
         ports: tuple[tuple[Role, int], ...] = (
             ("auth", cfg.radius.auth_port),
@@ -237,10 +242,19 @@ class Controller:
                 reload_result(False)
                 for problem in exc.problems:
                     log.error("config.reload_refused", problem=str(problem))
+                at = int(self.clock())
+                await reload_status.record(
+                    self.store, reload_status.refused(at, str(path), [str(p) for p in exc.problems])
+                )
                 return False
             except Exception as exc:  # unreadable file, …: keep running on the old one
                 reload_result(False)
-                log.error("config.reload_refused", problem=f"{path}: {type(exc).__name__}: {exc}")
+                words = f"{path}: {type(exc).__name__}: {exc}"
+                log.error("config.reload_refused", problem=words)
+                at = int(self.clock())
+                await reload_status.record(
+                    self.store, reload_status.refused(at, str(path), [words])
+                )
                 return False
             old = self.config
             new = adopt(old, loaded)  # sockets, Redis, keys, logging, SMS: as running
@@ -249,11 +263,18 @@ class Controller:
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
             self.live.swap(new)  # the portal, APIs and archiver read it from here
+            if self.tracer is not None:
+                self.tracer.follow_config()  # [[clients]] trace = true, as now configured
             reload_result(True)
-            log.info("config.reloaded", **counts(new), changes=changes(old, new))
+            diff = changes(old, new)
+            log.info("config.reloaded", **counts(new), changes=diff)
             pending = restart_needed(old, loaded)
             if pending:
                 log.warning("config.restart_needed", keys=pending)
+            await reload_status.record(  # for the console's registry page, every worker's
+                self.store,
+                reload_status.applied(int(self.clock()), str(path), diff, pending, counts(new)),
+            )
             return True
 
     async def stop(self) -> None:

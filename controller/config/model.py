@@ -176,6 +176,7 @@ class Client:
     login_url: str = ""
     login_hosts: tuple[str, ...] = ()
     uam_addresses: tuple[IPNetwork, ...] = ()
+    trace: bool = False  # RADIUS trace on by config (the console/CLI switch adds to it)
 
 
 @dataclass(frozen=True, slots=True)

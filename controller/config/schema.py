@@ -648,6 +648,7 @@ class ClientEntry(Table):
     login_url: Annotated[str, AfterValidator(_http_url)] = ""
     login_hosts: list[Annotated[str, AfterValidator(_host)]] = []
     uam_addresses: list[NetworkItem] = []
+    trace: bool = False  # its RADIUS trace on from start (and after a reload): docs/operations.md
 
     @field_validator("address")
     @classmethod

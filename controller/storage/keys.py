@@ -202,3 +202,8 @@ TRACE_SWITCHES = f"{PREFIX}:trace:on"  # sorted set: client -> epoch second its 
 def trace_log(client_id: str) -> str:
     """The stream of a traced client's packets (capped, expiring after the trace)."""
     return f"{PREFIX}:trace:log:{client_id}"
+
+
+# -- config reload status (storage/reload_status.py, issue 17): the console's registry page
+
+RELOAD_STATUS = f"{PREFIX}:stats:reload"  # JSON of the last SIGHUP reload (any process)

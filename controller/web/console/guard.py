@@ -44,6 +44,8 @@ ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/registry"): WATCH,
     ("POST", "/console/registry/trace"): frozenset(("admin", "operations")),
     ("POST", "/console/sessions/disconnect"): frozenset(("admin",)),
+    ("POST", "/console/sessions/disconnect-person"): frozenset(("admin",)),
+    ("GET", "/console/api/registry"): WATCH,
     ("GET", "/console/person"): frozenset(("admin", "audit")),
     ("POST", "/console/person"): frozenset(("admin", "audit")),  # a lookup (audited)
     ("POST", "/console/person/block"): frozenset(("admin",)),

@@ -27,7 +27,7 @@ from controller.services.admin import (
 )
 from controller.storage.accounts import AccountStore
 from controller.storage.store import StoreUnavailable
-from controller.web.console import guard, pages
+from controller.web.console import guard, lang, pages
 from controller.web.console.common import brand, forbidden, read_form
 from controller.web.resources import CLOCK, ENFORCER, LIVE, PERSON_KEY, STORE
 
@@ -45,10 +45,12 @@ def _page(
     code: int = 200,
 ) -> web.Response:
     token, nonce, new = guard.form_token(request)
+    language = lang.of(request)
     response = pages.html(
         pages.render(
             "person.html",
-            title="Person lookup",
+            lang=language,
+            title=lang.text(language, "person.title"),
             brand=brand(request),
             user=account.name,
             csrf=token,
@@ -61,6 +63,7 @@ def _page(
     )
     if new:
         guard.set_nonce(response, nonce)
+    lang.remember(request, response)
     return response
 
 
@@ -84,9 +87,10 @@ async def act(request: web.Request) -> web.Response:
     account = await _allowed(request)
     if isinstance(account, web.Response):
         return account
+    language = lang.of(request)
     form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
-        return _page(request, account, error="The form expired; please try again.", code=403)
+        return _page(request, account, error=lang.text(language, "error.form_expired"), code=403)
     app = request.app
     store, policy = app[STORE], app[LIVE].config.quota
     action = request.path.removeprefix(PATH).lstrip("/") or "lookup"
@@ -112,15 +116,13 @@ async def act(request: web.Request) -> web.Response:
                 until=until,
                 reason=form.get("reason", ""),
             )
-            notice = f"Blocked; {len(done['disconnected'])} session(s) disconnected."
+            notice = lang.text(language, "person.blocked_notice", count=len(done["disconnected"]))
         elif action == "unblock":
-            notice = (
-                "Unblocked." if (await unblock(store, pid))["was_blocked"] else "Was not blocked."
-            )
+            was = (await unblock(store, pid))["was_blocked"]
+            notice = lang.text(language, "person.unblocked" if was else "person.was_not_blocked")
         elif action == "forget-devices":
-            notice = (
-                f"{(await revoke_devices(store, pid))['revoked']} remembered device(s) forgotten."
-            )
+            revoked = (await revoke_devices(store, pid))["revoked"]
+            notice = lang.text(language, "person.forgotten", count=revoked)
         await AccountStore(store).audit(
             {
                 "t": str(now),
@@ -135,7 +137,7 @@ async def act(request: web.Request) -> web.Response:
     except AdminError as exc:
         return _page(request, account, error=exc.message, code=exc.status)
     except StoreUnavailable:
-        return _page(request, account, error="Redis is not answering; retry.", code=503)
+        return _page(request, account, error=lang.text(language, "error.unavailable"), code=503)
     return _page(request, account, status=status, notice=notice)
 
 
