@@ -38,6 +38,7 @@ from controller.services.reload_status import ReloadRecord
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
 from controller.web.console import lang, pages
+from controller.web.console.person import CredentialRow
 from tests.conftest import SECRET
 from tests.support.pyrad_client import RadiusClient
 from tests.support.redis_proc import RedisProcess, free_port, until, wait_until
@@ -474,7 +475,14 @@ def test_every_console_page_renders_in_zh_cn_without_an_untranslated_key() -> No
             last_at="2027-01-15 08:00:00",
             changes=change_lines(dict(reload.changes)),
         ),
-        "person.html": dict(title="t", p=person, notice="n", error="", can_act=True),
+        "person.html": dict(
+            title="t",
+            p=person,
+            notice="n",
+            error="",
+            can_act=True,
+            credentials=[CredentialRow("tok@nas", "", "2026-12-31 00:00")],
+        ),
     }
     for template, values in renders.items():
         for refused in (False, True):

@@ -51,6 +51,7 @@ ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("POST", "/console/person/block"): frozenset(("admin",)),
     ("POST", "/console/person/unblock"): frozenset(("admin",)),
     ("POST", "/console/person/forget-devices"): frozenset(("admin",)),
+    ("POST", "/console/person/revoke-eap"): frozenset(("admin",)),
 }
 
 
