@@ -290,6 +290,9 @@ async def test_serve_answers_auth_and_accounting_over_radsec(
         pid = anonymous_person("nas-rs", "aa-bb-cc-00-19-99")
         record = await controller.store.session(pid, keys.session_id("nas-rs", "rs-1"))
         assert record, "the Accounting-Request over RadSec was booked"
+        before = controller.radsec.context  # SIGHUP reads the certificate files again
+        controller._reload_radsec_certificates(controller.config)
+        assert controller.radsec.context is not before
     finally:
         await controller.stop()
 

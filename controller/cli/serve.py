@@ -232,6 +232,17 @@ class Controller:
             self.enforcer.dae.channels = listener.channel_for
         return listener
 
+    def _reload_radsec_certificates(self, config: Config) -> None:
+        """SIGHUP: read the RadSec certificate files again (a renewed certificate, a CA
+        added); new connections use them, open ones keep theirs."""
+        rs = config.radsec
+        if self.radsec is None or not (rs.certificate and rs.private_key and rs.ca_certificates):
+            return
+        try:
+            self.radsec.context = server_context(rs.certificate, rs.private_key, rs.ca_certificates)
+        except (OSError, ValueError) as exc:
+            log.error("radsec.certificates_not_reloaded", error=str(exc))
+
     async def _listen(
         self, name: str, app: web.Application, host: str, port: int, guard: ConnectionGuard
     ) -> int:
@@ -283,6 +294,7 @@ class Controller:
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
             self.live.swap(new)  # the portal, APIs and archiver read it from here
+            self._reload_radsec_certificates(new)
             reload_result(True)
             log.info("config.reloaded", **counts(new), changes=changes(old, new))
             pending = restart_needed(old, loaded)
