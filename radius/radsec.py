@@ -70,7 +70,11 @@ MIN_LENGTH: Final = 20  # RFC 2865 §3
 MAX_LENGTH: Final = 4096
 HANDSHAKE_TIMEOUT: Final = 10.0  # seconds a client has to finish the TLS handshake
 
-CONNECTIONS = Gauge("citywifi_radsec_connections", "RadSec (TLS) connections open")
+CONNECTIONS = Gauge(
+    "citywifi_radsec_connections",
+    "RadSec (TLS) connections open (handshaking ones included)",
+    multiprocess_mode="livesum",  # serve --workers N: the workers' connections added up
+)
 ACCEPTED = Counter(
     "citywifi_radsec_accepted_total",
     "RadSec connections whose client certificate named a client, by client id",
@@ -390,7 +394,11 @@ class TlsStream(asyncio.Protocol):
         self.listener._accepted(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
         self._incoming.write(data)
+        if self._done.done() and not self._handshaken():
+            return  # the handshake failed or timed out: the connection is being closed
         if not self._done.done():
             try:
                 self.tls.do_handshake()
@@ -444,7 +452,7 @@ class TlsStream(asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
-        if self._done.done() and not self._done.exception():
+        if self._handshaken():
             with contextlib.suppress(ssl.SSLError, ValueError):
                 self.tls.unwrap()  # close_notify
             self._flush()
@@ -479,6 +487,10 @@ class TlsStream(asyncio.Protocol):
         pending = self._outgoing.read()
         if pending and self.transport is not None and not self.transport.is_closing():
             self.transport.write(pending)
+
+    def _handshaken(self) -> bool:
+        done = self._done
+        return done.done() and not done.cancelled() and done.exception() is None
 
     def _ended(self, exc: Exception) -> None:
         if not self._done.done():

@@ -374,3 +374,66 @@ def test_the_server_context_is_tls_1_2_or_later_and_asks_for_a_certificate(pki: 
 
 def test_the_kit_writes_pem(pki: Pki) -> None:
     assert Path(pki.ca).read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [(b"", "timeout"), (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "protocol")],
+)
+async def test_a_silent_or_non_tls_connection_is_closed_and_counted(
+    pki: Pki, sent: bytes, reason: str
+) -> None:
+    """A client that never finishes the handshake is closed after handshake_timeout;
+    plain RADIUS or HTTP on the port is not TLS."""
+    service = Recorder(pki.client.fingerprint)
+    context = server_context(pki.server.cert, pki.server.key, pki.ca)
+    listener = RadsecListener(service, context, handshake_timeout=0.3)
+    await listener.start("127.0.0.1", 0)
+    before = metric("citywifi_radsec_handshake_failures_total", reason=reason)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(sent)
+        async with asyncio.timeout(5):
+            await reader.read()  # to the end: the server closed
+        writer.close()
+        assert metric("citywifi_radsec_handshake_failures_total", reason=reason) == before + 1
+        assert metric("citywifi_radsec_connections") == 0
+    finally:
+        await listener.stop()
+
+
+def test_under_uvloop_every_handshake_is_decided_at_once(pki: Pki) -> None:
+    """The production loop: ``loop.start_tls`` under uvloop lost a ClientHello that came
+    before it took over (the handshake hung until the client gave up); the listener's own
+    TLS over memory BIOs must decide every handshake at once, good or bad."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> list[object]:
+        service = Recorder(pki.client.fingerprint)
+        context = server_context(pki.server.cert, pki.server.key, pki.ca)
+        listener = RadsecListener(service, context, handshake_timeout=5.0)
+        await listener.start("127.0.0.1", 0)
+        outcomes: list[object] = []
+
+        def attempt(identity: object) -> object:
+            try:
+                with RadsecClient(listener.port, client_context(pki, identity), 2.0) as c:  # type: ignore[arg-type]
+                    request = access_request(1)
+                    c.send(request)
+                    answer = c.read()
+                    return reply_to(request, answer) if answer else None
+            except (ssl.SSLError, ConnectionError):
+                return None
+            except TimeoutError:
+                return "hung"
+
+        try:
+            for _ in range(5):
+                for identity in (pki.stranger, pki.client, None, pki.other_client):
+                    outcomes.append(await asyncio.to_thread(attempt, identity))
+        finally:
+            await listener.stop()
+        return outcomes
+
+    outcomes = uvloop.run(scenario())
+    assert outcomes == [None, Code.ACCESS_ACCEPT, None, None] * 5
