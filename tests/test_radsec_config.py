@@ -19,15 +19,19 @@ from controller.cli.serve import Controller
 from controller.config import check_config, load_config
 from controller.config.model import Client
 from controller.domain.radsec_peers import RadsecPeers
+from controller.services.enforcer import dae_target
 from controller.services.logins import issue_login
 from controller.services.radius_service import anonymous_person
 from controller.storage import keys
 from radius.attrs import AcctStatus, Attr, Code
+from radius.dae import DaeOutcome, SessionIdentity
 from radius.packet import (
     attr,
     attr_int,
     attr_text,
     decode_reply,
+    decode_request,
+    encode_reply,
     encode_request,
     encrypt_user_password,
 )
@@ -231,6 +235,7 @@ async def test_serve_answers_auth_and_accounting_over_radsec(
         secret = "nas-Rt5mQ8wZ2kLp9v"
         venue = "v1"
         radsec_fingerprint = ["{pki.client.fingerprint}"]
+        radsec_dae = true
         """
         )
         + radsec_table(pki)
@@ -281,6 +286,23 @@ async def test_serve_answers_auth_and_accounting_over_radsec(
                 answer = await asyncio.to_thread(client.read)
                 assert answer is not None
                 answers[answer[1]] = answer
+            # the enforcer's DAE client sends down this open connection (radsec_dae)
+            assert controller.enforcer is not None and controller.enforcer.dae is not None
+
+            def nas_acks() -> int:
+                data = client.read()
+                assert data is not None
+                request = decode_request(data, RADSEC_SECRET)
+                client.send(encode_reply(Code.DISCONNECT_ACK, request, RADSEC_SECRET, b""))
+                return request.code
+
+            nas = asyncio.ensure_future(asyncio.to_thread(nas_acks))
+            result = await controller.enforcer.dae.disconnect(
+                dae_target(controller.config.clients[0], "192.0.2.10"),
+                SessionIdentity("rs-1", user_name="aa-bb-cc-00-19-99"),
+                event_timestamp=int(time.time()),
+            )
+            assert result.outcome is DaeOutcome.ACK and await nas == Code.DISCONNECT_REQUEST
         accept = decode_reply(answers[1], RADSEC_SECRET, access[4:20])
         assert accept.code == Code.ACCESS_ACCEPT, accept
         assert (accept.integer(Attr.SESSION_TIMEOUT) or 0) > 0
@@ -300,8 +322,6 @@ async def test_serve_answers_auth_and_accounting_over_radsec(
 def test_disconnect_goes_over_radsec_only_for_a_client_that_asks() -> None:
     """``radsec_dae``: the enforcer names the client in the DAE target, so DaeClient
     sends down its open RadSec connection (UDP to coa_port otherwise, or when none is open)."""
-    from controller.services.enforcer import dae_target
-
     plain = _client("udp-nas")
     assert dae_target(plain, "10.0.0.1").client == ""
     over = dataclasses.replace(_client("rs-nas", ("a" * 64,)), radsec_dae=True)
