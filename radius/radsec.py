@@ -391,6 +391,8 @@ class TlsStream(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        # the reader pauses the socket while 2 x its limit of plaintext waits unread
+        self.reader.set_transport(self.transport)
         self.listener._accepted(self)
 
     def data_received(self, data: bytes) -> None:
@@ -655,7 +657,7 @@ class RadsecListener:
                 log.warning("radsec.bad_length", client=connection.peer.id, error=str(exc))
                 return "bad_length"
             except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-                return "peer"
+                return "shutdown" if self._stopping else "peer"
             connection.feed(data)
             if connection.fatal:
                 log.warning("radsec.bad_packet", client=connection.peer.id, reason=connection.fatal)

@@ -327,3 +327,40 @@ def test_disconnect_goes_over_radsec_only_for_a_client_that_asks() -> None:
     over = dataclasses.replace(_client("rs-nas", ("a" * 64,)), radsec_dae=True)
     target = dae_target(over, "10.0.0.1")
     assert target.client == "rs-nas" and (target.host, target.port) == ("10.0.0.1", 3799)
+
+
+def test_an_encrypted_key_and_a_certificate_not_yet_valid_are_said(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from controller.config.radsec import (
+        CertificateProblem,
+        check_certificate,
+        check_private_key,
+        normalize_fingerprint,
+    )
+
+    ca = make_ca(tmp_path, "unit CA")
+    later = issue(
+        tmp_path,
+        "later",
+        ca[:2],
+        "later.example",
+        days=30,
+        not_before=dt.datetime.now(dt.UTC) + dt.timedelta(days=2),
+    )
+    with pytest.raises(CertificateProblem, match="is not valid before"):
+        check_certificate(later.cert)
+    key = serialization.load_pem_private_key(later.key.read_bytes(), password=None)
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pass"),
+        )
+    )
+    with pytest.raises(CertificateProblem, match="encrypted"):
+        check_private_key(locked, None)
+    fp = "ab" * 32
+    assert normalize_fingerprint("SHA256:" + ":".join(["AB"] * 32)) == fp
+    assert normalize_fingerprint(fp[:-2]) is None
