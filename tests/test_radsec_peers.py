@@ -143,7 +143,7 @@ def city(workdir: Path) -> Iterator[City]:
 
 
 def start_radsecproxy(
-    directory: Path, name: str, city: City, identity: Identity
+    directory: Path, name: str, ca: Path, radsec_port: int, identity: Identity
 ) -> tuple[RadSecProxy, int]:
     """radsecproxy: UDP from the NAS in, TLS to citywifi out, presenting ``identity``."""
     port = udp_port()
@@ -152,7 +152,7 @@ def start_radsecproxy(
         textwrap.dedent(
             f"""
             tls citywifi-tls {{
-                CACertificateFile {city.pki.ca}
+                CACertificateFile {ca}
                 CertificateFile {identity.cert}
                 CertificateKeyFile {identity.key}
             }}
@@ -164,7 +164,7 @@ def start_radsecproxy(
             }}
             server citywifi {{
                 host 127.0.0.1
-                port {city.radsec_port}
+                port {radsec_port}
                 type tls
                 tls citywifi-tls
                 secret radsec
@@ -183,7 +183,9 @@ def start_radsecproxy(
 
 @pytest.fixture(scope="module")
 def proxy(workdir: Path, city: City) -> Iterator[tuple[RadSecProxy, int]]:
-    started = start_radsecproxy(workdir / "rsp", "radsecproxy", city, city.pki.client)
+    started = start_radsecproxy(
+        workdir / "rsp", "radsecproxy", city.pki.ca, city.radsec_port, city.pki.client
+    )
     yield started
     started[0].stop()
 
@@ -243,7 +245,11 @@ def test_a_radsecproxy_with_an_unknown_certificate_is_refused(
     no client names is closed after it. Nothing is answered either way."""
     before = metric(counter, reason=reason)
     rsp, port = start_radsecproxy(
-        workdir / f"rsp-{who}", f"radsecproxy-{who}", city, getattr(city.pki, who)
+        workdir / f"rsp-{who}",
+        f"radsecproxy-{who}",
+        city.pki.ca,
+        city.radsec_port,
+        getattr(city.pki, who),
     )
     try:
         wait_until(
