@@ -364,3 +364,12 @@ def test_an_encrypted_key_and_a_certificate_not_yet_valid_are_said(tmp_path: Pat
     fp = "ab" * 32
     assert normalize_fingerprint("SHA256:" + ":".join(["AB"] * 32)) == fp
     assert normalize_fingerprint(fp[:-2]) is None
+
+
+def test_radsec_without_a_client_to_name_is_warned(tmp_path: Path, pki: Pki) -> None:
+    path = tmp_path / "citywifi.toml"
+    path.write_text(BASE + radsec_table(pki))
+    said = check_config(path, environ={}, warnings=True)
+    warned = [p for p in said if p.key == "radsec.enabled"]
+    assert warned and warned[0].warning and "every RadSec connection" in warned[0].message
+    assert warned[0].line is not None

@@ -377,6 +377,8 @@ class _Builder:
             "sha256",
             "token sha256",
         )
+        if radsec is not None and radsec.enabled:
+            self.warn_radsec_without_clients(clients)
         if self.problems or brand is None:
             return None
         assert quota and radius and http and redis and sms and log and security and portal
@@ -446,6 +448,22 @@ class _Builder:
                 continue
             networks.append((entry.spot, entry.text("id") or format_key(entry.spot.path), network))
         self.overlaps(networks)
+
+    def warn_radsec_without_clients(self, clients: Sequence[Entry[ClientEntry]]) -> None:
+        """``[radsec]`` on with no client a certificate can name: every connection refused."""
+        if any(e.raw.get("radsec_fingerprint") or e.text("radsec_subject") for e in clients):
+            return
+        path = ("radsec", "enabled")
+        self.warnings.append(
+            ConfigProblem(
+                self.file,
+                self.loc.line(path),
+                format_key(path),
+                "no [[clients]] entry has radsec_fingerprint or radsec_subject: every RadSec "
+                "connection will be refused",
+                True,
+            )
+        )
 
     def check_radsec_ids(self, clients: Sequence[Entry[ClientEntry]]) -> None:
         """A RadSec certificate names one client: no fingerprint or subject twice."""
