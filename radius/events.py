@@ -138,6 +138,9 @@ class AccessRequest:
     proxy_state: tuple[bytes, ...] = ()
     eap: bytes | None = field(default=None, repr=False)
     state: bytes | None = None
+    # the shared secret the request was verified with (the client's, or RadSec's fixed
+    # "radsec", RFC 6614 §2.3): what MS-MPPE keys in the answer are hidden with
+    secret: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.identifier <= 255 or len(self.authenticator) != 16:
@@ -311,6 +314,7 @@ def access_request(request: Request, client: str, secret: bytes, source: Source)
         tuple(proxy) if proxy else (),
         eap_from_request(request) if _EAP_MESSAGE in attrs else None,
         state[0] if (state := attrs.get(_STATE)) else None,
+        secret,
     )
 
 

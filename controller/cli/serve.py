@@ -48,6 +48,7 @@ from controller.web.app import make_app, make_metrics_app
 from controller.web.http_edge import ConnectionGuard, EdgeError, GuardedSite
 from controller.web.resources import Resources
 from radius.core import Role
+from radius.radsec import RadsecListener, open_radsec, server_context
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
@@ -80,6 +81,7 @@ class Controller:
         self.tracer: Tracer | None = None  # the per-client RADIUS trace (citywifi trace)
         self._reloading = asyncio.Lock()
         self.endpoints: list[RadiusEndpoint] = []
+        self.radsec: RadsecListener | None = None  # [radsec] enabled: RFC 6614 over TLS
         self.runners: list[web.AppRunner] = []  # the citizen listener, then /metrics's
         self.http_port = 0
         self.metrics_port = 0  # http.metrics_bind's listener (0: none)
@@ -160,6 +162,8 @@ class Controller:
                     on_packet=self.tracer.observe,
                 )
             self.endpoints.append(endpoint)
+        if cfg.radsec.enabled:
+            self.radsec = await self._open_radsec(cfg, store)
         path = self.endpoints[0].core.data_path  # which codec runs, and why (issue 16)
         log.info("radius.data_path", compiled=path.compiled, reason=path.reason)
         self._health = asyncio.ensure_future(store.watch_health())
@@ -199,9 +203,50 @@ class Controller:
             auth_port=self.auth_port,
             acct_port=self.acct_port,
             http_port=self.http_port,
+            **({"radsec_port": self.radsec.port} if self.radsec else {}),
             **({"metrics_port": self.metrics_port} if self.metrics_port else {}),
             redis="embedded" if self.embedded else "external",
         )
+
+    async def _open_radsec(self, cfg: Config, store: Store) -> RadsecListener:
+        """The RadSec listener (docs/radius.md): the same service and trace as UDP;
+        the enforcer's Disconnect/CoA go down a client's connection when it asks for it."""
+        rs = cfg.radsec
+        assert rs.certificate and rs.private_key and rs.ca_certificates  # check-config's
+        assert self.service is not None and self.tracer is not None
+        try:
+            context = server_context(rs.certificate, rs.private_key, rs.ca_certificates)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise StartupError(
+                f"[radsec]: cannot load the certificates: {exc}", EXIT_CONFIG
+            ) from exc
+        with binding("RadSec", rs.bind, rs.port, "tcp"):
+            listener = await open_radsec(
+                self.service,
+                context,
+                rs.bind,
+                rs.port,
+                idle_timeout=rs.idle_timeout,
+                max_in_flight=rs.max_in_flight,
+                dedup_window=cfg.radius.dedup_window,
+                reuse_port=self.reuse_port,
+                can_record=store.health.can_record,
+                on_packet=self.tracer.observe,
+            )
+        if self.enforcer is not None and self.enforcer.dae is not None:
+            self.enforcer.dae.channels = listener.channel_for
+        return listener
+
+    def _reload_radsec_certificates(self, config: Config) -> None:
+        """SIGHUP: read the RadSec certificate files again (a renewed certificate, a CA
+        added); new connections use them, open ones keep theirs."""
+        rs = config.radsec
+        if self.radsec is None or not (rs.certificate and rs.private_key and rs.ca_certificates):
+            return
+        try:
+            self.radsec.context = server_context(rs.certificate, rs.private_key, rs.ca_certificates)
+        except (OSError, ValueError) as exc:
+            log.error("radsec.certificates_not_reloaded", error=str(exc))
 
     async def _listen(
         self, name: str, app: web.Application, host: str, port: int, guard: ConnectionGuard
@@ -265,6 +310,7 @@ class Controller:
             self.live.swap(new)  # the portal, APIs and archiver read it from here
             if self.tracer is not None:
                 self.tracer.follow_config()  # [[clients]] trace = true, as now configured
+            self._reload_radsec_certificates(new)
             reload_result(True)
             diff = changes(old, new)
             log.info("config.reloaded", **counts(new), changes=diff)
@@ -286,6 +332,8 @@ class Controller:
         # closed socket would swallow (uvloop's UDP transport cannot pause reading).
         for endpoint in self.endpoints:
             endpoint.max_in_flight = 0
+        if self.radsec is not None:
+            await self.radsec.stop()
         for endpoint in self.endpoints:
             await endpoint.drain()
         for endpoint in self.endpoints:

@@ -13,6 +13,7 @@ builds the frozen runtime ``Config`` (``model``) from the validated models.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import ipaddress
@@ -64,6 +65,7 @@ from controller.config.model import (
 )
 from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigError, ConfigProblem, KeyPath, format_key
+from controller.config.radsec import RadsecSettings
 from controller.config.registry_csv import (
     access_point_entry,
     column_problem,
@@ -90,6 +92,7 @@ from controller.config.schema import (
     PortalTable,
     QuotaTable,
     RadiusTable,
+    RadsecTable,
     RedisTable,
     RegistryTable,
     ReportsTable,
@@ -337,6 +340,7 @@ class _Builder:
         enforcer = self.table(raw, "enforcer", EnforcerTable)
         passpoint = self.table(raw, "passpoint", PasspointTable)
         natlog = self.table(raw, "natlog", NatLogTable)
+        radsec = self.table(raw, "radsec", RadsecTable)
 
         operators = self.entries(raw, "operators", OperatorEntry)
         venues = self.entries(raw, "venues", VenueEntry)
@@ -377,15 +381,17 @@ class _Builder:
             "sha256",
             "token sha256",
         )
+        if radsec is not None and radsec.enabled:
+            self.warn_radsec_without_clients(clients)
         if self.problems or brand is None:
             return None
         assert quota and radius and http and redis and sms and log and security and portal
-        assert subsidy and audit and reports and enforcer and passpoint and natlog
-        return self.config(
+        assert subsidy and audit and reports and enforcer and passpoint and natlog and radsec
+        return self.with_radsec(radsec, self.config(
             brand, quota, radius, http, redis, sms, log, security, portal, subsidy, audit,
             reports, enforcer, passpoint, natlog, _valid(operators), _valid(venues),
             _valid(clients), _valid(access_points), _valid(tokens),
-        )  # fmt: skip
+        ))  # fmt: skip
 
     # -- checks across entries
     def declare(
@@ -427,6 +433,7 @@ class _Builder:
     ) -> None:
         ids = self.declare(clients, "id", "client id")
         nas_ids = self.declare(clients, "nas_identifier", "nas_identifier")
+        self.check_radsec_ids(clients)
         # A nas_id in a portal redirect may be a client id or a NAS-Identifier: keep it unique.
         for nas_id, spot in nas_ids.items():
             other = ids.get(nas_id)
@@ -445,6 +452,39 @@ class _Builder:
                 continue
             networks.append((entry.spot, entry.text("id") or format_key(entry.spot.path), network))
         self.overlaps(networks)
+
+    def warn_radsec_without_clients(self, clients: Sequence[Entry[ClientEntry]]) -> None:
+        """``[radsec]`` on with no client a certificate can name: every connection refused."""
+        if any(e.raw.get("radsec_fingerprint") or e.text("radsec_subject") for e in clients):
+            return
+        path = ("radsec", "enabled")
+        self.warnings.append(
+            ConfigProblem(
+                self.file,
+                self.loc.line(path),
+                format_key(path),
+                "no [[clients]] entry has radsec_fingerprint or radsec_subject: every RadSec "
+                "connection will be refused",
+                True,
+            )
+        )
+
+    def check_radsec_ids(self, clients: Sequence[Entry[ClientEntry]]) -> None:
+        """A RadSec certificate names one client: no fingerprint or subject twice."""
+        self.declare(
+            clients, "radsec_subject", "radsec_subject", lambda e: e.text("radsec_subject").lower()
+        )
+        seen: dict[str, Spot] = {}
+        for entry in clients:
+            for fingerprint in entry.model.radsec_fingerprint if entry.model else ():
+                first = seen.setdefault(fingerprint, entry.spot)
+                if first is not entry.spot:
+                    self.report_at(
+                        entry.spot,
+                        "radsec_fingerprint",
+                        f"fingerprint {fingerprint[:16]}… is also the client's at "
+                        f"{self.describe(first)}; a certificate must name one client",
+                    )
 
     def overlaps(self, networks: list[tuple[Spot, str, IPNetwork]]) -> None:
         """Each packet source must map to exactly one client (and so one secret).
@@ -668,6 +708,22 @@ class _Builder:
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
 
+    def with_radsec(self, t: RadsecTable, config: Config) -> Config:
+        def pem(value: str) -> Path | None:
+            return self.resolve(value, Path()) if t.enabled and value.strip() else None
+
+        settings = RadsecSettings(
+            enabled=t.enabled,
+            bind=t.bind,
+            port=t.port,
+            certificate=pem(t.certificate),
+            private_key=pem(t.private_key),
+            ca_certificates=pem(t.ca_certificates),
+            idle_timeout=t.idle_timeout,
+            max_in_flight=t.max_in_flight,
+        )
+        return dataclasses.replace(config, radsec=settings)
+
     def passpoint(self, t: PasspointTable) -> PasspointSettings:
         def pem(value: str) -> Path | None:
             return self.resolve(value, Path()) if t.enabled and value.strip() else None
@@ -697,6 +753,8 @@ class _Builder:
                 "secret": c.secret.encode(),
                 "require_message_authenticator": require_ma if ma is None else ma,
                 "login_hosts": tuple(c.login_hosts),
+                "radsec_fingerprint": tuple(c.radsec_fingerprint),
+                "radsec_subject": c.radsec_subject.strip().lower(),
                 "uam_addresses": tuple(
                     ipaddress.ip_network(a, strict=False) for a in c.uam_addresses
                 ),

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigProblem
 from controller.domain.rate_history import RateVersion
+from controller.config.radsec import RadsecSettings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -177,6 +178,11 @@ class Client:
     login_hosts: tuple[str, ...] = ()
     uam_addresses: tuple[IPNetwork, ...] = ()
     trace: bool = False  # RADIUS trace on by config (the console/CLI switch adds to it)
+    # RadSec (RFC 6614): its certificate's SHA-256 fingerprints (hex) and/or the subject
+    # (common name or DNS/URI/IP subject alternative name) it must carry
+    radsec_fingerprint: tuple[str, ...] = ()
+    radsec_subject: str = ""
+    radsec_dae: bool = False  # Disconnect/CoA down its RadSec connection (RFC 6614 §2.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,5 +290,6 @@ class Config:
     reports: ReportSettings = field(default_factory=ReportSettings)
     enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
     passpoint: PasspointSettings = field(default_factory=PasspointSettings)
+    radsec: RadsecSettings = field(default_factory=RadsecSettings)
     # accepted but worth a look (a placeholder secret on a loopback-only client): logged
     warnings: tuple[ConfigProblem, ...] = ()

@@ -59,6 +59,13 @@ from controller.config.checks import (
 )
 from controller.config.passpoint import DNS_NAME, ROAMING_OI
 from controller.config.problems import KeyPath
+from controller.config.radsec import (
+    CertificateProblem,
+    check_ca_bundle,
+    check_certificate,
+    check_private_key,
+    normalize_fingerprint,
+)
 from controller.config.redis_url import RedisUrlError, parse_redis_url
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import FIRST_DAY, LAST_DAY
@@ -631,6 +638,16 @@ class AccessPointEntry(Table):
 VENDOR_KEYS: Final = {"login_url": "generic", "login_hosts": "mikrotik", "uam_addresses": "chilli"}
 
 
+def _fingerprint(value: str) -> str:
+    fingerprint = normalize_fingerprint(value)
+    if fingerprint is None:
+        raise fail(
+            f"'{value}' is not a SHA-256 fingerprint (64 hex digits, colons allowed: "
+            "`openssl x509 -noout -fingerprint -sha256 -in client.pem`)"
+        )
+    return fingerprint
+
+
 class ClientEntry(Table):
     """A RADIUS peer. Its secrets are checked for strength; on a loopback-only client
     (only this machine can send from there) a weak one is a warning, not an error."""
@@ -649,6 +666,10 @@ class ClientEntry(Table):
     login_hosts: list[Annotated[str, AfterValidator(_host)]] = []
     uam_addresses: list[NetworkItem] = []
     trace: bool = False  # its RADIUS trace on from start (and after a reload): docs/operations.md
+    # RadSec (RFC 6614): the client's certificate, by SHA-256 fingerprint and/or subject
+    radsec_fingerprint: list[Annotated[str, AfterValidator(_fingerprint)]] = []
+    radsec_subject: str = ""
+    radsec_dae: bool = False  # send Disconnect/CoA down its RadSec connection
 
     @field_validator("address")
     @classmethod
@@ -813,6 +834,52 @@ class PasspointTable(Table):
         return value
 
 
+class RadsecTable(Table):
+    """``[radsec]``: the RADIUS-over-TLS listener (RFC 6614)."""
+
+    enabled: bool = False
+    bind: BindAddress = "0.0.0.0"
+    port: Port = 2083  # RFC 6614 §2.1
+    certificate: Annotated[str, Field(validate_default=True)] = ""
+    private_key: Annotated[str, Field(validate_default=True)] = ""
+    ca_certificates: Annotated[str, Field(validate_default=True)] = ""
+    idle_timeout: Seconds = 120.0
+    max_in_flight: AtLeastOne = 256
+
+    @field_validator("certificate", "private_key", "ca_certificates")
+    @classmethod
+    def _files_when_enabled(cls, value: str, info: ValidationInfo) -> str:
+        """When enabled: each file exists and parses, the key is the certificate's, no
+        certificate expired (one expiring soon: a warning)."""
+        if not info.data.get("enabled"):
+            return value
+        key = info.field_name or ""
+        if not value.strip():
+            raise fail(f"missing required key '{key}' (radsec is enabled)")
+        scope = scope_of(info)
+        path = scope.resolve(value)
+        warning = None
+        try:
+            if key == "certificate":
+                _, warning = check_certificate(path)
+            elif key == "private_key":
+                cert = info.data.get("certificate")
+                parsed = None
+                if cert:  # the certificate's own problems are said on its key
+                    try:
+                        parsed, _ = check_certificate(scope.resolve(cert))
+                    except CertificateProblem:
+                        parsed = None
+                check_private_key(path, parsed)
+            else:
+                warning = check_ca_bundle(path)
+        except CertificateProblem as problem:
+            raise fail(str(problem)) from None
+        if warning is not None:
+            scope.warnings.append(((key,), warning))
+        return value
+
+
 # The file: its tables and its arrays of tables, by the name they have in it.
 SECTIONS: Final[Mapping[str, type[Table]]] = {
     "brand": BrandTable,
@@ -831,6 +898,7 @@ SECTIONS: Final[Mapping[str, type[Table]]] = {
     "enforcer": EnforcerTable,
     "passpoint": PasspointTable,
     "natlog": NatLogTable,
+    "radsec": RadsecTable,
 }
 LISTS: Final[Mapping[str, type[Table]]] = {
     "operators": OperatorEntry,

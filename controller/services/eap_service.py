@@ -252,7 +252,9 @@ class EapLogins:
         klass = sign_class(svc.class_key, pid, "e", client.id, nonce)
         attrs = (
             eap_message_attrs(step.eap)
-            + mppe_key_attrs(step.keys.msk, client.secret, event.authenticator, _salts())
+            + mppe_key_attrs(
+                step.keys.msk, event.secret or client.secret, event.authenticator, _salts()
+            )
             + attr(Attr.USER_NAME, step.inner_identity.encode())
             + attr_int(Attr.SESSION_TIMEOUT, decision.session_timeout)
             + svc._accept_tail

@@ -31,7 +31,7 @@ from typing import Any, Final
 import structlog
 from prometheus_client import Counter
 
-from controller.config import Config
+from controller.config import Client, Config
 from controller.domain import quota
 from controller.domain.enforcement import (
     Plan,
@@ -407,7 +407,7 @@ class Enforcer:
             DISCONNECTS.labels(reason, "no_client").inc()
             log.warning("enforcer.no_client", person=pid, session=sid, client=client_id)
             return SessionOutcome(sid, client_id, "no_client")
-        target = DaeTarget(host, client.coa_port, client.secret, client.vendor)
+        target = dae_target(client, host)
         try:
             result = await self.dae.disconnect(
                 target, session_identity(record), event_timestamp=int(self.clock())
@@ -496,7 +496,7 @@ class Enforcer:
             start = int(record.get("start") or now)
             try:
                 result = await self.dae.coa(
-                    DaeTarget(host, client.coa_port, client.secret, client.vendor),
+                    dae_target(client, host),
                     session_identity(record),
                     event_timestamp=now,
                     session_timeout=max(1, due - start),
@@ -543,3 +543,11 @@ class Enforcer:
         person's other devices online."""
         async with self._leased(pid):
             return await self._disconnect(pid, list(sids), reason)
+
+
+def dae_target(client: Client, host: str) -> DaeTarget:
+    """Where a NAS takes Disconnect/CoA: its address and coa_port, or (``radsec_dae``)
+    its open RadSec connection (RFC 6614 §2.5; UDP when none is open)."""
+    return DaeTarget(
+        host, client.coa_port, client.secret, client.vendor, client.id if client.radsec_dae else ""
+    )
