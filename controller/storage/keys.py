@@ -202,3 +202,28 @@ TRACE_SWITCHES = f"{PREFIX}:trace:on"  # sorted set: client -> epoch second its 
 def trace_log(client_id: str) -> str:
     """The stream of a traced client's packets (capped, expiring after the trace)."""
     return f"{PREFIX}:trace:log:{client_id}"
+
+
+# -- NAS health counters (controller.storage.nas_stats; controller.domain.nas_health) -----
+
+NAS_HEARD = f"{PREFIX}:stats:nas_heard"  # zset client id -> epoch of its last request seen
+
+
+def nas_totals(client_id: str) -> str:
+    """Hash of one client's counters since the start (``radius.tally`` field names)."""
+    return f"{PREFIX}:stats:nas:{client_id}"
+
+
+def nas_minutes(client_id: str, day: int) -> str:
+    """Hash ``<epoch minute>|<series>`` -> count of one client's UTC day ``day``
+    (epoch // 86400); expires two days on."""
+    return f"{PREFIX}:stats:nasm:{client_id}:{day}"
+
+
+def scope_totals(scope: str) -> str:
+    """Hash of the counters of a scope: ``city`` or ``op:<operator id>``."""
+    return f"{PREFIX}:stats:scope:{scope}"
+
+
+def scope_minutes(scope: str, day: int) -> str:
+    return f"{PREFIX}:stats:scopem:{scope}:{day}"

@@ -20,7 +20,7 @@ from controller.services.live_sessions import PAGE, SessionFilter, disconnect_on
 from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
-from controller.web.console import guard, pages, person, registry
+from controller.web.console import guard, nas, pages, person, registry
 from controller.web.console.common import brand, forbidden, read_form
 from controller.web.errors import render_json
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
@@ -103,7 +103,8 @@ async def _overview(request: web.Request, account: Account) -> dict[str, object]
     o = await city_overview(
         store, app[MEMORY].latest, config, int(app[CLOCK]()), operator_scope(account)
     )
-    return pages.overview_json(o, config.quota.timezone)
+    figures = await nas.overview_figures(store, config, int(app[CLOCK]()), operator_scope(account))
+    return pages.overview_json(o, config.quota.timezone) | figures  # + NAS health counters
 
 
 async def overview_page(request: web.Request) -> web.Response:
@@ -228,3 +229,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{guard.PATH}/sessions/disconnect", disconnect)
     person.add_routes(app)
     registry.add_routes(app)
+    nas.add_routes(app)

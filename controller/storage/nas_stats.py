@@ -1,0 +1,143 @@
+"""Redis storage of the NAS health counters (issue 17; the layout is described in
+``controller.domain.nas_health``).
+
+- ``cw:stats:nas:<client>`` / ``cw:stats:scope:<scope>``: hashes of totals, HINCRBY;
+- ``cw:stats:nasm:<client>:<day>`` / ``cw:stats:scopem:<scope>:<day>``: the per-minute
+  ring, a hash per UTC day (fields ``<epoch minute>|<series>``), HINCRBY + EXPIRE;
+- ``cw:stats:nas_heard``: sorted set client -> epoch of its last request (``ZADD GT``:
+  a slower worker's flush never lowers it).
+
+A flush is one non-transactional pipeline (one round trip; on a Cluster redis-py splits
+it per slot). Redis errors become ``StoreUnavailable`` (the store's guard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from controller.domain.nas_health import (
+    MINUTES_KEPT,
+    SERIES,
+    StatsDelta,
+    by_minute,
+    minute_fields,
+)
+from controller.storage import keys
+from controller.storage.store import Store
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _counts(raw: Any) -> dict[str, int]:
+    return {_text(k): int(v) for k, v in (raw or {}).items()}
+
+
+class NasStatsStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def write(self, delta: StatsDelta) -> None:
+        """Add one flush's increments (one pipeline)."""
+        day = delta.minute // 1440
+        targets = [
+            (keys.nas_totals(c), keys.nas_minutes(c, day), r) for c, r in delta.clients.items()
+        ]
+        for scope, row in delta.scopes.items():
+            targets.append((keys.scope_totals(scope), keys.scope_minutes(scope, day), row))
+
+        async def op() -> None:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for totals, minutes, row in targets:
+                for name, n in row.items():
+                    pipe.hincrby(totals, name, n)
+                ring = minute_fields(row, delta.minute)
+                for name, n in ring.items():
+                    pipe.hincrby(minutes, name, n)
+                if ring:
+                    pipe.expire(minutes, MINUTES_KEPT)
+            if delta.heard:
+                pipe.zadd(keys.NAS_HEARD, dict(delta.heard), gt=True)
+            await pipe.execute()
+
+        if targets or delta.heard:
+            await self.store._guard(op)
+
+    async def clients(
+        self, clients: Sequence[str], minute: int
+    ) -> list[tuple[dict[str, int], dict[str, int], int | None, int]]:
+        """For each client: (totals, the series of epoch minute ``minute``, last request
+        epoch or None, open sessions). One pipeline."""
+
+        async def op() -> list[tuple[dict[str, int], dict[str, int], int | None, int]]:
+            if not clients:
+                return []
+            pipe = self.store.redis.pipeline(transaction=False)
+            for c in clients:
+                pipe.hgetall(keys.nas_totals(c))
+                pipe.hmget(keys.nas_minutes(c, minute // 1440), [f"{minute}|{s}" for s in SERIES])
+                pipe.scard(keys.nas_sessions(c))
+            pipe.zmscore(keys.NAS_HEARD, list(clients))
+            replies = await pipe.execute()
+            heard = replies[-1]
+            out = []
+            for i, _ in enumerate(clients):
+                totals, ring, open_ = replies[3 * i : 3 * i + 3]
+                at = heard[i]
+                out.append(
+                    (
+                        _counts(totals),
+                        {s: int(n) for s, n in zip(SERIES, ring, strict=True) if n},
+                        None if at is None else int(at),
+                        int(open_),
+                    )
+                )
+            return out
+
+        return await self.store._guard(op)
+
+    async def totals(self, scopes: Sequence[str]) -> list[dict[str, int]]:
+        """The totals hash of each scope (``city``, ``op:<id>``)."""
+
+        async def op() -> list[dict[str, int]]:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for s in scopes:
+                pipe.hgetall(keys.scope_totals(s))
+            return [_counts(r) for r in await pipe.execute()]
+
+        return await self.store._guard(op) if scopes else []
+
+    async def client_totals(self, clients: Sequence[str]) -> list[dict[str, int]]:
+        async def op() -> list[dict[str, int]]:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for c in clients:
+                pipe.hgetall(keys.nas_totals(c))
+            return [_counts(r) for r in await pipe.execute()]
+
+        return await self.store._guard(op) if clients else []
+
+    async def heard(self, clients: Sequence[str]) -> list[int | None]:
+        async def op() -> list[int | None]:
+            scores: list[Any] = await self.store.redis.zmscore(keys.NAS_HEARD, list(clients))
+            return [None if v is None else int(v) for v in scores]
+
+        return await self.store._guard(op) if clients else []
+
+    async def minutes(self, target: str, now: int, *, client: bool) -> dict[int, dict[str, int]]:
+        """The minute ring of a client (``client``) or scope over the last 24 hours:
+        epoch minute -> series -> count (yesterday's and today's hashes)."""
+        day = now // 86400
+        name = keys.nas_minutes if client else keys.scope_minutes
+
+        async def op() -> dict[int, dict[str, int]]:
+            pipe = self.store.redis.pipeline(transaction=False)
+            pipe.hgetall(name(target, day - 1))
+            pipe.hgetall(name(target, day))
+            merged: dict[str, int] = {}
+            for raw in await pipe.execute():
+                merged.update(_counts(raw))
+            return by_minute(merged)
+
+        return await self.store._guard(op)
