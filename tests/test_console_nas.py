@@ -1,0 +1,306 @@
+"""NAS health (issue 17): the per-process tally, how a flush becomes Redis increments,
+and, against a live in-process ``serve`` (real Redis, real RADIUS and HTTP sockets): the
+counters a NAS's traffic leaves, the console's NAS page and drill-down, a silent NAS
+shown as silent, ``/metrics`` and the console JSON agreeing, operator scope. The restart
+of a real ``citywifi serve`` process is ``test_counters_survive_a_restart_of_serve``."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+
+from controller.cli.serve import Controller
+from controller.config import Config, load_config
+from controller.domain.nas_health import (
+    CITY,
+    SILENT_AFTER,
+    StatsDelta,
+    by_minute,
+    day_bins,
+    delta_of,
+    health,
+    minute_fields,
+    series_of,
+    silence,
+)
+from controller.services.accounts import Accounts
+from controller.storage.nas_stats import NasStatsStore
+from radius.attrs import Code
+from radius.tally import TALLY, Tally
+from tests.support.pyrad_client import set_pap
+from tests.support.radclient import radclient
+from tests.support.redis_proc import RedisProcess, wait_until
+from tests.test_console import ACCOUNTS, HOSPITAL_NAS, PASSWORD, Browser
+from tests.test_radius_integration import MAC, acct, auth, client, login
+from tests.test_reports_helpers import city_config
+from tests.test_serve_cli import SECRET, Serve, example_copy, issue_login
+
+# -- the tally and the rules, without sockets -------------------------------------------
+
+
+def test_the_tally_counts_in_dicts_and_starts_again_after_take() -> None:
+    t = Tally()
+    t.sent("nas-1", "auth", int(Code.ACCESS_ACCEPT), "accept")
+    t.sent("nas-1", "auth", int(Code.ACCESS_REJECT), "bad_password")
+    t.sent("nas-1", "acct", int(Code.ACCOUNTING_RESPONSE), "ok")
+    t.dropped("nas-2", "invalid_attribute")
+    t.dropped(None, "unknown_client")
+    t.dae("nas-1", "dis", "ack")
+    t.city("sms:ok")
+    got = t.take()
+    assert got.counts == {
+        ("nas-1", "auth:accept"): 1,
+        ("nas-1", "auth:reject"): 1,
+        ("nas-1", "reject:bad_password"): 1,
+        ("nas-1", "acct:ok"): 1,
+        ("nas-2", "drop:invalid_attribute"): 1,
+        (None, "drop:unknown_client"): 1,
+        ("nas-1", "dis:ack"): 1,
+        (None, "sms:ok"): 1,
+    }
+    assert got.heard == {"nas-1", "nas-2"}  # a dropped packet is a request seen too
+    assert not t.take()
+    t.sent("nas-1", "acct", int(Code.ACCOUNTING_RESPONSE))
+    t.give_back(got)  # a failed write: counted again with the next batch
+    again = t.take()
+    assert again.counts[("nas-1", "acct:ok")] == 2 and again.heard == {"nas-1", "nas-2"}
+
+
+def test_a_flush_counts_per_client_operator_and_city_and_only_configured_clients() -> None:
+    counts = {
+        ("nas-a", "auth:accept"): 3,
+        ("nas-b", "auth:accept"): 2,
+        ("gone", "acct:ok"): 5,  # removed from the config since: the city only
+        (None, "sms:failed"): 1,
+    }
+    d = delta_of(counts, {"nas-a", "gone"}, {"nas-a": "op-1", "nas-b": ""}, 6_000_030)
+    assert d.minute == 100_000
+    assert d.clients == {"nas-a": {"auth:accept": 3}, "nas-b": {"auth:accept": 2}}
+    assert d.scopes == {
+        CITY: {"auth:accept": 5, "acct:ok": 5, "sms:failed": 1},
+        "op:op-1": {"auth:accept": 3},
+    }
+    assert d.heard == {"nas-a": 6_000_030}
+    ring = minute_fields({"auth:reject": 2, "acct:ok": 1, "dis:timeout": 1}, 7)
+    assert ring == {"7|req": 3, "7|reject": 2, "7|dis_fail": 1}
+    assert by_minute(ring | {"junk": 1}) == {7: {"req": 3, "reject": 2, "dis_fail": 1}}
+    assert series_of("auth:accept") == ("req", "accept") and series_of("coa:ack") == ()
+
+
+def test_silent_after_fifteen_minutes_or_never_heard_from() -> None:
+    now = 1_000_000
+    assert silence(None, now) == 0  # never: silent
+    assert silence(now - SILENT_AFTER, now) is None
+    assert silence(now - 1200, now) == 1200
+    h = health("n", "v", "op", {"dis:ack": 3, "dis:timeout": 1, "auth:accept": 9}, {"req": 90},
+               now - 10, 2, now)  # fmt: skip
+    assert h.disconnect_ratio == 0.75 and h.per_second == 1.5 and h.silent_for is None
+    assert h.requests == {"auth:accept": 9} and h.disconnects == {"ack": 3, "timeout": 1}
+    bins = day_bins({now // 60: {"req": 4}, now // 60 - 29: {"req": 1}}, now, "req")
+    assert len(bins) == 48 and bins[-1] == (now // 60 - 29, 5) and sum(n for _, n in bins) == 5
+
+
+# -- a live in-process serve ------------------------------------------------------------
+
+
+@pytest.fixture
+def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
+    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
+
+
+@pytest.fixture
+async def ctl(city: Config) -> AsyncIterator[Controller]:
+    TALLY.take()  # what earlier tests in this process counted is not this city's
+    controller = Controller(city)
+    await controller.start()
+    assert controller.store is not None
+    accounts = Accounts(controller.store)
+    for name, roles in ACCOUNTS.items():
+        await accounts.add(name, PASSWORD, roles, totp=False, by="test")
+    yield controller
+    await controller.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def _base(ctl: Controller) -> str:
+    return f"http://127.0.0.1:{ctl.http_port}"
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    found = re.search(rf"^{name}\{{{re.escape(want)}\}} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+async def _traffic(ctl: Controller) -> None:
+    issued = await login(ctl, MAC, phone="+8613800138011")
+    assert (await auth(ctl, issued.username, issued.password)).code == Code.ACCESS_ACCEPT
+    wrong = await auth(ctl, issued.username, "not-the-password")
+    assert wrong is not None and wrong.code == Code.ACCESS_REJECT
+    reply = await acct(ctl, "Start", "nas-health-1", 0, user=issued.username)
+    assert reply is not None and reply.code == Code.ACCOUNTING_RESPONSE
+    async with client(ctl, secret="a-wrong-secret-0123456789") as c:  # dropped, unanswered
+        req = c.auth_request(User_Name=issued.username, Calling_Station_Id=MAC)
+        set_pap(req, issued.password)
+        assert await c.request(req, timeout=0.3) is None
+
+
+async def test_traffic_shows_on_the_nas_page_and_metrics_agree(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    assert ctl.nas_stats is not None
+    await _traffic(ctl)
+    await ctl.nas_stats.flush()
+    await ctl.nas_stats.refresh()
+    ops = Browser(_base(ctl), http)
+    assert await ops.sign_in("ops") == 303
+    status, body, _ = await ops.request("GET", "/console/api/nas")
+    assert status == 200
+    rows = {r["client"]: r for r in json.loads(body)["nas"]}
+    local = rows["nas-local"]
+    assert local["requests"] == {"acct:ok": 1, "auth:accept": 1, "auth:reject": 1}
+    assert local["drops"] and sum(local["drops"].values()) == 1
+    assert local["open_sessions"] == 1 and not local["silent"] and local["state"] == "talking"
+    assert rows["nas-hospital"]["silent"] and rows["nas-hospital"]["last_request"] == "never"
+    async with http.get(f"{_base(ctl)}/metrics") as r:
+        metrics = await r.text()
+    for name, n in local["requests"].items():  # the same figures, the same moment
+        port, result = name.split(":")
+        labels = {"client": "nas-local", "port": port, "result": result}
+        assert _metric(metrics, "citywifi_nas_requests_total", **labels) == n
+    for reason, n in local["drops"].items():
+        labels = {"client": "nas-local", "reason": reason}
+        assert _metric(metrics, "citywifi_nas_dropped_total", **labels) == n
+    seen = _metric(metrics, "citywifi_nas_last_request_timestamp_seconds", client="nas-local")
+    assert seen == local["last_request_at"]
+    assert _metric(metrics, "citywifi_nas_rejects_total", client="nas-local",
+                   reason="bad_password") == 1  # fmt: skip
+    assert "nas-hospital" not in re.findall(
+        r'citywifi_nas_requests_total\{client="([^"]+)"', metrics
+    )
+
+    o = json.loads((await ops.request("GET", "/console/api/overview"))[1])
+    assert dict(o["rejects"]) == {"bad_password": 1}
+    assert o["disconnects"] == {"ack": 0, "nak": 0, "timeout": 0}
+    assert o["sms"] == {"ok": 0, "failed": 0} and "<svg" in o["chart"]
+
+    status, page, _ = await ops.request("GET", "/console/nas")
+    assert status == 200 and 'data-client="nas-local"' in page
+    assert "silent: never heard from" in page  # nas-hospital
+    assert "http://" not in page and "https://" not in page
+    status, page, _ = await ops.request("GET", "/console/nas/nas-local")
+    assert status == 200 and "auth:reject" in page and "<svg" in page
+    assert "nas-local/nas-health-1" in page  # its open session
+    d = json.loads((await ops.request("GET", "/console/api/nas/nas-local"))[1])
+    assert d["totals"]["reject:bad_password"] == 1 and d["sessions"][0]["ref"].endswith(
+        "|nas-local/nas-health-1"
+    )
+    assert sum(m["req"] for m in d["recent"]) == 3
+    assert (await ops.request("GET", "/console/api/nas/no-such-nas"))[0] == 404
+    assert (await ops.request("GET", "/console/nas/no-such-nas"))[0] == 404
+
+
+async def test_a_nas_quiet_for_twenty_minutes_is_silent(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    assert ctl.store is not None
+    now = int(time.time())
+    await NasStatsStore(ctl.store).write(StatsDelta(now // 60, heard={"nas-local": now - 1200}))
+    ops = Browser(_base(ctl), http)
+    assert await ops.sign_in("ops") == 303
+    rows = {
+        r["client"]: r for r in json.loads((await ops.request("GET", "/console/api/nas"))[1])["nas"]
+    }
+    assert rows["nas-local"]["silent"] and rows["nas-local"]["state"] == "silent for 20 min"
+    page = (await ops.request("GET", "/console/nas"))[1]
+    assert '<td class="silent">silent for 20 min</td>' in page
+
+
+async def test_an_operator_sees_only_its_own_nas_health(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    assert ctl.nas_stats is not None
+    await _traffic(ctl)  # at nas-local: op-telecom's
+    await ctl.nas_stats.flush()
+    tel, uni = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    assert await tel.sign_in("tel") == 303 and await uni.sign_in("uni") == 303
+    n = json.loads((await tel.request("GET", "/console/api/nas"))[1])
+    assert n["scope"] == ["op-telecom"] and [r["client"] for r in n["nas"]] == ["nas-local"]
+    n = json.loads((await uni.request("GET", "/console/api/nas"))[1])
+    assert [r["client"] for r in n["nas"]] == ["nas-hospital"]
+    assert (await uni.request("GET", "/console/api/nas/nas-local"))[0] == 403
+    status, page, _ = await uni.request("GET", "/console/nas/nas-local")
+    assert status == 403 and "not at your operator" in page
+    assert (await tel.request("GET", "/console/api/nas/nas-local"))[0] == 200
+    o = json.loads((await tel.request("GET", "/console/api/overview"))[1])  # its own figures
+    assert dict(o["rejects"]) == {"bad_password": 1} and o["sms"] == "—"
+    o = json.loads((await uni.request("GET", "/console/api/overview"))[1])
+    assert o["rejects"] == [] and o["disconnects"] == {"ack": 0, "nak": 0, "timeout": 0}
+
+
+# -- a real `citywifi serve`, restarted ---------------------------------------------------
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int]]]:
+    yield example_copy(tmp_path)
+
+
+def _auth(ports: dict[str, int], login: dict[str, object]) -> str:
+    attrs = {"User-Name": str(login["username"]), "User-Password": str(login["password"])}
+    return radclient(ports["auth"], "auth", SECRET, attrs).code
+
+
+def _counted(sock: Path) -> dict[str, int]:
+    r = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    try:
+        return {k: int(v) for k, v in r.hgetall("cw:stats:nas:localhost").items()}
+    finally:
+        r.close()
+
+
+def test_counters_survive_a_restart_of_serve(example: tuple[Path, dict[str, int]]) -> None:
+    """Real ``citywifi serve`` (embedded Redis), radclient traffic, SIGTERM, serve again:
+    the counts go on from where they were, and /metrics exports them."""
+    config, ports = example
+    sock = config.parent / "var" / "redis" / "redis.sock"
+    for rounds in (1, 2):
+        serve = Serve(config)
+        try:
+            assert serve.ready.wait(30), "serve did not get ready:\n" + "".join(serve.lines)
+            assert _auth(ports, issue_login(config, phone="13800138021")) == "Access-Accept"
+            assert _auth(ports, {"username": "nobody", "password": "x"}) == "Access-Reject"
+
+            def flushed(n: int = rounds) -> bool:
+                counted = _counted(sock)
+                return (counted.get("auth:accept"), counted.get("auth:reject")) == (n, n)
+
+            wait_until(flushed, 10, what=f"round {rounds}: the flush to Redis")
+            url = f"http://127.0.0.1:{ports['http']}/metrics"
+            labels = 'client="localhost",port="auth",result="accept"'
+            line = f"citywifi_nas_requests_total{{{labels}}} {float(rounds)}"
+
+            def exported(url: str = url, line: str = line) -> bool:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    return line in r.read().decode()
+
+            wait_until(exported, 15, what=f"round {rounds}: /metrics from Redis")
+        finally:
+            if serve.proc.poll() is None:
+                serve.proc.send_signal(signal.SIGTERM)
+            assert serve.proc.wait(20) == 0
+        wait_until(lambda: not sock.exists(), 10, what="embedded redis stopped")
