@@ -4,10 +4,12 @@ read back become what the console shows. Pure: time is an argument.
 
 Redis holds, per configured client and per scope (``city``; ``op:<operator id>``, the
 sum of that operator's clients), a hash of totals (the tally's field names, see
-``radius.tally``) and a per-minute ring: one hash per UTC day, fields
-``<epoch minute>|<series>``, expiring after two days, where a series is one of
-``SERIES``. The totals feed ``/metrics`` and the counters tables; the ring the rates
-("requests/s over the last minute", "logins per minute") and the day chart.
+``radius.tally``) and two rings, each one hash per UTC day expiring after two days: per
+minute (fields ``<epoch minute>|<series>``) and per ``BIN`` minutes (``<bin>|<series>``),
+where a series is one of ``SERIES``. The totals feed ``/metrics`` and the counters
+tables; the minute ring the rates ("requests/s over the last minute", "logins per
+minute") and a NAS's recent minutes, read field by field (HMGET); the bin ring the day
+chart, 48 bins a day, small enough to read whole on every poll.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ CITY: Final = "city"
 SERIES: Final = ("req", "accept", "reject", "drop", "dis_ok", "dis_fail", "sms_ok", "sms_failed")
 MINUTES_KEPT: Final = 2 * 86400  # seconds a day's minute hash lives (yesterday stays readable)
 SILENT_AFTER: Final = 15 * 60  # seconds without any request: "silent" (two missed interims)
+BIN: Final = 30  # minutes per bin of the day chart's ring (1440 is a multiple: a bin is in one day)
 
 
 def operator_scope(operator: str) -> str:
@@ -94,8 +97,14 @@ def minute_fields(row: Mapping[str, int], minute: int) -> dict[str, int]:
     return out
 
 
+def bin_fields(row: Mapping[str, int], minute: int) -> dict[str, int]:
+    """A target's increments as fields of its day-chart ring (``<bin>|<series>``, the bin
+    being ``minute // BIN``)."""
+    return minute_fields(row, minute // BIN)
+
+
 def by_minute(fields: Mapping[str, int]) -> dict[int, dict[str, int]]:
-    """The ring's fields read back: epoch minute -> series -> count."""
+    """A ring's fields read back: epoch minute (or bin) -> series -> count."""
     out: dict[int, dict[str, int]] = {}
     for f, n in fields.items():
         minute, _, series = f.partition("|")
@@ -172,18 +181,10 @@ def health(
     )
 
 
-def day_bins(
-    minutes: Mapping[int, Mapping[str, int]], now: int, series: str, bin_minutes: int = 30
-) -> list[tuple[int, int]]:
-    """The last 24 hours of one series in bins of ``bin_minutes``: (epoch minute the bin
-    starts, count), oldest first; the last bin ends with the current minute."""
-    end = now // 60 + 1
-    count = 1440 // bin_minutes
-    start = end - count * bin_minutes
-    out = []
-    for i in range(count):
-        lo = start + i * bin_minutes
-        out.append(
-            (lo, sum(minutes.get(m, {}).get(series, 0) for m in range(lo, lo + bin_minutes)))
-        )
-    return out
+def day_bins(bins: Mapping[int, Mapping[str, int]], now: int, series: str) -> list[tuple[int, int]]:
+    """The last 24 hours of one series from the bin ring: (epoch minute the bin starts,
+    count), oldest first; the last bin is the current one."""
+    last = now // 60 // BIN
+    return [
+        (b * BIN, bins.get(b, {}).get(series, 0)) for b in range(last - 1440 // BIN + 1, last + 1)
+    ]

@@ -213,13 +213,14 @@ async def nas_detail(store: Store, config: Config, client: str, now: int) -> Nas
     _, venue, op = shown[0]
     db = NasStatsStore(store)
     ((totals, minute, heard, open_),) = await db.clients([client], now // 60 - 1)
-    ring = await db.minutes(client, now, client=True)
-    recent = [(m, ring.get(m, {})) for m in range(now // 60, now // 60 - 60, -1)]
+    minutes = range(now // 60, now // 60 - 60, -1)
+    ring = await db.recent(client, minutes, client=True)
+    recent = [(m, ring.get(m, {})) for m in minutes]
     return NasDetail(
         health=health(client, venue, op, totals, minute, heard, open_, now),
         totals=totals,
         recent=recent,
-        chart=day_bins(ring, now, "req"),
+        chart=day_bins(await db.bins(client, now, client=True), now, "req"),
     )
 
 
@@ -246,16 +247,21 @@ async def scope_figures(store: Store, now: int, scope: frozenset[str] | None) ->
     names = [CITY] if scope is None else [operator_scope(op) for op in sorted(scope)]
     db = NasStatsStore(store)
     totals = _sum(await db.totals(names))
-    ring: dict[int, dict[str, int]] = {}
+    last: dict[int, dict[str, int]] = {}
+    bins: dict[int, dict[str, int]] = {}
     for name in names:
-        for m, row in (await db.minutes(name, now, client=False)).items():
-            into = ring.setdefault(m, {})
-            for s, n in row.items():
-                into[s] = into.get(s, 0) + n
+        for into, read in (
+            (last, await db.recent(name, [now // 60 - 1], client=False)),
+            (bins, await db.bins(name, now, client=False)),
+        ):
+            for m, row in read.items():
+                cell = into.setdefault(m, {})
+                for s, n in row.items():
+                    cell[s] = cell.get(s, 0) + n
     return ScopeFigures(
-        logins_per_minute=ring.get(now // 60 - 1, {}).get("accept", 0),
+        logins_per_minute=last.get(now // 60 - 1, {}).get("accept", 0),
         rejects=prefixed(totals, "reject"),
         disconnects=prefixed(totals, "dis"),
         sms=prefixed(totals, "sms") if scope is None else None,
-        chart={s: day_bins(ring, now, s) for s in ("accept", "reject", "drop")},
+        chart={s: day_bins(bins, now, s) for s in ("accept", "reject", "drop")},
     )

@@ -220,6 +220,11 @@ def nas_minutes(client_id: str, day: int) -> str:
     return f"{PREFIX}:stats:nasm:{client_id}:{day}"
 
 
+def nas_bins(client_id: str, day: int) -> str:
+    """Hash ``<epoch minute // 30>|<series>`` -> count (the day chart), like ``nas_minutes``."""
+    return f"{PREFIX}:stats:nasb:{client_id}:{day}"
+
+
 def scope_totals(scope: str) -> str:
     """Hash of the counters of a scope: ``city`` or ``op:<operator id>``."""
     return f"{PREFIX}:stats:scope:{scope}"
@@ -227,3 +232,7 @@ def scope_totals(scope: str) -> str:
 
 def scope_minutes(scope: str, day: int) -> str:
     return f"{PREFIX}:stats:scopem:{scope}:{day}"
+
+
+def scope_bins(scope: str, day: int) -> str:
+    return f"{PREFIX}:stats:scopeb:{scope}:{day}"

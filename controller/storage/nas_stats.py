@@ -4,6 +4,8 @@
 - ``cw:stats:nas:<client>`` / ``cw:stats:scope:<scope>``: hashes of totals, HINCRBY;
 - ``cw:stats:nasm:<client>:<day>`` / ``cw:stats:scopem:<scope>:<day>``: the per-minute
   ring, a hash per UTC day (fields ``<epoch minute>|<series>``), HINCRBY + EXPIRE;
+- ``cw:stats:nasb:<client>:<day>`` / ``cw:stats:scopeb:<scope>:<day>``: the same in
+  30-minute bins (the day chart: at most 48 x 8 fields a day);
 - ``cw:stats:nas_heard``: sorted set client -> epoch of its last request (``ZADD GT``:
   a slower worker's flush never lowers it).
 
@@ -20,6 +22,7 @@ from controller.domain.nas_health import (
     MINUTES_KEPT,
     SERIES,
     StatsDelta,
+    bin_fields,
     by_minute,
     minute_fields,
 )
@@ -43,21 +46,27 @@ class NasStatsStore:
         """Add one flush's increments (one pipeline)."""
         day = delta.minute // 1440
         targets = [
-            (keys.nas_totals(c), keys.nas_minutes(c, day), r) for c, r in delta.clients.items()
+            (keys.nas_totals(c), keys.nas_minutes(c, day), keys.nas_bins(c, day), row)
+            for c, row in delta.clients.items()
         ]
-        for scope, row in delta.scopes.items():
-            targets.append((keys.scope_totals(scope), keys.scope_minutes(scope, day), row))
+        for s, row in delta.scopes.items():
+            targets.append(
+                (keys.scope_totals(s), keys.scope_minutes(s, day), keys.scope_bins(s, day), row)
+            )
 
         async def op() -> None:
             pipe = self.store.redis.pipeline(transaction=False)
-            for totals, minutes, row in targets:
+            for totals, minutes, bins, row in targets:
                 for name, n in row.items():
                     pipe.hincrby(totals, name, n)
-                ring = minute_fields(row, delta.minute)
-                for name, n in ring.items():
-                    pipe.hincrby(minutes, name, n)
-                if ring:
-                    pipe.expire(minutes, MINUTES_KEPT)
+                for ring, fields in (
+                    (minutes, minute_fields(row, delta.minute)),
+                    (bins, bin_fields(row, delta.minute)),
+                ):
+                    for name, n in fields.items():
+                        pipe.hincrby(ring, name, n)
+                    if fields:
+                        pipe.expire(ring, MINUTES_KEPT)
             if delta.heard:
                 pipe.zadd(keys.NAS_HEARD, dict(delta.heard), gt=True)
             await pipe.execute()
@@ -125,11 +134,32 @@ class NasStatsStore:
 
         return await self.store._guard(op) if clients else []
 
-    async def minutes(self, target: str, now: int, *, client: bool) -> dict[int, dict[str, int]]:
-        """The minute ring of a client (``client``) or scope over the last 24 hours:
-        epoch minute -> series -> count (yesterday's and today's hashes)."""
-        day = now // 86400
+    async def recent(
+        self, target: str, minutes: Sequence[int], *, client: bool
+    ) -> dict[int, dict[str, int]]:
+        """The series of the given epoch minutes of a client (``client``) or scope, read
+        field by field from the minute ring (one HMGET per day touched)."""
         name = keys.nas_minutes if client else keys.scope_minutes
+        by_day: dict[int, list[str]] = {}
+        for m in minutes:
+            by_day.setdefault(m // 1440, []).extend(f"{m}|{s}" for s in SERIES)
+
+        async def op() -> dict[int, dict[str, int]]:
+            pipe = self.store.redis.pipeline(transaction=False)
+            for day, fields in by_day.items():
+                pipe.hmget(name(target, day), fields)
+            got: dict[str, int] = {}
+            for fields, values in zip(by_day.values(), await pipe.execute(), strict=True):
+                got.update({f: int(v) for f, v in zip(fields, values, strict=True) if v})
+            return by_minute(got)
+
+        return await self.store._guard(op) if minutes else {}
+
+    async def bins(self, target: str, now: int, *, client: bool) -> dict[int, dict[str, int]]:
+        """The day-chart ring of a client (``client``) or scope over the last 24 hours:
+        bin (epoch minute // BIN) -> series -> count (yesterday's and today's hashes)."""
+        day = now // 86400
+        name = keys.nas_bins if client else keys.scope_bins
 
         async def op() -> dict[int, dict[str, int]]:
             pipe = self.store.redis.pipeline(transaction=False)
