@@ -34,7 +34,7 @@ def day_chart(lines: Sequence[Line], tz: ZoneInfo, *, title: str, unit: str) -> 
     bar_w = max(slot * 0.8 / max(len(lines), 1), 1.0)
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(title)}">',
+        f'aria-label="{escape(title)}" style="width:100%;height:auto">',
         f"<title>{escape(title)}</title>",
     ]
     for k in range(count + 1):
