@@ -28,7 +28,7 @@ def day_chart(lines: Sequence[Line], tz: ZoneInfo, *, title: str, unit: str) -> 
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max((len(line.bins) for line in lines), default=0) or 1
     biggest = max((c for line in lines for _, c in line.bins), default=0)
-    step, top_value = axis(Decimal(biggest), ticks=3)
+    step, top_value = axis(Decimal(max(biggest, 3)), ticks=3)  # whole numbers
     count = max(1, int(top_value / step))
     slot = plot_w / n
     bar_w = max(slot * 0.8 / max(len(lines), 1), 1.0)
