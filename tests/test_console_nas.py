@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -36,13 +37,15 @@ from controller.services.accounts import Accounts
 from controller.storage.nas_stats import NasStatsStore
 from radius.attrs import Code
 from radius.tally import TALLY, Tally
+from tests.conftest import write_config
 from tests.support.pyrad_client import set_pap
 from tests.support.radclient import radclient
-from tests.support.redis_proc import RedisProcess, wait_until
+from tests.support.redis_proc import RedisProcess, free_port, wait_until
 from tests.test_console import ACCOUNTS, HOSPITAL_NAS, PASSWORD, Browser
 from tests.test_radius_integration import MAC, acct, auth, client, login
 from tests.test_reports_helpers import city_config
 from tests.test_serve_cli import SECRET, Serve, example_copy, issue_login
+from tests.test_workers import Served, per_worker, send_accounting
 
 # -- the tally and the rules, without sockets -------------------------------------------
 
@@ -305,3 +308,54 @@ def test_counters_survive_a_restart_of_serve(example: tuple[Path, dict[str, int]
                 serve.proc.send_signal(signal.SIGTERM)
             assert serve.proc.wait(20) == 0
         wait_until(lambda: not sock.exists(), 10, what="embedded redis stopped")
+
+
+# -- `serve --workers 2`: both workers add to the same figures ----------------------------
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[tuple[Served, dict[str, int]]]:
+    ports = {
+        "auth": free_port(socket.SOCK_DGRAM),
+        "acct": free_port(socket.SOCK_DGRAM),
+        "http": free_port(),
+    }
+    path = write_config(tmp_path, "")  # embedded Redis: the supervisor starts it once
+    text = path.read_text()
+    text = text.replace("auth_port = 0", f"auth_port = {ports['auth']}")
+    text = text.replace("acct_port = 0", f"acct_port = {ports['acct']}")
+    text = text.replace("port = 0", f"port = {ports['http']}")
+    text = text.replace('level = "warning"', 'level = "info"')
+    path.write_text(text)
+    serve = Served(path, workers=2)
+    try:
+        serve.wait_for("supervisor.ready")
+        yield serve, ports
+    finally:
+        serve.stop()
+
+
+@pytest.mark.multiprocess
+async def test_every_worker_adds_to_the_same_figures(
+    two_workers: tuple[Served, dict[str, int]], tmp_path: Path
+) -> None:
+    served, ports = two_workers
+    assert await send_accounting(ports["acct"], 40, "w") == 40
+    sock = tmp_path / "var" / "redis" / "redis.sock"
+    r = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    try:
+        wait_until(lambda: r.hget("cw:stats:nas:nas-local", "acct:ok") == "40", 10,
+                   what="both workers' flushes")  # fmt: skip
+    finally:
+        r.close()
+    labels = 'client="nas-local",port="acct",result="ok"'
+
+    def exported() -> bool:  # whichever worker answers the scrape says the same
+        url = f"http://127.0.0.1:{ports['http']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return f"citywifi_nas_requests_total{{{labels}}} 40.0" in resp.read().decode()
+
+    wait_until(exported, 15, what="/metrics from Redis")
+    counts = per_worker(tmp_path / "var" / "metrics")
+    assert sum(v > 0 for v in counts.values()) == 2, counts  # both workers answered some
+    assert len(served.find("serve.ready")) == 2
