@@ -31,6 +31,7 @@ from typing import Final
 
 RESULTS: Final = {2: "accept", 3: "reject", 11: "challenge", 5: "ok"}  # reply code -> label
 REJECT: Final = 3
+_FIELDS: Final = {(p, c): f"{p}:{r}" for p in ("auth", "acct") for c, r in RESULTS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,11 @@ class Tally:
         self.counts[key] = self.counts.get(key, 0) + n
 
     def sent(self, client: str, port: str, code: int, reason: str = "") -> None:
-        """A reply was sent to ``client`` on ``port`` ("auth"/"acct")."""
-        self.add(client, f"{port}:{RESULTS.get(code, str(code))}")
+        """A reply was sent to ``client`` on ``port`` ("auth"/"acct"). The hot path: one
+        dict lookup for the field name, one increment, one set add."""
+        key = (client, _FIELDS.get((port, code)) or f"{port}:{code}")
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
         if code == REJECT and reason:
             self.add(client, f"reject:{reason}")
         self.heard.add(client)

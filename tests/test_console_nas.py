@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis
+from redis.crc import key_slot
 
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
@@ -34,7 +35,10 @@ from controller.domain.nas_health import (
     silence,
 )
 from controller.services.accounts import Accounts
+from controller.storage import keys
 from controller.storage.nas_stats import NasStatsStore
+from controller.storage.redis_conn import client_from_url
+from controller.storage.store import Store
 from radius.attrs import Code
 from radius.tally import TALLY, Tally
 from tests.conftest import write_config
@@ -111,6 +115,44 @@ def test_silent_after_fifteen_minutes_or_never_heard_from() -> None:
     b = now // 60 // 30
     bins = day_bins({b: {"req": 4}, b - 47: {"req": 1}, b - 48: {"req": 9}}, now, "req")
     assert len(bins) == 48 and bins[-1] == (b * 30, 4) and bins[0] == ((b - 47) * 30, 1)
+
+
+async def test_a_flush_is_one_script_call_per_target_on_one_slot_each(
+    redis_proc: RedisProcess,
+) -> None:
+    store = Store(client_from_url(redis_proc.url))
+    try:
+        await store.load_scripts()
+        now = 1_800_000_000
+        counts = {("nas-a", "auth:accept"): 2, ("nas-a", "drop:overload"): 1}
+        delta = delta_of(counts, {"nas-a"}, {"nas-a": "op-1"}, now)
+        await NasStatsStore(store).write(delta)
+        await NasStatsStore(store).write(delta)  # a second flush adds
+        r = store.redis
+        assert await r.hgetall(keys.nas_totals("nas-a")) == {
+            b"auth:accept": b"4",
+            b"drop:overload": b"2",
+        }
+        minute, hour, day = now // 60, now // 3600, now // 86400
+        ring = await r.hgetall(keys.nas_minutes("nas-a", hour))
+        assert ring == {f"{minute}|{s}".encode(): v for s, v in
+                        (("req", b"4"), ("accept", b"4"), ("drop", b"2"))}  # fmt: skip
+        assert await r.hget(keys.scope_bins("op:op-1", day), f"{minute // 30}|accept") == b"4"
+        assert await r.ttl(keys.nas_totals("nas-a")) == -1  # totals are kept
+        assert 0 < await r.ttl(keys.nas_minutes("nas-a", hour)) <= 3 * 3600
+        assert 86400 < await r.ttl(keys.nas_bins("nas-a", day)) <= 2 * 86400
+        assert await r.zscore(keys.NAS_HEARD, "nas-a") == now
+        for totals, minutes, bins in (
+            (keys.nas_totals("x"), keys.nas_minutes("x", hour), keys.nas_bins("x", day)),
+            (keys.scope_totals("city"), keys.scope_minutes("city", 1), keys.scope_bins("city", 2)),
+        ):
+            assert (
+                key_slot(totals.encode()) == key_slot(minutes.encode()) == key_slot(bins.encode())
+            )
+        read = await NasStatsStore(store).recent("nas-a", [minute, minute - 1], client=True)
+        assert read == {minute: {"req": 4, "accept": 4, "drop": 2}}
+    finally:
+        await store.close()
 
 
 # -- a live in-process serve ------------------------------------------------------------
@@ -272,7 +314,7 @@ def _auth(ports: dict[str, int], login: dict[str, object]) -> str:
 def _counted(sock: Path) -> dict[str, int]:
     r = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
     try:
-        return {k: int(v) for k, v in r.hgetall("cw:stats:nas:localhost").items()}
+        return {k: int(v) for k, v in r.hgetall(keys.nas_totals("localhost")).items()}
     finally:
         r.close()
 
@@ -344,7 +386,7 @@ async def test_every_worker_adds_to_the_same_figures(
     sock = tmp_path / "var" / "redis" / "redis.sock"
     r = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
     try:
-        wait_until(lambda: r.hget("cw:stats:nas:nas-local", "acct:ok") == "40", 10,
+        wait_until(lambda: r.hget(keys.nas_totals("nas-local"), "acct:ok") == "40", 10,
                    what="both workers' flushes")  # fmt: skip
     finally:
         r.close()

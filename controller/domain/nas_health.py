@@ -4,12 +4,14 @@ read back become what the console shows. Pure: time is an argument.
 
 Redis holds, per configured client and per scope (``city``; ``op:<operator id>``, the
 sum of that operator's clients), a hash of totals (the tally's field names, see
-``radius.tally``) and two rings, each one hash per UTC day expiring after two days: per
-minute (fields ``<epoch minute>|<series>``) and per ``BIN`` minutes (``<bin>|<series>``),
-where a series is one of ``SERIES``. The totals feed ``/metrics`` and the counters
-tables; the minute ring the rates ("requests/s over the last minute", "logins per
-minute") and a NAS's recent minutes, read field by field (HMGET); the bin ring the day
-chart, 48 bins a day, small enough to read whole on every poll.
+``radius.tally``) and two rings: per minute (fields ``<epoch minute>|<series>``, one
+hash per hour, kept three hours) and per ``BIN`` minutes (``<bin>|<series>``, one hash
+per UTC day, kept two days), where a series is one of ``SERIES``. (A day of minutes
+would cost some 400 kB per NAS; the two rings together about 60 kB.) The totals feed
+``/metrics`` and the counters tables; the minute ring the rates ("requests/s over the
+last minute", "logins per minute") and a NAS's recent minutes, read field by field
+(HMGET); the bin ring the day chart, 48 bins a day, small enough to read whole on every
+poll.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Final
 
 CITY: Final = "city"
 SERIES: Final = ("req", "accept", "reject", "drop", "dis_ok", "dis_fail", "sms_ok", "sms_failed")
-MINUTES_KEPT: Final = 2 * 86400  # seconds a day's minute hash lives (yesterday stays readable)
+MINUTES_KEPT: Final = 3 * 3600  # seconds an hour's minute hash lives (the last 60 min readable)
+BINS_KEPT: Final = 2 * 86400  # seconds a day's 30-minute hash lives (yesterday stays readable)
 SILENT_AFTER: Final = 15 * 60  # seconds without any request: "silent" (two missed interims)
 BIN: Final = 30  # minutes per bin of the day chart's ring (1440 is a multiple: a bin is in one day)
 
