@@ -45,6 +45,7 @@ from tests.conftest import write_config
 from tests.support.pyrad_client import set_pap
 from tests.support.radclient import radclient
 from tests.support.redis_proc import RedisProcess, free_port, wait_until
+from tests.support.redis_topologies import Cluster
 from tests.test_console import ACCOUNTS, HOSPITAL_NAS, PASSWORD, Browser
 from tests.test_radius_integration import MAC, acct, auth, client, login
 from tests.test_reports_helpers import city_config
@@ -401,3 +402,41 @@ async def test_every_worker_adds_to_the_same_figures(
     counts = per_worker(tmp_path / "var" / "metrics")
     assert sum(v > 0 for v in counts.values()) == 2, counts  # both workers answered some
     assert len(served.find("serve.ready")) == 2
+
+
+# -- on a Redis Cluster: each target's script on its own slot -----------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.mark.redis_topology
+async def test_a_flush_and_the_reads_on_a_redis_cluster(cluster: Cluster) -> None:
+    cluster.flush()
+    store = Store(client_from_url(cluster.url))
+    try:
+        await store.load_scripts()
+        now = int(time.time())
+        ops = {f"nas-{i}": f"op-{i % 3}" for i in range(30)}  # spread over every primary
+        counts = {(c, "auth:accept"): 1 for c in ops} | {(None, "sms:ok"): 2}
+        db = NasStatsStore(store)
+        await db.write(delta_of(counts, set(ops), ops, now))
+        rows = await db.clients(sorted(ops), now // 60)
+        assert [totals for totals, _, _, _ in rows] == [{"auth:accept": 1}] * 30
+        assert [minute for _, minute, _, _ in rows] == [{"req": 1, "accept": 1}] * 30
+        assert all(heard == now for _, _, heard, _ in rows)
+        assert await db.totals(["city", "op:op-0"]) == [
+            {"auth:accept": 30, "sms:ok": 2},
+            {"auth:accept": 10},
+        ]
+        bins = await db.bins("city", now, client=False)
+        assert bins[now // 60 // 30]["accept"] == 30
+    finally:
+        await store.close()

@@ -156,6 +156,10 @@ class NasStats:
         totals = await self.db.client_totals(clients)
         heard = await self.db.heard(clients)
         (city,) = await self.db.totals([CITY])
+        # no await from here on: a scrape sees the old figures or the new, and a client
+        # removed by a reload loses its series (labels stay bounded by the config)
+        for gauge in (NAS_REQUESTS, NAS_REJECTS, NAS_DROPS, NAS_DAE, NAS_LAST_REQUEST):
+            gauge.clear()
         for client, row, at in zip(clients, totals, heard, strict=True):
             for name, n in row.items():
                 kind, _, what = name.partition(":")
