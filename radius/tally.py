@@ -65,8 +65,8 @@ class Tally:
         key = (client, _FIELDS.get((port, code)) or f"{port}:{code}")
         counts = self.counts
         counts[key] = counts.get(key, 0) + 1
-        if code == REJECT and reason:
-            self.add(client, f"reject:{reason}")
+        if code == REJECT and reason:  # an Accept too long for its Proxy-States goes as a Reject
+            self.add(client, f"reject:{'reply_too_long' if reason == 'accept' else reason}")
         self.heard.add(client)
 
     def dropped(self, client: str | None, reason: str) -> None:

@@ -78,9 +78,11 @@ def test_the_tally_counts_in_dicts_and_starts_again_after_take() -> None:
     assert got.heard == {"nas-1", "nas-2"}  # a dropped packet is a request seen too
     assert not t.take()
     t.sent("nas-1", "acct", int(Code.ACCOUNTING_RESPONSE))
+    t.sent("nas-1", "auth", int(Code.ACCESS_REJECT), "accept")  # an Accept sent shrunk
     t.give_back(got)  # a failed write: counted again with the next batch
     again = t.take()
     assert again.counts[("nas-1", "acct:ok")] == 2 and again.heard == {"nas-1", "nas-2"}
+    assert again.counts[("nas-1", "reject:reply_too_long")] == 1
 
 
 def test_a_flush_counts_per_client_operator_and_city_and_only_configured_clients() -> None:
