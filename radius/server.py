@@ -42,6 +42,7 @@ from radius.events import (
     NoReply,
     Reply,
 )
+from radius.tally import TALLY
 
 __all__ = ["DropLine", "DropLog", "RadiusEndpoint", "Service", "open_endpoint"]
 
@@ -139,6 +140,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         if counter is None:
             counter = self._drops[drop.reason] = metrics.DROPPED.labels(self.role, drop.reason)
         counter.inc()
+        TALLY.dropped(drop.client, drop.reason)  # per NAS, to Redis (console, /metrics)
         line = drop.line
         if line is None:
             return
@@ -215,6 +217,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             counter = metrics.CLIENT_REQUESTS.labels(ticket.client, self.role, label)
             self._clients[(ticket.client, code)] = counter
         counter.inc()
+        TALLY.sent(ticket.client, self.role, code, reply.result)  # per NAS, to Redis
         self._latency.observe(done - ticket.started)
         self._send(data, ticket.source)
         if self.service.log_requests:

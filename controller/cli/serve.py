@@ -35,6 +35,7 @@ from controller.services.eap_service import eap_logins
 from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
+from controller.services.nas_stats import NasStats
 from controller.services.portal.service import Portal
 from controller.services.radius_service import RadiusService
 from controller.services.signing import Signer
@@ -77,6 +78,7 @@ class Controller:
         self.archive = Archive(archive_root(config))  # usage ledger + audit log (reports)
         self.archiver: Archiver | None = None  # drains the outbox into the archive
         self.online: OnlineStats | None = None  # city-wide online gauges, counted in Redis
+        self.nas_stats: NasStats | None = None  # per-NAS counters, flushed to Redis
         self.memory: MemoryWatch | None = None  # Redis memory vs its budget (load shedding)
         self.tracer: Tracer | None = None  # the per-client RADIUS trace (citywifi trace)
         self._reloading = asyncio.Lock()
@@ -112,6 +114,8 @@ class Controller:
             store, clock=self.clock, clients=lambda: [c.id for c in self.config.clients]
         )
         self.online.start()
+        self.nas_stats = NasStats(store, lambda: self.config, clock=self.clock)
+        self.nas_stats.start()
         self.memory = MemoryWatch(store)
         with contextlib.suppress(StoreUnavailable):
             await self.memory.poll()  # shedding knows the budget from the first request
@@ -351,6 +355,8 @@ class Controller:
             await self.archiver.stop()  # a last drain of the outbox
         if self.online is not None:
             await self.online.stop()
+        if self.nas_stats is not None:
+            await self.nas_stats.stop()  # writes what the last requests counted
         if self.memory is not None:
             await self.memory.stop()
         if self.store is not None:

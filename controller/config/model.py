@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigProblem
-from controller.domain.rate_history import RateVersion
 from controller.config.radsec import RadsecSettings
+from controller.domain.rate_history import RateVersion
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -46,6 +46,7 @@ from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius.attrs import AcctStatus, TerminateCause
 from radius.dae import DaeClient, DaeOutcome, DaeResult, DaeTarget
+from radius.tally import TALLY
 
 log = structlog.get_logger("citywifi.enforcer")
 
@@ -417,6 +418,7 @@ class Enforcer:
             CLIENT_DISCONNECTS.labels(client.id, "unsupported").inc()
             log.warning("enforcer.unsupported", person=pid, session=sid, error=str(exc))
             return SessionOutcome(sid, client_id, "unsupported")
+        TALLY.dae(client.id, "dis", result.outcome.value)  # per NAS, to Redis (console)
         outcome = await self._apply(pid, sid, client_id, result)
         DISCONNECTS.labels(reason, outcome).inc()
         CLIENT_DISCONNECTS.labels(client.id, outcome).inc()
@@ -505,6 +507,7 @@ class Enforcer:
                 COAS.labels("unsupported").inc()
                 continue
             COAS.labels(result.outcome.value).inc()
+            TALLY.dae(client.id, "coa", result.outcome.value)  # per NAS, to Redis (console)
             log.info("enforcer.coa", person=pid, session=sid, result=result.outcome.value)
 
     # -- admin ------------------------------------------------------------------------------

@@ -207,3 +207,39 @@ def trace_log(client_id: str) -> str:
 # -- config reload status (storage/reload_status.py, issue 17): the console's registry page
 
 RELOAD_STATUS = f"{PREFIX}:stats:reload"  # JSON of the last SIGHUP reload (any process)
+
+# -- NAS health counters (controller.storage.nas_stats; controller.domain.nas_health) -----
+# A target's three keys (totals, minute ring, 30-minute ring) share its hash tag, so the
+# one script that adds a flush to them (nas_stats_add.lua) runs on one Cluster slot.
+
+NAS_HEARD = f"{PREFIX}:stats:nas_heard"  # zset client id -> epoch of its last request seen
+
+
+def nas_totals(client_id: str) -> str:
+    """Hash of one client's counters since the start (``radius.tally`` field names)."""
+    return f"{PREFIX}:stats:{{nas:{client_id}}}"
+
+
+def nas_minutes(client_id: str, hour: int) -> str:
+    """Hash ``<epoch minute>|<series>`` -> count of one client's hour ``hour``
+    (epoch // 3600); expires three hours on."""
+    return f"{nas_totals(client_id)}:m:{hour}"
+
+
+def nas_bins(client_id: str, day: int) -> str:
+    """Hash ``<epoch minute // 30>|<series>`` -> count of one client's UTC day ``day``
+    (epoch // 86400; the day chart); expires two days on."""
+    return f"{nas_totals(client_id)}:b:{day}"
+
+
+def scope_totals(scope: str) -> str:
+    """Hash of the counters of a scope: ``city`` or ``op:<operator id>``."""
+    return f"{PREFIX}:stats:{{scope:{scope}}}"
+
+
+def scope_minutes(scope: str, hour: int) -> str:
+    return f"{scope_totals(scope)}:m:{hour}"
+
+
+def scope_bins(scope: str, day: int) -> str:
+    return f"{scope_totals(scope)}:b:{day}"

@@ -40,6 +40,10 @@ WATCH: Final = frozenset(("admin", "operations", "reports", "operator"))  # "ope
 ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/overview"): WATCH,
     ("GET", "/console/api/overview"): WATCH,
+    ("GET", "/console/nas"): WATCH,  # NAS health (web.console.nas; operators: their own)
+    ("GET", "/console/nas/{client}"): WATCH,
+    ("GET", "/console/api/nas"): WATCH,
+    ("GET", "/console/api/nas/{client}"): WATCH,
     ("GET", "/console/sessions"): WATCH,
     ("GET", "/console/registry"): WATCH,
     ("POST", "/console/registry/trace"): frozenset(("admin", "operations")),

@@ -28,7 +28,7 @@ from controller.services.operator_online import operator_persons_online
 from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
-from controller.web.console import guard, lang, pages, person, person_sessions, registry
+from controller.web.console import guard, lang, nas, pages, person, person_sessions, registry
 from controller.web.console.common import brand, forbidden, read_form
 from controller.web.errors import render_json
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
@@ -115,7 +115,8 @@ async def _overview(request: web.Request, account: Account) -> dict[str, object]
     body["operator_persons"] = (
         await operator_persons_online(store, config, scope) if scope is not None else None
     )
-    return body
+    figures = await nas.overview_figures(store, config, int(app[CLOCK]()), scope)
+    return body | figures  # + NAS health counters
 
 
 async def overview_page(request: web.Request) -> web.Response:
@@ -263,3 +264,4 @@ def add_routes(app: web.Application) -> None:
     person.add_routes(app)
     person_sessions.add_routes(app, sessions_page)
     registry.add_routes(app)
+    nas.add_routes(app)
