@@ -457,14 +457,57 @@ class Archive:
                 removed.append(day)
         return removed
 
-    def append_export_log(self, entry: Mapping[str, Any]) -> None:
-        path = self.root / "audit-exports.jsonl"
-        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+    @contextlib.contextmanager
+    def _export_log_lock(self) -> Iterator[None]:
+        """Appends and the retention's rewrite take turns (an append into a file being
+        replaced would land in the old one)."""
+        fd = open_private(self.root / "audit-exports.lock", os.O_WRONLY)
         try:
-            os.write(fd, (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode())
-            os.fsync(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)
+
+    def append_export_log(self, entry: Mapping[str, Any]) -> None:
+        path = self.root / "audit-exports.jsonl"
+        with self._export_log_lock():
+            fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def trim_export_log(self, keep: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Rewrite the export log without the entries ``keep`` refuses (their retention
+        ended); returns how many went. Unreadable lines are kept (nothing is lost
+        silently)."""
+        path = self.root / "audit-exports.jsonl"
+        if not path.exists():
+            return 0
+        with self._export_log_lock():
+            lines = path.read_text().splitlines(keepends=True)
+            kept: list[str] = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = None
+                if not isinstance(entry, dict) or keep(entry):
+                    kept.append(line)
+            gone = len(lines) - len(kept)
+            if gone:
+                fresh = path.with_name(f".audit-exports-{secrets.token_hex(4)}.jsonl")
+                fd = open_private(fresh, os.O_WRONLY | os.O_TRUNC)
+                try:
+                    os.write(fd, "".join(kept).encode())
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(fresh, path)
+                _fsync_dir(self.root)
+        return gone
 
     def export_log(self) -> list[dict[str, Any]]:
         path = self.root / "audit-exports.jsonl"

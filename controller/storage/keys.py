@@ -202,3 +202,38 @@ TRACE_SWITCHES = f"{PREFIX}:trace:on"  # sorted set: client -> epoch second its 
 def trace_log(client_id: str) -> str:
     """The stream of a traced client's packets (capped, expiring after the trace)."""
     return f"{PREFIX}:trace:log:{client_id}"
+
+
+# -- personal-data inventory (services/persons.py: erase, export; docs/audit.md)
+
+# A person's own keys by family (the first word after ``cw:{pid}:``). An erasure deletes
+# the personal ones and keeps the anonymous usage the settlement needs until its own
+# expiry: day counters, session records and their indexes, the archive marks, a block.
+ERASED_FAMILIES = frozenset({"p", "c", "dev", "eap"})  # profile, credentials, devices, EAP
+USAGE_FAMILIES = frozenset({"u", "open", "s", "a", "closing", "lease", "hold", "block"})
+MAC_PATTERN = f"{PREFIX}:mac:*"  # MAC memory: SCAN for the values naming a person
+PORTAL_CLIENT_PATTERN = f"{PREFIX}:pc:*"  # portal client memory (field ``person``)
+
+
+def person_pattern(pid: str) -> str:
+    """SCAN pattern of every ``cw:{pid}:…`` key (pid is hex: no glob characters)."""
+    return f"{person(pid)}:*"
+
+
+def otp_pattern(pid: str) -> str:
+    """SCAN pattern of a person's pending SMS codes (``otp(f"{pid}:{device}")``)."""
+    return otp(f"{pid}:*")
+
+
+def rate_pattern(pid: str) -> str:
+    """SCAN pattern of a person's rate-limit logs (``phone``, ``phone_device``,
+    ``phone_network``, ``verify_device``, ``verify_phone``: the value starts with pid)."""
+    return f"{PREFIX}:rl:{{*:{pid}*}}"
+
+
+def person_family(key: str, pid: str) -> str | None:
+    """The family of one of a person's own keys (``p``, ``u``, ``s``, …), else None."""
+    head = f"{person(pid)}:"
+    if not key.startswith(head):
+        return None
+    return key[len(head) :].partition(":")[0]

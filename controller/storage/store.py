@@ -35,6 +35,7 @@ from controller.domain.state import (
     Origin,
     OtpAttempt,
     OutboxEntry,
+    PersonRecords,
     PersonSnapshot,
     PersonState,
     SessionVersion,
@@ -766,6 +767,85 @@ class Store:
             return bool(
                 await self._evalsha(self.redis, "forget_mac", (keys.mac_owner(mac),), (pid,))
             )
+
+        return await self._guard(op)
+
+    # -- personal data (controller.services.persons): a person's own records, erasure -------
+
+    async def _scan(self, pattern: str) -> list[str]:
+        return [_text(k) async for k in self.redis.scan_iter(match=pattern, count=1000)]
+
+    async def _macs_naming(self, pid: str) -> list[str]:
+        """The MAC-memory keys whose value is the person (one SCAN of ``cw:mac:*``)."""
+        found = await self._scan(keys.MAC_PATTERN)
+        out: list[str] = []
+        for start in range(0, len(found), 500):
+            chunk = found[start : start + 500]
+            pipe = self.redis.pipeline(transaction=False)
+            for key in chunk:
+                pipe.get(key)
+            values = await pipe.execute()
+            out.extend(k for k, v in zip(chunk, values, strict=True) if v and _text(v) == pid)
+        return out
+
+    async def person_records(self, pid: str) -> PersonRecords:
+        """What Redis holds about a person beyond today's usage and sessions: the phone
+        profile, remembered-device tokens and MACs (with their expiry)."""
+
+        async def op() -> PersonRecords:
+            profile = _pairs(await self.redis.hgetall(keys.profile(pid)))
+            tokens: list[Any] = await self.redis.zrange(
+                keys.device_tokens(pid), 0, -1, withscores=True
+            )
+            macs = []
+            for key in await self._macs_naming(pid):
+                ttl = int(await self.redis.ttl(key))
+                macs.append((key.removeprefix(keys.mac_owner("")), ttl))
+            return PersonRecords(
+                phone=profile.get("phone", ""),
+                seen=int(profile.get("seen") or 0),
+                device_tokens=tuple((_text(t), int(e)) for t, e in tokens),
+                macs=tuple(sorted(macs)),
+            )
+
+        return await self._guard(op)
+
+    async def erase_person(self, pid: str) -> dict[str, int]:
+        """Delete a person's personal records (profile and its index entry, credentials,
+        remembered devices, MAC memory, pending SMS codes, rate-limit logs, the portal's
+        memory of them, the EAP username set); keep the usage families
+        (``keys.USAGE_FAMILIES``). Returns the count per family deleted."""
+
+        async def op() -> dict[str, int]:
+            removed: dict[str, int] = {}
+            doomed: list[str] = []
+            for key in await self._scan(keys.person_pattern(pid)):
+                family = keys.person_family(key, pid)
+                if family in keys.ERASED_FAMILIES:
+                    doomed.append(key)
+                    removed[family] = removed.get(family, 0) + 1
+            for name, pattern in (("otp", keys.otp_pattern(pid)), ("rl", keys.rate_pattern(pid))):
+                found = await self._scan(pattern)
+                doomed.extend(found)
+                if found:
+                    removed[name] = len(found)
+            macs = 0
+            for key in await self._macs_naming(pid):
+                macs += int(await self._evalsha(self.redis, "forget_mac", (key,), (pid,)))
+            if macs:
+                removed["mac"] = macs
+            clients = 0
+            for key in await self._scan(keys.PORTAL_CLIENT_PATTERN):
+                if _text(await self.redis.hget(key, "pid") or b"") == pid:
+                    clients += int(await self.redis.hset(key, "pid", "") >= 0)
+            if clients:
+                removed["pc"] = clients
+            pipe = self.redis.pipeline(transaction=False)
+            for key in doomed:
+                pipe.delete(key)  # one key a command: they live on several Cluster slots
+            pipe.zrem(keys.PROFILE_INDEX, pid)
+            await pipe.execute()
+            return removed
 
         return await self._guard(op)
 
