@@ -696,4 +696,5 @@ def _privacy(t: PrivacyTable) -> PrivacySettings:
         contact_phone=t.contact_phone.strip(),
         contact_address=texts(t.contact_address),
         export_log_retention_days=t.export_log_retention_days,
+        usage_retention_days=t.usage_retention_days,
     )

@@ -210,6 +210,7 @@ class PrivacySettings:
     contact_phone: str = ""
     contact_address: Mapping[str, str] = field(default_factory=dict)  # zh/en
     export_log_retention_days: int = 1095  # audit-exports.jsonl entries (PIPL Art. 56)
+    usage_retention_days: int = 1095  # the ledger's rows (person ids); figures stay
 
 
 @dataclass(frozen=True, slots=True)

@@ -539,6 +539,7 @@ class AuditTable(Table):
 
 
 MIN_EXPORT_LOG_DAYS: Final = 1095  # PIPL Art. 56: handling records kept at least three years
+MIN_USAGE_RETENTION_DAYS: Final = 400  # the ledger's rows: a year's reports and then some
 
 
 class PrivacyTable(Table):
@@ -552,6 +553,11 @@ class PrivacyTable(Table):
         int,
         Field(ge=MIN_EXPORT_LOG_DAYS, le=MAX_PHONE_RETENTION_DAYS),
         Why("PIPL Art. 56: records of the handling are kept at least three years"),
+    ] = MIN_EXPORT_LOG_DAYS
+    usage_retention_days: Annotated[
+        int,
+        Field(ge=MIN_USAGE_RETENTION_DAYS, le=MAX_PHONE_RETENTION_DAYS),
+        Why("a year-on-year report reads the ledger rows of a year ago"),
     ] = MIN_EXPORT_LOG_DAYS
 
 

@@ -29,7 +29,7 @@ from controller.domain.identity import person_id
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
-from controller.services import natlog
+from controller.services import natlog, privacy
 from controller.storage.archive import Archive, empty_select
 
 log = structlog.get_logger("citywifi.audit")
@@ -63,6 +63,7 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
     keep_from = oldest_kept_day(now, config.quota.timezone, config.audit.retention_days)
     natlog.trim(archive, config, now)  # NAT translations: natlog.retention_days, same schedule
     trim_export_log(archive, config, now)
+    privacy.forget_usage(archive, config, now)  # the ledger's rows: privacy.usage_retention_days
     removed = archive.trim("audit", keep_from)
     if removed:
         log.info(

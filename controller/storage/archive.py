@@ -55,6 +55,7 @@ log = structlog.get_logger("citywifi.archive")
 MERGE_PARTS = 32  # merge an open day's parts when there are more than this many
 DUCKDB_MEMORY = "512MB"  # per query; DuckDB spills beyond it (process RSS stays under 1 GiB)
 SEALED = "sealed.parquet"
+ROWS_FORGOTTEN = "rows-forgotten"  # marker: the day's ledger rows are past their retention
 # a sealed day's per-venue figures (what reports read); "-2": with beyond_seconds (the
 # figures.parquet of older versions are left alone and computed again under this name)
 FIGURES = "figures-2.parquet"
@@ -456,6 +457,30 @@ class Archive:
                 shutil.rmtree(self.day_dir(kind, day), ignore_errors=True)
                 removed.append(day)
         return removed
+
+    def forget_ledger_rows(self, day: date) -> bool:
+        """The end of a sealed day's ledger retention (PIPL Art. 19): its rows (person
+        ids, sessions) are replaced by an empty sealed file and its parts, late ones
+        included, deleted; the per-venue figures stay, so settlements still add up. An
+        unsealed day is left alone (False); a day done already is skipped (marker file)."""
+        d = self.day_dir("sessions", day)
+        marker = d / ROWS_FORGOTTEN
+        if marker.exists() or self.figures(day) is None:
+            return False
+        con = self._connect()
+        try:
+            names = ", ".join(name for name, _ in LEDGER_SCHEMA)
+            self._write_file(
+                con, d / SEALED, f"SELECT {names} FROM ({empty_select(LEDGER_SCHEMA)})"
+            )
+        finally:
+            con.close()
+        for _, path in self.parts("sessions", day):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        os.close(open_private(marker, os.O_WRONLY))
+        _fsync_dir(d)
+        return True
 
     @contextlib.contextmanager
     def _export_log_lock(self) -> Iterator[None]:
