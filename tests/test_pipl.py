@@ -38,7 +38,7 @@ from controller.storage.eap_credentials import EapCredentialStore
 from controller.storage.store import Store
 from tests.support.redis_proc import RedisProcess
 from tests.test_radius_integration import auth, login
-from tests.test_reports_helpers import PHONES, SH, Clock, city_config, drain, use
+from tests.test_reports_helpers import PHONES, SH, TOKENS, Clock, city_config, drain, use
 
 PRIVACY = """
 [privacy]
@@ -325,3 +325,59 @@ async def test_the_privacy_page_names_the_handler_contact_and_retention(ctl: Con
     assert "login records 60 days" in en and "180 days after your last login" in en
     assert "石家庄市大数据局" in zh and "privacy@wifi.sjz.gov.cn" in zh
     assert "石家庄市长安区中山东路 1 号" in zh and "上网记录 60 日" in zh
+
+
+def test_which_keys_an_erasure_deletes() -> None:
+    pid, other = "a" * 20, "b" * 20
+    erased = {
+        keys.profile(pid): "p",
+        keys.credential(pid, f"{pid}.abcdefgh"): "c",
+        keys.device_tokens(pid): "dev",
+        keys.eap_credentials(pid): "eap",
+        keys.otp(f"{pid}:device"): "otp",
+        keys.rate("phone", pid): "rl",
+        keys.rate("phone_device", f"{pid}:device"): "rl",
+        keys.rate("verify_phone", pid): "rl",
+        keys.mac_owner("AA-BB-CC-00-00-01"): "mac",
+        keys.portal_client("10.0.0.1"): "pc",
+    }
+    for key, family in erased.items():
+        assert keys.erase_family(key, pid) == family, key
+    kept = [
+        keys.day_usage(pid, "20251110"),
+        keys.session(pid, "nas/1"),
+        keys.open_sessions(pid),
+        keys.archived_mark(pid, "nas/1"),
+        keys.block(pid),
+        keys.profile(other),
+        keys.otp(f"{other}:device"),
+        keys.rate("phone", other),
+        keys.rate("ip", "10.0.0.1"),
+        keys.rate("device", pid + "x"),  # a value that merely starts with the id
+        keys.PROFILE_INDEX,
+        keys.OUTBOX,
+    ]
+    for key in kept:
+        assert keys.erase_family(key, pid) is None, key
+
+
+async def test_the_admin_api_erases(ctl: Controller) -> None:
+    assert ctl.store is not None
+    a = await personal_state(ctl, "A", "AA-BB-CC-00-00-0A")
+    url = f"http://127.0.0.1:{ctl.http_port}/api/v1/admin/erase"
+    async with aiohttp.ClientSession() as http:
+
+        async def post(token: str, body: Any) -> tuple[int, Any]:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.post(url, json=body, headers=headers) as r:
+                return r.status, await r.json()
+
+        assert (await post(TOKENS["reports"], {"phone": PHONES["A"]}))[0] == 403
+        assert (await post(TOKENS["admin"], {"phone": "12"}))[1]["error"] == "bad_phone"
+        assert (await post(TOKENS["admin"], {"phone": 13800138001}))[0] == 400
+        assert (await post(TOKENS["admin"], [1]))[0] == 400
+        status, answer = await post(TOKENS["admin"], {"phone": "13800138001"})
+    assert status == 200 and answer["person"] == a and answer["erased"]["p"] == 1
+    assert PHONES["A"] not in json.dumps(answer)
+    assert await ctl.store.person_phone(a) is None
+    assert ctl.archive.export_log()[-1]["who"] == "token:ops"

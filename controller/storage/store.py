@@ -775,18 +775,21 @@ class Store:
     async def _scan(self, pattern: str) -> list[str]:
         return [_text(k) async for k in self.redis.scan_iter(match=pattern, count=1000)]
 
-    async def _macs_naming(self, pid: str) -> list[str]:
-        """The MAC-memory keys whose value is the person (one SCAN of ``cw:mac:*``)."""
-        found = await self._scan(keys.MAC_PATTERN)
+    async def _values(self, command: str, found: Sequence[str], *args: str) -> list[str]:
+        """One command per key, 500 a pipeline: the replies as text ("" for none)."""
         out: list[str] = []
         for start in range(0, len(found), 500):
-            chunk = found[start : start + 500]
             pipe = self.redis.pipeline(transaction=False)
-            for key in chunk:
-                pipe.get(key)
-            values = await pipe.execute()
-            out.extend(k for k, v in zip(chunk, values, strict=True) if v and _text(v) == pid)
+            for key in found[start : start + 500]:
+                pipe.execute_command(command, key, *args)
+            out.extend(_text(v) if v else "" for v in await pipe.execute())
         return out
+
+    async def _macs_naming(self, pid: str) -> list[str]:
+        """The MAC-memory keys whose value is the person (one SCAN of the MAC memory)."""
+        found = await self._scan(f"{keys.MAC_PREFIX}*")
+        values = await self._values("GET", found)
+        return [k for k, v in zip(found, values, strict=True) if v == pid]
 
     async def person_records(self, pid: str) -> PersonRecords:
         """What Redis holds about a person beyond today's usage and sessions: the phone
@@ -817,35 +820,31 @@ class Store:
         (``keys.USAGE_FAMILIES``). Returns the count per family deleted."""
 
         async def op() -> dict[str, int]:
-            removed: dict[str, int] = {}
-            doomed: list[str] = []
-            for key in await self._scan(keys.person_pattern(pid)):
-                family = keys.person_family(key, pid)
-                if family in keys.ERASED_FAMILIES:
-                    doomed.append(key)
-                    removed[family] = removed.get(family, 0) + 1
-            for name, pattern in (("otp", keys.otp_pattern(pid)), ("rl", keys.rate_pattern(pid))):
-                found = await self._scan(pattern)
-                doomed.extend(found)
-                if found:
-                    removed[name] = len(found)
-            macs = 0
-            for key in await self._macs_naming(pid):
-                macs += int(await self._evalsha(self.redis, "forget_mac", (key,), (pid,)))
-            if macs:
-                removed["mac"] = macs
-            clients = 0
-            for key in await self._scan(keys.PORTAL_CLIENT_PATTERN):
-                if _text(await self.redis.hget(key, "pid") or b"") == pid:
-                    clients += int(await self.redis.hset(key, "pid", "") >= 0)
-            if clients:
-                removed["pc"] = clients
+            found: dict[str, list[str]] = {}
+            for key in await self._scan(keys.SCAN_ALL):  # once: a SCAN reads every key anyway
+                family = keys.erase_family(key, pid)
+                if family is not None:
+                    found.setdefault(family, []).append(key)
+            macs, clients = found.pop("mac", []), found.pop("pc", [])
+            removed = {family: len(names) for family, names in found.items()}
+            owners = await self._values("GET", macs)
+            mine = [k for k, v in zip(macs, owners, strict=True) if v == pid]
+            for key in mine:  # the script re-checks: a login on the device meanwhile wins
+                removed["mac"] = removed.get("mac", 0) + int(
+                    await self._evalsha(self.redis, "forget_mac", (key,), (pid,))
+                )
+            persons = await self._values("HGET", clients, "pid")
             pipe = self.redis.pipeline(transaction=False)
-            for key in doomed:
-                pipe.delete(key)  # one key a command: they live on several Cluster slots
+            for key, who in zip(clients, persons, strict=True):
+                if who == pid:  # the address's NAS data stays; whom it logged in goes
+                    pipe.hset(key, "pid", "")
+                    removed["pc"] = removed.get("pc", 0) + 1
+            for names in found.values():
+                for key in names:
+                    pipe.delete(key)  # one key a command: they live on several Cluster slots
             pipe.zrem(keys.PROFILE_INDEX, pid)
             await pipe.execute()
-            return removed
+            return {family: n for family, n in sorted(removed.items()) if n}
 
         return await self._guard(op)
 
