@@ -155,7 +155,7 @@ def archive_listing(ctl: Controller) -> dict[str, str]:
         if not path.is_file():
             continue
         name = str(path.relative_to(ctl.archive.root))
-        if path.suffix == ".parquet":
+        if path.suffix == ".parquet" and "quarantine" not in path.parts:
             quoted = str(path).replace("'", "''")
             rows = ctl.archive.query(f"SELECT * FROM read_parquet('{quoted}')")
             out[name] = repr(rows)
@@ -210,6 +210,9 @@ async def test_erase_then_retention_leaves_no_personal_record(
 
     # ... and the retentions end: audit log (60 d), profiles (180 d), ledger rows (400 d),
     # export log (1095 d). Day by day the archive upkeep runs on the simulated clock.
+    aside = ctl.archive.root / "quarantine" / "audit" / "2025-11-10" / "part-1-bad.parquet"
+    aside.parent.mkdir(parents=True)
+    aside.write_text(f"unreadable, but it holds {phone_a} and {a}")  # set aside by a read
     for moment in (
         datetime(2025, 11, 12, 12, 0, tzinfo=SH),  # seal the days
         datetime(2029, 1, 1, 12, 0, tzinfo=SH),  # past every retention

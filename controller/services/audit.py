@@ -64,6 +64,7 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
     natlog.trim(archive, config, now)  # NAT translations: natlog.retention_days, same schedule
     trim_export_log(archive, config, now)
     privacy.forget_usage(archive, config, now)  # the ledger's rows: privacy.usage_retention_days
+    privacy.trim_quarantine(archive, config, now)  # files set aside keep no longer
     removed = archive.trim("audit", keep_from)
     if removed:
         log.info(

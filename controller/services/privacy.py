@@ -20,7 +20,7 @@ import structlog
 
 from controller.config import Config
 from controller.domain.audit import oldest_kept_day
-from controller.storage.archive import Archive
+from controller.storage.archive import QUARANTINE, Archive
 from controller.storage.store import Store
 
 log = structlog.get_logger("citywifi.privacy")
@@ -58,3 +58,23 @@ def forget_usage(archive: Archive, config: Config, now: float) -> list[date]:
             retention_days=config.privacy.usage_retention_days,
         )
     return done
+
+
+def trim_quarantine(archive: Archive, config: Config, now: float) -> list[str]:
+    """Quarantined files (``<archive>/quarantine/<kind>/<day>/``: files DuckDB could not
+    read, kept for an operator) hold the same personal data as their kind: deleted with
+    the same retention, whole days. Returns ``kind/day`` of each day removed."""
+    tz = config.quota.timezone
+    retention = {
+        "audit": config.audit.retention_days,
+        "nat": config.natlog.retention_days,
+        "sessions": config.privacy.usage_retention_days,
+    }
+    removed: list[str] = []
+    for kind, days in retention.items():
+        keep_from = oldest_kept_day(now, tz, days)
+        gone = archive.trim(f"{QUARANTINE}/{kind}", keep_from)
+        removed.extend(f"{kind}/{d.isoformat()}" for d in gone)
+    if removed:
+        log.info("privacy.quarantine_trimmed", days=len(removed))
+    return removed
