@@ -622,6 +622,8 @@ def _privacy_facts(view: View) -> list[str]:
             phone_days=config.audit.phone_retention_days,
             nat_days=config.natlog.retention_days,
             device_days=config.quota.remember_device_days,
+            cookie_days=config.portal.cookie_days,
+            usage_days=config.privacy.usage_retention_days,
         )
     )
     return facts
