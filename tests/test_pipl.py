@@ -36,9 +36,10 @@ from controller.services.reports.query import LedgerReader
 from controller.storage import keys
 from controller.storage.eap_credentials import EapCredentialStore
 from controller.storage.store import Store
+from radius.attrs import Code
 from tests.support.redis_proc import RedisProcess
-from tests.test_radius_integration import auth, login
-from tests.test_reports_helpers import PHONES, SH, TOKENS, Clock, city_config, drain, use
+from tests.test_radius_integration import acct, auth, login
+from tests.test_reports_helpers import AP, PHONES, SH, TOKENS, Clock, city_config, drain, use
 
 PRIVACY = """
 [privacy]
@@ -112,6 +113,8 @@ def usage_only(found: dict[str, tuple[str, int]], pid: str) -> list[str]:
         family = keys.person_family(key, pid)
         if family in keys.USAGE_FAMILIES or key in ANONYMOUS_INDEXES:
             continue
+        if family == "c" and "used_at" in found[key][0]:  # a consumed one: the session's
+            continue
         if key.startswith(keys.nas_sessions("")):  # the NAS's open-session set: "pid|sid"
             continue
         bad.append(key)
@@ -119,9 +122,14 @@ def usage_only(found: dict[str, tuple[str, int]], pid: str) -> list[str]:
 
 
 async def personal_state(ctl: Controller, person: str, mac: str) -> str:
+    return (await personal_state_with_login(ctl, person, mac))[0]
+
+
+async def personal_state_with_login(ctl: Controller, person: str, mac: str) -> tuple[str, str]:
     """One person with everything a person leaves: a closed session (ledger, audit row),
     an Access-Accept (MAC memory, login record), a remembered-device cookie, an SMS code,
-    rate-limit logs, portal memory, an EAP credential. Returns the person id."""
+    rate-limit logs, portal memory, an EAP credential. Returns the person id and the
+    username of the accepted login."""
     assert ctl.store is not None
     store = ctl.store
     pid = await use(ctl, person, "station", 600, f"s-{person}", mac=mac)
@@ -145,7 +153,7 @@ async def personal_state(ctl: Controller, person: str, mac: str) -> str:
         label="phone",
     )
     await EapCredentialStore(store.redis).save(credential)
-    return pid
+    return pid, issued.username
 
 
 def archive_listing(ctl: Controller) -> dict[str, str]:
@@ -169,7 +177,7 @@ async def test_erase_then_retention_leaves_no_personal_record(
 ) -> None:
     assert ctl.store is not None and ctl.archiver is not None
     store, phone_a, phone_b = ctl.store, PHONES["A"], PHONES["B"]
-    a = await personal_state(ctl, "A", "AA-BB-CC-00-00-0A")
+    a, username = await personal_state_with_login(ctl, "A", "AA-BB-CC-00-00-0A")
     b = await personal_state(ctl, "B", "AA-BB-CC-00-00-0B")
     await drain(ctl)
     before = await every_key(store)
@@ -182,14 +190,29 @@ async def test_erase_then_retention_leaves_no_personal_record(
     erased = answer["erased"]
     for family in ("p", "c", "dev", "otp", "rl", "mac", "pc", "eap_credentials"):
         assert erased.get(family, 0) >= 1, (family, erased)
+    # nothing is disconnected: the accepted login's session goes on being accounted
+    reply = await acct(ctl, "Start", "s-A-on", 0, user=username, mac="AA-BB-CC-00-00-0A")
+    assert reply is not None and reply.code == Code.ACCOUNTING_RESPONSE
+    args = {"Called_Station_Id": f"{AP['station']}:i-Test"}
+    await acct(ctl, "Interim-Update", "s-A-on", 300, user=username, mac="AA-BB-CC-00-00-0A", **args)
+    assert await store.used_on(a, "20251110") == used_before + 300
+    stop = {**args, "Acct_Terminate_Cause": "User-Request"}
+    await acct(ctl, "Stop", "s-A-on", 300, user=username, mac="AA-BB-CC-00-00-0A", **stop)
+    # ... but no way back in: the credential is used, the MAC and the devices forgotten
+    again = await auth(ctl, f"{a}.zzzzzzzz", "wrong", mac="AA-BB-CC-00-00-0A")
+    assert again.code == Code.ACCESS_REJECT
+    mac_login = await auth(ctl, "AA-BB-CC-00-00-0A", None, mac="AA-BB-CC-00-00-0A")
+    assert mac_login.code == Code.ACCESS_REJECT
     await drain(ctl)
 
     after = await every_key(store)
     left = traces(after, a, phone_a, phone_a.removeprefix("+86"))
     assert usage_only(left, a) == [], left  # only anonymous usage names the person now
     assert not traces(after, phone_a, phone_a.removeprefix("+86"))  # the number: nowhere
-    assert all(ttl > 0 for _, ttl in left.values()), left  # and that usage expires
-    assert await store.used_on(a, "20251110") == used_before  # the settlement still adds up
+    expiring = {k: t for k, (_, t) in left.items() if keys.person_family(k, a) is not None}
+    assert expiring and all(t > 0 for t in expiring.values()), expiring  # the usage expires
+    # (the global session indexes name the open session until it closes or goes stale)
+    assert await store.used_on(a, "20251110") == used_before + 300  # the usage adds up
     assert await store.mac_owner("AA-BB-CC-00-00-0A") is None  # no MAC re-auth any more
     assert await store.person_phone(a) is None
     # the other person keeps everything
@@ -233,14 +256,21 @@ async def test_erase_then_retention_leaves_no_personal_record(
     figures = LedgerReader(ctl.archive, ctl.config, clock()).day_venues(
         datetime(2025, 11, 10).date()
     )
-    assert sum(v.seconds for v in figures) == 1200  # 600 s each: the figures add up still
+    assert sum(v.seconds for v in figures) == 1500  # 600 + 300 + 600 s: they add up still
 
-    # Redis: the expired person's profile is purged; what remains of either expires
+    # Redis: the enforcer's schedule forgets persons with nothing left to do ...
+    assert ctl.enforcer is not None
+    deadline = time.monotonic() + 10
+    while await store.redis.zscore(keys.DUE_INDEX, a) is not None:
+        assert time.monotonic() < deadline, "the enforcer kept the person due"
+        await ctl.enforcer.tick()
+        await asyncio.sleep(0.05)
+    # ... the expired person's profile is purged; what remains of either expires
     listing = await every_key(store)
     assert not traces(listing, phone_a, phone_b, phone_a[3:], phone_b[3:])
     assert await store.person_phone(b) is None
     for pid in (a, b):
-        assert all(ttl > 0 for _, ttl in traces(listing, pid).values())
+        assert all(ttl > 0 for _, ttl in traces(listing, pid).values()), traces(listing, pid)
 
 
 async def test_export_round_trip(ctl: Controller, clock: Clock) -> None:

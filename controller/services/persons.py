@@ -3,13 +3,14 @@ Art. 47 deletion; docs/audit.md, "Personal data and retention").
 
 - ``erase``: the admin deletes a person's personal records in Redis (the phone profile
   that binds the number to the person id, remembered devices and the MAC memory,
-  credentials, EAP credentials, pending SMS codes and rate-limit logs, the portal's memory
-  of them). Open sessions are not disconnected, but nothing lets the person back in
-  without a new SMS check. The anonymous usage stays for the settlement (day counters and
-  session records keyed by the pseudonymous person id until they expire, the ledger rows
-  of the archive), and so do the audit rows the law makes the operator keep (MPS Order 82
-  Art. 13), until ``audit.retention_days`` deletes them (PIPL Art. 47 §2). The erasure is
-  itself recorded in the audit-export log, by person id, never the number.
+  unused credentials, EAP credentials, pending SMS codes and rate-limit logs, the
+  portal's memory of them). Open sessions are not disconnected and are accounted to the
+  end, but nothing lets the person back in without a new SMS check. The anonymous usage
+  stays for the settlement (day counters and session records keyed by the pseudonymous
+  person id until they expire, the ledger rows of the archive), and so do the audit
+  rows the law makes the operator keep (MPS Order 82 Art. 13), until
+  ``audit.retention_days`` deletes them (PIPL Art. 47 §2). The erasure is itself
+  recorded in the audit-export log, by person id, never the number.
 - ``export``: the person's own records as one JSON document (their number in clear:
   it is their copy), EAP credentials by metadata only (never the hash).
 

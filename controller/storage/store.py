@@ -826,6 +826,12 @@ class Store:
                 if family is not None:
                     found.setdefault(family, []).append(key)
             macs, clients = found.pop("mac", []), found.pop("pc", [])
+            credentials = found.pop("c", [])
+            used = await self._values("HGET", credentials, "used_at")
+            # an unused credential is a way back in: deleted; a used one admits nothing
+            # new (single use) and ties a running session's accounting to the person when
+            # the NAS echoes no Class: kept until its TTL, like the session record
+            found["c"] = [k for k, u in zip(credentials, used, strict=True) if not u]
             removed = {family: len(names) for family, names in found.items()}
             owners = await self._values("GET", macs)
             mine = [k for k, v in zip(macs, owners, strict=True) if v == pid]
