@@ -7,6 +7,8 @@ Layout (one directory per local day of ``quota.timezone``)::
     <archive>/sessions/2026-11-25/sealed.parquet             the closed day's final figures
     <archive>/audit/2026-11-25/part-<ms>-<rand>.parquet      audit records (with phone)
     <archive>/audit-exports.jsonl                            who exported what, when
+    <archive>/audit-exports.lock                             appends and its trim take turns
+    <archive>/sessions/2026-11-25/rows-forgotten             rows past their retention: emptied
 
 ``<ms>`` is the newest ``archived_at`` (epoch ms) in the file: every file was written at
 one moment, so a file is either entirely on time or entirely late for its day.
