@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -414,3 +416,36 @@ async def test_the_admin_api_erases(ctl: Controller) -> None:
     assert PHONES["A"] not in json.dumps(answer)
     assert await ctl.store.person_phone(a) is None
     assert ctl.archive.export_log()[-1]["who"] == "token:ops"
+
+
+async def test_only_the_audit_role_sees_numbers(ctl: Controller, clock: Clock) -> None:
+    """Every export of the other roles (the usage report in each format, the admin's
+    answers) carries no number; the audit export does."""
+    a = await use(ctl, "A", "station", 600, "s-A")
+    await drain(ctl)
+    clock.set(datetime(2025, 11, 20, 12, 0, tzinfo=SH))
+    needles = (PHONES["A"].encode(), PHONES["A"][3:].encode())
+
+    async def get(path: str, token: str, **params: str) -> bytes:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://127.0.0.1:{ctl.http_port}{path}", params=params, headers=headers
+            ) as r,
+        ):
+            assert r.status == 200, (path, r.status, await r.text())
+            return await r.read()
+
+    period = {"from": "2025-11-10", "to": "2025-11-11"}
+    for fmt in ("json", "csv", "xlsx"):
+        body = await get("/api/v1/reports/subsidy", TOKENS["reports"], format=fmt, **period)
+        texts = [body]
+        if fmt == "xlsx":
+            with zipfile.ZipFile(io.BytesIO(body)) as book:
+                texts = [book.read(name) for name in book.namelist()]
+        assert not any(n in t for n in needles for t in texts), fmt
+    answer = await get("/api/v1/admin/sessions", TOKENS["admin"], phone=PHONES["A"])
+    assert a.encode() in answer and not any(n in answer for n in needles)
+    audit_csv = await get("/api/v1/audit/export", TOKENS["audit"], **period)
+    assert PHONES["A"].encode() in audit_csv  # the audit role's export: with the number
