@@ -49,10 +49,7 @@ async def erase(
     store: Store, archive: Archive, config: Config, pid: str, *, who: str, now: float
 ) -> dict[str, Any]:
     """Delete the person's personal records (module docstring); record the erasure."""
-    eap = await EapCredentialStore(store.redis).revoke_person(pid)
     removed = await store.erase_person(pid)
-    if eap:
-        removed["eap_credentials"] = eap
     entry = {
         "query": "erase",
         "who": who,

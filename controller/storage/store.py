@@ -815,7 +815,7 @@ class Store:
     async def erase_person(self, pid: str) -> dict[str, int]:
         """Delete a person's personal records (profile and its index entry, credentials,
         remembered devices, MAC memory, pending SMS codes, rate-limit logs, the portal's
-        memory of them, the EAP username set); keep the usage families
+        memory of them, EAP credentials and their set); keep the usage families
         (``keys.USAGE_FAMILIES``). Returns the count per family deleted."""
 
         async def op() -> dict[str, int]:
@@ -831,13 +831,19 @@ class Store:
             # new (single use) and ties a running session's accounting to the person when
             # the NAS echoes no Class: kept until its TTL, like the session record
             found["c"] = [k for k, u in zip(credentials, used, strict=True) if not u]
+            # EAP credentials: the person's set names them (storage/eap_credentials.py)
+            usernames = [_text(u) for u in await self.redis.smembers(keys.eap_credentials(pid))]
+            eap_keys = [keys.eap_credential(u) for u in usernames]
+            owners = await self._values("HGET", eap_keys, "pid")
+            found["eap_credentials"] = [
+                k for k, v in zip(eap_keys, owners, strict=True) if v == pid
+            ]
             removed = {family: len(names) for family, names in found.items()}
             owners = await self._values("GET", macs)
-            mine = [k for k, v in zip(macs, owners, strict=True) if v == pid]
-            for key in mine:  # the script re-checks: a login on the device meanwhile wins
-                removed["mac"] = removed.get("mac", 0) + int(
-                    await self._evalsha(self.redis, "forget_mac", (key,), (pid,))
-                )
+            for key, owner in zip(macs, owners, strict=True):
+                if owner == pid:  # the script re-checks: a login on the device meanwhile wins
+                    forgot = await self._evalsha(self.redis, "forget_mac", (key,), (pid,))
+                    removed["mac"] = removed.get("mac", 0) + int(forgot)
             persons = await self._values("HGET", clients, "pid")
             pipe = self.redis.pipeline(transaction=False)
             for key, who in zip(clients, persons, strict=True):
