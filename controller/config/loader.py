@@ -54,6 +54,7 @@ from controller.config.model import (
     NatLogSettings,
     Operator,
     PortalSettings,
+    PrivacySettings,
     QuotaPolicy,
     RadiusSettings,
     RedisSettings,
@@ -86,10 +87,12 @@ from controller.config.schema import (
     EnforcerTable,
     HttpTable,
     LogTable,
+    Name,
     NatLogTable,
     OperatorEntry,
     PasspointTable,
     PortalTable,
+    PrivacyTable,
     QuotaTable,
     RadiusTable,
     RadsecTable,
@@ -341,6 +344,7 @@ class _Builder:
         passpoint = self.table(raw, "passpoint", PasspointTable)
         natlog = self.table(raw, "natlog", NatLogTable)
         radsec = self.table(raw, "radsec", RadsecTable)
+        privacy = self.table(raw, "privacy", PrivacyTable)
 
         operators = self.entries(raw, "operators", OperatorEntry)
         venues = self.entries(raw, "venues", VenueEntry)
@@ -387,10 +391,11 @@ class _Builder:
             return None
         assert quota and radius and http and redis and sms and log and security and portal
         assert subsidy and audit and reports and enforcer and passpoint and natlog and radsec
+        assert privacy
         return self.with_radsec(radsec, self.config(
             brand, quota, radius, http, redis, sms, log, security, portal, subsidy, audit,
             reports, enforcer, passpoint, natlog, _valid(operators), _valid(venues),
-            _valid(clients), _valid(access_points), _valid(tokens),
+            _valid(clients), _valid(access_points), _valid(tokens), privacy=privacy,
         ))  # fmt: skip
 
     # -- checks across entries
@@ -604,6 +609,8 @@ class _Builder:
         clients: list[ClientEntry],
         access_points: list[AccessPointEntry],
         tokens: list[ApiTokenEntry],
+        *,
+        privacy: PrivacyTable | None = None,
     ) -> Config:
         data_dir = self.resolve(redis.data_dir, Path("var"))
         interim = quota.interim_interval
@@ -705,6 +712,7 @@ class _Builder:
                 ipfix_port=natlog.ipfix_port,
                 exporters=tuple(NatLogExporter(e.address, e.nas) for e in natlog.exporters),
             ),
+            privacy=_privacy(privacy or PrivacyTable()),
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
 
@@ -806,3 +814,17 @@ def _section_hint(key: str) -> str:
     if close:
         return f" (did you mean '{close[0]}' in [{homes[close[0]]}]?)"
     return ""
+
+
+def _privacy(t: PrivacyTable) -> PrivacySettings:
+    def texts(name: Name | None) -> Mapping[str, str]:
+        return MappingProxyType(name.texts() if name else {})
+
+    return PrivacySettings(
+        handler=texts(t.handler),
+        contact_email=t.contact_email.strip(),
+        contact_phone=t.contact_phone.strip(),
+        contact_address=texts(t.contact_address),
+        export_log_retention_days=t.export_log_retention_days,
+        usage_retention_days=t.usage_retention_days,
+    )

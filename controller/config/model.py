@@ -217,6 +217,19 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    """``[privacy]``: who handles the personal data and how to reach them (PIPL Art. 17,
+    shown on the portal's privacy page), how long the audit-export log is kept."""
+
+    handler: Mapping[str, str] = field(default_factory=dict)  # zh/en; empty: the brand name
+    contact_email: str = ""
+    contact_phone: str = ""
+    contact_address: Mapping[str, str] = field(default_factory=dict)  # zh/en
+    export_log_retention_days: int = 1095  # audit-exports.jsonl entries (PIPL Art. 56)
+    usage_retention_days: int = 1095  # the ledger's rows (person ids); figures stay
+
+
+@dataclass(frozen=True, slots=True)
 class NatLogExporter:
     """A NAS or CGN allowed to send NAT logs (controller.services.natlog)."""
 
@@ -287,6 +300,7 @@ class Config:
     portal: PortalSettings = field(default_factory=PortalSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     natlog: NatLogSettings = field(default_factory=NatLogSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
     passpoint: PasspointSettings = field(default_factory=PasspointSettings)

@@ -576,6 +576,29 @@ class AuditTable(Table):
     ] = 180
 
 
+MIN_EXPORT_LOG_DAYS: Final = 1095  # PIPL Art. 56: handling records kept at least three years
+MIN_USAGE_RETENTION_DAYS: Final = 400  # the ledger's rows: a year's reports and then some
+
+
+class PrivacyTable(Table):
+    """``[privacy]`` (PIPL Art. 17: the handler's name and contact on the privacy page)."""
+
+    handler: Name | None = None  # None: the brand's name
+    contact_email: str = ""
+    contact_phone: str = ""
+    contact_address: Name | None = None
+    export_log_retention_days: Annotated[
+        int,
+        Field(ge=MIN_EXPORT_LOG_DAYS, le=MAX_PHONE_RETENTION_DAYS),
+        Why("PIPL Art. 56: records of the handling are kept at least three years"),
+    ] = MIN_EXPORT_LOG_DAYS
+    usage_retention_days: Annotated[
+        int,
+        Field(ge=MIN_USAGE_RETENTION_DAYS, le=MAX_PHONE_RETENTION_DAYS),
+        Why("a year-on-year report reads the ledger rows of a year ago"),
+    ] = MIN_EXPORT_LOG_DAYS
+
+
 class ReportsTable(Table):
     settle_hours: Annotated[int, Field(ge=0, le=MAX_SETTLE_HOURS)] = 24
     max_range_days: Annotated[int, Field(ge=1, le=MAX_RANGE_DAYS)] = 93
@@ -899,6 +922,7 @@ SECTIONS: Final[Mapping[str, type[Table]]] = {
     "passpoint": PasspointTable,
     "natlog": NatLogTable,
     "radsec": RadsecTable,
+    "privacy": PrivacyTable,
 }
 LISTS: Final[Mapping[str, type[Table]]] = {
     "operators": OperatorEntry,

@@ -243,3 +243,44 @@ def scope_minutes(scope: str, hour: int) -> str:
 
 def scope_bins(scope: str, day: int) -> str:
     return f"{scope_totals(scope)}:b:{day}"
+
+
+# -- personal-data inventory (services/persons.py: erase, export; docs/audit.md)
+
+# A person's own keys by family (the first word after ``cw:{pid}:``). An erasure deletes
+# the personal ones and keeps the anonymous usage the settlement needs until its own
+# expiry: day counters, session records and their indexes, the archive marks, a block.
+ERASED_FAMILIES = frozenset({"p", "c", "dev", "eap"})  # profile, credentials, devices, EAP
+USAGE_FAMILIES = frozenset({"u", "open", "s", "a", "closing", "lease", "hold", "block"})
+MAC_PREFIX = f"{PREFIX}:mac:"  # MAC memory: its value names the person
+PORTAL_CLIENT_PREFIX = f"{PREFIX}:pc:"  # portal client memory (field ``pid``)
+SCAN_ALL = f"{PREFIX}:*"  # an erasure reads the key space once (SCAN), sorting as below
+
+
+def person_family(key: str, pid: str) -> str | None:
+    """The family of one of a person's own keys (``p``, ``u``, ``s``, …), else None."""
+    head = f"{person(pid)}:"
+    if not key.startswith(head):
+        return None
+    return key[len(head) :].partition(":")[0]
+
+
+def erase_family(key: str, pid: str) -> str | None:
+    """What an erasure of ``pid`` does with ``key``: the family to delete (``p``, ``c``,
+    ``dev``, ``eap``; ``otp``: a pending SMS code of one of the person's devices; ``rl``:
+    a rate-limit log of the person's number), ``mac`` / ``pc`` (MAC or portal memory:
+    read its value first), or None (not the person's, or their anonymous usage)."""
+    family = person_family(key, pid)
+    if family is not None:
+        return family if family in ERASED_FAMILIES else None
+    if key.startswith(otp(f"{pid}:")[:-1]):  # cw:otp:{<pid>:<device>}
+        return "otp"
+    rate_head = f"{PREFIX}:rl:{{"
+    if key.startswith(rate_head) and key.endswith("}"):  # cw:rl:{<dimension>:<value>}
+        value = key[len(rate_head) : -1].partition(":")[2]
+        return "rl" if value == pid or value.startswith(f"{pid}:") else None
+    if key.startswith(MAC_PREFIX):
+        return "mac"
+    if key.startswith(PORTAL_CLIENT_PREFIX):
+        return "pc"
+    return None

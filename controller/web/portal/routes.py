@@ -622,10 +622,49 @@ async def terms_page(request: web.Request, view: View) -> web.StreamResponse:
     return await _document(request, view, "terms")
 
 
+def _privacy_facts(view: View) -> list[str]:
+    """PIPL Art. 17: who handles the data, how to reach them, how long each record is
+    kept (``[privacy]``, ``[audit]``, ``[natlog]``, ``[quota]``)."""
+    config, lang = view.config, "en" if view.lang == "en" else "zh"
+    privacy = config.privacy
+    name = privacy.handler.get(lang) or config.brand.name.get(lang) or config.brand.ssid
+    facts = [view.text("privacy_handler", name=name)]
+    contact = [
+        view.text(f"privacy_{kind}", value=value)
+        for kind, value in (
+            ("email", privacy.contact_email),
+            ("phone", privacy.contact_phone),
+            ("address", privacy.contact_address.get(lang, "")),
+        )
+        if value
+    ]
+    if contact:
+        facts.append(
+            view.text("privacy_contact", contact=("; " if lang == "en" else "；").join(contact))
+        )
+    facts.append(
+        view.text(
+            "privacy_retention",
+            audit_days=config.audit.retention_days,
+            phone_days=config.audit.phone_retention_days,
+            nat_days=config.natlog.retention_days,
+            device_days=config.quota.remember_device_days,
+            cookie_days=config.portal.cookie_days,
+            usage_days=config.privacy.usage_retention_days,
+        )
+    )
+    return facts
+
+
 @routes.get("/portal/privacy")
 @html_page
 async def privacy_page(request: web.Request, view: View) -> web.StreamResponse:
-    return await _document(request, view, "privacy")
+    view.choose(request.query.get("lang"))
+    body = view.text("privacy_body")
+    paragraphs = [p.strip() for p in body.split("\n\n") if p.strip()]
+    return view.page(
+        "doc.html", title=view.text("privacy_title"), paragraphs=paragraphs + _privacy_facts(view)
+    )
 
 
 @routes.get("/portal/logo")
