@@ -42,7 +42,13 @@ from prometheus_client import Counter, Gauge
 
 from radius.attrs import Code
 from radius.core import Drop, OnPacket, Peer
-from radius.events import AccessReply, AccessRequest, AccountingRequest, AccountingResponse
+from radius.events import (
+    AccessReply,
+    AccessRequest,
+    AccountingRequest,
+    AccountingResponse,
+    NoReply,
+)
 from radius.packet import encode_request
 from radius.server import RadiusEndpoint
 
@@ -224,7 +230,7 @@ class RadsecService(Protocol):
     log_requests: bool
 
     def radsec_peer(self, certificate: PeerCertificate) -> Peer | None: ...
-    async def access(self, event: AccessRequest) -> AccessReply | None: ...
+    async def access(self, event: AccessRequest) -> AccessReply | NoReply | None: ...
     async def accounting(self, event: AccountingRequest) -> AccountingResponse | None: ...
 
 
