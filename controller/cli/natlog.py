@@ -21,6 +21,9 @@ from controller.cli.config_file import add_no_drain, load_or_none
 from controller.config import Config
 from controller.services import natlog
 from controller.storage.archive import Archive, archive_root
+from controller.storage.redis_conn import client_from_url, embedded_for
+from controller.storage.redis_embedded import EmbeddedRedisError
+from controller.storage.store import Store
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,13 +68,38 @@ def cmd_audit_who(
         print(f"citywifi audit who: {exc.message}", file=sys.stderr)
         return 2
     archive = prepare(config, not args.no_drain)
-    doc = natlog.who(archive, config, who_, q, time.time(), with_phone=True)
+    doc = asyncio.run(_who(archive, config, who_, q))
     if args.format == "json":
         sys.stdout.buffer.write(natlog.to_json(doc) + b"\n")
     else:
         sys.stdout.write(natlog.render_text(doc))
     sys.stdout.flush()
     return 0
+
+
+async def _who(
+    archive: Archive, config: Config, who_: str, q: natlog.WhoQuery
+) -> dict[str, object]:
+    """``who`` with the open sessions from Redis when it can be reached (an embedded
+    Redis not running is started for the read and stopped again)."""
+    embedded = embedded_for(config.redis)
+    try:
+        url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
+    except (EmbeddedRedisError, OSError) as exc:
+        print(f"citywifi: embedded Redis not started ({exc})", file=sys.stderr)
+        url = ""
+    store = Store(client_from_url(url)) if url else None
+    try:
+        if store is not None and not await store.ping():
+            print("citywifi: Redis not reachable; closed sessions only", file=sys.stderr)
+            await store.close()
+            store = None
+        return await natlog.who_live(archive, store, config, who_, q, time.time(), with_phone=True)
+    finally:
+        if store is not None:
+            await store.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)  # only stops a server this command started
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -617,6 +617,8 @@ class _Builder:
                 bind=natlog.bind,
                 syslog_port=natlog.syslog_port,
                 ipfix_port=natlog.ipfix_port,
+                listen=natlog.listen,
+                template_timeout=natlog.template_timeout,
                 exporters=tuple(NatLogExporter(e.address, e.nas) for e in natlog.exporters),
             ),
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
@@ -653,6 +655,9 @@ class _Builder:
                 "login_hosts": tuple(c.login_hosts),
                 "uam_addresses": tuple(
                     ipaddress.ip_network(a, strict=False) for a in c.uam_addresses
+                ),
+                "public_addresses": tuple(
+                    ipaddress.ip_network(a, strict=False) for a in c.public_addresses
                 ),
             }
         )

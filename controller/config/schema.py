@@ -617,6 +617,7 @@ class ClientEntry(Table):
     login_url: Annotated[str, AfterValidator(_http_url)] = ""
     login_hosts: list[Annotated[str, AfterValidator(_host)]] = []
     uam_addresses: list[NetworkItem] = []
+    public_addresses: list[NetworkItem] = []  # the NAS's post-NAT addresses (docs/audit.md)
 
     @field_validator("address")
     @classmethod
@@ -713,6 +714,9 @@ class NatLogTable(Table):
     bind: BindAddress = "0.0.0.0"
     syslog_port: Port = 514  # RFC 5426
     ipfix_port: Port = 4739  # RFC 7011 §10.3.1
+    listen: bool = False  # `citywifi serve` runs the listener
+    # RFC 7011 §8.4: over UDP a template not refreshed within this time is gone
+    template_timeout: Annotated[int, Field(ge=10, le=86400)] = 1800
     exporters: list[NatLogExporterEntry] = []
 
 

@@ -84,6 +84,11 @@ class Admission:
     nonce: str = ""
 
 
+def client_public(client: Client) -> str:
+    """The NAS's public addresses as the session record keeps them (comma-separated)."""
+    return ",".join(str(n) for n in client.public_addresses)
+
+
 def anonymous_person(client_id: str, user: str) -> str:
     """A stable stand-in id for accounting we cannot tie to a person (still recorded)."""
     return hashlib.sha256(f"anon|{client_id}|{user}".encode()).hexdigest()[:20]
@@ -362,6 +367,12 @@ class RadiusService:
             operator_name="".join(c for c in operator_name if c.isprintable())
             if operator_name
             else "",
+            ipv6=event.framed_ipv6_address,
+            ipv6_prefix=event.framed_ipv6_prefix,
+            ipv6_delegated=event.delegated_ipv6_prefix,
+            nas_public=client_public(client),
+            nat_ip=block.public_ip if (block := event.port_block) else "",
+            nat_ports=block.ports if block else "",
         )
         sid = keys.session_id(client.id, acct_session_id)
         cause = event.terminate_cause

@@ -40,3 +40,36 @@ async def latest_open(store: Store, limit: int) -> list[OpenSession]:
         ]
 
     return await store._guard(op)
+
+
+async def all_open(
+    store: Store, fields: tuple[str, ...], started_by: int, batch: int = 2000
+) -> list[OpenSession]:
+    """Every open session that started at or before ``started_by`` (epoch), with only
+    ``fields`` of its record (``start`` is always read): ``audit who`` on sessions not
+    archived yet. The index is walked ``batch`` entries per round trip."""
+    names = ("start", *(f for f in fields if f != "start"))
+
+    async def op() -> list[OpenSession]:
+        out: list[OpenSession] = []
+        offset = 0
+        while True:
+            members: Any = await store.redis.zrange(
+                keys.OPEN_INDEX, offset, offset + batch - 1, withscores=True
+            )
+            if not members:
+                return out
+            offset += len(members)
+            refs = [(keys.parse_session_ref(_text(m)), int(score)) for m, score in members]
+            pipe = store.redis.pipeline(transaction=False)
+            for (pid, sid), _ in refs:
+                pipe.hmget(keys.session(pid, sid), names)
+            for ((pid, sid), at), values in zip(refs, await pipe.execute(), strict=True):
+                record = {n: _text(v) for n, v in zip(names, values, strict=True) if v is not None}
+                start = record.get("start", "")
+                if start.lstrip("-").isdigit() and int(start) <= started_by:
+                    out.append(OpenSession(pid, sid, at, record))
+            if len(members) < batch:
+                return out
+
+    return await store._guard(op)
