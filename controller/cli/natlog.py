@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from controller.cli import logs
 from controller.cli.config_file import add_no_drain, load_or_none
 from controller.config import Config
 from controller.services import natlog
@@ -62,6 +63,7 @@ def cmd_audit_who(
     config = load_or_none(args.config)
     if config is None:
         return 1
+    logs.configure_logging(config.log)  # logs to stderr: stdout is the answer
     try:
         q = natlog.parse_who(args.ip, args.port, args.at, config)
     except natlog.WhoQueryError as exc:
@@ -117,6 +119,25 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload(listener: natlog.NatLogListener, path: Path) -> None:
+    """SIGHUP: the exporters, retention and template timeout of the file as it is now
+    (its sockets stay as bound); an invalid file keeps the running config."""
+    try:
+        config = load_or_none(path)
+    except OSError as exc:
+        print(f"citywifi natlog listen: {exc}", file=sys.stderr)
+        config = None
+    if config is None:
+        print("citywifi natlog listen: reload refused, the running config kept", file=sys.stderr)
+        return
+    listener.apply_config(config)
+    print(
+        f"citywifi natlog listen: reloaded, {len(config.natlog.exporters)} exporter(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 async def _listen(config: Config) -> None:
     listener = natlog.NatLogListener(Archive(archive_root(config)), config, time.time)
     stop = asyncio.Event()
@@ -124,6 +145,8 @@ async def _listen(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, _reload, listener, config.source)
     await listener.start()
     ports = ", ".join(f"{k} udp/{v}" for k, v in listener.ports.items())
     print(f"citywifi natlog listen: {config.natlog.bind} {ports}", file=sys.stderr, flush=True)
