@@ -150,9 +150,7 @@ def test_who_finds_open_and_closed_sessions_by_port_block_ipv6_and_nat_log(
 
     # open: by an IPv6 address inside the prefix
     doc6 = who(config, "2001:db8:1:2::abcd", 443, at)
-    assert [(v, p["person_id"]) for v, p in persons(doc6)] == [
-        ("ipv6-prefix", person["person_id"])
-    ]
+    assert [(v, p["person_id"]) for v, p in persons(doc6)] == [("ipv6-prefix", person["person_id"])]
     # the block's other ports, another prefix: nobody
     assert who(config, PUBLIC, 40256, at)["result"] == "none"
     assert who(config, "2001:db8:1:3::1", 443, at)["result"] == "none"
