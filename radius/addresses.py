@@ -7,9 +7,11 @@ CGNAT-capable NAS reports. Pure decoders from verified packet values to text.
   the 128 bits zero). Written ``2001:db8:1::/64``; a value that is not that form is "".
 - The NAT port block: RFC 8045 §3.2.3 IP-Port-Range (Extended-Type 241.6, RFC 6929 §2.1)
   with IP-Port-Ext-IPv4-Addr (3), IP-Port-Alloc (8), IP-Port-Range-Start (9) and
-  IP-Port-Range-End (10); else Huawei's vendor attributes (vendor 2011:
-  HW-NAT-Public-Address 161, HW-NAT-Start-Port 162, HW-NAT-End-Port 163, as in
-  FreeRADIUS's dictionary.huawei).
+  IP-Port-Range-End (10); else a vendor's attributes, numbered as in FreeRADIUS's
+  dictionaries: Huawei (vendor 2011: HW-NAT-Public-Address 161, HW-NAT-Start-Port 162,
+  HW-NAT-End-Port 163), H3C (25506: H3C-NAT-IP-Address 32, H3C-NAT-Start-Port 33,
+  H3C-NAT-End-Port 34), Nokia/Alcatel-Lucent SR (6527: Alc-Nat-Port-Range 121, text
+  ``<outside IPv4> <first>-<last> router <service>``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ IP_PORT_RANGE_START: Final = 9
 IP_PORT_RANGE_END: Final = 10
 IP_PORT_DEALLOCATION: Final = 2
 VENDOR_HUAWEI: Final = 2011
-HW_NAT_PUBLIC_ADDRESS: Final = 161
-HW_NAT_START_PORT: Final = 162
-HW_NAT_END_PORT: Final = 163
+VENDOR_H3C: Final = 25506
+VENDOR_NOKIA_SR: Final = 6527
+ALC_NAT_PORT_RANGE: Final = 121
+# vendor -> (public address, first port, last port) vendor types
+VENDOR_BLOCKS: Final = {VENDOR_HUAWEI: (161, 162, 163), VENDOR_H3C: (32, 33, 34)}
 
 
 class PortBlock(NamedTuple):
@@ -106,17 +110,41 @@ def _rfc8045(values: list[bytes]) -> PortBlock | None:
 def port_block(
     attrs: Mapping[int, list[bytes]], vsas: Mapping[tuple[int, int], list[bytes]]
 ) -> PortBlock | None:
-    """The NAT port block the request reports, or None (not sent, or malformed)."""
+    """The NAT port block the request reports, or None (not sent, or malformed): RFC
+    8045 first, then the vendors' attributes in the module docstring's order."""
     extended = attrs.get(EXTENDED_TYPE_1)
     if extended:
         found = _rfc8045(extended)
         if found is not None:
             return found
-    address = vsas.get((VENDOR_HUAWEI, HW_NAT_PUBLIC_ADDRESS))
-    if not address:
+    for vendor, (a, b, c) in VENDOR_BLOCKS.items():
+        address = vsas.get((vendor, a))
+        if not address:
+            continue
+        start, end = vsas.get((vendor, b)), vsas.get((vendor, c))
+        found = _block(
+            _ipv4(address[0]), _uint(start[0]) if start else None, _uint(end[0]) if end else None
+        )
+        if found is not None:
+            return found
+    for text in vsas.get((VENDOR_NOKIA_SR, ALC_NAT_PORT_RANGE), ()):
+        found = _nokia(text)
+        if found is not None:
+            return found
+    return None
+
+
+def _nokia(raw: bytes) -> PortBlock | None:
+    """``Alc-Nat-Port-Range``: ``192.0.2.1 2000-2999 router base`` (the outside address,
+    the range, the routing instance)."""
+    words = raw.decode("ascii", errors="replace").split()
+    if len(words) < 2:
         return None
-    start = vsas.get((VENDOR_HUAWEI, HW_NAT_START_PORT))
-    end = vsas.get((VENDOR_HUAWEI, HW_NAT_END_PORT))
-    return _block(
-        _ipv4(address[0]), _uint(start[0]) if start else None, _uint(end[0]) if end else None
-    )
+    try:
+        public = ipaddress.IPv4Address(words[0])
+    except ValueError:
+        return None
+    first, sep, last = words[1].partition("-")
+    if not (sep and first.isdigit() and last.isdigit() and len(first) <= 5 and len(last) <= 5):
+        return None
+    return _block(str(public), int(first), int(last))

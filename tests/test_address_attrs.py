@@ -63,6 +63,19 @@ def test_huawei_nat_vsas(decode: Callable[..., packet.Request]) -> None:
     assert event.framed_ipv6_prefix == "" and event.delegated_ipv6_prefix == ""
 
 
+def test_h3c_and_nokia_port_blocks() -> None:
+    h3c = {
+        (25506, 32): [socket.inet_aton("198.51.100.7")],
+        (25506, 33): [struct.pack("!I", 5000)],
+        (25506, 34): [struct.pack("!I", 5999)],
+    }
+    assert port_block({}, h3c) == PortBlock("198.51.100.7", 5000, 5999)
+    nokia = {(6527, 121): [b"192.0.2.1 2000-2999 router base"]}
+    assert port_block({}, nokia) == PortBlock("192.0.2.1", 2000, 2999)
+    for bad in (b"192.0.2.1", b"nope 1-2 router base", b"192.0.2.1 2-1", b"192.0.2.1 1-700000"):
+        assert port_block({}, {(6527, 121): [bad]}) is None, bad
+
+
 def test_malformed_values_are_empty() -> None:
     assert ipv6_prefix(b"") == "" and ipv6_prefix(b"\x00") == ""
     assert ipv6_prefix(b"\x00\x81" + bytes(16)) == ""  # length 129
