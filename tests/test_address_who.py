@@ -308,3 +308,23 @@ def test_audit_files_without_the_address_columns_still_read(tmp_path: Path) -> N
 def _config(tmp_path: Path) -> Config:
     (tmp_path / "cfg").mkdir()
     return load_config(city_config(tmp_path / "cfg", "redis://127.0.0.1:1/0"))
+
+
+async def test_who_with_redis_down_answers_from_the_archive_and_says_so(
+    tmp_path: Path,
+) -> None:
+    from controller.storage.redis_conn import client_from_url
+    from controller.storage.store import Store
+
+    config = _config(tmp_path)
+    archive = Archive(tmp_path / "archive")
+    store = Store(client_from_url("redis://127.0.0.1:1/0"))  # nothing listens there
+    q = natlog.parse_who(BLOCK_IP, "1500", "2025-11-10T11:55", config)
+    try:
+        doc = await natlog.who_live(
+            archive, store, config, "cli:test", q, at(12, 0).timestamp(), with_phone=True
+        )
+    finally:
+        await store.close()
+    assert doc["result"] == "none" and doc["open_sessions"] == "unavailable"
+    assert [e["records"] for e in archive.export_log()] == [0]  # still logged

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -46,7 +46,7 @@ from controller.domain.natlog import (
 from controller.domain.periods import PeriodError, parse_instant
 from controller.storage import nat_archive
 from controller.storage.archive import Archive, empty_select, read_files
-from controller.storage.live_sessions import all_open
+from controller.storage.live_sessions import all_open, records
 from controller.storage.store import Store, StoreUnavailable
 
 log = structlog.get_logger("citywifi.natlog")
@@ -526,6 +526,20 @@ def _direct(
     ]
 
 
+def translations_at(
+    archive: Archive, config: Config, q: WhoQuery
+) -> list[tuple[NatTranslation, str]]:
+    """The NAT-log translations in force at ``q.at`` for ``q.ip:q.port``, each with the
+    NAS its exporter serves. Blocking (DuckDB)."""
+    at_ms = q.at * 1000
+    since_ms = at_ms - config.natlog.lookback_hours * 3_600_000
+    candidates = nat_archive.covering(
+        archive, q.ip, q.port, since_ms, at_ms + 999, config.quota.timezone
+    )
+    nas_of = {e.address: e.nas for e in config.natlog.exporters}
+    return [(t, nas_of.get(t.source, "")) for t in in_force(candidates, at_ms + 999)]
+
+
 def lookup(
     archive: Archive,
     config: Config,
@@ -534,25 +548,23 @@ def lookup(
     open_rows: Sequence[AuditRow] = (),
     *,
     open_read: bool = True,
+    translations: Sequence[tuple[NatTranslation, str]] | None = None,
 ) -> WhoAnswer:
     """The sessions whose own record answers (port block, address, IPv6 prefix), then
-    the translations in force at ``q.at`` for ``q.ip:q.port`` and the sessions behind
-    them; ``open_rows``: the open sessions (Redis) as audit rows. Blocking (DuckDB):
-    call it from a thread."""
-    at_ms = q.at * 1000
-    since_ms = at_ms - config.natlog.lookback_hours * 3_600_000
+    the translations in force at ``q.at`` for ``q.ip:q.port`` (``translations_at``, or
+    as given) and the sessions behind them; ``open_rows``: the open sessions (Redis) as
+    audit rows. Blocking (DuckDB): call it from a thread."""
     matches = _direct(archive, config, q, now, open_rows)
-    candidates = nat_archive.covering(
-        archive, q.ip, q.port, since_ms, at_ms + 999, config.quota.timezone
-    )
-    nas_of = {e.address: e.nas for e in config.natlog.exporters}
-    for t in in_force(candidates, at_ms + 999):  # T is a whole second
-        nas = nas_of.get(t.source, "")
+    if translations is None:
+        translations = translations_at(archive, config, q)
+    for t, nas in translations:  # T is a whole second
         sessions = _sessions_at(archive, config, t.private_ip, nas, q.at, now, open_rows)
         matches.append(WhoMatch(t, nas, sessions))
     return WhoAnswer(q, tuple(matches), open_read)
 
 
+# What a first pass over every open session reads to tell whether it can answer
+MATCH_FIELDS = ("client", "ip", "ipv6", "ipv6_prefix", "ipv6_delegated", "nat_ip", "nat_ports")
 OPEN_FIELDS = (
     "pid",
     "client",
@@ -575,15 +587,78 @@ OPEN_FIELDS = (
 )
 
 
-async def open_rows(store: Store, config: Config, q: WhoQuery, now: float) -> list[AuditRow]:
-    """The open sessions started by ``q.at`` as audit rows (no phone yet: ``with_phones``
-    adds it to those that answer). ``StoreUnavailable`` when Redis is down."""
+def may_answer(
+    q: WhoQuery, private: Sequence[tuple[str, str]]
+) -> Callable[[Mapping[str, str]], bool]:
+    """Whether an open session's record (``MATCH_FIELDS``) can answer ``q``: by its own
+    addresses (``direct_via``), or as the session behind a translation (``private``:
+    (private IP, NAS or "") pairs)."""
+    behind = {ip for ip, _ in private}
+
+    def keep(record: Mapping[str, str]) -> bool:
+        ip = record.get("ip", "")
+        if ip in behind and any(
+            ip == p and (not nas or record.get("client") == nas) for p, nas in private
+        ):
+            return True
+        if not (
+            ip == q.ip
+            or record.get("nat_ip") == q.ip
+            or record.get("ipv6") == q.ip
+            or record.get("ipv6_prefix")
+            or record.get("ipv6_delegated")
+        ):
+            return False  # the common case: nothing of q in it
+        row = AuditRow(
+            day=date.min,
+            record_id="",
+            kind="session",
+            time=0,
+            phone="",
+            pid="",
+            mac="",
+            ip=ip,
+            client=record.get("client", ""),
+            nas_id="",
+            nas_ip="",
+            ap="",
+            venue="",
+            start=None,
+            stop=None,
+            result="",
+            cause="",
+            archived_at=0,
+            ipv6=record.get("ipv6", ""),
+            ipv6_prefix=record.get("ipv6_prefix", ""),
+            ipv6_delegated=record.get("ipv6_delegated", ""),
+            nat_ip=record.get("nat_ip", ""),
+            nat_ports=record.get("nat_ports", ""),
+        )
+        return direct_via(row, q.ip, q.port) is not None
+
+    return keep
+
+
+async def open_rows(
+    store: Store,
+    config: Config,
+    q: WhoQuery,
+    now: float,
+    private: Sequence[tuple[str, str]] = (),
+) -> list[AuditRow]:
+    """The open sessions started by ``q.at`` that can answer ``q`` (``may_answer``) as
+    audit rows (no phone yet: ``with_phones`` adds it). Every open session is looked at
+    with a few fields; only the candidates are read whole. ``StoreUnavailable`` when
+    Redis is down."""
     if q.at > now + 60:
         return []  # the future: no session is known to be open then
-    found = await all_open(store, OPEN_FIELDS, q.at)
+    found = await all_open(store, MATCH_FIELDS, q.at, keep=may_answer(q, private))
+    if not found:
+        return []
+    full = await records(store, [(s.pid, s.sid) for s in found], OPEN_FIELDS)
     tz = config.quota.timezone
     now_ms = int(now * 1000)
-    return [session_audit_row(record_id(s.record), s.record, "", tz, now_ms) for s in found]
+    return [session_audit_row(record_id(r), r, "", tz, now_ms) for r in full if r.get("start")]
 
 
 async def with_phones(store: Store, answer: WhoAnswer) -> WhoAnswer:
@@ -646,15 +721,19 @@ async def who_live(
     """``who`` over the closed sessions (archive) and the open ones (Redis; without it,
     or with Redis down, the closed ones only, said as ``open_sessions: unavailable``).
     Every lookup is logged."""
+    translations = await asyncio.to_thread(translations_at, archive, config, q)
     rows: list[AuditRow] = []
     read = store is not None
     if store is not None:
+        private = [(t.private_ip, nas) for t, nas in translations]
         try:
-            rows = await open_rows(store, config, q, now)
+            rows = await open_rows(store, config, q, now, private)
         except StoreUnavailable as exc:
             log.warning("audit.who_open_unavailable", error=str(exc)[:200])
             read = False
-    answer = await asyncio.to_thread(lookup, archive, config, q, now, rows, open_read=read)
+    answer = await asyncio.to_thread(
+        lookup, archive, config, q, now, rows, open_read=read, translations=translations
+    )
     if store is not None and read:
         try:
             answer = await with_phones(store, answer)

@@ -1,5 +1,5 @@
 """``GET /api/v1/audit/who?ip=&port=&at=``: the person behind a public address and port
-at an instant (controller.services.natlog.who; docs/audit.md). Role ``audit``: with the
+at an instant (controller.services.natlog.who_live; docs/audit.md). Role ``audit``: with the
 phone number; role ``admin``: the person id only. Open sessions count (read from Redis).
 Every lookup is logged."""
 
