@@ -107,6 +107,20 @@ def _rfc8045(values: list[bytes]) -> PortBlock | None:
     return None
 
 
+def vendor_block(
+    vsas: Mapping[tuple[int, int], list[bytes]], vendor: int, address: int, first: int, last: int
+) -> PortBlock | None:
+    """A port block in the vendor attributes named (a public IPv4 and two 32-bit
+    integers), as a NAS's ``port_block_vsa`` configures them; None if absent or bad."""
+    public = vsas.get((vendor, address))
+    start, end = vsas.get((vendor, first)), vsas.get((vendor, last))
+    if not public:
+        return None
+    return _block(
+        _ipv4(public[0]), _uint(start[0]) if start else None, _uint(end[0]) if end else None
+    )
+
+
 def port_block(
     attrs: Mapping[int, list[bytes]], vsas: Mapping[tuple[int, int], list[bytes]]
 ) -> PortBlock | None:
@@ -118,13 +132,7 @@ def port_block(
         if found is not None:
             return found
     for vendor, (a, b, c) in VENDOR_BLOCKS.items():
-        address = vsas.get((vendor, a))
-        if not address:
-            continue
-        start, end = vsas.get((vendor, b)), vsas.get((vendor, c))
-        found = _block(
-            _ipv4(address[0]), _uint(start[0]) if start else None, _uint(end[0]) if end else None
-        )
+        found = vendor_block(vsas, vendor, a, b, c)
         if found is not None:
             return found
     for text in vsas.get((VENDOR_NOKIA_SR, ALC_NAT_PORT_RANGE), ()):

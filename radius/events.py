@@ -16,6 +16,7 @@ already encoded and, as typed fields, what the request log says about them.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Final, NamedTuple
 
@@ -188,6 +189,8 @@ class AccountingRequest:
     framed_ipv6_prefix: str = ""
     delegated_ipv6_prefix: str = ""
     port_block: PortBlock | None = None
+    # the verified Vendor-Specific attributes by (vendor, type), for a per-NAS reading
+    vsas: Mapping[tuple[int, int], list[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status != self.status_type:
@@ -348,6 +351,7 @@ def accounting_request(request: Request, client: str, source: Source) -> Account
         first_prefix(attrs, FRAMED_IPV6_PREFIX),
         first_prefix(attrs, DELEGATED_IPV6_PREFIX),
         port_block(attrs, request.vsas),
+        request.vsas,
     )
 
 

@@ -6,18 +6,23 @@ And the IPFIX decoder's template timeout (RFC 7011 §8.4) on a simulated clock."
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.config import ConfigError, load_config
 from controller.domain.natlog import IpfixDecoder, Tally
+from controller.services.radius_service import nat_block
 from radius import events, fastpath, packet
 from radius.addresses import PortBlock, ipv6_prefix, port_block
 from radius.attrs import Attr
+from tests.conftest import write_config
 from tests.support.ipfix_kit import NAT44_SESSION, data_set, message, session_record, template_set
 from tests.test_address_who import port_range_value, prefix_value
 
@@ -137,3 +142,36 @@ def test_ipfix_templates_expire_without_refresh() -> None:
     keeps = IpfixDecoder(template_timeout=60)
     keeps.decode(template, exporter, Tally())
     assert len(keeps.decode(data, exporter, Tally())) == 1
+
+
+def test_a_client_names_its_own_port_block_attributes(tmp_path: Path) -> None:
+    """``[[clients]] port_block_vsa``: a NAS whose vendor is not read anyway names the
+    vendor attributes of its port block; another client's packets are read as usual."""
+    text = write_config(tmp_path, "redis://127.0.0.1:1/0").read_text()
+    own = 'id = "nas-local"\n'
+    assert own in text
+    text = text.replace(
+        own,
+        own + "port_block_vsa = { vendor = 9, address = 200, first_port = 201, last_port = 202 }\n",
+    )
+    (tmp_path / "citywifi.toml").write_text(text)
+    config = load_config(tmp_path / "citywifi.toml")
+    nas = next(c for c in config.clients if c.id == "nas-local")
+    assert nas.port_block_vsa == (9, 200, 201, 202)
+    raw = accounting(
+        packet.vsa(9, 200, socket.inet_aton("198.51.100.9"))
+        + packet.vsa(9, 201, struct.pack("!I", 3000))
+        + packet.vsa(9, 202, struct.pack("!I", 3063))
+    )
+    event = events.accounting_request(
+        packet.decode_request(raw, SECRET), "nas-local", events.Source("", 0)
+    )
+    assert event.port_block is None  # vendor 9 is nobody's default
+    assert nat_block(nas, event) == PortBlock("198.51.100.9", 3000, 3063)
+    other = dataclasses.replace(nas, port_block_vsa=None)
+    assert nat_block(other, event) is None
+    bad = text.replace("first_port = 201", "first_port = 300")
+    (tmp_path / "citywifi.toml").write_text(bad)
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "citywifi.toml")
+    assert "port_block_vsa.first_port" in str(caught.value.problems[0])

@@ -659,6 +659,9 @@ class _Builder:
                 "public_addresses": tuple(
                     ipaddress.ip_network(a, strict=False) for a in c.public_addresses
                 ),
+                "port_block_vsa": (v.vendor, v.address, v.first_port, v.last_port)
+                if (v := c.port_block_vsa)
+                else None,
             }
         )
 

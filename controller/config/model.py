@@ -177,6 +177,8 @@ class Client:
     uam_addresses: tuple[IPNetwork, ...] = ()
     # the NAS's public (post-NAT) addresses, recorded with each session (docs/audit.md)
     public_addresses: tuple[IPNetwork, ...] = ()
+    # (vendor, address type, first-port type, last-port type) of its NAT port block VSAs
+    port_block_vsa: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

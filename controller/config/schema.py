@@ -600,6 +600,16 @@ class AccessPointEntry(Table):
 VENDOR_KEYS: Final = {"login_url": "generic", "login_hosts": "mikrotik", "uam_addresses": "chilli"}
 
 
+class PortBlockVsa(Table):
+    """``[[clients]] port_block_vsa``: the vendor attributes a NAS reports its NAT port
+    block in, when not RFC 8045 or a vendor read anyway (docs/audit.md)."""
+
+    vendor: Annotated[int, Field(ge=1, le=0xFFFFFFFF)]  # the IANA enterprise number
+    address: Annotated[int, Field(ge=1, le=255)]  # vendor type of the public IPv4 (ipaddr)
+    first_port: Annotated[int, Field(ge=1, le=255)]  # ... of the first port (integer)
+    last_port: Annotated[int, Field(ge=1, le=255)]  # ... of the last port (integer)
+
+
 class ClientEntry(Table):
     """A RADIUS peer. Its secrets are checked for strength; on a loopback-only client
     (only this machine can send from there) a weak one is a warning, not an error."""
@@ -618,6 +628,7 @@ class ClientEntry(Table):
     login_hosts: list[Annotated[str, AfterValidator(_host)]] = []
     uam_addresses: list[NetworkItem] = []
     public_addresses: list[NetworkItem] = []  # the NAS's post-NAT addresses (docs/audit.md)
+    port_block_vsa: PortBlockVsa | None = None
 
     @field_validator("address")
     @classmethod

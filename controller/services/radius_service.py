@@ -42,6 +42,7 @@ from controller.services.eap_service import EapLogins
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius import metrics
+from radius.addresses import PortBlock, vendor_block
 from radius.attrs import AcctStatus, Attr, TerminateCause
 from radius.events import (
     AccessAccept,
@@ -82,6 +83,16 @@ class Admission:
     person: str | None = None
     credential: bool = False
     nonce: str = ""
+
+
+def nat_block(client: Client, event: AccountingRequest) -> PortBlock | None:
+    """The NAT port block of a request: in the client's ``port_block_vsa`` when it has
+    one and the NAS sent it, else as ``radius.addresses.port_block`` read it."""
+    if client.port_block_vsa is not None and event.vsas:
+        found = vendor_block(event.vsas, *client.port_block_vsa)
+        if found is not None:
+            return found
+    return event.port_block
 
 
 def client_public(client: Client) -> str:
@@ -371,7 +382,7 @@ class RadiusService:
             ipv6_prefix=event.framed_ipv6_prefix,
             ipv6_delegated=event.delegated_ipv6_prefix,
             nas_public=client_public(client),
-            nat_ip=block.public_ip if (block := event.port_block) else "",
+            nat_ip=block.public_ip if (block := nat_block(client, event)) else "",
             nat_ports=block.ports if block else "",
         )
         sid = keys.session_id(client.id, acct_session_id)
