@@ -126,6 +126,8 @@ def port_block(
 ) -> PortBlock | None:
     """The NAT port block the request reports, or None (not sent, or malformed): RFC
     8045 first, then the vendors' attributes in the module docstring's order."""
+    if not vsas and EXTENDED_TYPE_1 not in attrs:
+        return None  # most requests: nothing to look at
     extended = attrs.get(EXTENDED_TYPE_1)
     if extended:
         found = _rfc8045(extended)
