@@ -175,3 +175,11 @@ def test_a_client_names_its_own_port_block_attributes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "citywifi.toml")
     assert "port_block_vsa.first_port" in str(caught.value.problems[0])
+
+
+def test_check_config_warns_of_a_listener_without_exporters(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "redis://127.0.0.1:1/0")
+    path.write_text(path.read_text() + "\n[natlog]\nlisten = true\n")
+    config = load_config(path)
+    assert [str(w) for w in config.warnings if "natlog.listen" in str(w)] != []
+    assert "drops every datagram" in " ".join(str(w) for w in config.warnings)

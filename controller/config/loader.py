@@ -482,6 +482,17 @@ class _Builder:
         it is checked even when another key of ``[natlog]`` is wrong)."""
         table = natlog if isinstance(natlog, dict) else {}
         exporters = table.get("exporters")
+        if table.get("listen") is True and not exporters:
+            path = ("natlog", "listen")
+            self.warnings.append(
+                ConfigProblem(
+                    self.file,
+                    self.loc.line(path),
+                    format_key(path),
+                    "no [[natlog.exporters]]: the listener drops every datagram",
+                    True,
+                )
+            )
         for i, exporter in enumerate(exporters if isinstance(exporters, list) else ()):
             nas = exporter.get("nas") if isinstance(exporter, dict) else None
             if isinstance(nas, str) and nas and nas not in client_ids:
