@@ -156,6 +156,19 @@ async def test_who_answers_for_open_then_closed_sessions(
     natlog.import_file(ctl.archive, ctl.config, tmp_path / "cgn.log", "auto", EXPORTER, clock())
     _, doc = await ask(ctl, token, ip=PUBLIC, port="40000", at="2025-11-10T11:55")
     assert people(doc) == [("nat-log", pid, True)]
+    # NAT64 (IPFIX natEvent 6): the private side is an IPv6 address in the delegated prefix
+    nat64 = ((323, 8), (230, 1), (4, 1), (27, 16), (7, 2), (225, 4), (227, 2))
+    record = [ms(at(11, 52)), 6, 6, "2001:db8:aa00:5::9", 51000, PUBLIC, 40500]
+    (tmp_path / "cgn.ipfix").write_bytes(
+        message([template_set(300, nat64), data_set(300, nat64, [record])])
+    )
+    got = natlog.import_file(
+        ctl.archive, ctl.config, tmp_path / "cgn.ipfix", "auto", EXPORTER, clock()
+    )
+    assert got.translations == 1, got.tally
+    _, doc = await ask(ctl, token, ip=PUBLIC, port="40500", at="2025-11-10T11:55")
+    assert people(doc) == [("nat-log", pid, True)]
+    assert doc["matches"][0]["translation"]["private_ip"] == "2001:db8:aa00:5::9"
 
     reply = await acct_raw(ctl, "Stop", 600, {**attrs, "Acct_Terminate_Cause": "User-Request"})
     assert reply is not None
@@ -165,6 +178,8 @@ async def test_who_answers_for_open_then_closed_sessions(
     assert doc["matches"][0]["person"]["session_stop"] == "2025-11-10T12:00:00+08:00"
     _, doc = await ask(ctl, token, ip=PUBLIC, port="40000", at="2025-11-10T11:55")
     assert people(doc) == [("nat-log", pid, False)]
+    _, doc = await ask(ctl, token, ip=PUBLIC, port="40500", at="2025-11-10T11:55")
+    assert people(doc) == [("nat-log", pid, False)]  # NAT64, closed: from the archive
     _, doc = await ask(ctl, token, ip=BLOCK_IP, port="1500", at="2025-11-10T12:00:01")
     assert doc["result"] == "none"
 
@@ -177,7 +192,7 @@ async def test_who_answers_for_open_then_closed_sessions(
         (DELEGATED, BLOCK_IP, "1024-2047")
     ]
     lookups = [e for e in ctl.archive.export_log() if e.get("query") == "who"]
-    assert len(lookups) == 11 and PHONES["A"] not in str(lookups)
+    assert len(lookups) == 13 and PHONES["A"] not in str(lookups)
 
 
 def template_msg(seq: int = 0) -> bytes:

@@ -451,6 +451,20 @@ def _merge(closed: Sequence[AuditRow], open_: Sequence[AuditRow]) -> tuple[Audit
     return tuple(sorted(rows, key=lambda r: (r.start or 0, r.record_id)))
 
 
+def _holds(row: AuditRow, address: str) -> bool:
+    """Whether a session had ``address`` as its own: its Framed-IP-Address, or (IPv6,
+    a NAT64 translation's source) its IPv6 address or a prefix holding it."""
+    if address in (row.ip, row.ipv6):
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return False
+    return any(p and _in_prefix(p, ip) for p in (row.ipv6_prefix, row.ipv6_delegated))
+
+
 def _sessions_at(
     archive: Archive,
     config: Config,
@@ -461,15 +475,21 @@ def _sessions_at(
     open_rows: Sequence[AuditRow] = (),
 ) -> tuple[AuditRow, ...]:
     """Sessions, closed (archive) or open (Redis), holding ``private_ip`` at ``at`` on
-    ``nas`` (any NAS if empty)."""
-    where = "ip = ?"
+    ``nas`` (any NAS if empty); an IPv6 one (NAT64) by address or prefix."""
+    if ":" in private_ip:
+        where = "(ipv6 = ? OR ipv6_prefix <> '' OR ipv6_delegated <> '')"
+    else:
+        where = "ip = ?"
     args: list[object] = [private_ip]
     if nas:
         where += " AND client = ?"
         args.append(nas)
-    closed = _archived_sessions(archive, config, where, args, at, now)
+    archived = _archived_sessions(archive, config, where, args, at, now)
+    closed = [r for r in archived if _holds(r, private_ip)]
     live = [
-        r for r in open_rows if r.ip == private_ip and (not nas or r.client == nas) and _at(r, at)
+        r
+        for r in open_rows
+        if _holds(r, private_ip) and (not nas or r.client == nas) and _at(r, at)
     ]
     return _merge(closed, live)
 
@@ -587,6 +607,35 @@ OPEN_FIELDS = (
 )
 
 
+def _row(record: Mapping[str, str]) -> AuditRow:
+    """The address fields of a session record (``MATCH_FIELDS``) as an audit row."""
+    return AuditRow(
+        day=date.min,
+        record_id="",
+        kind="session",
+        time=0,
+        phone="",
+        pid="",
+        mac="",
+        ip=record.get("ip", ""),
+        client=record.get("client", ""),
+        nas_id="",
+        nas_ip="",
+        ap="",
+        venue="",
+        start=None,
+        stop=None,
+        result="",
+        cause="",
+        archived_at=0,
+        ipv6=record.get("ipv6", ""),
+        ipv6_prefix=record.get("ipv6_prefix", ""),
+        ipv6_delegated=record.get("ipv6_delegated", ""),
+        nat_ip=record.get("nat_ip", ""),
+        nat_ports=record.get("nat_ports", ""),
+    )
+
+
 def may_answer(
     q: WhoQuery, private: Sequence[tuple[str, str]]
 ) -> Callable[[Mapping[str, str]], bool]:
@@ -594,13 +643,18 @@ def may_answer(
     addresses (``direct_via``), or as the session behind a translation (``private``:
     (private IP, NAS or "") pairs)."""
     behind = {ip for ip, _ in private}
+    behind_v6 = [(ip, nas) for ip, nas in private if ":" in ip]
 
     def keep(record: Mapping[str, str]) -> bool:
         ip = record.get("ip", "")
-        if ip in behind and any(
-            ip == p and (not nas or record.get("client") == nas) for p, nas in private
-        ):
+        client = record.get("client")
+        if ip in behind and any(ip == p and (not nas or client == nas) for p, nas in private):
             return True
+        has_v6 = record.get("ipv6") or record.get("ipv6_prefix") or record.get("ipv6_delegated")
+        if behind_v6 and has_v6:  # NAT64: the private side is the session's IPv6
+            row = _row(record)
+            if any((not nas or client == nas) and _holds(row, p) for p, nas in behind_v6):
+                return True
         if not (
             ip == q.ip
             or record.get("nat_ip") == q.ip
@@ -609,32 +663,7 @@ def may_answer(
             or record.get("ipv6_delegated")
         ):
             return False  # the common case: nothing of q in it
-        row = AuditRow(
-            day=date.min,
-            record_id="",
-            kind="session",
-            time=0,
-            phone="",
-            pid="",
-            mac="",
-            ip=ip,
-            client=record.get("client", ""),
-            nas_id="",
-            nas_ip="",
-            ap="",
-            venue="",
-            start=None,
-            stop=None,
-            result="",
-            cause="",
-            archived_at=0,
-            ipv6=record.get("ipv6", ""),
-            ipv6_prefix=record.get("ipv6_prefix", ""),
-            ipv6_delegated=record.get("ipv6_delegated", ""),
-            nat_ip=record.get("nat_ip", ""),
-            nat_ports=record.get("nat_ports", ""),
-        )
-        return direct_via(row, q.ip, q.port) is not None
+        return direct_via(_row(record), q.ip, q.port) is not None
 
     return keep
 
