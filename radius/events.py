@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, NamedTuple
+from typing import ClassVar, Final, Literal, NamedTuple
 
 from radius.addresses import (
     DELEGATED_IPV6_PREFIX,
@@ -40,6 +40,7 @@ __all__ = [
     "AccountingRequest",
     "AccountingResponse",
     "HiddenPassword",
+    "NoReply",
     "Reply",
     "Source",
     "StatusServer",
@@ -145,6 +146,9 @@ class AccessRequest:
     proxy_state: tuple[bytes, ...] = ()
     eap: bytes | None = field(default=None, repr=False)
     state: bytes | None = None
+    # the shared secret the request was verified with (the client's, or RadSec's fixed
+    # "radsec", RFC 6614 §2.3): what MS-MPPE keys in the answer are hidden with
+    secret: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.identifier <= 255 or len(self.authenticator) != 16:
@@ -254,6 +258,16 @@ class AccessChallenge(_Reply):
     result: str = "challenge"
 
 
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """Send nothing, for a reason the service knows and the drop counter should show
+    (``citywifi_radius_dropped_total{reason}``) instead of ``not_recorded``: an EAP round
+    whose State names no conversation (unknown, replayed, expired or another client's,
+    RFC 3579 §2.6.1). Not cached: a retransmission is judged afresh."""
+
+    reason: Literal["unknown_state"]
+
+
 AccessReply = AccessAccept | AccessReject | AccessChallenge
 Reply = AccessAccept | AccessReject | AccessChallenge | AccountingResponse
 
@@ -314,6 +328,7 @@ def access_request(request: Request, client: str, secret: bytes, source: Source)
         tuple(proxy) if proxy else (),
         eap_from_request(request) if _EAP_MESSAGE in attrs else None,
         state[0] if (state := attrs.get(_STATE)) else None,
+        secret,
     )
 
 

@@ -39,8 +39,10 @@ from radius.events import (
     AccessRequest,
     AccountingRequest,
     AccountingResponse,
+    NoReply,
     Reply,
 )
+from radius.tally import TALLY
 
 __all__ = ["DropLine", "DropLog", "RadiusEndpoint", "Service", "open_endpoint"]
 
@@ -58,7 +60,7 @@ class Service(Protocol):
     log_requests: bool  # one "radius.request" event per outcome (costs ~10 µs each)
 
     def peer_for(self, host: str) -> Peer | None: ...
-    async def access(self, event: AccessRequest) -> AccessReply | None: ...
+    async def access(self, event: AccessRequest) -> AccessReply | NoReply | None: ...
     async def accounting(self, event: AccountingRequest) -> AccountingResponse | None: ...
 
 
@@ -91,7 +93,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
-        self._handle: Callable[[Any], Awaitable[Reply | None]] = (
+        self._handle: Callable[[Any], Awaitable[Reply | NoReply | None]] = (
             service.access if role == "auth" else service.accounting
         )
         self._drops = {reason: metrics.DROPPED.labels(role, reason) for reason in DROP_REASONS}
@@ -138,6 +140,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         if counter is None:
             counter = self._drops[drop.reason] = metrics.DROPPED.labels(self.role, drop.reason)
         counter.inc()
+        TALLY.dropped(drop.client, drop.reason)  # per NAS, to Redis (console, /metrics)
         line = drop.line
         if line is None:
             return
@@ -174,7 +177,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
     async def _answer(self, dispatch: Dispatch) -> None:
         ticket = dispatch.ticket
-        reply: Reply | None = None
+        reply: Reply | NoReply | None = None
         try:
             reply = await self._handle(dispatch.event)
         except Exception:
@@ -185,14 +188,15 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=ticket.client)
             outcome = Drop("not_recorded", ticket.client)
-        if type(outcome) is Drop or reply is None:
-            self._dropped(Drop("not_recorded", ticket.client))
+        if type(outcome) is Drop or reply is None or isinstance(reply, NoReply):
+            drop = outcome if type(outcome) is Drop else Drop("not_recorded", ticket.client)
+            self._dropped(drop)
             if self.service.log_requests:
                 log.info(
                     "radius.request",
                     port=self.role,
                     client=ticket.client,
-                    result="not_recorded",
+                    result=drop.reason,
                     ms=round((done - ticket.started) * 1000, 2),
                 )
             return
@@ -213,6 +217,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             counter = metrics.CLIENT_REQUESTS.labels(ticket.client, self.role, label)
             self._clients[(ticket.client, code)] = counter
         counter.inc()
+        TALLY.sent(ticket.client, self.role, code, reply.result)  # per NAS, to Redis
         self._latency.observe(done - ticket.started)
         self._send(data, ticket.source)
         if self.service.log_requests:

@@ -4,10 +4,11 @@ Pure functions (no I/O), used by ``Controller.reload``. Venues, access points, c
 (secrets, networks), operators, API tokens, quota, subsidy, enforcer timings, portal
 limits and the NAT log's exporters, retention and IPFIX template timeout take effect at
 once. What a running process was built from stays as it is until a restart: sockets
-(``radius``, ``http``, the NAT-log listener's), Redis, the person key, logging, the SMS
-backend, the portal cookie key, the archive directory and whether the enforcer acts
-(or the NAT-log listener runs); a change there is named (never its value) so the
-operator knows to restart.
+(``radius``, ``http``, ``radsec``, the NAT-log listener's; the RadSec certificate files
+are read again, so a renewed certificate serves new connections), Redis, the person key,
+logging, the SMS backend, the portal cookie key, the archive directory and whether the
+enforcer acts (or the NAT-log listener runs); a change there is named (never its value)
+so the operator knows to restart.
 
 The change summary names ids only: never a secret, token digest or key.
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from controller.config.model import Config
 
-FIXED_SECTIONS = ("radius", "http", "redis", "security", "log", "sms")
+FIXED_SECTIONS = ("radius", "http", "redis", "security", "log", "sms", "radsec")
 FIXED_FIELDS = (
     ("portal", "cookie_key"),
     ("reports", "archive_dir"),

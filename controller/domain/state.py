@@ -249,6 +249,16 @@ class AccountingResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonRecords:
+    """A person's personal records in Redis beyond usage and sessions (their export)."""
+
+    phone: str  # "" once the profile is gone
+    seen: int  # epoch of the last login that wrote the profile (0: none)
+    device_tokens: tuple[tuple[str, int], ...]  # remembered-device token id -> expiry epoch
+    macs: tuple[tuple[str, int], ...]  # MAC remembered for re-authentication -> TTL (s)
+
+
+@dataclass(frozen=True, slots=True)
 class PersonSnapshot:
     """A person as the quota enforcer sees them (``enforce_state.lua``, one atomic read)."""
 

@@ -29,7 +29,7 @@ from controller.domain.identity import person_id
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
-from controller.services import natlog
+from controller.services import natlog, privacy
 from controller.storage.archive import Archive, empty_select, read_files
 
 log = structlog.get_logger("citywifi.audit")
@@ -71,6 +71,9 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
     returns the audit days removed."""
     keep_from = oldest_kept_day(now, config.quota.timezone, config.audit.retention_days)
     natlog.trim(archive, config, now)  # NAT translations: natlog.retention_days, same schedule
+    trim_export_log(archive, config, now)
+    privacy.forget_usage(archive, config, now)  # the ledger's rows: privacy.usage_retention_days
+    privacy.trim_quarantine(archive, config, now)  # files set aside keep no longer
     removed = archive.trim("audit", keep_from)
     if removed:
         log.info(
@@ -80,6 +83,27 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
             retention_days=config.audit.retention_days,
         )
     return removed
+
+
+def trim_export_log(archive: Archive, config: Config, now: float) -> int:
+    """Drop audit-export log entries (exports, ``who`` lookups, erasures) older than
+    ``privacy.export_log_retention_days`` (PIPL Art. 56: at least three years)."""
+    cutoff = now - config.privacy.export_log_retention_days * 86400
+
+    def keep(entry: Mapping[str, object]) -> bool:
+        try:
+            return datetime.fromisoformat(str(entry.get("at", ""))).timestamp() >= cutoff
+        except ValueError:
+            return True  # an entry without a readable time is kept
+
+    gone = archive.trim_export_log(keep)
+    if gone:
+        log.info(
+            "audit.export_log_trimmed",
+            entries=gone,
+            retention_days=config.privacy.export_log_retention_days,
+        )
+    return gone
 
 
 # --------------------------------------------------------------------------- export
@@ -96,6 +120,7 @@ class AuditQuery:
     phone: str = ""  # E.164
     mac: str = ""  # normalised
     format: str = "csv"
+    pid: str = ""  # a person id (a person's own export, services.persons)
 
     def describe(self, tz: ZoneInfo, person_key: bytes) -> dict[str, str]:
         """What was asked, for the export log: the phone only as its person id."""
@@ -159,6 +184,9 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     if q.mac:
         where.append("mac = ?")
         filters.append(q.mac)
+    if q.pid:
+        where.append("pid = ?")
+        filters.append(q.pid)
 
     def sql() -> tuple[str, list[object]]:  # the files as they are (some may be quarantined)
         files = archive.files("audit", first, last)

@@ -36,6 +36,7 @@ from controller.domain.identity import (
     verify_class,
 )
 from controller.domain.mac import normalize_mac
+from controller.domain.radsec_peers import RadsecPeers
 from controller.domain.registry import Registry
 from controller.domain.state import AccountingResult, AccountingWrite, Origin, SessionFields
 from controller.services.eap_service import EapLogins
@@ -51,8 +52,10 @@ from radius.events import (
     AccessRequest,
     AccountingRequest,
     AccountingResponse,
+    NoReply,
 )
 from radius.packet import attr, attr_int, attr_text_split, chap_matches
+from radius.radsec import PeerCertificate
 
 log = structlog.get_logger("citywifi.radius")
 
@@ -143,6 +146,7 @@ class RadiusService:
         """Swap in a new config (SIGHUP): precomputed reply parts are rebuilt once here."""
         self.config = config
         self.registry = Registry(config)
+        self.radsec_peers = RadsecPeers(config.clients)
         q = config.quota
         self.policy = q
         self._accept_tail = attr_int(Attr.ACCT_INTERIM_INTERVAL, q.interim_interval) + (
@@ -157,9 +161,13 @@ class RadiusService:
     def peer_for(self, host: str) -> Client | None:
         return self.registry.client_for(host)
 
+    def radsec_peer(self, certificate: PeerCertificate) -> Client | None:
+        """The client a RadSec connection's certificate names (controller.domain.radsec_peers)."""
+        return self.radsec_peers.client_for(certificate.fingerprint, certificate.names)
+
     # -- Access-Request -----------------------------------------------------------------
 
-    async def access(self, event: AccessRequest) -> AccessReply | None:
+    async def access(self, event: AccessRequest) -> AccessReply | NoReply | None:
         """The answer to an Access-Request, None to send none (the store is down: the
         NAS retransmits, or fails over)."""
         client = self.registry.clients_by_id.get(event.client)

@@ -104,3 +104,21 @@ async def records(
         ]
 
     return await store._guard(op) if refs else []
+
+
+async def persons_at_clients(store: Store, clients: list[str]) -> int:
+    """How many distinct persons have an open session at any of ``clients`` (the per-NAS
+    open-session sets ``cw:nas:<client>``, read in one pipeline)."""
+    if not clients:
+        return 0
+
+    async def op() -> int:
+        pipe = store.redis.pipeline(transaction=False)
+        for client in clients:
+            pipe.smembers(keys.nas_sessions(client))
+        persons: set[str] = set()
+        for members in await pipe.execute():
+            persons.update(keys.parse_session_ref(_text(m))[0] for m in members)
+        return len(persons)
+
+    return await store._guard(op)
