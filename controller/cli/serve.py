@@ -36,6 +36,7 @@ from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
 from controller.services.nas_stats import NasStats
+from controller.services.natlog import NatLogListener
 from controller.services.portal.service import Portal
 from controller.services.radius_service import RadiusService
 from controller.services.signing import Signer
@@ -62,8 +63,13 @@ class Controller:
         *,
         clock: Callable[[], float] = time.time,
         reuse_port: bool = False,  # a worker of `serve --workers N` shares its ports
+        natlog_owner: bool = True,  # runs the NAT-log listener ([natlog] listen): one process
     ) -> None:
         self.live = LiveConfig(config)  # config + registry in force; SIGHUP swaps both
+        self.natlog_owner = natlog_owner
+        self.natlog: NatLogListener | None = None  # [natlog] listen: the UDP NAT-log listener
+        self._natlog_task: asyncio.Task[None] | None = None
+        self._natlog_stop = asyncio.Event()
         self.clock = clock
         self.reuse_port = reuse_port
         self.embedded = embedded_for(config.redis)
@@ -148,6 +154,8 @@ class Controller:
             configured=lambda: [c.id for c in self.config.clients if c.trace],
         )
         self.tracer.start()
+        if cfg.natlog.listen and self.natlog_owner:
+            await self._start_natlog(cfg)
         ports: tuple[tuple[Role, int], ...] = (
             ("auth", cfg.radius.auth_port),
             ("acct", cfg.radius.acct_port),
@@ -211,6 +219,17 @@ class Controller:
             **({"metrics_port": self.metrics_port} if self.metrics_port else {}),
             redis="embedded" if self.embedded else "external",
         )
+
+    async def _start_natlog(self, cfg: Config) -> None:
+        """The NAT-log listener (docs/audit.md) in this process: its UDP sockets, and
+        its writer until ``stop``."""
+        listener = NatLogListener(self.archive, cfg, self.clock)
+        with binding("NAT log", cfg.natlog.bind, cfg.natlog.syslog_port, "udp"):
+            await listener.start()
+        self.natlog = listener
+        if not cfg.natlog.exporters:
+            log.warning("natlog.no_exporters")  # every datagram is dropped until a reload
+        self._natlog_task = asyncio.ensure_future(listener.run(self._natlog_stop))
 
     async def _open_radsec(self, cfg: Config, store: Store) -> RadsecListener:
         """The RadSec listener (docs/radius.md): the same service and trace as UDP;
@@ -311,6 +330,8 @@ class Controller:
                 self.service.apply_config(new)
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
+            if self.natlog is not None:
+                self.natlog.apply_config(new)
             self.live.swap(new)  # the portal, APIs and archiver read it from here
             if self.tracer is not None:
                 self.tracer.follow_config()  # [[clients]] trace = true, as now configured
@@ -353,6 +374,12 @@ class Controller:
             await runner.cleanup()
         if self.archiver is not None:
             await self.archiver.stop()  # a last drain of the outbox
+        if self.natlog is not None:
+            self._natlog_stop.set()  # writes what it holds
+            if self._natlog_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._natlog_task
+            self.natlog.close()
         if self.online is not None:
             await self.online.stop()
         if self.nas_stats is not None:
@@ -372,8 +399,9 @@ async def run_forever(
     reuse_port: bool = False,
     on_ready: Callable[[Controller], None] | None = None,  # a worker tells its supervisor
     on_stopping: Callable[[], None] | None = None,  # systemd: STOPPING=1
+    natlog_owner: bool = True,  # `serve --workers N`: the first worker only
 ) -> None:
-    controller = Controller(config, reuse_port=reuse_port)
+    controller = Controller(config, reuse_port=reuse_port, natlog_owner=natlog_owner)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
     hup_early = asyncio.Event()

@@ -573,6 +573,17 @@ class _Builder:
         it is checked even when another key of ``[natlog]`` is wrong)."""
         table = natlog if isinstance(natlog, dict) else {}
         exporters = table.get("exporters")
+        if table.get("listen") is True and not exporters:
+            path = ("natlog", "listen")
+            self.warnings.append(
+                ConfigProblem(
+                    self.file,
+                    self.loc.line(path),
+                    format_key(path),
+                    "no [[natlog.exporters]]: the listener drops every datagram",
+                    True,
+                )
+            )
         for i, exporter in enumerate(exporters if isinstance(exporters, list) else ()):
             nas = exporter.get("nas") if isinstance(exporter, dict) else None
             if isinstance(nas, str) and nas and nas not in client_ids:
@@ -710,6 +721,8 @@ class _Builder:
                 bind=natlog.bind,
                 syslog_port=natlog.syslog_port,
                 ipfix_port=natlog.ipfix_port,
+                listen=natlog.listen,
+                template_timeout=natlog.template_timeout,
                 exporters=tuple(NatLogExporter(e.address, e.nas) for e in natlog.exporters),
             ),
             privacy=_privacy(privacy or PrivacyTable()),
@@ -766,6 +779,12 @@ class _Builder:
                 "uam_addresses": tuple(
                     ipaddress.ip_network(a, strict=False) for a in c.uam_addresses
                 ),
+                "public_addresses": tuple(
+                    ipaddress.ip_network(a, strict=False) for a in c.public_addresses
+                ),
+                "port_block_vsa": (v.vendor, v.address, v.first_port, v.last_port)
+                if (v := c.port_block_vsa)
+                else None,
             }
         )
 

@@ -177,6 +177,10 @@ class Client:
     login_url: str = ""
     login_hosts: tuple[str, ...] = ()
     uam_addresses: tuple[IPNetwork, ...] = ()
+    # the NAS's public (post-NAT) addresses, recorded with each session (docs/audit.md)
+    public_addresses: tuple[IPNetwork, ...] = ()
+    # (vendor, address type, first-port type, last-port type) of its NAT port block VSAs
+    port_block_vsa: tuple[int, int, int, int] | None = None
     trace: bool = False  # RADIUS trace on by config (the console/CLI switch adds to it)
     # RadSec (RFC 6614): its certificate's SHA-256 fingerprints (hex) and/or the subject
     # (common name or DNS/URI/IP subject alternative name) it must carry
@@ -246,6 +250,8 @@ class NatLogSettings:
     bind: str = "0.0.0.0"  # the listener's address (`citywifi natlog listen`)
     syslog_port: int = 514  # UDP syslog (RFC 5426); 0: the OS chooses
     ipfix_port: int = 4739  # UDP IPFIX (RFC 7011 §10.3.1); 0: the OS chooses
+    listen: bool = False  # `citywifi serve` runs the listener (else `citywifi natlog listen`)
+    template_timeout: int = 1800  # s an IPFIX template lives without refresh (RFC 7011 §8.4)
     exporters: tuple[NatLogExporter, ...] = ()  # datagrams from anyone else are dropped
 
 

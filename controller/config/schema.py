@@ -661,6 +661,16 @@ class AccessPointEntry(Table):
 VENDOR_KEYS: Final = {"login_url": "generic", "login_hosts": "mikrotik", "uam_addresses": "chilli"}
 
 
+class PortBlockVsa(Table):
+    """``[[clients]] port_block_vsa``: the vendor attributes a NAS reports its NAT port
+    block in, when not RFC 8045 or a vendor read anyway (docs/audit.md)."""
+
+    vendor: Annotated[int, Field(ge=1, le=0xFFFFFFFF)]  # the IANA enterprise number
+    address: Annotated[int, Field(ge=1, le=255)]  # vendor type of the public IPv4 (ipaddr)
+    first_port: Annotated[int, Field(ge=1, le=255)]  # ... of the first port (integer)
+    last_port: Annotated[int, Field(ge=1, le=255)]  # ... of the last port (integer)
+
+
 def _fingerprint(value: str) -> str:
     fingerprint = normalize_fingerprint(value)
     if fingerprint is None:
@@ -688,6 +698,8 @@ class ClientEntry(Table):
     login_url: Annotated[str, AfterValidator(_http_url)] = ""
     login_hosts: list[Annotated[str, AfterValidator(_host)]] = []
     uam_addresses: list[NetworkItem] = []
+    public_addresses: list[NetworkItem] = []  # the NAS's post-NAT addresses (docs/audit.md)
+    port_block_vsa: PortBlockVsa | None = None
     trace: bool = False  # its RADIUS trace on from start (and after a reload): docs/operations.md
     # RadSec (RFC 6614): the client's certificate, by SHA-256 fingerprint and/or subject
     radsec_fingerprint: list[Annotated[str, AfterValidator(_fingerprint)]] = []
@@ -789,6 +801,9 @@ class NatLogTable(Table):
     bind: BindAddress = "0.0.0.0"
     syslog_port: Port = 514  # RFC 5426
     ipfix_port: Port = 4739  # RFC 7011 §10.3.1
+    listen: bool = False  # `citywifi serve` runs the listener
+    # RFC 7011 §8.4: over UDP a template not refreshed within this time is gone
+    template_timeout: Annotated[int, Field(ge=10, le=86400)] = 1800
     exporters: list[NatLogExporterEntry] = []
 
 

@@ -24,13 +24,13 @@ import structlog
 
 from controller.config import Config
 from controller.domain import quota
-from controller.domain.audit import AUDIT_SCHEMA, AuditRow, oldest_kept_day
+from controller.domain.audit import AUDIT_SCHEMA, AUDIT_SELECT, AuditRow, oldest_kept_day
 from controller.domain.identity import person_id
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
 from controller.services import natlog, privacy
-from controller.storage.archive import Archive, empty_select
+from controller.storage.archive import Archive, empty_select, read_files
 
 log = structlog.get_logger("citywifi.audit")
 
@@ -51,6 +51,15 @@ EXPORT_COLUMNS = (
     "result",
     "terminate_cause",
     "record_id",
+    # the address record (docs/audit.md): empty when the NAS did not send it
+    "ipv6",
+    "ipv6_prefix",
+    "ipv6_delegated",
+    "nas_ipv6",
+    "nas_src",
+    "nas_public",
+    "nat_ip",
+    "nat_ports",
 )
 
 
@@ -167,7 +176,6 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     keep_since = max(
         q.since, quota.day_start(oldest_kept_day(now, tz, config.audit.retention_days), tz)
     )
-    names = ", ".join(name for name, _ in AUDIT_SCHEMA)
     where = ["time >= ?", "time < ?"]
     filters: list[object] = [keep_since, q.until]
     if q.phone:
@@ -186,7 +194,7 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
             return empty_select(AUDIT_SCHEMA), []
         return (
             f"""
-            SELECT {names} FROM read_parquet(?)
+            SELECT {AUDIT_SELECT} FROM {read_files("audit")}
             WHERE {" AND ".join(where)}
             QUALIFY row_number() OVER (
                 PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
@@ -220,6 +228,14 @@ def export_rows(rows: Sequence[AuditRow], tz: ZoneInfo) -> list[dict[str, str]]:
             "result": r.result,
             "terminate_cause": r.cause,
             "record_id": r.record_id,
+            "ipv6": r.ipv6,
+            "ipv6_prefix": r.ipv6_prefix,
+            "ipv6_delegated": r.ipv6_delegated,
+            "nas_ipv6": r.nas_ipv6,
+            "nas_src": r.nas_src,
+            "nas_public": r.nas_public,
+            "nat_ip": r.nat_ip,
+            "nat_ports": r.nat_ports,
         }
         for r in rows
     ]

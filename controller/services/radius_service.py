@@ -43,6 +43,7 @@ from controller.services.eap_service import EapLogins
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius import metrics
+from radius.addresses import PortBlock, vendor_block
 from radius.attrs import AcctStatus, Attr, TerminateCause
 from radius.events import (
     AccessAccept,
@@ -85,6 +86,21 @@ class Admission:
     person: str | None = None
     credential: bool = False
     nonce: str = ""
+
+
+def nat_block(client: Client, event: AccountingRequest) -> PortBlock | None:
+    """The NAT port block of a request: in the client's ``port_block_vsa`` when it has
+    one and the NAS sent it, else as ``radius.addresses.port_block`` read it."""
+    if client.port_block_vsa is not None and event.vsas:
+        found = vendor_block(event.vsas, *client.port_block_vsa)
+        if found is not None:
+            return found
+    return event.port_block
+
+
+def client_public(client: Client) -> str:
+    """The NAS's public addresses as the session record keeps them (comma-separated)."""
+    return ",".join(str(n) for n in client.public_addresses)
 
 
 def anonymous_person(client_id: str, user: str) -> str:
@@ -370,6 +386,12 @@ class RadiusService:
             operator_name="".join(c for c in operator_name if c.isprintable())
             if operator_name
             else "",
+            ipv6=event.framed_ipv6_address,
+            ipv6_prefix=event.framed_ipv6_prefix,
+            ipv6_delegated=event.delegated_ipv6_prefix,
+            nas_public=client_public(client),
+            nat_ip=block.public_ip if (block := nat_block(client, event)) else "",
+            nat_ports=block.ports if block else "",
         )
         sid = keys.session_id(client.id, acct_session_id)
         cause = event.terminate_cause

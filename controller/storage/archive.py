@@ -47,7 +47,7 @@ import structlog
 from prometheus_client import Counter
 
 from controller.config import Config
-from controller.domain.audit import AUDIT_SCHEMA
+from controller.domain.audit import AUDIT_ADDED, AUDIT_SCHEMA
 from controller.domain.ledger import LEDGER_SCHEMA, day_close_ms
 from controller.domain.natlog import NAT_SCHEMA
 from controller.storage.datafiles import open_private, private_dir
@@ -82,6 +82,9 @@ SCHEMAS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "audit": AUDIT_SCHEMA,
     "nat": NAT_SCHEMA,  # NAT translations (controller.storage.nat_archive)
 }
+# Columns added to a kind after files were written without them: not required of a
+# file, and merged by name (``union_by_name``)
+ADDED_COLUMNS: Mapping[str, frozenset[str]] = {"audit": AUDIT_ADDED}
 
 
 def archive_root(config: Config) -> Path:
@@ -230,6 +233,7 @@ class Archive:
         if not rows:
             return []
         schema = SCHEMAS[kind]
+        stamp = [name for name, _ in schema].index("archived_at")
         by_day: dict[date, list[tuple[Any, ...]]] = {}
         for row in rows:
             by_day.setdefault(row[0], []).append(row)
@@ -241,7 +245,7 @@ class Archive:
                 select = ", ".join(
                     f"unnest(${i + 1}::{typ}[]) AS {name}" for i, (name, typ) in enumerate(schema)
                 )
-                newest = max(row[-1] for row in day_rows)  # archived_at is last in every schema
+                newest = max(row[stamp] for row in day_rows)
                 target = (
                     self.day_dir(kind, day) / f"part-{newest:013d}-{secrets.token_hex(4)}.parquet"
                 )
@@ -327,7 +331,8 @@ class Archive:
                         [str(path)],
                     ).fetchall()
                 }
-                if not {name for name, _ in SCHEMAS[kind]} <= have:
+                required = {name for name, _ in SCHEMAS[kind]} - ADDED_COLUMNS.get(kind, set())
+                if not required <= have:
                     return False
         except duckdb.IOException:
             return not path.exists()
@@ -440,7 +445,8 @@ class Archive:
         names = ", ".join(name for name, _ in SCHEMAS[kind])
         newest = max(ms for ms, _ in parts)
         target = self.day_dir(kind, day) / f"part-{newest:013d}-{secrets.token_hex(4)}.parquet"
-        source = f"SELECT {names} FROM read_parquet([{', '.join(_sql_path(p) for _, p in parts)}])"
+        files = f"[{', '.join(_sql_path(p) for _, p in parts)}]"
+        source = f"SELECT {names} FROM {read_files(kind, files)}"
         con = self._connect()
         try:
             self._write_file(con, target, source)
@@ -599,6 +605,17 @@ def figures_sql(rows_sql: str, allowance: int = DEFAULT_ALLOWANCE) -> str:
         FROM base LEFT JOIN beyond USING (day, venue, venue_type, district, operator)
         ORDER BY ALL
     """
+
+
+def read_files(kind: str, files: str = "?") -> str:
+    """``read_parquet(files)`` of a kind, as a FROM item; for a kind with added columns
+    read by name and completed with the columns an older file lacks (NULL)."""
+    if kind not in ADDED_COLUMNS:
+        return f"read_parquet({files})"
+    return (
+        f"(SELECT * FROM read_parquet({files}, union_by_name = true)"
+        f" UNION ALL BY NAME {empty_select(SCHEMAS[kind])})"
+    )
 
 
 def empty_select(schema: Sequence[tuple[str, str]]) -> str:
