@@ -7,21 +7,14 @@ as JSON, logs go to stderr."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from controller.cli import logs
+from controller.cli.admin_command import admin_session, person_of, run_json
 from controller.config import Config
-from controller.services.admin import AdminError, resolve_person
-from controller.services.eap_revoke import list_credentials, revoke_credentials
-from controller.services.enforcer import Enforcer
-from controller.storage.keyfiles import load_person_key
-from controller.storage.redis_conn import connect_store, embedded_for
-from controller.storage.store import StoreUnavailable
+from controller.services.admin import AdminError
+from controller.services.eap_revoke import credentials_json, list_credentials, revoke_credentials
 
 
 def add_parser(sub: Any) -> None:
@@ -43,30 +36,11 @@ def add_parser(sub: Any) -> None:
 
 
 async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    embedded = embedded_for(config.redis)
-    store = await connect_store(config, embedded)
-    enforcer = Enforcer(config, store)
-    try:
-        pid = resolve_person(
-            phone=args.phone,
-            person=args.person,
-            person_key=load_person_key(config.security.person_key, config.redis.data_dir),
-        )
-        if args.eap_command == "list":
-            found = await list_credentials(store, pid)
-            return {
-                "person": pid,
-                "credentials": [
-                    {
-                        "username": c.username,
-                        "label": c.label,
-                        "issued_at": c.issued_at,
-                        "expires_at": c.expires_at,
-                    }
-                    for c in found
-                ],
-            }
-        await enforcer.start(loop=False)  # its DAE client only: no loop, no log line
+    revoking = args.eap_command == "revoke"
+    async with admin_session(config, dae=revoking) as (store, enforcer):
+        pid = person_of(config, args)
+        if not revoking:
+            return credentials_json(pid, await list_credentials(store, pid))
         result = await revoke_credentials(
             store,
             enforcer,
@@ -79,24 +53,9 @@ async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         if args.credential and not result.revoked:
             raise AdminError(404, "not_found", "no such credential of this person")
         return result.to_json()
-    finally:
-        await enforcer.stop()
-        await store.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)  # only a server this command started
 
 
 def run_cli(config: Config, args: argparse.Namespace) -> int:
     """Run one eap command; print its JSON answer. Exit 2 on a usage problem (or an
     unknown credential), 1 when Redis is unavailable."""
-    logs.configure_logging(config.log)  # logs to stderr: stdout is the answer
-    try:
-        result = asyncio.run(_cli(config, args))
-    except AdminError as exc:
-        print(f"citywifi eap {args.eap_command}: {exc.message}", file=sys.stderr)
-        return 2
-    except StoreUnavailable as exc:
-        print(f"citywifi eap {args.eap_command}: Redis unavailable: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0
+    return run_json(config, f"citywifi eap {args.eap_command}", lambda: _cli(config, args))

@@ -30,7 +30,13 @@ from controller.storage.accounts import AccountStore
 from controller.storage.eap_credentials import EapCredentialStore
 from controller.storage.store import Store
 
-__all__ = ["RevokeResult", "eap_sessions", "list_credentials", "revoke_credentials"]
+__all__ = [
+    "RevokeResult",
+    "credentials_json",
+    "eap_sessions",
+    "list_credentials",
+    "revoke_credentials",
+]
 
 log = structlog.get_logger("citywifi.eap")
 
@@ -79,6 +85,12 @@ def eap_sessions(
         if user in gone or (realm and realm_of(user) == realm.lower() and user not in kept):
             out.append(sid)
     return out
+
+
+def credentials_json(pid: str, found: list[EapCredential]) -> dict[str, object]:
+    """The answer listing a person's credentials (admin API and ``citywifi eap list``):
+    each as ``EapCredential.public``, never a secret or hash."""
+    return {"person": pid, "credentials": [c.public() for c in found]}
 
 
 async def list_credentials(store: Store, pid: str) -> list[EapCredential]:

@@ -21,7 +21,7 @@ from controller.services.admin import (
     revoke_devices,
     unblock,
 )
-from controller.services.eap_revoke import list_credentials, revoke_credentials
+from controller.services.eap_revoke import credentials_json, list_credentials, revoke_credentials
 from controller.web.auth import PRINCIPAL, requires
 from controller.web.resources import CLOCK, ENFORCER, LIVE, PERSON_KEY, STORE
 
@@ -55,19 +55,7 @@ async def _eap(request: web.Request, action: str, args: dict[str, Any]) -> dict[
     )
     store = app[STORE]
     if action == "eap-credentials":
-        found = await list_credentials(store, pid)
-        return {
-            "person": pid,
-            "credentials": [
-                {
-                    "username": c.username,
-                    "label": c.label,
-                    "issued_at": c.issued_at,
-                    "expires_at": c.expires_at,
-                }
-                for c in found
-            ],
-        }
+        return credentials_json(pid, await list_credentials(store, pid))
     credential = (args.get("credential") or "").strip() or None
     result = await revoke_credentials(
         store,

@@ -106,23 +106,19 @@ def render_dashboard(
     """The page: the picker, then the figures of ``d`` (None: the period was refused
     and ``error`` says why)."""
     t = messages()[lang]
+    common = {
+        "t": t,
+        "lang": lang,
+        "languages": LANGUAGES,
+        "brand": config.brand.name[lang],
+        "tz": config.quota.timezone.key,
+        "pick": pick,
+        "error": error,
+        "csrf": csrf,
+    }
+    template = environment().get_template("dashboard.html")
     if d is None:
-        return (
-            environment()
-            .get_template("dashboard.html")
-            .render(
-                t=t,
-                lang=lang,
-                languages=LANGUAGES,
-                brand=config.brand.name[lang],
-                tz=config.quota.timezone.key,
-                d=None,
-                pick=pick,
-                error=error,
-                csrf=csrf,
-                keep="",
-            )
-        )
+        return template.render(**common, d=None, keep="")
     type_keys = list(VENUE_TYPES)
     labels = {k: VENUE_TYPES[k][lang] for k in type_keys}
     series = series_by_key(d.days, d.hours_by_type, type_keys, labels)
@@ -134,33 +130,22 @@ def render_dashboard(
         unit=t["hours"],
         open_label=t["open"],
     )
-    return (
-        environment()
-        .get_template("dashboard.html")
-        .render(
-            t=t,
-            lang=lang,
-            languages=LANGUAGES,
-            brand=config.brand.name[lang],
-            tz=config.quota.timezone.key,
-            first=d.first.isoformat(),
-            last=d.last.isoformat(),
-            d=d,
-            chart=chart,
-            legend=[(s.color, s.label) for s in series],
-            open_days=[x.isoformat() for x in d.open_days],
-            groups=[
-                ("venue", t["detail"]),
-                ("venue_type", t["by_venue_type"]),
-                ("district", t["by_district"]),
-                ("operator", t["by_operator"]),
-            ],
-            formats=("csv", "xlsx", "json"),
-            csrf=csrf,
-            pick=pick,
-            error=error,
-            keep=pick.keep,
-        )
+    return template.render(
+        **common,
+        first=d.first.isoformat(),
+        last=d.last.isoformat(),
+        d=d,
+        chart=chart,
+        legend=[(s.color, s.label) for s in series],
+        open_days=[x.isoformat() for x in d.open_days],
+        groups=[
+            ("venue", t["detail"]),
+            ("venue_type", t["by_venue_type"]),
+            ("district", t["by_district"]),
+            ("operator", t["by_operator"]),
+        ],
+        formats=("csv", "xlsx", "json"),
+        keep=pick.keep,
     )
 
 

@@ -66,17 +66,7 @@ async def api_credentials(request: web.Request, view: View) -> web.StreamRespons
     pid = await _person(view)
     found = await credentials_of(view.store.redis, pid)
     return web.json_response(
-        {
-            "credentials": [
-                {
-                    "username": c.username,
-                    "label": c.label,
-                    "issued_at": c.issued_at,
-                    "expires_at": c.expires_at,
-                }
-                for c in found
-            ]
-        },
+        {"credentials": [c.public() for c in found]},
         headers={"Cache-Control": "no-store"},
     )
 
