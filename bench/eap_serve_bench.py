@@ -6,7 +6,12 @@ argon2id in the executor, the allowance decision, the Accept) sequentially, and 
 throughput of ``--concurrency`` logins in flight. Each login uses its own
 Calling-Station-Id and person (max_devices is per person). Figures, no assertions.
 
-    .venv/bin/python -m bench.eap_serve_bench --logins 40 --concurrency 4
+``--resume``: each full login is followed by a second one of the same phone that resumes
+the TLS session (RFC 5281 §7.3, the session id kept by the peer; wpa_supplicant's way):
+its peer sends a wrong password, so it is only accepted if the server skipped phase 2
+(and argon2id) as it should. Both are timed, sequentially and ``--concurrency`` in flight.
+
+    .venv/bin/python -m bench.eap_serve_bench --logins 40 --concurrency 4 [--resume]
 """
 
 from __future__ import annotations
@@ -38,8 +43,16 @@ from tests.support.redis_proc import free_port
 REALM = "city.example"
 
 
-async def _login(ctl: Controller, pki: Pki, issued: IssuedCredential, mac: str) -> float:
-    peer = TtlsPeer(pki.ca_pem, issued.credential.username, issued.secret.encode())
+def _full_peer(pki: Pki, issued: IssuedCredential) -> TtlsPeer:
+    return TtlsPeer(pki.ca_pem, issued.credential.username, issued.secret.encode())
+
+
+def _resuming_peer(pki: Pki, issued: IssuedCredential, first: TtlsPeer) -> TtlsPeer:
+    """A peer resuming ``first``'s TLS session, with a password that would fail phase 2."""
+    return TtlsPeer(pki.ca_pem, issued.credential.username, b"not asked", resume_from=first)
+
+
+async def _login(ctl: Controller, peer: TtlsPeer, mac: str) -> float:
     secret = SECRET.encode()
     started = time.perf_counter()
     eap, state = peer.identity_response(), None
@@ -120,37 +133,66 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
                     store, policy, person.person, now, secrets.token_bytes(RANDOM_OCTETS)
                 )
             )
-        sequential = [
-            await _login(ctl, pki, creds[i], f"02-00-00-00-{i // 256:02X}-{i % 256:02X}")
-            for i in range(args.logins)
-        ]
+
+        def mac(i: int, group: int) -> str:
+            return f"02-00-00-{group:02X}-{i // 256:02X}-{i % 256:02X}"
+
+        sequential, resumed = [], []
+        firsts: dict[int, TtlsPeer] = {}
+        for i in range(args.logins):
+            peer = firsts[i] = _full_peer(pki, creds[i])
+            sequential.append(await _login(ctl, peer, mac(i, 0)))
+            if args.resume:
+                again = _resuming_peer(pki, creds[i], peer)
+                resumed.append(await _login(ctl, again, mac(i, 0)))
         gate = asyncio.Semaphore(args.concurrency)
 
         async def one(i: int) -> float:
             async with gate:
-                return await _login(ctl, pki, creds[i], f"02-00-00-01-{i // 256:02X}-{i % 256:02X}")
+                peer = firsts[i] = _full_peer(pki, creds[i])
+                return await _login(ctl, peer, mac(i, 1))
 
+        async def one_resumed(i: int) -> float:
+            async with gate:
+                return await _login(ctl, _resuming_peer(pki, creds[i], firsts[i]), mac(i, 1))
+
+        batch = range(args.logins, 2 * args.logins)
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(args.logins, 2 * args.logins)))
+        await asyncio.gather(*(one(i) for i in batch))
         elapsed = time.perf_counter() - t0
-        ms = sorted(x * 1000 for x in sequential)
-        p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
         print(
             f"full EAP-TTLS/PAP login through serve (argon2id 19 MiB t=2), {args.logins} logins:\n"
-            f"  sequential wall time per login: median {statistics.median(ms):.1f} ms, "
-            f"p95 {p95:.1f} ms\n"
+            f"  sequential wall time per login: {_figures(sequential)}\n"
             f"  {args.concurrency} in flight: {args.logins / elapsed:.1f} logins/s"
         )
+        if args.resume:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one_resumed(i) for i in batch))
+            elapsed = time.perf_counter() - t0
+            print(
+                f"resumed login (TLS session id, no phase 2, no argon2id), {args.logins}:\n"
+                f"  sequential wall time per login: {_figures(resumed)}\n"
+                f"  {args.concurrency} in flight: {args.logins / elapsed:.1f} logins/s"
+            )
         await ctl.stop()
     finally:
         redis.terminate()
         redis.wait()
 
 
+def _figures(seconds: list[float]) -> str:
+    ms = sorted(x * 1000 for x in seconds)
+    p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
+    return f"median {statistics.median(ms):.1f} ms, p95 {p95:.1f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logins", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--resume", action="store_true", help="also time a second login resuming the TLS session"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         asyncio.run(_run(args, Path(work)))

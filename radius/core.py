@@ -36,6 +36,7 @@ from radius.eap import EapError
 from radius.events import (
     AccessRequest,
     AccountingRequest,
+    NoReply,
     Reply,
     Source,
     access_request,
@@ -83,6 +84,7 @@ DropReason = Literal[
     "store_unavailable",
     "malformed_eap",
     "eap_too_long",
+    "unknown_state",
 ]
 """The ``reason`` label of ``citywifi_radius_dropped_total`` (dashboards use them)."""
 
@@ -101,6 +103,7 @@ DROP_REASONS: Final[tuple[DropReason, ...]] = (
     "store_unavailable",
     "malformed_eap",
     "eap_too_long",
+    "unknown_state",
 )
 
 DROP_LOG_INTERVAL = 60.0  # seconds between two log lines about one source's drops
@@ -315,14 +318,15 @@ class ServerCore:
             return self._refused(reason, host, peer.id, now)
         return Dispatch(event, Ticket(key, request, peer.secret, peer.id, origin, now))
 
-    def answered(self, ticket: Ticket, reply: Reply | None, now: float) -> Answer | Drop:
+    def answered(self, ticket: Ticket, reply: Reply | NoReply | None, now: float) -> Answer | Drop:
         """The datagram answering ``ticket`` (cached for its retransmissions), or
-        ``Drop("not_recorded")`` when the service gave no reply (the retransmission is
-        then processed afresh). Releases the ticket's in-flight slot."""
+        ``Drop("not_recorded")`` when the service gave no reply (``Drop(reason)`` for a
+        ``NoReply``; either way the retransmission is then processed afresh). Releases
+        the ticket's in-flight slot."""
         self.in_flight -= 1
-        if reply is None:
+        if reply is None or isinstance(reply, NoReply):
             self.dedup.finish(ticket.key, None, now)
-            return Drop("not_recorded", ticket.client)
+            return Drop("not_recorded" if reply is None else reply.reason, ticket.client)
         kind: Literal["reply", "shrunk"] = "reply"
         code = int(reply.code)
         try:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 from prometheus_client import Counter
@@ -30,6 +30,7 @@ from radius.packet import PacketError, attr, attr_int, attr_text, decode_reply, 
 
 __all__ = [
     "VENDORS",
+    "DaeChannel",
     "DaeClient",
     "DaeOutcome",
     "DaeResult",
@@ -104,6 +105,19 @@ class DaeTarget:
     port: int
     secret: bytes
     vendor: str = "generic"
+    client: str = ""  # its client id: a RadSec connection of it is used when open
+
+
+class DaeChannel(Protocol):
+    """A connection to the NAS that carries dynamic authorization (RadSec, RFC 6614
+    §2.5): ``exchange`` sends the request once (a reliable transport is not retransmitted
+    on) and returns the reply with the request's authenticator, or None."""
+
+    @property
+    def secret(self) -> bytes: ...
+    async def exchange(
+        self, code: int, attrs: bytes, timeout: float
+    ) -> tuple[bytes, bytes] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +297,11 @@ class DaeClient:
         retries: int = 3,
         timestamp_window: float = TIMESTAMP_WINDOW,
         clock: Callable[[], float] = time.time,
+        channels: Callable[[str], DaeChannel | None] | None = None,
     ) -> None:
         self.bind = bind
+        # client id -> its open RadSec connection, if any (radius.radsec.RadsecListener)
+        self.channels = channels
         self.timeout = timeout
         self.retries = retries
         self.timestamp_window = timestamp_window
@@ -350,6 +367,10 @@ class DaeClient:
     async def request(self, target: DaeTarget, code: int, attrs: bytes) -> DaeResult:
         """Send one request, retransmitting the same datagram on the backoff schedule."""
         kind = _KIND[code]
+        if target.client and self.channels is not None:
+            channel = self.channels(target.client)
+            if channel is not None:
+                return await self._over(channel, target, code, attrs)
         family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
         sock = await self._socket(family)
         dest = (target.host, target.port)
@@ -379,7 +400,48 @@ class DaeClient:
             RESULTS.labels(kind, "failed").inc()
             return DaeResult(DaeOutcome.TIMEOUT, attempts=attempts)
         reply_code, cause = future.result()
-        result = interpret(code, reply_code, cause, target.vendor)
+        return self._counted(code, reply_code, cause, target.vendor, attempts)
+
+    async def _over(
+        self, channel: DaeChannel, target: DaeTarget, code: int, attrs: bytes
+    ) -> DaeResult:
+        """One request down the NAS's RadSec connection, waiting as long as the UDP
+        retransmissions would have."""
+        kind = _KIND[code]
+        SENT.labels(kind).inc()
+        answer = await channel.exchange(
+            code, attrs, sum(retry_schedule(self.timeout, self.retries))
+        )
+        verified = self._verify(answer, channel.secret, code, target.client) if answer else None
+        if verified is None:
+            RESULTS.labels(kind, "failed").inc()
+            return DaeResult(DaeOutcome.TIMEOUT, attempts=1)
+        return self._counted(code, verified[0], verified[1], target.vendor, 1)
+
+    def _verify(
+        self, answer: tuple[bytes, bytes], secret: bytes, request_code: int, nas: str
+    ) -> tuple[int, int | None] | None:
+        data, authenticator = answer
+        try:
+            reply = decode_reply(data, secret, authenticator)
+        except PacketError as exc:
+            BAD_REPLIES.labels(exc.reason).inc()
+            log.warning("dae.bad_reply", nas=nas, reason=exc.reason)
+            return None
+        if reply.code not in (_ACK[request_code], _NAK[request_code]):
+            BAD_REPLIES.labels("unexpected_code").inc()
+            return None
+        stamp = reply.get(Attr.EVENT_TIMESTAMP)
+        if not event_timestamp_fresh(stamp, self.clock(), self.timestamp_window):
+            BAD_REPLIES.labels("stale_event_timestamp").inc()
+            return None
+        return reply.code, reply.integer(Attr.ERROR_CAUSE)
+
+    def _counted(
+        self, code: int, reply_code: int, cause: int | None, vendor: str, attempts: int
+    ) -> DaeResult:
+        kind = _KIND[code]
+        result = interpret(code, reply_code, cause, vendor)
         if result.outcome is DaeOutcome.ACK:
             RESULTS.labels(kind, "acked").inc()
         else:

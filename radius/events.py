@@ -5,7 +5,7 @@ that ``radius.packet`` has verified, and read by field afterwards. The service l
 never sees attribute numbers: ``AccessRequest.calling_station_id``, not
 ``request.text(31)``. The decoders here (``access_request``, ``accounting_request``,
 ``status_server``) are the only place that maps attributes (RFC 2865 §5, RFC 2866 §5,
-RFC 2869 §5, RFC 3162, RFC 4372, RFC 5580, RFC 6911) to fields.
+RFC 2869 §5, RFC 3162, RFC 4372, RFC 4818, RFC 5580, RFC 6911, RFC 8045) to fields.
 
 Text attributes are UTF-8 (RFC 2865 §5, invalid octets replaced), addresses are kept
 as text ("" when absent or of the wrong length), integers as ``int`` (None when
@@ -16,9 +16,17 @@ already encoded and, as typed fields, what the request log says about them.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, NamedTuple
+from typing import ClassVar, Final, Literal, NamedTuple
 
+from radius.addresses import (
+    DELEGATED_IPV6_PREFIX,
+    FRAMED_IPV6_PREFIX,
+    PortBlock,
+    first_prefix,
+    port_block,
+)
 from radius.attrs import AcctStatus, Attr, Code
 from radius.eap import eap_from_request
 from radius.packet import PacketError, Request, decrypt_user_password
@@ -32,6 +40,7 @@ __all__ = [
     "AccountingRequest",
     "AccountingResponse",
     "HiddenPassword",
+    "NoReply",
     "Reply",
     "Source",
     "StatusServer",
@@ -137,6 +146,9 @@ class AccessRequest:
     proxy_state: tuple[bytes, ...] = ()
     eap: bytes | None = field(default=None, repr=False)
     state: bytes | None = None
+    # the shared secret the request was verified with (the client's, or RadSec's fixed
+    # "radsec", RFC 6614 §2.3): what MS-MPPE keys in the answer are hidden with
+    secret: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.identifier <= 255 or len(self.authenticator) != 16:
@@ -177,6 +189,12 @@ class AccountingRequest:
     klass: bytes | None = None
     operator_name: str | None = None
     proxy_state: tuple[bytes, ...] = ()
+    # the address record (radius.addresses): RFC 3162 / RFC 4818 prefixes, the NAT block
+    framed_ipv6_prefix: str = ""
+    delegated_ipv6_prefix: str = ""
+    port_block: PortBlock | None = None
+    # the verified Vendor-Specific attributes by (vendor, type), for a per-NAS reading
+    vsas: Mapping[tuple[int, int], list[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status != self.status_type:
@@ -240,6 +258,16 @@ class AccessChallenge(_Reply):
     result: str = "challenge"
 
 
+@dataclass(frozen=True, slots=True)
+class NoReply:
+    """Send nothing, for a reason the service knows and the drop counter should show
+    (``citywifi_radius_dropped_total{reason}``) instead of ``not_recorded``: an EAP round
+    whose State names no conversation (unknown, replayed, expired or another client's,
+    RFC 3579 §2.6.1). Not cached: a retransmission is judged afresh."""
+
+    reason: Literal["unknown_state"]
+
+
 AccessReply = AccessAccept | AccessReject | AccessChallenge
 Reply = AccessAccept | AccessReject | AccessChallenge | AccountingResponse
 
@@ -300,6 +328,7 @@ def access_request(request: Request, client: str, secret: bytes, source: Source)
         tuple(proxy) if proxy else (),
         eap_from_request(request) if _EAP_MESSAGE in attrs else None,
         state[0] if (state := attrs.get(_STATE)) else None,
+        secret,
     )
 
 
@@ -334,6 +363,10 @@ def accounting_request(request: Request, client: str, source: Source) -> Account
         klass[0] if klass else None,
         operator[0].decode("utf-8", errors="replace") if operator else None,
         tuple(proxy) if proxy else (),
+        first_prefix(attrs, FRAMED_IPV6_PREFIX),
+        first_prefix(attrs, DELEGATED_IPV6_PREFIX),
+        port_block(attrs, request.vsas),
+        request.vsas,
     )
 
 

@@ -41,8 +41,10 @@ from radius.events import (
     AccessRequest,
     AccountingRequest,
     AccountingResponse,
+    NoReply,
     Reply,
 )
+from radius.tally import TALLY
 
 __all__ = ["DropLine", "DropLog", "RadiusEndpoint", "Service", "open_endpoint"]
 
@@ -60,7 +62,7 @@ class Service(Protocol):
     log_requests: bool  # one "radius.request" event per outcome (costs ~10 µs each)
 
     def peer_for(self, host: str) -> Peer | None: ...
-    async def access(self, event: AccessRequest) -> AccessReply | None: ...
+    async def access(self, event: AccessRequest) -> AccessReply | NoReply | None: ...
     async def accounting(self, event: AccountingRequest) -> AccountingResponse | None: ...
 
 
@@ -105,7 +107,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self.tasks: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
-        self._handle: Callable[[Any], Awaitable[Reply | None]] = (
+        self._handle: Callable[[Any], Awaitable[Reply | NoReply | None]] = (
             service.access if role == "auth" else service.accounting
         )
         soon = getattr(service, "accounting_soon", None) if role == "acct" else None
@@ -154,6 +156,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         if counter is None:
             counter = self._drops[drop.reason] = metrics.DROPPED.labels(self.role, drop.reason)
         counter.inc()
+        TALLY.dropped(drop.client, drop.reason)  # per NAS, to Redis (console, /metrics)
         line = drop.line
         if line is None:
             return
@@ -218,29 +221,31 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
     async def _answer(self, dispatch: Dispatch) -> None:
         ticket = dispatch.ticket
-        reply: Reply | None = None
+        reply: Reply | NoReply | None = None
         try:
             reply = await self._handle(dispatch.event)
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=ticket.client)
         self._finish(ticket, reply)
 
-    def _finish(self, ticket: Ticket, reply: Reply | None) -> None:
-        """Encode and send ``reply`` to ``ticket`` (None: counted as not recorded)."""
+    def _finish(self, ticket: Ticket, reply: Reply | NoReply | None) -> None:
+        """Encode and send ``reply`` to ``ticket`` (None: counted as not recorded; a
+        ``NoReply``: dropped with its reason)."""
         done = self.clock()
         try:
             outcome = self.core.answered(ticket, reply, done)
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=ticket.client)
             outcome = Drop("not_recorded", ticket.client)
-        if type(outcome) is Drop or reply is None:
-            self._dropped(Drop("not_recorded", ticket.client))
+        if type(outcome) is Drop or reply is None or isinstance(reply, NoReply):
+            drop = outcome if type(outcome) is Drop else Drop("not_recorded", ticket.client)
+            self._dropped(drop)
             if self.service.log_requests:
                 log.info(
                     "radius.request",
                     port=self.role,
                     client=ticket.client,
-                    result="not_recorded",
+                    result=drop.reason,
                     ms=round((done - ticket.started) * 1000, 2),
                 )
             return
@@ -261,6 +266,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             counter = metrics.CLIENT_REQUESTS.labels(ticket.client, self.role, label)
             self._clients[(ticket.client, code)] = counter
         counter.inc()
+        TALLY.sent(ticket.client, self.role, code, reply.result)  # per NAS, to Redis
         self._latency.observe(done - ticket.started)
         self._send(data, ticket.source)
         if self.service.log_requests:

@@ -16,6 +16,14 @@ from tests.support.redis_proc import RedisProcess
 SECRET = "testing123"
 
 
+def pytest_report_header() -> str:
+    """Which RADIUS data path this run's in-process servers use (``radius.fastpath``):
+    the compiled extension, or the pure-Python fallback and why."""
+    from radius import fastpath
+
+    return f"data path: {fastpath.reason()}"
+
+
 @pytest.fixture(autouse=True)
 def _structlog_per_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A command run in-process (``controller.cli.main``) configures logging: keep its

@@ -1,8 +1,10 @@
 """The console in a real browser (Debian's chromium, headless, driven by Playwright) on a
 live in-process ``serve`` with traffic from the NAS simulator: sign in with a password
 and a TOTP code, watch persons online change as devices log in and out (the page polls;
-nobody reloads it), and read it on a 390 px phone. Screenshots are kept in the test's
-temporary directory (``artifacts/``), the path printed."""
+nobody reloads it), disconnect all of a person's sessions, see a reload's status on the
+registry page, switch the console to Chinese, and read it on a 390 px phone.
+Screenshots are kept in the test's temporary directory (``artifacts/``), the path
+printed."""
 
 from __future__ import annotations
 
@@ -51,6 +53,22 @@ address = "127.0.0.3"
 secret = "{SECRET}"
 venue = "mall"
 coa_port = {DAE_PORT}
+"""
+
+
+RELOADED = """
+[[venues]]
+id = "library"
+name = { zh = "省图书馆", en = "Provincial Library" }
+type = "community"
+district = "长安区"
+operator = "op-telecom"
+
+[[clients]]
+id = "nas-new"
+address = "127.0.0.9"
+secret = "new-secret-3-0123456789"
+venue = "library"
 """
 
 
@@ -181,6 +199,46 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
             refused = await sim.login(issued.username, issued.password, mac="AA-BB-CC-00-00-09")
             assert refused is None and sim.events[-1]["event"] == "login_rejected"
             print("reject says:", sim.events[-1]["message"])
+            # a third person on two devices: find one session with the filters, then
+            # disconnect all of that person's: the NAS receives one request per session
+            third = [
+                await device("+8613800138003", "AA-BB-CC-00-00-04"),
+                await device("+8613800138003", "AA-BB-CC-00-00-05"),
+            ]
+            sent = sim.dae_requests
+            await page.goto(f"{base}/console/sessions")
+            await page.fill("input[name=nas]", "nas-sim")
+            await page.fill("input[name=venue]", "mall")
+            await page.click("form.filters button[type=submit]")
+            row = page.locator(f"tr[data-ref$='|nas-sim/{third[0].acct_session_id}']")
+            await expect(row).to_have_count(1, timeout=15_000)
+            await row.locator("button.disconnect-person").click()
+            results = page.locator("#results tbody td.result")
+            await expect(results).to_have_count(2)
+            assert await page.locator("#results td[data-result=acked]").count() == 2
+            assert "2 session(s), acked 2" in await page.inner_text("#notice")
+            assert sim.dae_requests == sent + 2
+            assert await page.input_value("input[name=nas]") == "nas-sim"  # filters kept
+            assert not any(s.acct_session_id in sim.sessions for s in third)
+            await page.screenshot(
+                path=str(artifacts / "console-sessions-person.png"), full_page=True
+            )
+            await page.goto(f"{base}/console/sessions?lang=zh")  # the language switch
+            await expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+            assert "在线会话" in await page.inner_text("h1")
+            assert "筛选" in await page.inner_text("form.filters")
+            await page.screenshot(path=str(artifacts / "console-sessions-zh.png"), full_page=True)
+            await page.goto(f"{base}/console/registry?lang=en")
+
+            # a reload with a changed registry: the registry page says when and what
+            source = ctl.config.source
+            source.write_text(source.read_text() + RELOADED)
+            assert await ctl.reload(source)
+            await page.goto(f"{base}/console/registry")
+            await expect(page.locator("#last-reload")).to_contain_text("applied")
+            changes = await page.inner_text("#reload-changes")
+            assert "RADIUS clients added: nas-new" in changes and "venues added: library" in changes
+            await page.screenshot(path=str(artifacts / "console-registry.png"), full_page=True)
             await page.goto(f"{base}/console/overview")
 
             phone = await browser.new_context(

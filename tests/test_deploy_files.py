@@ -369,3 +369,27 @@ def test_production_redis_conf_is_accepted_and_never_evicts(production_redis: No
         c.set("cw:{p}:u:20260101", 1)
         assert c.get("cw:{p}:u:20260101") == "1"
     wait_until(lambda: (production_redis.dir / "appendonly.aof").exists(), 5, what="AOF")
+
+
+def test_natlog_listener_unit_verifies(tmp_path: Path) -> None:
+    """The standalone ``citywifi natlog listen`` unit: parsed, hardened like the main
+    one with only CAP_NET_BIND_SERVICE (syslog's 514), and ``systemd-analyze verify``
+    accepts it (its ExecStart pointed at an executable that exists here)."""
+    unit = _unit("citywifi-natlog.service")
+    service = unit["Service"]
+    assert "citywifi natlog listen --config" in service["ExecStart"]
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert service["User"] == "citywifi"
+    assert service["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
+    assert service["ProtectSystem"] == "strict"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed")
+    text = (DEPLOY / "systemd" / "citywifi-natlog.service").read_text()
+    copy = tmp_path / "citywifi-natlog.service"
+    copy.write_text(text.replace("/opt/citywifi/bin/citywifi", shutil.which("true") or "/bin/true"))
+    proc = subprocess.run(
+        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -105,6 +105,14 @@ async def _eapol(ctl: Controller, tmp_path: Path, pki: Pki, user: str, pw: str) 
     )
 
 
+async def _login_records(ctl: Controller) -> list[dict[str, str]]:
+    """The login records in the audit outbox, oldest first."""
+    assert ctl.store is not None
+    entries = await ctl.store.redis.xrange(keys.OUTBOX)
+    fields = [{k.decode(): v.decode() for k, v in e[1].items()} for e in entries]
+    return [f for f in fields if f.get("k") == "login"]
+
+
 def _attribute(output: str, number: int) -> str:
     """The value eapol_test printed for RADIUS attribute ``number`` of the last Accept."""
     found = re.findall(rf"Attribute {number} \([^)]*\) length=\d+\s*\n\s*Value: (.*)", output)
@@ -145,6 +153,10 @@ async def test_eap_ttls_login_through_serve_then_accounting(
 
         wrong = await _eapol(ctl, tmp_path, pki, user, secret + "x")
         assert not wrong.ok and "Access-Reject" in wrong.output
+        # the refused TTLS login is in the audit log like a refused portal login
+        logins = await _login_records(ctl)
+        assert logins[-1]["result"] == "reject:eap_wrong_password"
+        assert logins[-1]["pid"] == person and logins[-1]["client"] == "nas-local"
     finally:
         await ctl.stop()
 
@@ -172,6 +184,9 @@ async def test_eap_ttls_revoked_and_used_up_are_rejected(
         assert await EapCredentialStore(ctl.store.redis).revoke(person, user)
         revoked = await _eapol(ctl, tmp_path, pki, user, secret)
         assert not revoked.ok and "Access-Reject" in revoked.output
+        # audited: a revoked credential fails phase 2 as an unknown one (no person known)
+        last = (await _login_records(ctl))[-1]
+        assert (last["result"], last["pid"]) == ("reject:eap_wrong_password", "")
     finally:
         await ctl.stop()
 

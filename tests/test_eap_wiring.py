@@ -22,11 +22,13 @@ from controller.cli.serve import Controller
 from controller.config import load_config
 from controller.domain.eap_credentials import RANDOM_OCTETS, CredentialPolicy
 from controller.services.passpoint import issue_for
+from controller.storage import keys
 from controller.storage.eap_credentials import EapCredentialStore
 from radius.attrs import Attr, Code
 from radius.core import Dispatch, Drop, ServerCore
 from radius.eap import EapCode, EapPacket, EapType, decode_eap, eap_message_attrs
 from radius.events import AccessRequest
+from radius.metrics import DROPPED
 from radius.packet import attr, attr_text, decode_reply, encode_request
 from tests.conftest import SECRET, write_config
 from tests.support.eap_kit import Pki, TtlsPeer, make_pki
@@ -159,9 +161,17 @@ async def test_rounds_retransmission_replay_and_realm(
             raw2 = await nas.request_raw(second, timeout=2.0)
             assert raw2 is not None and raw2[0] == Code.ACCESS_CHALLENGE
 
-            # the same State again with a new authenticator (a replay): no answer
+            # the same State again with a new authenticator (a replay): no answer,
+            # counted as its own drop reason (not as not_recorded)
+            unknown = DROPPED.labels("auth", "unknown_state")
+            not_recorded = DROPPED.labels("auth", "not_recorded")
+            before = (unknown._value.get(), not_recorded._value.get())
             replay = _request(answer, ident=9, state=state)
             assert await nas.request_raw(replay, timeout=0.5) is None
+            assert (unknown._value.get(), not_recorded._value.get()) == (
+                before[0] + 1,
+                before[1],
+            )
 
             # the next State presented by another client (nas-local-2): nothing, and the
             # conversation is still the first client's
@@ -184,6 +194,11 @@ async def test_rounds_retransmission_replay_and_realm(
             assert rejected.code == Code.ACCESS_REJECT
             failure = decode_eap(b"".join(rejected.attrs[int(Attr.EAP_MESSAGE)]))
             assert (failure.code, failure.identifier) == (EapCode.FAILURE, 3)
+            # audited like any refused login
+            assert ctl.store is not None
+            entries = await ctl.store.redis.xrange(keys.OUTBOX)
+            results = [e[1].get(b"result") for e in entries if e[1].get(b"k") == b"login"]
+            assert results[-1] == b"reject:eap_foreign_realm"
 
             # the attack: EAP without Message-Authenticator gets nothing back
             bare = _request(_identity(f"anonymous@{REALM}"), ident=11, ma=False)

@@ -64,11 +64,15 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debia
 class Served:
     """``citywifi serve`` as a subprocess on OS-free ports, ready when /readyz says so."""
 
-    def __init__(self, directory: Path, redis_url: str, generic_login_url: str) -> None:
+    def __init__(
+        self, directory: Path, redis_url: str, generic_login_url: str, extra: str = ""
+    ) -> None:
         self.dir = directory
         self.ports = {"http": free_port(), "auth": free_port(socket.SOCK_DGRAM),
                       "acct": free_port(socket.SOCK_DGRAM)}  # fmt: skip
-        config = write_portal_config(directory, redis_url, generic_login_url=generic_login_url)
+        config = write_portal_config(
+            directory, redis_url, clients=extra, generic_login_url=generic_login_url
+        )
         text = config.read_text()
         for key, port in (("auth_port", "auth"), ("acct_port", "acct"), ("port", "http")):
             text = re.sub(rf"(?m)^{key} = 0$", f"{key} = {self.ports[port]}", text)

@@ -126,7 +126,7 @@ def test_formats_are_reproducible_and_share_the_digest() -> None:
 
 
 @given(
-    st.lists(st.integers(min_value=0, max_value=20 * 3600), min_size=1, max_size=31),
+    st.lists(st.integers(min_value=0, max_value=20 * 3600), min_size=1, max_size=30),
     st.decimals(min_value=0, max_value=50, places=2),
 )
 def test_a_capped_venue_gets_exactly_the_cap_or_less(days: list[int], cap: Decimal) -> None:

@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 from redis import exceptions as redis_errors
 
 from controller.domain.enforcement import other_devices
+from controller.domain.nas_health import StatsDelta
 from controller.domain.state import AccountingWrite, Origin, PersonSnapshot
 from controller.storage import keys
+from controller.storage.nas_stats import NasStatsStore
 from controller.storage.redis_batch import Command
 from controller.storage.redis_conn import client_from_url
 from controller.storage.scripts import find_scripts, parse_header
@@ -141,6 +143,9 @@ async def _every_script(store: Store) -> None:
     await store.forget_mac(mac, pid)
     await store.redis.zadd(keys.PROFILE_INDEX, {pid: NOON - 10})  # a profile past retention
     await store.purge_profiles(NOON)
+    await NasStatsStore(store).write(
+        StatsDelta(NOON // 60, clients={"nas": {"auth:accept": 2}}, heard={"nas": NOON})
+    )
 
 
 async def test_each_header_lists_the_keys_and_arguments_passed(

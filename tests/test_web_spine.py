@@ -33,7 +33,7 @@ from controller.services.portal.errors import PortalError
 from controller.services.signing import Signer, b64
 from controller.storage.keyfiles import load_key, load_person_key, load_portal_key
 from controller.storage.store import StoreUnavailable
-from controller.web import admin, audit, reports
+from controller.web import admin, audit, person_erase, reports
 from controller.web.auth import PRINCIPAL, Principal, requires, role_of, roles_of
 from controller.web.csrf import Csrf, form_token
 from controller.web.errors import (
@@ -334,6 +334,7 @@ def api_app(tmp_path: Path) -> web.Application:
     reports.add_routes(app)
     audit.add_routes(app)
     admin.add_routes(app)
+    person_erase.add_routes(app)
     return app
 
 
@@ -361,6 +362,9 @@ async def test_every_api_route_declares_its_role(api_app: web.Application) -> No
         ("POST", "/api/v1/admin/block"): "admin",
         ("POST", "/api/v1/admin/unblock"): "admin",
         ("POST", "/api/v1/admin/revoke-devices"): "admin",
+        ("GET", "/api/v1/admin/eap/credentials"): "admin",
+        ("POST", "/api/v1/admin/eap/revoke"): "admin",
+        ("POST", "/api/v1/admin/erase"): "admin",
     }
 
 

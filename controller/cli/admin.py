@@ -5,29 +5,20 @@ running ``serve``; the answer is printed as JSON, logs go to stderr."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from controller.cli import logs
+from controller.cli.admin_command import admin_session, person_of, run_json
 from controller.config import Config
 from controller.services.admin import (
-    AdminError,
     block,
     block_until,
     disconnect,
     person_status,
-    resolve_person,
     revoke_devices,
     unblock,
 )
-from controller.services.enforcer import Enforcer
-from controller.storage.keyfiles import load_person_key
-from controller.storage.redis_conn import connect_store, embedded_for
-from controller.storage.store import StoreUnavailable
 
 
 def add_parser(sub: Any) -> None:
@@ -55,19 +46,10 @@ def add_parser(sub: Any) -> None:
 
 
 async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    embedded = embedded_for(config.redis)
-    store = await connect_store(config, embedded)
-    enforcer = Enforcer(config, store)
-    try:
-        if args.admin_command in ("disconnect", "block"):
-            await enforcer.start(loop=False)  # its DAE client only: no loop, no log line
-        pid = resolve_person(
-            phone=args.phone,
-            person=args.person,
-            person_key=load_person_key(config.security.person_key, config.redis.data_dir),
-        )
+    action = args.admin_command
+    async with admin_session(config, dae=action in ("disconnect", "block")) as (store, enforcer):
+        pid = person_of(config, args)
         now = int(time.time())
-        action = args.admin_command
         if action == "sessions":
             return await person_status(store, config.quota, pid, now)
         if action == "disconnect":
@@ -80,23 +62,8 @@ async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         if action == "revoke-devices":
             return await revoke_devices(store, pid)
         return await unblock(store, pid)
-    finally:
-        await enforcer.stop()
-        await store.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)  # only a server this command started
 
 
 def run_cli(config: Config, args: argparse.Namespace) -> int:
     """Run one admin command; print its JSON answer. Exit 2 on a usage problem."""
-    logs.configure_logging(config.log)  # logs to stderr: stdout is the answer
-    try:
-        result = asyncio.run(_cli(config, args))
-    except AdminError as exc:
-        print(f"citywifi admin {args.admin_command}: {exc.message}", file=sys.stderr)
-        return 2
-    except StoreUnavailable as exc:
-        print(f"citywifi admin {args.admin_command}: Redis unavailable: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0
+    return run_json(config, f"citywifi admin {args.admin_command}", lambda: _cli(config, args))

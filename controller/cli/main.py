@@ -18,7 +18,7 @@ from importlib.metadata import version as installed
 from pathlib import Path
 
 import controller
-from controller.cli import admin, logins, natlog, reports, test_login, trace, users
+from controller.cli import admin, eap, logins, natlog, persons, reports, test_login, trace, users
 from controller.cli.config_file import CONFIG_HELP, load_or_exit, resolve_config
 from controller.cli.startup import EXIT_USAGE, explain
 from controller.config import (
@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     reports.add_commands(sub)  # report subsidy, audit export / trim / who
     natlog.add_commands(sub)  # natlog import / listen / trim
     admin.add_parser(sub)  # admin sessions | disconnect | block | unblock
+    eap.add_parser(sub)  # eap list | revoke (EAP credentials, docs/eap.md)
+    persons.add_parser(sub)  # person erase | export (PIPL)
     users.add_parser(sub)  # user add | passwd | disable | list (console accounts)
     test_login.add_parser(sub)  # test-login (radtest) and trace (radiusd -X of one client)
     trace.add_parser(sub)
@@ -109,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         return natlog.run(args)
     if args.command == "admin":
         return admin.run_cli(load_or_exit(args.config), args)
+    if args.command == "eap":
+        return eap.run_cli(load_or_exit(args.config), args)
+    if args.command == "person":
+        return persons.run_cli(load_or_exit(args.config), args)
     if args.command == "user":
         return users.run_cli(load_or_exit(args.config), args)
     if args.command == "test-login":

@@ -17,10 +17,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from controller.cli import logs
 from controller.cli.config_file import add_no_drain, load_or_none
 from controller.config import Config
 from controller.services import natlog
 from controller.storage.archive import Archive, archive_root
+from controller.storage.redis_conn import client_from_url, embedded_for
+from controller.storage.redis_embedded import EmbeddedRedisError
+from controller.storage.store import Store
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,19 +63,45 @@ def cmd_audit_who(
     config = load_or_none(args.config)
     if config is None:
         return 1
+    logs.configure_logging(config.log)  # logs to stderr: stdout is the answer
     try:
         q = natlog.parse_who(args.ip, args.port, args.at, config)
     except natlog.WhoQueryError as exc:
         print(f"citywifi audit who: {exc.message}", file=sys.stderr)
         return 2
     archive = prepare(config, not args.no_drain)
-    doc = natlog.who(archive, config, who_, q, time.time(), with_phone=True)
+    doc = asyncio.run(_who(archive, config, who_, q))
     if args.format == "json":
         sys.stdout.buffer.write(natlog.to_json(doc) + b"\n")
     else:
         sys.stdout.write(natlog.render_text(doc))
     sys.stdout.flush()
     return 0
+
+
+async def _who(
+    archive: Archive, config: Config, who_: str, q: natlog.WhoQuery
+) -> dict[str, object]:
+    """``who`` with the open sessions from Redis when it can be reached (an embedded
+    Redis not running is started for the read and stopped again)."""
+    embedded = embedded_for(config.redis)
+    try:
+        url = config.redis.url or (await asyncio.to_thread(embedded.start) if embedded else "")
+    except (EmbeddedRedisError, OSError) as exc:
+        print(f"citywifi: embedded Redis not started ({exc})", file=sys.stderr)
+        url = ""
+    store = Store(client_from_url(url)) if url else None
+    try:
+        if store is not None and not await store.ping():
+            print("citywifi: Redis not reachable; closed sessions only", file=sys.stderr)
+            await store.close()
+            store = None
+        return await natlog.who_live(archive, store, config, who_, q, time.time(), with_phone=True)
+    finally:
+        if store is not None:
+            await store.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)  # only stops a server this command started
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -89,6 +119,25 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload(listener: natlog.NatLogListener, path: Path) -> None:
+    """SIGHUP: the exporters, retention and template timeout of the file as it is now
+    (its sockets stay as bound); an invalid file keeps the running config."""
+    try:
+        config = load_or_none(path)
+    except OSError as exc:
+        print(f"citywifi natlog listen: {exc}", file=sys.stderr)
+        config = None
+    if config is None:
+        print("citywifi natlog listen: reload refused, the running config kept", file=sys.stderr)
+        return
+    listener.apply_config(config)
+    print(
+        f"citywifi natlog listen: reloaded, {len(config.natlog.exporters)} exporter(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 async def _listen(config: Config) -> None:
     listener = natlog.NatLogListener(Archive(archive_root(config)), config, time.time)
     stop = asyncio.Event()
@@ -96,6 +145,8 @@ async def _listen(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, _reload, listener, config.source)
     await listener.start()
     ports = ", ".join(f"{k} udp/{v}" for k, v in listener.ports.items())
     print(f"citywifi natlog listen: {config.natlog.bind} {ports}", file=sys.stderr, flush=True)

@@ -49,7 +49,7 @@ def _describe(v: Verdict) -> str:
     lines = [f"{head}: {v.reason} ({v.format}, {key})", f"  {what}"]
     for name in (
         "method",
-        "rates_yuan_per_hour",
+        "rates_yuan_per_hour",  # reports made before rate_versions
         "venue_caps_yuan_per_month",
         "operator_factors",
         "daily_allowance_seconds",
@@ -58,6 +58,16 @@ def _describe(v: Verdict) -> str:
     ):
         if name in p:
             lines.append(f"  {name}: {p[name]}")
+    versions = p.get("rate_versions")
+    for v in versions if isinstance(versions, list) else ():
+        if isinstance(v, dict):
+            since = v.get("effective") or "always"
+            lines.append(
+                f"  rates {v.get('version', '?')} (effective {since}) for "
+                f"{v.get('from', '?')}..{v.get('to', '?')}: {v.get('rates_yuan_per_hour')}, "
+                f"caps {v.get('venue_caps_yuan_per_month')}, "
+                f"factors {v.get('operator_factors')}"
+            )
     return "\n".join(lines)
 
 

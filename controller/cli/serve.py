@@ -29,11 +29,14 @@ from controller.cli.supervisor import default_workers, serve_workers
 from controller.cli.systemd import Notifier
 from controller.config import Config, ConfigError, load_config
 from controller.config.reload import adopt, changes, counts, restart_needed
+from controller.services import reload_status
 from controller.services.archiver import Archiver
 from controller.services.eap_service import eap_logins
 from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.metrics import MemoryWatch, OnlineStats, reload_result
+from controller.services.nas_stats import NasStats
+from controller.services.natlog import NatLogListener
 from controller.services.portal.service import Portal
 from controller.services.radius_service import RadiusService
 from controller.services.signing import Signer
@@ -47,6 +50,7 @@ from controller.web.app import make_app, make_metrics_app
 from controller.web.http_edge import ConnectionGuard, EdgeError, GuardedSite
 from controller.web.resources import Resources
 from radius.core import Role
+from radius.radsec import RadsecListener, open_radsec, server_context
 from radius.server import RadiusEndpoint, open_endpoint
 
 log = structlog.get_logger("citywifi")
@@ -59,8 +63,13 @@ class Controller:
         *,
         clock: Callable[[], float] = time.time,
         reuse_port: bool = False,  # a worker of `serve --workers N` shares its ports
+        natlog_owner: bool = True,  # runs the NAT-log listener ([natlog] listen): one process
     ) -> None:
         self.live = LiveConfig(config)  # config + registry in force; SIGHUP swaps both
+        self.natlog_owner = natlog_owner
+        self.natlog: NatLogListener | None = None  # [natlog] listen: the UDP NAT-log listener
+        self._natlog_task: asyncio.Task[None] | None = None
+        self._natlog_stop = asyncio.Event()
         self.clock = clock
         self.reuse_port = reuse_port
         self.embedded = embedded_for(config.redis)
@@ -75,10 +84,12 @@ class Controller:
         self.archive = Archive(archive_root(config))  # usage ledger + audit log (reports)
         self.archiver: Archiver | None = None  # drains the outbox into the archive
         self.online: OnlineStats | None = None  # city-wide online gauges, counted in Redis
+        self.nas_stats: NasStats | None = None  # per-NAS counters, flushed to Redis
         self.memory: MemoryWatch | None = None  # Redis memory vs its budget (load shedding)
         self.tracer: Tracer | None = None  # the per-client RADIUS trace (citywifi trace)
         self._reloading = asyncio.Lock()
         self.endpoints: list[RadiusEndpoint] = []
+        self.radsec: RadsecListener | None = None  # [radsec] enabled: RFC 6614 over TLS
         self.runners: list[web.AppRunner] = []  # the citizen listener, then /metrics's
         self.http_port = 0
         self.metrics_port = 0  # http.metrics_bind's listener (0: none)
@@ -109,6 +120,8 @@ class Controller:
             store, clock=self.clock, clients=lambda: [c.id for c in self.config.clients]
         )
         self.online.start()
+        self.nas_stats = NasStats(store, lambda: self.config, clock=self.clock)
+        self.nas_stats.start()
         self.memory = MemoryWatch(store)
         with contextlib.suppress(StoreUnavailable):
             await self.memory.poll()  # shedding knows the budget from the first request
@@ -135,8 +148,14 @@ class Controller:
             clock=self.clock,
             enforcer=self.enforcer,
         )
-        self.tracer = Tracer(store, lambda: [c.id for c in self.config.clients])
+        self.tracer = Tracer(
+            store,
+            lambda: [c.id for c in self.config.clients],
+            configured=lambda: [c.id for c in self.config.clients if c.trace],
+        )
         self.tracer.start()
+        if cfg.natlog.listen and self.natlog_owner:
+            await self._start_natlog(cfg)
         ports: tuple[tuple[Role, int], ...] = (
             ("auth", cfg.radius.auth_port),
             ("acct", cfg.radius.acct_port),
@@ -155,6 +174,8 @@ class Controller:
                     on_packet=self.tracer.observe,
                 )
             self.endpoints.append(endpoint)
+        if cfg.radsec.enabled:
+            self.radsec = await self._open_radsec(cfg, store)
         path = self.endpoints[0].core.data_path  # which codec runs, and why (issue 16)
         log.info(
             "radius.data_path",
@@ -199,9 +220,61 @@ class Controller:
             auth_port=self.auth_port,
             acct_port=self.acct_port,
             http_port=self.http_port,
+            **({"radsec_port": self.radsec.port} if self.radsec else {}),
             **({"metrics_port": self.metrics_port} if self.metrics_port else {}),
             redis="embedded" if self.embedded else "external",
         )
+
+    async def _start_natlog(self, cfg: Config) -> None:
+        """The NAT-log listener (docs/audit.md) in this process: its UDP sockets, and
+        its writer until ``stop``."""
+        listener = NatLogListener(self.archive, cfg, self.clock)
+        with binding("NAT log", cfg.natlog.bind, cfg.natlog.syslog_port, "udp"):
+            await listener.start()
+        self.natlog = listener
+        if not cfg.natlog.exporters:
+            log.warning("natlog.no_exporters")  # every datagram is dropped until a reload
+        self._natlog_task = asyncio.ensure_future(listener.run(self._natlog_stop))
+
+    async def _open_radsec(self, cfg: Config, store: Store) -> RadsecListener:
+        """The RadSec listener (docs/radius.md): the same service and trace as UDP;
+        the enforcer's Disconnect/CoA go down a client's connection when it asks for it."""
+        rs = cfg.radsec
+        assert rs.certificate and rs.private_key and rs.ca_certificates  # check-config's
+        assert self.service is not None and self.tracer is not None
+        try:
+            context = server_context(rs.certificate, rs.private_key, rs.ca_certificates)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise StartupError(
+                f"[radsec]: cannot load the certificates: {exc}", EXIT_CONFIG
+            ) from exc
+        with binding("RadSec", rs.bind, rs.port, "tcp"):
+            listener = await open_radsec(
+                self.service,
+                context,
+                rs.bind,
+                rs.port,
+                idle_timeout=rs.idle_timeout,
+                max_in_flight=rs.max_in_flight,
+                dedup_window=cfg.radius.dedup_window,
+                reuse_port=self.reuse_port,
+                can_record=store.health.can_record,
+                on_packet=self.tracer.observe,
+            )
+        if self.enforcer is not None and self.enforcer.dae is not None:
+            self.enforcer.dae.channels = listener.channel_for
+        return listener
+
+    def _reload_radsec_certificates(self, config: Config) -> None:
+        """SIGHUP: read the RadSec certificate files again (a renewed certificate, a CA
+        added); new connections use them, open ones keep theirs."""
+        rs = config.radsec
+        if self.radsec is None or not (rs.certificate and rs.private_key and rs.ca_certificates):
+            return
+        try:
+            self.radsec.context = server_context(rs.certificate, rs.private_key, rs.ca_certificates)
+        except (OSError, ValueError) as exc:
+            log.error("radsec.certificates_not_reloaded", error=str(exc))
 
     async def _listen(
         self, name: str, app: web.Application, host: str, port: int, guard: ConnectionGuard
@@ -242,10 +315,19 @@ class Controller:
                 reload_result(False)
                 for problem in exc.problems:
                     log.error("config.reload_refused", problem=str(problem))
+                at = int(self.clock())
+                await reload_status.record(
+                    self.store, reload_status.refused(at, str(path), [str(p) for p in exc.problems])
+                )
                 return False
             except Exception as exc:  # unreadable file, …: keep running on the old one
                 reload_result(False)
-                log.error("config.reload_refused", problem=f"{path}: {type(exc).__name__}: {exc}")
+                words = f"{path}: {type(exc).__name__}: {exc}"
+                log.error("config.reload_refused", problem=words)
+                at = int(self.clock())
+                await reload_status.record(
+                    self.store, reload_status.refused(at, str(path), [words])
+                )
                 return False
             old = self.config
             new = adopt(old, loaded)  # sockets, Redis, keys, logging, SMS: as running
@@ -253,12 +335,22 @@ class Controller:
                 self.service.apply_config(new)
             if self.enforcer is not None:
                 self.enforcer.apply_config(new)
+            if self.natlog is not None:
+                self.natlog.apply_config(new)
             self.live.swap(new)  # the portal, APIs and archiver read it from here
+            if self.tracer is not None:
+                self.tracer.follow_config()  # [[clients]] trace = true, as now configured
+            self._reload_radsec_certificates(new)
             reload_result(True)
-            log.info("config.reloaded", **counts(new), changes=changes(old, new))
+            diff = changes(old, new)
+            log.info("config.reloaded", **counts(new), changes=diff)
             pending = restart_needed(old, loaded)
             if pending:
                 log.warning("config.restart_needed", keys=pending)
+            await reload_status.record(  # for the console's registry page, every worker's
+                self.store,
+                reload_status.applied(int(self.clock()), str(path), diff, pending, counts(new)),
+            )
             return True
 
     async def stop(self) -> None:
@@ -270,6 +362,8 @@ class Controller:
         # closed socket would swallow (uvloop's UDP transport cannot pause reading).
         for endpoint in self.endpoints:
             endpoint.max_in_flight = 0
+        if self.radsec is not None:
+            await self.radsec.stop()
         for endpoint in self.endpoints:
             await endpoint.drain()
         for endpoint in self.endpoints:
@@ -285,8 +379,16 @@ class Controller:
             await runner.cleanup()
         if self.archiver is not None:
             await self.archiver.stop()  # a last drain of the outbox
+        if self.natlog is not None:
+            self._natlog_stop.set()  # writes what it holds
+            if self._natlog_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._natlog_task
+            self.natlog.close()
         if self.online is not None:
             await self.online.stop()
+        if self.nas_stats is not None:
+            await self.nas_stats.stop()  # writes what the last requests counted
         if self.memory is not None:
             await self.memory.stop()
         if self.store is not None:
@@ -302,8 +404,9 @@ async def run_forever(
     reuse_port: bool = False,
     on_ready: Callable[[Controller], None] | None = None,  # a worker tells its supervisor
     on_stopping: Callable[[], None] | None = None,  # systemd: STOPPING=1
+    natlog_owner: bool = True,  # `serve --workers N`: the first worker only
 ) -> None:
-    controller = Controller(config, reuse_port=reuse_port)
+    controller = Controller(config, reuse_port=reuse_port, natlog_owner=natlog_owner)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[bool]] = set()
     hup_early = asyncio.Event()

@@ -46,8 +46,11 @@ async def follow(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     store = await connect_store(config, embedded)
     db = TraceStore(store)
     try:
+        configured = any(c.id == args.client and c.trace for c in config.clients)
         if args.off:
             print("off" if await db.off(args.client) else "was not on", file=out)
+            if configured:  # the switch adds to the config; it cannot turn that off
+                print("still traced: `trace = true` in its [[clients]] entry", file=out)
             return 0
         await db.on(args.client, args.seconds, _actor())
         print(f"tracing client {args.client} for {args.seconds} s (Ctrl-C ends it)", file=out)

@@ -72,7 +72,8 @@ def worker_main(argv: list[str] | None = None) -> int:
     logs.configure_logging(config.log)
     structlog.contextvars.bind_contextvars(worker=int(os.environ.get(WORKER_ENV, "0")))
     try:
-        run(run_forever(config, reuse_port=True, on_ready=lambda _: tell("R")))
+        first = os.environ.get(WORKER_ENV, "0") == "0"  # owns the NAT-log listener's ports
+        run(run_forever(config, reuse_port=True, on_ready=lambda _: tell("R"), natlog_owner=first))
     except KeyboardInterrupt:
         pass
     except Exception as exc:

@@ -13,13 +13,16 @@ builds the frozen runtime ``Config`` (``model``) from the validated models.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import ipaddress
+import itertools
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -51,6 +54,7 @@ from controller.config.model import (
     NatLogSettings,
     Operator,
     PortalSettings,
+    PrivacySettings,
     QuotaPolicy,
     RadiusSettings,
     RedisSettings,
@@ -62,6 +66,7 @@ from controller.config.model import (
 )
 from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigError, ConfigProblem, KeyPath, format_key
+from controller.config.radsec import RadsecSettings
 from controller.config.registry_csv import (
     access_point_entry,
     column_problem,
@@ -82,12 +87,15 @@ from controller.config.schema import (
     EnforcerTable,
     HttpTable,
     LogTable,
+    Name,
     NatLogTable,
     OperatorEntry,
     PasspointTable,
     PortalTable,
+    PrivacyTable,
     QuotaTable,
     RadiusTable,
+    RadsecTable,
     RedisTable,
     RegistryTable,
     ReportsTable,
@@ -100,6 +108,8 @@ from controller.config.schema import (
 )
 from controller.config.wording import key_path, message, messages
 from controller.domain.mac import normalize_mac
+from controller.domain.periods import FIRST_DAY
+from controller.domain.rate_history import RateVersion
 from controller.domain.venue_types import VENUE_TYPES
 
 __all__ = ["CONFIG_ENV", "DEFAULT_CONFIG_PATH", "REDIS_URL_ENV", "check_config", "config_path",
@@ -333,6 +343,8 @@ class _Builder:
         enforcer = self.table(raw, "enforcer", EnforcerTable)
         passpoint = self.table(raw, "passpoint", PasspointTable)
         natlog = self.table(raw, "natlog", NatLogTable)
+        radsec = self.table(raw, "radsec", RadsecTable)
+        privacy = self.table(raw, "privacy", PrivacyTable)
 
         operators = self.entries(raw, "operators", OperatorEntry)
         venues = self.entries(raw, "venues", VenueEntry)
@@ -373,15 +385,18 @@ class _Builder:
             "sha256",
             "token sha256",
         )
+        if radsec is not None and radsec.enabled:
+            self.warn_radsec_without_clients(clients)
         if self.problems or brand is None:
             return None
         assert quota and radius and http and redis and sms and log and security and portal
-        assert subsidy and audit and reports and enforcer and passpoint and natlog
-        return self.config(
+        assert subsidy and audit and reports and enforcer and passpoint and natlog and radsec
+        assert privacy
+        return self.with_radsec(radsec, self.config(
             brand, quota, radius, http, redis, sms, log, security, portal, subsidy, audit,
             reports, enforcer, passpoint, natlog, _valid(operators), _valid(venues),
-            _valid(clients), _valid(access_points), _valid(tokens),
-        )  # fmt: skip
+            _valid(clients), _valid(access_points), _valid(tokens), privacy=privacy,
+        ))  # fmt: skip
 
     # -- checks across entries
     def declare(
@@ -423,6 +438,7 @@ class _Builder:
     ) -> None:
         ids = self.declare(clients, "id", "client id")
         nas_ids = self.declare(clients, "nas_identifier", "nas_identifier")
+        self.check_radsec_ids(clients)
         # A nas_id in a portal redirect may be a client id or a NAS-Identifier: keep it unique.
         for nas_id, spot in nas_ids.items():
             other = ids.get(nas_id)
@@ -441,6 +457,39 @@ class _Builder:
                 continue
             networks.append((entry.spot, entry.text("id") or format_key(entry.spot.path), network))
         self.overlaps(networks)
+
+    def warn_radsec_without_clients(self, clients: Sequence[Entry[ClientEntry]]) -> None:
+        """``[radsec]`` on with no client a certificate can name: every connection refused."""
+        if any(e.raw.get("radsec_fingerprint") or e.text("radsec_subject") for e in clients):
+            return
+        path = ("radsec", "enabled")
+        self.warnings.append(
+            ConfigProblem(
+                self.file,
+                self.loc.line(path),
+                format_key(path),
+                "no [[clients]] entry has radsec_fingerprint or radsec_subject: every RadSec "
+                "connection will be refused",
+                True,
+            )
+        )
+
+    def check_radsec_ids(self, clients: Sequence[Entry[ClientEntry]]) -> None:
+        """A RadSec certificate names one client: no fingerprint or subject twice."""
+        self.declare(
+            clients, "radsec_subject", "radsec_subject", lambda e: e.text("radsec_subject").lower()
+        )
+        seen: dict[str, Spot] = {}
+        for entry in clients:
+            for fingerprint in entry.model.radsec_fingerprint if entry.model else ():
+                first = seen.setdefault(fingerprint, entry.spot)
+                if first is not entry.spot:
+                    self.report_at(
+                        entry.spot,
+                        "radsec_fingerprint",
+                        f"fingerprint {fingerprint[:16]}… is also the client's at "
+                        f"{self.describe(first)}; a certificate must name one client",
+                    )
 
     def overlaps(self, networks: list[tuple[Spot, str, IPNetwork]]) -> None:
         """Each packet source must map to exactly one client (and so one secret).
@@ -468,20 +517,73 @@ class _Builder:
     def check_subsidy(
         self, raw: Mapping[str, Any], venues: Mapping[str, Spot], operators: Mapping[str, Spot]
     ) -> None:
-        """``venue_caps`` and ``operator_factors`` name defined venues and operators."""
-        for key, known, what in (("venue_caps", venues, "venue"),
-                                 ("operator_factors", operators, "operator")):  # fmt: skip
-            table = raw.get(key)
-            for ident in table if isinstance(table, dict) else ():
-                if ident not in known:
-                    hint = did_you_mean(ident, known)
-                    self.report(("subsidy", key, ident), f"{what} '{ident}' is not defined{hint}")
+        """``venue_caps`` and ``operator_factors`` name defined venues and operators (in
+        ``[subsidy]`` and in each of its versions); the versions are in date order."""
+        versions = raw.get("versions")
+        versions = versions if isinstance(versions, list) else []
+        tables: list[tuple[KeyPath, Mapping[str, Any]]] = [(("subsidy",), raw)]
+        tables += [(("subsidy", "versions", i), v) for i, v in enumerate(versions)
+                   if isinstance(v, dict)]  # fmt: skip
+        for where, version in tables:
+            for key, known, what in (("venue_caps", venues, "venue"),
+                                     ("operator_factors", operators, "operator")):  # fmt: skip
+                table = version.get(key)
+                for ident in table if isinstance(table, dict) else ():
+                    if ident not in known:
+                        hint = did_you_mean(ident, known)
+                        self.report((*where, key, ident), f"{what} '{ident}' is not defined{hint}")
+        self.check_versions(raw, versions)
+
+    def check_versions(self, raw: Mapping[str, Any], versions: Sequence[object]) -> None:
+        """``[[subsidy.versions]]``: effective dates strictly increasing (a repeated date
+        would make two versions apply to one day), and no days before the first left
+        without rates (``[subsidy]``'s own keys are the version in force until then)."""
+        dated: list[tuple[int, date]] = []
+        for i, version in enumerate(versions):
+            day = version.get("effective") if isinstance(version, dict) else None
+            if isinstance(day, date) and not isinstance(day, datetime):
+                dated.append((i, day))
+        for (j, before), (i, day) in itertools.pairwise(dated):
+            other = self.describe(Spot(self.file, ("subsidy", "versions", j)))
+            if day == before:
+                self.report(
+                    ("subsidy", "versions", i, "effective"),
+                    f"effective {day} is also the date of the version at {other}: two "
+                    "versions would apply to the same days; merge them or change one date",
+                )
+            elif day < before:
+                self.report(
+                    ("subsidy", "versions", i, "effective"),
+                    f"effective {day} is before {before} of the version above it (at "
+                    f"{other}): list [[subsidy.versions]] in date order",
+                )
+        flat = any(key in raw for key in ("rates", "venue_caps", "operator_factors"))
+        if dated and not flat:
+            i, first = min(dated, key=lambda e: e[1])
+            if first > FIRST_DAY:
+                self.report(
+                    ("subsidy", "versions", i, "effective"),
+                    f"the days before {first} have no rates: give the rates in force until "
+                    f"then in [subsidy] itself (rates, venue_caps, operator_factors; in "
+                    f"force since forever), or make this version effective = {FIRST_DAY}",
+                )
 
     def check_exporters(self, natlog: object, client_ids: set[str]) -> None:
         """``[[natlog.exporters]]`` ``nas`` names a defined client (read from the file, so
         it is checked even when another key of ``[natlog]`` is wrong)."""
         table = natlog if isinstance(natlog, dict) else {}
         exporters = table.get("exporters")
+        if table.get("listen") is True and not exporters:
+            path = ("natlog", "listen")
+            self.warnings.append(
+                ConfigProblem(
+                    self.file,
+                    self.loc.line(path),
+                    format_key(path),
+                    "no [[natlog.exporters]]: the listener drops every datagram",
+                    True,
+                )
+            )
         for i, exporter in enumerate(exporters if isinstance(exporters, list) else ()):
             nas = exporter.get("nas") if isinstance(exporter, dict) else None
             if isinstance(nas, str) and nas and nas not in client_ids:
@@ -518,11 +620,12 @@ class _Builder:
         clients: list[ClientEntry],
         access_points: list[AccessPointEntry],
         tokens: list[ApiTokenEntry],
+        *,
+        privacy: PrivacyTable | None = None,
     ) -> Config:
         data_dir = self.resolve(redis.data_dir, Path("var"))
         interim = quota.interim_interval
-        rates = {kind: Decimal(0) for kind in VENUE_TYPES}
-        rates.update(subsidy.rates)
+        rates = _all_types(subsidy.rates)
         return Config(
             source=self.file.absolute(),
             brand=Brand(
@@ -577,10 +680,11 @@ class _Builder:
                 {a.match: AccessPoint(match=a.match, venue=a.venue) for a in access_points}
             ),
             subsidy=Subsidy(
-                rates=MappingProxyType(rates),
+                rates=rates,
                 venue_caps=MappingProxyType(dict(subsidy.venue_caps)),
                 operator_factors=MappingProxyType(dict(subsidy.operator_factors)),
                 bill_beyond_allowance=subsidy.bill_beyond_allowance,
+                versions=_versions(subsidy),
             ),
             api_tokens=tuple(
                 ApiToken(
@@ -617,10 +721,29 @@ class _Builder:
                 bind=natlog.bind,
                 syslog_port=natlog.syslog_port,
                 ipfix_port=natlog.ipfix_port,
+                listen=natlog.listen,
+                template_timeout=natlog.template_timeout,
                 exporters=tuple(NatLogExporter(e.address, e.nas) for e in natlog.exporters),
             ),
+            privacy=_privacy(privacy or PrivacyTable()),
             warnings=tuple(sorted(self.warnings, key=lambda p: p.line or 0)),
         )
+
+    def with_radsec(self, t: RadsecTable, config: Config) -> Config:
+        def pem(value: str) -> Path | None:
+            return self.resolve(value, Path()) if t.enabled and value.strip() else None
+
+        settings = RadsecSettings(
+            enabled=t.enabled,
+            bind=t.bind,
+            port=t.port,
+            certificate=pem(t.certificate),
+            private_key=pem(t.private_key),
+            ca_certificates=pem(t.ca_certificates),
+            idle_timeout=t.idle_timeout,
+            max_in_flight=t.max_in_flight,
+        )
+        return dataclasses.replace(config, radsec=settings)
 
     def passpoint(self, t: PasspointTable) -> PasspointSettings:
         def pem(value: str) -> Path | None:
@@ -651,11 +774,44 @@ class _Builder:
                 "secret": c.secret.encode(),
                 "require_message_authenticator": require_ma if ma is None else ma,
                 "login_hosts": tuple(c.login_hosts),
+                "radsec_fingerprint": tuple(c.radsec_fingerprint),
+                "radsec_subject": c.radsec_subject.strip().lower(),
                 "uam_addresses": tuple(
                     ipaddress.ip_network(a, strict=False) for a in c.uam_addresses
                 ),
+                "public_addresses": tuple(
+                    ipaddress.ip_network(a, strict=False) for a in c.public_addresses
+                ),
+                "port_block_vsa": (v.vendor, v.address, v.first_port, v.last_port)
+                if (v := c.port_block_vsa)
+                else None,
             }
         )
+
+
+def _all_types(rates: Mapping[str, Decimal]) -> Mapping[str, Decimal]:
+    """Every venue type's rate (0 for one not listed)."""
+    return MappingProxyType({kind: Decimal(0) for kind in VENUE_TYPES} | dict(rates))
+
+
+def _versions(subsidy: SubsidyTable) -> tuple[RateVersion, ...]:
+    """``[[subsidy.versions]]`` resolved: a table a version leaves out is the previous one's."""
+    rates, caps, factors = subsidy.rates, subsidy.venue_caps, subsidy.operator_factors
+    out: list[RateVersion] = []
+    for i, v in enumerate(subsidy.versions):
+        rates = rates if v.rates is None else v.rates
+        caps = caps if v.venue_caps is None else v.venue_caps
+        factors = factors if v.operator_factors is None else v.operator_factors
+        out.append(
+            RateVersion(
+                effective=v.effective,
+                rates=_all_types(rates),
+                venue_caps=MappingProxyType(dict(caps)),
+                operator_factors=MappingProxyType(dict(factors)),
+                source=f"subsidy.versions[{i}]",
+            )
+        )
+    return tuple(out)
 
 
 @functools.cache
@@ -677,3 +833,17 @@ def _section_hint(key: str) -> str:
     if close:
         return f" (did you mean '{close[0]}' in [{homes[close[0]]}]?)"
     return ""
+
+
+def _privacy(t: PrivacyTable) -> PrivacySettings:
+    def texts(name: Name | None) -> Mapping[str, str]:
+        return MappingProxyType(name.texts() if name else {})
+
+    return PrivacySettings(
+        handler=texts(t.handler),
+        contact_email=t.contact_email.strip(),
+        contact_phone=t.contact_phone.strip(),
+        contact_address=texts(t.contact_address),
+        export_log_retention_days=t.export_log_retention_days,
+        usage_retention_days=t.usage_retention_days,
+    )

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from controller.config.passpoint import PasspointSettings
 from controller.config.problems import ConfigProblem
+from controller.config.radsec import RadsecSettings
+from controller.domain.rate_history import RateVersion
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -175,6 +177,16 @@ class Client:
     login_url: str = ""
     login_hosts: tuple[str, ...] = ()
     uam_addresses: tuple[IPNetwork, ...] = ()
+    # the NAS's public (post-NAT) addresses, recorded with each session (docs/audit.md)
+    public_addresses: tuple[IPNetwork, ...] = ()
+    # (vendor, address type, first-port type, last-port type) of its NAT port block VSAs
+    port_block_vsa: tuple[int, int, int, int] | None = None
+    trace: bool = False  # RADIUS trace on by config (the console/CLI switch adds to it)
+    # RadSec (RFC 6614): its certificate's SHA-256 fingerprints (hex) and/or the subject
+    # (common name or DNS/URI/IP subject alternative name) it must carry
+    radsec_fingerprint: tuple[str, ...] = ()
+    radsec_subject: str = ""
+    radsec_dae: bool = False  # Disconnect/CoA down its RadSec connection (RFC 6614 §2.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,14 @@ class Subsidy:
     venue_caps: Mapping[str, Decimal] = field(default_factory=dict)  # venue -> yuan per month
     operator_factors: Mapping[str, Decimal] = field(default_factory=dict)  # operator -> factor
     bill_beyond_allowance: bool = False  # pay seconds a NAS carried beyond the allowance
+    # [[subsidy.versions]] in effective order, each resolved (a table it leaves out is the
+    # one of the version before); the keys above are the version in force before them
+    versions: tuple[RateVersion, ...] = ()
+
+    def history(self) -> tuple[RateVersion, ...]:
+        """Every version in effective order, the flat keys (since forever) first."""
+        base = RateVersion(None, self.rates, self.venue_caps, self.operator_factors)
+        return (base, *self.versions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +218,19 @@ class AuditSettings:
     # Days a person's phone profile (cw:{pid}:p) is kept after their last login (PIPL
     # Art. 19: deleted at the end of its retention).
     phone_retention_days: int = 180
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    """``[privacy]``: who handles the personal data and how to reach them (PIPL Art. 17,
+    shown on the portal's privacy page), how long the audit-export log is kept."""
+
+    handler: Mapping[str, str] = field(default_factory=dict)  # zh/en; empty: the brand name
+    contact_email: str = ""
+    contact_phone: str = ""
+    contact_address: Mapping[str, str] = field(default_factory=dict)  # zh/en
+    export_log_retention_days: int = 1095  # audit-exports.jsonl entries (PIPL Art. 56)
+    usage_retention_days: int = 1095  # the ledger's rows (person ids); figures stay
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +250,8 @@ class NatLogSettings:
     bind: str = "0.0.0.0"  # the listener's address (`citywifi natlog listen`)
     syslog_port: int = 514  # UDP syslog (RFC 5426); 0: the OS chooses
     ipfix_port: int = 4739  # UDP IPFIX (RFC 7011 §10.3.1); 0: the OS chooses
+    listen: bool = False  # `citywifi serve` runs the listener (else `citywifi natlog listen`)
+    template_timeout: int = 1800  # s an IPFIX template lives without refresh (RFC 7011 §8.4)
     exporters: tuple[NatLogExporter, ...] = ()  # datagrams from anyone else are dropped
 
 
@@ -271,8 +306,10 @@ class Config:
     portal: PortalSettings = field(default_factory=PortalSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     natlog: NatLogSettings = field(default_factory=NatLogSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
     reports: ReportSettings = field(default_factory=ReportSettings)
     enforcer: EnforcerSettings = field(default_factory=EnforcerSettings)
     passpoint: PasspointSettings = field(default_factory=PasspointSettings)
+    radsec: RadsecSettings = field(default_factory=RadsecSettings)
     # accepted but worth a look (a placeholder secret on a loopback-only client): logged
     warnings: tuple[ConfigProblem, ...] = ()

@@ -1,11 +1,14 @@
 """SIGHUP: which parts of a new config file a running controller takes, and what changed.
 
 Pure functions (no I/O), used by ``Controller.reload``. Venues, access points, clients
-(secrets, networks), operators, API tokens, quota, subsidy, enforcer timings and portal
-limits take effect at once. What a running process was built from stays as it is until a
-restart: sockets (``radius``, ``http``), Redis, the person key, logging, the SMS backend,
-the portal cookie key, the archive directory and whether the enforcer acts; a change
-there is named (never its value) so the operator knows to restart.
+(secrets, networks), operators, API tokens, quota, subsidy, enforcer timings, portal
+limits and the NAT log's exporters, retention and IPFIX template timeout take effect at
+once. What a running process was built from stays as it is until a restart: sockets
+(``radius``, ``http``, ``radsec``, the NAT-log listener's; the RadSec certificate files
+are read again, so a renewed certificate serves new connections), Redis, the person key,
+logging, the SMS backend, the portal cookie key, the archive directory and whether the
+enforcer acts (or the NAT-log listener runs); a change there is named (never its value)
+so the operator knows to restart.
 
 The change summary names ids only: never a secret, token digest or key.
 """
@@ -18,10 +21,19 @@ from typing import Any
 
 from controller.config.model import Config
 
-FIXED_SECTIONS = ("radius", "http", "redis", "security", "log", "sms")
-FIXED_FIELDS = (("portal", "cookie_key"), ("reports", "archive_dir"), ("enforcer", "enabled"))
+FIXED_SECTIONS = ("radius", "http", "redis", "security", "log", "sms", "radsec")
+FIXED_FIELDS = (
+    ("portal", "cookie_key"),
+    ("reports", "archive_dir"),
+    ("enforcer", "enabled"),
+    # the NAT-log listener's sockets (exporters, retention, template timeout: at once)
+    ("natlog", "listen"),
+    ("natlog", "bind"),
+    ("natlog", "syslog_port"),
+    ("natlog", "ipfix_port"),
+)
 APPLIED_FIELDS = {("radius", "require_message_authenticator")}  # folded into each client
-SETTINGS = ("brand", "quota", "subsidy", "enforcer", "portal", "reports", "audit")
+SETTINGS = ("brand", "quota", "subsidy", "enforcer", "portal", "reports", "audit", "natlog")
 MAX_IDS = 50  # ids listed per kind and change; the rest is counted
 
 

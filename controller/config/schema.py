@@ -23,7 +23,7 @@ import ipaddress
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Final, Literal
@@ -59,8 +59,16 @@ from controller.config.checks import (
 )
 from controller.config.passpoint import DNS_NAME, ROAMING_OI
 from controller.config.problems import KeyPath
+from controller.config.radsec import (
+    CertificateProblem,
+    check_ca_bundle,
+    check_certificate,
+    check_private_key,
+    normalize_fingerprint,
+)
 from controller.config.redis_url import RedisUrlError, parse_redis_url
 from controller.domain.mac import normalize_mac
+from controller.domain.periods import FIRST_DAY, LAST_DAY
 from controller.domain.venue_types import VENUE_TYPES
 from radius.dae import retry_schedule
 
@@ -516,13 +524,43 @@ class RegistryTable(Table):
     access_points_csv: str = ""
 
 
+def _effective_day(value: object) -> date:
+    """A TOML local date (``effective = 2026-11-01``, no quotes, no time)."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise fail(f"expected a date as 2026-11-01 (no quotes, no time), got {kind_of(value)}")
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise fail(f"must be a date from {FIRST_DAY} to {LAST_DAY}, got {value}")
+    return value
+
+
+Rates = Annotated[
+    dict[Annotated[str, AfterValidator(_venue_type)], Yuan], Says("{venue_type = yuan}")
+]
+Caps = Annotated[dict[str, Yuan], Says("{venue_id = number}")]
+Factors = Annotated[dict[str, Yuan], Says("{operator_id = number}")]
+
+
+class SubsidyVersionEntry(Table):
+    """``[[subsidy.versions]]``: the rates, caps and factors in force from ``effective``
+    until the next version; a table it leaves out is the one of the version before.
+    The order and gaps of the versions are the loader's checks (``check_subsidy``)."""
+
+    effective: Annotated[date, BeforeValidator(_effective_day)]
+    rates: Rates | None = None
+    venue_caps: Caps | None = None
+    operator_factors: Factors | None = None
+
+
 class SubsidyTable(Table):
-    rates: Annotated[
-        dict[Annotated[str, AfterValidator(_venue_type)], Yuan], Says("{venue_type = yuan}")
-    ] = {}
-    venue_caps: Annotated[dict[str, Yuan], Says("{venue_id = number}")] = {}
-    operator_factors: Annotated[dict[str, Yuan], Says("{operator_id = number}")] = {}
+    # the version in force since forever (until the first of ``versions``)
+    rates: Rates = {}
+    venue_caps: Caps = {}
+    operator_factors: Factors = {}
     bill_beyond_allowance: bool = False  # pay the seconds a NAS carried beyond the allowance
+    versions: Annotated[
+        list[SubsidyVersionEntry],
+        Says("expected an array of tables [[subsidy.versions]], got {got}"),
+    ] = []
 
 
 class AuditTable(Table):
@@ -536,6 +574,29 @@ class AuditTable(Table):
         Field(ge=MIN_PHONE_RETENTION_DAYS, le=MAX_PHONE_RETENTION_DAYS),
         Why("the archiver needs the number while a session waits in the outbox"),
     ] = 180
+
+
+MIN_EXPORT_LOG_DAYS: Final = 1095  # PIPL Art. 56: handling records kept at least three years
+MIN_USAGE_RETENTION_DAYS: Final = 400  # the ledger's rows: a year's reports and then some
+
+
+class PrivacyTable(Table):
+    """``[privacy]`` (PIPL Art. 17: the handler's name and contact on the privacy page)."""
+
+    handler: Name | None = None  # None: the brand's name
+    contact_email: str = ""
+    contact_phone: str = ""
+    contact_address: Name | None = None
+    export_log_retention_days: Annotated[
+        int,
+        Field(ge=MIN_EXPORT_LOG_DAYS, le=MAX_PHONE_RETENTION_DAYS),
+        Why("PIPL Art. 56: records of the handling are kept at least three years"),
+    ] = MIN_EXPORT_LOG_DAYS
+    usage_retention_days: Annotated[
+        int,
+        Field(ge=MIN_USAGE_RETENTION_DAYS, le=MAX_PHONE_RETENTION_DAYS),
+        Why("a year-on-year report reads the ledger rows of a year ago"),
+    ] = MIN_EXPORT_LOG_DAYS
 
 
 class ReportsTable(Table):
@@ -600,6 +661,26 @@ class AccessPointEntry(Table):
 VENDOR_KEYS: Final = {"login_url": "generic", "login_hosts": "mikrotik", "uam_addresses": "chilli"}
 
 
+class PortBlockVsa(Table):
+    """``[[clients]] port_block_vsa``: the vendor attributes a NAS reports its NAT port
+    block in, when not RFC 8045 or a vendor read anyway (docs/audit.md)."""
+
+    vendor: Annotated[int, Field(ge=1, le=0xFFFFFFFF)]  # the IANA enterprise number
+    address: Annotated[int, Field(ge=1, le=255)]  # vendor type of the public IPv4 (ipaddr)
+    first_port: Annotated[int, Field(ge=1, le=255)]  # ... of the first port (integer)
+    last_port: Annotated[int, Field(ge=1, le=255)]  # ... of the last port (integer)
+
+
+def _fingerprint(value: str) -> str:
+    fingerprint = normalize_fingerprint(value)
+    if fingerprint is None:
+        raise fail(
+            f"'{value}' is not a SHA-256 fingerprint (64 hex digits, colons allowed: "
+            "`openssl x509 -noout -fingerprint -sha256 -in client.pem`)"
+        )
+    return fingerprint
+
+
 class ClientEntry(Table):
     """A RADIUS peer. Its secrets are checked for strength; on a loopback-only client
     (only this machine can send from there) a weak one is a warning, not an error."""
@@ -617,6 +698,13 @@ class ClientEntry(Table):
     login_url: Annotated[str, AfterValidator(_http_url)] = ""
     login_hosts: list[Annotated[str, AfterValidator(_host)]] = []
     uam_addresses: list[NetworkItem] = []
+    public_addresses: list[NetworkItem] = []  # the NAS's post-NAT addresses (docs/audit.md)
+    port_block_vsa: PortBlockVsa | None = None
+    trace: bool = False  # its RADIUS trace on from start (and after a reload): docs/operations.md
+    # RadSec (RFC 6614): the client's certificate, by SHA-256 fingerprint and/or subject
+    radsec_fingerprint: list[Annotated[str, AfterValidator(_fingerprint)]] = []
+    radsec_subject: str = ""
+    radsec_dae: bool = False  # send Disconnect/CoA down its RadSec connection
 
     @field_validator("address")
     @classmethod
@@ -713,6 +801,9 @@ class NatLogTable(Table):
     bind: BindAddress = "0.0.0.0"
     syslog_port: Port = 514  # RFC 5426
     ipfix_port: Port = 4739  # RFC 7011 §10.3.1
+    listen: bool = False  # `citywifi serve` runs the listener
+    # RFC 7011 §8.4: over UDP a template not refreshed within this time is gone
+    template_timeout: Annotated[int, Field(ge=10, le=86400)] = 1800
     exporters: list[NatLogExporterEntry] = []
 
 
@@ -781,6 +872,52 @@ class PasspointTable(Table):
         return value
 
 
+class RadsecTable(Table):
+    """``[radsec]``: the RADIUS-over-TLS listener (RFC 6614)."""
+
+    enabled: bool = False
+    bind: BindAddress = "0.0.0.0"
+    port: Port = 2083  # RFC 6614 §2.1
+    certificate: Annotated[str, Field(validate_default=True)] = ""
+    private_key: Annotated[str, Field(validate_default=True)] = ""
+    ca_certificates: Annotated[str, Field(validate_default=True)] = ""
+    idle_timeout: Seconds = 120.0
+    max_in_flight: AtLeastOne = 256
+
+    @field_validator("certificate", "private_key", "ca_certificates")
+    @classmethod
+    def _files_when_enabled(cls, value: str, info: ValidationInfo) -> str:
+        """When enabled: each file exists and parses, the key is the certificate's, no
+        certificate expired (one expiring soon: a warning)."""
+        if not info.data.get("enabled"):
+            return value
+        key = info.field_name or ""
+        if not value.strip():
+            raise fail(f"missing required key '{key}' (radsec is enabled)")
+        scope = scope_of(info)
+        path = scope.resolve(value)
+        warning = None
+        try:
+            if key == "certificate":
+                _, warning = check_certificate(path)
+            elif key == "private_key":
+                cert = info.data.get("certificate")
+                parsed = None
+                if cert:  # the certificate's own problems are said on its key
+                    try:
+                        parsed, _ = check_certificate(scope.resolve(cert))
+                    except CertificateProblem:
+                        parsed = None
+                check_private_key(path, parsed)
+            else:
+                warning = check_ca_bundle(path)
+        except CertificateProblem as problem:
+            raise fail(str(problem)) from None
+        if warning is not None:
+            scope.warnings.append(((key,), warning))
+        return value
+
+
 # The file: its tables and its arrays of tables, by the name they have in it.
 SECTIONS: Final[Mapping[str, type[Table]]] = {
     "brand": BrandTable,
@@ -799,6 +936,8 @@ SECTIONS: Final[Mapping[str, type[Table]]] = {
     "enforcer": EnforcerTable,
     "passpoint": PasspointTable,
     "natlog": NatLogTable,
+    "radsec": RadsecTable,
+    "privacy": PrivacyTable,
 }
 LISTS: Final[Mapping[str, type[Table]]] = {
     "operators": OperatorEntry,

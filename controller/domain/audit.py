@@ -35,6 +35,24 @@ AUDIT_SCHEMA: tuple[tuple[str, str], ...] = (
     ("result", "VARCHAR"),  # closed | accept | reject:<reason>
     ("cause", "VARCHAR"),  # Acct-Terminate-Cause of a session
     ("archived_at", "BIGINT"),  # epoch ms
+    # the address record (docs/audit.md), added after the first release: files written
+    # before lack them (read with ``union_by_name``, ``AUDIT_SELECT`` makes them "")
+    ("ipv6", "VARCHAR"),  # Framed-IPv6-Address (RFC 6911)
+    ("ipv6_prefix", "VARCHAR"),  # Framed-IPv6-Prefix (RFC 3162)
+    ("ipv6_delegated", "VARCHAR"),  # Delegated-IPv6-Prefix (RFC 4818)
+    ("nas_ipv6", "VARCHAR"),  # NAS-IPv6-Address
+    ("nas_src", "VARCHAR"),  # the request's UDP source address
+    ("nas_public", "VARCHAR"),  # the NAS's public addresses ([[clients]] public_addresses)
+    ("nat_ip", "VARCHAR"),  # the NAT port block the NAS reported: public IPv4 ...
+    ("nat_ports", "VARCHAR"),  # ... and "first-last"
+)
+# Columns an older audit file may lack (not required of it by ``Archive.readable``)
+AUDIT_ADDED: frozenset[str] = frozenset(
+    name for name, _ in AUDIT_SCHEMA[AUDIT_SCHEMA.index(("ipv6", "VARCHAR")) :]
+)
+# The select list of every audit read: an added column missing from an old file is ""
+AUDIT_SELECT = ", ".join(
+    f"coalesce({name}, '') AS {name}" if name in AUDIT_ADDED else name for name, _ in AUDIT_SCHEMA
 )
 
 
@@ -57,6 +75,19 @@ class AuditRow(NamedTuple):
     result: str
     cause: str
     archived_at: int
+    ipv6: str = ""
+    ipv6_prefix: str = ""
+    ipv6_delegated: str = ""
+    nas_ipv6: str = ""
+    nas_src: str = ""
+    nas_public: str = ""
+    nat_ip: str = ""
+    nat_ports: str = ""
+
+    @property
+    def open(self) -> bool:
+        """A session not closed yet (read from Redis, not the archive)."""
+        return self.kind == "session" and self.stop is None
 
 
 def login_event(
@@ -115,6 +146,14 @@ def session_audit_row(
         result="closed",
         cause=rec.get("cause", ""),
         archived_at=archived_at,
+        ipv6=rec.get("ipv6", ""),
+        ipv6_prefix=rec.get("ipv6_prefix", ""),
+        ipv6_delegated=rec.get("ipv6_delegated", ""),
+        nas_ipv6=rec.get("nas_ipv6", ""),
+        nas_src=rec.get("nas_src", ""),
+        nas_public=rec.get("nas_public", ""),
+        nat_ip=rec.get("nat_ip", ""),
+        nat_ports=rec.get("nat_ports", ""),
     )
 
 

@@ -99,6 +99,15 @@ class EapCredential:
     def valid_at(self, now: float) -> bool:
         return self.issued_at <= now < self.expires_at
 
+    def public(self) -> dict[str, str | int]:
+        """What may be shown of it (the person's own list, the admin's): never the hash."""
+        return {
+            "username": self.username,
+            "label": self.label,
+            "issued_at": self.issued_at,
+            "expires_at": self.expires_at,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class IssuedCredential:

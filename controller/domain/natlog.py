@@ -503,21 +503,58 @@ class IpfixDecoder:
     transport session and observation domain: here, the exporter address and domain id).
     A data set whose template is not (yet) known is counted (``no_template``) and
     skipped: over UDP templates are resent periodically (RFC 7011 §8.4).
+
+    Over UDP a template not refreshed within ``template_timeout`` seconds of the time
+    the caller passes (``decode(..., now=)``, the receive time) is gone (RFC 7011 §8.4:
+    the collector ages templates out); a data set for it is counted
+    (``template_expired``) and dropped, not read with a layout the exporter may have
+    reused for another template. A file (no ``now``) keeps its templates.
     """
 
-    def __init__(self, max_templates: int = 4096) -> None:
+    def __init__(self, max_templates: int = 4096, template_timeout: float | None = None) -> None:
         self.templates: dict[tuple[str, int, int], Template] = {}
+        self.learned: dict[tuple[str, int, int], float] = {}  # when each was last (re)sent
         self.max_templates = max_templates
+        self.template_timeout = template_timeout
 
-    def decode(self, data: bytes, exporter: str, tally: Tally) -> list[NatTranslation]:
-        """Every NAT translation in one message (a UDP datagram or a file's message)."""
+    def decode(
+        self, data: bytes, exporter: str, tally: Tally, now: float | None = None
+    ) -> list[NatTranslation]:
+        """Every NAT translation in one message (a UDP datagram or a file's message);
+        ``now``: the receive time (seconds), which ages templates out."""
         try:
-            return self._message(data, exporter, tally)
+            return self._message(data, exporter, tally, now)
         except _Bad as bad:
             tally.bad[f"ipfix:{bad.reason}"] += 1
             return []
 
-    def _message(self, data: bytes, exporter: str, tally: Tally) -> list[NatTranslation]:
+    def _template(
+        self, key: tuple[str, int, int], now: float | None, tally: Tally
+    ) -> Template | None:
+        template = self.templates.get(key)
+        if template is None:
+            tally.bad["ipfix:no_template"] += 1
+            return None
+        timeout = self.template_timeout
+        if now is not None and timeout is not None and now - self.learned.get(key, now) > timeout:
+            del self.templates[key]
+            self.learned.pop(key, None)
+            tally.bad["ipfix:template_expired"] += 1
+            return None
+        return template
+
+    def _expire(self, now: float | None) -> None:
+        """Forget every template not refreshed within the timeout."""
+        timeout = self.template_timeout
+        if now is None or timeout is None:
+            return
+        for key in [k for k, at in self.learned.items() if now - at > timeout]:
+            self.templates.pop(key, None)
+            del self.learned[key]
+
+    def _message(
+        self, data: bytes, exporter: str, tally: Tally, now: float | None
+    ) -> list[NatTranslation]:
         if len(data) < 16:
             raise _Bad("short_message")
         version, length, export_time, _seq, domain = struct.unpack_from("!HHIII", data)
@@ -536,21 +573,21 @@ class IpfixDecoder:
             body = data[pos + 4 : pos + set_len]
             if set_id in (TEMPLATE_SET, OPTIONS_TEMPLATE_SET):
                 try:
-                    self._templates(body, exporter, domain, set_id == OPTIONS_TEMPLATE_SET)
+                    self._templates(body, exporter, domain, set_id == OPTIONS_TEMPLATE_SET, now)
                 except _Bad as bad:
                     tally.bad[f"ipfix:{bad.reason}"] += 1
             elif set_id >= MIN_DATA_SET:
-                template = self.templates.get((exporter, domain, set_id))
-                if template is None:
-                    tally.bad["ipfix:no_template"] += 1
-                elif not template.options:
+                template = self._template((exporter, domain, set_id), now, tally)
+                if template is not None and not template.options:
                     out.extend(self._data(body, template, export_time, exporter, tally))
             else:
                 tally.bad["ipfix:reserved_set"] += 1
             pos += set_len
         return out
 
-    def _templates(self, body: bytes, exporter: str, domain: int, options: bool) -> None:
+    def _templates(
+        self, body: bytes, exporter: str, domain: int, options: bool, now: float | None
+    ) -> None:
         pos = 0
         while len(body) - pos >= 4:
             template_id, count = struct.unpack_from("!HH", body, pos)
@@ -562,12 +599,14 @@ class IpfixDecoder:
             if options:
                 if count == 0:
                     self.templates.pop((exporter, domain, template_id), None)
+                    self.learned.pop((exporter, domain, template_id), None)
                     continue
                 if len(body) - pos < 2:
                     raise _Bad("short_template")
                 pos += 2  # scope field count
             if count == 0:  # a template withdrawal (RFC 7011 §8.1)
                 self.templates.pop((exporter, domain, template_id), None)
+                self.learned.pop((exporter, domain, template_id), None)
                 continue
             specs: list[FieldSpec] = []
             for _ in range(count):
@@ -587,8 +626,12 @@ class IpfixDecoder:
                 specs.append(FieldSpec(element, flen, enterprise))
             key = (exporter, domain, template_id)
             if key not in self.templates and len(self.templates) >= self.max_templates:
-                raise _Bad("too_many_templates")
+                self._expire(now)
+                if len(self.templates) >= self.max_templates:
+                    raise _Bad("too_many_templates")
             self.templates[key] = Template(tuple(specs), options)
+            if now is not None:
+                self.learned[key] = now
 
     def _data(
         self, body: bytes, template: Template, export_time: int, exporter: str, tally: Tally

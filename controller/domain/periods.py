@@ -134,3 +134,52 @@ def month_start(day: date) -> date:
 def next_month(day: date) -> date:
     """The first day of the month after ``day``'s (exists for every bounded day)."""
     return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+_MONTH = re.compile(r"\d{4}-\d{2}")
+
+
+def month_period(day: date) -> Period:
+    """The calendar month of ``day``: its first to its last day (not a rolling 30 days)."""
+    first = month_start(day)
+    return Period(first, next_month(first) - timedelta(days=1))
+
+
+def parse_month(text: str | None, name: str = "month") -> Period:
+    """``YYYY-MM`` within the bounds: that calendar month."""
+    value = (text or "").strip()
+    try:
+        if not _MONTH.fullmatch(value):
+            raise ValueError
+        first = date(int(value[:4]), int(value[5:]), 1)
+    except ValueError:
+        raise PeriodError(
+            "bad_month", f"'{name}' must be a month as YYYY-MM, got '{text}'"
+        ) from None
+    _bounded(first, name, value, "bad_month")
+    return month_period(first)
+
+
+def choose_period(
+    month: str | None,
+    first: str | None,
+    last: str | None,
+    *,
+    today: date,
+    longest: int,
+    hint: str,
+) -> Period:
+    """The period a page asks for: a calendar ``month`` (``YYYY-MM``), or a ``from``/``to``
+    range of at most ``longest`` days, or (neither given) the month of ``today``; giving
+    both is an error, not a guess."""
+    ranged = bool(first) or bool(last)
+    if month and ranged:
+        raise PeriodError("ambiguous_period", "give either 'month' or 'from' and 'to', not both")
+    if ranged:
+        return parse_period(first, last, longest=longest, hint=hint)
+    period = parse_month(month) if month else month_period(today)
+    if period.days > longest:
+        raise PeriodError(
+            "range_too_long", f"a month has {period.days} days; at most {longest} ({hint})"
+        )
+    return period

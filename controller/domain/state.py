@@ -167,6 +167,18 @@ class SessionFields:
     district: str = ""
     operator: str = ""
     operator_name: str = ""
+    # the address record (docs/audit.md), "" when the NAS sent none: Framed-IPv6-Address
+    # (RFC 6911), Framed-IPv6-Prefix (RFC 3162), Delegated-IPv6-Prefix (RFC 4818), the
+    # NAS's public addresses (the client's ``public_addresses``), the NAT port block
+    ipv6: str = ""
+    ipv6_prefix: str = ""
+    ipv6_delegated: str = ""
+    nas_public: str = ""
+    nat_ip: str = ""
+    nat_ports: str = ""  # "first-last"
+
+
+ADDRESS_FIELDS = ("ipv6", "ipv6_prefix", "ipv6_delegated", "nas_public", "nat_ip", "nat_ports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +207,7 @@ class AccountingWrite:
     def fields(self) -> dict[str, str]:
         """``session`` as the session hash's fields (storage's mapping, kept here until
         ``controller.storage.store`` maps ``SessionFields`` itself): ``known`` as "1"/"0",
-        ``operator_name`` only when the NAS sent one."""
+        ``operator_name`` and the address record's fields only when the NAS sent them."""
         f = self.session
         out = {
             "pid": f.pid,
@@ -219,6 +231,10 @@ class AccountingWrite:
         }
         if f.operator_name:
             out["operator_name"] = f.operator_name
+        for name in ADDRESS_FIELDS:  # only what the NAS sent: most sessions have none
+            value = getattr(f, name)
+            if value:
+                out[name] = value
         return out
 
 
@@ -233,6 +249,16 @@ class AccountingResult:
     generation: int = 1
     reopened: bool = False  # a session closed as stale (or gone) reported again
     gap: int = 0  # the session's largest gap between two reports so far (its cadence)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecords:
+    """A person's personal records in Redis beyond usage and sessions (their export)."""
+
+    phone: str  # "" once the profile is gone
+    seen: int  # epoch of the last login that wrote the profile (0: none)
+    device_tokens: tuple[tuple[str, int], ...]  # remembered-device token id -> expiry epoch
+    macs: tuple[tuple[str, int], ...]  # MAC remembered for re-authentication -> TTL (s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,13 +24,13 @@ import structlog
 
 from controller.config import Config
 from controller.domain import quota
-from controller.domain.audit import AUDIT_SCHEMA, AuditRow, oldest_kept_day
+from controller.domain.audit import AUDIT_SCHEMA, AUDIT_SELECT, AuditRow, oldest_kept_day
 from controller.domain.identity import person_id
 from controller.domain.mac import normalize_mac
 from controller.domain.periods import PeriodError, parse_instant
 from controller.domain.phone import PhoneError, normalize_phone
-from controller.services import natlog
-from controller.storage.archive import Archive, empty_select
+from controller.services import natlog, privacy
+from controller.storage.archive import Archive, empty_select, read_files
 
 log = structlog.get_logger("citywifi.audit")
 
@@ -51,6 +51,15 @@ EXPORT_COLUMNS = (
     "result",
     "terminate_cause",
     "record_id",
+    # the address record (docs/audit.md): empty when the NAS did not send it
+    "ipv6",
+    "ipv6_prefix",
+    "ipv6_delegated",
+    "nas_ipv6",
+    "nas_src",
+    "nas_public",
+    "nat_ip",
+    "nat_ports",
 )
 
 
@@ -62,6 +71,9 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
     returns the audit days removed."""
     keep_from = oldest_kept_day(now, config.quota.timezone, config.audit.retention_days)
     natlog.trim(archive, config, now)  # NAT translations: natlog.retention_days, same schedule
+    trim_export_log(archive, config, now)
+    privacy.forget_usage(archive, config, now)  # the ledger's rows: privacy.usage_retention_days
+    privacy.trim_quarantine(archive, config, now)  # files set aside keep no longer
     removed = archive.trim("audit", keep_from)
     if removed:
         log.info(
@@ -71,6 +83,27 @@ def trim(archive: Archive, config: Config, now: float) -> list[date]:
             retention_days=config.audit.retention_days,
         )
     return removed
+
+
+def trim_export_log(archive: Archive, config: Config, now: float) -> int:
+    """Drop audit-export log entries (exports, ``who`` lookups, erasures) older than
+    ``privacy.export_log_retention_days`` (PIPL Art. 56: at least three years)."""
+    cutoff = now - config.privacy.export_log_retention_days * 86400
+
+    def keep(entry: Mapping[str, object]) -> bool:
+        try:
+            return datetime.fromisoformat(str(entry.get("at", ""))).timestamp() >= cutoff
+        except ValueError:
+            return True  # an entry without a readable time is kept
+
+    gone = archive.trim_export_log(keep)
+    if gone:
+        log.info(
+            "audit.export_log_trimmed",
+            entries=gone,
+            retention_days=config.privacy.export_log_retention_days,
+        )
+    return gone
 
 
 # --------------------------------------------------------------------------- export
@@ -87,6 +120,7 @@ class AuditQuery:
     phone: str = ""  # E.164
     mac: str = ""  # normalised
     format: str = "csv"
+    pid: str = ""  # a person id (a person's own export, services.persons)
 
     def describe(self, tz: ZoneInfo, person_key: bytes) -> dict[str, str]:
         """What was asked, for the export log: the phone only as its person id."""
@@ -142,7 +176,6 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     keep_since = max(
         q.since, quota.day_start(oldest_kept_day(now, tz, config.audit.retention_days), tz)
     )
-    names = ", ".join(name for name, _ in AUDIT_SCHEMA)
     where = ["time >= ?", "time < ?"]
     filters: list[object] = [keep_since, q.until]
     if q.phone:
@@ -151,6 +184,9 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
     if q.mac:
         where.append("mac = ?")
         filters.append(q.mac)
+    if q.pid:
+        where.append("pid = ?")
+        filters.append(q.pid)
 
     def sql() -> tuple[str, list[object]]:  # the files as they are (some may be quarantined)
         files = archive.files("audit", first, last)
@@ -158,7 +194,7 @@ def query_records(archive: Archive, config: Config, q: AuditQuery, now: float) -
             return empty_select(AUDIT_SCHEMA), []
         return (
             f"""
-            SELECT {names} FROM read_parquet(?)
+            SELECT {AUDIT_SELECT} FROM {read_files("audit")}
             WHERE {" AND ".join(where)}
             QUALIFY row_number() OVER (
                 PARTITION BY record_id ORDER BY coalesce(stop, 0) DESC, archived_at) = 1
@@ -192,6 +228,14 @@ def export_rows(rows: Sequence[AuditRow], tz: ZoneInfo) -> list[dict[str, str]]:
             "result": r.result,
             "terminate_cause": r.cause,
             "record_id": r.record_id,
+            "ipv6": r.ipv6,
+            "ipv6_prefix": r.ipv6_prefix,
+            "ipv6_delegated": r.ipv6_delegated,
+            "nas_ipv6": r.nas_ipv6,
+            "nas_src": r.nas_src,
+            "nas_public": r.nas_public,
+            "nat_ip": r.nat_ip,
+            "nat_ports": r.nat_ports,
         }
         for r in rows
     ]

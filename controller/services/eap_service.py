@@ -12,7 +12,7 @@ Per round (RFC 3579 §2.6.1):
 - an Access-Request with a State continues the conversation that State names
   (``StateTable.take``: single use, bound to the RADIUS client); an unknown or expired
   State gets no answer (the NAS times out and the peer starts over, as RFC 3579 §2.6.1
-  leaves to the server);
+  leaves to the server), counted as the drop reason ``unknown_state`` (``NoReply``);
 - without State it must be an EAP-Response/Identity in our realm (RFC 7542 §2.4: the
   outer identity routes; we are no proxy), which opens a new ``TtlsSession``;
 - ``Challenge`` → Access-Challenge with EAP-Message and a fresh State;
@@ -25,7 +25,9 @@ Per round (RFC 3579 §2.6.1):
   outer one), Session-Timeout, a signed Class of kind ``e`` and CUI when asked; an
   allowance refusal is an Access-Reject with EAP-Failure (RFC 3579 §2.6.3) and the
   reply message saying why (for a used-up day, the reset time);
-- ``Failure`` → Access-Reject with EAP-Failure.
+- ``Failure`` → Access-Reject with EAP-Failure; like any refused login, a login record
+  in the audit outbox (result ``reject:eap_<reason>``, the person when the username
+  named a credential, revoked or not: ``reject:eap_wrong_password``).
 
 A retransmitted round never reaches here: it has the same Request Authenticator and the
 core's duplicate cache answers it with the cached Access-Challenge (RFC 5080 §2.2.2).
@@ -64,7 +66,14 @@ from radius.attrs import Attr
 from radius.eap import EapCode, EapError, EapPacket, EapType, decode_eap, eap_message_attrs
 from radius.eap_state import StateTable
 from radius.eap_ttls import CheckPassword, Failure, Success, TtlsServer, TtlsSession
-from radius.events import AccessAccept, AccessChallenge, AccessReject, AccessReply, AccessRequest
+from radius.events import (
+    AccessAccept,
+    AccessChallenge,
+    AccessReject,
+    AccessReply,
+    AccessRequest,
+    NoReply,
+)
 from radius.mppe import mppe_key_attrs
 from radius.packet import attr, attr_int, attr_text_split
 
@@ -127,21 +136,32 @@ class EapLogins:
 
     async def access(
         self, svc: LoginHost, client: Client, event: AccessRequest
-    ) -> AccessReply | None:
-        """The answer to one EAP round (``event.eap`` is set), None to send none."""
+    ) -> AccessReply | NoReply | None:
+        """The answer to one EAP round (``event.eap`` is set), None (or ``NoReply``, to
+        be counted under its reason) to send none."""
         assert event.eap is not None
         now = svc.clock()
         if event.state is not None:
             session = self.states.take(event.state, client.id, now)
             if session is None:  # unknown, replayed, expired or another client's State
                 log.info("radius.eap_unknown_state", client=client.id)
-                return None
+                return NoReply("unknown_state")
         else:
             refusal = self._not_ours(event.eap)
             if refusal is not None:
-                return self._reject(refusal, _identifier(event.eap), "eap_foreign_realm")
+                reason = "eap_foreign_realm"
+                record = login_event(svc.registry, client, event, reason, None, int(now))
+                try:  # audited like any refused login
+                    await svc.store.outbox_add(record)
+                except StoreUnavailable as exc:
+                    log.warning(
+                        "radius.store_unavailable", port="auth", client=client.id, error=str(exc)
+                    )
+                    return None
+                return self._reject(refusal, _identifier(event.eap), reason)
             session = self.server.session()
         step = session.step(event.eap, now)
+        found: EapCredential | None = None  # the credential phase 2 named, if any
         if isinstance(step, CheckPassword):
             credentials = step.credentials
             try:
@@ -158,11 +178,23 @@ class EapLogins:
             step = session.verdict(ok, svc.clock())
         if isinstance(step, Failure):
             reason = f"eap_{step.reason}"
+            pid = found.person_id if found is not None else None
+            record = login_event(svc.registry, client, event, reason, pid, int(now))
+            try:  # the audit log's login record, queued before answering (as any login)
+                await svc.store.outbox_add(record)
+            except StoreUnavailable as exc:
+                log.warning(
+                    "radius.store_unavailable", port="auth", client=client.id, error=str(exc)
+                )
+                return None
             metrics.REJECTS.labels(reason).inc()
-            log.info("radius.eap_failure", client=client.id, reason=step.reason)
+            log.info("radius.eap_failure", client=client.id, person=pid, reason=step.reason)
             return AccessReject(
                 eap_message_attrs(step.eap) + attr(Attr.REPLY_MESSAGE, b"Login failed"),
-                result=reason,
+                pid or "",
+                record["venue"],
+                "",
+                reason,
             )
         if isinstance(step, Success):
             return await self._success(svc, client, event, step)
@@ -220,7 +252,9 @@ class EapLogins:
         klass = sign_class(svc.class_key, pid, "e", client.id, nonce)
         attrs = (
             eap_message_attrs(step.eap)
-            + mppe_key_attrs(step.keys.msk, client.secret, event.authenticator, _salts())
+            + mppe_key_attrs(
+                step.keys.msk, event.secret or client.secret, event.authenticator, _salts()
+            )
             + attr(Attr.USER_NAME, step.inner_identity.encode())
             + attr_int(Attr.SESSION_TIMEOUT, decision.session_timeout)
             + svc._accept_tail

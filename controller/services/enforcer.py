@@ -31,7 +31,7 @@ from typing import Any, Final
 import structlog
 from prometheus_client import Counter
 
-from controller.config import Config
+from controller.config import Client, Config
 from controller.domain import quota
 from controller.domain.enforcement import (
     Plan,
@@ -46,6 +46,7 @@ from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius.attrs import AcctStatus, TerminateCause
 from radius.dae import DaeClient, DaeOutcome, DaeResult, DaeTarget
+from radius.tally import TALLY
 
 log = structlog.get_logger("citywifi.enforcer")
 
@@ -407,7 +408,7 @@ class Enforcer:
             DISCONNECTS.labels(reason, "no_client").inc()
             log.warning("enforcer.no_client", person=pid, session=sid, client=client_id)
             return SessionOutcome(sid, client_id, "no_client")
-        target = DaeTarget(host, client.coa_port, client.secret, client.vendor)
+        target = dae_target(client, host)
         try:
             result = await self.dae.disconnect(
                 target, session_identity(record), event_timestamp=int(self.clock())
@@ -417,6 +418,7 @@ class Enforcer:
             CLIENT_DISCONNECTS.labels(client.id, "unsupported").inc()
             log.warning("enforcer.unsupported", person=pid, session=sid, error=str(exc))
             return SessionOutcome(sid, client_id, "unsupported")
+        TALLY.dae(client.id, "dis", result.outcome.value)  # per NAS, to Redis (console)
         outcome = await self._apply(pid, sid, client_id, result)
         DISCONNECTS.labels(reason, outcome).inc()
         CLIENT_DISCONNECTS.labels(client.id, outcome).inc()
@@ -496,7 +498,7 @@ class Enforcer:
             start = int(record.get("start") or now)
             try:
                 result = await self.dae.coa(
-                    DaeTarget(host, client.coa_port, client.secret, client.vendor),
+                    dae_target(client, host),
                     session_identity(record),
                     event_timestamp=now,
                     session_timeout=max(1, due - start),
@@ -505,6 +507,7 @@ class Enforcer:
                 COAS.labels("unsupported").inc()
                 continue
             COAS.labels(result.outcome.value).inc()
+            TALLY.dae(client.id, "coa", result.outcome.value)  # per NAS, to Redis (console)
             log.info("enforcer.coa", person=pid, session=sid, result=result.outcome.value)
 
     # -- admin ------------------------------------------------------------------------------
@@ -543,3 +546,11 @@ class Enforcer:
         person's other devices online."""
         async with self._leased(pid):
             return await self._disconnect(pid, list(sids), reason)
+
+
+def dae_target(client: Client, host: str) -> DaeTarget:
+    """Where a NAS takes Disconnect/CoA: its address and coa_port, or (``radsec_dae``)
+    its open RadSec connection (RFC 6614 §2.5; UDP when none is open)."""
+    return DaeTarget(
+        host, client.coa_port, client.secret, client.vendor, client.id if client.radsec_dae else ""
+    )

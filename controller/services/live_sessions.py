@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
+from urllib.parse import urlencode
 
 import structlog
 
@@ -51,6 +52,15 @@ class SessionFilter:
     @classmethod
     def of(cls, query: Mapping[str, str]) -> SessionFilter:
         return cls(*(query.get(k, "").strip()[:64] for k in ("venue", "operator", "nas", "type")))
+
+    def query(self) -> str:
+        """The filters as a query string (``""``: none), for a form that comes back here."""
+        pairs = zip(
+            ("venue", "operator", "nas", "type"),
+            (self.venue, self.operator, self.client, self.venue_type),
+            strict=True,
+        )
+        return urlencode([(k, v) for k, v in pairs if v])
 
 
 def _clock(epoch: int, config: Config) -> str:
@@ -122,3 +132,24 @@ async def disconnect_one(
         }
     )
     return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChoices:
+    """What the filters can name (the page offers them as suggestions), within scope."""
+
+    venues: tuple[str, ...]
+    operators: tuple[str, ...]
+    clients: tuple[str, ...]
+    venue_types: tuple[str, ...]
+
+
+def filter_choices(config: Config, scope: frozenset[str] | None) -> FilterChoices:
+    venues = [v for v in config.venues.values() if scope is None or v.operator in scope]
+    ids = {v.id for v in venues}
+    return FilterChoices(
+        venues=tuple(sorted(ids)),
+        operators=tuple(sorted({v.operator for v in venues})),
+        clients=tuple(sorted(c.id for c in config.clients if c.venue in ids)),
+        venue_types=tuple(sorted({v.type for v in venues})),
+    )

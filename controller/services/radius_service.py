@@ -37,12 +37,14 @@ from controller.domain.identity import (
     verify_class,
 )
 from controller.domain.mac import normalize_mac
+from controller.domain.radsec_peers import RadsecPeers
 from controller.domain.registry import Registry
 from controller.domain.state import AccountingResult, AccountingWrite, Origin, SessionFields
 from controller.services.eap_service import EapLogins
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius import metrics
+from radius.addresses import PortBlock, vendor_block
 from radius.attrs import AcctStatus, Attr, TerminateCause
 from radius.events import (
     AccessAccept,
@@ -51,8 +53,10 @@ from radius.events import (
     AccessRequest,
     AccountingRequest,
     AccountingResponse,
+    NoReply,
 )
 from radius.packet import attr, attr_int, attr_text_split, chap_matches
+from radius.radsec import PeerCertificate
 
 log = structlog.get_logger("citywifi.radius")
 
@@ -83,6 +87,21 @@ class Admission:
     person: str | None = None
     credential: bool = False
     nonce: str = ""
+
+
+def nat_block(client: Client, event: AccountingRequest) -> PortBlock | None:
+    """The NAT port block of a request: in the client's ``port_block_vsa`` when it has
+    one and the NAS sent it, else as ``radius.addresses.port_block`` read it."""
+    if client.port_block_vsa is not None and event.vsas:
+        found = vendor_block(event.vsas, *client.port_block_vsa)
+        if found is not None:
+            return found
+    return event.port_block
+
+
+def client_public(client: Client) -> str:
+    """The NAS's public addresses as the session record keeps them (comma-separated)."""
+    return ",".join(str(n) for n in client.public_addresses)
 
 
 def anonymous_person(client_id: str, user: str) -> str:
@@ -132,6 +151,7 @@ class RadiusService:
         """Swap in a new config (SIGHUP): precomputed reply parts are rebuilt once here."""
         self.config = config
         self.registry = Registry(config)
+        self.radsec_peers = RadsecPeers(config.clients)
         q = config.quota
         self.policy = q
         self._accept_tail = attr_int(Attr.ACCT_INTERIM_INTERVAL, q.interim_interval) + (
@@ -146,9 +166,13 @@ class RadiusService:
     def peer_for(self, host: str) -> Client | None:
         return self.registry.client_for(host)
 
+    def radsec_peer(self, certificate: PeerCertificate) -> Client | None:
+        """The client a RadSec connection's certificate names (controller.domain.radsec_peers)."""
+        return self.radsec_peers.client_for(certificate.fingerprint, certificate.names)
+
     # -- Access-Request -----------------------------------------------------------------
 
-    async def access(self, event: AccessRequest) -> AccessReply | None:
+    async def access(self, event: AccessRequest) -> AccessReply | NoReply | None:
         """The answer to an Access-Request, None to send none (the store is down: the
         NAS retransmits, or fails over)."""
         client = self.registry.clients_by_id.get(event.client)
@@ -440,6 +464,12 @@ class RadiusService:
             operator_name="".join(c for c in operator_name if c.isprintable())
             if operator_name
             else "",
+            ipv6=event.framed_ipv6_address,
+            ipv6_prefix=event.framed_ipv6_prefix,
+            ipv6_delegated=event.delegated_ipv6_prefix,
+            nas_public=client_public(client),
+            nat_ip=block.public_ip if (block := nat_block(client, event)) else "",
+            nat_ports=block.ports if block else "",
         )
         sid = keys.session_id(client.id, acct_session_id)
         cause = event.terminate_cause

@@ -59,10 +59,18 @@ def reload_status() -> ReloadStatus:
     return ReloadStatus(last_ok, counts.get("ok", 0), counts.get("refused", 0))
 
 
-def registry_view(config: Config, scope: frozenset[str] | None) -> RegistryView:
+def registry_view(config: Config, scope: frozenset[str] | None, lang: str = "en") -> RegistryView:
+    """The registry as the page shows it; venue names in ``lang`` (``zh`` or ``en``)."""
     aps = Counter(ap.venue for ap in config.access_points.values())
     venues = tuple(
-        VenueRow(v.id, v.name.get("en", v.id), v.type, v.district, v.operator, aps[v.id])
+        VenueRow(
+            v.id,
+            v.name.get(lang) or v.name.get("en", v.id),
+            v.type,
+            v.district,
+            v.operator,
+            aps[v.id],
+        )
         for v in sorted(config.venues.values(), key=lambda v: v.id)
         if scope is None or v.operator in scope
     )

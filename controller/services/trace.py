@@ -8,6 +8,11 @@ known client and every reply it sends (the hook in ``radius/server.py``). It mus
 nothing for an untraced client: a set lookup. Which clients are traced is read from
 Redis once a second (``refresh``, configured clients only), and traced packets are
 written in one pipeline by the same loop, never on the request path.
+
+A client with ``trace = true`` in its ``[[clients]]`` entry (``configured``) is traced
+from the first packet, whatever the switch says; the config in force is read again at
+each refresh (and at once by ``follow_config`` after a reload), so a reload turns it on
+or off. The switch adds to it: it cannot turn a configured trace off.
 """
 
 from __future__ import annotations
@@ -32,12 +37,19 @@ MAX_BUFFER: Final = 5_000  # packets held between writes (a flood is cut, not bu
 
 class Tracer:
     def __init__(
-        self, store: Store, clients: Callable[[], Iterable[str]], *, interval: float = INTERVAL
+        self,
+        store: Store,
+        clients: Callable[[], Iterable[str]],
+        *,
+        configured: Callable[[], Iterable[str]] = tuple,
+        interval: float = INTERVAL,
     ) -> None:
         self.db = TraceStore(store)
         self.clients = clients
+        self.configured = configured  # clients with `trace = true` in the config in force
         self.interval = interval
-        self.traced: frozenset[str] = frozenset()
+        self.switched: frozenset[str] = frozenset()  # on by cw:trace:on (console, CLI)
+        self.traced: frozenset[str] = frozenset(configured())
         self._buffer: list[tuple[str, str, str]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -56,8 +68,14 @@ class Tracer:
             await self.db.append(batch)
         except StoreUnavailable:
             self._buffer = batch + self._buffer  # kept for the next round
+            self.follow_config()
             raise
-        self.traced = await self.db.active(sorted(set(self.clients())))
+        self.switched = await self.db.active(sorted(set(self.clients())))
+        self.follow_config()
+
+    def follow_config(self) -> None:
+        """Traced now: the switched-on clients and those with ``trace = true``."""
+        self.traced = self.switched | frozenset(self.configured())
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())

@@ -7,6 +7,8 @@ Layout (one directory per local day of ``quota.timezone``)::
     <archive>/sessions/2026-11-25/sealed.parquet             the closed day's final figures
     <archive>/audit/2026-11-25/part-<ms>-<rand>.parquet      audit records (with phone)
     <archive>/audit-exports.jsonl                            who exported what, when
+    <archive>/audit-exports.lock                             appends and its trim take turns
+    <archive>/sessions/2026-11-25/rows-forgotten             rows past their retention: emptied
 
 ``<ms>`` is the newest ``archived_at`` (epoch ms) in the file: every file was written at
 one moment, so a file is either entirely on time or entirely late for its day.
@@ -45,7 +47,7 @@ import structlog
 from prometheus_client import Counter
 
 from controller.config import Config
-from controller.domain.audit import AUDIT_SCHEMA
+from controller.domain.audit import AUDIT_ADDED, AUDIT_SCHEMA
 from controller.domain.ledger import LEDGER_SCHEMA, day_close_ms
 from controller.domain.natlog import NAT_SCHEMA
 from controller.storage.datafiles import open_private, private_dir
@@ -55,6 +57,7 @@ log = structlog.get_logger("citywifi.archive")
 MERGE_PARTS = 32  # merge an open day's parts when there are more than this many
 DUCKDB_MEMORY = "512MB"  # per query; DuckDB spills beyond it (process RSS stays under 1 GiB)
 SEALED = "sealed.parquet"
+ROWS_FORGOTTEN = "rows-forgotten"  # marker: the day's ledger rows are past their retention
 # a sealed day's per-venue figures (what reports read); "-2": with beyond_seconds (the
 # figures.parquet of older versions are left alone and computed again under this name)
 FIGURES = "figures-2.parquet"
@@ -79,6 +82,9 @@ SCHEMAS: Mapping[str, tuple[tuple[str, str], ...]] = {
     "audit": AUDIT_SCHEMA,
     "nat": NAT_SCHEMA,  # NAT translations (controller.storage.nat_archive)
 }
+# Columns added to a kind after files were written without them: not required of a
+# file, and merged by name (``union_by_name``)
+ADDED_COLUMNS: Mapping[str, frozenset[str]] = {"audit": AUDIT_ADDED}
 
 
 def archive_root(config: Config) -> Path:
@@ -227,6 +233,7 @@ class Archive:
         if not rows:
             return []
         schema = SCHEMAS[kind]
+        stamp = [name for name, _ in schema].index("archived_at")
         by_day: dict[date, list[tuple[Any, ...]]] = {}
         for row in rows:
             by_day.setdefault(row[0], []).append(row)
@@ -238,7 +245,7 @@ class Archive:
                 select = ", ".join(
                     f"unnest(${i + 1}::{typ}[]) AS {name}" for i, (name, typ) in enumerate(schema)
                 )
-                newest = max(row[-1] for row in day_rows)  # archived_at is last in every schema
+                newest = max(row[stamp] for row in day_rows)
                 target = (
                     self.day_dir(kind, day) / f"part-{newest:013d}-{secrets.token_hex(4)}.parquet"
                 )
@@ -324,7 +331,8 @@ class Archive:
                         [str(path)],
                     ).fetchall()
                 }
-                if not {name for name, _ in SCHEMAS[kind]} <= have:
+                required = {name for name, _ in SCHEMAS[kind]} - ADDED_COLUMNS.get(kind, set())
+                if not required <= have:
                     return False
         except duckdb.IOException:
             return not path.exists()
@@ -437,7 +445,8 @@ class Archive:
         names = ", ".join(name for name, _ in SCHEMAS[kind])
         newest = max(ms for ms, _ in parts)
         target = self.day_dir(kind, day) / f"part-{newest:013d}-{secrets.token_hex(4)}.parquet"
-        source = f"SELECT {names} FROM read_parquet([{', '.join(_sql_path(p) for _, p in parts)}])"
+        files = f"[{', '.join(_sql_path(p) for _, p in parts)}]"
+        source = f"SELECT {names} FROM {read_files(kind, files)}"
         con = self._connect()
         try:
             self._write_file(con, target, source)
@@ -457,14 +466,81 @@ class Archive:
                 removed.append(day)
         return removed
 
-    def append_export_log(self, entry: Mapping[str, Any]) -> None:
-        path = self.root / "audit-exports.jsonl"
-        fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+    def forget_ledger_rows(self, day: date) -> bool:
+        """The end of a sealed day's ledger retention (PIPL Art. 19): its rows (person
+        ids, sessions) are replaced by an empty sealed file and its parts, late ones
+        included, deleted; the per-venue figures stay, so settlements still add up. An
+        unsealed day is left alone (False); a day done already is skipped (marker file)."""
+        d = self.day_dir("sessions", day)
+        marker = d / ROWS_FORGOTTEN
+        if marker.exists() or self.figures(day) is None:
+            return False
+        con = self._connect()
         try:
-            os.write(fd, (json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode())
-            os.fsync(fd)
+            names = ", ".join(name for name, _ in LEDGER_SCHEMA)
+            self._write_file(
+                con, d / SEALED, f"SELECT {names} FROM ({empty_select(LEDGER_SCHEMA)})"
+            )
+        finally:
+            con.close()
+        for _, path in self.parts("sessions", day):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        os.close(open_private(marker, os.O_WRONLY))
+        _fsync_dir(d)
+        return True
+
+    @contextlib.contextmanager
+    def _export_log_lock(self) -> Iterator[None]:
+        """Appends and the retention's rewrite take turns (an append into a file being
+        replaced would land in the old one)."""
+        fd = open_private(self.root / "audit-exports.lock", os.O_WRONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
         finally:
             os.close(fd)
+
+    def append_export_log(self, entry: Mapping[str, Any]) -> None:
+        path = self.root / "audit-exports.jsonl"
+        with self._export_log_lock():
+            fd = open_private(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def trim_export_log(self, keep: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Rewrite the export log without the entries ``keep`` refuses (their retention
+        ended); returns how many went. Unreadable lines are kept (nothing is lost
+        silently)."""
+        path = self.root / "audit-exports.jsonl"
+        if not path.exists():
+            return 0
+        with self._export_log_lock():
+            lines = path.read_text().splitlines(keepends=True)
+            kept: list[str] = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = None
+                if not isinstance(entry, dict) or keep(entry):
+                    kept.append(line)
+            gone = len(lines) - len(kept)
+            if gone:
+                fresh = path.with_name(f".audit-exports-{secrets.token_hex(4)}.jsonl")
+                fd = open_private(fresh, os.O_WRONLY | os.O_TRUNC)
+                try:
+                    os.write(fd, "".join(kept).encode())
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(fresh, path)
+                _fsync_dir(self.root)
+        return gone
 
     def export_log(self) -> list[dict[str, Any]]:
         path = self.root / "audit-exports.jsonl"
@@ -529,6 +605,17 @@ def figures_sql(rows_sql: str, allowance: int = DEFAULT_ALLOWANCE) -> str:
         FROM base LEFT JOIN beyond USING (day, venue, venue_type, district, operator)
         ORDER BY ALL
     """
+
+
+def read_files(kind: str, files: str = "?") -> str:
+    """``read_parquet(files)`` of a kind, as a FROM item; for a kind with added columns
+    read by name and completed with the columns an older file lacks (NULL)."""
+    if kind not in ADDED_COLUMNS:
+        return f"read_parquet({files})"
+    return (
+        f"(SELECT * FROM read_parquet({files}, union_by_name = true)"
+        f" UNION ALL BY NAME {empty_select(SCHEMAS[kind])})"
+    )
 
 
 def empty_select(schema: Sequence[tuple[str, str]]) -> str:

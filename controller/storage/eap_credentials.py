@@ -90,7 +90,13 @@ class EapCredentialStore:
 
     async def for_person(self, pid: str) -> list[EapCredential]:
         """The person's live credentials, oldest first; entries naming a credential that
-        is gone (expired) are removed from the set on the way."""
+        is gone (expired) are removed from the set on the way. Raises StoreUnavailable."""
+        try:
+            return await self._for_person(pid)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def _for_person(self, pid: str) -> list[EapCredential]:
         person_key = keys.eap_credentials(pid)
         usernames = sorted(_text(u) for u in await self._client.smembers(person_key))
         if not usernames:
@@ -120,7 +126,10 @@ class EapCredentialStore:
         pipe = self._client.pipeline(transaction=False)
         pipe.srem(keys.eap_credentials(pid), username)
         pipe.delete(keys.eap_credential(username))
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
         return True
 
     async def revoke_person(self, pid: str) -> int:
@@ -132,5 +141,8 @@ class EapCredentialStore:
         pipe.delete(keys.eap_credentials(pid))
         for credential in credentials:
             pipe.delete(keys.eap_credential(credential.username))
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
         return len(credentials)

@@ -202,3 +202,85 @@ TRACE_SWITCHES = f"{PREFIX}:trace:on"  # sorted set: client -> epoch second its 
 def trace_log(client_id: str) -> str:
     """The stream of a traced client's packets (capped, expiring after the trace)."""
     return f"{PREFIX}:trace:log:{client_id}"
+
+
+# -- config reload status (storage/reload_status.py, issue 17): the console's registry page
+
+RELOAD_STATUS = f"{PREFIX}:stats:reload"  # JSON of the last SIGHUP reload (any process)
+
+# -- NAS health counters (controller.storage.nas_stats; controller.domain.nas_health) -----
+# A target's three keys (totals, minute ring, 30-minute ring) share its hash tag, so the
+# one script that adds a flush to them (nas_stats_add.lua) runs on one Cluster slot.
+
+NAS_HEARD = f"{PREFIX}:stats:nas_heard"  # zset client id -> epoch of its last request seen
+
+
+def nas_totals(client_id: str) -> str:
+    """Hash of one client's counters since the start (``radius.tally`` field names)."""
+    return f"{PREFIX}:stats:{{nas:{client_id}}}"
+
+
+def nas_minutes(client_id: str, hour: int) -> str:
+    """Hash ``<epoch minute>|<series>`` -> count of one client's hour ``hour``
+    (epoch // 3600); expires three hours on."""
+    return f"{nas_totals(client_id)}:m:{hour}"
+
+
+def nas_bins(client_id: str, day: int) -> str:
+    """Hash ``<epoch minute // 30>|<series>`` -> count of one client's UTC day ``day``
+    (epoch // 86400; the day chart); expires two days on."""
+    return f"{nas_totals(client_id)}:b:{day}"
+
+
+def scope_totals(scope: str) -> str:
+    """Hash of the counters of a scope: ``city`` or ``op:<operator id>``."""
+    return f"{PREFIX}:stats:{{scope:{scope}}}"
+
+
+def scope_minutes(scope: str, hour: int) -> str:
+    return f"{scope_totals(scope)}:m:{hour}"
+
+
+def scope_bins(scope: str, day: int) -> str:
+    return f"{scope_totals(scope)}:b:{day}"
+
+
+# -- personal-data inventory (services/persons.py: erase, export; docs/audit.md)
+
+# A person's own keys by family (the first word after ``cw:{pid}:``). An erasure deletes
+# the personal ones and keeps the anonymous usage the settlement needs until its own
+# expiry: day counters, session records and their indexes, the archive marks, a block.
+ERASED_FAMILIES = frozenset({"p", "c", "dev", "eap"})  # profile, credentials, devices, EAP
+USAGE_FAMILIES = frozenset({"u", "open", "s", "a", "closing", "lease", "hold", "block"})
+MAC_PREFIX = f"{PREFIX}:mac:"  # MAC memory: its value names the person
+PORTAL_CLIENT_PREFIX = f"{PREFIX}:pc:"  # portal client memory (field ``pid``)
+SCAN_ALL = f"{PREFIX}:*"  # an erasure reads the key space once (SCAN), sorting as below
+
+
+def person_family(key: str, pid: str) -> str | None:
+    """The family of one of a person's own keys (``p``, ``u``, ``s``, …), else None."""
+    head = f"{person(pid)}:"
+    if not key.startswith(head):
+        return None
+    return key[len(head) :].partition(":")[0]
+
+
+def erase_family(key: str, pid: str) -> str | None:
+    """What an erasure of ``pid`` does with ``key``: the family to delete (``p``, ``c``,
+    ``dev``, ``eap``; ``otp``: a pending SMS code of one of the person's devices; ``rl``:
+    a rate-limit log of the person's number), ``mac`` / ``pc`` (MAC or portal memory:
+    read its value first), or None (not the person's, or their anonymous usage)."""
+    family = person_family(key, pid)
+    if family is not None:
+        return family if family in ERASED_FAMILIES else None
+    if key.startswith(otp(f"{pid}:")[:-1]):  # cw:otp:{<pid>:<device>}
+        return "otp"
+    rate_head = f"{PREFIX}:rl:{{"
+    if key.startswith(rate_head) and key.endswith("}"):  # cw:rl:{<dimension>:<value>}
+        value = key[len(rate_head) : -1].partition(":")[2]
+        return "rl" if value == pid or value.startswith(f"{pid}:") else None
+    if key.startswith(MAC_PREFIX):
+        return "mac"
+    if key.startswith(PORTAL_CLIENT_PREFIX):
+        return "pc"
+    return None

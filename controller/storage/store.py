@@ -36,6 +36,7 @@ from controller.domain.state import (
     Origin,
     OtpAttempt,
     OutboxEntry,
+    PersonRecords,
     PersonSnapshot,
     PersonState,
     SessionVersion,
@@ -881,6 +882,95 @@ class Store:
             return bool(
                 await self._evalsha(self.redis, "forget_mac", (keys.mac_owner(mac),), (pid,))
             )
+
+        return await self._guard(op)
+
+    # -- personal data (controller.services.persons): a person's own records, erasure -------
+
+    async def _scan(self, pattern: str) -> list[str]:
+        return [_text(k) async for k in self.redis.scan_iter(match=pattern, count=10000)]
+
+    async def _values(self, command: str, found: Sequence[str], *args: str) -> list[str]:
+        """One command per key, 500 a unit of the batched link (redis-py's pipeline costs
+        ten times as much per reply): the replies as text ("" for none)."""
+        out: list[str] = []
+        for start in range(0, len(found), 500):
+            unit: list[Command] = [(command, key, *args) for key in found[start : start + 500]]
+            out.extend(_text(v) if v else "" for v in await self._hot(unit))
+        return out
+
+    async def _macs_naming(self, pid: str) -> list[str]:
+        """The MAC-memory keys whose value is the person (one SCAN of the MAC memory)."""
+        found = await self._scan(f"{keys.MAC_PREFIX}*")
+        values = await self._values("GET", found)
+        return [k for k, v in zip(found, values, strict=True) if v == pid]
+
+    async def person_records(self, pid: str) -> PersonRecords:
+        """What Redis holds about a person beyond today's usage and sessions: the phone
+        profile, remembered-device tokens and MACs (with their expiry)."""
+
+        async def op() -> PersonRecords:
+            profile = _pairs(await self.redis.hgetall(keys.profile(pid)))
+            tokens: list[Any] = await self.redis.zrange(
+                keys.device_tokens(pid), 0, -1, withscores=True
+            )
+            macs = []
+            for key in await self._macs_naming(pid):
+                ttl = int(await self.redis.ttl(key))
+                macs.append((key.removeprefix(keys.mac_owner("")), ttl))
+            return PersonRecords(
+                phone=profile.get("phone", ""),
+                seen=int(profile.get("seen") or 0),
+                device_tokens=tuple((_text(t), int(e)) for t, e in tokens),
+                macs=tuple(sorted(macs)),
+            )
+
+        return await self._guard(op)
+
+    async def erase_person(self, pid: str) -> dict[str, int]:
+        """Delete a person's personal records (profile and its index entry, credentials,
+        remembered devices, MAC memory, pending SMS codes, rate-limit logs, the portal's
+        memory of them, EAP credentials and their set); keep the usage families
+        (``keys.USAGE_FAMILIES``). Returns the count per family deleted."""
+
+        async def op() -> dict[str, int]:
+            found: dict[str, list[str]] = {}
+            for key in await self._scan(keys.SCAN_ALL):  # once: a SCAN reads every key anyway
+                family = keys.erase_family(key, pid)
+                if family is not None:
+                    found.setdefault(family, []).append(key)
+            macs, clients = found.pop("mac", []), found.pop("pc", [])
+            credentials = found.pop("c", [])
+            used = await self._values("HGET", credentials, "used_at")
+            # an unused credential is a way back in: deleted; a used one admits nothing
+            # new (single use) and ties a running session's accounting to the person when
+            # the NAS echoes no Class: kept until its TTL, like the session record
+            found["c"] = [k for k, u in zip(credentials, used, strict=True) if not u]
+            # EAP credentials: the person's set names them (storage/eap_credentials.py)
+            usernames = [_text(u) for u in await self.redis.smembers(keys.eap_credentials(pid))]
+            eap_keys = [keys.eap_credential(u) for u in usernames]
+            owners = await self._values("HGET", eap_keys, "pid")
+            found["eap_credentials"] = [
+                k for k, v in zip(eap_keys, owners, strict=True) if v == pid
+            ]
+            removed = {family: len(names) for family, names in found.items()}
+            owners = await self._values("GET", macs)
+            for key, owner in zip(macs, owners, strict=True):
+                if owner == pid:  # the script re-checks: a login on the device meanwhile wins
+                    forgot = await self._evalsha(self.redis, "forget_mac", (key,), (pid,))
+                    removed["mac"] = removed.get("mac", 0) + int(forgot)
+            persons = await self._values("HGET", clients, "pid")
+            pipe = self.redis.pipeline(transaction=False)
+            for key, who in zip(clients, persons, strict=True):
+                if who == pid:  # the address's NAS data stays; whom it logged in goes
+                    pipe.hset(key, "pid", "")
+                    removed["pc"] = removed.get("pc", 0) + 1
+            for names in found.values():
+                for key in names:
+                    pipe.delete(key)  # one key a command: they live on several Cluster slots
+            pipe.zrem(keys.PROFILE_INDEX, pid)
+            await pipe.execute()
+            return {family: n for family, n in sorted(removed.items()) if n}
 
         return await self._guard(op)
 

@@ -1,6 +1,8 @@
 """The admin API (bearer token with role ``admin``, under ``/api/v1/admin/``): a person's
-sessions and usage, disconnect, block, unblock, revoke remembered devices. The actions
-are ``controller.services.admin``; this module reads the request and answers JSON."""
+sessions and usage, disconnect, block, unblock, revoke remembered devices, and a person's
+EAP ("connect automatically") credentials: list, revoke (``/api/v1/admin/eap/…``). The
+actions are ``controller.services.admin`` and ``controller.services.eap_revoke``; this
+module reads the request and answers JSON."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from controller.services.admin import (
     revoke_devices,
     unblock,
 )
-from controller.web.auth import requires
+from controller.services.eap_revoke import credentials_json, list_credentials, revoke_credentials
+from controller.web.auth import PRINCIPAL, requires
 from controller.web.resources import CLOCK, ENFORCER, LIVE, PERSON_KEY, STORE
 
 
@@ -35,7 +38,38 @@ async def _handle(request: web.Request, action: str) -> web.Response:
             raise AdminError(400, "bad_json", "the body is not JSON") from None
         if not isinstance(args, dict):
             raise AdminError(400, "bad_json", "the body is a JSON object")
+    if action.startswith("eap-"):
+        return web.json_response(await _eap(request, action, args))
     return web.json_response(await _run(request.app, action, args))
+
+
+async def _eap(request: web.Request, action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``eap-credentials``: the person's credentials (never a secret or hash);
+    ``eap-revoke``: one (``credential``) or all, and their EAP sessions disconnected."""
+    app = request.app
+    for key in ("phone", "person", "credential"):
+        if args.get(key) is not None and not isinstance(args[key], str):
+            raise AdminError(400, "bad_request", f"'{key}' is a string")
+    pid = resolve_person(
+        phone=args.get("phone"), person=args.get("person"), person_key=app[PERSON_KEY]
+    )
+    store = app[STORE]
+    if action == "eap-credentials":
+        return credentials_json(pid, await list_credentials(store, pid))
+    credential = (args.get("credential") or "").strip() or None
+    result = await revoke_credentials(
+        store,
+        app[ENFORCER],
+        pid,
+        credential,
+        realm=app[LIVE].config.passpoint.realm,
+        now=int(app[CLOCK]()),
+        by=f"api:{request[PRINCIPAL].name}",
+        address=request.remote or "",
+    )
+    if credential is not None and not result.revoked:
+        raise AdminError(404, "not_found", "no such credential of this person")
+    return result.to_json()
 
 
 async def _run(app: web.Application, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -107,9 +141,24 @@ async def revoke_devices_route(request: web.Request) -> web.Response:
     return await _handle(request, "revoke-devices")
 
 
+@requires("admin")
+async def eap_credentials_route(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/eap/credentials?phone=…|person=… — the person's EAP credentials."""
+    return await _handle(request, "eap-credentials")
+
+
+@requires("admin")
+async def eap_revoke_route(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/eap/revoke {"phone"|"person", "credential"?} — revoke one or
+    all, and disconnect the EAP sessions they opened (RFC 5176)."""
+    return await _handle(request, "eap-revoke")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/admin/sessions", sessions_route)
     app.router.add_post("/api/v1/admin/disconnect", disconnect_route)
     app.router.add_post("/api/v1/admin/block", block_route)
     app.router.add_post("/api/v1/admin/unblock", unblock_route)
     app.router.add_post("/api/v1/admin/revoke-devices", revoke_devices_route)
+    app.router.add_get("/api/v1/admin/eap/credentials", eap_credentials_route)
+    app.router.add_post("/api/v1/admin/eap/revoke", eap_revoke_route)

@@ -27,7 +27,7 @@ from prometheus_client import (
 from controller.config import HttpSettings
 from controller.services.errors import RequestError
 from controller.services.metrics import RedisMemory
-from controller.web import admin, audit, reports
+from controller.web import admin, audit, person_erase, reports
 from controller.web.console import routes as console
 from controller.web.errors import errors, render_json
 from controller.web.http_edge import body_deadline
@@ -116,6 +116,7 @@ def make_app(http: HttpSettings, resources: Resources) -> web.Application:
     reports.add_routes(app)  # reports API + page (role reports)
     audit.add_routes(app)  # audit export (role audit)
     admin.add_routes(app)  # role admin
+    person_erase.add_routes(app)  # POST /api/v1/admin/erase (role admin, PIPL)
     console.add_routes(app)  # operations console (named accounts)
     app.cleanup_ctx.append(_close_portal)
     return app

@@ -1,17 +1,16 @@
 """``GET /api/v1/audit/who?ip=&port=&at=``: the person behind a public address and port
-at an instant (controller.services.natlog.who; docs/audit.md). Role ``audit``: with the
-phone number; role ``admin``: the person id only. Every lookup is logged."""
+at an instant (controller.services.natlog.who_live; docs/audit.md). Role ``audit``: with the
+phone number; role ``admin``: the person id only. Open sessions count (read from Redis).
+Every lookup is logged."""
 
 from __future__ import annotations
-
-import asyncio
 
 from aiohttp import web
 
 from controller.services.errors import RequestError
-from controller.services.natlog import WhoQueryError, parse_who, to_json, who
+from controller.services.natlog import WhoQueryError, parse_who, to_json, who_live
 from controller.web.auth import PRINCIPAL, requires
-from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE
+from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE, STORE
 
 
 @requires("audit", "admin")
@@ -27,8 +26,14 @@ async def handle_who(request: web.Request) -> web.StreamResponse:
     except WhoQueryError as exc:
         raise RequestError(exc.code, 400, exc.message) from None
     await app[ARCHIVER].flush()  # sessions closed a moment ago are in the archive
-    doc = await asyncio.to_thread(
-        who, app[ARCHIVE], config, f"token:{principal.name}", q, app[CLOCK](), with_phone=with_phone
+    doc = await who_live(  # closed sessions (archive) and open ones (Redis)
+        app[ARCHIVE],
+        app[STORE],
+        config,
+        f"token:{principal.name}",
+        q,
+        app[CLOCK](),
+        with_phone=with_phone,
     )
     return web.Response(
         body=to_json(doc),

@@ -17,6 +17,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter
 
 from controller.config import Config
+from controller.domain.periods import PeriodError, choose_period
+from controller.domain.quota import local_day
 from controller.services.errors import RequestError
 from controller.services.reports import writers
 from controller.services.reports.dashboard import dashboard
@@ -38,7 +40,13 @@ from controller.web.auth import (
     token_for,
 )
 from controller.web.csrf import Csrf, form_token
-from controller.web.reports_page import messages, pick_language, render_dashboard, render_login
+from controller.web.reports_page import (
+    messages,
+    pick_language,
+    picker,
+    render_dashboard,
+    render_login,
+)
 from controller.web.resources import ARCHIVE, ARCHIVER, CLOCK, LIVE, PERSON_KEY
 
 log = structlog.get_logger("citywifi.reports")
@@ -153,7 +161,9 @@ def _lang(request: web.Request) -> str:
 
 
 async def page(request: web.Request) -> web.Response:
-    """``GET /reports``: the dashboard when signed in, else the sign-in form."""
+    """``GET /reports[?month=YYYY-MM | ?from=&to=]``: the dashboard of a calendar month
+    (default: the current one) or a range when signed in, else the sign-in form; a
+    refused period is a 400 page that says why, with the picker to fix it."""
     app = request.app
     config = app[LIVE].config
     lang = _lang(request)
@@ -162,9 +172,32 @@ async def page(request: web.Request) -> web.Response:
     principal = _cookie_principal(request)
     if principal is None or "reports" not in principal.roles:
         return _html(render_login(config, lang, token), nonce, new_nonce)
+    now = app[CLOCK]()
+    today = local_day(int(now), config.quota.timezone)
+    longest = config.reports.max_range_days
+    given = {k: request.query.get(k, "") for k in ("month", "from", "to")}
+    try:
+        period = choose_period(
+            given["month"], given["from"], given["to"],
+            today=today, longest=longest, hint="reports.max_range_days",
+        )  # fmt: skip
+    except PeriodError as exc:
+        log.info("reports.page_period_refused", code=exc.code)
+        pick = picker(today, lang, longest, None, given)
+        error = period_message(lang, exc, longest)
+        return _html(
+            render_dashboard(config, None, lang, token, pick, error), nonce, new_nonce, 400
+        )
     await _flush(app)
-    data = await asyncio.to_thread(dashboard, app[ARCHIVE], config, app[CLOCK](), lang)
-    return _html(render_dashboard(config, data, lang, token), nonce, new_nonce)
+    data = await asyncio.to_thread(dashboard, app[ARCHIVE], config, now, lang, period)
+    pick = picker(today, lang, longest, period, given)
+    return _html(render_dashboard(config, data, lang, token, pick), nonce, new_nonce)
+
+
+def period_message(lang: str, exc: PeriodError, longest: int) -> str:
+    """A refused period in the page's language (the English detail kept in English)."""
+    text = messages()[lang].get(f"period_{exc.code}", exc.message).replace("{n}", str(longest))
+    return f"{text} ({exc.message})" if lang == "en" else text
 
 
 async def _checked_form(request: web.Request) -> dict[str, str] | None:

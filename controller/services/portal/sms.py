@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from controller.config import SmsSettings
 from controller.services.portal.errors import PortalError
 from controller.storage.datafiles import append_private
+from radius.tally import TALLY
 
 log = structlog.get_logger("citywifi.portal")
 
@@ -85,9 +86,11 @@ class FileSms:
             await done
         except OSError as exc:
             SMS_SENT.labels(self.backend, "failed").inc()
+            TALLY.city("sms:failed")  # to Redis, for the console
             log.error("portal.sms_failed", backend=self.backend, error=exc.strerror)
             raise PortalError("sms_failed", 503) from exc
         SMS_SENT.labels(self.backend, "ok").inc()
+        TALLY.city("sms:ok")  # to Redis, for the console
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -130,11 +133,13 @@ class WebhookSms:
                     await r.read()
                     if 200 <= r.status < 300:
                         SMS_SENT.labels(self.backend, "ok").inc()
+                        TALLY.city("sms:ok")  # to Redis, for the console
                         return
                     error = f"HTTP {r.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = type(exc).__name__
         SMS_SENT.labels(self.backend, "failed").inc()
+        TALLY.city("sms:failed")  # to Redis, for the console
         log.error("portal.sms_failed", backend=self.backend, error=error, attempts=attempt + 1)
         raise PortalError("sms_failed", 503)
 

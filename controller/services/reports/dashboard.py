@@ -1,5 +1,6 @@
-"""The report page's figures: the last 30 days at a glance, by the same method as the
-exports (blocking: DuckDB). Rendering them is ``controller.web.reports_page``."""
+"""The report page's figures: a period at a glance (a calendar month, the current one
+unless another month or a range is chosen), by the same method as the exports
+(blocking: DuckDB). Rendering them is ``controller.web.reports_page``."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ from typing import Any
 
 from controller.config import Config
 from controller.domain import quota
+from controller.domain.periods import Period, month_period
 from controller.domain.venue_types import VENUE_TYPES
 from controller.services.reports.query import LedgerReader
 from controller.services.reports.subsidy import hours, priced_usage
 from controller.storage.archive import Archive
-
-DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +34,18 @@ class Dashboard:
     operators: list[dict[str, Any]]
 
 
-def dashboard(archive: Archive, config: Config, now: float, lang: str) -> Dashboard:
-    """The page's figures (blocking: DuckDB); the same method as the exports."""
-    tz = config.quota.timezone
-    last = quota.local_day(int(now), tz)
-    first = last - timedelta(days=DAYS - 1)
+def dashboard(
+    archive: Archive, config: Config, now: float, lang: str, period: Period | None = None
+) -> Dashboard:
+    """The figures of ``period`` (default: the current calendar month), blocking
+    (DuckDB); the same method as the exports."""
+    if period is None:
+        period = month_period(quota.local_day(int(now), config.quota.timezone))
+    first, last = period.first, period.last
     reader = LedgerReader(archive, config, now)
     priced = priced_usage(reader, config, first, last)
     persons, exhausted = reader.people(first, last, config.quota.used_up_seconds)
-    days = [first + timedelta(days=i) for i in range(DAYS)]
+    days = [first + timedelta(days=i) for i in range(period.days)]
     seconds_by_type: dict[tuple[date, str], int] = {}
     venues: dict[str, list[Any]] = {}
     operators: dict[str, list[Any]] = {}

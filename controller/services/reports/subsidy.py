@@ -5,11 +5,13 @@ For each day d and venue v (docs/reports.md has the worked example)::
     amount(d, v) = round_half_up(free_seconds(d, v) / 3600
                                  x rate(venue_type(v)) x factor(operator(v)), 0.01 yuan)
 
-then, when ``[subsidy] venue_caps`` gives v a monthly cap C, the amounts of v in a calendar
-month are taken in date order and each day keeps what is left of C:
-``capped(d) = min(C, A(d)) - min(C, A(d - 1))`` with ``A`` the running sum of the month
-(days of the month before ``from`` count toward the cap too). Roll-ups are sums of these
-rounded day amounts, so every total equals the sum of its rows to the fen.
+with the rate, factor and cap of the version in force on d (``[subsidy]`` and its
+``[[subsidy.versions]]``, ``controller.domain.rate_history``); then, when v has a monthly
+cap C, the amounts of v in a calendar month are taken in date order and each day keeps
+what is left of C: ``capped(d) = min(C, A(d)) - min(C, A(d - 1))`` with ``A`` the running
+sum of the month (days of the month before ``from`` count toward the cap too). Roll-ups
+are sums of these rounded day amounts, so every total equals the sum of its rows to the
+fen.
 
 ``free_seconds`` are a venue's seconds within the persons' daily allowance; the seconds a
 NAS carried beyond it (``controller.storage.archive.figures_sql``) are shown apart, as
@@ -26,15 +28,18 @@ from typing import Any
 
 from controller.config import Config, Subsidy
 from controller.domain.periods import month_start, next_month
+from controller.domain.rate_history import RateVersion, capped, in_force, spans
 from controller.domain.venue_types import VENUE_TYPES
 from controller.services.reports.meta import Presentation, Signature, presentation
 from controller.services.reports.query import DayVenue, LedgerReader, ReportRequest, days_between
 from controller.storage.archive import Archive
 
 METHOD = (
-    "citywifi-subsidy-2: per day and venue, free_seconds/3600 x rate(venue_type) x "
-    "factor(operator), rounded half up to 0.01 yuan; a venue's monthly cap is applied in "
-    "date order; verified persons only; a session spanning midnight counts on each day; "
+    "citywifi-subsidy-3: per day and venue, free_seconds/3600 x rate(venue_type) x "
+    "factor(operator), rounded half up to 0.01 yuan, with the rates, caps and factors in "
+    "force that day (rate_versions); a venue's monthly cap is applied in date order (each "
+    "day keeps what is left of the cap in force that day); verified persons only; a "
+    "session spanning midnight counts on each day; "
     "free_seconds are within each person's daily allowance (sessions in start order), "
     "seconds beyond it are shown apart and priced only if bill_beyond_allowance"
 )
@@ -68,24 +73,52 @@ class Priced:
 
 
 def price(rows: Sequence[DayVenue], subsidy: Subsidy) -> list[Priced]:
-    """Amounts of day x venue rows (which must include every earlier day of their month);
-    their seconds beyond the allowance are priced only if the policy says so."""
+    """Amounts of day x venue rows (which must include every earlier day of their month),
+    each day with the rates, cap and factor in force that day (``rate_history``); their
+    seconds beyond the allowance are priced only if the policy says so."""
     out: list[Priced] = []
-    spent: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> running uncapped sum
+    history = subsidy.history()
+    paid: dict[tuple[str, date], Decimal] = {}  # (venue, month) -> capped amounts so far
+    by_day: dict[date, RateVersion] = {}
+    ever_capped = {venue for v in history for venue in v.venue_caps}
     for row in sorted(rows, key=lambda r: (r.day, r.venue, r.venue_type, r.district, r.operator)):
-        rate = subsidy.rates.get(row.venue_type, Decimal(0))
-        factor = subsidy.operator_factors.get(row.operator, ONE)
+        version = by_day.get(row.day) or by_day.setdefault(row.day, in_force(history, row.day))
+        rate = version.rates.get(row.venue_type, Decimal(0))
+        factor = version.operator_factors.get(row.operator, ONE)
         over = min(row.seconds, row.beyond)
         billed = row.seconds if subsidy.bill_beyond_allowance else row.seconds - over
         amount = fen(Decimal(billed) * rate * factor / HOUR)
-        cap = subsidy.venue_caps.get(row.venue)
-        if cap is not None:
+        if row.venue in ever_capped:  # a cap in some version: the month's payments count
             key = (row.venue, month_start(row.day))
-            before = spent.get(key, Decimal(0))
-            spent[key] = before + amount
-            amount = min(cap, before + amount) - min(cap, before)
+            before = paid.get(key, Decimal(0))
+            amount = capped(amount, version.venue_caps.get(row.venue), before)
+            paid[key] = before + amount
         out.append(Priced(row, rate, factor, amount, over))
     return out
+
+
+def rate_versions(subsidy: Subsidy, first: date, last: date) -> list[dict[str, Any]]:
+    """The parameters block's record of which version priced which days of the period:
+    one entry per version in force on some day of ``first..last``, in date order."""
+    return [
+        {
+            "version": span.version.source,
+            "effective": span.version.effective.isoformat() if span.version.effective else None,
+            "from": span.first.isoformat(),
+            "to": span.last.isoformat(),
+            "days": span.days,
+            "rates_yuan_per_hour": {
+                k: str(span.version.rates.get(k, Decimal(0))) for k in sorted(VENUE_TYPES)
+            },
+            "venue_caps_yuan_per_month": {
+                k: str(v) for k, v in sorted(span.version.venue_caps.items())
+            },
+            "operator_factors": {
+                k: str(v) for k, v in sorted(span.version.operator_factors.items())
+            },
+        }
+        for span in spans(subsidy.history(), first, last)
+    ]
 
 
 # --------------------------------------------------------------------------- the report
@@ -162,9 +195,7 @@ def _parameters(config: Config, req: ReportRequest, open_days: Sequence[date]) -
         "timezone": config.quota.timezone.key,
         "settle_hours": config.reports.settle_hours,
         "currency": "CNY",
-        "rates_yuan_per_hour": {k: str(s.rates.get(k, Decimal(0))) for k in sorted(VENUE_TYPES)},
-        "venue_caps_yuan_per_month": {k: str(v) for k, v in sorted(s.venue_caps.items())},
-        "operator_factors": {k: str(v) for k, v in sorted(s.operator_factors.items())},
+        "rate_versions": rate_versions(s, req.first, req.last),
         "daily_allowance_seconds": config.quota.daily_seconds,
         "bill_beyond_allowance": s.bill_beyond_allowance,
         "open_days": [d.isoformat() for d in open_days],

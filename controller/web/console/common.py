@@ -6,7 +6,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from controller.domain.accounts import Account
-from controller.web.console import guard, pages
+from controller.web.console import guard, lang, pages
 from controller.web.resources import LIVE
 
 
@@ -24,10 +24,12 @@ async def read_form(request: web.Request) -> dict[str, str] | None:
 
 def forbidden(request: web.Request, account: Account, csrf: str) -> web.Response:
     needed = " or ".join(sorted(guard.ROUTE_ROLES[(request.method, request.path)]))
+    language = lang.of(request)
     return pages.html(
         pages.render(
             "forbidden.html",
-            title="Not allowed",
+            lang=language,
+            title=lang.text(language, "forbidden.title"),
             brand=brand(request),
             user=account.name,
             csrf=csrf,

@@ -40,15 +40,22 @@ WATCH: Final = frozenset(("admin", "operations", "reports", "operator"))  # "ope
 ROUTE_ROLES: Final[Mapping[tuple[str, str], frozenset[str]]] = {
     ("GET", "/console/overview"): WATCH,
     ("GET", "/console/api/overview"): WATCH,
+    ("GET", "/console/nas"): WATCH,  # NAS health (web.console.nas; operators: their own)
+    ("GET", "/console/nas/{client}"): WATCH,
+    ("GET", "/console/api/nas"): WATCH,
+    ("GET", "/console/api/nas/{client}"): WATCH,
     ("GET", "/console/sessions"): WATCH,
     ("GET", "/console/registry"): WATCH,
     ("POST", "/console/registry/trace"): frozenset(("admin", "operations")),
     ("POST", "/console/sessions/disconnect"): frozenset(("admin",)),
+    ("POST", "/console/sessions/disconnect-person"): frozenset(("admin",)),
+    ("GET", "/console/api/registry"): WATCH,
     ("GET", "/console/person"): frozenset(("admin", "audit")),
     ("POST", "/console/person"): frozenset(("admin", "audit")),  # a lookup (audited)
     ("POST", "/console/person/block"): frozenset(("admin",)),
     ("POST", "/console/person/unblock"): frozenset(("admin",)),
     ("POST", "/console/person/forget-devices"): frozenset(("admin",)),
+    ("POST", "/console/person/revoke-eap"): frozenset(("admin",)),
 }
 
 

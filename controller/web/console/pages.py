@@ -14,6 +14,7 @@ from aiohttp import web
 
 from controller.domain.venue_types import VENUE_TYPES
 from controller.services.overview import CityOverview, memory_text
+from controller.web.console import lang as lang_
 
 REFRESH_SECONDS = 3  # the overview's polling period
 
@@ -40,8 +41,23 @@ def html(text: str, nonce: str = "", status: int = 200) -> web.Response:
     return response
 
 
-def render(template: str, **values: Any) -> str:
-    return environment().get_template(template).render(**values)
+def render(template: str, *, lang: str | None = None, **values: Any) -> str:
+    """A page in ``lang`` (``controller.web.console.lang``): its templates say each text
+    as ``t("key")``. A page rendered without a ``lang`` is an untranslated one: English,
+    and no language switch in the header (it would not change the page)."""
+    chosen = lang or lang_.DEFAULT
+    return (
+        environment()
+        .get_template(template)
+        .render(
+            t=lang_.translator(chosen),
+            code=lambda prefix, c: lang_.code_name(chosen, prefix, c),
+            lang=chosen,
+            html_lang=lang_.HTML_LANG[chosen],
+            lang_switch=lang is not None,
+            **values,
+        )
+    )
 
 
 def overview_json(o: CityOverview, tz: ZoneInfo) -> dict[str, Any]:

@@ -15,25 +15,33 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from controller.domain.accounts import Account, AccountError, ConsoleSession, operator_scope
+from controller.services.enforcer import SessionOutcome
 from controller.services.errors import RequestError
-from controller.services.live_sessions import PAGE, SessionFilter, disconnect_one, live_sessions
+from controller.services.live_sessions import (
+    PAGE,
+    SessionFilter,
+    disconnect_one,
+    filter_choices,
+    live_sessions,
+)
+from controller.services.operator_online import operator_persons_online
 from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
-from controller.web.console import guard, pages, person, registry
+from controller.web.console import guard, lang, nas, pages, person, person_sessions, registry
 from controller.web.console.common import brand, forbidden, read_form
 from controller.web.errors import render_json
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
 
-BAD_SIGN_IN = "Wrong username, password or authenticator code."
-
 
 def _login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     token, nonce, new = guard.form_token(request)
+    language = lang.of(request)
     response = pages.html(
         pages.render(
             "login.html",
-            title="Sign in",
+            lang=language,
+            title=lang.text(language, "login.title"),
             brand=brand(request),
             user="",
             csrf=token,
@@ -43,6 +51,7 @@ def _login_page(request: web.Request, error: str = "", status: int = 200) -> web
     )
     if new:
         guard.set_nonce(response, nonce)
+    lang.remember(request, response)
     return response
 
 
@@ -55,7 +64,7 @@ async def login(request: web.Request) -> web.Response:
     """``POST /console/login`` (form: user, password, code, csrf)."""
     form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
-        return _login_page(request, "The form expired; please try again.", 403)
+        return _login_page(request, lang.text(lang.of(request), "error.form_expired"), 403)
     try:
         result = await guard.accounts(request).sign_in(
             form.get("user", ""),
@@ -64,17 +73,16 @@ async def login(request: web.Request) -> web.Response:
             guard.address(request),
         )
     except StoreUnavailable:
-        return _login_page(request, "The service is not answering; retry shortly.", 503)
+        return _login_page(request, lang.text(lang.of(request), "error.unavailable"), 503)
     if not isinstance(result, ConsoleSession):
         if result.reason == "locked":
+            minutes = -(-result.retry_after // 60)
             response = _login_page(
-                request,
-                f"Too many failed sign-ins: locked for {-(-result.retry_after // 60)} min.",
-                429,
+                request, lang.text(lang.of(request), "login.locked", minutes=minutes), 429
             )
             response.headers["Retry-After"] = str(result.retry_after)
             return response
-        return _login_page(request, BAD_SIGN_IN, 401)
+        return _login_page(request, lang.text(lang.of(request), "login.bad"), 401)
     response = web.HTTPSeeOther(f"{guard.PATH}/overview")
     guard.set_session(response, result.id, result.expires - result.created)
     raise response
@@ -100,10 +108,15 @@ async def _overview(request: web.Request, account: Account) -> dict[str, object]
     store = app[STORE]
     assert isinstance(store, MeteredStore)  # the composition root builds a metered store
     config = app[LIVE].config
-    o = await city_overview(
-        store, app[MEMORY].latest, config, int(app[CLOCK]()), operator_scope(account)
+    scope = operator_scope(account)
+    o = await city_overview(store, app[MEMORY].latest, config, int(app[CLOCK]()), scope)
+    body = pages.overview_json(o, config.quota.timezone)
+    # an operator's persons online: at its own NAS (services.operator_online); city: None
+    body["operator_persons"] = (
+        await operator_persons_online(store, config, scope) if scope is not None else None
     )
-    return pages.overview_json(o, config.quota.timezone)
+    figures = await nas.overview_figures(store, config, int(app[CLOCK]()), scope)
+    return body | figures  # + NAS health counters
 
 
 async def overview_page(request: web.Request) -> web.Response:
@@ -153,8 +166,14 @@ async def overview_api(request: web.Request) -> web.Response:
     return response
 
 
-async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
-    """``GET /console/sessions?venue=&operator=&nas=&type=``: the open sessions."""
+async def sessions_page(
+    request: web.Request,
+    notice: str = "",
+    results: tuple[SessionOutcome, ...] = (),
+    status: int = 200,
+) -> web.Response:
+    """``GET /console/sessions?venue=&operator=&nas=&type=``: the open sessions (and,
+    after an action, what each NAS answered: ``results``)."""
     account = await guard.signed_in(request)
     if account is None:
         raise web.HTTPSeeOther(f"{guard.PATH}/login")
@@ -168,10 +187,12 @@ async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
         found = await live_sessions(request.app[STORE], config, want, scope)
     except StoreUnavailable:
         return pages.html("Redis is not answering; retry shortly.", status=503)
+    language = lang.of(request)
     response = pages.html(
         pages.render(
             "sessions.html",
-            title="Live sessions",
+            lang=language,
+            title=lang.text(language, "sessions.title"),
             brand=brand(request),
             user=account.name,
             csrf=token,
@@ -181,10 +202,15 @@ async def sessions_page(request: web.Request, notice: str = "") -> web.Response:
             scope=sorted(scope) if scope is not None else None,
             can_act=guard.may(account, "POST", "/console/sessions/disconnect"),
             notice=notice or request.query.get("notice", "")[:200],
-        )
+            results=results,
+            choices=filter_choices(config, scope),
+            filters=want.query(),
+        ),
+        status=status,
     )
     if new:
         guard.set_nonce(response, nonce)
+    lang.remember(request, response)
     return response
 
 
@@ -213,7 +239,16 @@ async def disconnect(request: web.Request) -> web.Response:
         return pages.html(exc.message, status=400 if exc.code == "bad_session" else 409)
     except StoreUnavailable:
         return pages.html("Redis is not answering; retry shortly.", status=503)
-    notice = f"Disconnect: {outcome.result}" if outcome else "That session is no longer open."
+    language = lang.of(request)
+    notice = (
+        lang.text(
+            language,
+            "sessions.disconnected_one",
+            result=lang.code_name(language, "result.", outcome.result),
+        )
+        if outcome
+        else lang.text(language, "sessions.no_longer_open")
+    )
     raise web.HTTPSeeOther(f"{guard.PATH}/sessions?{urlencode({'notice': notice})}")
 
 
@@ -227,4 +262,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(f"{guard.PATH}/sessions", sessions_page)
     app.router.add_post(f"{guard.PATH}/sessions/disconnect", disconnect)
     person.add_routes(app)
+    person_sessions.add_routes(app, sessions_page)
     registry.add_routes(app)
+    nas.add_routes(app)

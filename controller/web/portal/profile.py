@@ -7,7 +7,12 @@ answers are credentials). 404 when ``[passpoint]`` is off, 401 without a login.
 - ``GET /api/v1/profile/credentials``: the person's credentials (username, label,
   issued, expires; never a secret or hash);
 - ``POST /api/v1/profile/revoke`` ``{"username": …}`` (JSON: the portal API's CSRF
-  rule): revoke one of them (404 when it is not theirs).
+  rule): revoke one of them (404 when it is not theirs);
+- ``POST /portal/profile/revoke`` (the status page's form, CSRF token of
+  ``controller.web.csrf``): the same, answered with the status page.
+
+Revoking also disconnects the EAP sessions the credential opened (RFC 5176, through the
+enforcer: ``controller.services.eap_revoke.revoke_credentials``).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import time
 
 from aiohttp import web
 
+from controller.services.eap_revoke import revoke_credentials
 from controller.services.portal.errors import PortalError
-from controller.services.profiles import KINDS, credentials_of, download, revoke
-from controller.web.portal.routes import View, json_api
+from controller.services.profiles import KINDS, credentials_of, download
+from controller.web.portal.routes import View, _form, _status, html_page, json_api
+from controller.web.resources import ENFORCER
 
 __all__ = ["add_routes"]
 
@@ -59,17 +66,7 @@ async def api_credentials(request: web.Request, view: View) -> web.StreamRespons
     pid = await _person(view)
     found = await credentials_of(view.store.redis, pid)
     return web.json_response(
-        {
-            "credentials": [
-                {
-                    "username": c.username,
-                    "label": c.label,
-                    "issued_at": c.issued_at,
-                    "expires_at": c.expires_at,
-                }
-                for c in found
-            ]
-        },
+        {"credentials": [c.public() for c in found]},
         headers={"Cache-Control": "no-store"},
     )
 
@@ -82,11 +79,39 @@ async def api_revoke(request: web.Request, view: View) -> web.StreamResponse:
     username = body.get("username")
     if not isinstance(username, str) or not username:
         raise PortalError("bad_request", 400, field="username")
-    if not await revoke(view.store.redis, pid, username):
-        raise PortalError("not_found", 404)
+    await _revoke(view, pid, username)
     return web.json_response({"revoked": username})
 
 
+async def _revoke(view: View, pid: str, username: str) -> None:
+    """Revoke the person's own credential ``username`` (404 when it is not theirs) and
+    disconnect its EAP sessions."""
+    result = await revoke_credentials(
+        view.store,
+        view.request.app[ENFORCER],
+        pid,
+        username,
+        realm=view.config.passpoint.realm,
+        now=int(view.portal.now()),
+    )
+    if not result.revoked:
+        raise PortalError("not_found", 404)
+
+
+@routes.post("/portal/profile/revoke")
+@html_page
+async def post_revoke(request: web.Request, view: View) -> web.StreamResponse:
+    """The status page's "revoke" button: by the device cookie of the person verified
+    in this browser (never a phone number in the request), CSRF-checked."""
+    form = await _form(view)
+    pid = await _person(view)
+    username = form.get("username", "")
+    if not username:
+        raise PortalError("bad_request", 400, field="username")
+    await _revoke(view, pid, username)
+    return await _status(view, pid, notice=view.text("profile_revoked"))
+
+
 def add_routes(app: web.Application) -> None:
-    """Mount the profile route on the citizen app (``controller.web.app.make_app``)."""
+    """Mount the profile routes on the citizen app (``controller.web.app.make_app``)."""
     app.add_routes(routes)

@@ -33,6 +33,7 @@ from controller.services.portal.handoff import REDIRECT_PARAMS, parse_redirect, 
 from controller.services.portal.i18n import LANG_COOKIE, choose_language, format_duration, supported
 from controller.services.portal.otp import CODE_TTL, clean_code
 from controller.services.portal.service import LoginResult, NasContext, Portal, Requester, Standing
+from controller.services.profiles import credentials_of
 from controller.services.signing import Signer
 from controller.web import csrf
 from controller.web.errors import STORE_UNAVAILABLE, Renderer, render_json, renders_errors
@@ -511,6 +512,8 @@ async def post_continue(request: web.Request, view: View) -> web.StreamResponse:
 
 
 async def _success(view: View, result: LoginResult) -> web.Response:
+    # "connect automatically" needs the device cookie this response sets (docs/eap.md)
+    profiles = view.config.passpoint.enabled and view.config.portal.cookie_days > 0
     response = view.page(
         "success.html",
         handoff=result.handoff,
@@ -518,6 +521,8 @@ async def _success(view: View, result: LoginResult) -> web.Response:
         left=format_duration(result.seconds_remaining, view.lang),
         resets_at=moment(result.resets_at),
         script=True,
+        profiles=profiles,
+        credentials=[],
     )
     await view.set_device(response, result.pid)
     return response
@@ -537,8 +542,12 @@ async def _status(view: View, pid: str, notice: str = "") -> web.Response:
                 "since": f"{since:%H:%M}" if since else "-",
             }
         )
+    own = await view.device_pid() == pid  # this browser is the person's (cookie)
+    profiles = own and config.passpoint.enabled
     return view.page(
         "status.html",
+        profiles=profiles,
+        credentials=await _credentials_view(view, pid) if profiles else [],
         notice=notice,
         left=format_duration(standing.seconds_remaining, view.lang),
         used=format_duration(standing.used_today, view.lang),
@@ -546,8 +555,26 @@ async def _status(view: View, pid: str, notice: str = "") -> web.Response:
         devices=standing.devices_online,
         max_devices=standing.max_devices,
         sessions=sessions,
-        can_logout=await view.device_pid() == pid,
+        can_logout=own,
     )
+
+
+async def _credentials_view(view: View, pid: str) -> list[dict[str, str]]:
+    """The person's EAP credentials as the status page lists them (each with a revoke
+    form: ``POST /portal/profile/revoke``, ``controller.web.portal.profile``)."""
+    tz = view.config.quota.timezone
+    out = []
+    for c in await credentials_of(view.store.redis, pid):
+        kind = f"profile_kind_{c.label}"
+        out.append(
+            {
+                "username": c.username,
+                "kind": view.text(kind) if view.portal.catalog.has(kind) else c.label,
+                "issued": f"{datetime.fromtimestamp(c.issued_at, tz):%Y-%m-%d}",
+                "expires": f"{datetime.fromtimestamp(c.expires_at, tz):%Y-%m-%d}",
+            }
+        )
+    return out
 
 
 @routes.get("/portal/status")
@@ -595,10 +622,49 @@ async def terms_page(request: web.Request, view: View) -> web.StreamResponse:
     return await _document(request, view, "terms")
 
 
+def _privacy_facts(view: View) -> list[str]:
+    """PIPL Art. 17: who handles the data, how to reach them, how long each record is
+    kept (``[privacy]``, ``[audit]``, ``[natlog]``, ``[quota]``)."""
+    config, lang = view.config, "en" if view.lang == "en" else "zh"
+    privacy = config.privacy
+    name = privacy.handler.get(lang) or config.brand.name.get(lang) or config.brand.ssid
+    facts = [view.text("privacy_handler", name=name)]
+    contact = [
+        view.text(f"privacy_{kind}", value=value)
+        for kind, value in (
+            ("email", privacy.contact_email),
+            ("phone", privacy.contact_phone),
+            ("address", privacy.contact_address.get(lang, "")),
+        )
+        if value
+    ]
+    if contact:
+        facts.append(
+            view.text("privacy_contact", contact=("; " if lang == "en" else "；").join(contact))
+        )
+    facts.append(
+        view.text(
+            "privacy_retention",
+            audit_days=config.audit.retention_days,
+            phone_days=config.audit.phone_retention_days,
+            nat_days=config.natlog.retention_days,
+            device_days=config.quota.remember_device_days,
+            cookie_days=config.portal.cookie_days,
+            usage_days=config.privacy.usage_retention_days,
+        )
+    )
+    return facts
+
+
 @routes.get("/portal/privacy")
 @html_page
 async def privacy_page(request: web.Request, view: View) -> web.StreamResponse:
-    return await _document(request, view, "privacy")
+    view.choose(request.query.get("lang"))
+    body = view.text("privacy_body")
+    paragraphs = [p.strip() for p in body.split("\n\n") if p.strip()]
+    return view.page(
+        "doc.html", title=view.text("privacy_title"), paragraphs=paragraphs + _privacy_facts(view)
+    )
 
 
 @routes.get("/portal/logo")
