@@ -362,7 +362,11 @@ def _untranslated(page: str) -> list[str]:
     left = [
         text
         for key, text in en.items()
-        if text != zh[key] and " " in text and "{" not in text and text in page
+        if text != zh[key]
+        and " " in text
+        and "{" not in text
+        and text in page
+        and re.search("[A-Za-z]{2}", text)  # a sentence, not punctuation (", ")
     ]
     return left + _keys_in(page)
 
@@ -514,15 +518,16 @@ async def test_the_language_is_chosen_like_the_portals(
     status, page, _ = await b.request("GET", "/console/login?lang=zh")
     assert '<html lang="zh-CN">' in page and b.cookies.get("cw_console_lang") == "zh"
     assert await b.sign_in("boss") == 303  # the cookie: in Chinese from now on
-    for path in ("/console/sessions", "/console/registry", "/console/person"):
+    pages_ = ("/console/sessions", "/console/registry", "/console/person", "/console/overview")
+    for path in (*pages_, "/console/nas", "/console/nas/nas-sim"):
         status, page, _ = await b.request("GET", path)
         assert status == 200 and '<html lang="zh-CN">' in page, path
         assert _untranslated(page) == [], (path, _untranslated(page))
         assert 'id="lang"' in page  # the switch, on the pages it changes
         if path == "/console/registry":  # venue names in the page's language
             assert "石家庄站" in page and "Shijiazhuang Railway Station" not in page
-    status, page, _ = await b.request("GET", "/console/overview")  # not translated yet:
-    assert status == 200 and 'id="lang"' not in page  # no switch that would do nothing
+    status, page, _ = await b.request("GET", "/console/nas/nobody")  # refused, in Chinese
+    assert status == 404 and "配置中没有此 RADIUS 客户端" in page and _untranslated(page) == []
     form = {"csrf": await _form(b), "user": "boss", "password": "wrong password 1"}
     status, page, _ = await b.request("POST", "/console/login", data=form)
     assert status == 401 and "用户名、密码或动态验证码错误" in page
