@@ -27,8 +27,15 @@ from controller.domain.accounts import Account, operator_scope
 from controller.domain.nas_health import SERIES, NasHealth
 from controller.services.day_chart import Line, day_chart
 from controller.services.errors import RequestError
-from controller.services.live_sessions import SessionFilter, live_sessions
-from controller.services.nas_stats import nas_detail, nas_rows, scope_figures, scoped
+from controller.services.live_sessions import LiveSession, SessionFilter, live_sessions
+from controller.services.nas_stats import (
+    NasDetail,
+    ScopeFigures,
+    nas_detail,
+    nas_rows,
+    scope_figures,
+    scoped,
+)
 from controller.storage.store import Store, StoreUnavailable
 from controller.web.console import guard, lang, pages
 from controller.web.console.common import brand
@@ -136,6 +143,13 @@ async def detail_json(
     assert d is not None
     tz = config.quota.timezone
     sessions = await live_sessions(store, config, SessionFilter(client=client), scope)
+    return detail_body(d, sessions, tz, language)
+
+
+def detail_body(
+    d: NasDetail, sessions: list[LiveSession], tz: ZoneInfo, language: str = lang.DEFAULT
+) -> dict[str, Any]:
+    """One client's drill-down as the page and its JSON say it (words in ``language``)."""
     return {
         **row_json(d.health, tz, language),
         "totals": d.totals,
@@ -168,10 +182,14 @@ async def overview_figures(
     scope: frozenset[str] | None,
     language: str = lang.DEFAULT,
 ) -> dict[str, Any]:
-    """The rejects stay by reason code (``rejects``: ``[code, n]``, as ``/metrics``
-    labels them), named in ``language`` in ``reject_names``."""
-    f = await scope_figures(store, now, scope)
-    tz = config.quota.timezone
+    """The overview's counters. The rejects stay by reason code (``rejects``:
+    ``[code, n]``, as ``/metrics`` labels them), named in ``language`` in
+    ``reject_names``."""
+    return figures_json(await scope_figures(store, now, scope), config.quota.timezone, language)
+
+
+def figures_json(f: ScopeFigures, tz: ZoneInfo, language: str = lang.DEFAULT) -> dict[str, Any]:
+    """``overview_figures`` from figures already read."""
     t = lang.translator(language)
     labels = {"accept": t("chart.logins"), "reject": t("chart.rejects"), "drop": t("chart.drops")}
     rejects = sorted(f.rejects.items(), key=lambda x: -x[1])
