@@ -614,5 +614,6 @@ async def test_the_language_is_chosen_like_the_portals(
     assert await ops.sign_in("ops") == 303
     status, page, _ = await ops.request("GET", "/console/person?lang=zh")
     assert status == 403 and "您的账号没有查看此页面的角色" in page
+    assert "（admin 或 audit）" in page  # the roles, joined in the page's words
     status, page, _ = await b.request("GET", "/console/sessions?lang=en")
     assert '<html lang="en">' in page and b.cookies.get("cw_console_lang") == "en"

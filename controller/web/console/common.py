@@ -25,8 +25,10 @@ async def read_form(request: web.Request) -> dict[str, str] | None:
 
 
 def forbidden(request: web.Request, account: Account, csrf: str) -> web.Response:
-    needed = " or ".join(sorted(guard.ROUTE_ROLES[(request.method, request.path)]))
     language = lang.of(request)
+    needed = lang.text(language, "list.or").join(
+        sorted(guard.ROUTE_ROLES[(request.method, request.path)])
+    )
     return pages.html(
         pages.render(
             "forbidden.html",

@@ -215,8 +215,8 @@ async def _signed(request: web.Request, route: str) -> Account | web.Response:
         raise web.HTTPSeeOther(f"{guard.PATH}/login")
     if not guard.may(account, "GET", route):
         token = guard.form_token(request)[0]
-        needed = " or ".join(sorted(guard.ROUTE_ROLES[("GET", route)]))
         language = lang.of(request)
+        needed = lang.text(language, "list.or").join(sorted(guard.ROUTE_ROLES[("GET", route)]))
         return pages.html(
             pages.render(
                 "forbidden.html",
