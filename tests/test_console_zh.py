@@ -155,3 +155,52 @@ def test_the_tally_hears_a_status_server_not_a_duplicate() -> None:
     t.answered_at_once("status", "nas-a")
     counted = t.take()
     assert counted.heard == {"nas-a"} and counted.counts == {}
+
+
+async def test_action_errors_and_notices_in_the_pages_language(
+    ctl: Controller, http: aiohttp.ClientSession
+) -> None:
+    """The admin service's errors on the person page are named by their code from the
+    catalogue; the trace switch's notice and refusals are said in the page's language;
+    the sessions page names venue types."""
+    boss = Browser(f"http://127.0.0.1:{ctl.http_port}", http)
+    assert await boss.sign_in("boss") == 303
+    assert (await boss.request("GET", "/console/person?lang=zh"))[0] == 200  # the cookie
+    cases = {"": "请输入手机号码。", "12345": "手机号码无效。"}
+    for phone, said in cases.items():
+        form = {"csrf": await boss.csrf(), "phone": phone}
+        status, page, _ = await boss.request("POST", "/console/person", data=form)
+        assert status == 400 and said in page and _untranslated(page) == [], phone
+    form = {"csrf": await boss.csrf(), "person": "a" * 32}
+    status, page, _ = await boss.request("POST", "/console/person/unblock", data=form)
+    assert status == 400 and "不是有效的用户。" in page
+    form = {"csrf": await boss.csrf(), "person": "a" * 20, "days": "9999"}
+    status, page, _ = await boss.request("POST", "/console/person/block", data=form)
+    assert status == 400 and "天数须为 1 到 3660 的整数。" in page
+
+    form = {"csrf": await boss.csrf(), "client": "nas-local", "minutes": "10"}
+    status, _, headers = await boss.request("POST", "/console/registry/trace", data=form)
+    assert status == 303
+    status, page, _ = await boss.request("GET", headers["Location"])
+    assert status == 200 and "nas-local 的跟踪：已开启 10 分钟" in page
+    form = {"csrf": await boss.csrf(), "client": "nas-local", "minutes": "61"}
+    status, page, _ = await boss.request("POST", "/console/registry/trace", data=form)
+    assert status == 400 and page == "分钟数须为 0 到 60。"
+    form = {"csrf": await boss.csrf(), "client": "nas-local", "minutes": "0"}
+    status, _, headers = await boss.request("POST", "/console/registry/trace", data=form)
+    assert "nas-local 的跟踪：已关闭" in (await boss.request("GET", headers["Location"]))[1]
+
+    status, page, _ = await boss.request("GET", "/console/registry")  # venue types named
+    assert status == 200 and "交通枢纽" in page and 'data-type="transport_hub"' in page
+    status, page, _ = await boss.request("GET", "/console/sessions?lang=en")
+    assert 'label="transport hub"' in page  # the filter's suggestions, by name
+
+
+def test_an_error_code_the_catalogue_lacks_is_said_in_the_services_words() -> None:
+    from controller.web.console import lang
+
+    assert lang.error_text("zh", "bad_phone", "not a mobile number") == "手机号码无效。"
+    assert lang.error_text("zh", "a_new_code", "what the service said") == "what the service said"
+    assert lang.error_text("en", "bad_days", "x", max=3660) == (
+        "Days is a whole number from 1 to 3660."
+    )
