@@ -190,6 +190,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         elif type(outcome) is Answer:
             self._send(outcome.data, addr)
             (self._status if outcome.kind == "status" else self._duplicate).inc()
+            TALLY.answered_at_once(outcome.kind, getattr(self.core.peer_for(addr[0]), "id", None))
         else:
             assert type(outcome) is Drop
             self._dropped(outcome)
