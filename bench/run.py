@@ -244,11 +244,24 @@ class Scenario:
         assert self.server is not None
         server_cpu = stack.CpuMeter(self.server.pids)
         redis_cpu = stack.CpuMeter(lambda: [self.redis.pid])
+        self.redis.reset_stats()
         server_cpu.start()
         redis_cpu.start()
         result = run_load()
         result["server_cpu_cores"] = server_cpu.stop()
         result["redis_cpu_cores"] = redis_cpu.stop()
+        # INFO commandstats over the blast (warm-up included): Redis µs per command, and
+        # per EVALSHA (one per accounting request: the acct scenario's Redis µs/request)
+        commands = self.redis.command_stats()
+        result["redis_commands"] = commands
+        scripts = commands.get("evalsha", {}).get("calls", 0)
+        if scripts:
+            total = sum(c["usec"] for c in commands.values())
+            result["redis_usec_per_evalsha"] = round(total / scripts, 1)
+            log(
+                f"{self.name}: Redis {total / scripts:.1f} µs of commands per EVALSHA "
+                f"(EVALSHA alone {commands['evalsha']['usec_per_call']:.1f} µs/call)"
+            )
         result["redis_used_memory"] = self.redis.used_memory()
         warnings = self.server.errors()
         result["server_warnings"] = len(warnings)

@@ -178,6 +178,33 @@ class RedisServer:
         finally:
             client.close()
 
+    def reset_stats(self) -> None:
+        """CONFIG RESETSTAT: INFO commandstats counts from here."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            client.config_resetstat()
+        finally:
+            client.close()
+
+    def command_stats(self) -> dict[str, dict[str, float]]:
+        """INFO commandstats: per command (lower case), calls, usec and usec_per_call."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        out: dict[str, dict[str, float]] = {}
+        for name, value in stats.items():
+            if name.startswith("cmdstat_") and isinstance(value, dict):
+                out[name[len("cmdstat_") :]] = {
+                    k: float(value[k]) for k in ("calls", "usec", "usec_per_call")
+                }
+        return out
+
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc)

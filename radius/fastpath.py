@@ -11,6 +11,8 @@ The server calls ``load()`` once at start and logs ``DataPath.reason``:
 "compiled data path" or "pure-Python fallback: <why>". Batched datagram I/O
 (``recvmmsg``/``sendmmsg``, Linux) exists only on the compiled path; with the fallback
 ``DataPath.batch_io`` is None and the server keeps the event loop's transport.
+``CITYWIFI_NO_BATCH_IO=1`` keeps the compiled codec on the loop's transport (to compare
+the two, or to rule batching out).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from radius import packet
 
 __all__ = [
     "COMPILED",
+    "ENV_NO_BATCH_IO",
     "ENV_PURE_PYTHON",
     "Address",
     "BatchIO",
@@ -37,6 +40,7 @@ __all__ = [
 ]
 
 ENV_PURE_PYTHON: Final = "CITYWIFI_PURE_PYTHON"
+ENV_NO_BATCH_IO: Final = "CITYWIFI_NO_BATCH_IO"
 COMPILED: Final = "compiled data path"
 
 Address = tuple[str, int] | tuple[str, int, int, int]
@@ -71,8 +75,12 @@ else:
     _compiled_or_none = _compiled
 
 
+def _switched(name: str) -> bool:
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
 def _forced_off() -> bool:
-    return os.environ.get(ENV_PURE_PYTHON, "").strip() not in ("", "0")
+    return _switched(ENV_PURE_PYTHON)
 
 
 def available() -> bool:
@@ -143,7 +151,9 @@ def load() -> DataPath:
             reason=COMPILED,
             decode_request=c.decode_request,
             encode_reply=c.encode_reply,
-            batch_io=BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
+            batch_io=None
+            if _switched(ENV_NO_BATCH_IO)
+            else BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
         )
     return DataPath(
         compiled=False,

@@ -12,14 +12,16 @@ from the core's results: drops are counted exactly, their log lines limited per 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import structlog
 
-from radius import metrics
+from radius import fastpath, metrics
 from radius.attrs import Code
+from radius.batch_socket import BatchSocket, open_batch_socket
 from radius.core import (
     DROP_REASONS,
     Answer,
@@ -64,6 +66,16 @@ class Service(Protocol):
     async def accounting(self, event: AccountingRequest) -> AccountingResponse | None: ...
 
 
+class SoonService(Protocol):
+    """A service whose accounting can continue from a Redis reply's callback (issue 16):
+    the reply now, or a future of it (None: not recorded). The shell then needs no Task
+    per request; a service without ``accounting_soon`` is run as a coroutine."""
+
+    def accounting_soon(
+        self, event: AccountingRequest
+    ) -> AccountingResponse | asyncio.Future[AccountingResponse | None] | None: ...
+
+
 class RadiusEndpoint(asyncio.DatagramProtocol):
     """One UDP port: ``role`` is "auth" (Access-Request) or "acct" (Accounting-Request)."""
 
@@ -89,13 +101,17 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             on_packet=on_packet,
         )
         self.clock = clock
-        self.transport: asyncio.DatagramTransport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        # the loop's datagram transport, or a BatchSocket (recvmmsg/sendmmsg, issue 16)
+        self.transport: asyncio.DatagramTransport | BatchSocket | None = None
+        # requests in progress: their tasks, or the futures of accounting_soon
+        self.tasks: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
         self._handle: Callable[[Any], Awaitable[Reply | NoReply | None]] = (
             service.access if role == "auth" else service.accounting
         )
+        soon = getattr(service, "accounting_soon", None) if role == "acct" else None
+        self._soon: Callable[[AccountingRequest], object] | None = soon
         self._drops = {reason: metrics.DROPPED.labels(role, reason) for reason in DROP_REASONS}
         self._latency = metrics.LATENCY.labels(role)
         self._by_code = {c: metrics.REQUESTS.labels(role, role, r) for c, r in RESULTS.items()}
@@ -164,6 +180,9 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         outcome = self.core.receive(data, addr, self.clock())
         if type(outcome) is Dispatch:
+            if self._soon is not None:
+                self._begin(outcome)
+                return
             loop = self._loop or asyncio.get_running_loop()
             task = loop.create_task(self._answer(outcome))
             self.tasks.add(task)
@@ -171,9 +190,35 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         elif type(outcome) is Answer:
             self._send(outcome.data, addr)
             (self._status if outcome.kind == "status" else self._duplicate).inc()
+            TALLY.answered_at_once(outcome.kind, getattr(self.core.peer_for(addr[0]), "id", None))
         else:
             assert type(outcome) is Drop
             self._dropped(outcome)
+
+    def _begin(self, dispatch: Dispatch) -> None:
+        """Hand ``dispatch`` to ``accounting_soon``; answer now, or when its future is
+        done (no Task: the future is resolved from the Redis reply's callback)."""
+        ticket = dispatch.ticket
+        assert self._soon is not None
+        try:
+            reply = self._soon(dispatch.event)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("radius.handler_failed", port=self.role, client=ticket.client)
+            reply = None
+        if isinstance(reply, asyncio.Future):
+            self.tasks.add(reply)
+            reply.add_done_callback(functools.partial(self._settled, ticket))
+            return
+        self._finish(ticket, reply if isinstance(reply, AccountingResponse) else None)
+
+    def _settled(self, ticket: Ticket, future: asyncio.Future[Any]) -> None:
+        self.tasks.discard(future)
+        reply: Reply | None = None
+        try:
+            reply = future.result()
+        except (Exception, asyncio.CancelledError):
+            log.exception("radius.handler_failed", port=self.role, client=ticket.client)
+        self._finish(ticket, reply)
 
     async def _answer(self, dispatch: Dispatch) -> None:
         ticket = dispatch.ticket
@@ -182,6 +227,11 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             reply = await self._handle(dispatch.event)
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=ticket.client)
+        self._finish(ticket, reply)
+
+    def _finish(self, ticket: Ticket, reply: Reply | NoReply | None) -> None:
+        """Encode and send ``reply`` to ``ticket`` (None: counted as not recorded; a
+        ``NoReply``: dropped with its reason)."""
         done = self.clock()
         try:
             outcome = self.core.answered(ticket, reply, done)
@@ -254,17 +304,27 @@ async def open_endpoint(
     can_record: Callable[[], bool] | None = None,
     on_packet: OnPacket | None = None,
 ) -> RadiusEndpoint:
+    """Serve ``role`` on ``host:port``: with ``recvmmsg``/``sendmmsg`` batches when the
+    compiled data path has them (``radius.fastpath.BatchIO``), else on the event loop's
+    datagram transport; the endpoint does the same either way."""
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_datagram_endpoint(
-        lambda: RadiusEndpoint(
+
+    def endpoint() -> RadiusEndpoint:
+        return RadiusEndpoint(
             role,
             service,
             dedup_window=dedup_window,
             max_in_flight=max_in_flight,
             can_record=can_record,
             on_packet=on_packet,
-        ),
-        local_addr=(host, port),
-        reuse_port=reuse_port or None,
+        )
+
+    batch_io = fastpath.load().batch_io
+    if batch_io is not None:
+        protocol = endpoint()
+        open_batch_socket(loop, protocol, batch_io, host, port, reuse_port=reuse_port)
+        return protocol
+    _, protocol = await loop.create_datagram_endpoint(
+        endpoint, local_addr=(host, port), reuse_port=reuse_port or None
     )
     return protocol

@@ -20,6 +20,10 @@ client (a packet from an unknown source; an SMS). Fields:
   (``radius.dae.DaeOutcome``);
 - ``sms:ok``, ``sms:failed``: SMS codes handed to the SMS backend (no client).
 
+A Status-Server (RFC 5997) is answered by the core at once and counted in no field,
+but its client is heard (``answered_at_once``): a NAS that only sends keepalives is
+alive, not "silent".
+
 Every field name is made from a bounded set (ports, codes, reasons, outcomes), and the
 clients from the packets the core accepted, so the dicts stay small.
 """
@@ -73,6 +77,12 @@ class Tally:
         """A packet was dropped without an answer (``client`` None: no known source)."""
         self.add(client, f"drop:{reason}")
         if client is not None:
+            self.heard.add(client)
+
+    def answered_at_once(self, kind: str, client: str | None) -> None:
+        """The core answered without the service (``radius.core.Answer``): a Status-Server
+        (``kind`` "status") means ``client`` is alive; a duplicate's original was heard."""
+        if kind == "status" and client is not None:
             self.heard.add(client)
 
     def dae(self, client: str, kind: str, outcome: str) -> None:

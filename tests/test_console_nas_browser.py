@@ -121,14 +121,37 @@ async def test_nas_health_page_live_drill_down_and_operator_scope(
             await page.goto(f"{base}/console/nas")
             await page.click("a[href='/console/nas/nas-sim']")
             await expect(page.locator("#dis")).to_have_text("100%")
-            assert "auth:accept" in await page.inner_text("#counters")
-            assert "dis:ack" in await page.inner_text("#counters")
+            counters = page.locator("#counters")  # named; the /metrics field kept on the row
+            await expect(counters.locator("tr[data-counter='auth:accept'] td").first).to_have_text(
+                "authentication: accepted"
+            )
+            await expect(counters.locator("tr[data-counter='dis:ack'] td").first).to_have_text(
+                "Disconnect: acknowledged"
+            )
             assert await page.locator("#chart svg rect[data-series='req']").count() >= 1
             await page.screenshot(path=str(artifacts / "console-nas-sim.png"), full_page=True)
 
             await page.goto(f"{base}/console/overview")
             await expect(page.locator("#disconnects")).to_have_text("1 / 0 / 0")
             await page.screenshot(path=str(artifacts / "console-overview-nas.png"), full_page=True)
+
+            # in Chinese: what the page polls is in Chinese too (its first render and every
+            # refresh say the same words); the switch cookie is kept for the next pages
+            await page.goto(f"{base}/console/nas?lang=zh")
+            for _ in range(2):  # the second fetch starts once the first is written
+                async with page.expect_response(lambda r: "/console/api/nas?lang=zh" in r.url):
+                    pass
+            await expect(sim_row.locator("td.ok")).to_have_text("正常通信")
+            await expect(hospital.locator("td.silent")).to_have_text("静默：从未收到请求")
+            await page.screenshot(path=str(artifacts / "console-nas-zh.png"), full_page=True)
+            await page.goto(f"{base}/console/overview")  # the cookie: Chinese
+            for _ in range(2):
+                async with page.expect_response(lambda r: "/console/api/overview?lang=zh" in r.url):
+                    pass
+            await expect(page.locator("#nas")).to_contain_text("从未")  # nas-hospital
+            await expect(page.locator("#chart svg title").first).to_contain_text("登录")
+            await page.screenshot(path=str(artifacts / "console-overview-zh.png"), full_page=True)
+            await page.goto(f"{base}/console/overview?lang=en")
 
             phone = await browser.new_context(
                 viewport={"width": 390, "height": 844}, is_mobile=True

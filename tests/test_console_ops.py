@@ -362,7 +362,11 @@ def _untranslated(page: str) -> list[str]:
     left = [
         text
         for key, text in en.items()
-        if text != zh[key] and " " in text and "{" not in text and text in page
+        if text != zh[key]
+        and " " in text
+        and "{" not in text
+        and text in page
+        and re.search("[A-Za-z]{2}", text)  # a sentence, not punctuation (", ")
     ]
     return left + _keys_in(page)
 
@@ -370,17 +374,92 @@ def _untranslated(page: str) -> list[str]:
 ALLOWED_LATIN = {"English", "MAC", "NAS-Identifier", "RADIUS", "API", "Redis", "IP"}
 
 
+def _visible(page: str) -> str:
+    """The text a reader sees (not markup, styles, scripts or attributes)."""
+    return re.sub(r"<style>.*?</style>|<script[^>]*>.*?</script>|<[^>]+>", " ", page, flags=re.S)
+
+
 def _latin_words(page: str) -> set[str]:
-    """Latin-script words a reader sees on the page (not markup, styles or attributes)."""
-    visible = re.sub(r"<style>.*?</style>|<[^>]+>", " ", page, flags=re.S)
-    return set(re.findall(r"[A-Za-z][A-Za-z-]{2,}", visible)) - ALLOWED_LATIN
+    """Latin-script words a reader sees on the page."""
+    return set(re.findall(r"[A-Za-z][A-Za-z-]{2,}", _visible(page))) - ALLOWED_LATIN
+
+
+def _nas_pages_in(language: str) -> dict[str, dict[str, Any]]:
+    """The overview and NAS pages' values, every branch shown (operator scope, a silent
+    NAS, one never heard from, one talking, drops, rejects, every kind of counter), made
+    by the same functions the routes use, with their words in ``language``."""
+    from zoneinfo import ZoneInfo
+
+    from controller.domain.nas_health import NasHealth
+    from controller.services.nas_stats import NasDetail, ScopeFigures
+    from controller.services.overview import CityOverview, NasSeen
+    from controller.web.console import nas
+
+    tz, at = ZoneInfo("Asia/Shanghai"), 1_800_000_000
+    overview = CityOverview(
+        scope=frozenset({"op"}),
+        persons=None,
+        sessions_by_type=(("shopping_mall", 2), ("mall", 1)),
+        counted_at=at,
+        redis_used=3 << 20,
+        redis_limit=None,
+        outbox_backlog=None,
+        nas=(NasSeen("nas", None, 0), NasSeen("nas", at - 1200, 1200), NasSeen("nas", at, None)),
+    )
+    bins = [(at // 60 - 30, 3)]
+    figures = ScopeFigures(
+        3,
+        {"bad_password": 2, "exhausted": 1, "eap_wrong_password": 1},
+        {"ack": 1, "nak": 0, "timeout": 1},
+        {"ok": 4, "failed": 1},
+        {"accept": bins, "reject": bins, "drop": bins},
+    )
+    o = pages.overview_json(overview, tz, language) | nas.figures_json(figures, tz, language)
+
+    def health(last: int | None, silent: int | None) -> NasHealth:
+        requests = {"auth:accept": 3, "acct:ok": 2}
+        return NasHealth("nas", "mall", "op", last, silent, 1.5, requests, {}, {}, 1)
+
+    talking = health(at, None)
+    dropping = NasHealth(
+        "nas", "mall", "op", at, None, 0.5, {}, {"overload": 2, "malformed": 1}, {"ack": 1}, 0
+    )
+    rows = [health(None, 0), health(at - 1200, 1200), talking, dropping]
+    n = {
+        "scope": ["op"],
+        "at": nas._clock(at, tz, language),
+        "nas": [nas.row_json(h, tz, language) for h in rows],
+    }
+    totals = {
+        "auth:accept": 3,
+        "auth:reject": 1,
+        "auth:challenge": 4,
+        "acct:ok": 2,
+        "reject:bad_password": 1,
+        "drop:overload": 1,
+        "dis:ack": 1,
+        "dis:timeout": 1,
+        "coa:nak": 1,
+    }
+    recent = [(at // 60, {"req": 3, "accept": 2, "reject": 1, "drop": 1, "dis_ok": 1})]
+    detail = NasDetail(talking, totals, recent, [(at // 60 - 30, 3)])
+    d = nas.detail_body(detail, [], tz, language)
+    message = lang.error_text(language, "nas.no_such_client", "no such RADIUS client")
+    refresh = {"nonce": "n", "refresh": 3}
+    return {
+        "overview.html": dict(title="t", o=o, **refresh),
+        "nas.html": dict(title="t", n=n, **refresh),
+        "nas_one.html": dict(title="t", d=d, **refresh),
+        "nas_refused.html": dict(title="t", message=message, client="nas"),
+    }
 
 
 def test_the_catalogues_have_the_same_keys_and_every_template_key_exists() -> None:
     en, zh = lang.catalogue()["en"], lang.catalogue()["zh"]
     assert set(en) == set(zh)
     folder = Path(pages.__file__).parents[3] / "portal_pages" / "console"
-    for name in ("base", "login", "forbidden", "sessions", "registry", "person"):
+    pages_ = ("base", "login", "forbidden", "sessions", "registry", "person", "overview")
+    for name in (*pages_, "nas", "nas_one", "nas_refused"):
         for key in re.findall(r't\("([a-z_.]+)"', (folder / f"{name}.html").read_text()):
             if not key.endswith("."):
                 assert key in en, (name, key)
@@ -416,7 +495,7 @@ def test_every_console_page_renders_in_zh_cn_without_an_untranslated_key() -> No
 
     common = dict(brand="城市WiFi", user="li.wei", csrf="tok")
     session = LiveSession(
-        "ab|nas/1", "ab…", "nas", "mall", "mall", "op", "AA", "10.0.0.2", "s", "l"
+        "ab|nas/1", "ab…", "nas", "mall", "shopping_mall", "op", "AA", "10.0.0.2", "s", "l"
     )
     reload = ReloadRecord(
         at=1_800_000_000,
@@ -475,6 +554,7 @@ def test_every_console_page_renders_in_zh_cn_without_an_untranslated_key() -> No
             last_at="2027-01-15 08:00:00",
             changes=change_lines(dict(reload.changes)),
         ),
+        **_nas_pages_in("zh"),
         "person.html": dict(
             title="t",
             p=person,
@@ -495,7 +575,10 @@ def test_every_console_page_renders_in_zh_cn_without_an_untranslated_key() -> No
             assert _untranslated(page) == [], (template, _untranslated(page))
             data = {"nas", "mall", "generic", "toml", "etc", "trace", "roles", "quota"}
             data |= {"radius", "auth", "port", "admin", "tok", "Mall", "WiFi", "wei"}
+            data |= {"metrics", "citywifi", "MiB"}  # a path, a metric prefix, a unit
             assert _latin_words(page) - data == set(), template  # no text left in English
+            if template in ("sessions.html", "overview.html"):  # venue types by name
+                assert "商场" in page and "shopping_mall" not in _visible(page), template
             english = pages.render(template, lang="en", **common, **values)  # type: ignore[arg-type]
             assert _keys_in(english) == [], template
 
@@ -514,15 +597,16 @@ async def test_the_language_is_chosen_like_the_portals(
     status, page, _ = await b.request("GET", "/console/login?lang=zh")
     assert '<html lang="zh-CN">' in page and b.cookies.get("cw_console_lang") == "zh"
     assert await b.sign_in("boss") == 303  # the cookie: in Chinese from now on
-    for path in ("/console/sessions", "/console/registry", "/console/person"):
+    pages_ = ("/console/sessions", "/console/registry", "/console/person", "/console/overview")
+    for path in (*pages_, "/console/nas", "/console/nas/nas-sim"):
         status, page, _ = await b.request("GET", path)
         assert status == 200 and '<html lang="zh-CN">' in page, path
         assert _untranslated(page) == [], (path, _untranslated(page))
         assert 'id="lang"' in page  # the switch, on the pages it changes
         if path == "/console/registry":  # venue names in the page's language
             assert "石家庄站" in page and "Shijiazhuang Railway Station" not in page
-    status, page, _ = await b.request("GET", "/console/overview")  # not translated yet:
-    assert status == 200 and 'id="lang"' not in page  # no switch that would do nothing
+    status, page, _ = await b.request("GET", "/console/nas/nobody")  # refused, in Chinese
+    assert status == 404 and "配置中没有此 RADIUS 客户端" in page and _untranslated(page) == []
     form = {"csrf": await _form(b), "user": "boss", "password": "wrong password 1"}
     status, page, _ = await b.request("POST", "/console/login", data=form)
     assert status == 401 and "用户名、密码或动态验证码错误" in page
@@ -530,5 +614,6 @@ async def test_the_language_is_chosen_like_the_portals(
     assert await ops.sign_in("ops") == 303
     status, page, _ = await ops.request("GET", "/console/person?lang=zh")
     assert status == 403 and "您的账号没有查看此页面的角色" in page
+    assert "（admin 或 audit）" in page  # the roles, joined in the page's words
     status, page, _ = await b.request("GET", "/console/sessions?lang=en")
     assert '<html lang="en">' in page and b.cookies.get("cw_console_lang") == "en"

@@ -177,7 +177,12 @@ class Controller:
         if cfg.radsec.enabled:
             self.radsec = await self._open_radsec(cfg, store)
         path = self.endpoints[0].core.data_path  # which codec runs, and why (issue 16)
-        log.info("radius.data_path", compiled=path.compiled, reason=path.reason)
+        log.info(
+            "radius.data_path",
+            compiled=path.compiled,
+            reason=path.reason,
+            batch_io=path.batch_io is not None,  # recvmmsg/sendmmsg (radius.batch_socket)
+        )
         self._health = asyncio.ensure_future(store.watch_health())
         # Redis and the RADIUS sockets are open now: the fd budget counts them
         try:

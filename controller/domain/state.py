@@ -199,6 +199,9 @@ class AccountingWrite:
     session: SessionFields = SessionFields()  # written when first seen
     generation: int = 1  # the generation of ``sid`` believed current (keys.session_id)
     stale: StaleRule = DEFAULT_STALE  # quota.stale_grace and the interim asked for
+    # False: the session is believed recorded already (an Interim/Stop after its Start),
+    # so ``session`` is not sent; the store sends it when account.lua asks for it
+    describe: bool = True
 
     @property
     def fields(self) -> dict[str, str]:

@@ -74,6 +74,6 @@ def day_chart(lines: Sequence[Line], tz: ZoneInfo, *, title: str, unit: str) -> 
             f'<rect x="{legend_x}" y="{top}" width="9" height="9" fill="{color}"/>'
             f'<text x="{legend_x + 12}" y="{top + 8}" font-size="10">{escape(line.label)}</text>'
         )
-        legend_x += 16 + 7 * len(line.label)
+        legend_x += 16 + sum(11 if ord(c) > 0x2E7F else 7 for c in line.label)  # CJK: wider
     out.append("</svg>")
     return "".join(out)

@@ -12,6 +12,7 @@ else is recorded for an anonymous person of that client.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -140,6 +141,10 @@ class RadiusService:
         # "pid|client/Acct-Session-Id" -> its current generation, when above 1 (a reused
         # id): the next report goes to it in one round trip (Store.account checks it)
         self._generations: dict[str, int] = {}
+        # "pid|client/Acct-Session-Id" of open sessions this process recorded: their next
+        # Interim/Stop is sent without the session's description (account.lua asks for
+        # it if the record is gone); only a hint, bounded like _generations
+        self._described: set[str] = set()
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -327,9 +332,71 @@ class RadiusService:
             b"", write.pid, write.session.venue, result.sid, STATUS_NAMES[status]
         )
 
+    def accounting_soon(
+        self, event: AccountingRequest
+    ) -> AccountingResponse | asyncio.Future[AccountingResponse | None] | None:
+        """``accounting(event)`` without a Task per request (issue 16): a Start, Interim
+        or Stop whose person is known without Redis (a Class we signed, or none to look
+        up) is written through ``Store.account_soon`` and answered from its reply's
+        callback: the future's result is the reply (None: not recorded). Anything else
+        (Accounting-On/Off, a credential username to look up, a malformed report) runs
+        the coroutine in a task. An answer still means the write was acknowledged."""
+        client = self.registry.clients_by_id.get(event.client)
+        status = event.status
+        if (
+            client is None
+            or event.status_type is None
+            or status is None
+            or status is AcctStatus.ACCOUNTING_ON
+            or status is AcctStatus.ACCOUNTING_OFF
+        ):
+            return asyncio.ensure_future(self.accounting(event))
+        if not event.session_id:
+            log.info("radius.acct_without_session_id", client=client.id)
+            return None
+        login = self._login_known(client, event, event.user_name)
+        if login is None:  # a credential username: its issue is read from Redis first
+            return asyncio.ensure_future(self.accounting(event))
+        write = self._write_of(client, event, status, *login)
+        answer: asyncio.Future[AccountingResponse | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def recorded(pending: asyncio.Future[AccountingResult]) -> None:
+            if answer.done():
+                return
+            try:
+                result = pending.result()
+                self._note_generation(write, result)
+                for observer in self.observers:
+                    observer.accounted(write, result)
+            except StoreUnavailable as exc:
+                log.warning(
+                    "radius.store_unavailable", port="acct", client=write.client_id, error=str(exc)
+                )
+                answer.set_result(None)
+                return
+            except Exception as exc:  # the shell logs it and drops the request
+                answer.set_exception(exc)
+                return
+            answer.set_result(
+                AccountingResponse(
+                    b"", write.pid, write.session.venue, result.sid, STATUS_NAMES[status]
+                )
+            )
+
+        self.store.account_soon(write).add_done_callback(recorded)
+        return answer
+
     def _note_generation(self, write: AccountingWrite, result: AccountingResult) -> None:
         """Remember a reused id's generation; log reuse and re-opening (both rare)."""
         key = f"{write.pid}|{write.sid}"
+        if write.status is AcctStatus.STOP:
+            self._described.discard(key)
+        else:
+            if len(self._described) >= MAX_GENERATIONS_KEPT:
+                self._described.clear()
+            self._described.add(key)
         if result.generation > write.generation:
             log.info("radius.session_id_reused", session=result.sid, person=write.pid)
         if result.reopened:
@@ -345,14 +412,25 @@ class RadiusService:
         """The write of a Start, Interim-Update or Stop: whose it is (``_login_of``), its
         event time (now less Acct-Delay-Time, RFC 2866 §5.2, believed up to a day), its
         span split at local midnights, the venue (registry), the session's fields."""
-        acct_session_id = event.session_id
-        if not acct_session_id:
+        if not event.session_id:
             log.info("radius.acct_without_session_id", client=client.id)
             return None
+        pid, nonce = await self._login_of(client, event, event.user_name)
+        return self._write_of(client, event, status, pid, nonce)
+
+    def _write_of(
+        self,
+        client: Client,
+        event: AccountingRequest,
+        status: AcctStatus,
+        pid: str | None,
+        nonce: str,
+    ) -> AccountingWrite:
+        """``_write_for``'s write once the person (None: anonymous) and login are known."""
+        acct_session_id = event.session_id
         user = event.user_name
         calling = event.calling_station_id
         mac = normalize_mac(calling) or ""
-        pid, nonce = await self._login_of(client, event, user)
         known = pid is not None
         if pid is None:
             pid = anonymous_person(client.id, user or mac)
@@ -409,6 +487,7 @@ class RadiusService:
             session=session,
             generation=self._generations.get(f"{pid}|{sid}", 1),
             stale=self._stale,
+            describe=status is AcctStatus.START or f"{pid}|{sid}" not in self._described,
         )
 
     async def _login_of(
@@ -418,12 +497,25 @@ class RadiusService:
         issued: a Class we signed for it, else a credential username issued for it. A
         forged or foreign Class, a made-up ``<pid>.xxxx`` or a MAC as User-Name gives
         (None, ""): the session is recorded, but for an anonymous person."""
-        claim = verify_class(self.class_key, event.klass, client.id)
-        if claim is not None:
-            return claim.person, claim.nonce
+        known = self._login_known(client, event, user)
+        if known is not None:
+            return known
         pid = person_of_username(user)
         if pid is not None:
             issued = await self.store.credential_issue(pid, user)
             if issued is not None and issued.client == client.id:
                 return pid, issued.nonce
+        return None, ""
+
+    def _login_known(
+        self, client: Client, event: AccountingRequest, user: str
+    ) -> tuple[str | None, str] | None:
+        """``_login_of``'s answer when it needs no Redis: a Class we signed for this
+        client, or a User-Name that is no credential (anonymous); None when a credential
+        username's issue must be read."""
+        claim = verify_class(self.class_key, event.klass, client.id)
+        if claim is not None:
+            return claim.person, claim.nonce
+        if person_of_username(user) is not None:
+            return None
         return None, ""

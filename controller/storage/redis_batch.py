@@ -221,6 +221,11 @@ class Batcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, commands: list[Command]) -> list[Any]:
+        return await self.submit(commands)
+
+    def submit(self, commands: list[Command]) -> asyncio.Future[list[Any]]:
+        """Queue one unit in this tick's batch; the future gets its replies (or the
+        link's exception). For callers that continue from a callback, not a Task."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._queue:
@@ -229,7 +234,7 @@ class Batcher:
         self._queued += len(commands)
         if self._queued >= MAX_BATCH:
             self._flush()
-        return await future
+        return future
 
     def _flush(self) -> None:
         if not self._queue:

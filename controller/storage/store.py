@@ -12,6 +12,7 @@ whether the store can record right now.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -134,6 +135,42 @@ def _snapshot(r: Sequence[Any]) -> PersonSnapshot:
     return PersonSnapshot(int(r[0]), sessions, closing, _text(r[3]), slack)
 
 
+def _failed(replies: Sequence[Any]) -> list[redis_errors.RedisError]:
+    """The error replies of a unit, as the exceptions redis-py would raise."""
+    return [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
+
+
+def _lost_scripts(failed: Sequence[redis_errors.RedisError]) -> bool:
+    return any(isinstance(e, redis_errors.NoScriptError) for e in failed)
+
+
+def _wants_fields(r: Any) -> bool:
+    """account.lua's {'fields'}: the session is not recorded, send its description."""
+    return len(r) == 1 and r[0] in (b"fields", "fields")
+
+
+def _moved(w: AccountingWrite, r: Any, sid: str) -> tuple[int, bool, str] | None:
+    """account.lua's "new"/"moved": the generation to try next, whether to create it,
+    and the ref this try indexed as open (taken back by the next); None: written."""
+    if r[0] in (b"new", "new", b"moved", "moved"):
+        return int(r[1]), r[0] in (b"new", "new"), keys.session_ref(w.pid, sid)
+    return None
+
+
+def _account_result(r: Any, sid: str, generation: int) -> AccountingResult:
+    return AccountingResult(
+        int(r[0]),
+        int(r[1]),
+        int(r[2]),
+        bool(r[3]),
+        snapshot=_snapshot((r[1], *r[4:7])),
+        sid=sid,
+        generation=generation,
+        reopened=bool(r[7]),
+        gap=int(r[9]),
+    )
+
+
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -152,6 +189,7 @@ class Store:
         self.scripts_loaded = False
         # the RADIUS hot path: calls of one loop tick share a write (controller.storage.redis_batch)
         self.batch = Batcher(link_for(client))
+        self._following: set[asyncio.Future[Any]] = set()  # account_soon's rare continuations
         self.health = StoreHealth()
         self._probe_key = keys.health_probe(secrets.token_hex(6))
 
@@ -190,20 +228,25 @@ class Store:
         caller must not answer as if it was written. Only outages mark the store down."""
         try:
             replies = await self.batch.run(commands)
-            failed = [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
-            if any(isinstance(e, redis_errors.NoScriptError) for e in failed):
+            failed = _failed(replies)
+            if _lost_scripts(failed):
                 await self.load_scripts()  # Redis restarted empty: once, then again
                 replies = await self.batch.run(commands)
-                failed = [classify(r) for r in replies if isinstance(r, redis_errors.ResponseError)]
+                failed = _failed(replies)
         except _UNAVAILABLE as exc:
             self._report(False)
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        self._settle(failed)
+        return replies
+
+    def _settle(self, failed: list[redis_errors.RedisError]) -> None:
+        """Raise the first error reply of a unit as ``StoreUnavailable`` (an outage also
+        marks the store down); none: the store is up."""
         for error in failed:
             if isinstance(error, _UNAVAILABLE):
                 self._report(False)
             raise StoreUnavailable(f"{type(error).__name__}: {error}") from error
         self._report(True)
-        return replies
 
     def _script(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Command:
         return ("EVALSHA", self.scripts[name].sha, len(keys_), *keys_, *args)
@@ -377,29 +420,91 @@ class Store:
         to: one round trip when ``w.generation`` is current and the report is of that
         session; when the NAS reused the id (account.lua), a new generation is created
         in a second (and a third if another process created it first)."""
-        generation, create, misplaced = max(1, w.generation), False, ""
-        for _ in range(MAX_GENERATION_TRIES):
+        return await self._account_from(w, max(1, w.generation), False, "", MAX_GENERATION_TRIES)
+
+    async def _account_from(
+        self, w: AccountingWrite, generation: int, create: bool, misplaced: str, tries: int
+    ) -> AccountingResult:
+        for _ in range(tries):
             r, sid = await self._account_once(w, generation, create, misplaced)
-            if r[0] in (b"new", "new", b"moved", "moved"):
-                create = r[0] in (b"new", "new")
-                misplaced = keys.session_ref(w.pid, sid)
-                generation = int(r[1])
+            if _wants_fields(r):  # the session was not recorded after all: describe it
+                w = dataclasses.replace(w, describe=True)
                 continue
-            snapshot = _snapshot((r[1], *r[4:7]))
-            if int(r[8]):
-                await self._earlier_generation(w, generation, sid, snapshot)
-            return AccountingResult(
-                int(r[0]),
-                int(r[1]),
-                int(r[2]),
-                bool(r[3]),
-                snapshot=snapshot,
-                sid=sid,
-                generation=generation,
-                reopened=bool(r[7]),
-                gap=int(r[9]),
-            )
+            moved = _moved(w, r, sid)
+            if moved is not None:
+                generation, create, misplaced = moved
+                continue
+            return await self._account_result(w, r, sid, generation)
         raise StoreUnavailable(f"session {w.sid}: generations kept moving")
+
+    async def _account_result(
+        self, w: AccountingWrite, r: Any, sid: str, generation: int
+    ) -> AccountingResult:
+        result = _account_result(r, sid, generation)
+        if int(r[8]):
+            assert result.snapshot is not None
+            await self._earlier_generation(w, generation, sid, result.snapshot)
+        return result
+
+    def account_soon(self, w: AccountingWrite) -> asyncio.Future[AccountingResult]:
+        """``account(w)`` without a Task in the common case (issue 16): the unit joins
+        this tick's batch and the result is made in the reply's callback. The rare rest
+        (a reused id's new generation, a late report of an earlier one, scripts lost
+        by Redis) continues as ``account`` would, in a task. Errors as ``account``'s."""
+        generation = max(1, w.generation)
+        unit, sid = self._account_unit(w, generation, False, "")
+        result: asyncio.Future[AccountingResult] = asyncio.get_running_loop().create_future()
+
+        def replied(sent: asyncio.Future[list[Any]]) -> None:
+            if result.done():
+                return
+            try:
+                failed = _failed(replies := sent.result())
+                if _lost_scripts(failed):  # Redis restarted empty: account() reloads them
+                    self._follow(self.account(w), result)
+                    return
+                self._settle(failed)
+                r = replies[0]
+                if _wants_fields(r):  # not recorded after all: again, described
+                    self._follow(self.account(dataclasses.replace(w, describe=True)), result)
+                    return
+                moved = _moved(w, r, sid)
+                if moved is not None:
+                    self._follow(self._account_from(w, *moved, MAX_GENERATION_TRIES - 1), result)
+                elif int(r[8]):
+                    self._follow(self._account_result(w, r, sid, generation), result)
+                else:
+                    result.set_result(_account_result(r, sid, generation))
+            except _UNAVAILABLE as exc:
+                self._report(False)
+                error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                result.set_exception(error)
+            except Exception as exc:  # StoreUnavailable, or a reply of the wrong shape
+                result.set_exception(exc)
+
+        self.batch.submit(unit).add_done_callback(replied)
+        return result
+
+    def _follow(
+        self, work: Awaitable[AccountingResult], result: asyncio.Future[AccountingResult]
+    ) -> None:
+        """Run ``work`` as a task whose outcome becomes ``result``'s."""
+        task = asyncio.ensure_future(work)
+        self._following.add(task)
+
+        def done(task: asyncio.Future[AccountingResult]) -> None:
+            self._following.discard(task)
+            if result.done():
+                return
+            if task.cancelled():
+                result.cancel()
+            elif (exc := task.exception()) is not None:
+                result.set_exception(exc)
+            else:
+                result.set_result(task.result())
+
+        task.add_done_callback(done)
 
     async def _earlier_generation(
         self, w: AccountingWrite, generation: int, sid: str, snapshot: PersonSnapshot
@@ -420,6 +525,15 @@ class Store:
     async def _account_once(
         self, w: AccountingWrite, generation: int, create: bool, misplaced: str
     ) -> tuple[Any, str]:
+        unit, sid = self._account_unit(w, generation, create, misplaced)
+        out = await self._hot(unit)
+        return out[0], sid
+
+    def _account_unit(
+        self, w: AccountingWrite, generation: int, create: bool, misplaced: str
+    ) -> tuple[list[Command], str]:
+        """The commands of one try of ``account`` (account.lua first), and the session
+        generation's id they write."""
         sid = keys.session_generation(w.sid, generation)
         day_keys = [keys.day_usage(w.pid, k) for _, k in w.boundaries]
         ks = [
@@ -449,8 +563,10 @@ class Store:
             w.stale.cap,
         ]
         args.extend(epoch for epoch, _ in w.boundaries)
-        for k, v in w.fields.items():
-            args.extend((k, v))
+        fields = w.fields
+        if w.describe or create:  # else account.lua asks for them if it has not got them
+            for k, v in fields.items():
+                args.extend((k, v))
         ref = keys.session_ref(w.pid, sid)
 
         # the reply ends with the person as the enforcer sees them after this write
@@ -462,14 +578,13 @@ class Store:
         else:
             unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
             unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
-        if w.fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
-            unit.append(("HDEL", keys.device_holds(w.pid), w.fields["mac"]))
+        if fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
+            unit.append(("HDEL", keys.device_holds(w.pid), fields["mac"]))
         if misplaced and misplaced != ref and w.status != 2:
             # the try before indexed a closed generation as open: take that back
             unit.append(("ZREM", keys.OPEN_INDEX, misplaced))
             unit.append(("SREM", keys.nas_sessions(w.client_id), misplaced))
-        out = await self._hot(unit)
-        return out[0], sid
+        return unit, sid
 
     async def close_session(
         self, pid: str, sid: str, client_id: str, cause: str, *, shut: str = "gone", now: int = 0

@@ -32,14 +32,17 @@
 -- ARGV[11] generation g   ARGV[12] 1: create generation g   ARGV[13] stale grace (s)
 -- ARGV[14] interim interval asked for (s)   ARGV[15] largest gap believed (s)
 -- ARGV[16 .. 15+n] day start epochs, oldest first (the first may be earlier: absorbs all before)
--- ARGV[16+n ..] field/value pairs describing the session, written only when first seen
+-- ARGV[16+n ..] field/value pairs describing the session, written only when first seen;
+--   none: the caller believes the session recorded (an Interim or Stop after its Start).
+--   If it is not, nothing is written and {'fields'} returned: repeat with them.
 -- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
 -- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call,
 --          then the person as the quota enforcer sees them (as enforce_state.lua):
 --          {sid, "mac|last|slack", ...} open, {sid, epoch, ...} closing, block or '',
 --          1 if this call re-opened the session, 1 if it went to generation g-1,
 --          the session's largest gap between reports}
---         or {'new', g + 1} / {'moved', current generation}: nothing written, repeat
+--         or {'new', g + 1} / {'moved', current generation} / {'fields'}: nothing
+--         written, repeat
 local status = tonumber(ARGV[1])
 local reported = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -84,6 +87,9 @@ else
   elseif succeeded(sess) then
     return {'new', g + 1}
   end
+end
+if #ARGV == B + n and redis.call('HEXISTS', sess, 'start') == 0 then
+  return {'fields'} -- not recorded yet (expired, or first seen by another worker)
 end
 if g > 1 then
   redis.call('EXPIRE', KEYS[5 + n], ARGV[5]) -- the pointer lives as long as its newest

@@ -11,7 +11,9 @@ from controller.web.resources import LIVE
 
 
 def brand(request: web.Request) -> str:
-    return request.app[LIVE].config.brand.name["en"]
+    """The programme's name in the page's language (English when it has none in it)."""
+    names = request.app[LIVE].config.brand.name
+    return names.get(lang.of(request)) or names["en"]
 
 
 async def read_form(request: web.Request) -> dict[str, str] | None:
@@ -23,8 +25,10 @@ async def read_form(request: web.Request) -> dict[str, str] | None:
 
 
 def forbidden(request: web.Request, account: Account, csrf: str) -> web.Response:
-    needed = " or ".join(sorted(guard.ROUTE_ROLES[(request.method, request.path)]))
     language = lang.of(request)
+    needed = lang.text(language, "list.or").join(
+        sorted(guard.ROUTE_ROLES[(request.method, request.path)])
+    )
     return pages.html(
         pages.render(
             "forbidden.html",

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from controller.domain.venue_types import VENUE_TYPES
 from controller.services.portal.i18n import parse_accept_language, supported
 
 LANGS: Final = ("en", "zh")
@@ -65,6 +66,18 @@ def code_name(lang: str, prefix: str, code: str) -> str:
     ``lang``: ``prefix + code`` from the catalogue, the code itself when it has none (a
     code added later must not break the page)."""
     return catalogue()[lang].get(prefix + code, code)
+
+
+def venue_type(lang: str, type_id: str) -> str:
+    """A venue type's name in ``lang`` (``VENUE_TYPES``), its id when it has none."""
+    return VENUE_TYPES.get(type_id, {}).get(lang, type_id)
+
+
+def error_text(lang: str, code: str, message: str, **values: Any) -> str:
+    """A service error (``RequestError`` code and English message) in ``lang``: the
+    catalogue's ``error.<code>`` when it has one, else the service's own message."""
+    key = f"error.{code}"
+    return text(lang, key, **values) if key in catalogue()[lang] else message
 
 
 def choose(explicit: str | None, cookie: str | None, accept_language: str | None) -> str:

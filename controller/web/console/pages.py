@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from controller.domain.venue_types import VENUE_TYPES
 from controller.services.overview import CityOverview, memory_text
 from controller.web.console import lang as lang_
 
@@ -55,16 +54,19 @@ def render(template: str, *, lang: str | None = None, **values: Any) -> str:
             lang=chosen,
             html_lang=lang_.HTML_LANG[chosen],
             lang_switch=lang is not None,
+            venue_type=lambda type_id: lang_.venue_type(chosen, type_id),
             **values,
         )
     )
 
 
-def overview_json(o: CityOverview, tz: ZoneInfo) -> dict[str, Any]:
-    """What the page shows, as its polling fetch reads it (and the first render)."""
+def overview_json(o: CityOverview, tz: ZoneInfo, lang: str = lang_.DEFAULT) -> dict[str, Any]:
+    """What the page shows, as its polling fetch reads it (and the first render), with
+    its words in ``lang`` (the page's language: the figures polled match the page)."""
+    t = lang_.translator(lang)
 
     def clock(at: int | None) -> str:
-        return datetime.fromtimestamp(at, tz).strftime("%H:%M:%S") if at else "never"
+        return datetime.fromtimestamp(at, tz).strftime("%H:%M:%S") if at else t("time.never")
 
     def figure(n: int | None) -> int | str:
         return "—" if n is None else n
@@ -73,7 +75,7 @@ def overview_json(o: CityOverview, tz: ZoneInfo) -> dict[str, Any]:
         "scope": sorted(o.scope) if o.scope is not None else None,
         "persons": figure(o.persons),
         "sessions": figure(o.sessions),
-        "by_type": [[VENUE_TYPES.get(t, {}).get("en", t), n] for t, n in o.sessions_by_type],
+        "by_type": [[lang_.venue_type(lang, t_id), n] for t_id, n in o.sessions_by_type],
         "counted": clock(o.counted_at),
         "redis_memory": memory_text(o.redis_used, o.redis_limit) if o.scope is None else "—",
         "outbox_backlog": figure(o.outbox_backlog),
@@ -81,7 +83,7 @@ def overview_json(o: CityOverview, tz: ZoneInfo) -> dict[str, Any]:
             {
                 "client": n.client,
                 "seen": clock(n.last_seen)
-                + (f" (silent {n.silent_for // 60} min)" if n.silent_for else ""),
+                + (t("overview.silent_for", minutes=n.silent_for // 60) if n.silent_for else ""),
                 "silent": n.silent_for is not None,
             }
             for n in o.nas

@@ -24,6 +24,7 @@ from aiohttp import web
 from controller.domain.accounts import Account
 from controller.domain.eap_credentials import EapCredential
 from controller.services.admin import (
+    MAX_BLOCK_DAYS,
     AdminError,
     block,
     block_until,
@@ -188,8 +189,9 @@ async def act(request: web.Request) -> web.Response:
             )
         status = await person_status(store, policy, pid, now)
         credentials = credential_rows(await list_credentials(store, pid), now, policy.timezone)
-    except AdminError as exc:
-        return _page(request, account, error=exc.message, code=exc.status)
+    except AdminError as exc:  # its code named in the page's language, else its message
+        error = lang.error_text(language, exc.code, exc.message, max=MAX_BLOCK_DAYS)
+        return _page(request, account, error=error, code=exc.status)
     except StoreUnavailable:
         return _page(request, account, error=lang.text(language, "error.unavailable"), code=503)
     return _page(request, account, status=status, credentials=credentials, notice=notice)

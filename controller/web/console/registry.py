@@ -160,14 +160,15 @@ async def trace_switch(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther(f"{guard.PATH}/login")
     if not guard.may(account, request.method, request.path):
         return forbidden(request, account, guard.form_token(request)[0])
+    language = lang.of(request)
     form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
-        return pages.html("The form expired; go back and try again.", status=403)
+        return pages.html(lang.text(language, "error.form_expired"), status=403)
     client, minutes = form.get("client", ""), form.get("minutes", "").strip()
     if client not in {c.id for c in request.app[LIVE].config.clients}:
-        return pages.html("No such RADIUS client.", status=400)
+        return pages.html(lang.text(language, "error.no_such_client"), status=400)
     if not (minutes.isascii() and minutes.isdigit() and int(minutes) <= 60):
-        return pages.html("Minutes is 0 to 60.", status=400)
+        return pages.html(lang.text(language, "error.bad_minutes"), status=400)
     db = TraceStore(request.app[STORE])
     try:
         if int(minutes):
@@ -185,8 +186,12 @@ async def trace_switch(request: web.Request) -> web.Response:
             }
         )
     except StoreUnavailable:
-        return pages.html("Redis is not answering; retry shortly.", status=503)
-    notice = f"Trace of {client}: " + (f"on for {minutes} min" if int(minutes) else "off")
+        return pages.html(lang.text(language, "error.unavailable"), status=503)
+    notice = (
+        lang.text(language, "registry.trace_notice_on", client=client, minutes=int(minutes))
+        if int(minutes)
+        else lang.text(language, "registry.trace_notice_off", client=client)
+    )
     raise web.HTTPSeeOther(f"{PATH}?{urlencode({'notice': notice})}")
 
 

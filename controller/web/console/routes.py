@@ -104,18 +104,20 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def _overview(request: web.Request, account: Account) -> dict[str, object]:
+    """The overview's figures, words in the request's language (``lang.of``)."""
     app = request.app
+    language = lang.of(request)
     store = app[STORE]
     assert isinstance(store, MeteredStore)  # the composition root builds a metered store
     config = app[LIVE].config
     scope = operator_scope(account)
     o = await city_overview(store, app[MEMORY].latest, config, int(app[CLOCK]()), scope)
-    body = pages.overview_json(o, config.quota.timezone)
+    body = pages.overview_json(o, config.quota.timezone, language)
     # an operator's persons online: at its own NAS (services.operator_online); city: None
     body["operator_persons"] = (
         await operator_persons_online(store, config, scope) if scope is not None else None
     )
-    figures = await nas.overview_figures(store, config, int(app[CLOCK]()), scope)
+    figures = await nas.overview_figures(store, config, int(app[CLOCK]()), scope, language)
     return body | figures  # + NAS health counters
 
 
@@ -127,15 +129,17 @@ async def overview_page(request: web.Request) -> web.Response:
     token, nonce, new = guard.form_token(request)
     if not guard.may(account, request.method, request.path):
         return forbidden(request, account, token)
+    language = lang.of(request)
     try:
         o = await _overview(request, account)
     except StoreUnavailable:
-        return pages.html("Redis is not answering; retry shortly.", status=503)
+        return pages.html(lang.text(language, "error.unavailable"), status=503)
     script_nonce = pages.nonce()
     response = pages.html(
         pages.render(
             "overview.html",
-            title="City overview",
+            lang=language,
+            title=lang.text(language, "nav.overview"),
             brand=brand(request),
             user=account.name,
             csrf=token,
@@ -147,11 +151,13 @@ async def overview_page(request: web.Request) -> web.Response:
     )
     if new:
         guard.set_nonce(response, nonce)
+    lang.remember(request, response)
     return response
 
 
 async def overview_api(request: web.Request) -> web.Response:
-    """``GET /console/api/overview``: the page's figures as JSON (what it polls)."""
+    """``GET /console/api/overview``: the page's figures as JSON (what it polls), words
+    in the page's language (``?lang=``, the language cookie, ``Accept-Language``)."""
     try:
         account = await guard.require(request, page=False)
         body = await _overview(request, account)
@@ -183,11 +189,11 @@ async def sessions_page(
     config = request.app[LIVE].config
     want = SessionFilter.of(request.query)
     scope = operator_scope(account)
+    language = lang.of(request)
     try:
         found = await live_sessions(request.app[STORE], config, want, scope)
     except StoreUnavailable:
-        return pages.html("Redis is not answering; retry shortly.", status=503)
-    language = lang.of(request)
+        return pages.html(lang.text(language, "error.unavailable"), status=503)
     response = pages.html(
         pages.render(
             "sessions.html",
@@ -223,9 +229,10 @@ async def disconnect(request: web.Request) -> web.Response:
     token, _, _ = guard.form_token(request)
     if not guard.may(account, request.method, request.path):
         return forbidden(request, account, token)
+    language = lang.of(request)
     form = await read_form(request)
     if form is None or not guard.form_ok(request, form):
-        return pages.html("The form expired; go back and try again.", status=403)
+        return pages.html(lang.text(language, "error.form_expired"), status=403)
     try:
         outcome = await disconnect_one(
             request.app[STORE],
@@ -236,10 +243,10 @@ async def disconnect(request: web.Request) -> web.Response:
             now=int(request.app[CLOCK]()),
         )
     except AccountError as exc:
-        return pages.html(exc.message, status=400 if exc.code == "bad_session" else 409)
+        status = 400 if exc.code == "bad_session" else 409
+        return pages.html(lang.error_text(language, exc.code, exc.message), status=status)
     except StoreUnavailable:
-        return pages.html("Redis is not answering; retry shortly.", status=503)
-    language = lang.of(request)
+        return pages.html(lang.text(language, "error.unavailable"), status=503)
     notice = (
         lang.text(
             language,
