@@ -5,6 +5,7 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import structlog
 
@@ -155,3 +156,10 @@ async def controller(config: Config) -> AsyncIterator[Controller]:
     await ctl.start()
     yield ctl
     await ctl.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """One aiohttp client session for the test (the console tests' ``Browser`` wraps it)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
