@@ -12,6 +12,7 @@ Screenshots (zh, en) and the measured page weight go to ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import socket
@@ -108,9 +109,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, nas: NasLogin) -> Iterator[
     the recording NAS's, the MikroTik's ``login_hosts`` name its host, CoovaChilli's
     ``uamip`` is vouched for by the redirect's ``md``."""
     directory = tmp_path_factory.mktemp("portal-browser")
+    with serving(directory, f"{nas.url}/generic-login") as serve:
+        yield serve
+
+
+@contextlib.contextmanager
+def serving(directory: Path, login_url: str, extra: str = "") -> Iterator[Served]:
+    """A redis-server and ``citywifi serve`` on it in ``directory`` (the generic NAS's
+    ``login_url``, ``extra`` TOML), both stopped at the end."""
     redis = RedisProcess(directory / "redis")
     redis.start()
-    serve = Served(directory, redis.url, f"{nas.url}/generic-login")
+    serve = Served(directory, redis.url, login_url, extra=extra)
     try:
         yield serve
     finally:
