@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.radclient import radclient
 from tests.support.redis_proc import free_port, wait_until
-from tests.test_serve_cli import CITYWIFI, ROOT, SECRET, Serve, example_copy, issue_login
+from tests.test_serve_cli import CITYWIFI, ROOT, SECRET, Serve, example_copy, issue_login, pap_login
 
 pytestmark = [
     pytest.mark.peers,
@@ -108,16 +108,7 @@ def test_who_finds_open_and_closed_sessions_by_port_block_ipv6_and_nat_log(
 ) -> None:
     config, ports, serve = served_nat
     login = issue_login(config, mac=MAC)
-    accept = radclient(
-        ports["auth"],
-        "auth",
-        SECRET,
-        {
-            "User-Name": str(login["username"]),
-            "User-Password": str(login["password"]),
-            "Calling-Station-Id": MAC,
-        },
-    )
+    accept = pap_login(ports["auth"], login, MAC)
     assert accept.code == "Access-Accept", accept.output
     klass = accept.first("Class")
     assert klass

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from tests.support.radclient import radclient
+from tests.support.radclient import RadReply, radclient
 from tests.support.redis_proc import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +93,22 @@ def issue_login(config: Path, phone: str = "13800138000", mac: str = "") -> dict
     return data
 
 
+def pap_login(auth_port: int, login: dict[str, object], mac: str, **attrs: str) -> RadReply:
+    """radclient's Access-Request with an issued login's username and password (PAP) from
+    device ``mac`` (and ``attrs``), to ``serve``'s auth port."""
+    return radclient(
+        auth_port,
+        "auth",
+        SECRET,
+        {
+            "User-Name": str(login["username"]),
+            "User-Password": str(login["password"]),
+            "Calling-Station-Id": mac,
+            **attrs,
+        },
+    )
+
+
 def test_check_config_accepts_the_example() -> None:
     out = subprocess.run(
         [*CITYWIFI, "check-config", str(ROOT / "deploy/citywifi.example.toml")],
@@ -162,17 +178,7 @@ def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Se
     login = issue_login(config, mac="aa:bb:cc:dd:ee:01")
     assert set(login) == {"username", "password", "expires_in"}
     mac = "AA-BB-CC-DD-EE-01"
-    reply = radclient(
-        ports["auth"],
-        "auth",
-        SECRET,
-        {
-            "User-Name": str(login["username"]),
-            "User-Password": str(login["password"]),
-            "Calling-Station-Id": mac,
-            "NAS-Identifier": "sjz-local",
-        },
-    )
+    reply = pap_login(ports["auth"], login, mac, **{"NAS-Identifier": "sjz-local"})
     assert reply.code == "Access-Accept", reply.output
     timeout = int(reply.first("Session-Timeout") or 0)
     local = datetime.now(ZoneInfo("Asia/Shanghai"))
@@ -202,16 +208,7 @@ def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Se
     assert total == 7200, (counters, day)  # three identical Interim-Updates counted once
 
     second = issue_login(config, mac=mac)
-    rejected = radclient(
-        ports["auth"],
-        "auth",
-        SECRET,
-        {
-            "User-Name": str(second["username"]),
-            "User-Password": str(second["password"]),
-            "Calling-Station-Id": mac,
-        },
-    )
+    rejected = pap_login(ports["auth"], second, mac)
     assert rejected.code == "Access-Reject", rejected.output
     message = " ".join(rejected.attrs.get("Reply-Message", []))
     assert "00:00" in message and "resets at" in message
