@@ -21,15 +21,13 @@ from controller.config import Config
 from controller.services.accounts import Accounts
 from controller.services.logins import issue_login
 from radius.attrs import TerminateCause
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.support.console_kit import (
-    ARGS,
-    CHROMIUM,
     PASSWORD,
     RELOADED,
     SIM_NAS,
     base_url,
     hospital_city,
-    needs_chromium,
     running,
     sign_in_page,
     sim_device,

@@ -17,14 +17,12 @@ from controller.cli.serve import Controller
 from controller.config import Config
 from controller.services.accounts import Accounts
 from controller.services.logins import issue_login
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.support.console_kit import (
-    ARGS,
-    CHROMIUM,
     PASSWORD,
     SIM_NAS,
     base_url,
     hospital_city,
-    needs_chromium,
     running,
     sign_in_page,
     start_sim,

@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 
 from controller.services.passpoint import ANDROID_MIME_TYPE, APPLE_MIME_TYPE
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.support.eap_kit import make_pki, passpoint_section
 from tests.support.portal_kit import NasLogin, last_code, nas_login_server
 from tests.support.redis_proc import wait_until
 from tests.test_eap_peers import _android_parts, _pps_credential
 from tests.test_portal_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Served,
     new_page,
     playwright_api,
@@ -34,7 +33,7 @@ from tests.test_portal_browser import (
     serving,
 )
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 REALM = "wifi.city.example"
 
@@ -56,7 +55,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, nas: NasLogin) -> Iterator[
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             yield b
         finally:

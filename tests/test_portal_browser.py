@@ -31,6 +31,7 @@ import pytest
 
 from controller.domain import quota
 from controller.services.portal.handoff import chilli_pap_decode
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.support.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,
@@ -51,15 +52,10 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]  # fmt: skip
 PHONE_VIEWPORT = {"width": 360, "height": 740}
 SH = ZoneInfo("Asia/Shanghai")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 class Served:
@@ -136,7 +132,7 @@ def nas() -> Iterator[NasLogin]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             yield b
         finally:

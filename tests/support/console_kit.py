@@ -2,11 +2,10 @@
 hospital NAS (op-unicom's) and the simulated NAS with its RFC 5176 port, a live in-process
 ``serve`` started with accounts, an HTTP client that keeps the console's Secure cookies
 (``Browser``), a device logged in through the NAS simulator, and for the Playwright tests
-the chromium to use and its sign-in form filled in."""
+its sign-in form filled in (the browser itself: ``tests.support.chromium``)."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import time
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from bench.nas_sim import NasSimulator, SimSession
 from controller.cli.serve import Controller
@@ -70,20 +68,6 @@ address = "127.0.0.9"
 secret = "new-secret-3-0123456789"
 venue = "library"
 """  # a registry change for a reload: one venue and one client added
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-needs_chromium = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="chromium not installed (bootstrap.sh --test)"
-)
 
 
 def hospital_city(tmp_path: Path, redis_url: str, extra: str = "") -> Config:
