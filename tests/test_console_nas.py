@@ -40,7 +40,6 @@ from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
 from radius.attrs import Code
 from radius.tally import Tally
-from tests.conftest import write_config
 from tests.support.console_kit import (
     ACCOUNTS,
     Browser,
@@ -54,7 +53,7 @@ from tests.support.redis_proc import RedisProcess, free_port, wait_until
 from tests.support.redis_topologies import Cluster
 from tests.test_radius_integration import MAC, acct, auth, client, login
 from tests.test_serve_cli import SECRET, Serve, example_copy, issue_login
-from tests.test_workers import Served, per_worker, send_accounting
+from tests.test_workers import Served, per_worker, send_accounting, workers_config
 
 # -- the tally and the rules, without sockets -------------------------------------------
 
@@ -353,14 +352,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[Served, dict[str, int]]]:
         "acct": free_port(socket.SOCK_DGRAM),
         "http": free_port(),
     }
-    path = write_config(tmp_path, "")  # embedded Redis: the supervisor starts it once
-    text = path.read_text()
-    text = text.replace("auth_port = 0", f"auth_port = {ports['auth']}")
-    text = text.replace("acct_port = 0", f"acct_port = {ports['acct']}")
-    text = text.replace("port = 0", f"port = {ports['http']}")
-    text = text.replace('level = "warning"', 'level = "info"')
-    path.write_text(text)
-    serve = Served(path, workers=2)
+    serve = Served(workers_config(tmp_path, ports), workers=2)
     try:
         serve.wait_for("supervisor.ready")
         yield serve, ports

@@ -3,6 +3,7 @@ by ``citywifi issue-login`` and FreeRADIUS's radclient, as an operator would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -71,15 +72,23 @@ class Serve:
         return self.proc.wait(20)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int], Serve]]:
-    config, ports = example_copy(tmp_path)
+@contextlib.contextmanager
+def serving(config: Path) -> Iterator[Serve]:
+    """``citywifi serve`` on ``config``, ready (its output in the failure when not), then
+    stopped."""
     serve = Serve(config)
     try:
         assert serve.ready.wait(30), "serve did not get ready:\n" + "".join(serve.lines)
-        yield config, ports, serve
+        yield serve
     finally:
         serve.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int], Serve]]:
+    config, ports = example_copy(tmp_path)
+    with serving(config) as serve:
+        yield config, ports, serve
 
 
 def issue_login(config: Path, phone: str = "13800138000", mac: str = "") -> dict[str, object]:
