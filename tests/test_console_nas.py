@@ -389,16 +389,6 @@ async def test_every_worker_adds_to_the_same_figures(
 # -- on a Redis Cluster: each target's script on its own slot -----------------------------
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
-
-
 @pytest.mark.redis_topology
 async def test_a_flush_and_the_reads_on_a_redis_cluster(cluster: Cluster) -> None:
     cluster.flush()
