@@ -22,7 +22,6 @@ import secrets
 import statistics
 import subprocess
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from radius.attrs import Attr, Code
 from radius.eap import eap_message_attrs
 from radius.packet import attr, attr_text, decode_reply, encode_request
 from tests.conftest import SECRET, write_config
-from tests.support.eap_kit import Pki, TtlsPeer, make_pki
+from tests.support.eap_kit import Pki, TtlsPeer, make_pki, passpoint_section
 from tests.support.pyrad_client import RadiusClient
 from tests.support.redis_proc import free_port
 
@@ -90,22 +89,8 @@ async def _run(args: argparse.Namespace, work: Path) -> None:
     )
     try:
         pki = make_pki(REALM)
-        for name, data in (("ca.pem", pki.ca_pem), ("server.pem", pki.server_chain_pem)):
-            (work / name).write_bytes(data)
-        key = work / "server.key"
-        key.write_bytes(pki.server_key_pem)
-        key.chmod(0o600)
-        extra = f"""
-            [passpoint]
-            enabled = true
-            realm = "{REALM}"
-            ca_cert = "{work / "ca.pem"}"
-            server_cert = "{work / "server.pem"}"
-            server_key = "{key}"
-            """
-        config = load_config(
-            write_config(work, f"redis://127.0.0.1:{port}/0", extra=textwrap.dedent(extra))
-        )
+        extra = passpoint_section(work, pki, REALM)
+        config = load_config(write_config(work, f"redis://127.0.0.1:{port}/0", extra=extra))
         for _ in range(100):
             try:
                 ctl = Controller(config)

@@ -5,6 +5,7 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import structlog
 
@@ -12,6 +13,7 @@ from controller.cli import logs
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from tests.support.redis_proc import RedisProcess
+from tests.support.redis_topologies import Cluster
 
 SECRET = "testing123"
 
@@ -155,3 +157,21 @@ async def controller(config: Config) -> AsyncIterator[Controller]:
     await ctl.start()
     yield ctl
     await ctl.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """One aiohttp client session for the test (the console tests' ``Browser`` wraps it)."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real three-primary Redis Cluster for the module's tests."""
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()

@@ -24,7 +24,16 @@ import pytest
 
 from tests.support.radclient import radclient
 from tests.support.redis_proc import free_port, wait_until
-from tests.test_serve_cli import CITYWIFI, ROOT, SECRET, Serve, example_copy, issue_login
+from tests.test_serve_cli import (
+    CITYWIFI,
+    ROOT,
+    SECRET,
+    Serve,
+    example_copy,
+    issue_login,
+    pap_login,
+    serving,
+)
 
 pytestmark = [
     pytest.mark.peers,
@@ -64,12 +73,8 @@ def served_nat(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int], Serve]]:
     assert client in text
     text = text.replace(client, client + f'public_addresses = ["{PUBLIC}/32"]\n')
     config.write_text(text + natlog_section(ports["syslog"], ports["ipfix"]))
-    serve = Serve(config)
-    try:
-        assert serve.ready.wait(30), "serve did not get ready:\n" + "".join(serve.lines)
+    with serving(config) as serve:
         yield config, ports, serve
-    finally:
-        serve.stop()
 
 
 def who(config: Path, ip: str, port: int, at: datetime) -> dict[str, Any]:
@@ -108,16 +113,7 @@ def test_who_finds_open_and_closed_sessions_by_port_block_ipv6_and_nat_log(
 ) -> None:
     config, ports, serve = served_nat
     login = issue_login(config, mac=MAC)
-    accept = radclient(
-        ports["auth"],
-        "auth",
-        SECRET,
-        {
-            "User-Name": str(login["username"]),
-            "User-Password": str(login["password"]),
-            "Calling-Station-Id": MAC,
-        },
-    )
+    accept = pap_login(ports["auth"], login, MAC)
     assert accept.code == "Access-Accept", accept.output
     klass = accept.first("Class")
     assert klass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import socket
 import struct
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from tests.support.redis_proc import RedisProcess, until
 from tests.test_natlog import EXPORTER, NATLOG, PUBLIC, ask, at, ms
 from tests.test_radius_integration import login
 from tests.test_reports_helpers import AP, PHONES, SH, TOKENS, Clock, city_config, drain
+
+pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: ctl (city and clock are this module's)
 
 BLOCK_IP = "203.0.113.9"
 DELEGATED = "2001:db8:aa00::/56"
@@ -59,21 +60,13 @@ def port_range_value(public: str, first: int, last: int) -> bytes:
 
 
 @pytest.fixture
-def listen_city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
+def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
     return load_config(city_config(tmp_path, redis_proc.url, LISTEN))
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock(at(11, 50))
-
-
-@pytest.fixture
-async def ctl(listen_city: Config, clock: Clock) -> AsyncIterator[Controller]:
-    controller = Controller(listen_city, clock=clock)
-    await controller.start()
-    yield controller
-    await controller.stop()
 
 
 async def start_session(ctl: Controller) -> tuple[str, dict[str, object]]:
@@ -205,7 +198,7 @@ def data_msg(when: datetime, port: int) -> bytes:
 
 
 async def test_serve_listener_stores_expires_templates_and_reloads(
-    ctl: Controller, clock: Clock, listen_city: Config
+    ctl: Controller, clock: Clock, city: Config
 ) -> None:
     listener = ctl.natlog
     assert listener is not None and set(listener.ports) == {"syslog", "ipfix"}
@@ -246,7 +239,7 @@ async def test_serve_listener_stores_expires_templates_and_reloads(
     assert ports == [41003, 42000]  # the expired template's and the unknown one's dropped
 
     # SIGHUP: other exporters at once; the sockets stay (a change is a restart)
-    path = listen_city.source
+    path = city.source
     exporter = f'address = "{EXPORTER}"\nnas = "nas-local"'
     assert exporter in path.read_text()
     text = path.read_text().replace(exporter, 'address = "192.0.2.77"\nnas = "nas-local"')

@@ -10,7 +10,6 @@ indexes go to their own slots in the same (non-transactional) cluster pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,16 +47,6 @@ reuse_tests(
 # (The enforcer has its own cluster test in test_enforcer_integration.py.)
 reuse_tests(test_reports, globals())
 reuse_tests(test_archive, globals())
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

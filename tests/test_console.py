@@ -10,16 +10,14 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pyotp
 import pytest
 
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
+from controller.config import Config
 from controller.domain.eap_credentials import EapCredential
 from controller.services.accounts import Accounts
 from controller.services.audit import AuditQuery, query_records
@@ -27,97 +25,20 @@ from controller.storage.eap_credentials import EapCredentialStore
 from controller.web.console.guard import ROUTE_ROLES
 from radius.attrs import Code
 from tests.conftest import SECRET
+from tests.support.console_kit import ACCOUNTS, PASSWORD, Browser, base_url, hospital_city, running
 from tests.support.redis_proc import RedisProcess
 from tests.test_radius_integration import acct, login
-from tests.test_reports_helpers import city_config
-
-PASSWORD = "correct horse battery"
-ACCOUNTS = {  # name -> roles
-    "ops": ["operations"],
-    "boss": ["admin"],
-    "sec": ["audit"],  # no console page yet
-    "uni": ["operator:op-unicom", "audit"],
-    "tel": ["operator:op-telecom"],
-}
-
-
-HOSPITAL_NAS = """
-[[clients]]
-id = "nas-hospital"
-address = "127.0.0.2"
-secret = "hospital-secret-0123456789"
-venue = "hospital"
-"""  # op-unicom's; nas-local is at the station, op-telecom's
 
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
+    return hospital_city(tmp_path, redis_proc.url)
 
 
 @pytest.fixture
 async def ctl(city: Config) -> AsyncIterator[Controller]:
-    controller = Controller(city)  # real time: TOTP and sessions run on the wall clock
-    await controller.start()
-    assert controller.store is not None
-    accounts = Accounts(controller.store)
-    for name, roles in ACCOUNTS.items():
-        await accounts.add(name, PASSWORD, roles, totp=False, by="test")
-    yield controller
-    await controller.stop()
-
-
-class Browser:
-    """An HTTP client that keeps cookies the way a browser on https would (our cookies
-    are Secure; aiohttp's jar would not send them over the test's plain http)."""
-
-    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
-        self.base = base
-        self.http = http
-        self.cookies: dict[str, str] = {}
-
-    def _keep(self, response: aiohttp.ClientResponse) -> None:
-        for header in response.headers.getall("Set-Cookie", []):
-            for name, morsel in SimpleCookie(header).items():
-                if morsel["max-age"] == "0" or not morsel.value or morsel.value == '""':
-                    self.cookies.pop(name, None)
-                else:
-                    self.cookies[name] = morsel.value
-
-    async def request(self, method: str, path: str, **kw: Any) -> tuple[int, str, Any]:
-        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
-        headers.update(kw.pop("headers", {}))
-        async with self.http.request(
-            method, self.base + path, headers=headers, allow_redirects=False, **kw
-        ) as r:
-            self._keep(r)
-            return r.status, await r.text(), r.headers
-
-    async def csrf(self) -> str:
-        status, body, _ = await self.request("GET", "/console/login")
-        assert status == 200
-        found = re.search(r'name="csrf" value="([^"]+)"', body)
-        assert found
-        return found.group(1)
-
-    async def sign_in(self, user: str, password: str = PASSWORD, code: str = "") -> int:
-        token = await self.csrf()
-        status, _, _ = await self.request(
-            "POST",
-            "/console/login",
-            data={"user": user, "password": password, "code": code, "csrf": token},
-        )
-        return status
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def _base(ctl: Controller) -> str:
-    return f"http://127.0.0.1:{ctl.http_port}"
+    async with running(city, ACCOUNTS) as controller:
+        yield controller
 
 
 async def test_every_route_refused_without_session_and_to_the_wrong_role(
@@ -126,12 +47,12 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
     assert ROUTE_ROLES  # every route in the table, with each kind of caller
     signed_in = {}  # one sign-in per account (argon2 costs ~0.1-0.5 s each)
     for name in ACCOUNTS:
-        signed_in[name] = Browser(_base(ctl), http)
+        signed_in[name] = Browser(base_url(ctl), http)
         assert await signed_in[name].sign_in(name) == 303
     for (method, route), roles in ROUTE_ROLES.items():
         path = route.replace("{client}", "nas-local")  # op-telecom's NAS
         page = "/api/" not in path
-        anon = Browser(_base(ctl), http)
+        anon = Browser(base_url(ctl), http)
         status, _, headers = await anon.request(method, path)
         if page:
             assert (status, headers["Location"]) == (303, "/console/login"), path
@@ -151,20 +72,20 @@ async def test_every_route_refused_without_session_and_to_the_wrong_role(
             assert status == (ok if allowed else 403), (path, name, status)
             if not allowed and page:
                 assert "no role" in body or "not at your operator" in body
-        forged = Browser(_base(ctl), http)  # a guessed session id
+        forged = Browser(base_url(ctl), http)  # a guessed session id
         forged.cookies["cw_console"] = "ab" * 32
         assert (await forged.request(method, path))[0] == (303 if page else 401)
 
 
 async def test_forms_need_the_csrf_token(ctl: Controller, http: aiohttp.ClientSession) -> None:
-    b = Browser(_base(ctl), http)
+    b = Browser(base_url(ctl), http)
     await b.csrf()  # the nonce cookie, but no token in the form
     status, body, _ = await b.request(
         "POST", "/console/login", data={"user": "ops", "password": PASSWORD}
     )
     assert status == 403 and "cw_console" not in b.cookies and "form expired" in body
     # a token made for another browser's nonce
-    other = Browser(_base(ctl), http)
+    other = Browser(base_url(ctl), http)
     token = await other.csrf()
     status, _, _ = await b.request(
         "POST", "/console/login", data={"user": "ops", "password": PASSWORD, "csrf": token}
@@ -184,7 +105,7 @@ async def test_forms_need_the_csrf_token(ctl: Controller, http: aiohttp.ClientSe
 async def test_lockout_after_failed_sign_ins(ctl: Controller, http: aiohttp.ClientSession) -> None:
     """The attack: guess passwords for one account; after 5 failures even the right one is
     refused (429, Retry-After) for the lock period; other accounts are not affected."""
-    attacker = Browser(_base(ctl), http)
+    attacker = Browser(base_url(ctl), http)
     for guess in range(5):
         assert await attacker.sign_in("ops", f"guess number {guess}") == 401
     token = await attacker.csrf()
@@ -193,8 +114,8 @@ async def test_lockout_after_failed_sign_ins(ctl: Controller, http: aiohttp.Clie
     )
     assert status == 429 and "locked" in body
     assert 800 < int(headers["Retry-After"]) <= 900
-    assert await Browser(_base(ctl), http).sign_in("boss") == 303
-    assert await Browser(_base(ctl), http).sign_in("ops") == 429  # the owner too, until it ends
+    assert await Browser(base_url(ctl), http).sign_in("boss") == 303
+    assert await Browser(base_url(ctl), http).sign_in("ops") == 429  # the owner too, until it ends
 
 
 async def test_totp_account_signs_in_once_per_code(
@@ -203,13 +124,13 @@ async def test_totp_account_signs_in_once_per_code(
     assert ctl.store is not None
     added = await Accounts(ctl.store).add("two", PASSWORD, ["operations"], totp=True, by="test")
     secret = added.account.totp_secret
-    b = Browser(_base(ctl), http)
+    b = Browser(base_url(ctl), http)
     assert await b.sign_in("two") == 401  # no code
     wrong = "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"
     assert await b.sign_in("two", code=wrong) == 401
     code = pyotp.TOTP(secret).now()
     assert await b.sign_in("two", code=code) == 303
-    assert await Browser(_base(ctl), http).sign_in("two", code=code) == 401  # replayed
+    assert await Browser(base_url(ctl), http).sign_in("two", code=code) == 401  # replayed
     assert (await b.request("GET", "/console/api/overview"))[0] == 200
     # (the session's binding to its network: tests/test_accounts.py)
 
@@ -223,12 +144,12 @@ async def test_the_overview_shows_what_metrics_exports(
     assert reply is not None and reply.code == Code.ACCOUNTING_RESPONSE
     await ctl.online.flush_seen()
     await ctl.online.refresh(lead=True)
-    b = Browser(_base(ctl), http)
+    b = Browser(base_url(ctl), http)
     assert await b.sign_in("ops") == 303
     status, body, _ = await b.request("GET", "/console/api/overview")
     assert status == 200
     o = json.loads(body)
-    async with http.get(f"{_base(ctl)}/metrics") as r:
+    async with http.get(f"{base_url(ctl)}/metrics") as r:
         metrics = await r.text()
     assert f"citywifi_persons_online {float(o['persons'])}" in metrics
     assert o["persons"] == 1 and o["sessions"] == 1
@@ -237,7 +158,7 @@ async def test_the_overview_shows_what_metrics_exports(
     status, listed, _ = await b.request("GET", "/console/sessions")
     assert status == 200 and 'data-ref="' + issued.person + "|nas-local/console-1" in listed
     assert "Disconnect" not in listed  # operations may look, not act
-    tel, uni = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    tel, uni = Browser(base_url(ctl), http), Browser(base_url(ctl), http)
     assert await tel.sign_in("tel") == 303 and await uni.sign_in("uni") == 303
     assert "nas-local/console-1" in (await tel.request("GET", "/console/sessions"))[1]
     assert "nas-local/console-1" not in (await uni.request("GET", "/console/sessions"))[1]
@@ -254,7 +175,7 @@ async def test_an_operator_sees_only_its_own_nas(
 ) -> None:
     """The equal-access rule: op-telecom's account sees the NAS at its venue, not
     op-unicom's, and none of the city's totals; the city account sees both."""
-    tel, city = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    tel, city = Browser(base_url(ctl), http), Browser(base_url(ctl), http)
     assert await tel.sign_in("tel") == 303 and await city.sign_in("ops") == 303
     o = json.loads((await tel.request("GET", "/console/api/overview"))[1])
     assert o["scope"] == ["op-telecom"]
@@ -265,7 +186,7 @@ async def test_an_operator_sees_only_its_own_nas(
     assert status == 200 and "nas-hospital" not in page and "Operator view: op-telecom" in page
     o = json.loads((await city.request("GET", "/console/api/overview"))[1])
     assert o["scope"] is None and [n["client"] for n in o["nas"]] == ["nas-hospital", "nas-local"]
-    uni = Browser(_base(ctl), http)
+    uni = Browser(base_url(ctl), http)
     assert await uni.sign_in("uni") == 303
     o = json.loads((await uni.request("GET", "/console/api/overview"))[1])
     assert [n["client"] for n in o["nas"]] == ["nas-hospital"]
@@ -275,7 +196,7 @@ async def test_person_lookup_is_audited_and_only_admin_acts(
     ctl: Controller, http: aiohttp.ClientSession
 ) -> None:
     assert ctl.store is not None
-    sec, boss = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    sec, boss = Browser(base_url(ctl), http), Browser(base_url(ctl), http)
     assert await sec.sign_in("sec") == 303 and await boss.sign_in("boss") == 303
     form = {"csrf": await sec.csrf(), "phone": "13800138005"}
     status, page, _ = await sec.request("POST", "/console/person", data=form)
@@ -310,7 +231,7 @@ async def test_console_revokes_a_persons_eap_credentials(
     """The person page lists the live EAP credentials (never their hash) and an admin
     revokes one or all (issue 19: "revocable from the console"); other roles cannot."""
     assert ctl.store is not None
-    sec, boss = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    sec, boss = Browser(base_url(ctl), http), Browser(base_url(ctl), http)
     assert await sec.sign_in("sec") == 303 and await boss.sign_in("boss") == 303
     status, page, _ = await boss.request(
         "POST", "/console/person", data={"csrf": await boss.csrf(), "phone": "13800138006"}
@@ -345,7 +266,7 @@ async def test_console_revokes_a_persons_eap_credentials(
 async def test_registry_as_loaded_scoped_and_without_secrets(
     ctl: Controller, http: aiohttp.ClientSession
 ) -> None:
-    tel, ops = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    tel, ops = Browser(base_url(ctl), http), Browser(base_url(ctl), http)
     assert await tel.sign_in("tel") == 303 and await ops.sign_in("ops") == 303
     status, page, _ = await ops.request("GET", "/console/registry")
     assert status == 200 and "nas-hospital" in page and "nas-local" in page
@@ -360,7 +281,7 @@ async def test_registry_as_loaded_scoped_and_without_secrets(
 
 async def test_trace_switch_from_the_console(ctl: Controller, http: aiohttp.ClientSession) -> None:
     assert ctl.store is not None
-    ops = Browser(_base(ctl), http)
+    ops = Browser(base_url(ctl), http)
     assert await ops.sign_in("ops") == 303
     form = {"csrf": await ops.csrf(), "client": "nas-local", "minutes": "10"}
     status, _, headers = await ops.request("POST", "/console/registry/trace", data=form)

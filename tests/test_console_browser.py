@@ -8,8 +8,6 @@ printed."""
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,72 +15,38 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from bench.nas_sim import NasSimulator, SimSession
+from bench.nas_sim import SimSession
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
+from controller.config import Config
 from controller.services.accounts import Accounts
 from controller.services.logins import issue_login
 from radius.attrs import TerminateCause
-from tests.conftest import SECRET
-from tests.support.redis_proc import RedisProcess, free_port, until
-from tests.test_console import HOSPITAL_NAS
-from tests.test_reports_helpers import city_config
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-PASSWORD = "correct horse battery"
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="chromium not installed (bootstrap.sh --test)"
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
+from tests.support.console_kit import (
+    PASSWORD,
+    RELOADED,
+    SIM_NAS,
+    base_url,
+    hospital_city,
+    running,
+    sign_in_page,
+    sim_device,
+    start_sim,
 )
+from tests.support.redis_proc import RedisProcess
 
-
-DAE_PORT = free_port(socket.SOCK_DGRAM)  # the simulated NAS's RFC 5176 port
-SIM_NAS = f"""
-[[clients]]
-id = "nas-sim"
-address = "127.0.0.3"
-secret = "{SECRET}"
-venue = "mall"
-coa_port = {DAE_PORT}
-"""
-
-
-RELOADED = """
-[[venues]]
-id = "library"
-name = { zh = "省图书馆", en = "Provincial Library" }
-type = "community"
-district = "长安区"
-operator = "op-telecom"
-
-[[clients]]
-id = "nas-new"
-address = "127.0.0.9"
-secret = "new-secret-3-0123456789"
-venue = "library"
-"""
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS + SIM_NAS))
+    return hospital_city(tmp_path, redis_proc.url, SIM_NAS)
 
 
 @pytest.fixture
 async def ctl(city: Config) -> AsyncIterator[Controller]:
-    controller = Controller(city)
-    await controller.start()
-    yield controller
-    await controller.stop()
+    async with running(city) as controller:
+        yield controller
 
 
 async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_path: Path) -> None:
@@ -95,26 +59,10 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
     )
     await Accounts(store).add("unicom", PASSWORD, ["operator:op-unicom"], totp=False, by="test")
     totp = pyotp.TOTP(added.account.totp_secret)
-    sim = NasSimulator(
-        SECRET.encode(), bind="127.0.0.3", nas_identifier="nas-sim", dae_port=DAE_PORT
-    )
-    await sim.start()
-    sim.attach(("127.0.0.1", ctl.auth_port), ("127.0.0.1", ctl.acct_port))
+    sim = await start_sim(ctl)
 
     async def device(phone: str, mac: str) -> SimSession:
-        issued = await issue_login(
-            store,
-            phone_e164=phone,
-            mac="",
-            client_id="nas-sim",
-            person_key=ctl.person_key,
-            ttl=300,
-            now=int(time.time()),
-        )
-        session = await sim.login(issued.username, issued.password, mac=mac)
-        assert session is not None, sim.events[-1]
-        await until(lambda: sim.sessions.get(session.acct_session_id) is not None)
-        return session
+        return await sim_device(ctl, sim, phone, mac)
 
     async def recount() -> None:  # what OnlineStats does every 15 s, now
         await online.flush_seen()
@@ -122,7 +70,7 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
 
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    base = f"http://127.0.0.1:{ctl.http_port}"
+    base = base_url(ctl)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
@@ -256,10 +204,7 @@ async def test_sign_in_with_totp_and_watch_persons_online(ctl: Controller, tmp_p
 
             # an operator's account: only the NAS at its venues, no city totals
             operator = await (await browser.new_context()).new_page()
-            await operator.goto(f"{base}/console/login")
-            await operator.fill("#user", "unicom")
-            await operator.fill("#password", PASSWORD)
-            await operator.click("form.login button[type=submit]")
+            await sign_in_page(operator, base, "unicom")
             await operator.wait_for_selector("#scope")
             assert "op-unicom" in await operator.inner_text("#scope")
             assert "nas-hospital" in await operator.inner_text("#nas")

@@ -21,7 +21,7 @@ import redis
 from redis.crc import key_slot
 
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
+from controller.config import Config
 from controller.domain.nas_health import (
     CITY,
     SILENT_AFTER,
@@ -34,23 +34,26 @@ from controller.domain.nas_health import (
     series_of,
     silence,
 )
-from controller.services.accounts import Accounts
 from controller.storage import keys
 from controller.storage.nas_stats import NasStatsStore
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store
 from radius.attrs import Code
-from radius.tally import TALLY, Tally
-from tests.conftest import write_config
+from radius.tally import Tally
+from tests.support.console_kit import (
+    ACCOUNTS,
+    Browser,
+    base_url,
+    hospital_city,
+    running,
+)
 from tests.support.pyrad_client import set_pap
 from tests.support.radclient import radclient
 from tests.support.redis_proc import RedisProcess, free_port, wait_until
 from tests.support.redis_topologies import Cluster
-from tests.test_console import ACCOUNTS, HOSPITAL_NAS, PASSWORD, Browser
 from tests.test_radius_integration import MAC, acct, auth, client, login
-from tests.test_reports_helpers import city_config
 from tests.test_serve_cli import SECRET, Serve, example_copy, issue_login
-from tests.test_workers import Served, per_worker, send_accounting
+from tests.test_workers import Served, per_worker, send_accounting, workers_config
 
 # -- the tally and the rules, without sockets -------------------------------------------
 
@@ -163,30 +166,14 @@ async def test_a_flush_is_one_script_call_per_target_on_one_slot_each(
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
+    return hospital_city(tmp_path, redis_proc.url)
 
 
 @pytest.fixture
 async def ctl(city: Config) -> AsyncIterator[Controller]:
-    TALLY.take()  # what earlier tests in this process counted is not this city's
-    controller = Controller(city)
-    await controller.start()
-    assert controller.store is not None
-    accounts = Accounts(controller.store)
-    for name, roles in ACCOUNTS.items():
-        await accounts.add(name, PASSWORD, roles, totp=False, by="test")
-    yield controller
-    await controller.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def _base(ctl: Controller) -> str:
-    return f"http://127.0.0.1:{ctl.http_port}"
+    # what earlier tests in this process counted is not this city's
+    async with running(city, ACCOUNTS, fresh_tally=True) as controller:
+        yield controller
 
 
 def _metric(text: str, name: str, **labels: str) -> float | None:
@@ -215,7 +202,7 @@ async def test_traffic_shows_on_the_nas_page_and_metrics_agree(
     await _traffic(ctl)
     await ctl.nas_stats.flush()
     await ctl.nas_stats.refresh()
-    ops = Browser(_base(ctl), http)
+    ops = Browser(base_url(ctl), http)
     assert await ops.sign_in("ops") == 303
     status, body, _ = await ops.request("GET", "/console/api/nas")
     assert status == 200
@@ -225,7 +212,7 @@ async def test_traffic_shows_on_the_nas_page_and_metrics_agree(
     assert local["drops"] and sum(local["drops"].values()) == 1
     assert local["open_sessions"] == 1 and not local["silent"] and local["state"] == "talking"
     assert rows["nas-hospital"]["silent"] and rows["nas-hospital"]["last_request"] == "never"
-    async with http.get(f"{_base(ctl)}/metrics") as r:
+    async with http.get(f"{base_url(ctl)}/metrics") as r:
         metrics = await r.text()
     for name, n in local["requests"].items():  # the same figures, the same moment
         port, result = name.split(":")
@@ -269,7 +256,7 @@ async def test_a_nas_quiet_for_twenty_minutes_is_silent(
     assert ctl.store is not None
     now = int(time.time())
     await NasStatsStore(ctl.store).write(StatsDelta(now // 60, heard={"nas-local": now - 1200}))
-    ops = Browser(_base(ctl), http)
+    ops = Browser(base_url(ctl), http)
     assert await ops.sign_in("ops") == 303
     rows = {
         r["client"]: r for r in json.loads((await ops.request("GET", "/console/api/nas"))[1])["nas"]
@@ -285,7 +272,7 @@ async def test_an_operator_sees_only_its_own_nas_health(
     assert ctl.nas_stats is not None
     await _traffic(ctl)  # at nas-local: op-telecom's
     await ctl.nas_stats.flush()
-    tel, uni = Browser(_base(ctl), http), Browser(_base(ctl), http)
+    tel, uni = Browser(base_url(ctl), http), Browser(base_url(ctl), http)
     assert await tel.sign_in("tel") == 303 and await uni.sign_in("uni") == 303
     n = json.loads((await tel.request("GET", "/console/api/nas"))[1])
     assert n["scope"] == ["op-telecom"] and [r["client"] for r in n["nas"]] == ["nas-local"]
@@ -365,14 +352,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[Served, dict[str, int]]]:
         "acct": free_port(socket.SOCK_DGRAM),
         "http": free_port(),
     }
-    path = write_config(tmp_path, "")  # embedded Redis: the supervisor starts it once
-    text = path.read_text()
-    text = text.replace("auth_port = 0", f"auth_port = {ports['auth']}")
-    text = text.replace("acct_port = 0", f"acct_port = {ports['acct']}")
-    text = text.replace("port = 0", f"port = {ports['http']}")
-    text = text.replace('level = "warning"', 'level = "info"')
-    path.write_text(text)
-    serve = Served(path, workers=2)
+    serve = Served(workers_config(tmp_path, ports), workers=2)
     try:
         serve.wait_for("supervisor.ready")
         yield serve, ports
@@ -407,16 +387,6 @@ async def test_every_worker_adds_to_the_same_figures(
 
 
 # -- on a Redis Cluster: each target's script on its own slot -----------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
 
 
 @pytest.mark.redis_topology

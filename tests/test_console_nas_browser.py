@@ -7,62 +7,40 @@ only its own NAS. Screenshots are kept in the test's ``artifacts/`` directory.""
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bench.nas_sim import NasSimulator
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
+from controller.config import Config
 from controller.services.accounts import Accounts
 from controller.services.logins import issue_login
-from radius.tally import TALLY
-from tests.conftest import SECRET
-from tests.support.redis_proc import RedisProcess, free_port, until
-from tests.test_console import HOSPITAL_NAS
-from tests.test_console_browser import ARGS, CHROMIUM, PASSWORD
-from tests.test_reports_helpers import city_config
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="chromium not installed (bootstrap.sh --test)"
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
+from tests.support.console_kit import (
+    PASSWORD,
+    SIM_NAS,
+    base_url,
+    hospital_city,
+    running,
+    sign_in_page,
+    start_sim,
 )
+from tests.support.redis_proc import RedisProcess, until
 
-DAE_PORT = free_port(socket.SOCK_DGRAM)
-SIM_NAS = f"""
-[[clients]]
-id = "nas-sim"
-address = "127.0.0.3"
-secret = "{SECRET}"
-venue = "mall"
-coa_port = {DAE_PORT}
-"""
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS + SIM_NAS))
+    return hospital_city(tmp_path, redis_proc.url, SIM_NAS)
 
 
 @pytest.fixture
 async def ctl(city: Config) -> AsyncIterator[Controller]:
-    TALLY.take()
-    controller = Controller(city)
-    await controller.start()
-    yield controller
-    await controller.stop()
-
-
-async def _sign_in(page: Any, base: str, user: str) -> None:
-    await page.goto(f"{base}/console/login", timeout=15_000)
-    await page.fill("#user", user)
-    await page.fill("#password", PASSWORD)
-    await page.click("form.login button[type=submit]")
-    await page.wait_for_selector("#who")
+    async with running(city, fresh_tally=True) as controller:
+        yield controller
 
 
 async def test_nas_health_page_live_drill_down_and_operator_scope(
@@ -74,20 +52,16 @@ async def test_nas_health_page_live_drill_down_and_operator_scope(
     store, stats = ctl.store, ctl.nas_stats
     await Accounts(store).add("ops", PASSWORD, ["operations", "admin"], totp=False, by="test")
     await Accounts(store).add("unicom", PASSWORD, ["operator:op-unicom"], totp=False, by="test")
-    sim = NasSimulator(
-        SECRET.encode(), bind="127.0.0.3", nas_identifier="nas-sim", dae_port=DAE_PORT
-    )
-    await sim.start()
-    sim.attach(("127.0.0.1", ctl.auth_port), ("127.0.0.1", ctl.acct_port))
+    sim = await start_sim(ctl)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    base = f"http://127.0.0.1:{ctl.http_port}"
+    base = base_url(ctl)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             context = await browser.new_context(viewport={"width": 1280, "height": 800})
             page = await context.new_page()
-            await _sign_in(page, base, "ops")
+            await sign_in_page(page, base, "ops")
             await page.goto(f"{base}/console/nas")
             sim_row = page.locator("tr[data-client='nas-sim']")
             await expect(sim_row).to_contain_text("never heard from")
@@ -169,7 +143,7 @@ async def test_nas_health_page_live_drill_down_and_operator_scope(
             await mobile.screenshot(path=str(artifacts / "console-nas-phone.png"), full_page=True)
 
             operator = await (await browser.new_context()).new_page()
-            await _sign_in(operator, base, "unicom")
+            await sign_in_page(operator, base, "unicom")
             await operator.goto(f"{base}/console/nas")
             await operator.wait_for_selector("#scope")
             assert await operator.locator("tr[data-client]").count() == 1

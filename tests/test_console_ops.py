@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -27,12 +26,11 @@ import aiohttp
 import pytest
 import redis
 
-from bench.nas_sim import NasSimulator, SimSession
+from bench.nas_sim import NasSimulator
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
+from controller.config import Config
 from controller.services.accounts import Accounts
 from controller.services.audit import AuditQuery, query_records
-from controller.services.logins import issue_login
 from controller.services.registry_view import ClientRow, RegistryView, ReloadStatus, VenueRow
 from controller.services.reload_status import ReloadRecord
 from controller.storage.redis_conn import client_from_url
@@ -40,75 +38,47 @@ from controller.storage.store import Store
 from controller.web.console import lang, pages
 from controller.web.console.person import CredentialRow
 from tests.conftest import SECRET
+from tests.support.console_kit import (
+    HOSPITAL_NAS,
+    PASSWORD,
+    RELOADED,
+    SIM_NAS,
+    Browser,
+    hospital_city,
+    running,
+    sim_device,
+    start_sim,
+)
 from tests.support.pyrad_client import RadiusClient
-from tests.support.redis_proc import RedisProcess, free_port, until, wait_until
-from tests.test_console import HOSPITAL_NAS, PASSWORD, Browser
+from tests.support.redis_proc import RedisProcess, wait_until
 from tests.test_reports_helpers import city_config
 from tests.test_workers import Served
 
-DAE_PORT = free_port(socket.SOCK_DGRAM)
-SIM_NAS = f"""
-[[clients]]
-id = "nas-sim"
-address = "127.0.0.3"
-secret = "{SECRET}"
-venue = "mall"
-coa_port = {DAE_PORT}
-"""
+OPS_ACCOUNTS = {  # name -> roles
+    "boss": ["admin"],
+    "ops": ["operations"],
+    "tel": ["operator:op-telecom"],
+    "uni": ["operator:op-unicom"],
+    "mob": ["operator:op-mobile"],
+}
 
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS + SIM_NAS))
+    return hospital_city(tmp_path, redis_proc.url, SIM_NAS)
 
 
 @pytest.fixture
 async def ctl(city: Config) -> AsyncIterator[Controller]:
-    controller = Controller(city)
-    await controller.start()
-    assert controller.store is not None
-    accounts = Accounts(controller.store)
-    await accounts.add("boss", PASSWORD, ["admin"], totp=False, by="test")
-    await accounts.add("ops", PASSWORD, ["operations"], totp=False, by="test")
-    await accounts.add("tel", PASSWORD, ["operator:op-telecom"], totp=False, by="test")
-    await accounts.add("uni", PASSWORD, ["operator:op-unicom"], totp=False, by="test")
-    await accounts.add("mob", PASSWORD, ["operator:op-mobile"], totp=False, by="test")
-    yield controller
-    await controller.stop()
+    async with running(city, OPS_ACCOUNTS) as controller:
+        yield controller
 
 
 @pytest.fixture
 async def sim(ctl: Controller) -> AsyncIterator[NasSimulator]:
-    nas = NasSimulator(
-        SECRET.encode(), bind="127.0.0.3", nas_identifier="nas-sim", dae_port=DAE_PORT
-    )
-    await nas.start()
-    nas.attach(("127.0.0.1", ctl.auth_port), ("127.0.0.1", ctl.acct_port))
+    nas = await start_sim(ctl)
     yield nas
     await nas.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def _device(ctl: Controller, sim: NasSimulator, phone: str, mac: str) -> SimSession:
-    assert ctl.store is not None
-    issued = await issue_login(
-        ctl.store,
-        phone_e164=phone,
-        mac="",
-        client_id="nas-sim",
-        person_key=ctl.person_key,
-        ttl=300,
-        now=int(time.time()),
-    )
-    session = await sim.login(issued.username, issued.password, mac=mac)
-    assert session is not None, sim.events[-1]
-    await until(lambda: sim.sessions.get(session.acct_session_id) is not None)
-    return session
 
 
 def _ref_of(page: str, acct_session_id: str) -> str:
@@ -131,9 +101,9 @@ async def test_disconnect_all_of_a_person(
 ) -> None:
     assert ctl.store is not None and ctl.archiver is not None
     base = f"http://127.0.0.1:{ctl.http_port}"
-    first = await _device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-01")
-    second = await _device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-02")
-    other = await _device(ctl, sim, "+8613800138002", "AA-BB-CC-00-00-03")
+    first = await sim_device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-01")
+    second = await sim_device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-02")
+    other = await sim_device(ctl, sim, "+8613800138002", "AA-BB-CC-00-00-03")
     boss, ops = Browser(base, http), Browser(base, http)
     assert await boss.sign_in("boss") == 303 and await ops.sign_in("ops") == 303
     status, listed, _ = await boss.request("GET", "/console/sessions?nas=nas-sim")
@@ -192,9 +162,9 @@ async def test_an_operator_sees_its_own_persons_online(
     devices there once; unicom's and telecom's count none; the city account gets no
     operator figure (its figure is citywifi_persons_online)."""
     base = f"http://127.0.0.1:{ctl.http_port}"
-    await _device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-01")
-    await _device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-02")
-    await _device(ctl, sim, "+8613800138003", "AA-BB-CC-00-00-04")
+    await sim_device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-01")
+    await sim_device(ctl, sim, "+8613800138001", "AA-BB-CC-00-00-02")
+    await sim_device(ctl, sim, "+8613800138003", "AA-BB-CC-00-00-04")
     seen = {}
     for name in ("mob", "uni", "tel", "ops"):
         b = Browser(base, http)
@@ -210,20 +180,6 @@ async def test_an_operator_sees_its_own_persons_online(
 # --------------------------------------------------------------------------- serve + SIGHUP
 
 TRACED = f'\nsecret = "{SECRET}"\nvenue = "station"\n'
-RELOADED = """
-[[venues]]
-id = "library"
-name = { zh = "省图书馆", en = "Provincial Library" }
-type = "community"
-district = "长安区"
-operator = "op-telecom"
-
-[[clients]]
-id = "nas-new"
-address = "127.0.0.9"
-secret = "new-secret-3-0123456789"
-venue = "library"
-"""
 PAP_PASSWORD = "pap-password-do-not-log"
 
 

@@ -19,42 +19,28 @@ import aiohttp
 import pytest
 
 from controller.cli.serve import Controller
-from controller.config import Config, load_config
-from controller.services.accounts import Accounts
-from radius.tally import TALLY, Tally
+from controller.config import Config
+from radius.tally import Tally
 from tests.conftest import SECRET
+from tests.support.console_kit import ACCOUNTS, Browser, base_url, hospital_city, running
 from tests.support.radclient import radclient
 from tests.support.redis_proc import RedisProcess, until
-from tests.test_console import ACCOUNTS, HOSPITAL_NAS, PASSWORD, Browser
 from tests.test_console_nas import _traffic
 from tests.test_console_ops import _untranslated
-from tests.test_reports_helpers import city_config
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 
 
 @pytest.fixture
 def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
-    return load_config(city_config(tmp_path, redis_proc.url, HOSPITAL_NAS))
+    return hospital_city(tmp_path, redis_proc.url)
 
 
 @pytest.fixture
 async def ctl(city: Config) -> AsyncIterator[Controller]:
-    TALLY.take()  # what earlier tests in this process counted is not this city's
-    controller = Controller(city)
-    await controller.start()
-    assert controller.store is not None
-    accounts = Accounts(controller.store)
-    for name, roles in ACCOUNTS.items():
-        await accounts.add(name, PASSWORD, roles, totp=False, by="test")
-    yield controller
-    await controller.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    # what earlier tests in this process counted is not this city's
+    async with running(city, ACCOUNTS, fresh_tally=True) as controller:
+        yield controller
 
 
 async def _get(b: Browser, path: str, headers: dict[str, str] | None = None) -> Any:
@@ -77,8 +63,7 @@ async def test_the_polled_json_speaks_the_pages_language(
     assert ctl.online is not None
     await ctl.online.flush_seen()
     await ctl.online.refresh(lead=True)  # persons online, sessions by venue type
-    base = f"http://127.0.0.1:{ctl.http_port}"
-    ops = Browser(base, http)
+    ops = Browser(base_url(ctl), http)
     assert await ops.sign_in("ops") == 303
 
     en = await _get(ops, "/console/api/overview")  # no choice: English, codes as they were

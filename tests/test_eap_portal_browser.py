@@ -19,21 +19,21 @@ from typing import Any
 import pytest
 
 from controller.services.passpoint import ANDROID_MIME_TYPE, APPLE_MIME_TYPE
-from tests.support.eap_kit import make_pki
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
+from tests.support.eap_kit import make_pki, passpoint_section
 from tests.support.portal_kit import NasLogin, last_code, nas_login_server
-from tests.support.redis_proc import RedisProcess, wait_until
+from tests.support.redis_proc import wait_until
 from tests.test_eap_peers import _android_parts, _pps_credential
 from tests.test_portal_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Served,
     new_page,
     playwright_api,
     redirect_url,
+    serving,
 )
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 REALM = "wifi.city.example"
 
@@ -47,34 +47,15 @@ def nas() -> Iterator[NasLogin]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, nas: NasLogin) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("eap-portal-browser")
-    pki = make_pki(REALM)
-    (directory / "ca.pem").write_bytes(pki.ca_pem)
-    (directory / "server.pem").write_bytes(pki.server_chain_pem)
-    key = directory / "server.key"
-    key.write_bytes(pki.server_key_pem)
-    key.chmod(0o600)
-    passpoint = f"""
-[passpoint]
-enabled = true
-realm = "{REALM}"
-ca_cert = "{directory / "ca.pem"}"
-server_cert = "{directory / "server.pem"}"
-server_key = "{key}"
-"""
-    redis = RedisProcess(directory / "redis")
-    redis.start()
-    serve = Served(directory, redis.url, f"{nas.url}/generic-login", extra=passpoint)
-    try:
+    passpoint = passpoint_section(directory, make_pki(REALM), REALM)
+    with serving(directory, f"{nas.url}/generic-login", extra=passpoint) as serve:
         yield serve
-    finally:
-        serve.stop()
-        redis.stop()
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             yield b
         finally:

@@ -20,7 +20,7 @@ import pytest
 
 from controller.services.passpoint import ANDROID_MIME_TYPE, APPLE_MIME_TYPE
 from controller.storage.eap_credentials import EapCredentialStore
-from tests.support.eap_kit import EAPOL_TEST, Pki, make_pki, run_eapol_test
+from tests.support.eap_kit import EAPOL_TEST, Pki, make_pki, passpoint_section, run_eapol_test
 from tests.support.portal_kit import Rig, running_portal
 from tests.support.redis_proc import RedisProcess
 from tests.test_eap_peers import _android_parts, _pps_credential
@@ -35,19 +35,7 @@ def pki() -> Pki:
 
 @pytest.fixture
 async def rig(tmp_path: Path, redis_proc: RedisProcess, pki: Pki) -> AsyncIterator[Rig]:
-    (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
-    (tmp_path / "server.pem").write_bytes(pki.server_chain_pem)
-    key = tmp_path / "server.key"
-    key.write_bytes(pki.server_key_pem)
-    key.chmod(0o600)
-    passpoint = f"""
-[passpoint]
-enabled = true
-realm = "{REALM}"
-ca_cert = "{tmp_path / "ca.pem"}"
-server_cert = "{tmp_path / "server.pem"}"
-server_key = "{key}"
-"""
+    passpoint = passpoint_section(tmp_path, pki, REALM)
     async with running_portal(tmp_path, redis_proc.url, clients=passpoint) as r:
         yield r
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from radius.packet import Request, decode_request, encode_reply
 from tests.conftest import SECRET
 from tests.support.eap_kit import EAPOL_TEST, Pki, make_pki
 from tests.support.redis_proc import RedisProcess, until
+from tests.test_admin import citywifi as _citywifi
 from tests.test_eap_serve import (
     EAPOL_MAC,
     REALM,
@@ -86,20 +86,6 @@ class _DaeNas(asyncio.DatagramProtocol):
 @pytest.fixture(scope="module")
 def pki() -> Pki:
     return make_pki(REALM)
-
-
-async def _citywifi(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller.cli",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def _api(

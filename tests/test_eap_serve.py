@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,14 @@ from controller.storage.eap_credentials import EapCredentialStore
 from radius.attrs import Attr, Code
 from radius.packet import Request, decode_request, encode_reply
 from tests.conftest import SECRET, write_config
-from tests.support.eap_kit import EAPOL_TEST, EapolResult, Pki, make_pki, run_eapol_test
+from tests.support.eap_kit import (
+    EAPOL_TEST,
+    EapolResult,
+    Pki,
+    make_pki,
+    passpoint_section,
+    run_eapol_test,
+)
 from tests.support.redis_proc import RedisProcess, until
 from tests.test_interop_sessions import accounting, login, signed_class
 
@@ -58,20 +64,8 @@ def _city(
     coa_port: int = 0,
     **overrides: str,
 ) -> Controller:
-    (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
-    (tmp_path / "server.pem").write_bytes(pki.server_chain_pem)
-    key = tmp_path / "server.key"
-    key.write_bytes(pki.server_key_pem)
-    key.chmod(0o600)
-    passpoint = f"""
-        [passpoint]
-        enabled = true
-        realm = "{REALM}"
-        ca_cert = "{tmp_path / "ca.pem"}"
-        server_cert = "{tmp_path / "server.pem"}"
-        server_key = "{key}"
-        """
-    path = write_config(tmp_path, redis_url, extra=textwrap.dedent(passpoint) + extra, **overrides)
+    passpoint = passpoint_section(tmp_path, pki, REALM)
+    path = write_config(tmp_path, redis_url, extra=passpoint + extra, **overrides)
     if coa_port:  # nas-local (eapol_test's address) answers Disconnect-Requests there
         text = path.read_text()
         path.write_text(

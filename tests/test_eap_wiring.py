@@ -12,7 +12,6 @@ foreign realm gets Access-Reject with EAP-Failure.
 from __future__ import annotations
 
 import secrets
-import textwrap
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from radius.events import AccessRequest
 from radius.metrics import DROPPED
 from radius.packet import attr, attr_text, decode_reply, encode_request
 from tests.conftest import SECRET, write_config
-from tests.support.eap_kit import Pki, TtlsPeer, make_pki
+from tests.support.eap_kit import Pki, TtlsPeer, make_pki, passpoint_section
 from tests.support.pyrad_client import RadiusClient
 from tests.support.redis_proc import RedisProcess
 
@@ -108,20 +107,8 @@ def pki() -> Pki:
 
 
 def _city(tmp_path: Path, redis_url: str, pki: Pki) -> Controller:
-    (tmp_path / "ca.pem").write_bytes(pki.ca_pem)
-    (tmp_path / "server.pem").write_bytes(pki.server_chain_pem)
-    key = tmp_path / "server.key"
-    key.write_bytes(pki.server_key_pem)
-    key.chmod(0o600)
-    extra = f"""
-        [passpoint]
-        enabled = true
-        realm = "{REALM}"
-        ca_cert = "{tmp_path / "ca.pem"}"
-        server_cert = "{tmp_path / "server.pem"}"
-        server_key = "{key}"
-        """
-    return Controller(load_config(write_config(tmp_path, redis_url, extra=textwrap.dedent(extra))))
+    extra = passpoint_section(tmp_path, pki, REALM)
+    return Controller(load_config(write_config(tmp_path, redis_url, extra=extra)))
 
 
 def _client(ctl: Controller, host: str = "127.0.0.1", secret: str = SECRET) -> RadiusClient:

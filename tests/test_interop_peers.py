@@ -29,24 +29,23 @@ import pytest
 from prometheus_client import REGISTRY
 
 from controller.config import Config, load_config
-from controller.services.logins import IssuedLogin, issue_login
+from controller.services.logins import IssuedLogin
 from controller.services.radius_service import anonymous_person
-from controller.storage import keys
 from radius.attrs import Attr, Code
 from radius.dae import DaeClient, DaeOutcome, DaeTarget, SessionIdentity
 from radius.packet import PacketError, Request, decode_request, encode_reply
 from tests.conftest import SECRET, service_sections
+from tests.support.peer_city import STATION, PeerCity, start_served
 from tests.support.peers import (
     FreeRadiusDae,
     FreeRadiusProxy,
     HomeServer,
     RadSecPair,
-    ServeThread,
     radsec_pair,
     udp_port,
 )
 from tests.support.radclient import RadReply, radclient
-from tests.support.redis_proc import RedisProcess, wait_until
+from tests.support.redis_proc import wait_until
 
 pytestmark = pytest.mark.peers
 
@@ -96,19 +95,11 @@ else {{
 def city_config(directory: Path, redis_url: str, *, coa_port: int = 3799) -> Config:
     """One venue, one NAS client on loopback (also the proxies' address), short DAE and
     Redis timeouts so that failures show within a test."""
-    text = service_sections(redis_url) + textwrap.dedent(
-        f"""
-        [[operators]]
-        id = "op-telecom"
-        name = "中国电信"
-
-        [[venues]]
-        id = "station"
-        name = {{ zh = "石家庄站", en = "Shijiazhuang Railway Station" }}
-        type = "transport_hub"
-        district = "桥西区"
-        operator = "op-telecom"
-
+    text = (
+        service_sections(redis_url)
+        + STATION
+        + textwrap.dedent(
+            f"""
         [[clients]]
         id = "nas-local"
         address = "127.0.0.1"
@@ -124,6 +115,7 @@ def city_config(directory: Path, redis_url: str, *, coa_port: int = 3799) -> Con
         [subsidy]
         rates = {{ transport_hub = 0.50 }}
         """
+        )
     )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "citywifi.toml"
@@ -132,51 +124,14 @@ def city_config(directory: Path, redis_url: str, *, coa_port: int = 3799) -> Con
     return dataclasses.replace(config, redis=dataclasses.replace(config.redis, timeout=0.5))
 
 
-@dataclasses.dataclass
-class City:
-    redis: RedisProcess
-    serve: ServeThread
-    persons: int = 0
-
-    def login(self, mac: str = MAC, client: str = "nas-local") -> IssuedLogin:
-        """A login for a person of its own (each test's sessions are theirs alone)."""
-        ctl = self.serve.ctl
-        assert ctl.store is not None
-        self.persons += 1
-        return self.serve.call(
-            issue_login(
-                ctl.store,
-                phone_e164=f"{PHONE[:-4]}{self.persons:04d}",
-                mac=mac,
-                client_id=client,
-                person_key=ctl.person_key,
-                ttl=300,
-                now=int(time.time()),
-            )
-        )
-
-    def session(self, pid: str, acct_session_id: str) -> dict[str, str]:
-        store = self.serve.ctl.store
-        assert store is not None
-        return self.serve.call(store.session(pid, keys.session_id("nas-local", acct_session_id)))
-
-    def stop(self) -> None:
-        self.serve.stop()
-        self.redis.stop()
+def start_city(directory: Path, *, coa_port: int = 3799) -> PeerCity:
+    redis_proc, serve = start_served(
+        directory, lambda redis_url: city_config(directory, redis_url, coa_port=coa_port)
+    )
+    return PeerCity(redis_proc, serve, "nas-local", MAC, PHONE[:-4])
 
 
-def start_city(directory: Path, *, coa_port: int = 3799) -> City:
-    redis_proc = RedisProcess(directory / "redis")
-    redis_proc.start()
-    try:
-        serve = ServeThread(city_config(directory, redis_proc.url, coa_port=coa_port)).start()
-    except BaseException:
-        redis_proc.stop()
-        raise
-    return City(redis_proc, serve)
-
-
-def home_of(city: City, name: str = "citywifi") -> HomeServer:
+def home_of(city: PeerCity, name: str = "citywifi") -> HomeServer:
     return HomeServer(name, city.serve.ctl.auth_port, city.serve.ctl.acct_port, SECRET)
 
 
@@ -200,14 +155,14 @@ def dae_listener(workdir: Path) -> Iterator[FreeRadiusDae]:
 
 
 @pytest.fixture(scope="module")
-def city(workdir: Path, dae_listener: FreeRadiusDae) -> Iterator[City]:
+def city(workdir: Path, dae_listener: FreeRadiusDae) -> Iterator[PeerCity]:
     running = start_city(workdir / "city", coa_port=dae_listener.port)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
-def proxy(workdir: Path, city: City) -> Iterator[FreeRadiusProxy]:
+def proxy(workdir: Path, city: PeerCity) -> Iterator[FreeRadiusProxy]:
     fr = FreeRadiusProxy(workdir / "fr-proxy", [home_of(city)], nas_secret=NAS_SECRET)
     fr.start()
     yield fr
@@ -215,7 +170,7 @@ def proxy(workdir: Path, city: City) -> Iterator[FreeRadiusProxy]:
 
 
 @pytest.fixture(scope="module")
-def radsec(workdir: Path, city: City) -> Iterator[RadSecPair]:
+def radsec(workdir: Path, city: PeerCity) -> Iterator[RadSecPair]:
     ctl = city.serve.ctl
     pair = radsec_pair(
         workdir / "radsec",
@@ -278,7 +233,7 @@ def metric(name: str, **labels: str) -> float:
 # ----------------------------------------------------------------------------- FreeRADIUS
 
 
-def test_pap_and_chap_through_freeradius(city: City, proxy: FreeRadiusProxy) -> None:
+def test_pap_and_chap_through_freeradius(city: PeerCity, proxy: FreeRadiusProxy) -> None:
     """FreeRADIUS re-hides the User-Password with the home server's secret and carries CHAP
     (adding CHAP-Challenge); it checks our Access-Accept's Message-Authenticator (first)
     and Response Authenticator before passing it on with Session-Timeout and Class."""
@@ -292,7 +247,7 @@ def test_pap_and_chap_through_freeradius(city: City, proxy: FreeRadiusProxy) -> 
 
 
 def test_accounting_through_freeradius_is_answered_and_recorded(
-    city: City, proxy: FreeRadiusProxy
+    city: PeerCity, proxy: FreeRadiusProxy
 ) -> None:
     """Debian's FreeRADIUS 3.2.1 takes our Accounting-Responses (no Message-Authenticator:
     see test_accounting_message_authenticator_rules_of_each_peer) and the usage counts."""
@@ -308,7 +263,7 @@ def test_accounting_through_freeradius_is_answered_and_recorded(
 # ------------------------------------------------------------------------------ radsecproxy
 
 
-def test_radsecproxy_both_directions(city: City, radsec: RadSecPair) -> None:
+def test_radsecproxy_both_directions(city: PeerCity, radsec: RadSecPair) -> None:
     """NAS -UDP-> radsecproxy -TLS (certificates checked both ways)-> radsecproxy -UDP->
     citywifi and back: PAP, CHAP and accounting answered. radsecproxy (every version)
     checks an Accounting-Response's Message-Authenticator over the Request Authenticator;
@@ -441,7 +396,7 @@ def test_accounting_message_authenticator_rules_of_each_peer(
 # --------------------------------------------------------------------- the DAE listener
 
 
-def open_session(city: City, sid: str, **attrs: str | int) -> str:
+def open_session(city: PeerCity, sid: str, **attrs: str | int) -> str:
     """A session opened by accounting straight from the NAS; returns its person."""
     issued = city.login()
     fields: dict[str, str | int] = {
@@ -457,13 +412,15 @@ def open_session(city: City, sid: str, **attrs: str | int) -> str:
     return issued.person
 
 
-def disconnect(city: City, pid: str) -> list[str]:
+def disconnect(city: PeerCity, pid: str) -> list[str]:
     enforcer = city.serve.ctl.enforcer
     assert enforcer is not None
     return [o.result for o in city.serve.call(enforcer.disconnect_now(pid, reason="admin"))]
 
 
-def test_disconnect_ack_and_nak_from_freeradius(city: City, dae_listener: FreeRadiusDae) -> None:
+def test_disconnect_ack_and_nak_from_freeradius(
+    city: PeerCity, dae_listener: FreeRadiusDae
+) -> None:
     """The admin disconnect path against FreeRADIUS's RFC 5176 listener: it verifies our
     Disconnect-Request (Request Authenticator, Message-Authenticator), ACKs a session it
     has, NAKs 503 one it has not (closed here as gone); both answers carry a current
@@ -479,7 +436,7 @@ def test_disconnect_ack_and_nak_from_freeradius(city: City, dae_listener: FreeRa
 
 
 def test_disconnect_names_an_ipv6_nas_by_nas_ipv6_address(
-    city: City, dae_listener: FreeRadiusDae
+    city: PeerCity, dae_listener: FreeRadiusDae
 ) -> None:
     """A NAS that reports NAS-IPv6-Address gets it back in the Disconnect-Request (RFC 5176
     §3, RFC 3162 §2.1); the listener NAKs 403 a request that does not name it."""
@@ -489,7 +446,7 @@ def test_disconnect_names_an_ipv6_nas_by_nas_ipv6_address(
 
 
 def test_disconnect_answer_with_a_stale_event_timestamp_is_ignored(
-    city: City, dae_listener: FreeRadiusDae
+    city: PeerCity, dae_listener: FreeRadiusDae
 ) -> None:
     """An ACK whose Event-Timestamp is from 2001 is a replay (RFC 5176 §3.5): ignored and
     counted, so the request ends without an answer instead of being believed."""
@@ -525,7 +482,7 @@ def test_freeradius_fails_over_from_a_citywifi_whose_redis_is_frozen(tmp_path: P
     keep sending it requests it drops. It is not answered (RFC 5997 §4.2), so the
     requests go to the healthy instance; after SIGCONT it answers Status-Server again."""
     first = start_city(tmp_path / "first")
-    second: City | None = None
+    second: PeerCity | None = None
     fr: FreeRadiusProxy | None = None
     try:
         second = start_city(tmp_path / "second")

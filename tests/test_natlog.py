@@ -12,7 +12,6 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ from tests.support.redis_proc import RedisProcess, until
 from tests.test_radius_integration import acct, login
 from tests.test_reports_helpers import AP, PHONES, SH, TOKENS, Clock, city_config, drain
 
+pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: ctl (city and clock are this module's)
+
 EXPORTER = "127.0.0.1"
 PUBLIC = "203.0.113.5"
 NATLOG = f"""
@@ -64,21 +65,13 @@ def ms(moment: datetime) -> int:
 
 
 @pytest.fixture
-def nat_city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
+def city(tmp_path: Path, redis_proc: RedisProcess) -> Config:
     return load_config(city_config(tmp_path, redis_proc.url, NATLOG))
 
 
 @pytest.fixture
 def clock() -> Clock:
     return Clock(at(12, 0))
-
-
-@pytest.fixture
-async def ctl(nat_city: Config, clock: Clock) -> AsyncIterator[Controller]:
-    controller = Controller(nat_city, clock=clock)
-    await controller.start()
-    yield controller
-    await controller.stop()
 
 
 async def session(ctl: Controller, person: str, mac: str, sid: str, ip: str, seconds: int) -> str:

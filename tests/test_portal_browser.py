@@ -12,6 +12,7 @@ Screenshots (zh, en) and the measured page weight go to ``test-artifacts/``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import socket
@@ -30,6 +31,7 @@ import pytest
 
 from controller.domain import quota
 from controller.services.portal.handoff import chilli_pap_decode
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.support.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,
@@ -50,15 +52,10 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
-]  # fmt: skip
 PHONE_VIEWPORT = {"width": 360, "height": 740}
 SH = ZoneInfo("Asia/Shanghai")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 class Served:
@@ -108,9 +105,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, nas: NasLogin) -> Iterator[
     the recording NAS's, the MikroTik's ``login_hosts`` name its host, CoovaChilli's
     ``uamip`` is vouched for by the redirect's ``md``."""
     directory = tmp_path_factory.mktemp("portal-browser")
+    with serving(directory, f"{nas.url}/generic-login") as serve:
+        yield serve
+
+
+@contextlib.contextmanager
+def serving(directory: Path, login_url: str, extra: str = "") -> Iterator[Served]:
+    """A redis-server and ``citywifi serve`` on it in ``directory`` (the generic NAS's
+    ``login_url``, ``extra`` TOML), both stopped at the end."""
     redis = RedisProcess(directory / "redis")
     redis.start()
-    serve = Served(directory, redis.url, f"{nas.url}/generic-login")
+    serve = Served(directory, redis.url, login_url, extra=extra)
     try:
         yield serve
     finally:
@@ -127,7 +132,7 @@ def nas() -> Iterator[NasLogin]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             yield b
         finally:

@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
-from controller.config import load_config
-from controller.services.logins import IssuedLogin, issue_login
+from controller.config import Config, load_config
 from controller.services.radius_service import anonymous_person
-from controller.storage import keys
 from tests.conftest import service_sections
+from tests.support.peer_city import STATION, PeerCity, start_served
 from tests.support.peers import (
     RADSECPROXY,
     RadSecProxy,
-    ServeThread,
     installed,
     udp_bound,
     udp_port,
@@ -39,7 +36,7 @@ from tests.support.peers import (
 )
 from tests.support.radclient import RADCLIENT, RadReply, radclient
 from tests.support.radsec_kit import Identity, Pki, make_pki
-from tests.support.redis_proc import RedisProcess, wait_until
+from tests.support.redis_proc import wait_until
 
 pytestmark = [
     pytest.mark.peers,
@@ -56,38 +53,14 @@ def metric(name: str, **labels: str) -> float:
 
 
 @dataclasses.dataclass
-class City:
-    redis: RedisProcess
-    serve: ServeThread
-    pki: Pki
-    persons: int = 0
+class City(PeerCity):
+    pki: Pki = dataclasses.field(kw_only=True)
 
     @property
     def radsec_port(self) -> int:
         radsec = self.serve.ctl.radsec
         assert radsec is not None
         return radsec.port
-
-    def login(self) -> IssuedLogin:
-        ctl = self.serve.ctl
-        assert ctl.store is not None
-        self.persons += 1
-        return self.serve.call(
-            issue_login(
-                ctl.store,
-                phone_e164=f"+861380019{self.persons:04d}",
-                mac=MAC,
-                client_id="nas-radsec",
-                person_key=ctl.person_key,
-                ttl=300,
-                now=int(time.time()),
-            )
-        )
-
-    def session(self, pid: str, sid: str) -> dict[str, str]:
-        store = self.serve.ctl.store
-        assert store is not None
-        return self.serve.call(store.session(pid, keys.session_id("nas-radsec", sid)))
 
 
 @pytest.fixture(scope="module")
@@ -98,48 +71,39 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def city(workdir: Path) -> Iterator[City]:
     pki = make_pki(workdir / "pki")
-    redis_proc = RedisProcess(workdir / "redis")
-    redis_proc.start()
-    text = service_sections(redis_proc.url) + textwrap.dedent(
-        f"""
-        [[operators]]
-        id = "op-telecom"
-        name = "中国电信"
 
-        [[venues]]
-        id = "station"
-        name = {{ zh = "石家庄站", en = "Shijiazhuang Railway Station" }}
-        type = "transport_hub"
-        district = "桥西区"
-        operator = "op-telecom"
+    def config(redis_url: str) -> Config:
+        text = (
+            service_sections(redis_url)
+            + STATION
+            + textwrap.dedent(
+                f"""
+                [[clients]]
+                id = "nas-radsec"
+                address = "192.0.2.19"
+                secret = "{CLIENT_SECRET}"
+                venue = "station"
+                radsec_fingerprint = ["{pki.client.fingerprint}"]
 
-        [[clients]]
-        id = "nas-radsec"
-        address = "192.0.2.19"
-        secret = "{CLIENT_SECRET}"
-        venue = "station"
-        radsec_fingerprint = ["{pki.client.fingerprint}"]
+                [radsec]
+                enabled = true
+                bind = "127.0.0.1"
+                port = 0
+                certificate = "{pki.server.cert}"
+                private_key = "{pki.server.key}"
+                ca_certificates = "{pki.ca}"
+                idle_timeout = 120
+                """
+            )
+        )
+        path = workdir / "citywifi.toml"
+        path.write_text(text)
+        return load_config(path)
 
-        [radsec]
-        enabled = true
-        bind = "127.0.0.1"
-        port = 0
-        certificate = "{pki.server.cert}"
-        private_key = "{pki.server.key}"
-        ca_certificates = "{pki.ca}"
-        idle_timeout = 120
-        """
-    )
-    path = workdir / "citywifi.toml"
-    path.write_text(text)
-    try:
-        serve = ServeThread(load_config(path)).start()
-    except BaseException:
-        redis_proc.stop()
-        raise
-    yield City(redis_proc, serve, pki)
-    serve.stop()
-    redis_proc.stop()
+    redis_proc, serve = start_served(workdir, config)
+    running = City(redis_proc, serve, "nas-radsec", MAC, "+861380019", pki=pki)
+    yield running
+    running.stop()
 
 
 def start_radsecproxy(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import pytest
 
 from controller.cli.serve import Controller
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.test_reports import scenario
 from tests.test_reports_helpers import TOKENS, Clock
 
@@ -19,20 +19,8 @@ pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: city, clock, ctl
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="chromium not installed (bootstrap.sh --test)"
-)
+pytestmark = needs_chromium
 
 
 async def test_sign_in_see_the_chart_download_csv(ctl: Controller, clock: Clock) -> None:

@@ -8,15 +8,14 @@ from __future__ import annotations
 import csv
 import html
 import io
-import os
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-import pytest
 
 from controller.cli.serve import Controller
+from tests.support.chromium import ARGS, CHROMIUM, needs_chromium
 from tests.test_reports import scenario, url
 from tests.test_reports_helpers import TOKENS, Clock
 
@@ -24,16 +23,6 @@ pytest_plugins = ["tests.test_reports_helpers"]  # fixtures: city, clock, ctl
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 async def sign_in(http: aiohttp.ClientSession, ctl: Controller) -> str:
@@ -167,7 +156,7 @@ def _overflow_script() -> str:
     }"""
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium")
+@needs_chromium
 async def test_the_page_fits_a_390px_phone(ctl: Controller, clock: Clock) -> None:
     from playwright.async_api import async_playwright
 

@@ -3,6 +3,7 @@ by ``citywifi issue-login`` and FreeRADIUS's radclient, as an operator would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from tests.support.radclient import radclient
+from tests.support.radclient import RadReply, radclient
 from tests.support.redis_proc import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,15 +72,23 @@ class Serve:
         return self.proc.wait(20)
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int], Serve]]:
-    config, ports = example_copy(tmp_path)
+@contextlib.contextmanager
+def serving(config: Path) -> Iterator[Serve]:
+    """``citywifi serve`` on ``config``, ready (its output in the failure when not), then
+    stopped."""
     serve = Serve(config)
     try:
         assert serve.ready.wait(30), "serve did not get ready:\n" + "".join(serve.lines)
-        yield config, ports, serve
+        yield serve
     finally:
         serve.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, dict[str, int], Serve]]:
+    config, ports = example_copy(tmp_path)
+    with serving(config) as serve:
+        yield config, ports, serve
 
 
 def issue_login(config: Path, phone: str = "13800138000", mac: str = "") -> dict[str, object]:
@@ -91,6 +100,22 @@ def issue_login(config: Path, phone: str = "13800138000", mac: str = "") -> dict
     assert out.returncode == 0, out.stderr
     data: dict[str, object] = json.loads(out.stdout)
     return data
+
+
+def pap_login(auth_port: int, login: dict[str, object], mac: str, **attrs: str) -> RadReply:
+    """radclient's Access-Request with an issued login's username and password (PAP) from
+    device ``mac`` (and ``attrs``), to ``serve``'s auth port."""
+    return radclient(
+        auth_port,
+        "auth",
+        SECRET,
+        {
+            "User-Name": str(login["username"]),
+            "User-Password": str(login["password"]),
+            "Calling-Station-Id": mac,
+            **attrs,
+        },
+    )
 
 
 def test_check_config_accepts_the_example() -> None:
@@ -162,17 +187,7 @@ def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Se
     login = issue_login(config, mac="aa:bb:cc:dd:ee:01")
     assert set(login) == {"username", "password", "expires_in"}
     mac = "AA-BB-CC-DD-EE-01"
-    reply = radclient(
-        ports["auth"],
-        "auth",
-        SECRET,
-        {
-            "User-Name": str(login["username"]),
-            "User-Password": str(login["password"]),
-            "Calling-Station-Id": mac,
-            "NAS-Identifier": "sjz-local",
-        },
-    )
+    reply = pap_login(ports["auth"], login, mac, **{"NAS-Identifier": "sjz-local"})
     assert reply.code == "Access-Accept", reply.output
     timeout = int(reply.first("Session-Timeout") or 0)
     local = datetime.now(ZoneInfo("Asia/Shanghai"))
@@ -202,16 +217,7 @@ def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Se
     assert total == 7200, (counters, day)  # three identical Interim-Updates counted once
 
     second = issue_login(config, mac=mac)
-    rejected = radclient(
-        ports["auth"],
-        "auth",
-        SECRET,
-        {
-            "User-Name": str(second["username"]),
-            "User-Password": str(second["password"]),
-            "Calling-Station-Id": mac,
-        },
-    )
+    rejected = pap_login(ports["auth"], second, mac)
     assert rejected.code == "Access-Reject", rejected.output
     message = " ".join(rejected.attrs.get("Reply-Message", []))
     assert "00:00" in message and "resets at" in message

@@ -97,16 +97,22 @@ def ports() -> dict[str, int]:
     }
 
 
-@pytest.fixture
-def served(tmp_path: Path, ports: dict[str, int]) -> Iterator[Served]:
-    path = write_config(tmp_path, "")  # embedded Redis: the supervisor starts it once
+def workers_config(directory: Path, ports: dict[str, int]) -> Path:
+    """The test city on embedded Redis (the supervisor starts it once) at fixed ``ports``
+    (auth, acct, http: every worker binds the same ones), logging at info."""
+    path = write_config(directory, "")
     text = path.read_text()
     text = text.replace("auth_port = 0", f"auth_port = {ports['auth']}")
     text = text.replace("acct_port = 0", f"acct_port = {ports['acct']}")
     text = text.replace("port = 0", f"port = {ports['http']}")
     text = text.replace('level = "warning"', 'level = "info"')
     path.write_text(text)
-    serve = Served(path, workers=2)
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path, ports: dict[str, int]) -> Iterator[Served]:
+    serve = Served(workers_config(tmp_path, ports), workers=2)
     try:
         serve.wait_for("supervisor.ready")
         yield serve

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
-from controller.cli.admin_command import admin_session, person_of, run_json
+from controller.cli.admin_command import admin_session, person_actions, person_of, run_json
 from controller.config import Config
 from controller.services.admin import (
     block,
@@ -32,17 +31,11 @@ def add_parser(sub: Any) -> None:
         "unblock": "lift a block",
         "revoke-devices": "revoke the person's remembered-device cookies (SMS needed again)",
     }
-    for name, text in helps.items():
-        p = actions.add_parser(name, help=text)
-        p.add_argument("--config", required=True, type=Path)
-        who = p.add_mutually_exclusive_group(required=True)
-        who.add_argument("--phone", help="mobile number")
-        who.add_argument("--person", help="person id")
-        if name == "block":
-            when = p.add_mutually_exclusive_group()
-            when.add_argument("--until", help="YYYY-MM-DD (its 00:00) or YYYY-MM-DDTHH:MM")
-            when.add_argument("--days", type=int, help="N local days counting today")
-            p.add_argument("--reason", default="", help="kept with the block")
+    block_parser = person_actions(actions, helps)["block"]
+    when = block_parser.add_mutually_exclusive_group()
+    when.add_argument("--until", help="YYYY-MM-DD (its 00:00) or YYYY-MM-DDTHH:MM")
+    when.add_argument("--days", type=int, help="N local days counting today")
+    block_parser.add_argument("--reason", default="", help="kept with the block")
 
 
 async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:

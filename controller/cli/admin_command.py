@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from controller.cli import logs
@@ -40,6 +41,21 @@ async def admin_session(config: Config, *, dae: bool) -> AsyncIterator[tuple[Sto
         await store.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)  # only a server this command started
+
+
+def person_actions(actions: Any, helps: dict[str, str]) -> dict[str, argparse.ArgumentParser]:
+    """One sub-command of ``actions`` a name in ``helps``, each taking ``--config`` and the
+    person (``--phone`` or ``--person``, one of them required); the parsers by name, for
+    the options of one action."""
+    parsers = {}
+    for name, text in helps.items():
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--config", required=True, type=Path)
+        who = p.add_mutually_exclusive_group(required=True)
+        who.add_argument("--phone", help="mobile number")
+        who.add_argument("--person", help="person id")
+        parsers[name] = p
+    return parsers
 
 
 def person_of(config: Config, args: argparse.Namespace) -> str:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
-from controller.cli.admin_command import admin_session, person_of, run_json
+from controller.cli.admin_command import admin_session, person_actions, person_of, run_json
 from controller.config import Config
 from controller.services.admin import AdminError
 from controller.services.eap_revoke import credentials_json, list_credentials, revoke_credentials
@@ -25,14 +24,8 @@ def add_parser(sub: Any) -> None:
         "list": "the person's EAP credentials (username, label, issued, expires)",
         "revoke": "revoke one credential (--credential) or all, disconnecting their sessions",
     }
-    for name, text in helps.items():
-        p = actions.add_parser(name, help=text)
-        p.add_argument("--config", required=True, type=Path)
-        who = p.add_mutually_exclusive_group(required=True)
-        who.add_argument("--phone", help="mobile number")
-        who.add_argument("--person", help="person id")
-        if name == "revoke":
-            p.add_argument("--credential", help="the credential's username (default: all)")
+    revoke = person_actions(actions, helps)["revoke"]
+    revoke.add_argument("--credential", help="the credential's username (default: all)")
 
 
 async def _cli(config: Config, args: argparse.Namespace) -> dict[str, Any]:

@@ -123,15 +123,27 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def session_audit_row(
-    record_id: str, rec: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
+def _stored_row(
+    rec: Mapping[str, str],
+    *,
+    day: date,
+    record_id: str,
+    kind: str,
+    time: int,
+    phone: str,
+    start: int | None,
+    stop: int | None,
+    result: str,
+    cause: str,
+    archived_at: int,
 ) -> AuditRow:
-    start = _int(rec.get("start")) or 0
+    """An audit row whose who/where fields (person, device, NAS, venue, the address
+    record) are those of a stored record or outbox entry, "" where it has none."""
     return AuditRow(
-        day=quota.local_day(start, tz),
+        day=day,
         record_id=record_id,
-        kind="session",
-        time=start,
+        kind=kind,
+        time=time,
         phone=phone,
         pid=rec.get("pid", ""),
         mac=rec.get("mac", ""),
@@ -142,9 +154,9 @@ def session_audit_row(
         ap=rec.get("ap", ""),
         venue=rec.get("venue", ""),
         start=start,
-        stop=_int(rec.get("closed")),
-        result="closed",
-        cause=rec.get("cause", ""),
+        stop=stop,
+        result=result,
+        cause=cause,
         archived_at=archived_at,
         ipv6=rec.get("ipv6", ""),
         ipv6_prefix=rec.get("ipv6_prefix", ""),
@@ -157,24 +169,37 @@ def session_audit_row(
     )
 
 
+def session_audit_row(
+    record_id: str, rec: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
+) -> AuditRow:
+    start = _int(rec.get("start")) or 0
+    return _stored_row(
+        rec,
+        day=quota.local_day(start, tz),
+        record_id=record_id,
+        kind="session",
+        time=start,
+        phone=phone,
+        start=start,
+        stop=_int(rec.get("closed")),
+        result="closed",
+        cause=rec.get("cause", ""),
+        archived_at=archived_at,
+    )
+
+
 def login_audit_row(
     entry_id: str, entry: Mapping[str, str], phone: str, tz: ZoneInfo, archived_at: int
 ) -> AuditRow:
+    """A login outbox entry (``login_event``: no IP or address record, so those stay "")."""
     at = _int(entry.get("t")) or archived_at // 1000
-    return AuditRow(
+    return _stored_row(
+        entry,
         day=quota.local_day(at, tz),
         record_id=f"login:{entry_id}",
         kind="login",
         time=at,
         phone=phone,
-        pid=entry.get("pid", ""),
-        mac=entry.get("mac", ""),
-        ip="",
-        client=entry.get("client", ""),
-        nas_id=entry.get("nas_id", ""),
-        nas_ip=entry.get("nas_ip", ""),
-        ap=entry.get("ap", ""),
-        venue=entry.get("venue", ""),
         start=None,
         stop=None,
         result=entry.get("result", ""),

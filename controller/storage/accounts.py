@@ -31,15 +31,12 @@ from controller.storage.keys import (
     user_key,
     user_sessions_key,
 )
+from controller.storage.replies import as_text
 from controller.storage.store import Store
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
+    return {as_text(k): as_text(v) for k, v in raw.items()}
 
 
 def _account(name: str, f: Mapping[str, str]) -> Account:
@@ -99,7 +96,7 @@ class AccountStore:
 
     async def names(self) -> list[str]:
         async def op() -> list[str]:
-            return sorted(_text(n) for n in await self.store.redis.smembers(USERS))
+            return sorted(as_text(n) for n in await self.store.redis.smembers(USERS))
 
         return await self.store._guard(op)
 
@@ -206,7 +203,7 @@ class AccountStore:
         """End every session of an account (password changed, account disabled)."""
 
         async def op() -> int:
-            ids = [_text(i) for i in await self.store.redis.smembers(user_sessions_key(user))]
+            ids = [as_text(i) for i in await self.store.redis.smembers(user_sessions_key(user))]
             for sid in ids:
                 await self.store.redis.delete(session_key(sid))
             await self.store.redis.delete(user_sessions_key(user))

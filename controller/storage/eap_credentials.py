@@ -22,17 +22,14 @@ from typing import Any
 from controller.domain.eap_credentials import EapCredential
 from controller.storage import keys
 from controller.storage.redis_conn import RedisClient
+from controller.storage.replies import as_text
 from controller.storage.store import _UNAVAILABLE, StoreUnavailable
 
 __all__ = ["EapCredentialStore"]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _credential(username: str, fields: Mapping[Any, Any]) -> EapCredential | None:
-    values = {_text(k): _text(v) for k, v in fields.items()}
+    values = {as_text(k): as_text(v) for k, v in fields.items()}
     try:
         return EapCredential(
             username=username,
@@ -98,7 +95,7 @@ class EapCredentialStore:
 
     async def _for_person(self, pid: str) -> list[EapCredential]:
         person_key = keys.eap_credentials(pid)
-        usernames = sorted(_text(u) for u in await self._client.smembers(person_key))
+        usernames = sorted(as_text(u) for u in await self._client.smembers(person_key))
         if not usernames:
             return []
         pipe = self._client.pipeline(transaction=False)

@@ -10,11 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.storage import keys
+from controller.storage.replies import as_text
 from controller.storage.store import Store
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +27,13 @@ async def latest_open(store: Store, limit: int) -> list[OpenSession]:
 
     async def op() -> list[OpenSession]:
         members: Any = await store.redis.zrevrange(keys.OPEN_INDEX, 0, limit - 1, withscores=True)
-        refs = [(keys.parse_session_ref(_text(m)), int(score)) for m, score in members]
+        refs = [(keys.parse_session_ref(as_text(m)), int(score)) for m, score in members]
         pipe = store.redis.pipeline(transaction=False)
         for (pid, sid), _ in refs:
             pipe.hgetall(keys.session(pid, sid))
         records = await pipe.execute() if refs else []
         return [
-            OpenSession(pid, sid, at, {_text(k): _text(v) for k, v in raw.items()})
+            OpenSession(pid, sid, at, {as_text(k): as_text(v) for k, v in raw.items()})
             for ((pid, sid), at), raw in zip(refs, records, strict=True)
         ]
 
@@ -67,7 +64,7 @@ async def all_open(
             if not members:
                 return out
             offset += len(members)
-            refs = [(keys.parse_session_ref(_text(m)), int(score)) for m, score in members]
+            refs = [(keys.parse_session_ref(as_text(m)), int(score)) for m, score in members]
             # the store's own batch link: RESP packed and parsed in C (redis-py's pipeline
             # spends ~10x the CPU per command); a unit of ``batch`` commands per round trip
             replies = await store._hot(
@@ -75,11 +72,13 @@ async def all_open(
             )
             for ((pid, sid), at), values in zip(refs, replies, strict=True):
                 start = values[0]
-                if start is None or not _text(start).lstrip("-").isdigit():
+                if start is None or not as_text(start).lstrip("-").isdigit():
                     continue
-                if int(_text(start)) > started_by:
+                if int(as_text(start)) > started_by:
                     continue
-                record = {n: _text(v) for n, v in zip(names, values, strict=True) if v is not None}
+                record = {
+                    n: as_text(v) for n, v in zip(names, values, strict=True) if v is not None
+                }
                 if keep is None or keep(record):
                     out.append(OpenSession(pid, sid, at, record))
             if len(members) < batch:
@@ -99,7 +98,7 @@ async def records(
         for pid, sid in refs:
             pipe.hmget(keys.session(pid, sid), fields)
         return [
-            {n: _text(v) for n, v in zip(fields, values, strict=True) if v is not None}
+            {n: as_text(v) for n, v in zip(fields, values, strict=True) if v is not None}
             for values in await pipe.execute()
         ]
 
@@ -118,7 +117,7 @@ async def persons_at_clients(store: Store, clients: list[str]) -> int:
             pipe.smembers(keys.nas_sessions(client))
         persons: set[str] = set()
         for members in await pipe.execute():
-            persons.update(keys.parse_session_ref(_text(m))[0] for m in members)
+            persons.update(keys.parse_session_ref(as_text(m))[0] for m in members)
         return len(persons)
 
     return await store._guard(op)

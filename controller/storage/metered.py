@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 from controller.domain.state import OpenPage
 from controller.storage import keys
 from controller.storage.redis_batch import Command
+from controller.storage.replies import as_text
 from controller.storage.store import Store, StoreUnavailable
 
 T = TypeVar("T")
@@ -52,10 +53,6 @@ CLIENT_SEEN_KEY: Final = f"{keys.PREFIX}:stats:client_seen"  # zset: client id -
 
 
 PAGE: Final = 1000  # ZSCAN COUNT and HGETs per pipeline
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _error_class(exc: StoreUnavailable) -> str:
@@ -140,7 +137,7 @@ class MeteredStore(Store):
             if await self.redis.set(ONLINE_LEAD, token, nx=True, px=ttl_ms):
                 return True
             held = await self.redis.get(ONLINE_LEAD)
-            if held is not None and _text(held) == token:
+            if held is not None and as_text(held) == token:
                 await self.redis.pexpire(ONLINE_LEAD, ttl_ms)
                 return True
             return False
@@ -150,7 +147,7 @@ class MeteredStore(Store):
     async def online_resign(self, token: str) -> None:
         async def op() -> None:
             held = await self.redis.get(ONLINE_LEAD)
-            if held is not None and _text(held) == token:
+            if held is not None and as_text(held) == token:
                 await self.redis.delete(ONLINE_LEAD)
 
         await self._guard(op)
@@ -160,7 +157,7 @@ class MeteredStore(Store):
 
         async def op() -> OpenPage:
             page: Any = await self.redis.zscan(keys.OPEN_INDEX, cursor, count=PAGE)
-            return OpenPage(int(page[0]), [_text(member) for member, _ in page[1]])
+            return OpenPage(int(page[0]), [as_text(member) for member, _ in page[1]])
 
         return await self._guard(op)
 
@@ -170,7 +167,7 @@ class MeteredStore(Store):
             for ref in refs:
                 pid, sid = keys.parse_session_ref(ref)
                 pipe.hget(keys.session(pid, sid), "venue_type")
-            return [_text(v) if v else None for v in await pipe.execute()]
+            return [as_text(v) if v else None for v in await pipe.execute()]
 
         return await self._guard(op)
 
@@ -183,7 +180,7 @@ class MeteredStore(Store):
     async def online_get(self) -> str | None:
         async def op() -> str | None:
             value = await self.redis.get(ONLINE_KEY)
-            return _text(value) if value else None
+            return as_text(value) if value else None
 
         return await self._guard(op)
 

@@ -32,15 +32,12 @@ from controller.domain.nas_health import (
     minute_fields,
 )
 from controller.storage import keys
+from controller.storage.replies import as_text
 from controller.storage.store import Store
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _counts(raw: Any) -> dict[str, int]:
-    return {_text(k): int(v) for k, v in (raw or {}).items()}
+    return {as_text(k): int(v) for k, v in (raw or {}).items()}
 
 
 class NasStatsStore:

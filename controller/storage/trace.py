@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from controller.storage import keys
+from controller.storage.replies import as_text
 from controller.storage.store import Store
 
 LOG_MAXLEN: Final = 10_000  # packets kept per traced client (about a few MB at most)
@@ -30,10 +31,6 @@ SWITCHES: Final = keys.TRACE_SWITCHES  # client -> epoch second its trace ends
 
 
 log_key = keys.trace_log
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +72,7 @@ class TraceStore:
             pipe.zremrangebyscore(SWITCHES, "-inf", now)
             pipe.zrangebyscore(SWITCHES, now + 1, "+inf")
             _, running = await pipe.execute()
-            return frozenset(clients) & {_text(c) for c in running}
+            return frozenset(clients) & {as_text(c) for c in running}
 
         return await self.store._guard(op)
 
@@ -110,9 +107,9 @@ class TraceStore:
             out = []
             for _, entries in reply or []:
                 for eid, fields in entries:
-                    f = {_text(k): _text(v) for k, v in fields.items()}
+                    f = {as_text(k): as_text(v) for k, v in fields.items()}
                     out.append(
-                        TracedEntry(_text(eid), f.get("d", ""), tuple(f.get("p", "").split("\n")))
+                        TracedEntry(as_text(eid), f.get("d", ""), tuple(f.get("p", "").split("\n")))
                     )
             return out
 

@@ -378,3 +378,21 @@ class TtlsPeer:
 
     def msk(self) -> bytes:
         return self.conn.export_keying_material(KEYING_LABEL, 128)[:64]
+
+
+def passpoint_section(directory: Path, pki: Pki, realm: str) -> str:
+    """The ``[passpoint]`` TOML of a city in ``realm`` on ``pki``: its CA, the server
+    chain and key written into ``directory`` (the key 0600, as the loader wants)."""
+    (directory / "ca.pem").write_bytes(pki.ca_pem)
+    (directory / "server.pem").write_bytes(pki.server_chain_pem)
+    key = directory / "server.key"
+    key.write_bytes(pki.server_key_pem)
+    key.chmod(0o600)
+    return f"""
+[passpoint]
+enabled = true
+realm = "{realm}"
+ca_cert = "{directory / "ca.pem"}"
+server_cert = "{directory / "server.pem"}"
+server_key = "{key}"
+"""

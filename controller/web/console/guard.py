@@ -80,15 +80,19 @@ def may(account: Account, method: str, path: str) -> bool:
     return bool(account.role_kinds & ROUTE_ROLES[(method, path)])
 
 
-async def require(request: web.Request, *, page: bool) -> Account:
-    """The signed-in account allowed on this route. No session: a page goes to the sign-in
-    form (303), the API answers 401; a session without the route's role: 403."""
+async def require(
+    request: web.Request, *, page: bool, route: tuple[str, str] | None = None
+) -> Account:
+    """The signed-in account allowed on ``route`` (method, path in ``ROUTE_ROLES``; default:
+    the request's own). No session: a page goes to the sign-in form (303), the API answers
+    401; a session without the route's role: 403."""
     account = await signed_in(request)
     if account is None:
         if page:
             raise web.HTTPSeeOther(f"{PATH}/login")
         raise RequestError("unauthorized", 401, "sign in on /console/login")
-    if not may(account, request.method, request.path):
+    method, path = route or (request.method, request.path)
+    if not may(account, method, path):
         raise RequestError("forbidden", 403, "this account has no role for this page")
     return account
 

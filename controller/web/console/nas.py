@@ -38,7 +38,14 @@ from controller.services.nas_stats import (
 )
 from controller.storage.store import Store, StoreUnavailable
 from controller.web.console import guard, lang, pages
-from controller.web.console.common import brand
+from controller.web.console.common import (
+    allowed,
+    brand,
+    no_store_json,
+    polled_page,
+    unavailable,
+    unavailable_json,
+)
 from controller.web.errors import render_json
 from controller.web.resources import CLOCK, LIVE, STORE
 
@@ -208,66 +215,13 @@ def figures_json(f: ScopeFigures, tz: ZoneInfo, language: str = lang.DEFAULT) ->
     }
 
 
-async def _signed(request: web.Request, route: str) -> Account | web.Response:
-    """The page's account; the sign-in form without a session, 403 without the role."""
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
-    if not guard.may(account, "GET", route):
-        token = guard.form_token(request)[0]
-        language = lang.of(request)
-        needed = lang.text(language, "list.or").join(sorted(guard.ROUTE_ROLES[("GET", route)]))
-        return pages.html(
-            pages.render(
-                "forbidden.html",
-                lang=language,
-                title=lang.text(language, "forbidden.title"),
-                brand=brand(request),
-                user=account.name,
-                csrf=token,
-                needed=needed,
-            ),
-            status=403,
-        )
-    return account
-
-
-def _page(
-    request: web.Request, account: Account, template: str, title: str, **values: Any
-) -> web.Response:
-    token, nonce, new = guard.form_token(request)
-    script_nonce = pages.nonce()
-    response = pages.html(
-        pages.render(
-            template,
-            lang=lang.of(request),
-            title=title,
-            brand=brand(request),
-            user=account.name,
-            csrf=token,
-            nonce=script_nonce,
-            refresh=pages.REFRESH_SECONDS,
-            **values,
-        ),
-        script_nonce,
-    )
-    if new:
-        guard.set_nonce(response, nonce)
-    lang.remember(request, response)
-    return response
-
-
 def _now(request: web.Request) -> int:
     return int(request.app[CLOCK]())
 
 
-def _unavailable(request: web.Request) -> web.Response:
-    return pages.html(lang.text(lang.of(request), "error.unavailable"), status=503)
-
-
 async def nas_page(request: web.Request) -> web.Response:
     """``GET /console/nas``."""
-    account = await _signed(request, PATH)
+    account = await allowed(request, ("GET", PATH))
     if isinstance(account, web.Response):
         return account
     language = lang.of(request)
@@ -276,13 +230,13 @@ async def nas_page(request: web.Request) -> web.Response:
             request.app[STORE], request.app[LIVE].config, _now(request), account, language
         )
     except StoreUnavailable:
-        return _unavailable(request)
-    return _page(request, account, "nas.html", lang.text(language, "nas.title"), n=body)
+        return unavailable(request)
+    return polled_page(request, account, "nas.html", lang.text(language, "nas.title"), n=body)
 
 
 async def nas_one_page(request: web.Request) -> web.Response:
     """``GET /console/nas/{client}``."""
-    account = await _signed(request, f"{PATH}/{ONE}")
+    account = await allowed(request, ("GET", f"{PATH}/{ONE}"))
     if isinstance(account, web.Response):
         return account
     client = request.match_info["client"]
@@ -309,24 +263,14 @@ async def nas_one_page(request: web.Request) -> web.Response:
         lang.remember(request, response)
         return response
     except StoreUnavailable:
-        return _unavailable(request)
+        return unavailable(request)
     title = lang.text(language, "nas.one_title", client=client)
-    return _page(request, account, "nas_one.html", title, d=body)
+    return polled_page(request, account, "nas_one.html", title, d=body)
 
 
 async def _api(request: web.Request, route: str) -> tuple[Account, Store, Config, int]:
-    account = await guard.signed_in(request)
-    if account is None:
-        raise RequestError("unauthorized", 401, "sign in on /console/login")
-    if not guard.may(account, "GET", route):
-        raise RequestError("forbidden", 403, "this account has no role for this page")
+    account = await guard.require(request, page=False, route=("GET", route))
     return account, request.app[STORE], request.app[LIVE].config, _now(request)
-
-
-def _json(body: dict[str, Any]) -> web.Response:
-    response = web.json_response(body)
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 async def nas_api(request: web.Request) -> web.Response:
@@ -334,13 +278,11 @@ async def nas_api(request: web.Request) -> web.Response:
     language: ``?lang=``, the language cookie, ``Accept-Language``)."""
     try:
         account, store, config, now = await _api(request, API)
-        return _json(await list_json(store, config, now, account, lang.of(request)))
+        return no_store_json(await list_json(store, config, now, account, lang.of(request)))
     except RequestError as exc:
         return render_json(request, exc)
     except StoreUnavailable:
-        return render_json(
-            request, RequestError("store_unavailable", 503, "Redis is not answering; retry")
-        )
+        return unavailable_json(request)
 
 
 async def nas_one_api(request: web.Request) -> web.Response:
@@ -349,13 +291,11 @@ async def nas_one_api(request: web.Request) -> web.Response:
         account, store, config, now = await _api(request, f"{API}/{ONE}")
         client = request.match_info["client"]
         body = await detail_json(store, config, now, account, client, lang.of(request))
-        return _json(body)
+        return no_store_json(body)
     except RequestError as exc:
         return render_json(request, exc)
     except StoreUnavailable:
-        return render_json(
-            request, RequestError("store_unavailable", 503, "Redis is not answering; retry")
-        )
+        return unavailable_json(request)
 
 
 def add_routes(app: web.Application) -> None:

@@ -37,7 +37,7 @@ from controller.services.eap_revoke import list_credentials, revoke_credentials
 from controller.storage.accounts import AccountStore
 from controller.storage.store import StoreUnavailable
 from controller.web.console import guard, lang, pages
-from controller.web.console.common import brand, forbidden, read_form
+from controller.web.console.common import allowed, brand, read_form
 from controller.web.resources import CLOCK, ENFORCER, LIVE, PERSON_KEY, STORE
 
 PATH = f"{guard.PATH}/person"
@@ -103,24 +103,15 @@ def _page(
     return response
 
 
-async def _allowed(request: web.Request) -> Account | web.Response:
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
-    if not guard.may(account, request.method, request.path):
-        return forbidden(request, account, guard.form_token(request)[0])
-    return account
-
-
 async def search(request: web.Request) -> web.Response:
     """``GET /console/person``: the lookup form."""
-    account = await _allowed(request)
+    account = await allowed(request)
     return account if isinstance(account, web.Response) else _page(request, account)
 
 
 async def act(request: web.Request) -> web.Response:
     """``POST /console/person`` (phone | person) and ``POST /console/person/<action>``."""
-    account = await _allowed(request)
+    account = await allowed(request)
     if isinstance(account, web.Response):
         return account
     language = lang.of(request)

@@ -15,7 +15,7 @@ from controller.services.enforcer import SessionOutcome
 from controller.services.person_disconnect import disconnect_person
 from controller.storage.store import StoreUnavailable
 from controller.web.console import guard, lang, pages
-from controller.web.console.common import forbidden, read_form
+from controller.web.console.common import allowed_form
 from controller.web.resources import CLOCK, ENFORCER, LIVE, STORE
 
 PATH = f"{guard.PATH}/sessions/disconnect-person"
@@ -25,15 +25,11 @@ SessionsPage = Callable[..., Awaitable[web.Response]]
 
 def handler(sessions_page: SessionsPage) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def disconnect_all(request: web.Request) -> web.Response:
-        account = await guard.signed_in(request)
-        if account is None:
-            raise web.HTTPSeeOther(f"{guard.PATH}/login")
-        if not guard.may(account, request.method, request.path):
-            return forbidden(request, account, guard.form_token(request)[0])
+        signed = await allowed_form(request)
+        if isinstance(signed, web.Response):
+            return signed
+        account, form = signed
         language = lang.of(request)
-        form = await read_form(request)
-        if form is None or not guard.form_ok(request, form):
-            return pages.html(lang.text(language, "error.form_expired"), status=403)
         try:
             done = await disconnect_person(
                 request.app[STORE],

@@ -24,7 +24,7 @@ from controller.storage.accounts import AccountStore
 from controller.storage.store import StoreUnavailable
 from controller.storage.trace import TraceStore
 from controller.web.console import guard, lang, pages
-from controller.web.console.common import brand, forbidden, read_form
+from controller.web.console.common import allowed, allowed_form, brand
 from controller.web.errors import render_json
 from controller.web.resources import CLOCK, LIVE, STORE
 
@@ -81,12 +81,10 @@ def change_lines(changes: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 async def registry_page(request: web.Request) -> web.Response:
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    account = await allowed(request)
+    if isinstance(account, web.Response):
+        return account
     token, nonce, new = guard.form_token(request)
-    if not guard.may(account, request.method, request.path):
-        return forbidden(request, account, token)
     scope = operator_scope(account)
     view, switched, by_config, reload, _ = await _read(request, account)
     language = lang.of(request)
@@ -155,15 +153,11 @@ async def trace_switch(request: web.Request) -> web.Response:
     operations): turn one client's RADIUS trace on for N minutes (0: off); what it
     traces is read with ``citywifi trace --client ID`` or in the ``radius.trace`` logs.
     A client with ``trace = true`` in the config stays traced whatever the switch says."""
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
-    if not guard.may(account, request.method, request.path):
-        return forbidden(request, account, guard.form_token(request)[0])
+    signed = await allowed_form(request)
+    if isinstance(signed, web.Response):
+        return signed
+    account, form = signed
     language = lang.of(request)
-    form = await read_form(request)
-    if form is None or not guard.form_ok(request, form):
-        return pages.html(lang.text(language, "error.form_expired"), status=403)
     client, minutes = form.get("client", ""), form.get("minutes", "").strip()
     if client not in {c.id for c in request.app[LIVE].config.clients}:
         return pages.html(lang.text(language, "error.no_such_client"), status=400)

@@ -29,7 +29,16 @@ from controller.services.overview import city_overview
 from controller.storage.metered import MeteredStore
 from controller.storage.store import StoreUnavailable
 from controller.web.console import guard, lang, nas, pages, person, person_sessions, registry
-from controller.web.console.common import brand, forbidden, read_form
+from controller.web.console.common import (
+    allowed,
+    allowed_form,
+    brand,
+    no_store_json,
+    polled_page,
+    read_form,
+    unavailable,
+    unavailable_json,
+)
 from controller.web.errors import render_json
 from controller.web.resources import CLOCK, ENFORCER, LIVE, MEMORY, STORE
 
@@ -123,36 +132,15 @@ async def _overview(request: web.Request, account: Account) -> dict[str, object]
 
 async def overview_page(request: web.Request) -> web.Response:
     """``GET /console/overview``: the city now, refreshed by polling."""
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
-    token, nonce, new = guard.form_token(request)
-    if not guard.may(account, request.method, request.path):
-        return forbidden(request, account, token)
+    account = await allowed(request)
+    if isinstance(account, web.Response):
+        return account
     language = lang.of(request)
     try:
         o = await _overview(request, account)
     except StoreUnavailable:
-        return pages.html(lang.text(language, "error.unavailable"), status=503)
-    script_nonce = pages.nonce()
-    response = pages.html(
-        pages.render(
-            "overview.html",
-            lang=language,
-            title=lang.text(language, "nav.overview"),
-            brand=brand(request),
-            user=account.name,
-            csrf=token,
-            o=o,
-            nonce=script_nonce,
-            refresh=pages.REFRESH_SECONDS,
-        ),
-        script_nonce,
-    )
-    if new:
-        guard.set_nonce(response, nonce)
-    lang.remember(request, response)
-    return response
+        return unavailable(request)
+    return polled_page(request, account, "overview.html", lang.text(language, "nav.overview"), o=o)
 
 
 async def overview_api(request: web.Request) -> web.Response:
@@ -164,12 +152,8 @@ async def overview_api(request: web.Request) -> web.Response:
     except RequestError as exc:
         return render_json(request, exc)
     except StoreUnavailable:
-        return render_json(
-            request, RequestError("store_unavailable", 503, "Redis is not answering; retry")
-        )
-    response = web.json_response(body)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+        return unavailable_json(request)
+    return no_store_json(body)
 
 
 async def sessions_page(
@@ -180,12 +164,10 @@ async def sessions_page(
 ) -> web.Response:
     """``GET /console/sessions?venue=&operator=&nas=&type=``: the open sessions (and,
     after an action, what each NAS answered: ``results``)."""
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
+    account = await allowed(request, ("GET", "/console/sessions"))
+    if isinstance(account, web.Response):
+        return account
     token, nonce, new = guard.form_token(request)
-    if not guard.may(account, "GET", "/console/sessions"):
-        return forbidden(request, account, token)
     config = request.app[LIVE].config
     want = SessionFilter.of(request.query)
     scope = operator_scope(account)
@@ -223,16 +205,11 @@ async def sessions_page(
 async def disconnect(request: web.Request) -> web.Response:
     """``POST /console/sessions/disconnect`` (form: ref, csrf; role admin): RFC 5176
     Disconnect-Request for that one session; back to the list saying what the NAS did."""
-    account = await guard.signed_in(request)
-    if account is None:
-        raise web.HTTPSeeOther(f"{guard.PATH}/login")
-    token, _, _ = guard.form_token(request)
-    if not guard.may(account, request.method, request.path):
-        return forbidden(request, account, token)
+    signed = await allowed_form(request)
+    if isinstance(signed, web.Response):
+        return signed
+    account, form = signed
     language = lang.of(request)
-    form = await read_form(request)
-    if form is None or not guard.form_ok(request, form):
-        return pages.html(lang.text(language, "error.form_expired"), status=403)
     try:
         outcome = await disconnect_one(
             request.app[STORE],
