@@ -76,9 +76,7 @@ def _expected(
 
 sessions = st.dictionaries(
     st.sampled_from([f"nas/s{i}" for i in range(6)]),
-    st.tuples(
-        st.sampled_from(MACS), st.integers(-1200, 0), st.sampled_from([0, 0, 120, 600])
-    ),
+    st.tuples(st.sampled_from(MACS), st.integers(-1200, 0), st.sampled_from([0, 0, 120, 600])),
     max_size=6,
 )
 
