@@ -149,7 +149,9 @@ if reported > seen then
     if part > 0 then
       local total = redis.call('INCRBY', KEYS[2 + i], part)
       if i == n then used = total end
-      redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
+      if total == part then -- created now: it lives ARGV[4] from its day's first report
+        redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
+      end
       -- the same share on the session record, d:<YYYYMMDD> (the counter key's suffix),
       -- so the archived session splits per day exactly as the quota counted it
       redis.call('HINCRBY', sess, 'd:' .. string.sub(KEYS[2 + i], -8), part)
@@ -186,8 +188,13 @@ elseif status == 2 then
 elseif not closed then
   redis.call('HSET', KEYS[2], ARGV[9], (mac or '') .. '|' .. now .. '|' .. slack)
 end
-redis.call('EXPIRE', sess, ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
+-- the records live ARGV[5] after their last report; refreshed once a day (and on a
+-- session's first and last report), not on every Interim: each refresh is a write
+if not R[LAST] or status ~= 3 or math.floor(tonumber(R[LAST]) / 86400) ~= math.floor(now / 86400)
+then
+  redis.call('EXPIRE', sess, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
 if ARGV[18] == '1' then -- the global indexes, as the caller would write them after us
   local ref = ARGV[16]
   if status == 2 then

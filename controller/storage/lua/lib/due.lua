@@ -8,47 +8,49 @@
 -- HGETALL of the closing hash (sid -> epoch its Disconnect-Request was acknowledged),
 -- called only when a disconnect is planned. Returns the epoch the enforcer should look at
 -- the person (now: something to do now) or nil (nothing running: no entry).
+-- a disconnect is planned for sids (a list, or every sid of the open HGETALL when
+-- `every`): now if one of them is to be asked now, else the earliest of due and the
+-- acknowledged ones' retry times (nil: none)
+local function due_disconnecting(sids, every, due, now, retry_after, closing)
+  local marks = {}
+  local flat = closing()
+  for i = 1, #flat, 2 do marks[flat[i]] = tonumber(flat[i + 1]) end
+  local wake = due
+  local step, first = 1, 1
+  if every then step = 2 end
+  for i = first, #sids, step do
+    local acked = marks[sids[i]]
+    if acked == nil or now >= acked + retry_after then
+      return now -- someone to disconnect now
+    end
+    if wake == nil or acked + retry_after < wake then wake = acked + retry_after end
+  end
+  return wake
+end
+
 local function due_at(open, block, used, now, daily, midnight, stale_before, retry_after,
                       max_devices, closing)
   if #open == 0 then
     return nil
   end
-  local function disconnecting(sids, due)
-    local marks = {}
-    local flat = closing()
-    for i = 1, #flat, 2 do marks[flat[i]] = tonumber(flat[i + 1]) end
-    local wake = due
-    for _, sid in ipairs(sids) do
-      local acked = marks[sid]
-      if acked == nil or now >= acked + retry_after then
-        return now -- someone to disconnect now
-      end
-      if wake == nil or acked + retry_after < wake then wake = acked + retry_after end
-    end
-    return wake
-  end
-  local all = {}
-  for i = 1, #open, 2 do all[#all + 1] = open[i] end
   if block and block ~= '' then
-    return disconnecting(all, nil)
+    return due_disconnecting(open, true, nil, now, retry_after, closing)
   end
-  -- the running sessions (accounting since stale_before, their slack included) by device
+  -- the running sessions (accounting since stale_before, their slack included)
   local sum, running = 0, 0
-  local devices, names = {}, {}
-  for i = 1, #open, 2 do
-    local m, last, slack = string.match(open[i + 1], '^([^|]*)|(%d*)|?(%d*)$')
+  local lives = nil -- the running sessions' MACs, kept only when devices are limited
+  if max_devices > 0 then lives = {} end
+  for i = 2, #open, 2 do
+    local m, last, slack = string.match(open[i], '^([^|]*)|(%d*)|?(%d*)$')
     last = tonumber(last) or 0
     if last + (tonumber(slack) or 0) >= stale_before then
       sum = sum + last
       running = running + 1
-      local device = m
-      if m == nil or m == '' then device = '?' .. open[i] end
-      if devices[device] == nil then
-        devices[device] = {}
-        names[#names + 1] = device
+      if lives then
+        if m == nil or m == '' then m = '?' .. open[i - 1] end
+        lives[#lives + 1] = m
+        lives[#lives + 1] = open[i - 1]
       end
-      local list = devices[device]
-      list[#list + 1] = open[i]
     end
   end
   if running == 0 then
@@ -65,9 +67,22 @@ local function due_at(open, block, used, now, daily, midnight, stale_before, ret
     due = midnight + share
   end
   if due <= now then
-    return disconnecting(all, nil)
+    return due_disconnecting(open, true, nil, now, retry_after, closing)
   end
-  if max_devices <= 0 or #names <= max_devices then
+  if lives == nil or running <= max_devices then
+    return due -- (fewer sessions than the limit: fewer devices too)
+  end
+  local devices, names = {}, {}
+  for i = 1, #lives, 2 do
+    local d = lives[i]
+    if devices[d] == nil then
+      devices[d] = {}
+      names[#names + 1] = d
+    end
+    local list = devices[d]
+    list[#list + 1] = lives[i + 1]
+  end
+  if #names <= max_devices then
     return due
   end
   -- the devices beyond the limit, newest first; without start times: by name, descending
@@ -76,5 +91,5 @@ local function due_at(open, block, used, now, daily, midnight, stale_before, ret
   for i = 1, #names - max_devices do
     for _, sid in ipairs(devices[names[i]]) do excess[#excess + 1] = sid end
   end
-  return disconnecting(excess, due)
+  return due_disconnecting(excess, false, due, now, retry_after, closing)
 end
