@@ -64,7 +64,11 @@ def _pairs(reply: Any) -> dict[str, str]:
     """HGETALL as a dict, whether the link returned a flat list or redis-py a dict."""
     if isinstance(reply, dict):
         return {_text(k): _text(v) for k, v in reply.items()}
-    return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+    try:  # the batched link's bytes, decoded in C
+        texts = list(map(bytes.decode, reply))
+    except TypeError:  # some already str
+        return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+    return dict(zip(texts[0::2], texts[1::2], strict=True))
 
 
 # the Lua scripts' status words and codes, as the domain types name them
