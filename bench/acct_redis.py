@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -92,6 +93,13 @@ async def _phase(store: Store, writes: list[AccountingWrite], index: bool) -> No
 
 async def run(o: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="cw-acct-redis-"))
+    try:
+        return await _run(o, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _run(o: argparse.Namespace, work: Path) -> dict[str, Any]:
     with RedisServer(work / "redis", o.redis_server) as server:
         store = Store(client_from_url(server.url))
         await store.load_scripts()

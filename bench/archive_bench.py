@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import gc
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -95,6 +96,13 @@ async def seed(store: Store, logins: int, closes: int, persons: int) -> None:
 
 async def run(o: argparse.Namespace) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="cw-archive-bench-"))
+    try:
+        return await _run(o, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _run(o: argparse.Namespace, work: Path) -> dict[str, float]:
     with RedisServer(work / "redis") as redis_server:
         base = load_config(ROOT / "deploy" / "citywifi.example.toml")
         config = replace(base, quota=replace(base.quota))
