@@ -30,6 +30,7 @@ COOKIE_KEY = "bench-portal-cookie-key-0123456789"
 CLIENT_ID = "bench-nas"
 AP_MAC = "02-AA-BB-00-00-01"
 TICK = os.sysconf("SC_CLK_TCK")
+PYSPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 
 
 class StackError(RuntimeError):
@@ -363,9 +364,18 @@ class CitywifiServer:
 
     def start(self) -> CitywifiServer:
         log = self.log_path.open("ab")
+        # CITYWIFI_BENCH_PYSPY=<file>: the server runs under ``py-spy record`` (launched by
+        # it: py-spy cannot attach to this venv's interpreter here), raw collapsed stacks
+        # of the threads holding the GIL, every process (bench/profile_layers.py reads it)
+        profile = os.environ.get("CITYWIFI_BENCH_PYSPY", "")
+        spy: list[str] = []
+        if profile:
+            spy = [PYSPY, "record", "--subprocesses", "--gil", "--rate", "250", "--format"]
+            spy += ["raw", "--output", profile, "--"]
         try:
             self.proc = subprocess.Popen(
                 [
+                    *spy,
                     sys.executable,
                     "-m",
                     "controller.cli",
@@ -390,6 +400,12 @@ class CitywifiServer:
 
     def stop(self) -> None:
         if self.proc is not None:
+            if os.environ.get("CITYWIFI_BENCH_PYSPY"):  # stop the server: py-spy then writes
+                for pid in children(self.proc.pid)[1:2]:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(60)
             _stop(self.proc)
             self.proc = None
 

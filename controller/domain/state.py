@@ -182,6 +182,19 @@ ADDRESS_FIELDS = ("ipv6", "ipv6_prefix", "ipv6_delegated", "nas_public", "nat_ip
 
 
 @dataclass(frozen=True, slots=True)
+class DueRule:
+    """What the quota enforcer plans a person with after a report (``plan_person``'s
+    arguments at the report's event time), for ``account.lua`` to compute the person's
+    due time in the same call (``storage/lua/lib/due.lua``) and index it itself."""
+
+    daily: int  # quota.daily_seconds
+    next_midnight: int  # the next local midnight after the event time
+    stale_before: int  # sessions without accounting (and slack) since then are stale
+    retry_after: int  # quota.interim_interval: a Disconnect ACK's wait before asking again
+    max_devices: int  # quota.max_devices (0: no limit)
+
+
+@dataclass(frozen=True, slots=True)
 class AccountingWrite:
     """One Start, Interim-Update or Stop to record (RFC 2866 §5.1), its times already
     corrected for Acct-Delay-Time, its span split at local midnights (``boundaries``)."""
@@ -202,6 +215,9 @@ class AccountingWrite:
     # False: the session is believed recorded already (an Interim/Stop after its Start),
     # so ``session`` is not sent; the store sends it when account.lua asks for it
     describe: bool = True
+    # the enforcer's planning rule (Enforcer.due_rule): account.lua computes the due time
+    # (and indexes it where the due index shares Redis); None: the snapshot comes back
+    due: DueRule | None = None
 
     @property
     def fields(self) -> dict[str, str]:
@@ -249,6 +265,11 @@ class AccountingResult:
     generation: int = 1
     reopened: bool = False  # a session closed as stale (or gone) reported again
     gap: int = 0  # the session's largest gap between two reports so far (its cadence)
+    # with ``AccountingWrite.due``: the due time account.lua computed (None: nothing
+    # running), and whether it wrote it to the due index itself (else the enforcer does)
+    due_known: bool = False
+    due: int | None = None
+    due_indexed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,15 @@ SEAL_GRACE_MS = 3600_000  # seal a closed day this long after it closed (instanc
 CLAIM_IDLE_MS = 60_000  # re-deliver entries a consumer left unacknowledged this long
 
 
-BATCH = 2000  # outbox entries per read
+BUSY_LAG = 0.005  # s: a loop iteration this long means the RADIUS path is busy
+BUSY_PAUSE = 0.05  # s the archiver waits then before its next batch ...
+MAX_PAUSES = 20  # ... at most this often in a row (1 s)
+
+
+YIELD_EVERY = 256  # records turned into rows between two yields to the event loop
+
+
+BATCH = 2000  # entries per read: 5000 saves ~2 µs a record but stalls the loop ~65 ms
 
 
 LATE = Counter(
@@ -111,7 +119,21 @@ class Archiver:
                 total += handled
                 if handled == 0:
                     break
+                await self._yield_to_radius()
         return total
+
+    async def _yield_to_radius(self) -> None:
+        """Between two batches, let a busy event loop (the RADIUS path of this worker)
+        go first: while one loop iteration takes longer than ``BUSY_LAG``, wait
+        ``BUSY_PAUSE``, at most ``MAX_PAUSES`` times in a row (the backlog must not grow
+        without bound: the records are safe in the outbox meanwhile)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(MAX_PAUSES):
+            before = loop.time()
+            await asyncio.sleep(0)
+            if loop.time() - before < BUSY_LAG:
+                return
+            await asyncio.sleep(BUSY_PAUSE)
 
     async def flush(self) -> None:
         """Read-your-writes for reports: drain what is there (bounded, so that steady
@@ -141,7 +163,9 @@ class Archiver:
         ledger: list[LedgerRow] = []
         audits: list[audit.AuditRow] = []
         marks: dict[str, str] = {}
-        for ref in refs:
+        for i, ref in enumerate(refs):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let the RADIUS path in between
             rec, mark = records[ref].record, records[ref].archived
             if not rec:
                 MISSING.inc()
@@ -157,7 +181,9 @@ class Archiver:
             phone = phones.get(rec.get("pid", ""), "")
             audits.append(audit.session_audit_row(rid, rec, phone, tz, now_ms))
             marks[ref] = seen
-        for entry in entries:
+        for i, entry in enumerate(entries):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             if entry.fields.get("k") == "login":
                 phone = phones.get(entry.fields.get("pid", ""), "")
                 audits.append(audit.login_audit_row(entry.id, entry.fields, phone, tz, now_ms))

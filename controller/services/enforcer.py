@@ -40,7 +40,7 @@ from controller.domain.enforcement import (
     plan_person,
     session_identity,
 )
-from controller.domain.state import AccountingResult, AccountingWrite, PersonSnapshot
+from controller.domain.state import AccountingResult, AccountingWrite, DueRule, PersonSnapshot
 from controller.services.tasks import cancel_and_wait
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
@@ -240,15 +240,49 @@ class Enforcer:
 
     # -- from the accounting path --------------------------------------------------------
 
+    def due_rule(self, event_time: int) -> DueRule:
+        """``plan``'s arguments at a report's event time, for account.lua to compute the
+        person's due time in the write's own call (``DuePlanner`` of the RADIUS service)."""
+        q = self.policy
+        return DueRule(
+            daily=q.daily_seconds,
+            next_midnight=quota.next_midnight(event_time, q.timezone),
+            stale_before=event_time - math.ceil(q.stale_grace),
+            retry_after=q.interim_interval,
+            max_devices=q.max_devices,
+        )
+
     def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:
         """``AccountingObserver``: schedule indexing after the Accounting-Response is sent."""
         gap = min(result.gap, self.stale_rule.cap)
         if gap > self._cadence.get(write.client_id, 0):
             self._cadence[write.client_id] = self._cadence_news[write.client_id] = gap
             self._due_ready.set()
-        if result.snapshot is None or not write.session.known:
+        if not write.session.known:
             return  # accounting we cannot tie to a person has no allowance to enforce
-        asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
+        if result.due_known:  # account.lua planned (and, on one Redis, indexed) already
+            due = result.due
+            if due is not None:
+                if result.due_indexed:
+                    self._heard(due)
+                else:  # a Cluster: the due index is in another slot, written here
+                    prev = self._due.get(write.pid)
+                    self._due[write.pid] = due if prev is None else min(prev, due)
+                    self._due_ready.set()
+            if result.snapshot is not None and self._may_coa(write, result.snapshot):
+                asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
+            return
+        if result.snapshot is not None:
+            asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
+
+    def _may_coa(self, write: AccountingWrite, snap: PersonSnapshot) -> bool:
+        """A Start of another session of a person online: ``_note``'s CoA may follow."""
+        return (
+            self.settings.coa_on_new_session
+            and write.status == AcctStatus.START
+            and len(snap.open) > 1
+            and self.dae is not None
+        )
 
     def _note(self, write: AccountingWrite, snap: PersonSnapshot) -> None:
         plan = self.plan(snap, write.event_time)
@@ -257,14 +291,7 @@ class Enforcer:
             prev = self._due.get(write.pid)
             self._due[write.pid] = at if prev is None else min(prev, at)
             self._due_ready.set()
-        if (
-            self.settings.coa_on_new_session
-            and write.status == AcctStatus.START
-            and len(snap.open) > 1
-            and plan.wake is not None
-            and not plan.disconnect
-            and self.dae is not None
-        ):
+        if self._may_coa(write, snap) and plan.wake is not None and not plan.disconnect:
             self._spawn(self._coa_person(write.pid, tuple(snap.open), plan.wake))
 
     async def _write_due(self) -> None:

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -39,7 +39,13 @@ from controller.domain.identity import (
 from controller.domain.mac import normalize_mac
 from controller.domain.radsec_peers import RadsecPeers
 from controller.domain.registry import Registry
-from controller.domain.state import AccountingResult, AccountingWrite, Origin, SessionFields
+from controller.domain.state import (
+    AccountingResult,
+    AccountingWrite,
+    DueRule,
+    Origin,
+    SessionFields,
+)
 from controller.services.eap_service import EapLogins
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
@@ -117,6 +123,14 @@ class AccountingObserver(Protocol):
     def accounted(self, write: AccountingWrite, result: AccountingResult) -> None: ...
 
 
+@runtime_checkable
+class DuePlanner(Protocol):
+    """An observer that plans the person after each report (the quota enforcer): its rule
+    rides in the write, so account.lua computes the due time in the same call."""
+
+    def due_rule(self, event_time: int) -> DueRule: ...
+
+
 class RadiusService:
     def __init__(
         self,
@@ -138,6 +152,8 @@ class RadiusService:
         self.registry = Registry(config)
         # told after each recorded Start/Interim/Stop, in order (see AccountingObserver)
         self.observers: tuple[AccountingObserver, ...] = tuple(observers)
+        planners = [o for o in observers if isinstance(o, DuePlanner)]
+        self._due_rule = planners[0].due_rule if planners else None
         # "pid|client/Acct-Session-Id" -> its current generation, when above 1 (a reused
         # id): the next report goes to it in one round trip (Store.account checks it)
         self._generations: dict[str, int] = {}
@@ -488,6 +504,7 @@ class RadiusService:
             generation=self._generations.get(f"{pid}|{sid}", 1),
             stale=self._stale,
             describe=status is AcctStatus.START or f"{pid}|{sid}" not in self._described,
+            due=self._due_rule(event_time) if known and self._due_rule is not None else None,
         )
 
     async def _login_of(

@@ -64,7 +64,11 @@ def _pairs(reply: Any) -> dict[str, str]:
     """HGETALL as a dict, whether the link returned a flat list or redis-py a dict."""
     if isinstance(reply, dict):
         return {_text(k): _text(v) for k, v in reply.items()}
-    return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+    try:  # the batched link's bytes, decoded in C
+        texts = list(map(bytes.decode, reply))
+    except TypeError:  # some already str
+        return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply), 2)}
+    return dict(zip(texts[0::2], texts[1::2], strict=True))
 
 
 # the Lua scripts' status words and codes, as the domain types name them
@@ -157,17 +161,22 @@ def _moved(w: AccountingWrite, r: Any, sid: str) -> tuple[int, bool, str] | None
     return None
 
 
-def _account_result(r: Any, sid: str, generation: int) -> AccountingResult:
+def _account_result(r: Any, sid: str, generation: int, indexes: bool) -> AccountingResult:
+    due = r[10]
+    known = due not in (b"", "")
     return AccountingResult(
         int(r[0]),
         int(r[1]),
         int(r[2]),
         bool(r[3]),
-        snapshot=_snapshot((r[1], *r[4:7])),
+        snapshot=_snapshot((r[1], *r[4:7])) if r[11] else None,
         sid=sid,
         generation=generation,
         reopened=bool(r[7]),
         gap=int(r[9]),
+        due_known=known,
+        due=int(due) if known and int(due) >= 0 else None,
+        due_indexed=known and indexes,
     )
 
 
@@ -190,6 +199,9 @@ class Store:
         # the RADIUS hot path: calls of one loop tick share a write (controller.storage.redis_batch)
         self.batch = Batcher(link_for(client))
         self._following: set[asyncio.Future[Any]] = set()  # account_soon's rare continuations
+        # one Redis (or Sentinel's primary): the global indexes share the scripts' Redis,
+        # account.lua writes them itself; a Cluster keeps them in other slots (a 2nd call)
+        self.indexes_in_scripts = not isinstance(client, RedisCluster)
         self.health = StoreHealth()
         self._probe_key = keys.health_probe(secrets.token_hex(6))
 
@@ -446,7 +458,7 @@ class Store:
     async def _account_result(
         self, w: AccountingWrite, r: Any, sid: str, generation: int
     ) -> AccountingResult:
-        result = _account_result(r, sid, generation)
+        result = _account_result(r, sid, generation, self.indexes_in_scripts)
         if int(r[8]):
             assert result.snapshot is not None
             await self._earlier_generation(w, generation, sid, result.snapshot)
@@ -480,7 +492,7 @@ class Store:
                 elif int(r[8]):
                     self._follow(self._account_result(w, r, sid, generation), result)
                 else:
-                    result.set_result(_account_result(r, sid, generation))
+                    result.set_result(_account_result(r, sid, generation, self.indexes_in_scripts))
             except _UNAVAILABLE as exc:
                 self._report(False)
                 error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
@@ -541,16 +553,25 @@ class Store:
         """The commands of one try of ``account`` (account.lua first), and the session
         generation's id they write."""
         sid = keys.session_generation(w.sid, generation)
-        day_keys = [keys.day_usage(w.pid, k) for _, k in w.boundaries]
+        ref = keys.session_ref(w.pid, sid)
+        session_key = keys.session(w.pid, sid)
+        inside = self.indexes_in_scripts
         ks = [
-            keys.session(w.pid, sid),
+            session_key,
             keys.open_sessions(w.pid),
-            *day_keys,
+            *(keys.day_usage(w.pid, k) for _, k in w.boundaries),
             keys.closing(w.pid),
             keys.block(w.pid),
             keys.session(w.pid, keys.session_generation(w.sid, 1)),
             keys.session(w.pid, keys.session_generation(w.sid, max(1, generation - 1))),
         ]
+        if inside:
+            ks.extend(
+                (keys.DUE_INDEX, keys.OPEN_INDEX, keys.nas_sessions(w.client_id), keys.OUTBOX)
+            )
+        else:  # a Cluster: placeholders in the person's slot, unread (ARGV[18] = 0)
+            ks.extend((session_key,) * 4)
+        rule = w.due
         args: list[Any] = [
             int(w.status),  # an AcctStatus: redis-py would send an IntEnum's repr
             w.reported,
@@ -567,24 +588,40 @@ class Store:
             w.stale.grace,
             w.stale.interim,
             w.stale.cap,
+            ref,
+            w.pid,
+            1 if inside else 0,
         ]
+        if rule is None:
+            args.extend(("", 0, 0, 0, 0))
+        else:
+            args.extend(
+                (
+                    rule.daily,
+                    rule.next_midnight,
+                    rule.stale_before,
+                    rule.retry_after,
+                    rule.max_devices,
+                )
+            )
         args.extend(epoch for epoch, _ in w.boundaries)
-        fields = w.fields
-        if w.describe or create:  # else account.lua asks for them if it has not got them
+        fields = w.fields if w.describe or create else None
+        if fields is not None:  # else account.lua asks for them if it has not got them
             for k, v in fields.items():
                 args.extend((k, v))
-        ref = keys.session_ref(w.pid, sid)
 
         # the reply ends with the person as the enforcer sees them after this write
         unit: list[Command] = [self._script("account", ks, args)]
-        if w.status == 2:
-            unit.append(("ZREM", keys.OPEN_INDEX, ref))
-            unit.append(("SREM", keys.nas_sessions(w.client_id), ref))
-            unit.append(("XADD", keys.OUTBOX, "*", "k", "close", "ref", ref))  # to the archive
-        else:
-            unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
-            unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
-        if fields.get("mac"):  # the device's accounting is here: its Accept's hold is over
+        if not inside:  # the global indexes live in other slots
+            if w.status == 2:
+                unit.append(("ZREM", keys.OPEN_INDEX, ref))
+                unit.append(("SREM", keys.nas_sessions(w.client_id), ref))
+                unit.append(("XADD", keys.OUTBOX, "*", "k", "close", "ref", ref))  # to the archive
+            else:
+                unit.append(("ZADD", keys.OPEN_INDEX, w.event_time, ref))
+                unit.append(("SADD", keys.nas_sessions(w.client_id), ref))
+        if fields is not None and fields.get("mac"):
+            # the device's accounting is here: its Accept's hold is over
             unit.append(("HDEL", keys.device_holds(w.pid), fields["mac"]))
         if misplaced and misplaced != ref and w.status != 2:
             # the try before indexed a closed generation as open: take that back

@@ -24,6 +24,10 @@
 -- KEYS[3 .. 2+n] day usage counters, oldest first (n = ARGV[10])
 -- KEYS[3+n] closing hash   KEYS[4+n] block key (read for the enforcer's snapshot)
 -- KEYS[5+n] generation-1 session hash (holds 'gen')   KEYS[6+n] generation g-1's hash
+-- KEYS[7+n] due index   KEYS[8+n] open-session index   KEYS[9+n] the NAS's session set
+-- KEYS[10+n] outbox: the global indexes, written here when ARGV[18] is 1 (one Redis, or
+--   Sentinel); on a Cluster they live in other slots: placeholders of this slot, unread,
+--   and the caller writes them in the same pipeline
 -- ARGV[1] status (1 Start, 2 Stop, 3 Interim-Update)
 -- ARGV[2] reported Acct-Session-Time   ARGV[3] event epoch (arrival - Acct-Delay-Time)
 -- ARGV[4] day counter TTL   ARGV[5] session TTL
@@ -31,8 +35,14 @@
 -- ARGV[9] field naming the session in the open hash (its sid)   ARGV[10] n (day boundaries)
 -- ARGV[11] generation g   ARGV[12] 1: create generation g   ARGV[13] stale grace (s)
 -- ARGV[14] interim interval asked for (s)   ARGV[15] largest gap believed (s)
--- ARGV[16 .. 15+n] day start epochs, oldest first (the first may be earlier: absorbs all before)
--- ARGV[16+n ..] field/value pairs describing the session, written only when first seen;
+-- ARGV[16] the session's member in the global indexes ("pid|sid")   ARGV[17] pid
+-- ARGV[18] 1: write the global indexes KEYS[7+n .. 10+n] here (else the caller does)
+-- ARGV[19] daily allowance (s), '' to return the snapshot for the caller to plan
+-- ARGV[20] next local midnight   ARGV[21] stale before (epoch)   ARGV[22] retry after (s)
+-- ARGV[23] max devices (0: no limit); with ARGV[19]: the enforcer's due time is computed
+--   here (lib/due.lua) and, with ARGV[18] = 1, ZADDed LT to the due index
+-- ARGV[24 .. 23+n] day start epochs, oldest first (the first may be earlier: absorbs all before)
+-- ARGV[24+n ..] field/value pairs describing the session, written only when first seen;
 --   none: the caller believes the session recorded (an Interim or Stop after its Start).
 --   If it is not, nothing is written and {'fields'} returned: repeat with them.
 -- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
@@ -40,73 +50,93 @@
 --          then the person as the quota enforcer sees them (as enforce_state.lua):
 --          {sid, "mac|last|slack", ...} open, {sid, epoch, ...} closing, block or '',
 --          1 if this call re-opened the session, 1 if it went to generation g-1,
---          the session's largest gap between reports}
+--          the session's largest gap between reports,
+--          the due time ('' not computed: ARGV[19] empty or generation g-1; -1: none),
+--          1 if the snapshot (open, closing, block) is in the reply: always without a
+--          due time, and on a Start (the enforcer's CoA of a new session needs it);
+--          else they are empty}
 --         or {'new', g + 1} / {'moved', current generation} / {'fields'}: nothing
 --         written, repeat
+-- #include due.lua
 local status = tonumber(ARGV[1])
 local reported = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local n = tonumber(ARGV[10])
 local g = tonumber(ARGV[11])
 local grace, interim, cap = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
-local B = 15 -- ARGV[B+1 .. B+n]: day starts
+local B = 23 -- ARGV[B+1 .. B+n]: day starts
 local sess = KEYS[1]
 local TOLERANCE = 2 -- seconds of rounding between our clock and the NAS's session time
+-- everything read of a session hash, in one HMGET (R[i] below)
+local CLOSED, START, SEEN, LAST, SHUT, SHUT_AT, GAP, SLACK, MAC, GEN = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+local function record(key)
+  return redis.call('HMGET', key, 'closed', 'start', 'seen', 'last', 'shut', 'shut_at', 'gap',
+                    'slack', 'mac', 'gen')
+end
 
--- true if this report cannot be of the closed session in hash `key`: the id is reused
-local function succeeded(key)
-  local r = redis.call('HMGET', key, 'closed', 'start', 'seen', 'last', 'shut', 'shut_at')
-  if not r[1] then
+-- true if this report cannot be of the closed session of record r: the id is reused
+local function succeeded(r)
+  if not r[CLOSED] then
     return false
   end
   local began = now - reported
-  if status == 1 and began > tonumber(r[2] or '0') + TOLERANCE then
+  if status == 1 and began > tonumber(r[START] or '0') + TOLERANCE then
     return true
   end
-  if r[5] == 'nas' and began >= tonumber(r[6] or '0') - TOLERANCE then
+  if r[SHUT] == 'nas' and began >= tonumber(r[SHUT_AT] or '0') - TOLERANCE then
     return true
   end
-  return reported < tonumber(r[3] or '0') and began > tonumber(r[4] or '0') + TOLERANCE
+  return reported < tonumber(r[SEEN] or '0') and began > tonumber(r[LAST] or '0') + TOLERANCE
 end
 
-local current = tonumber(redis.call('HGET', KEYS[5 + n], 'gen') or '1')
+local R -- the record of `sess`
+local current
+if g == 1 then -- KEYS[5+n] is this very hash: one read for both
+  R = record(sess)
+  current = tonumber(R[GEN] or '1')
+else
+  current = tonumber(redis.call('HGET', KEYS[5 + n], 'gen') or '1')
+end
 local earlier = 0 -- 1: a late report of generation g-1, begun before g started
 if ARGV[12] == '1' then
-  if current ~= g - 1 or not succeeded(KEYS[6 + n]) then
+  if current ~= g - 1 or not succeeded(record(KEYS[6 + n])) then
     return {'moved', current}
   end
   redis.call('HSET', KEYS[5 + n], 'gen', g)
   redis.call('DEL', sess)
+  R = {}
 elseif current ~= g then
   return {'moved', current}
 else
-  local began = tonumber(redis.call('HGET', sess, 'start') or '-1')
+  R = R or record(sess)
+  local began = tonumber(R[START] or '-1')
   if g > 1 and began >= 0 and now - reported < began - TOLERANCE then
     sess = KEYS[6 + n] -- counted there (if it adds anything); never re-opened
     earlier = 1
-  elseif succeeded(sess) then
+    R = record(sess)
+  elseif succeeded(R) then
     return {'new', g + 1}
   end
 end
-if #ARGV == B + n and redis.call('HEXISTS', sess, 'start') == 0 then
+if #ARGV == B + n and not R[START] then
   return {'fields'} -- not recorded yet (expired, or first seen by another worker)
 end
 if g > 1 then
   redis.call('EXPIRE', KEYS[5 + n], ARGV[5]) -- the pointer lives as long as its newest
 end
 
-local rec = redis.call('HMGET', sess, 'seen', 'closed', 'shut', 'last', 'gap', 'slack')
-local seen = tonumber(rec[1] or '-1')
-local closed = rec[2] ~= false
+local seen = tonumber(R[SEEN] or '-1')
+local closed = R[CLOSED] ~= nil and R[CLOSED] ~= false
 local reopened = 0
-if closed and earlier == 0 and (rec[3] == 'stale' or rec[3] == 'gone') and reported > seen then
+if closed and earlier == 0 and (R[SHUT] == 'stale' or R[SHUT] == 'gone') and reported > seen then
   redis.call('HDEL', sess, 'closed', 'cause', 'shut', 'shut_at')
   closed = false
   reopened = 1
 end
-local slack = tonumber(rec[6] or '0')
-local gap = tonumber(rec[5] or '0')
+local slack = tonumber(R[SLACK] or '0')
+local gap = tonumber(R[GAP] or '0')
 local applied = 0
+local used -- the newest day's usage, when this call counted on it
 if reported > seen then
   local delta = reported - math.max(seen, 0)
   local s, e = now - delta, now
@@ -117,18 +147,21 @@ if reported > seen then
     if i == 1 then lo = math.min(lo, s) end
     local part = math.min(e, hi) - math.max(s, lo)
     if part > 0 then
-      redis.call('INCRBY', KEYS[2 + i], part)
-      redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
+      local total = redis.call('INCRBY', KEYS[2 + i], part)
+      if i == n then used = total end
+      if total == part then -- created now: it lives ARGV[4] from its day's first report
+        redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
+      end
       -- the same share on the session record, d:<YYYYMMDD> (the counter key's suffix),
       -- so the archived session splits per day exactly as the quota counted it
       redis.call('HINCRBY', sess, 'd:' .. string.sub(KEYS[2 + i], -8), part)
       applied = applied + part
     end
   end
-  if seen >= 0 and rec[4] then
+  if seen >= 0 and R[LAST] then
     -- the NAS's cadence: the lesser of the session time and the time that passed between
     -- the two reports (neither our downtime nor a jump of Acct-Session-Time inflates it)
-    gap = math.max(gap, math.min(delta, now - tonumber(rec[4]), cap))
+    gap = math.max(gap, math.min(delta, now - tonumber(R[LAST]), cap))
   end
   if gap > interim then
     slack = math.floor(grace * (gap - interim) / interim)
@@ -137,8 +170,10 @@ if reported > seen then
              'gap', gap, 'slack', slack)
 end
 
-if redis.call('HEXISTS', sess, 'start') == 0 then
+local mac = R[MAC]
+if not R[START] then
   redis.call('HSET', sess, 'start', now - reported, unpack(ARGV, B + 1 + n))
+  mac = redis.call('HGET', sess, 'mac')
 end
 
 local closed_now = 0
@@ -151,13 +186,47 @@ elseif status == 2 then
   end
   redis.call('HDEL', KEYS[2], ARGV[9])
 elseif not closed then
-  local mac = redis.call('HGET', sess, 'mac') or ''
-  redis.call('HSET', KEYS[2], ARGV[9], mac .. '|' .. now .. '|' .. slack)
+  redis.call('HSET', KEYS[2], ARGV[9], (mac or '') .. '|' .. now .. '|' .. slack)
 end
-redis.call('EXPIRE', sess, ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-local used = tonumber(redis.call('GET', KEYS[2 + n]) or '0')
+-- the records live ARGV[5] after their last report; refreshed once a day (and on a
+-- session's first and last report), not on every Interim: each refresh is a write
+if not R[LAST] or status ~= 3 or math.floor(tonumber(R[LAST]) / 86400) ~= math.floor(now / 86400)
+then
+  redis.call('EXPIRE', sess, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+if ARGV[18] == '1' then -- the global indexes, as the caller would write them after us
+  local ref = ARGV[16]
+  if status == 2 then
+    redis.call('ZREM', KEYS[8 + n], ref)
+    redis.call('SREM', KEYS[9 + n], ref)
+    redis.call('XADD', KEYS[10 + n], '*', 'k', 'close', 'ref', ref) -- to the archive
+  else
+    redis.call('ZADD', KEYS[8 + n], now, ref)
+    redis.call('SADD', KEYS[9 + n], ref)
+  end
+end
+if used == nil then
+  used = tonumber(redis.call('GET', KEYS[2 + n]) or '0')
+end
 local open = redis.call('HGETALL', KEYS[2])
-return {applied, used, #open / 2, closed_now,
-        open, redis.call('HGETALL', KEYS[3 + n]), redis.call('GET', KEYS[4 + n]) or '',
-        reopened, earlier, gap}
+local block = redis.call('GET', KEYS[4 + n]) or ''
+local due = ''
+if ARGV[19] ~= '' and earlier == 0 then
+  local at = due_at(open, block, used, now, tonumber(ARGV[19]), tonumber(ARGV[20]),
+                    tonumber(ARGV[21]), tonumber(ARGV[22]), tonumber(ARGV[23]),
+                    function() return redis.call('HGETALL', KEYS[3 + n]) end)
+  if at == nil then
+    due = -1
+  else
+    due = at
+    if ARGV[18] == '1' then
+      redis.call('ZADD', KEYS[7 + n], 'LT', at, ARGV[17])
+    end
+  end
+end
+if due == '' or status == 1 then
+  return {applied, used, #open / 2, closed_now, open, redis.call('HGETALL', KEYS[3 + n]), block,
+          reopened, earlier, gap, due, 1}
+end
+return {applied, used, #open / 2, closed_now, {}, {}, '', reopened, earlier, gap, due, 0}
