@@ -44,6 +44,7 @@ from controller.domain.state import (
     AccountingWrite,
     CommitStatus,
     Committed,
+    LoginAudit,
     Origin,
     PersonState,
     SessionFields,
@@ -285,6 +286,16 @@ class RadiusService:
             origin=login.origin,
         )
 
+    def login_audit(self, client: Client, event: AccessRequest, pid: str, now: int) -> LoginAudit:
+        """The audit record the commit of an accepted decision queues, per its status."""
+        fields = self.login_record(client, event, Outcome.ACCEPT.value, pid, now)
+        del fields["result"]
+        results = {
+            status: self.login_record(client, event, outcome.value, pid, now)["result"]
+            for status, outcome in _COMMIT_OUTCOMES.items()
+        }
+        return LoginAudit(fields, results)
+
     def commit_args(self, login: Login, pid: str, now: int) -> dict[str, Any]:
         """``Store.commit_login``'s keyword arguments for a login (a new nonce)."""
         return {
@@ -308,7 +319,8 @@ class RadiusService:
 
     async def _admit(self, client: Client, event: AccessRequest, now: int) -> Admission:
         """The decision, the person it is about, whether a credential (not a MAC), on
-        acceptance the login's nonce; its audit record queued in Redis."""
+        acceptance the login's nonce; its audit record queued in Redis (with the commit
+        where Redis allows: Store.commit_login)."""
         login = self.login_start(client, event, now)
         if isinstance(login, Admission):
             return await self._queued(client, event, login, now)
@@ -327,18 +339,18 @@ class RadiusService:
             return await self._queued(
                 client, event, Admission(decision, pid, login.credential), now
             )
-        # the atomic gate: single use, and the device slot counted and held in one call
+        # the atomic gate: single use, and the device slot counted and held in one call;
+        # the audit record queued in the same call (two on a Cluster)
+        audit = self.login_audit(client, event, pid, now)
         committed = await self.store.commit_login(
-            pid, login.username, login.mac, **self.commit_args(login, pid, now)
+            pid, login.username, login.mac, audit=audit, **self.commit_args(login, pid, now)
         )
-        return await self._queued(
-            client, event, self.committed(decision, committed, pid, login, ""), now
-        )
+        return self.committed(decision, committed, pid, login, audit.fields["venue"])
 
     async def _queued(
         self, client: Client, event: AccessRequest, admission: Admission, now: int
     ) -> Admission:
-        """Queue the audit record of a decision; with its venue."""
+        """Queue the audit record of a decision taken before the commit; with its venue."""
         pid = admission.person
         record = self.login_record(client, event, admission.decision.outcome.value, pid, now)
         await self.store.outbox_add(record)
