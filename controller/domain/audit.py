@@ -112,8 +112,13 @@ def login_event(
         "nas_ip": event.nas_ip_address,
         "ap": called,
         "venue": registry.venue_for(client, called, nas_id).id,
-        "result": outcome if outcome == "accept" else f"reject:{outcome}",
+        "result": login_result(outcome),
     }
+
+
+def login_result(outcome: str) -> str:
+    """A login record's "result": "accept", or "reject:<outcome>"."""
+    return outcome if outcome == "accept" else f"reject:{outcome}"
 
 
 def _int(value: str | None) -> int | None:

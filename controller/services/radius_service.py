@@ -2,8 +2,11 @@
 
 Per request: read what the packet says (pure), one Redis round trip for the person's
 state, decide (pure, in controller.domain.access), and on acceptance a second one that holds
-the device's slot and consumes the credential atomically (plus one to look a MAC up),
-encode. Redis errors become "no answer" so the NAS retransmits.
+the device's slot and consumes the credential atomically and queues the audit record
+(plus one to look a MAC up; a reject queues its record alone), encode; the answer only
+once the record is in Redis. Redis errors become "no answer" so the NAS retransmits.
+``access_soon`` takes the same steps from the Redis replies' callbacks
+(controller.services.access_flow), without a Task.
 
 Accounting is tied to a person only by a Class this server signed for the sending client
 (controller.domain.identity), or by a credential username issued for that client; anything
@@ -27,7 +30,7 @@ import structlog
 from controller.config import Client, Config
 from controller.domain import quota
 from controller.domain.access import AccessDecision, Outcome, decide_access, reject
-from controller.domain.audit import login_event
+from controller.domain.audit import login_event, login_result
 from controller.domain.identity import (
     chargeable_identity,
     class_key,
@@ -86,6 +89,12 @@ _COMMIT_OUTCOMES: dict[CommitStatus, Outcome] = {  # commit_login.lua's statuses
     "used": Outcome.CREDENTIAL_USED,
     "gone": Outcome.UNKNOWN_CREDENTIAL,
     "device_limit": Outcome.DEVICE_LIMIT,
+}
+
+
+# the login record's "result" per commit status (the same for every login)
+_COMMIT_RESULTS: dict[CommitStatus, str] = {
+    status: login_result(outcome.value) for status, outcome in _COMMIT_OUTCOMES.items()
 }
 
 
@@ -290,11 +299,7 @@ class RadiusService:
         """The audit record the commit of an accepted decision queues, per its status."""
         fields = self.login_record(client, event, Outcome.ACCEPT.value, pid, now)
         del fields["result"]
-        results = {
-            status: self.login_record(client, event, outcome.value, pid, now)["result"]
-            for status, outcome in _COMMIT_OUTCOMES.items()
-        }
-        return LoginAudit(fields, results)
+        return LoginAudit(fields, _COMMIT_RESULTS)
 
     def commit_args(self, login: Login, pid: str, now: int) -> dict[str, Any]:
         """``Store.commit_login``'s keyword arguments for a login (a new nonce)."""

@@ -80,12 +80,11 @@ local function admit()
 end
 
 local r = admit()
-if ARGV[14] == '1' then
-  local result = {ok = ARGV[15], gone = ARGV[16], used = ARGV[17], device_limit = ARGV[18]}
-  local record = {}
-  for i = 19, #ARGV do record[#record + 1] = ARGV[i] end
-  record[#record + 1] = 'result'
-  record[#record + 1] = result[r[1]]
-  redis.call('XADD', KEYS[4], '*', unpack(record))
+if ARGV[14] == '1' then -- no tables built: each is garbage for Lua's collector
+  local status, result = r[1], ARGV[18]
+  if status == 'ok' then result = ARGV[15]
+  elseif status == 'gone' then result = ARGV[16]
+  elseif status == 'used' then result = ARGV[17] end
+  redis.call('XADD', KEYS[4], '*', 'result', result, unpack(ARGV, 19))
 end
 return r
