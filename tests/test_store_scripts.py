@@ -22,7 +22,7 @@ from redis import exceptions as redis_errors
 
 from controller.domain.enforcement import other_devices
 from controller.domain.nas_health import StatsDelta
-from controller.domain.state import AccountingWrite, LoginAudit, Origin, PersonSnapshot
+from controller.domain.state import AccountingWrite, Origin, PersonSnapshot
 from controller.storage import keys
 from controller.storage.nas_stats import NasStatsStore
 from controller.storage.redis_batch import Command
@@ -112,21 +112,6 @@ async def _every_script(store: Store) -> None:
         max_devices=3,
         stale_before=NOON - 600,
         remember_seconds=0,
-    )
-    await store.commit_login(  # with the audit record queued in the same call
-        pid,
-        "",
-        "AA-BB-CC-DD-EE-02",
-        now=NOON,
-        origin=origin,
-        nonce="n2",
-        max_devices=3,
-        stale_before=NOON - 600,
-        remember_seconds=0,
-        audit=LoginAudit(
-            {"k": "login", "pid": pid},
-            {"ok": "accept", "gone": "g", "used": "u", "device_limit": "d"},
-        ),
     )
     for days in ([(NOON - 43200, DAY)], [(NOON - 129600, "20261124"), (NOON - 43200, DAY)]):
         write = AccountingWrite(

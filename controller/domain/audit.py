@@ -112,13 +112,8 @@ def login_event(
         "nas_ip": event.nas_ip_address,
         "ap": called,
         "venue": registry.venue_for(client, called, nas_id).id,
-        "result": login_result(outcome),
+        "result": outcome if outcome == "accept" else f"reject:{outcome}",
     }
-
-
-def login_result(outcome: str) -> str:
-    """A login record's "result": "accept", or "reject:<outcome>"."""
-    return outcome if outcome == "accept" else f"reject:{outcome}"
 
 
 def _int(value: str | None) -> int | None:

@@ -64,20 +64,6 @@ class Committed:
 
 
 @dataclass(frozen=True, slots=True)
-class LoginAudit:
-    """The audit login record of an Access-Request that passed the decision, queued by
-    ``Store.commit_login`` with the result its commit status gives (issue 16: in the same
-    call where Redis allows, so the answer waits for one round trip, not two)."""
-
-    fields: Mapping[str, str]  # controller.domain.audit.login_event, less "result"
-    results: Mapping[CommitStatus, str]  # per commit status, the record's "result"
-
-    def entry(self, status: CommitStatus) -> dict[str, str]:
-        """The outbox entry for a commit that ended in ``status``."""
-        return {**self.fields, "result": self.results[status]}
-
-
-@dataclass(frozen=True, slots=True)
 class OtpAttempt:
     """One counted attempt at a pending SMS code (``otp_attempt.lua``): ``gone``
     (expired, used or never sent), ``locked`` (over the limit until it expires) or

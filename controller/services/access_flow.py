@@ -3,11 +3,10 @@ the next step, as ``RadiusService.access`` would await it.
 
 The steps are the coroutine's, through the same pieces of ``RadiusService`` (the pure
 decision, the audit record, the reply): a MAC's owner (MAC re-authentication only), the
-person's state (auth_state.lua), the pure decision, then either the atomic commit that
-queues the audit record in the same call (commit_login.lua; on a Cluster the store adds
-a second round trip) or, for a reject, the audit record alone. The answer future gets
-the reply only after the call that queued the record was acknowledged: the audit record
-is in Redis before the Access-Accept/Reject leaves. A store error makes it None (no
+person's state (auth_state.lua), the pure decision, on acceptance the atomic commit
+(commit_login.lua), then the audit record. The answer future gets the reply only after
+the call that queued the record was acknowledged: the audit record is in Redis before
+the Access-Accept/Reject leaves. A store error makes it None (no
 answer: the NAS retransmits); NOSCRIPT is handled by the store (it reloads, in a task).
 """
 
@@ -22,7 +21,7 @@ import structlog
 
 from controller.config import Client
 from controller.domain.access import AccessDecision, Outcome, reject
-from controller.domain.state import Committed, LoginAudit, Origin, PersonState
+from controller.domain.state import Committed, Origin, PersonState
 from controller.storage.store import Store, StoreUnavailable
 from radius.events import AccessReply, AccessRequest, NoReply
 
@@ -71,9 +70,6 @@ class AccessSteps(Protocol):
     def login_decision(
         self, event: AccessRequest, login: Login, state: PersonState, now: int
     ) -> AccessDecision: ...
-    def login_audit(
-        self, client: Client, event: AccessRequest, pid: str, now: int
-    ) -> LoginAudit: ...
     def commit_args(self, login: Login, pid: str, now: int) -> dict[str, Any]: ...
     def committed(
         self, decision: AccessDecision, committed: Committed, pid: str, login: Login, venue: str
@@ -99,7 +95,6 @@ class AccessFlow:
         "now",
         "pid",
         "svc",
-        "venue",
     )
 
     def __init__(self, svc: AccessSteps, client: Client, event: AccessRequest, now: int) -> None:
@@ -111,7 +106,6 @@ class AccessFlow:
             asyncio.get_running_loop().create_future()
         )
         self.pid = ""
-        self.venue = ""
 
     def start(self) -> asyncio.Future[AccessReply | NoReply | None]:
         try:
@@ -178,15 +172,8 @@ class AccessFlow:
                 self._queue(Admission(decision, pid, login.credential))
                 return
             self.decision = decision
-            # the atomic gate, the audit record queued in the same call (two on a Cluster)
-            audit = svc.login_audit(self.client, self.event, pid, self.now)
-            self.venue = audit.fields["venue"]
-            committed = svc.store.commit_login_soon(
-                pid,
-                login.username,
-                login.mac,
-                audit=audit,
-                **svc.commit_args(login, pid, self.now),
+            committed = svc.store.commit_login_soon(  # the atomic gate
+                pid, login.username, login.mac, **svc.commit_args(login, pid, self.now)
             )
             committed.add_done_callback(self._committed)
         except Exception as exc:
@@ -197,14 +184,14 @@ class AccessFlow:
             return
         try:
             admission = self.svc.committed(
-                self.decision, committed.result(), self.pid, self.login, self.venue
+                self.decision, committed.result(), self.pid, self.login, ""
             )
-            self._answer(admission)
+            self._queue(admission)
         except Exception as exc:
             self.answer.set_exception(exc)
 
     def _queue(self, admission: Admission) -> None:
-        """Queue the audit record of a decision taken before the commit, then answer."""
+        """Queue the audit record of a decision, then answer."""
         outcome = admission.decision.outcome.value
         record = self.svc.login_record(self.client, self.event, outcome, admission.person, self.now)
         self.admission = dataclasses.replace(admission, venue=record["venue"])

@@ -2,11 +2,10 @@
 
 Per request: read what the packet says (pure), one Redis round trip for the person's
 state, decide (pure, in controller.domain.access), and on acceptance a second one that holds
-the device's slot and consumes the credential atomically and queues the audit record
-(plus one to look a MAC up; a reject queues its record alone), encode; the answer only
-once the record is in Redis. Redis errors become "no answer" so the NAS retransmits.
-``access_soon`` takes the same steps from the Redis replies' callbacks
-(controller.services.access_flow), without a Task.
+the device's slot and consumes the credential atomically (plus one to look a MAC up),
+the audit record queued, encode: the answer only once the record is in Redis. Redis
+errors become "no answer" so the NAS retransmits. ``access_soon`` takes the same steps
+from the Redis replies' callbacks (controller.services.access_flow), without a Task.
 
 Accounting is tied to a person only by a Class this server signed for the sending client
 (controller.domain.identity), or by a credential username issued for that client; anything
@@ -30,7 +29,7 @@ import structlog
 from controller.config import Client, Config
 from controller.domain import quota
 from controller.domain.access import AccessDecision, Outcome, decide_access, reject
-from controller.domain.audit import login_event, login_result
+from controller.domain.audit import login_event
 from controller.domain.identity import (
     chargeable_identity,
     class_key,
@@ -47,7 +46,6 @@ from controller.domain.state import (
     AccountingWrite,
     CommitStatus,
     Committed,
-    LoginAudit,
     Origin,
     PersonState,
     SessionFields,
@@ -89,12 +87,6 @@ _COMMIT_OUTCOMES: dict[CommitStatus, Outcome] = {  # commit_login.lua's statuses
     "used": Outcome.CREDENTIAL_USED,
     "gone": Outcome.UNKNOWN_CREDENTIAL,
     "device_limit": Outcome.DEVICE_LIMIT,
-}
-
-
-# the login record's "result" per commit status (the same for every login)
-_COMMIT_RESULTS: dict[CommitStatus, str] = {
-    status: login_result(outcome.value) for status, outcome in _COMMIT_OUTCOMES.items()
 }
 
 
@@ -295,12 +287,6 @@ class RadiusService:
             origin=login.origin,
         )
 
-    def login_audit(self, client: Client, event: AccessRequest, pid: str, now: int) -> LoginAudit:
-        """The audit record the commit of an accepted decision queues, per its status."""
-        fields = self.login_record(client, event, Outcome.ACCEPT.value, pid, now)
-        del fields["result"]
-        return LoginAudit(fields, _COMMIT_RESULTS)
-
     def commit_args(self, login: Login, pid: str, now: int) -> dict[str, Any]:
         """``Store.commit_login``'s keyword arguments for a login (a new nonce)."""
         return {
@@ -324,8 +310,7 @@ class RadiusService:
 
     async def _admit(self, client: Client, event: AccessRequest, now: int) -> Admission:
         """The decision, the person it is about, whether a credential (not a MAC), on
-        acceptance the login's nonce; its audit record queued in Redis (with the commit
-        where Redis allows: Store.commit_login)."""
+        acceptance the login's nonce; its audit record queued in Redis."""
         login = self.login_start(client, event, now)
         if isinstance(login, Admission):
             return await self._queued(client, event, login, now)
@@ -344,18 +329,18 @@ class RadiusService:
             return await self._queued(
                 client, event, Admission(decision, pid, login.credential), now
             )
-        # the atomic gate: single use, and the device slot counted and held in one call;
-        # the audit record queued in the same call (two on a Cluster)
-        audit = self.login_audit(client, event, pid, now)
+        # the atomic gate: single use, and the device slot counted and held in one call
         committed = await self.store.commit_login(
-            pid, login.username, login.mac, audit=audit, **self.commit_args(login, pid, now)
+            pid, login.username, login.mac, **self.commit_args(login, pid, now)
         )
-        return self.committed(decision, committed, pid, login, audit.fields["venue"])
+        return await self._queued(
+            client, event, self.committed(decision, committed, pid, login, ""), now
+        )
 
     async def _queued(
         self, client: Client, event: AccessRequest, admission: Admission, now: int
     ) -> Admission:
-        """Queue the audit record of a decision taken before the commit; with its venue."""
+        """Queue the audit record of a decision; with its venue."""
         pid = admission.person
         record = self.login_record(client, event, admission.decision.outcome.value, pid, now)
         await self.store.outbox_add(record)

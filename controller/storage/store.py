@@ -33,7 +33,6 @@ from controller.domain.state import (
     CredentialIssue,
     DuePerson,
     EnforcerTimers,
-    LoginAudit,
     LoginUse,
     Origin,
     OtpAttempt,
@@ -414,12 +413,6 @@ class Store:
             lambda: self.auth_state(pid, username, mac, today_key, stale_before, now),
         )
 
-    @property
-    def one_slot(self) -> bool:
-        """Whether a script may write the global outbox beside a person's keys (a plain
-        Redis or Sentinel); on a Cluster they live on different slots."""
-        return not isinstance(self.redis, RedisCluster)
-
     def _commit_unit(
         self,
         pid: str,
@@ -431,16 +424,9 @@ class Store:
         max_devices: int,
         stale_before: int,
         remember_seconds: int,
-        audit: LoginAudit | None,
     ) -> list[Command]:
-        ks: tuple[str, ...] = (
-            keys.credential(pid, username),
-            keys.open_sessions(pid),
-            keys.device_holds(pid),
-        )
-        if self.one_slot:
-            ks = (*ks, keys.OUTBOX)
-        args: list[Any] = [
+        ks = (keys.credential(pid, username), keys.open_sessions(pid), keys.device_holds(pid))
+        args = (
             "c" if username else "m",
             now,
             mac,
@@ -454,14 +440,7 @@ class Store:
             nonce,
             SESSION_TTL,
             origin.source,
-        ]
-        if audit is not None and self.one_slot:  # the record queued by the script itself
-            args.append("1")
-            args.extend(audit.results[status] for status in _COMMIT_STATUS.values())
-            for k, v in audit.fields.items():
-                args.extend((k, v))
-        else:  # no record, or the store queues it after the reply (Cluster)
-            args.extend(("", "", "", "", ""))
+        )
         unit: list[Command] = [self._script("commit_login", ks, args)]
         if username and mac and remember_seconds > 0:
             # same round trip, whatever the script says: the password was right at the
@@ -482,13 +461,10 @@ class Store:
         max_devices: int,
         stale_before: int,
         remember_seconds: int,
-        audit: LoginAudit | None = None,
     ) -> Committed:
         """Atomically: count the person's devices and hold this one's slot (refused at
         ``max_devices``), consume the credential (``username``; "" for a MAC login).
-        A credential's device is remembered for MAC re-authentication. With ``audit``
-        the login's audit record is queued before this returns: by the script in the
-        same call on a one-slot Redis, in a second round trip on a Cluster."""
+        A credential's device is remembered for MAC re-authentication."""
         unit = self._commit_unit(
             pid,
             username,
@@ -499,12 +475,8 @@ class Store:
             max_devices,
             stale_before,
             remember_seconds,
-            audit,
         )
-        committed = _committed(await self._hot(unit))
-        if audit is not None and not self.one_slot:
-            await self.outbox_add(audit.entry(committed.status))
-        return committed
+        return _committed(await self._hot(unit))
 
     def commit_login_soon(
         self,
@@ -518,10 +490,8 @@ class Store:
         max_devices: int,
         stale_before: int,
         remember_seconds: int,
-        audit: LoginAudit | None = None,
     ) -> asyncio.Future[Committed]:
-        """``commit_login`` continued from the reply's callback (no Task, issue 16); on
-        a Cluster with ``audit`` (two round trips) it runs as the coroutine."""
+        """``commit_login`` continued from the reply's callback (no Task, issue 16)."""
         args = (pid, username, mac, now, origin, nonce, max_devices, stale_before)
         again = functools.partial(
             self.commit_login,
@@ -534,13 +504,8 @@ class Store:
             max_devices=max_devices,
             stale_before=stale_before,
             remember_seconds=remember_seconds,
-            audit=audit,
         )
-        if audit is not None and not self.one_slot:
-            result: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
-            self._follow(again(), result)
-            return result
-        unit = self._commit_unit(*args, remember_seconds, audit)
+        unit = self._commit_unit(*args, remember_seconds)
         return self._soon(unit, _committed, again)
 
     async def credential_issue(self, pid: str, username: str) -> CredentialIssue | None:

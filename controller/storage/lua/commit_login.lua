@@ -16,75 +16,56 @@
 -- duplicate detection is per source).
 -- KEYS[1] credential hash (unused for a MAC login)   KEYS[2] open-sessions hash
 -- KEYS[3] device holds hash (MAC -> epoch the hold ends)
--- KEYS[4] the outbox stream (read only when ARGV[14] is '1': a one-slot Redis; on a
---         Cluster it lives on another slot and Store.commit_login queues the record after)
 -- ARGV[1] 'c' credential | 'm' MAC login   ARGV[2] now (epoch s)   ARGV[3] MAC ('' if none)
 -- ARGV[4] client id   ARGV[5] NAS session id   ARGV[6] Request Authenticator (hex)
 -- ARGV[7] reuse grace (s)   ARGV[8] max devices   ARGV[9] stale before (epoch)
 -- ARGV[10] hold (s)   ARGV[11] nonce for a new login   ARGV[12] keep a used credential (s)
 -- ARGV[13] source "host:port" of this request
--- ARGV[14] '1': queue the login's audit record (XADD KEYS[4]) in this call, '' not
--- ARGV[15] .. ARGV[18] the record's result when the status is ok, gone, used, device_limit
--- ARGV[19 ..] the record's other fields, name value pairs
 -- Returns {'ok' | 'gone' (expired meanwhile) | 'used' | 'device_limit', nonce of the login}
--- With ARGV[14] '1' the record is in the stream when the reply is (issue 16: one round
--- trip for the commit and the audit record the answer waits for).
 -- #include devices.lua
-local function admit()
-  local now = tonumber(ARGV[2])
-  local mac = ARGV[3]
-  local nonce = ARGV[11]
-  local cred = KEYS[1]
-  local credential = ARGV[1] == 'c'
+local now = tonumber(ARGV[2])
+local mac = ARGV[3]
+local nonce = ARGV[11]
+local cred = KEYS[1]
+local credential = ARGV[1] == 'c'
 
-  if credential then
-    if redis.call('EXISTS', cred) == 0 then
-      return {'gone', ''}
+if credential then
+  if redis.call('EXISTS', cred) == 0 then
+    return {'gone', ''}
+  end
+  local u = redis.call('HMGET', cred, 'used_at', 'used_mac', 'used_client', 'used_session',
+                       'used_auth', 'nonce', 'used_src')
+  if u[1] then
+    if mac == '' or u[2] ~= mac or u[3] ~= ARGV[4] or u[4] ~= ARGV[5]
+        or (u[5] == ARGV[6] and u[7] ~= ARGV[13])
+        or now - tonumber(u[1]) > tonumber(ARGV[7]) then
+      return {'used', ''}
     end
-    local u = redis.call('HMGET', cred, 'used_at', 'used_mac', 'used_client', 'used_session',
-                         'used_auth', 'nonce', 'used_src')
-    if u[1] then
-      if mac == '' or u[2] ~= mac or u[3] ~= ARGV[4] or u[4] ~= ARGV[5]
-          or (u[5] == ARGV[6] and u[7] ~= ARGV[13])
-          or now - tonumber(u[1]) > tonumber(ARGV[7]) then
-        return {'used', ''}
-      end
-      nonce = u[6] or nonce
-    end
+    nonce = u[6] or nonce
   end
-
-  local stale_before = tonumber(ARGV[9])
-  local others, over = count_devices(redis.call('HGETALL', KEYS[2]),
-                                     redis.call('HGETALL', KEYS[3]), mac, stale_before, now)
-  for _, m in ipairs(over) do
-    redis.call('HDEL', KEYS[3], m) -- ended, or its session is open (counted above)
-  end
-  if others >= tonumber(ARGV[8]) then
-    return {'device_limit', ''}
-  end
-
-  local slot = mac
-  if slot == '' then slot = '?' .. ARGV[6] end
-  redis.call('HSET', KEYS[3], slot, now + tonumber(ARGV[10]))
-  redis.call('EXPIRE', KEYS[3], ARGV[10])
-  if credential and not redis.call('HGET', cred, 'used_at') then
-    redis.call('HSET', cred, 'used_at', now, 'used_mac', mac, 'used_client', ARGV[4],
-               'used_session', ARGV[5], 'used_auth', ARGV[6], 'used_src', ARGV[13],
-               'nonce', nonce)
-    -- kept for the accounting fallback (User-Name when the NAS drops Class)
-    if redis.call('TTL', cred) < tonumber(ARGV[12]) then
-      redis.call('EXPIRE', cred, ARGV[12])
-    end
-  end
-  return {'ok', nonce}
 end
 
-local r = admit()
-if ARGV[14] == '1' then -- no tables built: each is garbage for Lua's collector
-  local status, result = r[1], ARGV[18]
-  if status == 'ok' then result = ARGV[15]
-  elseif status == 'gone' then result = ARGV[16]
-  elseif status == 'used' then result = ARGV[17] end
-  redis.call('XADD', KEYS[4], '*', 'result', result, unpack(ARGV, 19))
+local stale_before = tonumber(ARGV[9])
+local others, over = count_devices(redis.call('HGETALL', KEYS[2]),
+                                   redis.call('HGETALL', KEYS[3]), mac, stale_before, now)
+for _, m in ipairs(over) do
+  redis.call('HDEL', KEYS[3], m) -- ended, or its session is open (counted above)
 end
-return r
+if others >= tonumber(ARGV[8]) then
+  return {'device_limit', ''}
+end
+
+local slot = mac
+if slot == '' then slot = '?' .. ARGV[6] end
+redis.call('HSET', KEYS[3], slot, now + tonumber(ARGV[10]))
+redis.call('EXPIRE', KEYS[3], ARGV[10])
+if credential and not redis.call('HGET', cred, 'used_at') then
+  redis.call('HSET', cred, 'used_at', now, 'used_mac', mac, 'used_client', ARGV[4],
+             'used_session', ARGV[5], 'used_auth', ARGV[6], 'used_src', ARGV[13],
+             'nonce', nonce)
+  -- kept for the accounting fallback (User-Name when the NAS drops Class)
+  if redis.call('TTL', cred) < tonumber(ARGV[12]) then
+    redis.call('EXPIRE', cred, ARGV[12])
+  end
+end
+return {'ok', nonce}
