@@ -37,6 +37,9 @@ from radius.core import (
 )
 from radius.dedup import DedupCache
 from radius.events import (
+    AccessAccept,
+    AccessChallenge,
+    AccessReject,
     AccessReply,
     AccessRequest,
     AccountingRequest,
@@ -58,6 +61,9 @@ RESULTS = {  # reply code -> the result label of the request counters
 }
 
 
+_REPLIES = (AccessAccept, AccessReject, AccessChallenge, AccountingResponse)  # Reply's types
+
+
 class Service(Protocol):
     log_requests: bool  # one "radius.request" event per outcome (costs ~10 µs each)
 
@@ -67,9 +73,14 @@ class Service(Protocol):
 
 
 class SoonService(Protocol):
-    """A service whose accounting can continue from a Redis reply's callback (issue 16):
+    """A service whose requests can continue from a Redis reply's callback (issue 16):
     the reply now, or a future of it (None: not recorded). The shell then needs no Task
-    per request; a service without ``accounting_soon`` is run as a coroutine."""
+    per request; a service without ``access_soon`` / ``accounting_soon`` is run as a
+    coroutine."""
+
+    def access_soon(
+        self, event: AccessRequest
+    ) -> AccessReply | NoReply | asyncio.Future[AccessReply | NoReply | None] | None: ...
 
     def accounting_soon(
         self, event: AccountingRequest
@@ -110,8 +121,8 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self._handle: Callable[[Any], Awaitable[Reply | NoReply | None]] = (
             service.access if role == "auth" else service.accounting
         )
-        soon = getattr(service, "accounting_soon", None) if role == "acct" else None
-        self._soon: Callable[[AccountingRequest], object] | None = soon
+        soon = getattr(service, "access_soon" if role == "auth" else "accounting_soon", None)
+        self._soon: Callable[[Any], object] | None = soon
         self._drops = {reason: metrics.DROPPED.labels(role, reason) for reason in DROP_REASONS}
         self._latency = metrics.LATENCY.labels(role)
         self._by_code = {c: metrics.REQUESTS.labels(role, role, r) for c, r in RESULTS.items()}
@@ -196,12 +207,13 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             self._dropped(outcome)
 
     def _begin(self, dispatch: Dispatch) -> None:
-        """Hand ``dispatch`` to ``accounting_soon``; answer now, or when its future is
-        done (no Task: the future is resolved from the Redis reply's callback)."""
+        """Hand ``dispatch`` to ``access_soon`` / ``accounting_soon``; answer now, or
+        when its future is done (no Task: the future is resolved from the Redis reply's
+        callback)."""
         ticket = dispatch.ticket
         assert self._soon is not None
         try:
-            reply = self._soon(dispatch.event)  # type: ignore[arg-type]
+            reply = self._soon(dispatch.event)
         except Exception:
             log.exception("radius.handler_failed", port=self.role, client=ticket.client)
             reply = None
@@ -209,7 +221,8 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             self.tasks.add(reply)
             reply.add_done_callback(functools.partial(self._settled, ticket))
             return
-        self._finish(ticket, reply if isinstance(reply, AccountingResponse) else None)
+        answer = reply if isinstance(reply, (*_REPLIES, NoReply)) else None
+        self._finish(ticket, answer)
 
     def _settled(self, ticket: Ticket, future: asyncio.Future[Any]) -> None:
         self.tasks.discard(future)

@@ -3,7 +3,9 @@
 Per request: read what the packet says (pure), one Redis round trip for the person's
 state, decide (pure, in controller.domain.access), and on acceptance a second one that holds
 the device's slot and consumes the credential atomically (plus one to look a MAC up),
-encode. Redis errors become "no answer" so the NAS retransmits.
+the audit record queued, encode: the answer only once the record is in Redis. Redis
+errors become "no answer" so the NAS retransmits. ``access_soon`` takes the same steps
+from the Redis replies' callbacks (controller.services.access_flow), without a Task.
 
 Accounting is tied to a person only by a Class this server signed for the sending client
 (controller.domain.identity), or by a credential username issued for that client; anything
@@ -13,14 +15,14 @@ else is recorded for an anonymous person of that client.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -42,10 +44,14 @@ from controller.domain.registry import Registry
 from controller.domain.state import (
     AccountingResult,
     AccountingWrite,
+    CommitStatus,
+    Committed,
     DueRule,
     Origin,
+    PersonState,
     SessionFields,
 )
+from controller.services.access_flow import AccessFlow, Admission, Login
 from controller.services.eap_service import EapLogins
 from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
@@ -77,22 +83,12 @@ STATUS_NAMES: dict[AcctStatus, str] = {
 }
 
 
-_COMMIT_REJECTS = {  # commit_login.lua's refusals
+_COMMIT_OUTCOMES: dict[CommitStatus, Outcome] = {  # commit_login.lua's statuses
+    "ok": Outcome.ACCEPT,
     "used": Outcome.CREDENTIAL_USED,
     "gone": Outcome.UNKNOWN_CREDENTIAL,
     "device_limit": Outcome.DEVICE_LIMIT,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """The decision on an Access-Request, whom it is about, how they log in (credential
-    or MAC), and the nonce of the login an acceptance starts (signed into its Class)."""
-
-    decision: AccessDecision
-    person: str | None = None
-    credential: bool = False
-    nonce: str = ""
 
 
 def nat_block(client: Client, event: AccountingRequest) -> PortBlock | None:
@@ -190,7 +186,7 @@ class RadiusService:
 
     async def access(self, event: AccessRequest) -> AccessReply | NoReply | None:
         """The answer to an Access-Request, None to send none (the store is down: the
-        NAS retransmits, or fails over)."""
+        NAS retransmits, or fails over). Sent only once its audit record is queued."""
         client = self.registry.clients_by_id.get(event.client)
         if client is None:  # removed by a reload while the request waited
             return None
@@ -200,19 +196,30 @@ class RadiusService:
             return await self.eap.access(self, client, event)
         now = int(self.clock())
         try:
-            admission = await self._decide(client, event, now)
+            admission = await self._admit(client, event, now)
         except StoreUnavailable as exc:
             log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
             return None
-        decision, pid = admission.decision, admission.person
-        # the login record of the audit log (controller.services.audit), queued before answering
-        record = login_event(self.registry, client, event, decision.outcome.value, pid, now)
-        try:
-            await self.store.outbox_add(record)
-        except StoreUnavailable as exc:
-            log.warning("radius.store_unavailable", port="auth", client=client.id, error=str(exc))
-            return None
-        venue = record["venue"]
+        return self.access_reply(client, event, admission)
+
+    def access_soon(
+        self, event: AccessRequest
+    ) -> AccessReply | NoReply | asyncio.Future[AccessReply | NoReply | None] | None:
+        """``access(event)`` without a Task per request (issue 16): a MAC or credential
+        login continues from each Redis reply's callback (controller.services.access_flow)
+        and the future's result is the answer, set once the audit record is queued. EAP
+        and a client removed by a reload run the coroutine in a task."""
+        client = self.registry.clients_by_id.get(event.client)
+        if client is None or event.eap is not None:
+            return asyncio.ensure_future(self.access(event))
+        return AccessFlow(self, client, event, int(self.clock())).start()
+
+    def access_reply(
+        self, client: Client, event: AccessRequest, admission: Admission
+    ) -> AccessReply:
+        """The Access-Accept (Session-Timeout, signed Class, CUI) or Access-Reject of an
+        admission whose audit record is queued."""
+        decision, pid, venue = admission.decision, admission.person, admission.venue
         if decision.accept:
             assert pid is not None
             kind = "c" if admission.credential else "m"
@@ -237,63 +244,118 @@ class RadiusService:
             attr_text_split(Attr.REPLY_MESSAGE, decision.message), pid or "", venue, "", reason
         )
 
-    async def _decide(self, client: Client, event: AccessRequest, now: int) -> Admission:
-        """The decision, the person it is about, whether a credential (not a MAC), and
-        on acceptance the login's nonce."""
+    def login_record(
+        self, client: Client, event: AccessRequest, outcome: str, pid: str | None, now: int
+    ) -> dict[str, str]:
+        """The login record of the audit log (controller.services.audit)."""
+        return login_event(self.registry, client, event, outcome, pid, now)
+
+    def login_start(self, client: Client, event: AccessRequest, now: int) -> Admission | Login:
+        """What an Access-Request asks before Redis: a reject already (no User-Name, a
+        User-Name that is neither a credential nor a MAC), or the login to look at."""
         user = event.user_name
         if not user:
             return Admission(reject(Outcome.BAD_REQUEST))
         mac = normalize_mac(event.calling_station_id) or ""
         pid = person_of_username(user)
-        credential = pid is not None
+        user_mac = ""
         if pid is None:
-            user_mac = normalize_mac(user)
-            if user_mac is None:
+            user_mac = normalize_mac(user) or ""
+            if not user_mac:
                 return Admission(reject(Outcome.UNKNOWN_CREDENTIAL))
-            pid = await self.store.mac_owner(user_mac)
-            if pid is None:
-                return Admission(reject(Outcome.UNKNOWN_DEVICE))
             mac = mac or user_mac
-        username = user if credential else ""
         origin = Origin(
             client.id, event.acct_session_id, event.authenticator.hex(), str(event.source)
         )
-        today = self.days.key(now)
-        stale_before = now - int(self.policy.stale_grace)
-        state = await self.store.auth_state(pid, username, mac, today, stale_before, now)
+        return Login(
+            pid=pid,
+            user_mac=user_mac,
+            username=user if pid is not None else "",
+            mac=mac,
+            origin=origin,
+            today=self.days.key(now),
+            stale_before=now - int(self.policy.stale_grace),
+        )
+
+    def login_decision(
+        self, event: AccessRequest, login: Login, state: PersonState, now: int
+    ) -> AccessDecision:
+        """The pure decision on a login from the person's state (controller.domain.access)."""
+        credential = login.credential
         password_ok = False
         if credential and state.password:
             checked = self._password_ok(event, state.password.encode())
             if checked is None:  # RFC 2865 §5.2: not a User-Password
-                return Admission(reject(Outcome.BAD_REQUEST))
+                return reject(Outcome.BAD_REQUEST)
             password_ok = checked
-        decision = decide_access(
+        return decide_access(
             state,
             credential=credential,
             password_ok=password_ok,
-            mac=mac,
+            mac=login.mac,
             policy=self.policy,
             now=now,
-            origin=origin,
+            origin=login.origin,
         )
+
+    def commit_args(self, login: Login, pid: str, now: int) -> dict[str, Any]:
+        """``Store.commit_login``'s keyword arguments for a login (a new nonce)."""
+        return {
+            "now": now,
+            "origin": login.origin,
+            "nonce": self.nonce(),
+            "max_devices": self.policy.max_devices,
+            "stale_before": login.stale_before,
+            "remember_seconds": self._remember,
+        }
+
+    def committed(
+        self, decision: AccessDecision, committed: Committed, pid: str, login: Login, venue: str
+    ) -> Admission:
+        """The admission after the atomic gate said ``committed``."""
+        if committed.status != "ok":
+            outcome = _COMMIT_OUTCOMES.get(committed.status, Outcome.UNKNOWN_CREDENTIAL)
+            limited = reject(outcome, limit=self.policy.max_devices)
+            return Admission(limited, pid, login.credential, venue=venue)
+        return Admission(decision, pid, login.credential, committed.nonce, venue)
+
+    async def _admit(self, client: Client, event: AccessRequest, now: int) -> Admission:
+        """The decision, the person it is about, whether a credential (not a MAC), on
+        acceptance the login's nonce; its audit record queued in Redis."""
+        login = self.login_start(client, event, now)
+        if isinstance(login, Admission):
+            return await self._queued(client, event, login, now)
+        pid = login.pid
+        if pid is None:
+            pid = await self.store.mac_owner(login.user_mac)
+            if pid is None:
+                return await self._queued(
+                    client, event, Admission(reject(Outcome.UNKNOWN_DEVICE)), now
+                )
+        state = await self.store.auth_state(
+            pid, login.username, login.mac, login.today, login.stale_before, now
+        )
+        decision = self.login_decision(event, login, state, now)
         if not decision.accept:
-            return Admission(decision, pid, credential)
+            return await self._queued(
+                client, event, Admission(decision, pid, login.credential), now
+            )
         # the atomic gate: single use, and the device slot counted and held in one call
         committed = await self.store.commit_login(
-            pid,
-            username,
-            mac,
-            now=now,
-            origin=origin,
-            nonce=self.nonce(),
-            max_devices=self.policy.max_devices,
-            stale_before=stale_before,
-            remember_seconds=self._remember,
+            pid, login.username, login.mac, **self.commit_args(login, pid, now)
         )
-        if committed.status != "ok":
-            outcome = _COMMIT_REJECTS.get(committed.status, Outcome.UNKNOWN_CREDENTIAL)
-            return Admission(reject(outcome, limit=self.policy.max_devices), pid, credential)
-        return Admission(decision, pid, credential, committed.nonce)
+        return await self._queued(
+            client, event, self.committed(decision, committed, pid, login, ""), now
+        )
+
+    async def _queued(
+        self, client: Client, event: AccessRequest, admission: Admission, now: int
+    ) -> Admission:
+        """Queue the audit record of a decision; with its venue."""
+        pid = admission.person
+        record = self.login_record(client, event, admission.decision.outcome.value, pid, now)
+        await self.store.outbox_add(record)
+        return dataclasses.replace(admission, venue=record["venue"])
 
     @staticmethod
     def _password_ok(event: AccessRequest, password: bytes) -> bool | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -178,6 +179,44 @@ def _account_result(r: Any, sid: str, generation: int, indexes: bool) -> Account
         due=int(due) if known and int(due) >= 0 else None,
         due_indexed=known and indexes,
     )
+
+
+def _owner(replies: Sequence[Any]) -> str | None:
+    value = replies[0]
+    return _text(value) if value else None
+
+
+def _person_state(replies: Sequence[Any]) -> PersonState:
+    r = replies[0]
+    used = None
+    if r[3]:
+        origin = Origin(_text(r[5]), _text(r[6]), _text(r[7]), _text(r[8]))
+        used = LoginUse(int(r[3]), _text(r[4]), origin)
+    return PersonState(
+        password=_text(r[0]),
+        client=_text(r[1]),
+        bound_mac=_text(r[2]),
+        used=used,
+        used_today=int(r[9]),
+        other_devices=int(r[10]),
+        block=_text(r[11]),
+    )
+
+
+def _committed(replies: Sequence[Any]) -> Committed:
+    r = replies[0]
+    return Committed(_COMMIT_STATUS[_text(r[0])], _text(r[1]))
+
+
+def _xadd(entry: Mapping[str, str]) -> Command:
+    command: list[Any] = ["XADD", keys.OUTBOX, "*"]
+    for k, v in entry.items():
+        command.extend((k, v))
+    return command
+
+
+def _nothing(replies: Sequence[Any]) -> None:
+    return None
 
 
 _UNAVAILABLE = (
@@ -348,8 +387,24 @@ class Store:
         await self._guard(op)
 
     async def mac_owner(self, mac: str) -> str | None:
-        value = (await self._hot([("GET", keys.mac_owner(mac))]))[0]
-        return _text(value) if value else None
+        return _owner(await self._hot([("GET", keys.mac_owner(mac))]))
+
+    def mac_owner_soon(self, mac: str) -> asyncio.Future[str | None]:
+        """``mac_owner`` continued from the reply's callback (no Task, issue 16)."""
+        return self._soon([("GET", keys.mac_owner(mac))], _owner, lambda: self.mac_owner(mac))
+
+    def _auth_state_unit(
+        self, pid: str, username: str, mac: str, today_key: str, stale_before: int, now: int | None
+    ) -> list[Command]:
+        ks = (
+            keys.credential(pid, username),
+            keys.day_usage(pid, today_key),
+            keys.open_sessions(pid),
+            keys.block(pid),
+            keys.device_holds(pid),
+        )
+        args = (mac, stale_before, "" if now is None else now)
+        return [self._script("auth_state", ks, args)]
 
     async def auth_state(
         self,
@@ -362,45 +417,32 @@ class Store:
     ) -> PersonState:
         """Everything an Access-Request decision needs about one person, one round trip.
         Without ``now`` every device hold counts until its hash expires (conservative)."""
-        ks = (
-            keys.credential(pid, username),
-            keys.day_usage(pid, today_key),
-            keys.open_sessions(pid),
-            keys.block(pid),
-            keys.device_holds(pid),
-        )
-        args = (mac, stale_before, "" if now is None else now)
-        r = (await self._hot([self._script("auth_state", ks, args)]))[0]
-        used = None
-        if r[3]:
-            origin = Origin(_text(r[5]), _text(r[6]), _text(r[7]), _text(r[8]))
-            used = LoginUse(int(r[3]), _text(r[4]), origin)
-        return PersonState(
-            password=_text(r[0]),
-            client=_text(r[1]),
-            bound_mac=_text(r[2]),
-            used=used,
-            used_today=int(r[9]),
-            other_devices=int(r[10]),
-            block=_text(r[11]),
+        unit = self._auth_state_unit(pid, username, mac, today_key, stale_before, now)
+        return _person_state(await self._hot(unit))
+
+    def auth_state_soon(
+        self, pid: str, username: str, mac: str, today_key: str, stale_before: int, now: int
+    ) -> asyncio.Future[PersonState]:
+        """``auth_state`` continued from the reply's callback (no Task, issue 16)."""
+        unit = self._auth_state_unit(pid, username, mac, today_key, stale_before, now)
+        return self._soon(
+            unit,
+            _person_state,
+            lambda: self.auth_state(pid, username, mac, today_key, stale_before, now),
         )
 
-    async def commit_login(
+    def _commit_unit(
         self,
         pid: str,
         username: str,
         mac: str,
-        *,
         now: int,
         origin: Origin,
         nonce: str,
         max_devices: int,
         stale_before: int,
         remember_seconds: int,
-    ) -> Committed:
-        """Atomically: count the person's devices and hold this one's slot (refused at
-        ``max_devices``), consume the credential (``username``; "" for a MAC login).
-        A credential's device is remembered for MAC re-authentication."""
+    ) -> list[Command]:
         ks = (keys.credential(pid, username), keys.open_sessions(pid), keys.device_holds(pid))
         args = (
             "c" if username else "m",
@@ -423,8 +465,66 @@ class Store:
             # credential's own client, so this device is the person's (a global key, so
             # not inside the script: it lives on another Cluster slot)
             unit.append(("SET", keys.mac_owner(mac), pid, "EX", remember_seconds))
-        r = (await self._hot(unit))[0]
-        return Committed(_COMMIT_STATUS[_text(r[0])], _text(r[1]))
+        return unit
+
+    async def commit_login(
+        self,
+        pid: str,
+        username: str,
+        mac: str,
+        *,
+        now: int,
+        origin: Origin,
+        nonce: str,
+        max_devices: int,
+        stale_before: int,
+        remember_seconds: int,
+    ) -> Committed:
+        """Atomically: count the person's devices and hold this one's slot (refused at
+        ``max_devices``), consume the credential (``username``; "" for a MAC login).
+        A credential's device is remembered for MAC re-authentication."""
+        unit = self._commit_unit(
+            pid,
+            username,
+            mac,
+            now,
+            origin,
+            nonce,
+            max_devices,
+            stale_before,
+            remember_seconds,
+        )
+        return _committed(await self._hot(unit))
+
+    def commit_login_soon(
+        self,
+        pid: str,
+        username: str,
+        mac: str,
+        *,
+        now: int,
+        origin: Origin,
+        nonce: str,
+        max_devices: int,
+        stale_before: int,
+        remember_seconds: int,
+    ) -> asyncio.Future[Committed]:
+        """``commit_login`` continued from the reply's callback (no Task, issue 16)."""
+        args = (pid, username, mac, now, origin, nonce, max_devices, stale_before)
+        again = functools.partial(
+            self.commit_login,
+            pid,
+            username,
+            mac,
+            now=now,
+            origin=origin,
+            nonce=nonce,
+            max_devices=max_devices,
+            stale_before=stale_before,
+            remember_seconds=remember_seconds,
+        )
+        unit = self._commit_unit(*args, remember_seconds)
+        return self._soon(unit, _committed, again)
 
     async def credential_issue(self, pid: str, username: str) -> CredentialIssue | None:
         """The client a credential was issued for (kept ``SESSION_TTL`` after its use)."""
@@ -504,14 +604,12 @@ class Store:
         self._submit(unit).add_done_callback(replied)
         return result
 
-    def _follow(
-        self, work: Awaitable[AccountingResult], result: asyncio.Future[AccountingResult]
-    ) -> None:
+    def _follow(self, work: Awaitable[T], result: asyncio.Future[T]) -> None:
         """Run ``work`` as a task whose outcome becomes ``result``'s."""
         task = asyncio.ensure_future(work)
         self._following.add(task)
 
-        def done(task: asyncio.Future[AccountingResult]) -> None:
+        def done(task: asyncio.Future[T]) -> None:
             self._following.discard(task)
             if result.done():
                 return
@@ -523,6 +621,38 @@ class Store:
                 result.set_result(task.result())
 
         task.add_done_callback(done)
+
+    def _soon(
+        self,
+        unit: list[Command],
+        parse: Callable[[list[Any]], T],
+        again: Callable[[], Awaitable[T]],
+    ) -> asyncio.Future[T]:
+        """One unit of this tick's batch whose replies are parsed in the reply's callback
+        (no Task, issue 16): errors as ``_hot``'s; lost scripts (NOSCRIPT) run ``again``,
+        the coroutine, which reloads them."""
+        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def replied(sent: asyncio.Future[list[Any]]) -> None:
+            if result.done():
+                return
+            try:
+                failed = _failed(replies := sent.result())
+                if _lost_scripts(failed):
+                    self._follow(again(), result)
+                    return
+                self._settle(failed)
+                result.set_result(parse(replies))
+            except _UNAVAILABLE as exc:
+                self._report(False)
+                error = StoreUnavailable(f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                result.set_exception(error)
+            except Exception as exc:  # StoreUnavailable, or a reply of the wrong shape
+                result.set_exception(exc)
+
+        self.batch.submit(unit).add_done_callback(replied)
+        return result
 
     async def _earlier_generation(
         self, w: AccountingWrite, generation: int, sid: str, snapshot: PersonSnapshot
@@ -666,13 +796,13 @@ class Store:
 
     # -- outbox (controller.storage.archive): closed sessions and login results leave Redis ------
 
-    async def outbox_add(self, entry: dict[str, str]) -> None:
+    async def outbox_add(self, entry: Mapping[str, str]) -> None:
         """Queue a login result for the audit archive (closes are queued with the close)."""
+        await self._hot([_xadd(entry)])
 
-        command: list[Any] = ["XADD", keys.OUTBOX, "*"]
-        for k, v in entry.items():
-            command.extend((k, v))
-        await self._hot([command])
+    def outbox_add_soon(self, entry: Mapping[str, str]) -> asyncio.Future[None]:
+        """``outbox_add`` continued from the reply's callback (no Task, issue 16)."""
+        return self._soon([_xadd(entry)], _nothing, lambda: self.outbox_add(entry))
 
     async def outbox_read(self, consumer: str, count: int, claim_idle_ms: int) -> list[OutboxEntry]:
         """Entries to archive: first those a dead consumer left unacknowledged (idle longer

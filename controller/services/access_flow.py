@@ -1,0 +1,209 @@
+"""An Access-Request answered without a Task (issue 16): each Redis reply's callback takes
+the next step, as ``RadiusService.access`` would await it.
+
+The steps are the coroutine's, through the same pieces of ``RadiusService`` (the pure
+decision, the audit record, the reply): a MAC's owner (MAC re-authentication only), the
+person's state (auth_state.lua), the pure decision, on acceptance the atomic commit
+(commit_login.lua), then the audit record. The answer future gets the reply only after
+the call that queued the record was acknowledged: the audit record is in Redis before
+the Access-Accept/Reject leaves. A store error makes it None (no
+answer: the NAS retransmits); NOSCRIPT is handled by the store (it reloads, in a task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from controller.config import Client
+from controller.domain.access import AccessDecision, Outcome, reject
+from controller.domain.state import Committed, Origin, PersonState
+from controller.storage.store import Store, StoreUnavailable
+from radius.events import AccessReply, AccessRequest, NoReply
+
+log = structlog.get_logger("citywifi.radius")
+
+__all__ = ["AccessFlow", "AccessSteps", "Admission", "Login"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The decision on an Access-Request, whom it is about, how they log in (credential
+    or MAC), and the nonce of the login an acceptance starts (signed into its Class)."""
+
+    decision: AccessDecision
+    person: str | None = None
+    credential: bool = False
+    nonce: str = ""
+    venue: str = ""  # the venue of its audit record (once queued)
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """An Access-Request's login before Redis is asked: whose (``pid``; None: the MAC
+    ``user_mac`` is looked up first), the credential username ("" for a MAC login), the
+    device, where it comes from, today's usage key, the stale-session cut-off."""
+
+    pid: str | None
+    user_mac: str
+    username: str
+    mac: str
+    origin: Origin
+    today: str
+    stale_before: int
+
+    @property
+    def credential(self) -> bool:
+        return bool(self.username)
+
+
+class AccessSteps(Protocol):
+    """The pieces of ``RadiusService`` the flow runs (the coroutine ``access`` runs the same)."""
+
+    store: Store
+
+    def login_start(self, client: Client, event: AccessRequest, now: int) -> Admission | Login: ...
+    def login_decision(
+        self, event: AccessRequest, login: Login, state: PersonState, now: int
+    ) -> AccessDecision: ...
+    def commit_args(self, login: Login, pid: str, now: int) -> dict[str, Any]: ...
+    def committed(
+        self, decision: AccessDecision, committed: Committed, pid: str, login: Login, venue: str
+    ) -> Admission: ...
+    def login_record(
+        self, client: Client, event: AccessRequest, outcome: str, pid: str | None, now: int
+    ) -> dict[str, str]: ...
+    def access_reply(
+        self, client: Client, event: AccessRequest, admission: Admission
+    ) -> AccessReply: ...
+
+
+class AccessFlow:
+    """One Access-Request in progress; ``start`` returns the future of its answer."""
+
+    __slots__ = (
+        "admission",
+        "answer",
+        "client",
+        "decision",
+        "event",
+        "login",
+        "now",
+        "pid",
+        "svc",
+    )
+
+    def __init__(self, svc: AccessSteps, client: Client, event: AccessRequest, now: int) -> None:
+        self.svc = svc
+        self.client = client
+        self.event = event
+        self.now = now
+        self.answer: asyncio.Future[AccessReply | NoReply | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.pid = ""
+
+    def start(self) -> asyncio.Future[AccessReply | NoReply | None]:
+        try:
+            login = self.svc.login_start(self.client, self.event, self.now)
+            if isinstance(login, Admission):
+                self._queue(login)
+            else:
+                self.login = login
+                if login.pid is None:
+                    owner = self.svc.store.mac_owner_soon(login.user_mac)
+                    owner.add_done_callback(self._owned)
+                else:
+                    self._look(login.pid)
+        except Exception as exc:  # the shell logs it and drops the request
+            self.answer.set_exception(exc)
+        return self.answer
+
+    def _failed(self, step: asyncio.Future[Any]) -> bool:
+        """Whether ``step`` failed; if so the answer says so (a store error: no answer)."""
+        if self.answer.done():
+            return True
+        if step.cancelled():
+            self.answer.cancel()
+            return True
+        exc = step.exception()
+        if exc is None:
+            return False
+        if isinstance(exc, StoreUnavailable):
+            log.warning(
+                "radius.store_unavailable", port="auth", client=self.client.id, error=str(exc)
+            )
+            self.answer.set_result(None)
+        else:
+            self.answer.set_exception(exc)
+        return True
+
+    def _owned(self, owner: asyncio.Future[str | None]) -> None:
+        if self._failed(owner):
+            return
+        try:
+            pid = owner.result()
+            if pid is None:
+                self._queue(Admission(reject(Outcome.UNKNOWN_DEVICE)))
+            else:
+                self._look(pid)
+        except Exception as exc:
+            self.answer.set_exception(exc)
+
+    def _look(self, pid: str) -> None:
+        self.pid = pid
+        login = self.login
+        state = self.svc.store.auth_state_soon(
+            pid, login.username, login.mac, login.today, login.stale_before, self.now
+        )
+        state.add_done_callback(self._stated)
+
+    def _stated(self, state: asyncio.Future[Any]) -> None:
+        if self._failed(state):
+            return
+        try:
+            svc, login, pid = self.svc, self.login, self.pid
+            decision = svc.login_decision(self.event, login, state.result(), self.now)
+            if not decision.accept:
+                self._queue(Admission(decision, pid, login.credential))
+                return
+            self.decision = decision
+            committed = svc.store.commit_login_soon(  # the atomic gate
+                pid, login.username, login.mac, **svc.commit_args(login, pid, self.now)
+            )
+            committed.add_done_callback(self._committed)
+        except Exception as exc:
+            self.answer.set_exception(exc)
+
+    def _committed(self, committed: asyncio.Future[Any]) -> None:
+        if self._failed(committed):
+            return
+        try:
+            admission = self.svc.committed(
+                self.decision, committed.result(), self.pid, self.login, ""
+            )
+            self._queue(admission)
+        except Exception as exc:
+            self.answer.set_exception(exc)
+
+    def _queue(self, admission: Admission) -> None:
+        """Queue the audit record of a decision, then answer."""
+        outcome = admission.decision.outcome.value
+        record = self.svc.login_record(self.client, self.event, outcome, admission.person, self.now)
+        self.admission = dataclasses.replace(admission, venue=record["venue"])
+        self.svc.store.outbox_add_soon(record).add_done_callback(self._recorded)
+
+    def _recorded(self, queued: asyncio.Future[None]) -> None:
+        if self._failed(queued):
+            return
+        try:
+            self._answer(self.admission)
+        except Exception as exc:
+            self.answer.set_exception(exc)
+
+    def _answer(self, admission: Admission) -> None:
+        self.answer.set_result(self.svc.access_reply(self.client, self.event, admission))
