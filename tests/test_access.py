@@ -1,12 +1,13 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.config import QuotaPolicy
 from controller.domain.access import Outcome, decide_access, retry_of
-from controller.domain.identity import class_key, sign_class, verify_class
+from controller.domain.identity import ClassVerifier, class_key, sign_class, verify_class
 from controller.domain.state import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -150,3 +151,53 @@ def test_every_bit_flip_of_a_class_is_refused(pos: int, bit: int) -> None:
     value = bytearray(sign_class(KEY, PID, "m", "nas-a", NONCE))
     value[pos % len(value)] ^= 1 << bit
     assert verify_class(KEY, bytes(value), "nas-a") is None
+
+
+# ------------------------------------- the Class verifier's memory (issue 16: once a session)
+
+
+def test_class_verifier_remembers_only_what_it_verified() -> None:
+    book = ClassVerifier(KEY, limit=4)
+    value = sign_class(KEY, PID, "c", "nas-a", NONCE)
+    first = book.verify(value, "nas-a")
+    assert first is not None and first == verify_class(KEY, value, "nas-a")
+    assert book.verify(value, "nas-a") is first and len(book) == 1  # the second from memory
+    # the same octets from another client: never verified for it, so refused, not stored
+    assert book.verify(value, "nas-b") is None and len(book) == 1
+    forged = value.replace(PID.encode(), b"fedcba9876543210fedc")
+    for _ in range(3):  # a forger's tries are refused each time and fill nothing
+        assert book.verify(forged, "nas-a") is None
+    assert book.verify(None, "nas-a") is None and book.verify(b"", "nas-a") is None
+    assert len(book) == 1
+    # a verifier of another key believes none of this one's Classes
+    assert ClassVerifier(class_key(b"another-person-key-xxxxx")).verify(value, "nas-a") is None
+
+
+def test_class_verifier_is_bounded_oldest_first() -> None:
+    book = ClassVerifier(KEY, limit=3)
+    values = [sign_class(KEY, PID, "m", "nas-a", f"{i:016x}") for i in range(5)]
+    for v in values:
+        assert book.verify(v, "nas-a") is not None
+    assert len(book) == 3
+    for v in values:  # the evicted ones are verified again, the same answer
+        assert book.verify(v, "nas-a") == verify_class(KEY, v, "nas-a")
+    with pytest.raises(ValueError):
+        ClassVerifier(KEY, limit=0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from(["nas-a", "nas-b"]), st.integers(-1, 80)),
+        max_size=40,
+    )
+)
+def test_class_verifier_answers_as_verify_class(steps: list[tuple[int, str, int]]) -> None:
+    """Any sequence of genuine, foreign-client and bit-flipped Classes: the verifier's
+    answer is verify_class's every time, whatever it remembers."""
+    book = ClassVerifier(KEY, limit=3)
+    issued = [sign_class(KEY, PID, "c", "nas-a", f"{i:016x}") for i in range(6)]
+    for which, client, flip in steps:
+        value = bytearray(issued[which])
+        if 0 <= flip < len(value):
+            value[flip] ^= 0x01
+        assert book.verify(bytes(value), client) == verify_class(KEY, bytes(value), client)

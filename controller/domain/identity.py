@@ -113,3 +113,45 @@ def verify_class(key: bytes, value: bytes | None, client_id: str) -> LoginClass 
     if not hmac.compare_digest(tag, _class_tag(key, person, kind, client_id, nonce)):
         return None
     return LoginClass(person, kind, nonce)
+
+
+class ClassVerifier:
+    """``verify_class`` with a bounded memory of the Classes it has verified (issue 16).
+
+    Every Interim and Stop of a session carries the same Class (RFC 2865 §5.25: the NAS
+    echoes it unchanged), so the HMAC and the pattern match of ``verify_class`` would be
+    repeated for the same octets all session long. Only verified Classes are kept, under
+    the exact octets *and* the client that presented them: a forged or foreign Class is
+    never stored (a sender cannot fill the memory without our key), and a Class issued to
+    one client still fails from another, since that pair was never verified. One verifier
+    holds one key: a new key means a new verifier. The memory is bounded; when full, the
+    oldest entry goes first.
+    """
+
+    __slots__ = ("_key", "_limit", "_seen")
+
+    def __init__(self, key: bytes, limit: int = 65536) -> None:
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        self._key = key
+        self._limit = limit
+        self._seen: dict[tuple[bytes, str], LoginClass] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def verify(self, value: bytes | None, client_id: str) -> LoginClass | None:
+        """``verify_class(key, value, client_id)``, the same answer for every input."""
+        if not value:
+            return None
+        seen = self._seen
+        pair = (value, client_id)
+        claim = seen.get(pair)
+        if claim is not None:
+            return claim
+        claim = verify_class(self._key, value, client_id)
+        if claim is not None:
+            if len(seen) >= self._limit:
+                del seen[next(iter(seen))]
+            seen[pair] = claim
+        return claim

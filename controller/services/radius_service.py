@@ -31,12 +31,12 @@ from controller.domain import quota
 from controller.domain.access import AccessDecision, Outcome, decide_access, reject
 from controller.domain.audit import login_event
 from controller.domain.identity import (
+    ClassVerifier,
     chargeable_identity,
     class_key,
     new_nonce,
     person_of_username,
     sign_class,
-    verify_class,
 )
 from controller.domain.mac import normalize_mac
 from controller.domain.radsec_peers import RadsecPeers
@@ -145,6 +145,7 @@ class RadiusService:
         self.nonce = nonce
         self.person_key = person_key  # keys the Chargeable-User-Identity (RFC 4372)
         self.class_key = class_key(person_key)  # signs and verifies Class (identity.py)
+        self.classes = ClassVerifier(self.class_key)  # each session's Class verified once
         self.registry = Registry(config)
         # told after each recorded Start/Interim/Stop, in order (see AccountingObserver)
         self.observers: tuple[AccountingObserver, ...] = tuple(observers)
@@ -592,7 +593,7 @@ class RadiusService:
         """``_login_of``'s answer when it needs no Redis: a Class we signed for this
         client, or a User-Name that is no credential (anonymous); None when a credential
         username's issue must be read."""
-        claim = verify_class(self.class_key, event.klass, client.id)
+        claim = self.classes.verify(event.klass, client.id)
         if claim is not None:
             return claim.person, claim.nonce
         if person_of_username(user) is not None:
