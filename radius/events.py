@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar, Final, Literal, NamedTuple
 
 from radius.addresses import (
@@ -30,6 +30,7 @@ from radius.addresses import (
 from radius.attrs import AcctStatus, Attr, Code
 from radius.eap import eap_from_request
 from radius.packet import PacketError, Request, decrypt_user_password
+from radius.record import record
 
 __all__ = [
     "AccessAccept",
@@ -116,7 +117,7 @@ class HiddenPassword:
         return "HiddenPassword(...)"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessRequest:
     """An Access-Request (RFC 2865 §4.1) from ``client`` (its id), verified.
 
@@ -155,7 +156,7 @@ class AccessRequest:
             raise ValueError("an Identifier is one octet, an authenticator 16 (RFC 2865 §3)")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccountingRequest:
     """An Accounting-Request (RFC 2866 §4.1) from ``client``, verified.
 
@@ -203,7 +204,7 @@ class AccountingRequest:
             raise ValueError("counters are unsigned (RFC 2866 §5)")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StatusServer:
     """A Status-Server (RFC 5997 §3), verified (its Message-Authenticator is mandatory)."""
 
@@ -212,7 +213,7 @@ class StatusServer:
     identifier: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Reply:
     """A reply: its attributes (encoded, without Message-Authenticator and Proxy-State,
     which ``radius.packet.encode_reply`` adds), and for the request log whom and what it
@@ -226,7 +227,7 @@ class _Reply:
     result: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessAccept(_Reply):
     """Access-Accept (RFC 2865 §4.2). One that does not fit 4096 octets with the echoed
     Proxy-States is sent as a bare Access-Reject (``radius.core``)."""
@@ -235,21 +236,21 @@ class AccessAccept(_Reply):
     result: str = "accept"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessReject(_Reply):
     """Access-Reject (RFC 2865 §4.3); ``result`` is the reason label."""
 
     code: ClassVar[Code] = Code.ACCESS_REJECT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccountingResponse(_Reply):
     """Accounting-Response (RFC 2866 §4.2): sent only once the request is recorded."""
 
     code: ClassVar[Code] = Code.ACCOUNTING_RESPONSE
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessChallenge(_Reply):
     """Access-Challenge (RFC 2865 §4.4): one round of an EAP conversation, its
     EAP-Message and State in ``attributes`` (RFC 3579 §2.6.1)."""
@@ -258,7 +259,7 @@ class AccessChallenge(_Reply):
     result: str = "challenge"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NoReply:
     """Send nothing, for a reason the service knows and the drop counter should show
     (``citywifi_radius_dropped_total{reason}``) instead of ``not_recorded``: an EAP round

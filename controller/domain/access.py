@@ -6,7 +6,6 @@ No I/O: the RADIUS service gathers the state in one Redis round trip and calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -14,6 +13,7 @@ from controller.config import QuotaPolicy
 from controller.domain.messages import reply_message
 from controller.domain.quota import reset_time, session_timeout
 from controller.domain.state import LOGIN_REUSE_GRACE, LoginUse, Origin, PersonState
+from radius.record import record
 
 
 class Outcome(StrEnum):
@@ -31,7 +31,7 @@ class Outcome(StrEnum):
     BAD_REQUEST = "bad_request"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessDecision:
     outcome: Outcome
     session_timeout: int = 0

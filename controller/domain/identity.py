@@ -16,7 +16,8 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+
+from radius.record import record
 
 PERSON_ID_HEX = 20  # 80 bits: collision-free for any city, short enough for keys and logs
 _USERNAME = re.compile(rf"^([0-9a-f]{{{PERSON_ID_HEX}}})\.([a-z2-7]{{8}})$")
@@ -69,7 +70,7 @@ _CLASS = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoginClass:
     """A verified Class: whose login it is, how they logged in, and that login's nonce."""
 

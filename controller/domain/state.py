@@ -7,17 +7,18 @@ and the Lua replies to and from them, the rest of the code never sees Redis."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Final, Literal
 
 from controller.domain.quota import StaleRule
 from radius.attrs import AcctStatus
+from radius.record import record
 
 LOGIN_REUSE_GRACE = 60  # seconds a consumed credential still admits the same NAS session
 DEFAULT_STALE: Final = StaleRule(750, 300)  # the QuotaPolicy defaults
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Origin:
     """Where an Access-Request for a login comes from: the client (NAS) it came through,
     the NAS's session for it (Acct-Session-Id, "" when not sent), its Request
@@ -30,7 +31,7 @@ class Origin:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoginUse:
     """The Access-Accept that consumed a one-time credential: when, for which device."""
 
@@ -39,7 +40,7 @@ class LoginUse:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PersonState:
     password: str  # "" when there is no such credential
     client: str  # id of the client the credential was issued for
@@ -53,7 +54,7 @@ class PersonState:
 CommitStatus = Literal["ok", "gone", "used", "device_limit"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Committed:
     """``commit_login.lua``'s answer: ok | gone (the credential expired meanwhile) |
     used | device_limit, and the nonce of the login (the Class's; the same again for a
@@ -63,7 +64,7 @@ class Committed:
     nonce: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OtpAttempt:
     """One counted attempt at a pending SMS code (``otp_attempt.lua``): ``gone``
     (expired, used or never sent), ``locked`` (over the limit until it expires) or
@@ -74,7 +75,7 @@ class OtpAttempt:
     tries: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StaleCheck:
     """What ``enforce_stale.lua`` did with a session the sweep found silent: ``closed``
     now at ``last`` (its last report); ``fresh`` after all (a report arrived, or its
@@ -85,7 +86,7 @@ class StaleCheck:
     last: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DuePerson:
     """An entry of the enforcer's due index: look at ``pid`` by ``at`` (epoch)."""
 
@@ -93,7 +94,7 @@ class DuePerson:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EnforcerTimers:
     """The earliest due time and the oldest last report among open sessions (None: the
     index is empty): when the enforcer must look next at the latest."""
@@ -102,7 +103,7 @@ class EnforcerTimers:
     oldest_report: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutboxEntry:
     """One outbox stream entry (a closed session ``{"k": "close", "ref"}`` or a login
     result for the audit archive), by its stream id."""
@@ -111,7 +112,7 @@ class OutboxEntry:
     fields: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OpenPage:
     """One page of a walk over the open-session index: its session refs (``pid|sid``)
     and the cursor to go on from (0: the walk is complete, Redis SCAN semantics)."""
@@ -120,7 +121,7 @@ class OpenPage:
     refs: Sequence[str]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionVersion:
     """A session record as the archiver reads it (empty when expired) and the version
     (its ``seen``) archived already ("" when none)."""
@@ -129,7 +130,7 @@ class SessionVersion:
     archived: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CredentialIssue:
     """Which client a credential username was issued for and its login's nonce ("" until
     an Access-Accept consumed it): the accounting fallback when a NAS drops Class."""
@@ -138,7 +139,7 @@ class CredentialIssue:
     nonce: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionFields:
     """What a session record says about itself, written when it is first seen: whose
     (``known``: tied to a person by a Class this server signed or a credential issued
@@ -181,7 +182,7 @@ class SessionFields:
 ADDRESS_FIELDS = ("ipv6", "ipv6_prefix", "ipv6_delegated", "nas_public", "nat_ip", "nat_ports")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DueRule:
     """What the quota enforcer plans a person with after a report (``plan_person``'s
     arguments at the report's event time), for ``account.lua`` to compute the person's
@@ -194,7 +195,7 @@ class DueRule:
     max_devices: int  # quota.max_devices (0: no limit)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccountingWrite:
     """One Start, Interim-Update or Stop to record (RFC 2866 §5.1), its times already
     corrected for Acct-Delay-Time, its span split at local midnights (``boundaries``)."""
@@ -254,7 +255,7 @@ class AccountingWrite:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccountingResult:
     applied: int
     used_today: int
@@ -272,7 +273,7 @@ class AccountingResult:
     due_indexed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PersonRecords:
     """A person's personal records in Redis beyond usage and sessions (their export)."""
 
@@ -282,7 +283,7 @@ class PersonRecords:
     macs: tuple[tuple[str, int], ...]  # MAC remembered for re-authentication -> TTL (s)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PersonSnapshot:
     """A person as the quota enforcer sees them (``enforce_state.lua``, one atomic read)."""
 
