@@ -13,6 +13,10 @@ The server calls ``load()`` once at start and logs ``DataPath.reason``:
 ``DataPath.batch_io`` is None and the server keeps the event loop's transport.
 ``CITYWIFI_NO_BATCH_IO=1`` keeps the compiled codec on the loop's transport (to compare
 the two, or to rule batching out).
+
+The compiled path also has the RFC 5080 duplicate cache (``DataPath.dedup_cache``: the C
+twin of ``radius.dedup.DedupCache``, which stays the reference model and the fallback;
+tests/test_dedup_compiled.py drives both with the same operations).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Final, Protocol
 
-from radius import packet
+from radius import dedup, packet
 
 __all__ = [
     "COMPILED",
@@ -67,6 +71,7 @@ try:
     from radius import _speedups as _compiled
 
     _compiled.bind(packet.Request, packet.PacketError, _request_slots())
+    _compiled.bind_dedup(dedup.IN_PROGRESS)
     _missing = ""
 except ImportError as exc:  # the optional build did not happen (no compiler or headers)
     _compiled_or_none: ModuleType | None = None
@@ -131,6 +136,10 @@ class BatchIO:
     max_batch: int
 
 
+DedupFactory = Callable[[float], dedup.DuplicateCache]
+"""``factory(window)``: a duplicate cache keeping answers ``window`` seconds."""
+
+
 @dataclass(frozen=True, slots=True)
 class DataPath:
     """The functions the RADIUS server runs per datagram, and why these."""
@@ -140,6 +149,7 @@ class DataPath:
     decode_request: DecodeRequest
     encode_reply: EncodeReply
     batch_io: BatchIO | None
+    dedup_cache: DedupFactory = dedup.DedupCache
 
 
 def load() -> DataPath:
@@ -154,6 +164,7 @@ def load() -> DataPath:
             batch_io=None
             if _switched(ENV_NO_BATCH_IO)
             else BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
+            dedup_cache=c.DedupCache,
         )
     return DataPath(
         compiled=False,
@@ -161,4 +172,5 @@ def load() -> DataPath:
         decode_request=packet.decode_request,
         encode_reply=packet.encode_reply,
         batch_io=None,
+        dedup_cache=dedup.DedupCache,
     )
