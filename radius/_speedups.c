@@ -1378,6 +1378,146 @@ static PyObject *sp_bind_dedup(PyObject *self, PyObject *sentinel)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ RESP packing */
+
+/* controller/storage/redis_batch.py's pack(): every command a RESP array of bulk
+ * strings, all in one buffer, the octets hiredis.pack_command gives each: bytes (and
+ * subclasses) as they are, str (and subclasses) UTF-8, a memoryview's buffer, an exact
+ * int or any float as its repr(); anything else is a TypeError. */
+
+typedef struct {
+    PyObject *bytes;  /* the result being filled; resized as it grows */
+    Py_ssize_t used;
+} outbuf;
+
+static int out_reserve(outbuf *o, Py_ssize_t more)
+{
+    Py_ssize_t cap = PyBytes_GET_SIZE(o->bytes);
+    if (o->used + more <= cap)
+        return 0;
+    Py_ssize_t want = cap * 2;
+    if (want < o->used + more)
+        want = o->used + more;
+    return _PyBytes_Resize(&o->bytes, want);
+}
+
+static int out_write(outbuf *o, const char *p, Py_ssize_t n)
+{
+    if (out_reserve(o, n) < 0)
+        return -1;
+    memcpy(PyBytes_AS_STRING(o->bytes) + o->used, p, (size_t)n);
+    o->used += n;
+    return 0;
+}
+
+/* lead ('*' or '$'), the decimal of n, CRLF */
+static int out_header(outbuf *o, char lead, long long n)
+{
+    char tmp[32];
+    char *end = tmp + sizeof(tmp), *p = end;
+    *--p = '\n';
+    *--p = '\r';
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        *--p = '-';
+    *--p = lead;
+    return out_write(o, p, end - p);
+}
+
+static int out_bulk(outbuf *o, const char *p, Py_ssize_t n)
+{
+    if (out_header(o, '$', n) < 0 || out_reserve(o, n + 2) < 0)
+        return -1;
+    char *at = PyBytes_AS_STRING(o->bytes) + o->used;
+    memcpy(at, p, (size_t)n);
+    at[n] = '\r';
+    at[n + 1] = '\n';
+    o->used += n + 2;
+    return 0;
+}
+
+static int out_argument(outbuf *o, PyObject *item)
+{
+    if (PyBytes_Check(item))
+        return out_bulk(o, PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
+    if (PyUnicode_Check(item)) {
+        Py_ssize_t n;
+        const char *p = PyUnicode_AsUTF8AndSize(item, &n);
+        return p == NULL ? -1 : out_bulk(o, p, n);
+    }
+    if (PyMemoryView_Check(item)) {
+        Py_buffer *view = PyMemoryView_GET_BUFFER(item);
+        return out_bulk(o, view->buf, view->len);
+    }
+    if (PyLong_CheckExact(item)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (!overflow) {
+            if (v == -1 && PyErr_Occurred())
+                return -1;
+            char tmp[24];
+            char *end = tmp + sizeof(tmp), *p = end;
+            unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+            do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (v < 0)
+                *--p = '-';
+            return out_bulk(o, p, end - p);
+        }
+    } else if (!PyFloat_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "A tuple item must be str, int, float or bytes.");
+        return -1;
+    }
+    PyObject *repr = PyObject_Repr(item);  /* a big int, or a float */
+    if (repr == NULL)
+        return -1;
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(repr, &n);
+    int rc = p == NULL ? -1 : out_bulk(o, p, n);
+    Py_DECREF(repr);
+    return rc;
+}
+
+static PyObject *sp_pack_commands(PyObject *self, PyObject *commands)
+{
+    PyObject *seq = PySequence_Fast(commands, "pack_commands: an iterable of commands");
+    if (seq == NULL)
+        return NULL;
+    outbuf o = {PyBytes_FromStringAndSize(NULL, 256), 0};
+    if (o.bytes == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *command = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
+                                            "pack_commands: a command is an iterable");
+        if (command == NULL)
+            goto fail;
+        Py_ssize_t argc = PySequence_Fast_GET_SIZE(command);
+        int rc = out_header(&o, '*', argc);
+        for (Py_ssize_t j = 0; rc == 0 && j < argc; j++)
+            rc = out_argument(&o, PySequence_Fast_GET_ITEM(command, j));
+        Py_DECREF(command);
+        if (rc < 0)
+            goto fail;
+    }
+    Py_DECREF(seq);
+    if (_PyBytes_Resize(&o.bytes, o.used) < 0)
+        return NULL;
+    return o.bytes;
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(o.bytes);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -1405,6 +1545,10 @@ static PyMethodDef methods[] = {
     {"bind_dedup", sp_bind_dedup, METH_O,
      "bind_dedup(in_progress): the sentinel DedupCache.lookup returns for a request in\n"
      "progress (radius.dedup.IN_PROGRESS)."},
+    {"pack_commands", sp_pack_commands, METH_O,
+     "pack_commands(commands) -> bytes\n"
+     "Each command a RESP array of bulk strings, all in one buffer: the octets of\n"
+     "b''.join(hiredis.pack_command(tuple(c)) for c in commands)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,7 +16,10 @@ the two, or to rule batching out).
 
 The compiled path also has the RFC 5080 duplicate cache (``DataPath.dedup_cache``: the C
 twin of ``radius.dedup.DedupCache``, which stays the reference model and the fallback;
-tests/test_dedup_compiled.py drives both with the same operations).
+tests/test_dedup_compiled.py drives both with the same operations) and the RESP packer
+of the Redis batch link (``DataPath.pack_commands``: the octets of
+``controller.storage.redis_batch.pack`` in one call; None on the fallback, which then
+uses that one).
 """
 
 from __future__ import annotations
@@ -139,6 +142,9 @@ class BatchIO:
 DedupFactory = Callable[[float], dedup.DuplicateCache]
 """``factory(window)``: a duplicate cache keeping answers ``window`` seconds."""
 
+PackCommands = Callable[[Sequence[Sequence[object]]], bytes]
+"""``pack(commands)``: RESP arrays of bulk strings, every command in one buffer."""
+
 
 @dataclass(frozen=True, slots=True)
 class DataPath:
@@ -150,6 +156,7 @@ class DataPath:
     encode_reply: EncodeReply
     batch_io: BatchIO | None
     dedup_cache: DedupFactory = dedup.DedupCache
+    pack_commands: PackCommands | None = None
 
 
 def load() -> DataPath:
@@ -165,6 +172,7 @@ def load() -> DataPath:
             if _switched(ENV_NO_BATCH_IO)
             else BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
             dedup_cache=c.DedupCache,
+            pack_commands=c.pack_commands,
         )
     return DataPath(
         compiled=False,
@@ -173,4 +181,5 @@ def load() -> DataPath:
         encode_reply=packet.encode_reply,
         batch_io=None,
         dedup_cache=dedup.DedupCache,
+        pack_commands=None,
     )
