@@ -13,7 +13,9 @@ difference between two steps of the ladder is the cost of that layer alone:
   request's header and authenticator, RFC 2866 §4); ``pure``: ``radius.packet`` decode
   with the Request Authenticator verified, then ``encode_reply``; ``compiled``: the same
   from ``radius._speedups``;
-- ``--dedup``: ``radius.dedup.DedupCache`` lookup/begin/finish per request (RFC 5080);
+- ``--dedup``: a duplicate cache's lookup/begin/finish per request (RFC 5080):
+  ``radius.dedup.DedupCache`` with ``--codec pure``, its compiled twin from
+  ``radius._speedups`` with ``--codec compiled`` (``radius.fastpath``);
 - ``--redis callback``: one ``EVALSHA`` per request on one pipelined connection (writes
   gathered per loop tick, replies parsed by hiredis and mapped back in order), the answer
   sent from the reply callback; ``--redis task``: the same, but each request is an
@@ -39,7 +41,7 @@ from typing import Any
 import hiredis
 
 from radius import fastpath, packet
-from radius.dedup import IN_PROGRESS, DedupCache, DedupKey
+from radius.dedup import IN_PROGRESS, DedupCache, DedupKey, DuplicateCache
 
 SCRIPT = (
     "local p=tonumber(redis.call('GET',KEYS[1]) or 0) local t=tonumber(ARGV[1]) "
@@ -101,7 +103,8 @@ class Floor:
             raise SystemExit(f"--codec compiled: {path.reason}")
         self.decode = path.decode_request if args.codec == "compiled" else packet.decode_request
         self.encode = path.encode_reply if args.codec == "compiled" else packet.encode_reply
-        self.dedup = DedupCache(5.0) if args.dedup else None
+        cache = path.dedup_cache if args.codec == "compiled" else DedupCache
+        self.dedup: DuplicateCache | None = cache(5.0) if args.dedup else None
         self.redis_mode = args.redis
         self.link: RedisLink | None = None
         self.sha = ""

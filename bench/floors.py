@@ -17,7 +17,7 @@ codec               + radius.packet decode/verify/encode (pure Python)
 codec-c             the same codec compiled (radius._speedups)
 codec-c-mmsg        compiled codec on recvmmsg/sendmmsg
 dedup               codec + DedupCache
-dedup-c-mmsg        compiled codec, mmsg, DedupCache
+dedup-c-mmsg        compiled codec, mmsg, compiled DedupCache (radius._speedups)
 redis               codec + DedupCache + one pipelined EVALSHA per request, callback style
 redis-c-mmsg        the same, compiled codec and mmsg
 task                codec + DedupCache + EVALSHA, a Task and a Future per request
@@ -81,7 +81,7 @@ STEPS = (
     Step("dedup", "+ DedupCache", ("--codec", "pure", "--dedup")),
     Step(
         "dedup-c-mmsg",
-        "  compiled codec + mmsg + DedupCache",
+        "  compiled codec + mmsg + compiled DedupCache",
         ("--codec", "compiled", "--io", "mmsg", "--dedup"),
         compiled=True,
     ),

@@ -25,6 +25,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1062,6 +1063,461 @@ out:
     return result;
 }
 
+/* ------------------------------------------------------------------ DedupCache */
+
+/* radius/dedup.py's DedupCache (RFC 5080 §2.2.2), the same semantics: entries in the
+ * order of their last update (an intrusive doubly-linked list, oldest first), found by
+ * key through a dict (so keys hash and compare exactly as the OrderedDict's do), each
+ * with its time and its reply (NULL while the request is in progress). Expiry pops from
+ * the front while the oldest entry is not newer than now - window; at most max_entries
+ * are kept, the oldest going first. Times are C doubles (the Python class keeps what it
+ * is given; they differ only for integer times beyond 2**53). */
+
+static PyObject *in_progress;  /* radius.dedup.IN_PROGRESS, from bind_dedup() */
+
+typedef struct entry {
+    PyObject_HEAD
+    struct entry *prev, *next;  /* the list's links; the dict holds the references */
+    PyObject *key;
+    PyObject *reply;  /* NULL: in progress */
+    double at;
+} entry_obj;
+
+static void entry_dealloc(entry_obj *e)
+{
+    Py_XDECREF(e->key);
+    Py_XDECREF(e->reply);
+    PyObject_Free(e);
+}
+
+static PyTypeObject entry_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "radius._speedups._DedupEntry",
+    .tp_basicsize = sizeof(entry_obj),
+    .tp_dealloc = (destructor)entry_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *entries;  /* dict: key -> entry */
+    entry_obj *head, *tail;  /* oldest, newest */
+    double window;
+    Py_ssize_t max_entries;
+} dedup_obj;
+
+static void unlink_entry(dedup_obj *c, entry_obj *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void append_entry(dedup_obj *c, entry_obj *e)
+{
+    e->prev = c->tail;
+    e->next = NULL;
+    if (c->tail)
+        c->tail->next = e;
+    else
+        c->head = e;
+    c->tail = e;
+}
+
+/* Remove e from the list and the dict. */
+static int drop_entry(dedup_obj *c, entry_obj *e)
+{
+    Py_INCREF(e);
+    unlink_entry(c, e);
+    int rc = PyDict_DelItem(c->entries, e->key);
+    Py_DECREF(e);
+    return rc;
+}
+
+static int dedup_expire(dedup_obj *c, double now)
+{
+    double horizon = now - c->window;
+    while (c->head != NULL) {
+        if (c->head->at > horizon)
+            break;
+        if (drop_entry(c, c->head) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* entries[key] = (now, reply) moved to the end, then the oldest beyond max_entries go.
+ * reply is borrowed; NULL marks the entry in progress. */
+static int dedup_store(dedup_obj *c, PyObject *key, double now, PyObject *reply)
+{
+    PyObject *found = PyDict_GetItemWithError(c->entries, key);
+    if (found == NULL && PyErr_Occurred())
+        return -1;
+    entry_obj *e;
+    if (found != NULL) {
+        e = (entry_obj *)found;
+        e->at = now;
+        Py_XINCREF(reply);
+        Py_XSETREF(e->reply, reply);
+        if (c->tail != e) {
+            unlink_entry(c, e);
+            append_entry(c, e);
+        }
+    } else {
+        e = PyObject_New(entry_obj, &entry_type);
+        if (e == NULL)
+            return -1;
+        e->prev = e->next = NULL;
+        Py_INCREF(key);
+        e->key = key;
+        Py_XINCREF(reply);
+        e->reply = reply;
+        e->at = now;
+        int rc = PyDict_SetItem(c->entries, key, (PyObject *)e);
+        if (rc < 0) {
+            Py_DECREF(e);
+            return -1;
+        }
+        append_entry(c, e);
+        Py_DECREF(e);  /* the dict keeps it */
+    }
+    while (PyDict_GET_SIZE(c->entries) > c->max_entries && c->head != NULL) {
+        if (drop_entry(c, c->head) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The arguments of a fastcall method, positional or by name, all required. */
+static int method_args(const char *sig, PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames, const char *const *names, int n, PyObject **out)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > n) {
+        PyErr_Format(PyExc_TypeError, "%s: too many arguments", sig);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        out[i] = i < nargs ? args[i] : NULL;
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+        int j = 0;
+        while (j < n && PyUnicode_CompareWithASCIIString(name, names[j]) != 0)
+            j++;
+        if (j == n) {
+            PyErr_Format(PyExc_TypeError, "%s: unexpected keyword %R", sig, name);
+            return -1;
+        }
+        if (out[j] != NULL) {
+            PyErr_Format(PyExc_TypeError, "%s: %s given twice", sig, names[j]);
+            return -1;
+        }
+        out[j] = args[nargs + k];
+    }
+    for (int i = 0; i < n; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s: missing %s", sig, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int as_time(PyObject *o, double *t)
+{
+    *t = PyFloat_AsDouble(o);
+    return (*t == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *dedup_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"window", "max_entries", NULL};
+    double window;
+    Py_ssize_t max_entries = 200000;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "d|n:DedupCache", kwlist, &window,
+                                     &max_entries))
+        return NULL;
+    if (window <= 0 || max_entries <= 0) {
+        PyErr_SetString(PyExc_ValueError, "window and max_entries must be positive");
+        return NULL;
+    }
+    if (in_progress == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "DedupCache: bind_dedup(IN_PROGRESS) first");
+        return NULL;
+    }
+    dedup_obj *c = (dedup_obj *)type->tp_alloc(type, 0);
+    if (c == NULL)
+        return NULL;
+    c->entries = PyDict_New();
+    if (c->entries == NULL) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    c->head = c->tail = NULL;
+    c->window = window;
+    c->max_entries = max_entries;
+    return (PyObject *)c;
+}
+
+static void dedup_dealloc(dedup_obj *c)
+{
+    c->head = c->tail = NULL;
+    Py_XDECREF(c->entries);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static Py_ssize_t dedup_len(dedup_obj *c)
+{
+    return PyDict_GET_SIZE(c->entries);
+}
+
+static PyObject *dedup_lookup(dedup_obj *c, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "now"};
+    PyObject *a[2];
+    double now;
+    if (method_args("lookup(key, now)", args, nargs, kwnames, names, 2, a) < 0 ||
+        as_time(a[1], &now) < 0 || dedup_expire(c, now) < 0)
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(c->entries, a[0]);
+    if (found == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *reply = ((entry_obj *)found)->reply;
+    if (reply == NULL)
+        reply = in_progress;
+    Py_INCREF(reply);
+    return reply;
+}
+
+static PyObject *dedup_begin(dedup_obj *c, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "now"};
+    PyObject *a[2];
+    double now;
+    if (method_args("begin(key, now)", args, nargs, kwnames, names, 2, a) < 0 ||
+        as_time(a[1], &now) < 0 || dedup_expire(c, now) < 0 ||
+        dedup_store(c, a[0], now, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *dedup_finish(dedup_obj *c, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "reply", "now"};
+    PyObject *a[3];
+    double now;
+    if (method_args("finish(key, reply, now)", args, nargs, kwnames, names, 3, a) < 0 ||
+        as_time(a[2], &now) < 0 || dedup_expire(c, now) < 0)
+        return NULL;
+    if (a[1] != Py_None) {
+        if (dedup_store(c, a[0], now, a[1]) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *found = PyDict_GetItemWithError(c->entries, a[0]);
+    if (found == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (drop_entry(c, (entry_obj *)found) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef dedup_methods[] = {
+    {"lookup", (PyCFunction)(void (*)(void))dedup_lookup, METH_FASTCALL | METH_KEYWORDS,
+     "lookup(key, now) -> the reply sent for key within the window, IN_PROGRESS while the\n"
+     "original is being processed, else None."},
+    {"begin", (PyCFunction)(void (*)(void))dedup_begin, METH_FASTCALL | METH_KEYWORDS,
+     "begin(key, now): mark key as being processed."},
+    {"finish", (PyCFunction)(void (*)(void))dedup_finish, METH_FASTCALL | METH_KEYWORDS,
+     "finish(key, reply, now): cache the reply sent for key; with None forget key."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef dedup_members[] = {
+    {"window", T_DOUBLE, offsetof(dedup_obj, window), 0, "seconds an answer is kept"},
+    {"max_entries", T_PYSSIZET, offsetof(dedup_obj, max_entries), 0, "entries kept at most"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods dedup_as_sequence = {
+    .sq_length = (lenfunc)dedup_len,
+};
+
+static PyTypeObject dedup_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "radius._speedups.DedupCache",
+    .tp_basicsize = sizeof(dedup_obj),
+    .tp_dealloc = (destructor)dedup_dealloc,
+    .tp_as_sequence = &dedup_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "DedupCache(window, max_entries=200000): radius.dedup.DedupCache in C.",
+    .tp_methods = dedup_methods,
+    .tp_members = dedup_members,
+    .tp_new = dedup_new,
+};
+
+static PyObject *sp_bind_dedup(PyObject *self, PyObject *sentinel)
+{
+    Py_INCREF(sentinel);
+    Py_XSETREF(in_progress, sentinel);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ RESP packing */
+
+/* controller/storage/redis_batch.py's pack(): every command a RESP array of bulk
+ * strings, all in one buffer, the octets hiredis.pack_command gives each: bytes (and
+ * subclasses) as they are, str (and subclasses) UTF-8, a memoryview's buffer, an exact
+ * int or any float as its repr(); anything else is a TypeError. */
+
+typedef struct {
+    PyObject *bytes;  /* the result being filled; resized as it grows */
+    Py_ssize_t used;
+} outbuf;
+
+static int out_reserve(outbuf *o, Py_ssize_t more)
+{
+    Py_ssize_t cap = PyBytes_GET_SIZE(o->bytes);
+    if (o->used + more <= cap)
+        return 0;
+    Py_ssize_t want = cap * 2;
+    if (want < o->used + more)
+        want = o->used + more;
+    return _PyBytes_Resize(&o->bytes, want);
+}
+
+static int out_write(outbuf *o, const char *p, Py_ssize_t n)
+{
+    if (out_reserve(o, n) < 0)
+        return -1;
+    memcpy(PyBytes_AS_STRING(o->bytes) + o->used, p, (size_t)n);
+    o->used += n;
+    return 0;
+}
+
+/* lead ('*' or '$'), the decimal of n, CRLF */
+static int out_header(outbuf *o, char lead, long long n)
+{
+    char tmp[32];
+    char *end = tmp + sizeof(tmp), *p = end;
+    *--p = '\n';
+    *--p = '\r';
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0)
+        *--p = '-';
+    *--p = lead;
+    return out_write(o, p, end - p);
+}
+
+static int out_bulk(outbuf *o, const char *p, Py_ssize_t n)
+{
+    if (out_header(o, '$', n) < 0 || out_reserve(o, n + 2) < 0)
+        return -1;
+    char *at = PyBytes_AS_STRING(o->bytes) + o->used;
+    memcpy(at, p, (size_t)n);
+    at[n] = '\r';
+    at[n + 1] = '\n';
+    o->used += n + 2;
+    return 0;
+}
+
+static int out_argument(outbuf *o, PyObject *item)
+{
+    if (PyBytes_Check(item))
+        return out_bulk(o, PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item));
+    if (PyUnicode_Check(item)) {
+        Py_ssize_t n;
+        const char *p = PyUnicode_AsUTF8AndSize(item, &n);
+        return p == NULL ? -1 : out_bulk(o, p, n);
+    }
+    if (PyMemoryView_Check(item)) {
+        Py_buffer *view = PyMemoryView_GET_BUFFER(item);
+        return out_bulk(o, view->buf, view->len);
+    }
+    if (PyLong_CheckExact(item)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
+        if (!overflow) {
+            if (v == -1 && PyErr_Occurred())
+                return -1;
+            char tmp[24];
+            char *end = tmp + sizeof(tmp), *p = end;
+            unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+            do {
+                *--p = (char)('0' + u % 10);
+                u /= 10;
+            } while (u);
+            if (v < 0)
+                *--p = '-';
+            return out_bulk(o, p, end - p);
+        }
+    } else if (!PyFloat_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "A tuple item must be str, int, float or bytes.");
+        return -1;
+    }
+    PyObject *repr = PyObject_Repr(item);  /* a big int, or a float */
+    if (repr == NULL)
+        return -1;
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(repr, &n);
+    int rc = p == NULL ? -1 : out_bulk(o, p, n);
+    Py_DECREF(repr);
+    return rc;
+}
+
+static PyObject *sp_pack_commands(PyObject *self, PyObject *commands)
+{
+    PyObject *seq = PySequence_Fast(commands, "pack_commands: an iterable of commands");
+    if (seq == NULL)
+        return NULL;
+    outbuf o = {PyBytes_FromStringAndSize(NULL, 256), 0};
+    if (o.bytes == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *command = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
+                                            "pack_commands: a command is an iterable");
+        if (command == NULL)
+            goto fail;
+        Py_ssize_t argc = PySequence_Fast_GET_SIZE(command);
+        int rc = out_header(&o, '*', argc);
+        for (Py_ssize_t j = 0; rc == 0 && j < argc; j++)
+            rc = out_argument(&o, PySequence_Fast_GET_ITEM(command, j));
+        Py_DECREF(command);
+        if (rc < 0)
+            goto fail;
+    }
+    Py_DECREF(seq);
+    if (_PyBytes_Resize(&o.bytes, o.used) < 0)
+        return NULL;
+    return o.bytes;
+fail:
+    Py_DECREF(seq);
+    Py_XDECREF(o.bytes);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -1086,6 +1542,13 @@ static PyMethodDef methods[] = {
      "out (fewer than given when the socket buffer is full). Numeric addresses only."},
     {"md5", sp_md5, METH_O, "md5(data) -> 16-octet digest (RFC 1321)."},
     {"hmac_md5", sp_hmac_md5, METH_VARARGS, "hmac_md5(key, data) -> 16 octets (RFC 2104)."},
+    {"bind_dedup", sp_bind_dedup, METH_O,
+     "bind_dedup(in_progress): the sentinel DedupCache.lookup returns for a request in\n"
+     "progress (radius.dedup.IN_PROGRESS)."},
+    {"pack_commands", sp_pack_commands, METH_O,
+     "pack_commands(commands) -> bytes\n"
+     "Each command a RESP array of bulk strings, all in one buffer: the octets of\n"
+     "b''.join(hiredis.pack_command(tuple(c)) for c in commands)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1109,6 +1572,16 @@ PyMODINIT_FUNC PyInit__speedups(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "MAX_BATCH", MAX_BATCH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyType_Ready(&entry_type) < 0 || PyType_Ready(&dedup_type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&dedup_type);
+    if (PyModule_AddObject(m, "DedupCache", (PyObject *)&dedup_type) < 0) {
+        Py_DECREF(&dedup_type);
         Py_DECREF(m);
         return NULL;
     }

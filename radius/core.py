@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 from radius.attrs import Code
-from radius.dedup import IN_PROGRESS, DedupCache, DedupKey
+from radius.dedup import IN_PROGRESS, DedupKey, DuplicateCache
 from radius.eap import EapError
 from radius.events import (
     AccessRequest,
@@ -246,7 +246,8 @@ class ServerCore:
         self.on_packet = on_packet
         self.peer_for = peer_for
         self.can_record: Callable[[], bool] = can_record or (lambda: True)
-        self.dedup = DedupCache(dedup_window)
+        # the compiled twin of radius.dedup.DedupCache when built, else that one
+        self.dedup: DuplicateCache = path.dedup_cache(dedup_window)
         self.max_in_flight = max_in_flight
         self.in_flight = 0  # tickets given out and not answered yet
         self.drop_log = DropLog()

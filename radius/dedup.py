@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["IN_PROGRESS", "DedupCache", "DedupKey", "InProgressType"]
+__all__ = ["IN_PROGRESS", "DedupCache", "DedupKey", "DuplicateCache", "InProgressType"]
 
 DedupKey = tuple[str, int, int, int, bytes]
 """(source address, source port, code, identifier, request authenticator)."""
@@ -24,6 +24,21 @@ class InProgressType(enum.Enum):
 
 
 IN_PROGRESS: Final = InProgressType.IN_PROGRESS
+
+
+class DuplicateCache(Protocol):
+    """What the server needs of a duplicate cache: ``DedupCache`` below (the reference
+    model and the fallback) or its compiled twin ``radius._speedups.DedupCache``, which
+    ``radius.fastpath.load()`` picks (tests/test_dedup_compiled.py holds the two against
+    each other)."""
+
+    window: float
+    max_entries: int
+
+    def __len__(self) -> int: ...
+    def lookup(self, key: DedupKey, now: float) -> bytes | InProgressType | None: ...
+    def begin(self, key: DedupKey, now: float) -> None: ...
+    def finish(self, key: DedupKey, reply: bytes | None, now: float) -> None: ...
 
 
 class DedupCache:

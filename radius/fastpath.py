@@ -13,6 +13,13 @@ The server calls ``load()`` once at start and logs ``DataPath.reason``:
 ``DataPath.batch_io`` is None and the server keeps the event loop's transport.
 ``CITYWIFI_NO_BATCH_IO=1`` keeps the compiled codec on the loop's transport (to compare
 the two, or to rule batching out).
+
+The compiled path also has the RFC 5080 duplicate cache (``DataPath.dedup_cache``: the C
+twin of ``radius.dedup.DedupCache``, which stays the reference model and the fallback;
+tests/test_dedup_compiled.py drives both with the same operations) and the RESP packer
+of the Redis batch link (``DataPath.pack_commands``: the octets of
+``controller.storage.redis_batch.pack`` in one call; None on the fallback, which then
+uses that one).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Final, Protocol
 
-from radius import packet
+from radius import dedup, packet
 
 __all__ = [
     "COMPILED",
@@ -67,6 +74,7 @@ try:
     from radius import _speedups as _compiled
 
     _compiled.bind(packet.Request, packet.PacketError, _request_slots())
+    _compiled.bind_dedup(dedup.IN_PROGRESS)
     _missing = ""
 except ImportError as exc:  # the optional build did not happen (no compiler or headers)
     _compiled_or_none: ModuleType | None = None
@@ -131,6 +139,13 @@ class BatchIO:
     max_batch: int
 
 
+DedupFactory = Callable[[float], dedup.DuplicateCache]
+"""``factory(window)``: a duplicate cache keeping answers ``window`` seconds."""
+
+PackCommands = Callable[[Sequence[Sequence[object]]], bytes]
+"""``pack(commands)``: RESP arrays of bulk strings, every command in one buffer."""
+
+
 @dataclass(frozen=True, slots=True)
 class DataPath:
     """The functions the RADIUS server runs per datagram, and why these."""
@@ -140,6 +155,8 @@ class DataPath:
     decode_request: DecodeRequest
     encode_reply: EncodeReply
     batch_io: BatchIO | None
+    dedup_cache: DedupFactory = dedup.DedupCache
+    pack_commands: PackCommands | None = None
 
 
 def load() -> DataPath:
@@ -154,6 +171,8 @@ def load() -> DataPath:
             batch_io=None
             if _switched(ENV_NO_BATCH_IO)
             else BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
+            dedup_cache=c.DedupCache,
+            pack_commands=c.pack_commands,
         )
     return DataPath(
         compiled=False,
@@ -161,4 +180,6 @@ def load() -> DataPath:
         decode_request=packet.decode_request,
         encode_reply=packet.encode_reply,
         batch_io=None,
+        dedup_cache=dedup.DedupCache,
+        pack_commands=None,
     )

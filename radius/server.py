@@ -35,7 +35,7 @@ from radius.core import (
     ServerCore,
     Ticket,
 )
-from radius.dedup import DedupCache
+from radius.dedup import DuplicateCache
 from radius.events import (
     AccessAccept,
     AccessChallenge,
@@ -130,7 +130,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         self._duplicate = metrics.REQUESTS.labels(role, "duplicate", "cached")
 
     @property
-    def dedup(self) -> DedupCache:
+    def dedup(self) -> DuplicateCache:
         """The core's RFC 5080 duplicate cache."""
         return self.core.dedup
 

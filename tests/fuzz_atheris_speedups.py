@@ -16,6 +16,12 @@ compute MD5), with both Message-Authenticator settings and three secrets (empty,
 longer than an HMAC block); every decoded request is answered with each reply code by
 both encoders. Any difference (result, ``PacketError`` reason or message, reply octets,
 ``ValueError``) is a crash; the input is left in ``<artifact_prefix>crash-<sha1>``.
+
+The same input also drives the compiled duplicate cache against ``radius.dedup``
+(octet pairs as begin/finish/forget/lookup on eight keys, time steps forwards and back,
+small windows and capacities) and the compiled RESP packer against
+``controller.storage.redis_batch.pack`` (the octets split into commands and arguments
+of every type the link accepts or refuses).
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ except ImportError:  # pragma: no cover - optional tool
     sys.exit("atheris is not installed: .venv/bin/pip install atheris")
 
 with atheris.instrument_imports():
-    from radius import packet
+    from radius import dedup, packet
+
+from controller.storage.redis_batch import pack  # noqa: E402
 
 try:
     from radius import _speedups as compiled
@@ -90,7 +98,79 @@ def check(data: bytes, secret: bytes) -> None:
                 raise AssertionError(f"encode differs on {data.hex()} code {code}: {got} != {want}")
 
 
+STEPS = (0.0, 0.1, 0.5, 1.0, 2.0, 3.0, -0.5, 40.0)
+
+
+def outcome(fn: Any, *args: Any) -> tuple[Any, ...]:
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:
+        return ("error", type(exc))
+
+
+def check_dedup(data: bytes) -> None:
+    """Octet pairs as operations on a Python and a C cache; every result the same."""
+    if len(data) < 2:
+        return
+    window, capacity = (0.5, 1.0, 3.0, 30.0)[data[0] & 3], 1 + (data[0] >> 2) % 6
+    ref, c = dedup.DedupCache(window, capacity), compiled.DedupCache(window, capacity)
+    now = float(data[1])
+    for at in range(2, len(data) - 1, 2):
+        op, arg = data[at], data[at + 1]
+        now += STEPS[op >> 5]
+        k: Any = ("192.0.2.1", 5000 + (arg & 7), 4, arg >> 3 & 3, bytes([arg >> 5]) * 16)
+        kind = op & 7
+        if kind == 7:
+            k = (k, [])  # unhashable: the same TypeError
+        if kind < 2:
+            args: tuple[Any, ...] = ("begin", k, now)
+        elif kind < 4:
+            args = ("finish", k, bytes([op, arg]), now)
+        elif kind == 4:
+            args = ("finish", k, None, now)
+        else:
+            args = ("lookup", k, now)
+        want = outcome(getattr(ref, args[0]), *args[1:])
+        got = outcome(getattr(c, args[0]), *args[1:])
+        if got != want or len(ref) != len(c):
+            raise AssertionError(f"dedup differs on {data.hex()} at {at}: {got} != {want}")
+
+
+def argument(chunk: bytes) -> Any:
+    kind, body = chunk[0] % 9, chunk[1:]
+    if kind == 0:
+        return body
+    if kind == 1:
+        return body.decode("utf-8", "surrogateescape")  # lone surrogates: refused
+    if kind == 2:
+        return int.from_bytes(body, "big", signed=True)
+    if kind == 3:
+        # beyond 64 bits, within repr()'s 4300 digits: beyond, hiredis 3.5's pack_command
+        # crashes (it uses the NULL repr), where ours raises repr()'s ValueError
+        return int.from_bytes(body[:64] * 5, "big", signed=True)
+    if kind == 4:
+        return float.fromhex(body.hex() or "0") if len(body) < 12 else float("nan")
+    if kind == 5:
+        return memoryview(body)
+    if kind == 6:
+        return len(body) % 2 == 0  # a bool: refused
+    if kind == 7:
+        return None  # refused
+    return bytearray(body)  # refused
+
+
+def check_pack(data: bytes) -> None:
+    """Commands split at 0xff, arguments at 0xfe, each typed by its first octet."""
+    commands = [tuple(argument(a) for a in cmd.split(b"\xfe") if a) for cmd in data.split(b"\xff")]
+    want = outcome(pack, commands)
+    got = outcome(compiled.pack_commands, commands)
+    if got != want:
+        raise AssertionError(f"pack differs on {data.hex()}: {got} != {want}")
+
+
 def one_input(data: bytes) -> None:
+    check_dedup(data)
+    check_pack(data)
     for secret in SECRETS:
         check(data, secret)
         signed = resign(fix_length(data), secret)
