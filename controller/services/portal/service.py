@@ -33,6 +33,7 @@ from controller.domain.access import Outcome, blocked_until, decide_access
 from controller.domain.identity import person_id
 from controller.domain.phone import CountryNotAllowed, PhoneError, normalize_phone
 from controller.domain.registry import Registry
+from controller.domain.state import PersonState
 from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.logins import issue_login
@@ -47,6 +48,7 @@ from controller.services.portal.handoff import (
 )
 from controller.services.portal.i18n import Catalog
 from controller.services.portal.otp import CODE_TTL, OtpBook, Verdict
+from controller.services.portal.otp import Outcome as CodeOutcome
 from controller.services.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
 from controller.services.portal.sms import SmsSender, make_sender
 from controller.services.signing import Signer
@@ -89,6 +91,12 @@ _OUTCOME_ERRORS: Final = {
     Outcome.EXHAUSTED: ("allowance_used_up", 403),
     Outcome.DEVICE_LIMIT: ("device_limit", 409),
 }
+
+
+def _settled(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a read that is no longer needed (no "never retrieved")."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,7 @@ class Portal:
         self.catalog = Catalog.load()
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rate: tuple[Config, RateLimiter] | None = None
         SMS_CEILING_LIMIT.set(cfg.portal.otp_global_hour)
 
     # -- what is in force now (SIGHUP swaps config and registry) -------------------------
@@ -259,9 +268,19 @@ class Portal:
             raw = f"address:{ip_bucket(address)}"
         return self.signer.digest("device", raw)[:20]
 
-    async def _remember_address(self, who: Requester, ctx: NasContext, place: Place) -> None:
-        """After a login, note what this client is (RFC 8908 answers, logout): by its
-        connection address, and by the redirect's ``ip`` only when the NAS signed it."""
+    def _state_soon(self, pid: str, mac: str) -> asyncio.Future[PersonState]:
+        """The person's state for a portal login's decision, queued in this tick's batch."""
+        policy = self.config.quota
+        now = int(self.now())
+        today = quota.day_key(quota.local_day(now, policy.timezone))
+        return self.store.auth_state_soon(pid, "", mac, today, now - int(policy.stale_grace), now)
+
+    def _remember_address(
+        self, who: Requester, ctx: NasContext, place: Place, pid: str
+    ) -> asyncio.Future[None]:
+        """At a login, note what this client is and who logged in (RFC 8908 answers,
+        logout): by its connection address, and by the redirect's ``ip`` only when the NAS
+        signed it. One unit of the store's batched link for both addresses, queued now."""
         redirect = ctx.redirect
         values = {
             "nas": place.client.id,
@@ -269,12 +288,18 @@ class Portal:
             "mac": redirect.mac,
             "ip": redirect.ip if ctx.signed else who.address,
             "seen": str(int(self.now())),
+            "pid": pid,
         }
-        for addr in {who.address, redirect.ip if ctx.signed else ""} - {""}:
-            await self.store.remember_client(addr, values, CLIENT_MEMORY_TTL)
+        addresses = sorted({who.address, redirect.ip if ctx.signed else ""} - {""})
+        return self.store.remember_clients_soon(addresses, values, CLIENT_MEMORY_TTL)
 
     def _limiter(self) -> RateLimiter:
-        return RateLimiter(self.store, self.config.portal, self.config.quota.max_devices)
+        """The limiter of the config in force (made again after a SIGHUP swapped it)."""
+        config = self.config
+        if self._rate is None or self._rate[0] is not config:
+            limiter = RateLimiter(self.store, config.portal, config.quota.max_devices)
+            self._rate = (config, limiter)
+        return self._rate[1]
 
     async def _limit(self, dims: list[tuple[str, str]]) -> None:
         try:
@@ -341,12 +366,22 @@ class Portal:
         place = self.place(ctx)
         pid = person_id(e164, self.person_key)
         await self._limit(verify_dims(who.address, place.client.id, who.device, pid))
-        outcome = await OtpBook(self.store, self.signer).verify(pid, who.device, code)
+        book = OtpBook(self.store, self.signer)
+        outcome = await book.check(pid, who.device, code)
+        state: asyncio.Future[PersonState] | None = None
+        if outcome.verdict is Verdict.OK:
+            # the person's state rides in the same write as the code's single use (read
+            # only: nothing is decided from it unless the code was this request's)
+            state = self._state_soon(pid, ctx.redirect.mac)
+            if not await book.consume(pid, who.device):  # a concurrent request used it
+                outcome = CodeOutcome(Verdict.GONE)
         if outcome.verdict is not Verdict.OK:
+            if state is not None:
+                state.add_done_callback(_settled)
             REFUSED.labels(f"code_{outcome.verdict.value}").inc()
             log.info("portal.code_refused", person=pid, verdict=outcome.verdict.value)
             raise PortalError("wrong_code", 401)
-        return await self._issue(e164, pid, place, ctx, who, "code")
+        return await self._issue(e164, pid, place, ctx, who, "code", state)
 
     async def login_remembered(self, pid: str, ctx: NasContext, who: Requester) -> LoginResult:
         """A device with the portal cookie: no SMS step."""
@@ -363,14 +398,12 @@ class Portal:
         ctx: NasContext,
         who: Requester,
         method: str,
+        state_soon: asyncio.Future[PersonState] | None = None,
     ) -> LoginResult:
         redirect = ctx.redirect
         policy = self.config.quota
         now = int(self.now())
-        today = quota.day_key(quota.local_day(now, policy.timezone))
-        state = await self.store.auth_state(
-            pid, "", redirect.mac, today, now - int(policy.stale_grace), now
-        )
+        state = await (state_soon or self._state_soon(pid, redirect.mac))
         decision = decide_access(
             state, credential=False, password_ok=False, mac=redirect.mac, policy=policy, now=now
         )
@@ -400,19 +433,23 @@ class Portal:
         handoff_for("u", "p")  # refuse a bad hand-off before a credential exists
         # bounded minting: at most logins_per_device_hour x max_devices an hour (finding 9)
         await self._limit([("mint", pid)])
-        issued = await issue_login(
-            self.store,
-            phone_e164=e164,
-            mac=redirect.mac,
-            client_id=client.id,
-            person_key=self.person_key,
-            ttl=policy.login_ttl,
-            now=now,
-        )
+        # the address memory joins the credential's write (one round trip, no Task)
+        remembered = self._remember_address(who, ctx, place, pid)
+        try:
+            issued = await issue_login(
+                self.store,
+                phone_e164=e164,
+                mac=redirect.mac,
+                client_id=client.id,
+                person_key=self.person_key,
+                ttl=policy.login_ttl,
+                now=now,
+            )
+        except BaseException:
+            remembered.add_done_callback(_settled)
+            raise
         handoff = handoff_for(issued.username, issued.password)
-        await self._remember_address(who, ctx, place)
-        for addr in {who.address, redirect.ip if ctx.signed else ""} - {""}:
-            await self.store.remember_client(addr, {"pid": pid}, CLIENT_MEMORY_TTL)
+        await remembered
         LOGINS.labels(place.vendor, method).inc()
         log.info("portal.login", person=pid, nas=client.id, vendor=place.vendor, method=method)
         return LoginResult(
