@@ -93,6 +93,13 @@ _OUTCOME_ERRORS: Final = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
+def _normalized(raw: str, allowed: tuple[str, ...]) -> str:
+    """``normalize_phone``, memoised: a login parses the number its code request parsed
+    a moment before (refusals raise, and are not kept). Bounded, in this process only."""
+    return normalize_phone(raw, allowed_countries=allowed)
+
+
 def _settled(future: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a read that is no longer needed (no "never retrieved")."""
     if not future.cancelled():
@@ -186,6 +193,7 @@ class Portal:
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()
         self._rate: tuple[Config, RateLimiter] | None = None
+        self._handoff_targets: dict[str, tuple[Client, HandoffTargets]] = {}
         SMS_CEILING_LIMIT.set(cfg.portal.otp_global_hour)
 
     # -- what is in force now (SIGHUP swaps config and registry) -------------------------
@@ -220,12 +228,20 @@ class Portal:
         redirect = ctx.redirect
         client = self.client_of(redirect)
         try:
-            check_targets(client.vendor, redirect, HandoffTargets.of(client), ctx.signed)
+            check_targets(client.vendor, redirect, self._targets(client), ctx.signed)
         except PortalError as exc:
             if exc.code == "handoff_not_allowed":
                 log.warning("portal.handoff_refused", client=client.id, target=exc.values)
             raise
         return Place(client, self.registry.venue_for(client, redirect.called, redirect.nas_id))
+
+    def _targets(self, client: Client) -> HandoffTargets:
+        """The client's hand-off targets, made once per configured client (a SIGHUP's
+        new config has new ``Client`` objects, so a reload is seen)."""
+        known = self._handoff_targets.get(client.id)
+        if known is None or known[0] is not client:
+            known = self._handoff_targets[client.id] = (client, HandoffTargets.of(client))
+        return known[1]
 
     def verify_md(self, client: Client, md: str, candidates: list[str]) -> bool:
         """CoovaChilli signs its redirect with the UAM secret (``md``): with a secret the
@@ -321,9 +337,7 @@ class Portal:
 
     def phone(self, raw: str) -> str:
         try:
-            return normalize_phone(
-                raw or "", allowed_countries=self.config.sms.allowed_country_codes
-            )
+            return _normalized(raw or "", self.config.sms.allowed_country_codes)
         except CountryNotAllowed:
             codes = ", ".join(self.config.sms.allowed_country_codes)
             raise PortalError("country_not_allowed", 400, codes=codes) from None
@@ -424,7 +438,7 @@ class Portal:
             build_handoff,
             place.vendor,
             redirect,
-            targets=HandoffTargets.of(client),
+            targets=self._targets(client),
             signed=ctx.signed,
             uam_secret=client.uam_secret,
             uam_auth=client.uam_auth,
