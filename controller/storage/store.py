@@ -1056,6 +1056,15 @@ class Store:
         args = (tid, expires, now, keep)
         await self._hot([self._script("portal_device_token", (keys.device_tokens(pid),), args)])
 
+    def device_token_put_soon(
+        self, pid: str, tid: str, expires: int, now: int, keep: int
+    ) -> asyncio.Future[None]:
+        """``device_token_put`` queued in this tick's batch now (a login's last write)."""
+        args = (tid, expires, now, keep)
+        unit = [self._script("portal_device_token", (keys.device_tokens(pid),), args)]
+        again = functools.partial(self.device_token_put, pid, tid, expires, now, keep)
+        return self._soon(unit, _nothing, again)
+
     async def device_token_valid(self, pid: str, tid: str, now: int) -> bool:
         expires = (await self._hot([("ZSCORE", keys.device_tokens(pid), tid)]))[0]
         return expires is not None and float(expires) > now

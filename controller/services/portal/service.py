@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -166,6 +167,9 @@ class LoginResult:
     resets_at: datetime
     handoff: Handoff
     place: Place
+    # the remembered-device token stored with the login (id, expiry), for the cookie;
+    # None when ``[portal] cookie_days`` is 0
+    device_token: tuple[str, int] | None = None
 
 
 class Portal:
@@ -371,11 +375,19 @@ class Portal:
     # -- logins ---------------------------------------------------------------------
 
     async def login_with_code(
-        self, phone_raw: str, code: str, ctx: NasContext, who: Requester
+        self,
+        phone_raw: str,
+        code: str,
+        ctx: NasContext,
+        who: Requester,
+        device: tuple[str, str] | None = None,
     ) -> LoginResult:
         """Verify the code of this phone *on this device*. Wrong, expired, used, locked
         or never sent: one answer (``wrong_code``), so a stranger learns nothing about a
-        pending code; attempts are limited per source, NAS, device and phone."""
+        pending code; attempts are limited per source, NAS, device and phone.
+
+        ``device``: the browser's remembered device (person, token id), if any; the login
+        stores its token (the same one when it is this person's, ``remember_device``)."""
         e164 = self.phone(phone_raw)
         place = self.place(ctx)
         pid = person_id(e164, self.person_key)
@@ -395,14 +407,16 @@ class Portal:
             REFUSED.labels(f"code_{outcome.verdict.value}").inc()
             log.info("portal.code_refused", person=pid, verdict=outcome.verdict.value)
             raise PortalError("wrong_code", 401)
-        return await self._issue(e164, pid, place, ctx, who, "code", state)
+        return await self._issue(e164, pid, place, ctx, who, "code", device, state)
 
-    async def login_remembered(self, pid: str, ctx: NasContext, who: Requester) -> LoginResult:
-        """A device with the portal cookie: no SMS step."""
+    async def login_remembered(
+        self, pid: str, ctx: NasContext, who: Requester, device: tuple[str, str] | None = None
+    ) -> LoginResult:
+        """A device with the portal cookie: no SMS step (``device`` as ``login_with_code``)."""
         e164 = await self.store.person_phone(pid)
         if not e164:
             raise PortalError("not_logged_in", 401)
-        return await self._issue(e164, pid, self.place(ctx), ctx, who, "remembered")
+        return await self._issue(e164, pid, self.place(ctx), ctx, who, "remembered", device)
 
     async def _issue(
         self,
@@ -412,6 +426,7 @@ class Portal:
         ctx: NasContext,
         who: Requester,
         method: str,
+        device: tuple[str, str] | None = None,
         state_soon: asyncio.Future[PersonState] | None = None,
     ) -> LoginResult:
         redirect = ctx.redirect
@@ -447,8 +462,15 @@ class Portal:
         handoff_for("u", "p")  # refuse a bad hand-off before a credential exists
         # bounded minting: at most logins_per_device_hour x max_devices an hour (finding 9)
         await self._limit([("mint", pid)])
-        # the address memory joins the credential's write (one round trip, no Task)
-        remembered = self._remember_address(who, ctx, place, pid)
+        # the address memory and the device token join the credential's write (one round
+        # trip, no Task)
+        token = self._device_token(pid, device, now)
+        writes = [self._remember_address(who, ctx, place, pid)]
+        if token is not None:
+            tid, expires = token
+            writes.append(
+                self.store.device_token_put_soon(pid, tid, expires, now, DEVICE_TOKENS_KEPT)
+            )
         try:
             issued = await issue_login(
                 self.store,
@@ -460,10 +482,12 @@ class Portal:
                 now=now,
             )
         except BaseException:
-            remembered.add_done_callback(_settled)
+            for write in writes:
+                write.add_done_callback(_settled)
             raise
         handoff = handoff_for(issued.username, issued.password)
-        await remembered
+        for write in writes:
+            await write
         LOGINS.labels(place.vendor, method).inc()
         log.info("portal.login", person=pid, nas=client.id, vendor=place.vendor, method=method)
         return LoginResult(
@@ -475,6 +499,7 @@ class Portal:
             resets_at=quota.reset_time(now, policy.timezone),
             handoff=handoff,
             place=place,
+            device_token=token,
         )
 
     # -- standing, logout -----------------------------------------------------------
@@ -505,6 +530,17 @@ class Portal:
         )
 
     # -- remembered devices (the cw_dev cookie names a server-side token) ---------------
+
+    def _device_token(
+        self, pid: str, device: tuple[str, str] | None, now: int
+    ) -> tuple[str, int] | None:
+        """The remembered-device token a login stores: the browser's own while it has a
+        valid one for the same person, else a new one; None without device cookies."""
+        days = self.config.portal.cookie_days
+        if days <= 0:
+            return None
+        tid = device[1] if device and device[0] == pid else secrets.token_urlsafe(12)
+        return tid, now + days * 86400
 
     async def remember_device(self, pid: str, tid: str, expires: int) -> None:
         """Honour token ``tid`` of ``pid`` until ``expires`` (the newest few per person)."""
