@@ -20,10 +20,13 @@ from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
+from controller.storage.store import Store
 from radius.attrs import Code
 from tests import test_archive, test_radius_integration, test_reports
 from tests.conftest import write_config
+from tests.support.portal_kit import NAS, accepted, radius_pap, running_portal
 from tests.support.redis_topologies import Cluster, reuse_tests
+from tests.test_portal_ratelimit import admit_like_the_model
 from tests.test_radius_integration import acct, login, used_today
 from tests.test_reports_helpers import city_config
 
@@ -116,3 +119,43 @@ def test_a_cluster_node_refuses_a_foreign_slot(cluster: Cluster) -> None:
             except redis.exceptions.MovedError:
                 moved += 1
     assert moved > 0
+
+
+# -- the portal on a cluster: rate-limit logs, SMS codes, credentials live in many slots ------
+
+
+async def test_portal_rate_limits_follow_the_model_on_a_cluster(cluster: Cluster) -> None:
+    """On a Cluster the dimensions' logs live in other slots: ``rate_admit`` checks every
+    one first, then records in each (two units), with the same answers as one Redis."""
+    cluster.flush()
+    store = Store(client_from_url(cluster.url))
+    try:
+        await store.load_scripts()
+        assert 20 < await admit_like_the_model(store, 5176) < 300
+    finally:
+        await store.close()
+
+
+async def test_portal_login_on_a_cluster(tmp_path: Path, cluster: Cluster) -> None:
+    """Code request, a wrong code, the right one: a credential that RADIUS accepts, and
+    the address remembered; every store call of the portal routed to its slot."""
+    cluster.flush()
+    async with running_portal(tmp_path, cluster.url) as rig:
+        body = {"phone": "13800138077", "nas_id": "nas-local", "mac": "AA-BB-CC-00-77-01"}
+        status, _, _ = await rig.post_json("/api/v1/otp", body)
+        assert status == 202
+        code = rig.code("+8613800138077")
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        assert (await rig.post_json("/api/v1/login", {**body, "code": wrong}))[0] == 401
+        status, answer, _ = await rig.post_json("/api/v1/login", {**body, "code": code})
+        assert status == 200 and answer["username"]
+        assert (await rig.post_json("/api/v1/login", {**body, "code": code}))[0] == 401  # used
+        password = answer["password"].encode()
+        mac = "AA-BB-CC-00-77-01"
+        reply = await radius_pap(
+            rig.ctl.auth_port, NAS["generic"], answer["username"], password, mac
+        )
+        assert accepted(reply)
+        assert rig.ctl.store is not None
+        memory = await rig.ctl.store.client_at("127.0.0.1")
+        assert memory["nas"] == "nas-local" and memory["pid"]

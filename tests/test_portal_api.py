@@ -25,12 +25,14 @@ from controller.domain.identity import person_id
 from controller.services.portal.handoff import chilli_key, chilli_pap_decode
 from controller.services.portal.i18n import Catalog
 from controller.storage import keys
+from controller.storage.redis_conn import client_from_url
 from tests.support.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,
     Rig,
     accepted,
     chilli_redirect,
+    last_code,
     octal,
     radius_acct,
     radius_chap,
@@ -590,3 +592,36 @@ async def test_bodies_over_the_size_limit_are_413_in_the_routes_own_kind(rig: Ri
     async with rig.http.post(rig.base + "/portal/otp", data=b"x=" + big, headers=form) as r:
         assert r.status == 413 and r.content_type == "text/html"
         assert "request body is too large" in await r.text()
+
+
+async def test_redis_down_is_503_then_a_restarted_empty_redis_serves(
+    rig: Rig, redis_proc: RedisProcess
+) -> None:
+    """The portal's calls ride the batched link: a Redis that is gone is ``unavailable``
+    (503, nothing sent); the same Redis restarted without its scripts (NOSCRIPT) is
+    reloaded once and the whole login works, code to credential to device cookie."""
+    body = {"phone": "13800138091", "nas_id": "nas-local", "mac": "AA-BB-CC-00-91-01"}
+    redis_proc.stop()
+    status, answer, _ = await rig.post_json("/api/v1/otp", body)
+    assert (status, answer["error"]) == (503, "unavailable")
+    assert last_code(rig.sms_path, e164(body["phone"])) is None  # no code went out
+    redis_proc.start()
+    await redis_proc_flush_scripts(redis_proc)
+
+    async def sent() -> bool:
+        return (await rig.post_json("/api/v1/otp", body))[0] == 202
+
+    await until(sent, what="the portal to reconnect")
+    code = rig.code(e164(body["phone"]))
+    await redis_proc_flush_scripts(redis_proc)
+    status, answer, headers = await rig.post_json("/api/v1/login", {**body, "code": code})
+    assert status == 200 and answer["username"]
+    assert any(c.startswith("cw_dev=") for c in headers.getall("Set-Cookie", []))
+
+
+async def redis_proc_flush_scripts(redis_proc: RedisProcess) -> None:
+    client = client_from_url(redis_proc.url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,58 @@ async def test_lua_script_matches_the_model(store: Store) -> None:
         if got == 0:
             admitted.append(now)
     assert 20 < len(admitted) < 400
+
+
+async def admit_like_the_model(store: Store, seed: int) -> int:
+    """Random arrivals over three dimensions with their own rules: ``rate_admit`` records
+    an event in every dimension exactly when ``wait_ms`` allows it in all, and names each
+    dimension's wait otherwise (a refused event starts no other dimension's window).
+    Returns how many events were admitted."""
+    rng = random.Random(seed)
+    dims = {
+        "ip": (Rule(4, 60),),
+        "phone_device": (Rule(1, 5), Rule(3, 600)),
+        "nas": (Rule(6, 120),),
+    }
+    admitted: dict[str, list[int]] = {d: [] for d in dims}
+    now, count = 1_700_000_000_000, 0
+    for i in range(300):
+        now += rng.choice((0, 1, 999, 4_999, 5_000, 30_000, 61_000, 300_000))
+        expected = [wait_ms(admitted[d], rules, now) for d, rules in dims.items()]
+        checks = [
+            (d, "x", [(r.limit, r.window * 1000) for r in rules]) for d, rules in dims.items()
+        ]
+        got = await store.rate_admit(checks, now, f"e{i}")
+        assert got == expected, (i, now)
+        if not any(got):
+            count += 1
+            for d in dims:
+                admitted[d].append(now)
+    return count
+
+
+async def test_rate_admit_matches_the_model_all_or_nothing(store: Store) -> None:
+    assert 20 < await admit_like_the_model(store, 8908) < 300
+
+
+async def test_rate_admit_is_one_script_call_on_one_redis(store: Store) -> None:
+    """Every dimension of a request in one call (one command of the batched link)."""
+    sent: list[int] = []
+    original = store.batch.run
+
+    async def counting(commands: list[Any]) -> list[Any]:
+        sent.append(len(commands))
+        return await original(commands)
+
+    store.batch.run = counting  # type: ignore[method-assign]
+    rules = [(2, 60_000)]
+    checks = [("ip", "a", rules), ("nas", "b", rules), ("phone", "c", rules)]
+    assert await store.rate_admit(checks, 1_000, "m1") == [0, 0, 0]
+    assert sent == [1]
+    assert await store.rate_admit(checks[:1], 1_001, "m2") == [0]  # "ip" is now full
+    # "ip" refuses: nothing is recorded in "nas" and "phone" (each still has room for 1)
+    assert (await store.rate_admit(checks, 1_002, "m3"))[0] > 0
+    assert await store.rate_admit(checks[1:], 1_003, "m4") == [0, 0]
 
 
 @pytest.fixture

@@ -34,8 +34,10 @@ from controller.storage import keys
 from controller.storage.redis_conn import ManagedRedis
 from radius.attrs import Code
 from tests.conftest import write_config
+from tests.support.portal_kit import running_portal
 from tests.support.redis_proc import until, wait_until
 from tests.support.redis_topologies import Node, SentinelSet
+from tests.test_portal_ratelimit import admit_like_the_model
 from tests.test_radius_integration import client, login
 
 pytestmark = pytest.mark.redis_topology
@@ -176,3 +178,18 @@ async def test_failover_with_async_replication_answers_again_and_usage_heals(
         await run.answered_after(followed, 2, timeout=10)
     for nas in run.nases:  # whatever the window lost, the next reports made it whole
         assert stored_seen(new, nas) == stored_used(new, nas) == nas.acked
+
+
+async def test_portal_login_through_sentinel(tmp_path: Path, sentinels: SentinelSet) -> None:
+    """The portal's calls through Sentinel's primary (the batched link's PipelineLink):
+    every rate limit of a request in one script call, the code, the credential and the
+    device token, as on one Redis."""
+    async with running_portal(tmp_path, sentinels.url()) as rig:
+        assert rig.ctl.store is not None
+        assert await admit_like_the_model(rig.ctl.store, 6614) > 20
+        body = {"phone": "13800138093", "nas_id": "nas-local", "mac": "AA-BB-CC-00-93-01"}
+        assert (await rig.post_json("/api/v1/otp", body))[0] == 202
+        code = rig.code("+8613800138093")
+        status, answer, headers = await rig.post_json("/api/v1/login", {**body, "code": code})
+        assert status == 200 and answer["username"]
+        assert any(c.startswith("cw_dev=") for c in headers.getall("Set-Cookie", []))

@@ -85,7 +85,7 @@ def test_headers_parse_ranges_and_open_ends() -> None:
 # -- headers against what the Python side passes -------------------------------------------
 
 # which ARGV carries the header's ``n`` (scripts whose KEYS or ARGV depend on it)
-N_ARGUMENT = {"account": 10, "rate_hit": 4}
+N_ARGUMENT = {"account": 10, "portal_rate": 4}
 
 
 def _body_references(source: str) -> dict[str, int]:
@@ -140,6 +140,12 @@ async def _every_script(store: Store) -> None:
     await store.rate_hit(
         [("phone", "x", [(3, 60_000), (10, 3_600_000)])], NOON * 1000, "m", record=True
     )
+    await store.rate_admit(
+        [("ip", "10.0.0.1", [(3, 60_000)]), ("phone", "x", [(3, 60_000), (10, 3_600_000)])],
+        NOON * 1000,
+        "m2",
+    )
+    await store.device_token_put(pid, "tok", NOON + 86400, NOON, 5)
     await store.forget_mac(mac, pid)
     await store.redis.zadd(keys.PROFILE_INDEX, {pid: NOON - 10})  # a profile past retention
     await store.purge_profiles(NOON)

@@ -375,16 +375,18 @@ class Store:
         phone: str,
         now: int,
     ) -> None:
-        async def op() -> None:
-            pipe = self.redis.pipeline(transaction=False)
-            key = keys.credential(pid, username)
-            pipe.hset(key, mapping={"pw": password, "mac": mac, "client": client_id, "issued": now})
-            pipe.expire(key, ttl)
-            pipe.hset(keys.profile(pid), mapping={"phone": phone, "seen": now})
-            pipe.zadd(keys.PROFILE_INDEX, {pid: now})  # for the retention purge
-            await pipe.execute()
-
-        await self._guard(op)
+        """A portal or ``issue-login`` credential and the person's profile: one unit of
+        the batched link (each command routed to its own slot on a Cluster)."""
+        key = keys.credential(pid, username)
+        cred = ("HSET", key, "pw", password, "mac", mac, "client", client_id, "issued", now)
+        await self._hot(
+            [
+                cred,
+                ("EXPIRE", key, ttl),
+                ("HSET", keys.profile(pid), "phone", phone, "seen", now),
+                ("ZADD", keys.PROFILE_INDEX, now, pid),  # for the retention purge
+            ]
+        )
 
     async def mac_owner(self, mac: str) -> str | None:
         return _owner(await self._hot([("GET", keys.mac_owner(mac))]))
@@ -903,38 +905,49 @@ class Store:
         return await self._guard(op)
 
     # -- captive portal (controller.services.portal): SMS codes, rate limits, client memory ------
+    # Through the batched link, as the RADIUS path (issue 16): one unit of commands per
+    # call, the same error mapping (StoreUnavailable, NOSCRIPT reloaded once) as ``_hot``.
 
     async def otp_put(self, phone_id: str, digest: str, ttl: int, now: int) -> None:
         """Keep a new SMS code's digest for ``ttl`` s, replacing any pending code."""
-        key = keys.otp(phone_id)
-
-        async def op() -> None:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(key)
-            pipe.hset(key, mapping={"h": digest, "tries": 0, "sent": now})
-            pipe.expire(key, ttl)
-            await pipe.execute()
-
-        await self._guard(op)
+        await self._hot([self._script("portal_otp_put", (keys.otp(phone_id),), (digest, now, ttl))])
 
     async def otp_attempt(self, phone_id: str, max_attempts: int) -> OtpAttempt:
         """Count one attempt at the pending code of ``phone_id`` (otp_attempt.lua)."""
-
-        async def op() -> OtpAttempt:
-            r = await self._evalsha(
-                self.redis, "otp_attempt", (keys.otp(phone_id),), (max_attempts,)
-            )
-            return OtpAttempt(_OTP_STATUS[_text(r[0])], _text(r[1]), int(r[2]))
-
-        return await self._guard(op)
+        unit = [self._script("otp_attempt", (keys.otp(phone_id),), (max_attempts,))]
+        r = (await self._hot(unit))[0]
+        return OtpAttempt(_OTP_STATUS[_text(r[0])], _text(r[1]), int(r[2]))
 
     async def otp_consume(self, phone_id: str) -> bool:
         """Delete a verified code; False if another request consumed it first."""
+        return bool((await self._hot([("DEL", keys.otp(phone_id))]))[0])
 
-        async def op() -> bool:
-            return bool(await self.redis.delete(keys.otp(phone_id)))
+    @staticmethod
+    def _rate_args(checks: Sequence[tuple[str, str, Sequence[tuple[int, int]]]]) -> list[Any]:
+        args: list[Any] = []
+        for _, _, rules in checks:
+            args.append(len(rules))
+            for limit, window in rules:
+                args.extend((limit, window))
+        return args
 
-        return await self._guard(op)
+    def _rate_unit(
+        self,
+        checks: Sequence[tuple[str, str, Sequence[tuple[int, int]]]],
+        now_ms: int,
+        member: str,
+        record: bool,
+    ) -> list[Command]:
+        """One portal_rate.lua call per dimension (each log in its own slot)."""
+        flag = 1 if record else 0
+        return [
+            self._script(
+                "portal_rate",
+                (keys.rate(dimension, ident),),
+                (now_ms, member, flag, 1, *self._rate_args([(dimension, ident, rules)])),
+            )
+            for dimension, ident, rules in checks
+        ]
 
     async def rate_hit(
         self,
@@ -945,18 +958,34 @@ class Store:
         record: bool,
     ) -> list[int]:
         """Per (dimension, value, [(limit, window ms)]): 0 if one more event is allowed
-        (recorded when ``record``), else ms to wait. One pipeline, one script per key."""
+        (recorded in that dimension when ``record``), else ms to wait. One unit, one
+        script call per key."""
+        if not checks:
+            return []
+        replies = await self._hot(self._rate_unit(checks, now_ms, member, record))
+        return [int(r[0]) for r in replies]
 
-        async def op() -> list[int]:
-            pipe = self.redis.pipeline(transaction=False)
-            for dimension, ident, rules in checks:
-                args: list[Any] = [now_ms, member, 1 if record else 0, len(rules)]
-                for limit, window in rules:
-                    args.extend((limit, window))
-                self._evalsha(pipe, "rate_hit", (keys.rate(dimension, ident),), args)
-            return [int(w) for w in await pipe.execute()]
-
-        return await self._guard(op)
+    async def rate_admit(
+        self,
+        checks: Sequence[tuple[str, str, Sequence[tuple[int, int]]]],
+        now_ms: int,
+        member: str,
+    ) -> list[int]:
+        """The event of one request in every dimension, or in none: per check 0 if every
+        dimension allowed it (then it is recorded in all), else the ms to wait. One script
+        call over every key on one Redis (Sentinel too); on a Cluster, where the logs live
+        in other slots, every key is checked first, then recorded in each (two units)."""
+        if not checks:
+            return []
+        if self.indexes_in_scripts:
+            ks = [keys.rate(dimension, ident) for dimension, ident, _ in checks]
+            args = (now_ms, member, 1, len(ks), *self._rate_args(checks))
+            r = (await self._hot([self._script("portal_rate", ks, args)]))[0]
+            return [int(w) for w in r]
+        waits = await self.rate_hit(checks, now_ms, member, record=False)
+        if any(waits):
+            return waits
+        return await self.rate_hit(checks, now_ms, member, record=True)
 
     async def purge_profiles(self, cutoff: int, batch: int = 500) -> list[str]:
         """Delete the phone profiles last seen at or before ``cutoff`` (the retention's
@@ -986,53 +1015,59 @@ class Store:
 
     async def person_phone(self, pid: str) -> str | None:
         """The verified number of a person (for the audit duty and remembered devices)."""
+        value = (await self._hot([("HGET", keys.profile(pid), "phone")]))[0]
+        return _text(value) if value else None
 
-        async def op() -> str | None:
-            value = await self.redis.hget(keys.profile(pid), "phone")
-            return _text(value) if value else None
-
-        return await self._guard(op)
+    @staticmethod
+    def _client_commands(address: str, values: Mapping[str, str], ttl: int) -> list[Command]:
+        key = keys.portal_client(address)
+        hset: list[Any] = ["HSET", key]
+        for k, v in values.items():
+            hset.extend((k, v))
+        return [hset, ("EXPIRE", key, ttl)]
 
     async def remember_client(self, address: str, values: dict[str, str], ttl: int) -> None:
         """What the portal learnt about a client address (NAS redirect data, person)."""
-        key = keys.portal_client(address)
+        await self.remember_clients([address], values, ttl)
 
-        async def op() -> None:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hset(key, mapping={k: v for k, v in values.items()})
-            pipe.expire(key, ttl)
-            await pipe.execute()
+    async def remember_clients(
+        self, addresses: Sequence[str], values: Mapping[str, str], ttl: int
+    ) -> None:
+        """``remember_client`` of the same values at several addresses, one unit."""
+        unit = [c for address in addresses for c in self._client_commands(address, values, ttl)]
+        if unit:
+            await self._hot(unit)
 
-        await self._guard(op)
+    def remember_clients_soon(
+        self, addresses: Sequence[str], values: Mapping[str, str], ttl: int
+    ) -> asyncio.Future[None]:
+        """``remember_clients`` queued in this tick's batch now, without a Task: a login
+        sends it in the same write as the credential it awaits next."""
+        unit = [c for address in addresses for c in self._client_commands(address, values, ttl)]
+        again = functools.partial(self.remember_clients, addresses, values, ttl)
+        return self._soon(unit, _nothing, again)
 
     async def client_at(self, address: str) -> dict[str, str]:
-        async def op() -> dict[str, str]:
-            raw = await self.redis.hgetall(keys.portal_client(address))
-            return {_text(k): _text(v) for k, v in raw.items()}
-
-        return await self._guard(op)
+        return _pairs((await self._hot([("HGETALL", keys.portal_client(address))]))[0])
 
     async def device_token_put(self, pid: str, tid: str, expires: int, now: int, keep: int) -> None:
         """Honour remembered-device token ``tid`` until ``expires``; drop expired tokens and
-        all but the ``keep`` newest (one key: MULTI, so Cluster-safe)."""
-        key = keys.device_tokens(pid)
+        all but the ``keep`` newest (portal_device_token.lua: one key, Cluster-safe)."""
+        args = (tid, expires, now, keep)
+        await self._hot([self._script("portal_device_token", (keys.device_tokens(pid),), args)])
 
-        async def op() -> None:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.zadd(key, {tid: expires})
-            pipe.zremrangebyscore(key, "-inf", now)
-            pipe.zremrangebyrank(key, 0, -keep - 1)
-            pipe.expireat(key, expires)
-            await pipe.execute()
-
-        await self._guard(op)
+    def device_token_put_soon(
+        self, pid: str, tid: str, expires: int, now: int, keep: int
+    ) -> asyncio.Future[None]:
+        """``device_token_put`` queued in this tick's batch now (a login's last write)."""
+        args = (tid, expires, now, keep)
+        unit = [self._script("portal_device_token", (keys.device_tokens(pid),), args)]
+        again = functools.partial(self.device_token_put, pid, tid, expires, now, keep)
+        return self._soon(unit, _nothing, again)
 
     async def device_token_valid(self, pid: str, tid: str, now: int) -> bool:
-        async def op() -> bool:
-            expires = await self.redis.zscore(keys.device_tokens(pid), tid)
-            return expires is not None and expires > now
-
-        return await self._guard(op)
+        expires = (await self._hot([("ZSCORE", keys.device_tokens(pid), tid)]))[0]
+        return expires is not None and float(expires) > now
 
     async def device_tokens_revoke(self, pid: str, tid: str | None = None) -> int:
         """Revoke one token of a person (logout), or all of them (``tid`` None: admin)."""

@@ -93,9 +93,16 @@ class OtpBook:
         return code
 
     async def verify(self, pid: str, device: str, code: str) -> Outcome:
-        slot = self._slot(pid, device)
-        attempt = await self.store.otp_attempt(slot, MAX_ATTEMPTS)
-        outcome = judge(attempt, self._digest(pid, code), MAX_ATTEMPTS)
-        if outcome.verdict is Verdict.OK and not await self.store.otp_consume(slot):
+        outcome = await self.check(pid, device, code)
+        if outcome.verdict is Verdict.OK and not await self.consume(pid, device):
             return Outcome(Verdict.GONE)  # a concurrent request used it first
         return outcome
+
+    async def check(self, pid: str, device: str, code: str) -> Outcome:
+        """Count one attempt and judge it; an OK code still has to be ``consume``d."""
+        attempt = await self.store.otp_attempt(self._slot(pid, device), MAX_ATTEMPTS)
+        return judge(attempt, self._digest(pid, code), MAX_ATTEMPTS)
+
+    async def consume(self, pid: str, device: str) -> bool:
+        """Use up a code ``check`` found right: False when a concurrent request won."""
+        return await self.store.otp_consume(self._slot(pid, device))

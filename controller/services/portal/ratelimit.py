@@ -12,15 +12,18 @@
 ``service.py``): so a stranger's requests and guesses spend their own device's share of
 a phone's budget, never the owner's; only the per-phone ceiling is shared.
 
-Each dimension value has one sliding-window log in Redis (``controller/lua/rate_hit.lua``,
+Each dimension value has one sliding-window log in Redis (``controller/lua/portal_rate.lua``,
 time passed in ARGV as the ``limits`` library does); an event counts while
 ``now - t < window``. ``wait_ms`` is the same arithmetic in Python: the reference the Lua
 script is tested against. All dimensions are checked before the event is recorded in any,
-so a request refused for one (an IP flooding) never starts another's cooldown (a phone).
+so a request refused for one (an IP flooding) never starts another's cooldown (a phone):
+on one Redis in one script call over every dimension (``Store.rate_admit``), on a Cluster
+by checking every dimension first, then recording in each.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import secrets
 from collections.abc import Sequence
@@ -106,6 +109,9 @@ def wait_ms(events: Sequence[int], rules: Sequence[Rule], now_ms: int) -> int:
     return wait
 
 
+# The address arithmetic of every portal request (each parses the address several times);
+# memoised per address, a bounded cache of pure functions of their argument.
+@functools.lru_cache(maxsize=4096)
 def ip_bucket(address: str) -> str:
     """The source-address key of the per-IP limit: an IPv4 address as it is (also when
     written IPv4-mapped, ``::ffff:a.b.c.d``), an IPv6 address by its /64. One device or
@@ -122,23 +128,24 @@ def ip_bucket(address: str) -> str:
     return str(ip)
 
 
-def source_buckets(address: str) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=4096)
+def source_buckets(address: str) -> tuple[tuple[str, str], ...]:
     """Every source dimension of an address: an IPv4 address and its /24; an IPv6 /64,
     /48 and /32 (RFC 6177: a site gets a /48, an ISP a /32 -- one holder of a /48 can
     send from 65 536 /64s, so the wider prefixes are what bounds them)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return [("ip", address)]
+        return (("ip", address),)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if isinstance(ip, ipaddress.IPv4Address):
-        return [("ip", str(ip)), ("ip24", str(ipaddress.IPv4Network((ip, 24), strict=False)))]
-    return [("ip", ip_bucket(address))] + [
-        (f"ip{bits}", str(ipaddress.IPv6Network((ip, bits), strict=False))) for bits in (48, 32)
-    ]
+        return (("ip", str(ip)), ("ip24", str(ipaddress.IPv4Network((ip, 24), strict=False))))
+    wider = (str(ipaddress.IPv6Network((ip, bits), strict=False)) for bits in (48, 32))
+    return (("ip", ip_bucket(address)), *zip(("ip48", "ip32"), wider, strict=True))
 
 
+@functools.lru_cache(maxsize=4096)
 def network_bucket(address: str) -> str:
     """The network an address is part of, for a phone's per-network share: IPv4 /24,
     IPv6 /48 (one stranger rarely holds more than one of either)."""
@@ -154,25 +161,25 @@ class RateLimiter:
     def __init__(self, store: Store, settings: PortalSettings, max_devices: int = 2) -> None:
         self.store = store
         self.rules = rules_for(settings, max_devices)
+        # (limit, window ms) per dimension, as the store passes them to Redis
+        self.windows = {
+            dimension: [(r.limit, r.window * 1000) for r in rules]
+            for dimension, rules in self.rules.items()
+        }
 
     async def hit(self, dims: Sequence[tuple[str, str]], now_ms: int) -> None:
         """Admit one event or raise ``rate_limited`` (429) naming the wait and the limit.
 
-        ``dims`` are (dimension, value) pairs; empty values are skipped. Every dimension
-        is checked first and the event recorded only if all allow it (two round trips).
-        """
+        ``dims`` are (dimension, value) pairs; empty values are skipped. The event is
+        recorded in every dimension only if all allow it (``Store.rate_admit``)."""
         member = f"{now_ms}:{secrets.token_hex(6)}"
-        checks = [
-            (dimension, ident, [(r.limit, r.window * 1000) for r in self.rules[dimension]])
-            for dimension, ident in dims
-            if ident
-        ]
-        for record in (False, True):
-            waits = await self.store.rate_hit(checks, now_ms, member, record=record)
-            if any(waits):
-                wait = max(waits)
-                dimension = checks[waits.index(wait)][0]
-                seconds = retry_after_seconds(wait)
-                raise PortalError(
-                    "rate_limited", 429, retry_after=seconds, seconds=seconds, limit=dimension
-                )
+        rules = self.windows
+        checks = [(dimension, ident, rules[dimension]) for dimension, ident in dims if ident]
+        waits = await self.store.rate_admit(checks, now_ms, member)
+        if any(waits):
+            wait = max(waits)
+            dimension = checks[waits.index(wait)][0]
+            seconds = retry_after_seconds(wait)
+            raise PortalError(
+                "rate_limited", 429, retry_after=seconds, seconds=seconds, limit=dimension
+            )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from controller.domain.access import Outcome, blocked_until, decide_access
 from controller.domain.identity import person_id
 from controller.domain.phone import CountryNotAllowed, PhoneError, normalize_phone
 from controller.domain.registry import Registry
+from controller.domain.state import PersonState
 from controller.services.enforcer import Enforcer
 from controller.services.live import LiveConfig
 from controller.services.logins import issue_login
@@ -47,6 +49,7 @@ from controller.services.portal.handoff import (
 )
 from controller.services.portal.i18n import Catalog
 from controller.services.portal.otp import CODE_TTL, OtpBook, Verdict
+from controller.services.portal.otp import Outcome as CodeOutcome
 from controller.services.portal.ratelimit import RateLimiter, code_dims, ip_bucket, verify_dims
 from controller.services.portal.sms import SmsSender, make_sender
 from controller.services.signing import Signer
@@ -89,6 +92,19 @@ _OUTCOME_ERRORS: Final = {
     Outcome.EXHAUSTED: ("allowance_used_up", 403),
     Outcome.DEVICE_LIMIT: ("device_limit", 409),
 }
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized(raw: str, allowed: tuple[str, ...]) -> str:
+    """``normalize_phone``, memoised: a login parses the number its code request parsed
+    a moment before (refusals raise, and are not kept). Bounded, in this process only."""
+    return normalize_phone(raw, allowed_countries=allowed)
+
+
+def _settled(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a read that is no longer needed (no "never retrieved")."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +167,9 @@ class LoginResult:
     resets_at: datetime
     handoff: Handoff
     place: Place
+    # the remembered-device token stored with the login (id, expiry), for the cookie;
+    # None when ``[portal] cookie_days`` is 0
+    device_token: tuple[str, int] | None = None
 
 
 class Portal:
@@ -177,6 +196,8 @@ class Portal:
         self.catalog = Catalog.load()
         self.sms: SmsSender = make_sender(cfg.sms)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rate: tuple[Config, RateLimiter] | None = None
+        self._handoff_targets: dict[str, tuple[Client, HandoffTargets]] = {}
         SMS_CEILING_LIMIT.set(cfg.portal.otp_global_hour)
 
     # -- what is in force now (SIGHUP swaps config and registry) -------------------------
@@ -211,12 +232,20 @@ class Portal:
         redirect = ctx.redirect
         client = self.client_of(redirect)
         try:
-            check_targets(client.vendor, redirect, HandoffTargets.of(client), ctx.signed)
+            check_targets(client.vendor, redirect, self._targets(client), ctx.signed)
         except PortalError as exc:
             if exc.code == "handoff_not_allowed":
                 log.warning("portal.handoff_refused", client=client.id, target=exc.values)
             raise
         return Place(client, self.registry.venue_for(client, redirect.called, redirect.nas_id))
+
+    def _targets(self, client: Client) -> HandoffTargets:
+        """The client's hand-off targets, made once per configured client (a SIGHUP's
+        new config has new ``Client`` objects, so a reload is seen)."""
+        known = self._handoff_targets.get(client.id)
+        if known is None or known[0] is not client:
+            known = self._handoff_targets[client.id] = (client, HandoffTargets.of(client))
+        return known[1]
 
     def verify_md(self, client: Client, md: str, candidates: list[str]) -> bool:
         """CoovaChilli signs its redirect with the UAM secret (``md``): with a secret the
@@ -259,9 +288,19 @@ class Portal:
             raw = f"address:{ip_bucket(address)}"
         return self.signer.digest("device", raw)[:20]
 
-    async def _remember_address(self, who: Requester, ctx: NasContext, place: Place) -> None:
-        """After a login, note what this client is (RFC 8908 answers, logout): by its
-        connection address, and by the redirect's ``ip`` only when the NAS signed it."""
+    def _state_soon(self, pid: str, mac: str) -> asyncio.Future[PersonState]:
+        """The person's state for a portal login's decision, queued in this tick's batch."""
+        policy = self.config.quota
+        now = int(self.now())
+        today = quota.day_key(quota.local_day(now, policy.timezone))
+        return self.store.auth_state_soon(pid, "", mac, today, now - int(policy.stale_grace), now)
+
+    def _remember_address(
+        self, who: Requester, ctx: NasContext, place: Place, pid: str
+    ) -> asyncio.Future[None]:
+        """At a login, note what this client is and who logged in (RFC 8908 answers,
+        logout): by its connection address, and by the redirect's ``ip`` only when the NAS
+        signed it. One unit of the store's batched link for both addresses, queued now."""
         redirect = ctx.redirect
         values = {
             "nas": place.client.id,
@@ -269,12 +308,18 @@ class Portal:
             "mac": redirect.mac,
             "ip": redirect.ip if ctx.signed else who.address,
             "seen": str(int(self.now())),
+            "pid": pid,
         }
-        for addr in {who.address, redirect.ip if ctx.signed else ""} - {""}:
-            await self.store.remember_client(addr, values, CLIENT_MEMORY_TTL)
+        addresses = sorted({who.address, redirect.ip if ctx.signed else ""} - {""})
+        return self.store.remember_clients_soon(addresses, values, CLIENT_MEMORY_TTL)
 
     def _limiter(self) -> RateLimiter:
-        return RateLimiter(self.store, self.config.portal, self.config.quota.max_devices)
+        """The limiter of the config in force (made again after a SIGHUP swapped it)."""
+        config = self.config
+        if self._rate is None or self._rate[0] is not config:
+            limiter = RateLimiter(self.store, config.portal, config.quota.max_devices)
+            self._rate = (config, limiter)
+        return self._rate[1]
 
     async def _limit(self, dims: list[tuple[str, str]]) -> None:
         try:
@@ -296,9 +341,7 @@ class Portal:
 
     def phone(self, raw: str) -> str:
         try:
-            return normalize_phone(
-                raw or "", allowed_countries=self.config.sms.allowed_country_codes
-            )
+            return _normalized(raw or "", self.config.sms.allowed_country_codes)
         except CountryNotAllowed:
             codes = ", ".join(self.config.sms.allowed_country_codes)
             raise PortalError("country_not_allowed", 400, codes=codes) from None
@@ -332,28 +375,48 @@ class Portal:
     # -- logins ---------------------------------------------------------------------
 
     async def login_with_code(
-        self, phone_raw: str, code: str, ctx: NasContext, who: Requester
+        self,
+        phone_raw: str,
+        code: str,
+        ctx: NasContext,
+        who: Requester,
+        device: tuple[str, str] | None = None,
     ) -> LoginResult:
         """Verify the code of this phone *on this device*. Wrong, expired, used, locked
         or never sent: one answer (``wrong_code``), so a stranger learns nothing about a
-        pending code; attempts are limited per source, NAS, device and phone."""
+        pending code; attempts are limited per source, NAS, device and phone.
+
+        ``device``: the browser's remembered device (person, token id), if any; the login
+        stores its token (the same one when it is this person's, ``remember_device``)."""
         e164 = self.phone(phone_raw)
         place = self.place(ctx)
         pid = person_id(e164, self.person_key)
         await self._limit(verify_dims(who.address, place.client.id, who.device, pid))
-        outcome = await OtpBook(self.store, self.signer).verify(pid, who.device, code)
+        book = OtpBook(self.store, self.signer)
+        outcome = await book.check(pid, who.device, code)
+        state: asyncio.Future[PersonState] | None = None
+        if outcome.verdict is Verdict.OK:
+            # the person's state rides in the same write as the code's single use (read
+            # only: nothing is decided from it unless the code was this request's)
+            state = self._state_soon(pid, ctx.redirect.mac)
+            if not await book.consume(pid, who.device):  # a concurrent request used it
+                outcome = CodeOutcome(Verdict.GONE)
         if outcome.verdict is not Verdict.OK:
+            if state is not None:
+                state.add_done_callback(_settled)
             REFUSED.labels(f"code_{outcome.verdict.value}").inc()
             log.info("portal.code_refused", person=pid, verdict=outcome.verdict.value)
             raise PortalError("wrong_code", 401)
-        return await self._issue(e164, pid, place, ctx, who, "code")
+        return await self._issue(e164, pid, place, ctx, who, "code", device, state)
 
-    async def login_remembered(self, pid: str, ctx: NasContext, who: Requester) -> LoginResult:
-        """A device with the portal cookie: no SMS step."""
+    async def login_remembered(
+        self, pid: str, ctx: NasContext, who: Requester, device: tuple[str, str] | None = None
+    ) -> LoginResult:
+        """A device with the portal cookie: no SMS step (``device`` as ``login_with_code``)."""
         e164 = await self.store.person_phone(pid)
         if not e164:
             raise PortalError("not_logged_in", 401)
-        return await self._issue(e164, pid, self.place(ctx), ctx, who, "remembered")
+        return await self._issue(e164, pid, self.place(ctx), ctx, who, "remembered", device)
 
     async def _issue(
         self,
@@ -363,14 +426,13 @@ class Portal:
         ctx: NasContext,
         who: Requester,
         method: str,
+        device: tuple[str, str] | None = None,
+        state_soon: asyncio.Future[PersonState] | None = None,
     ) -> LoginResult:
         redirect = ctx.redirect
         policy = self.config.quota
         now = int(self.now())
-        today = quota.day_key(quota.local_day(now, policy.timezone))
-        state = await self.store.auth_state(
-            pid, "", redirect.mac, today, now - int(policy.stale_grace), now
-        )
+        state = await (state_soon or self._state_soon(pid, redirect.mac))
         decision = decide_access(
             state, credential=False, password_ok=False, mac=redirect.mac, policy=policy, now=now
         )
@@ -391,7 +453,7 @@ class Portal:
             build_handoff,
             place.vendor,
             redirect,
-            targets=HandoffTargets.of(client),
+            targets=self._targets(client),
             signed=ctx.signed,
             uam_secret=client.uam_secret,
             uam_auth=client.uam_auth,
@@ -400,19 +462,32 @@ class Portal:
         handoff_for("u", "p")  # refuse a bad hand-off before a credential exists
         # bounded minting: at most logins_per_device_hour x max_devices an hour (finding 9)
         await self._limit([("mint", pid)])
-        issued = await issue_login(
-            self.store,
-            phone_e164=e164,
-            mac=redirect.mac,
-            client_id=client.id,
-            person_key=self.person_key,
-            ttl=policy.login_ttl,
-            now=now,
-        )
+        # the address memory and the device token join the credential's write (one round
+        # trip, no Task)
+        token = self._device_token(pid, device, now)
+        writes = [self._remember_address(who, ctx, place, pid)]
+        if token is not None:
+            tid, expires = token
+            writes.append(
+                self.store.device_token_put_soon(pid, tid, expires, now, DEVICE_TOKENS_KEPT)
+            )
+        try:
+            issued = await issue_login(
+                self.store,
+                phone_e164=e164,
+                mac=redirect.mac,
+                client_id=client.id,
+                person_key=self.person_key,
+                ttl=policy.login_ttl,
+                now=now,
+            )
+        except BaseException:
+            for write in writes:
+                write.add_done_callback(_settled)
+            raise
         handoff = handoff_for(issued.username, issued.password)
-        await self._remember_address(who, ctx, place)
-        for addr in {who.address, redirect.ip if ctx.signed else ""} - {""}:
-            await self.store.remember_client(addr, {"pid": pid}, CLIENT_MEMORY_TTL)
+        for write in writes:
+            await write
         LOGINS.labels(place.vendor, method).inc()
         log.info("portal.login", person=pid, nas=client.id, vendor=place.vendor, method=method)
         return LoginResult(
@@ -424,6 +499,7 @@ class Portal:
             resets_at=quota.reset_time(now, policy.timezone),
             handoff=handoff,
             place=place,
+            device_token=token,
         )
 
     # -- standing, logout -----------------------------------------------------------
@@ -454,6 +530,17 @@ class Portal:
         )
 
     # -- remembered devices (the cw_dev cookie names a server-side token) ---------------
+
+    def _device_token(
+        self, pid: str, device: tuple[str, str] | None, now: int
+    ) -> tuple[str, int] | None:
+        """The remembered-device token a login stores: the browser's own while it has a
+        valid one for the same person, else a new one; None without device cookies."""
+        days = self.config.portal.cookie_days
+        if days <= 0:
+            return None
+        tid = device[1] if device and device[0] == pid else secrets.token_urlsafe(12)
+        return tid, now + days * 86400
 
     async def remember_device(self, pid: str, tid: str, expires: int) -> None:
         """Honour token ``tid`` of ``pid`` until ``expires`` (the newest few per person)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final
@@ -152,17 +151,14 @@ class View:
         found = await self.device()
         return found[0] if found else None
 
-    async def set_device(self, response: web.StreamResponse, pid: str) -> None:
-        """Remember this browser for ``pid``: a signed cookie naming a token the server
-        honours until it expires or is revoked (the same token while the browser keeps a
-        valid one for the same person)."""
+    def set_device(self, response: web.StreamResponse, result: LoginResult) -> None:
+        """Remember this browser for the person: a signed cookie naming the token the login
+        stored (``LoginResult.device_token``; the same token while the browser keeps a
+        valid one for the same person), honoured until it expires or is revoked."""
         days = self.config.portal.cookie_days
-        if days <= 0:
+        if days <= 0 or result.device_token is None:
             return
-        current = await self.device()
-        tid = current[1] if current and current[0] == pid else secrets.token_urlsafe(12)
-        expires = int(self.portal.now()) + days * 86400
-        await self.portal.remember_device(pid, tid, expires)
+        pid, (tid, expires) = result.pid, result.device_token
         token = self.signer.sign("device", f"{pid}|{tid}".encode(), expires=expires)
         self._device = (pid, tid)
         response.set_cookie(
@@ -482,7 +478,8 @@ async def post_login(request: web.Request, view: View) -> web.StreamResponse:
         if not terms:
             raise PortalError("terms_required", 400)
         code = clean_code(form.get("code", ""))
-        result = await portal.login_with_code(phone, code, ctx, view.requester(ctx))
+        device = await view.device()
+        result = await portal.login_with_code(phone, code, ctx, view.requester(ctx), device)
     except PortalError as exc:
         if exc.code in PAGE_ERRORS:
             raise
@@ -507,7 +504,8 @@ async def post_continue(request: web.Request, view: View) -> web.StreamResponse:
     if pid is None:
         raise PortalError("not_logged_in", 401)
     ctx = view.portal.unseal(view.ctx)
-    result = await view.portal.login_remembered(pid, ctx, view.requester(ctx))
+    device = await view.device()
+    result = await view.portal.login_remembered(pid, ctx, view.requester(ctx), device)
     return await _success(view, result)
 
 
@@ -524,7 +522,7 @@ async def _success(view: View, result: LoginResult) -> web.Response:
         profiles=profiles,
         credentials=[],
     )
-    await view.set_device(response, result.pid)
+    view.set_device(response, result)
     return response
 
 
@@ -726,12 +724,13 @@ async def api_login(request: web.Request, view: View) -> web.StreamResponse:
     who = view.requester(ctx)
     if "phone" in body or "code" in body:
         code = clean_code(_field(body, "code"))
-        result = await portal.login_with_code(_field(body, "phone"), code, ctx, who)
+        device = await view.device()
+        result = await portal.login_with_code(_field(body, "phone"), code, ctx, who, device)
     else:
-        pid = await view.device_pid()
-        if pid is None:
+        device = await view.device()
+        if device is None:
             raise PortalError("not_logged_in", 401)
-        result = await portal.login_remembered(pid, ctx, who)
+        result = await portal.login_remembered(device[0], ctx, who, device)
     handoff = result.handoff
     response = web.json_response(
         {
@@ -746,7 +745,7 @@ async def api_login(request: web.Request, view: View) -> web.StreamResponse:
         },
         headers={"Cache-Control": "no-store"},
     )
-    await view.set_device(response, result.pid)
+    view.set_device(response, result)
     return response
 
 
