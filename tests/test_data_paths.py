@@ -108,6 +108,8 @@ def test_key_cases_on_both_data_paths(
     mode, config, ports, serve = served
     starts = serve.named("radius.data_path")  # one per worker that has started by now
     assert starts, serve.events
+    # the start-up heap is out of the collector's way (runtime.freeze_startup_objects)
+    assert all(int(str(e["gc_frozen"])) > 10_000 for e in serve.named("serve.ready")), serve.events
     for start in starts:
         assert start["compiled"] is (mode == "compiled"), start
         assert start["reason"] == (

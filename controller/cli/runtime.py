@@ -36,6 +36,17 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(_then_reap(main))
 
 
+def freeze_startup_objects() -> int:
+    """Move everything alive now (modules, the config, the registry, compiled scripts) to
+    the collector's permanent generation, once the server is built: a full collection
+    then walks only what requests allocate, not the start-up heap (tens of MB with a
+    large registry), which shortens the pauses behind the worst latencies (issue 16).
+    Returns how many objects were frozen."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 async def _then_reap(main: Coroutine[Any, Any, T]) -> T:
     try:
         return await main

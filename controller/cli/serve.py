@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from controller.cli import logs
-from controller.cli.runtime import run
+from controller.cli.runtime import freeze_startup_objects, run
 from controller.cli.startup import EXIT_CONFIG, EXIT_OSERR, StartupError, binding, explain
 from controller.cli.supervisor import default_workers, serve_workers
 from controller.cli.systemd import Notifier
@@ -215,8 +215,10 @@ class Controller:
             )
         if self.embedded is not None:  # also one found running (left by a killed serve)
             self._watch = asyncio.ensure_future(self.embedded.watch())
+        frozen = freeze_startup_objects()
         log.info(
             "serve.ready",
+            gc_frozen=frozen,
             auth_port=self.auth_port,
             acct_port=self.acct_port,
             http_port=self.http_port,
