@@ -29,7 +29,7 @@ from controller.domain.enforcement import other_devices
 from controller.domain.quota import day_key, local_day, next_midnight
 from controller.domain.state import MacLoginAsk, MacLoginDone, PersonSnapshot, PersonState
 from controller.storage import keys
-from controller.storage.store import DEVICE_HOLD
+from controller.storage.store import DEVICE_HOLD, StoreUnavailable
 from tests.support.store_rig import StoreRig, store_rig
 
 NOON = 1_795_579_200  # 2026-11-25 12:00 Asia/Shanghai
@@ -193,3 +193,43 @@ def test_mac_login_decides_as_decide_access(
         assert queued == {**record, "pid": pid if owned else "", "result": login_result(outcome)}
     else:
         assert queued == {}
+
+
+def test_a_record_that_cannot_be_queued_holds_no_slot(rig: StoreRig) -> None:
+    """The XADD fails (here WRONGTYPE): the script's error is StoreUnavailable (no answer)
+    and, as the record is queued before the hold is written, no slot is held."""
+    pid, mac = f"m{next(_persons):019d}", MACS[0]
+    ask = MacLoginAsk(
+        pid=None,
+        user_mac=mac,
+        mac=mac,
+        now=NOON,
+        today="20261125",
+        stale_before=NOON - 750,
+        daily=7200,
+        to_midnight=43200,
+        min_grant=300,
+        max_devices=2,
+        nonce="n",
+        record={"k": "login", "t": str(NOON), "mac": mac},
+    )
+
+    async def run() -> tuple[bool, dict[bytes, bytes]]:
+        r = rig.store.redis
+        await r.set(keys.mac_owner(mac), pid)
+        saved = await r.dump(keys.OUTBOX)
+        await r.delete(keys.OUTBOX)
+        await r.set(keys.OUTBOX, "not a stream")
+        try:
+            await rig.store.mac_login(ask)
+            failed = False
+        except StoreUnavailable:
+            failed = True
+        finally:
+            await r.delete(keys.OUTBOX)
+            if saved is not None:
+                await r.restore(keys.OUTBOX, 0, saved)
+        return failed, await r.hgetall(keys.device_holds(pid))
+
+    failed, held = rig.run(run())
+    assert failed and held == {}

@@ -59,8 +59,6 @@ local function decide()
   if others >= tonumber(ARGV[13]) then
     return 'device_limit', 0, ''
   end
-  redis.call('HSET', holds, mac, now + tonumber(ARGV[14]))
-  redis.call('EXPIRE', holds, ARGV[14])
   return 'accept', timeout, ''
 end
 
@@ -68,8 +66,14 @@ local outcome, timeout, blocked = decide()
 if ARGV[16] == '1' then -- no tables built: each is garbage for Lua's collector
   local result = outcome
   if outcome ~= 'accept' then result = 'reject:' .. outcome end
+  -- first: a failing XADD (an error ends the script, its writes so far stay) holds nothing
   redis.call('XADD', KEYS[2], '*', 'pid', pid, 'result', result, unpack(ARGV, 17))
 end
 local nonce = ''
-if outcome == 'accept' then nonce = ARGV[15] end
+if outcome == 'accept' then
+  local holds = ARGV[2] .. pid .. ARGV[4]
+  redis.call('HSET', holds, ARGV[8], tonumber(ARGV[7]) + tonumber(ARGV[14]))
+  redis.call('EXPIRE', holds, ARGV[14])
+  nonce = ARGV[15]
+end
 return {outcome, pid, timeout, nonce, blocked}
