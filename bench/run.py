@@ -267,7 +267,7 @@ class Scenario:
                 result["redis_cpu_cores"] / result["rps"] * 1e6, 1
             )
         if self.name == "auth" and commands.get("xadd", {}).get("calls"):
-            auth = auth_commands(commands, xadd_in_commit())
+            auth = auth_commands(commands, *auth_in_scripts())
             result["redis_auth"] = auth
             log(
                 f"auth: Redis per request: {auth['evalsha_calls']:.2f} EVALSHA "
@@ -290,25 +290,34 @@ class Scenario:
 SCRIPT_ONLY = frozenset({"hmget", "hgetall", "hset", "hdel", "expire", "exists", "ttl"})
 
 
-def xadd_in_commit() -> bool:
-    """Whether this tree's commit_login.lua queues the audit record itself (issue 16)."""
-    lua = stack.ROOT / "controller/storage/lua/commit_login.lua"
-    return "'XADD'" in lua.read_text()
+def auth_in_scripts() -> tuple[bool, bool]:
+    """Whether this tree's MAC re-authentication queues the audit record inside a script
+    (commit_login.lua once, mac_login.lua now) and reads the MAC's owner inside one
+    (mac_login.lua): then no top-level XADD / GET runs per request (issue 16)."""
+    lua = stack.ROOT / "controller/storage/lua"
+    mac_login = lua / "mac_login.lua"
+    one_call = mac_login.exists()
+    xadd = one_call or "'XADD'" in (lua / "commit_login.lua").read_text()
+    return xadd, one_call
 
 
-def auth_commands(commands: dict[str, dict[str, Any]], xadd_inside: bool) -> dict[str, float]:
+def auth_commands(
+    commands: dict[str, dict[str, Any]], xadd_inside: bool, get_inside: bool = False
+) -> dict[str, float]:
     """Redis's work per MAC re-authentication from ``INFO commandstats`` (issue 16). Each
     request queues one audit record, so figures are per XADD. EVALSHA's time includes its
-    script's commands (the record's XADD when commit_login.lua queues it: ``xadd_inside``).
-    GET runs once a request at the top (the MAC's owner) and twice inside auth_state.lua:
-    the top-level one is counted at GET's mean time per call."""
+    script's commands (the record's XADD when a script queues it: ``xadd_inside``; every
+    GET when the script reads the MAC's owner too: ``get_inside``). Otherwise GET runs
+    once a request at the top (the MAC's owner) and twice inside auth_state.lua: the
+    top-level one is counted at GET's mean time per call."""
     requests = commands.get("xadd", {}).get("calls", 0) or 1
     zero = {"calls": 0.0, "usec": 0.0, "usec_per_call": 0.0}
     evalsha, get = commands.get("evalsha", zero), commands.get("get", zero)
     skip = SCRIPT_ONLY | {"evalsha", "get"} | ({"xadd"} if xadd_inside else set())
     top = {name: c for name, c in commands.items() if name not in skip}
-    top_usec = get["usec_per_call"] * requests + sum(c["usec"] for c in top.values())
-    top_calls = requests + sum(c["calls"] for c in top.values())
+    owner = 0 if get_inside else 1
+    top_usec = owner * get["usec_per_call"] * requests + sum(c["usec"] for c in top.values())
+    top_calls = owner * requests + sum(c["calls"] for c in top.values())
     return {
         "requests": requests,
         "evalsha_calls": evalsha["calls"] / requests,

@@ -18,12 +18,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from controller.config import Config, load_config
+from controller.domain.audit import login_result
 from controller.domain.identity import class_key, sign_class, verify_class
 from controller.domain.state import (
     AccountingResult,
     AccountingWrite,
     Committed,
     CredentialIssue,
+    MacLoginAsk,
+    MacLoginDone,
     Origin,
     PersonState,
 )
@@ -367,6 +370,7 @@ class MemoryStore:
     writes: list[AccountingWrite] = field(default_factory=list)
     origins: list[Origin] = field(default_factory=list)
     closed: list[tuple[str, str, int]] = field(default_factory=list)
+    login_in_one_call: bool = True  # one Redis: mac_login queues the record itself
 
     def _check(self) -> None:
         if self.down:
@@ -384,6 +388,17 @@ class MemoryStore:
         self._check()
         self.origins.append(kw["origin"])
         return Committed(self.commit, "0123456789abcdef" if self.commit == "ok" else "")
+
+    async def mac_login(self, ask: MacLoginAsk) -> MacLoginDone:
+        self._check()
+        pid = ask.pid if ask.pid is not None else self.owners.get(ask.user_mac)
+        status = "unknown_device" if pid is None else self.commit.replace("ok", "accept")
+        accepted = status == "accept"
+        recorded = ask.record is not None and self.login_in_one_call
+        if ask.record is not None and recorded:
+            self.outbox.append({**ask.record, "pid": pid or "", "result": login_result(status)})
+        timeout = min(ask.daily, ask.to_midnight) if accepted else 0
+        return MacLoginDone(status, pid, timeout, ask.nonce if accepted else "", "", recorded)
 
     async def outbox_add(self, entry: dict[str, str]) -> None:
         self._check()
@@ -457,8 +472,13 @@ def credential_state(**kw: Any) -> PersonState:
     return PersonState(**{**base, **kw})
 
 
-async def test_access_decision_paths(city: Config) -> None:
-    store = MemoryStore(states={PID: credential_state()}, owners={"AA-BB-CC-00-00-02": PID})
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-redis", "cluster"])
+async def test_access_decision_paths(city: Config, one_call: bool) -> None:
+    store = MemoryStore(
+        states={PID: credential_state()},
+        owners={"AA-BB-CC-00-00-02": PID},
+        login_in_one_call=one_call,
+    )
     svc = service(city, store)
     ok = await svc.access(access_event(USERNAME, password=b"s3cret", wants_cui=True))
     assert isinstance(ok, AccessAccept) and (ok.person, ok.venue, ok.result) == (
@@ -482,8 +502,11 @@ async def test_access_decision_paths(city: Config) -> None:
     assert isinstance(stranger, AccessReject) and stranger.result == "unknown_credential"
     device = await svc.access(access_event("AA-BB-CC-00-00-09"))
     assert isinstance(device, AccessReject) and device.result == "unknown_device"
+    assert store.outbox[-1]["result"] == "reject:unknown_device" and store.outbox[-1]["pid"] == ""
     mac_login = await svc.access(access_event("AA-BB-CC-00-00-02", calling_station_id=""))
-    assert isinstance(mac_login, AccessAccept)
+    assert isinstance(mac_login, AccessAccept) and mac_login.venue == "station"
+    assert (store.outbox[-1]["result"], store.outbox[-1]["pid"]) == ("accept", PID)
+    assert store.outbox[-1]["venue"] == "station" and len(store.outbox) == 7
     store.commit = "device_limit"
     full = await svc.access(access_event(USERNAME, password=b"s3cret"))
     assert isinstance(full, AccessReject) and full.result == "device_limit"

@@ -51,9 +51,9 @@ def test_mypy_refuses_an_assignment_to_a_record_field(tmp_path: Path) -> None:
         )
     )
     root = Path(__file__).resolve().parents[1]
+    config = ["--config-file", str(root / "pyproject.toml")]
     out, _, status = mypy_api.run(
-        ["--strict", "--no-incremental", "--python-version", "3.11", str(src)]
-        + ["--config-file", str(root / "pyproject.toml")]
+        ["--strict", "--no-incremental", "--python-version", "3.11", str(src), *config]
     )
     assert status == 1, out
     assert 'Property "a" defined in "P" is read-only' in out

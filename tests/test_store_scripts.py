@@ -22,7 +22,7 @@ from redis import exceptions as redis_errors
 
 from controller.domain.enforcement import other_devices
 from controller.domain.nas_health import StatsDelta
-from controller.domain.state import AccountingWrite, Origin, PersonSnapshot
+from controller.domain.state import AccountingWrite, MacLoginAsk, Origin, PersonSnapshot
 from controller.storage import keys
 from controller.storage.nas_stats import NasStatsStore
 from controller.storage.redis_batch import Command
@@ -64,10 +64,11 @@ def test_includes_are_expanded_from_lib_and_hashed_expanded(
 
 
 def test_the_device_rule_is_written_once() -> None:
-    """auth_state.lua and commit_login.lua include it; neither spells the loop out."""
+    """auth_state.lua, commit_login.lua and mac_login.lua include it; none spells the loop
+    out."""
     loop = "string.match(open[i]"
     assert (LUA / "lib" / "devices.lua").read_text().count(loop) == 1
-    for name in ("auth_state", "commit_login"):
+    for name in ("auth_state", "commit_login", "mac_login"):
         text = (LUA / f"{name}.lua").read_text()
         assert "-- #include devices.lua" in text and loop not in text
         assert find_scripts()[name].source.count(loop) == 1
@@ -113,6 +114,23 @@ async def _every_script(store: Store) -> None:
         stale_before=NOON - 600,
         remember_seconds=0,
     )
+    record = {"k": "login", "t": str(NOON), "mac": mac, "client": "nas", "venue": "v"}
+    for owner, fields in ((None, record), (pid, None), (pid, record)):
+        ask = MacLoginAsk(
+            pid=owner,
+            user_mac=mac,
+            mac=mac,
+            now=NOON,
+            today=DAY,
+            stale_before=NOON - 600,
+            daily=3600,
+            to_midnight=43200,
+            min_grant=60,
+            max_devices=3,
+            nonce="n2",
+            record=fields,
+        )
+        await store.mac_login(ask)
     for days in ([(NOON - 43200, DAY)], [(NOON - 129600, "20261124"), (NOON - 43200, DAY)]):
         write = AccountingWrite(
             pid=pid,

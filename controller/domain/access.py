@@ -114,3 +114,21 @@ def decide_access(
     if state.other_devices >= policy.max_devices:
         return reject(Outcome.DEVICE_LIMIT, limit=policy.max_devices)
     return AccessDecision(Outcome.ACCEPT, timeout)
+
+
+def mac_decision(
+    outcome: str, session_timeout: int, block: str, policy: QuotaPolicy, now: int
+) -> AccessDecision:
+    """The decision ``storage/lua/mac_login.lua`` took on a MAC login inside Redis, with
+    its Reply-Message: the same ``AccessDecision`` ``decide_access`` makes from the same
+    state (``tests/test_mac_login_lua.py`` holds the two against each other)."""
+    decided = Outcome(outcome)
+    if decided is Outcome.ACCEPT:
+        return AccessDecision(Outcome.ACCEPT, session_timeout)
+    if decided is Outcome.BLOCKED:
+        return reject(decided, until=blocked_until(block, policy))
+    if decided is Outcome.EXHAUSTED:
+        return reject(decided, reset=reset_time(now, policy.timezone))
+    if decided is Outcome.DEVICE_LIMIT:
+        return reject(decided, limit=policy.max_devices)
+    return reject(decided)

@@ -100,20 +100,34 @@ def login_event(
 ) -> dict[str, str]:
     """The outbox entry of one Access-Request decision (``outcome``: controller.domain.access
     Outcome value); the phone is looked up when it is archived."""
+    record = login_fields(registry, client, event, now)
+    record["pid"] = pid or ""
+    record["result"] = login_result(outcome)
+    return record
+
+
+def login_fields(
+    registry: Registry, client: Client, event: AccessRequest, now: int
+) -> dict[str, str]:
+    """A login record's fields known before the decision: all but ``pid`` and ``result``
+    (storage/lua/mac_login.lua adds those two when it queues the record itself)."""
     called = event.called_station_id
     nas_id = event.nas_identifier
     return {
         "k": "login",
         "t": str(now),
-        "pid": pid or "",
         "mac": normalize_mac(event.calling_station_id) or "",
         "client": client.id,
         "nas_id": nas_id,
         "nas_ip": event.nas_ip_address,
         "ap": called,
         "venue": registry.venue_for(client, called, nas_id).id,
-        "result": outcome if outcome == "accept" else f"reject:{outcome}",
     }
+
+
+def login_result(outcome: str) -> str:
+    """A login record's "result": "accept", or "reject:<outcome>" (mac_login.lua alike)."""
+    return outcome if outcome == "accept" else f"reject:{outcome}"
 
 
 def _int(value: str | None) -> int | None:

@@ -65,6 +65,43 @@ class Committed:
 
 
 @record
+class MacLoginAsk:
+    """One MAC re-authentication for ``mac_login.lua``: the MAC the User-Name names
+    (``user_mac``, its owner looked up in the same call when ``pid`` is None: one Redis),
+    the device (``mac``), the decision's thresholds as integers (``to_midnight``: seconds
+    from ``now`` to the next local midnight; ``min_grant``: at least 1), the nonce of the
+    login an acceptance starts, and the audit record's fields but pid and result
+    (``record``: queued in the same call on one Redis; None: the caller queues it)."""
+
+    pid: str | None
+    user_mac: str
+    mac: str
+    now: int
+    today: str
+    stale_before: int
+    daily: int
+    to_midnight: int
+    min_grant: int
+    max_devices: int
+    nonce: str
+    record: Mapping[str, str] | None = None
+
+
+@record
+class MacLoginDone:
+    """``mac_login.lua``'s answer: the outcome (a ``controller.domain.access.Outcome``
+    value), whose (None: the MAC has no owner), the Session-Timeout of an acceptance, its
+    nonce, the block of a blocked person, and whether the audit record is queued."""
+
+    outcome: str
+    pid: str | None
+    session_timeout: int
+    nonce: str
+    block: str
+    recorded: bool
+
+
+@record
 class OtpAttempt:
     """One counted attempt at a pending SMS code (``otp_attempt.lua``): ``gone``
     (expired, used or never sent), ``locked`` (over the limit until it expires) or

@@ -1,13 +1,18 @@
 """An Access-Request answered without a Task (issue 16): each Redis reply's callback takes
 the next step, as ``RadiusService.access`` would await it.
 
-The steps are the coroutine's, through the same pieces of ``RadiusService`` (the pure
-decision, the audit record, the reply): a MAC's owner (MAC re-authentication only), the
-person's state (auth_state.lua), the pure decision, on acceptance the atomic commit
-(commit_login.lua), then the audit record. The answer future gets the reply only after
-the call that queued the record was acknowledged: the audit record is in Redis before
-the Access-Accept/Reject leaves. A store error makes it None (no
-answer: the NAS retransmits); NOSCRIPT is handled by the store (it reloads, in a task).
+The steps are the coroutine's, through the same pieces of ``RadiusService`` (the
+decision, the audit record, the reply). A MAC re-authentication is one call on one
+Redis (or Sentinel): mac_login.lua reads the MAC's owner and the person's state, decides
+(``controller.domain.access.decide_access``'s rules), holds the device's slot on
+acceptance and queues the audit record; on a Redis Cluster the owner and the outbox live
+in other slots, so it is the owner's GET, mac_login.lua, then the record's XADD. A
+credential login takes the person's state (auth_state.lua), the pure decision (the
+password is checked here, in Python), on acceptance the atomic commit (commit_login.lua),
+then the audit record. The answer future gets the reply only after the call that queued
+the record was acknowledged: the audit record is in Redis before the Access-Accept/Reject
+leaves. A store error makes it None (no answer: the NAS retransmits); NOSCRIPT is
+handled by the store (it reloads, in a task).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import structlog
 
 from controller.config import Client
 from controller.domain.access import AccessDecision, Outcome, reject
-from controller.domain.state import Committed, Origin, PersonState
+from controller.domain.state import Committed, MacLoginAsk, MacLoginDone, Origin, PersonState
 from controller.storage.store import Store, StoreUnavailable
 from radius.events import AccessReply, AccessRequest, NoReply
 
@@ -77,6 +82,11 @@ class AccessSteps(Protocol):
     def login_record(
         self, client: Client, event: AccessRequest, outcome: str, pid: str | None, now: int
     ) -> dict[str, str]: ...
+    def login_fields(self, client: Client, event: AccessRequest, now: int) -> dict[str, str]: ...
+    def mac_login_ask(
+        self, login: Login, pid: str | None, now: int, record: dict[str, str] | None
+    ) -> MacLoginAsk: ...
+    def mac_admission(self, done: MacLoginDone, now: int, venue: str) -> Admission: ...
     def access_reply(
         self, client: Client, event: AccessRequest, admission: Admission
     ) -> AccessReply: ...
@@ -95,6 +105,7 @@ class AccessFlow:
         "now",
         "pid",
         "svc",
+        "venue",
     )
 
     def __init__(self, svc: AccessSteps, client: Client, event: AccessRequest, now: int) -> None:
@@ -114,9 +125,16 @@ class AccessFlow:
                 self._queue(login)
             else:
                 self.login = login
-                if login.pid is None:
-                    owner = self.svc.store.mac_owner_soon(login.user_mac)
-                    owner.add_done_callback(self._owned)
+                if login.pid is None:  # a MAC re-authentication
+                    store = self.svc.store
+                    if store.login_in_one_call:  # owner, decision, record: one call
+                        fields = self.svc.login_fields(self.client, self.event, self.now)
+                        self.venue = fields["venue"]
+                        ask = self.svc.mac_login_ask(login, None, self.now, fields)
+                        store.mac_login_soon(ask).add_done_callback(self._mac_done)
+                    else:  # a Cluster: the owner first (another slot)
+                        owner = store.mac_owner_soon(login.user_mac)
+                        owner.add_done_callback(self._owned)
                 else:
                     self._look(login.pid)
         except Exception as exc:  # the shell logs it and drops the request
@@ -150,7 +168,22 @@ class AccessFlow:
             if pid is None:
                 self._queue(Admission(reject(Outcome.UNKNOWN_DEVICE)))
             else:
-                self._look(pid)
+                self.venue = ""  # the record is queued after the reply
+                ask = self.svc.mac_login_ask(self.login, pid, self.now, None)
+                self.svc.store.mac_login_soon(ask).add_done_callback(self._mac_done)
+        except Exception as exc:
+            self.answer.set_exception(exc)
+
+    def _mac_done(self, done: asyncio.Future[MacLoginDone]) -> None:
+        if self._failed(done):
+            return
+        try:
+            result = done.result()
+            admission = self.svc.mac_admission(result, self.now, self.venue)
+            if result.recorded:  # the call that decided queued the record too
+                self._answer(admission)
+            else:
+                self._queue(admission)
         except Exception as exc:
             self.answer.set_exception(exc)
 

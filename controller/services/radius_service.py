@@ -1,9 +1,13 @@
 """The domain side of the RADIUS server: Access-Request and Accounting-Request handling.
 
-Per request: read what the packet says (pure), one Redis round trip for the person's
-state, decide (pure, in controller.domain.access), and on acceptance a second one that holds
-the device's slot and consumes the credential atomically (plus one to look a MAC up),
-the audit record queued, encode: the answer only once the record is in Redis. Redis
+Per request: read what the packet says (pure). A MAC re-authentication is one Redis call
+on one Redis or Sentinel (mac_login.lua: the MAC's owner, the person's state, the decision
+of controller.domain.access by its rules, the device's slot held, the audit record
+queued); on a Cluster the owner's GET, that script, then the record's XADD. A credential
+login: one round trip for the person's state, decide (pure, in controller.domain.access:
+the password is checked here), and on acceptance a second one that holds the device's
+slot and consumes the credential atomically, the audit record queued; encode: the answer
+only once the record is in Redis. Redis
 errors become "no answer" so the NAS retransmits. ``access_soon`` takes the same steps
 from the Redis replies' callbacks (controller.services.access_flow), without a Task.
 
@@ -28,8 +32,14 @@ import structlog
 
 from controller.config import Client, Config
 from controller.domain import quota
-from controller.domain.access import AccessDecision, Outcome, decide_access, reject
-from controller.domain.audit import login_event
+from controller.domain.access import (
+    AccessDecision,
+    Outcome,
+    decide_access,
+    mac_decision,
+    reject,
+)
+from controller.domain.audit import login_event, login_fields
 from controller.domain.identity import (
     ClassVerifier,
     chargeable_identity,
@@ -47,6 +57,8 @@ from controller.domain.state import (
     CommitStatus,
     Committed,
     DueRule,
+    MacLoginAsk,
+    MacLoginDone,
     Origin,
     PersonState,
     SessionFields,
@@ -251,6 +263,36 @@ class RadiusService:
         """The login record of the audit log (controller.services.audit)."""
         return login_event(self.registry, client, event, outcome, pid, now)
 
+    def login_fields(self, client: Client, event: AccessRequest, now: int) -> dict[str, str]:
+        """The login record's fields known before the decision (all but pid and result)."""
+        return login_fields(self.registry, client, event, now)
+
+    def mac_login_ask(
+        self, login: Login, pid: str | None, now: int, record: dict[str, str] | None
+    ) -> MacLoginAsk:
+        """``Store.mac_login``'s question for a MAC login: the decision's zone-dependent
+        thresholds as integers from ``now`` (controller.domain.quota), a new nonce."""
+        q = self.policy
+        return MacLoginAsk(
+            pid=pid,
+            user_mac=login.user_mac,
+            mac=login.mac,
+            now=now,
+            today=login.today,
+            stale_before=login.stale_before,
+            daily=q.daily_seconds,
+            to_midnight=quota.next_midnight(now, q.timezone) - now,
+            min_grant=max(1, q.min_grant_seconds),
+            max_devices=q.max_devices,
+            nonce=self.nonce(),
+            record=record,
+        )
+
+    def mac_admission(self, done: MacLoginDone, now: int, venue: str) -> Admission:
+        """The admission of a MAC login mac_login.lua decided (and committed)."""
+        decision = mac_decision(done.outcome, done.session_timeout, done.block, self.policy, now)
+        return Admission(decision, done.pid, False, done.nonce, venue)
+
     def login_start(self, client: Client, event: AccessRequest, now: int) -> Admission | Login:
         """What an Access-Request asks before Redis: a reject already (no User-Name, a
         User-Name that is neither a credential nor a MAC), or the login to look at."""
@@ -327,12 +369,19 @@ class RadiusService:
         if isinstance(login, Admission):
             return await self._queued(client, event, login, now)
         pid = login.pid
-        if pid is None:
-            pid = await self.store.mac_owner(login.user_mac)
+        if pid is None:  # a MAC re-authentication: decided and committed in one call
+            store = self.store
+            if store.login_in_one_call:  # the owner read and the record queued in it too
+                fields = self.login_fields(client, event, now)
+                done = await store.mac_login(self.mac_login_ask(login, None, now, fields))
+                return self.mac_admission(done, now, fields["venue"])
+            pid = await store.mac_owner(login.user_mac)  # a Cluster: on another slot
             if pid is None:
                 return await self._queued(
                     client, event, Admission(reject(Outcome.UNKNOWN_DEVICE)), now
                 )
+            done = await store.mac_login(self.mac_login_ask(login, pid, now, None))
+            return await self._queued(client, event, self.mac_admission(done, now, ""), now)
         state = await self.store.auth_state(
             pid, login.username, login.mac, login.today, login.stale_before, now
         )

@@ -4,9 +4,10 @@ Every ``lua/*.lua`` is a script the store can run by name (its file name without
 ``.lua``); nothing keeps a second list of names, so a new script is a new file. A line
 ``-- #include NAME.lua`` is replaced at load time by ``lua/lib/NAME.lua`` (a prelude of
 ``local function``s shared by several scripts, e.g. the device-counting rule of
-``auth_state.lua`` and ``commit_login.lua``), so a rule two scripts must apply alike is
-written once. The SHA1 is of the expanded source: what ``SCRIPT LOAD`` answers and
-``EVALSHA`` names (Redis "EVAL" documentation: scripts are cached by SHA1 of their body).
+``auth_state.lua``, ``commit_login.lua`` and ``mac_login.lua``), so a rule two scripts
+must apply alike is written once. The SHA1 is of the expanded source: what ``SCRIPT
+LOAD`` answers and ``EVALSHA`` names (Redis "EVAL" documentation: scripts are cached by
+SHA1 of their body).
 
 Each script's header (its leading ``--`` comment) lists its KEYS and ARGV
 (``KEYS[1] …``, ``ARGV[3 .. 2+n]``, ``ARGV[16+n ..]``); ``Header`` parses those

@@ -34,6 +34,8 @@ from controller.domain.state import (
     DuePerson,
     EnforcerTimers,
     LoginUse,
+    MacLoginAsk,
+    MacLoginDone,
     Origin,
     OtpAttempt,
     OutboxEntry,
@@ -208,6 +210,42 @@ def _committed(replies: Sequence[Any]) -> Committed:
     return Committed(_COMMIT_STATUS[_text(r[0])], _text(r[1]))
 
 
+def _mac_login_done(recorded: bool) -> Callable[[Sequence[Any]], MacLoginDone]:
+    def parse(replies: Sequence[Any]) -> MacLoginDone:
+        r = replies[0]
+        pid = _text(r[1])
+        return MacLoginDone(_text(r[0]), pid or None, int(r[2]), _text(r[3]), _text(r[4]), recorded)
+
+    return parse
+
+
+_DONE_RECORDED, _DONE_UNRECORDED = _mac_login_done(True), _mac_login_done(False)
+
+_MARK = "\x00"  # stands for the pid in a key name (the person's keys split around it)
+
+
+def _around_pid(key: str) -> tuple[str, str]:
+    head, tail = key.split(_MARK)
+    return head, tail
+
+
+def _person_key_parts() -> tuple[str, str, str, str]:
+    """The head of every person key (before the pid) and the tails of the open-sessions,
+    device holds and block keys (after it): mac_login.lua names the keys of a person it
+    looked up itself from these, so the layout stays controller.storage.keys's."""
+    head, open_tail = _around_pid(keys.open_sessions(_MARK))
+    parts = [_around_pid(keys.device_holds(_MARK)), _around_pid(keys.block(_MARK))]
+    assert all(h == head for h, _ in parts), "person keys must share their head"
+    return head, open_tail, parts[0][1], parts[1][1]
+
+
+_PERSON_KEY_PARTS = _person_key_parts()
+
+
+def _usage_tail(today_key: str) -> str:
+    return _around_pid(keys.day_usage(_MARK, today_key))[1]
+
+
 def _xadd(entry: Mapping[str, str]) -> Command:
     command: list[Any] = ["XADD", keys.OUTBOX, "*"]
     for k, v in entry.items():
@@ -241,6 +279,9 @@ class Store:
         # one Redis (or Sentinel's primary): the global indexes share the scripts' Redis,
         # account.lua writes them itself; a Cluster keeps them in other slots (a 2nd call)
         self.indexes_in_scripts = not isinstance(client, RedisCluster)
+        # ... and a MAC re-authentication is one call (owner, decision, record: mac_login.lua)
+        self.login_in_one_call = self.indexes_in_scripts
+        self._usage_day = self._usage_tail = ""  # mac_login.lua's usage key tail, for today
         self.health = StoreHealth()
         self._probe_key = keys.health_probe(secrets.token_hex(6))
 
@@ -527,6 +568,55 @@ class Store:
         )
         unit = self._commit_unit(*args, remember_seconds)
         return self._soon(unit, _committed, again)
+
+    def _mac_login_unit(self, ask: MacLoginAsk) -> tuple[list[Command], bool]:
+        """mac_login.lua's call for ``ask``, and whether it queues the audit record."""
+        if ask.pid is None:
+            assert self.login_in_one_call, "a Cluster looks the MAC's owner up first"
+            first = keys.mac_owner(ask.user_mac)
+        else:
+            first = keys.open_sessions(ask.pid)  # routes the call to the person's slot
+        recorded = ask.record is not None and self.login_in_one_call
+        head, open_tail, holds_tail, block_tail = _PERSON_KEY_PARTS
+        if self._usage_day != ask.today:
+            self._usage_day, self._usage_tail = ask.today, _usage_tail(ask.today)
+        args: list[Any] = [
+            ask.pid or "",
+            head,
+            open_tail,
+            holds_tail,
+            self._usage_tail,
+            block_tail,
+            ask.now,
+            ask.mac,
+            ask.stale_before,
+            ask.daily,
+            ask.to_midnight,
+            ask.min_grant,
+            ask.max_devices,
+            DEVICE_HOLD,
+            ask.nonce,
+            1 if recorded else 0,
+        ]
+        if recorded:
+            assert ask.record is not None
+            for k, v in ask.record.items():
+                args.extend((k, v))
+        ks = (first, keys.OUTBOX if recorded else first)
+        return [self._script("mac_login", ks, args)], recorded
+
+    async def mac_login(self, ask: MacLoginAsk) -> MacLoginDone:
+        """A MAC re-authentication decided and, on acceptance, its device slot held in one
+        call (mac_login.lua); on one Redis with the MAC's owner looked up (``ask.pid``
+        None) and the audit record queued (``ask.record``) in the same call."""
+        unit, recorded = self._mac_login_unit(ask)
+        return (_DONE_RECORDED if recorded else _DONE_UNRECORDED)(await self._hot(unit))
+
+    def mac_login_soon(self, ask: MacLoginAsk) -> asyncio.Future[MacLoginDone]:
+        """``mac_login`` continued from the reply's callback (no Task, issue 16)."""
+        unit, recorded = self._mac_login_unit(ask)
+        parse = _DONE_RECORDED if recorded else _DONE_UNRECORDED
+        return self._soon(unit, parse, lambda: self.mac_login(ask))
 
     async def credential_issue(self, pid: str, username: str) -> CredentialIssue | None:
         """The client a credential was issued for (kept ``SESSION_TTL`` after its use)."""

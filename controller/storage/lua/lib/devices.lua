@@ -1,5 +1,6 @@
--- The device-counting rule, written once (included by auth_state.lua and commit_login.lua;
--- its Python twin is controller.domain.enforcement.other_devices, tested against it).
+-- The device-counting rule, written once (included by auth_state.lua, commit_login.lua and
+-- mac_login.lua; its Python twin is controller.domain.enforcement.other_devices, tested
+-- against it).
 -- count_devices(open, holds, mac, stale_before, now): the person's devices other than `mac`:
 -- the MACs of open sessions (HGETALL of the open hash, sid -> "mac|last|slack",
 -- account.lua) with accounting plus stale slack since `stale_before`, each MAC once (a

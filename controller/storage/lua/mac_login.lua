@@ -1,0 +1,79 @@
+-- A MAC re-authentication decided and committed in one call (issue 16): the person's
+-- state read once, decided in the order and by the rules of
+-- controller.domain.access.decide_access for a MAC login (its reference model; held
+-- against it by tests/test_mac_login_lua.py), and on acceptance the device's slot held as
+-- commit_login.lua holds it (the device rule: lib/devices.lua). Outcomes, in order:
+-- 'unknown_device' (the MAC has no owner), 'blocked', 'exhausted' (the Session-Timeout
+-- would be below the minimum grant), 'device_limit', 'accept'. Time-zone arithmetic is
+-- the caller's: it passes the seconds to the next local midnight; here only integers.
+-- The Session-Timeout (controller.domain.quota.session_timeout): the time left today, or,
+-- when that reaches past midnight, the seconds to midnight plus tomorrow's allowance.
+-- On one Redis (or Sentinel) the MAC's owner is read here (the person's keys are then
+-- named here: head .. pid .. tail, from controller.storage.keys through ARGV) and the
+-- login's audit record is XADDed here with its pid and result: one round trip for the
+-- whole login, the record in Redis before the answer. On a Redis Cluster the owner and
+-- the outbox live in other slots: the caller looks the owner up first, passes the pid,
+-- and queues the record after the reply.
+-- KEYS[1] the MAC's owner key (ARGV[1] ''); with a pid: a key of the person's slot, unread
+-- KEYS[2] the outbox stream (ARGV[16] = 1), else unread (a key of the person's slot)
+-- ARGV[1] pid ('': the owner of KEYS[1])   ARGV[2] key head (before the pid)
+-- ARGV[3] open-sessions tail   ARGV[4] device holds tail   ARGV[5] today's usage tail
+-- ARGV[6] block tail   ARGV[7] now (epoch s)   ARGV[8] the MAC (a MAC login always has one)
+-- ARGV[9] stale before (epoch, as commit_login.lua)   ARGV[10] daily allowance (s)
+-- ARGV[11] seconds to the next local midnight   ARGV[12] minimum grant (s, at least 1)
+-- ARGV[13] max devices   ARGV[14] hold (s)   ARGV[15] nonce for a new login
+-- ARGV[16] 1: XADD the audit record to KEYS[2] here
+-- ARGV[17 ..] the record's field/value pairs but pid and result (added here)
+-- Returns {outcome, pid ('' unknown), Session-Timeout (0 unless accepted), nonce ('' unless
+--          accepted), block ('' unless blocked)}
+-- #include devices.lua
+local pid = ARGV[1]
+if pid == '' then
+  pid = redis.call('GET', KEYS[1]) or ''
+end
+
+local function decide()
+  if pid == '' then
+    return 'unknown_device', 0, ''
+  end
+  local head = ARGV[2] .. pid
+  local blocked = redis.call('GET', head .. ARGV[6])
+  if blocked and blocked ~= '' then
+    return 'blocked', 0, blocked
+  end
+  local left = tonumber(ARGV[10]) - tonumber(redis.call('GET', head .. ARGV[5]) or '0')
+  local timeout = 0
+  if left > 0 then
+    local midnight = tonumber(ARGV[11])
+    if left >= midnight then timeout = midnight + tonumber(ARGV[10]) else timeout = left end
+  end
+  if timeout < tonumber(ARGV[12]) then
+    return 'exhausted', 0, ''
+  end
+  local now, mac, holds = tonumber(ARGV[7]), ARGV[8], head .. ARGV[4]
+  local others, over = count_devices(redis.call('HGETALL', head .. ARGV[3]),
+                                     redis.call('HGETALL', holds), mac, tonumber(ARGV[9]), now)
+  for _, m in ipairs(over) do
+    redis.call('HDEL', holds, m) -- ended, or its session is open (counted above)
+  end
+  if others >= tonumber(ARGV[13]) then
+    return 'device_limit', 0, ''
+  end
+  return 'accept', timeout, ''
+end
+
+local outcome, timeout, blocked = decide()
+if ARGV[16] == '1' then -- no tables built: each is garbage for Lua's collector
+  local result = outcome
+  if outcome ~= 'accept' then result = 'reject:' .. outcome end
+  -- first: a failing XADD (an error ends the script, its writes so far stay) holds nothing
+  redis.call('XADD', KEYS[2], '*', 'pid', pid, 'result', result, unpack(ARGV, 17))
+end
+local nonce = ''
+if outcome == 'accept' then
+  local holds = ARGV[2] .. pid .. ARGV[4]
+  redis.call('HSET', holds, ARGV[8], tonumber(ARGV[7]) + tonumber(ARGV[14]))
+  redis.call('EXPIRE', holds, ARGV[14])
+  nonce = ARGV[15]
+end
+return {outcome, pid, timeout, nonce, blocked}
