@@ -44,7 +44,6 @@ from controller.storage.archive_text import (
     EntryPlan,
     LocalDays,
     login_lines,
-    padded,
     plan_of,
     rows_to_parts,
     session_lines,
@@ -73,7 +72,7 @@ LEDGER_STAMP = [name for name, _ in LEDGER_SCHEMA].index("archived_at")
 
 def _fields(f: Sequence[bytes], plan: EntryPlan) -> dict[str, str]:
     """An entry's fields as ``str`` pairs (the reference builders' input); ``f`` as
-    ``padded`` left it."""
+    ``plan_of`` padded it."""
     real = f[: plan.missing]
     return {real[i].decode(): real[i + 1].decode() for i in range(0, len(real) - 1, 2)}
 
@@ -186,10 +185,9 @@ class Archiver:
                 self.consumer, min(BATCH, ROUND - len(ids)), self.claim_idle_ms, claim=claim
             )
             claim = False
-            for eid, fields in got:
+            for eid, f in got:
                 ids.append(eid)
-                plan = plan_of(fields)
-                f = padded(fields, plan)
+                plan = plan_of(f)
                 kind = f[plan.k]
                 if kind == b"login":
                     logins.append((eid, f, plan))
@@ -210,7 +208,7 @@ class Archiver:
             names, await self.store.outbox_sessions_raw(names), strict=True
         ):
             plan = plan_of(fields)
-            records[name] = (padded(fields, plan), plan, mark)
+            records[name] = (fields, plan, mark)
             pids.add(fields[plan.pid])
         pids.discard(b"")
         phones = await self.store.phones_raw(sorted(pids))

@@ -83,11 +83,30 @@ class CsvPart:
         buffer = io.StringIO()
         try:
             csv.writer(buffer, lineterminator="\n").writerows(rows)
-            self.chunks.append(buffer.getvalue().encode())
+            text = buffer.getvalue()
+            # ``csv`` leaves a CR unquoted (only "\n" ends its lines), which the reader's
+            # ``new_line = '\n'`` refuses: such rows get every string quoted
+            self.chunks.append(text.encode() if "\r" not in text else _quoted_rows(rows))
         except (csv.Error, UnicodeEncodeError):
             self.refused = True
         self.count += len(rows)
         self.newest = max(self.newest, newest)
+
+
+def _quoted_field(value: object) -> bytes:
+    if value is None:
+        return b""  # NULL
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
+        return b"%d" % value
+    if isinstance(value, str):
+        return b'"' + value.replace('"', '""').encode() + b'"'
+    return str(value).encode()  # a date
+
+
+def _quoted_rows(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    return b"".join(b",".join(map(_quoted_field, row)) + b"\n" for row in rows)
 
 
 def rows_to_parts(
@@ -109,7 +128,7 @@ class EntryPlan:
     """Where a field layout (an outbox entry's, a session record's) keeps its fields:
     indexes into the flat field list, of the value of the last field of that name (as a
     dict of the pairs keeps it); ``missing`` (the list's length) for a field the layout
-    lacks, where ``padded`` puts an empty value."""
+    lacks, where ``plan_of`` puts an empty value."""
 
     k: int
     pid: int
@@ -131,13 +150,16 @@ MAX_PLANS = 1024  # layouts kept (a session's ``d:`` names make new ones every d
 
 
 def plan_of(fields: list[bytes]) -> EntryPlan:
-    """The plan of this field list's layout (made once per layout, kept)."""
+    """The plan of this field list's layout (made once per layout, kept); pads the list
+    in place with the empty value(s) the plan points the layout's missing fields to."""
     names = tuple(fields[0::2])
     plan = _plans.get(names)
     if plan is None:
         if len(_plans) >= MAX_PLANS:
             _plans.clear()
         plan = _plans[names] = _make_plan(names, len(fields))
+    while len(fields) <= plan.missing:
+        fields.append(b"")
     return plan
 
 
@@ -165,13 +187,6 @@ def _make_plan(names: tuple[bytes, ...], width: int) -> EntryPlan:
         login=itemgetter(*[at.get(name, missing) for name in LOGIN_COLUMNS]),
         session=itemgetter(*[at.get(name, missing) for name in _SESSION_COLUMNS]),
     )
-
-
-def padded(fields: list[bytes], plan: EntryPlan) -> list[bytes]:
-    """The field list with empty values up to ``plan.missing`` (in place)."""
-    while len(fields) <= plan.missing:
-        fields.append(b"")
-    return fields
 
 
 class LocalDays:
@@ -221,31 +236,30 @@ def login_lines(
     archived_at: int,
     parts: dict[date, CsvPart],
 ) -> None:
-    """Add the audit rows of login entries (``padded`` field lists) to ``parts``: what
+    """Add the audit rows of login entries (field lists ``plan_of`` padded) to ``parts``: what
     ``login_audit_row`` makes of each, as CSV lines. A ``t`` that is not an integer
     (or 0) is the archive time's second, as there."""
     template = _LOGIN.replace(b"@AT@", b"%d" % archived_at)
     fallback = archived_at // 1000
-    part: CsvPart | None = None
-    part_day: date | None = None
+    part = CsvPart()
+    at, day_text, last_t = 0, b"", None
     for eid, f, plan in logins:
-        try:
-            at = int(f[plan.t]) or fallback
-        except ValueError:
-            at = _epoch(f[plan.t]) or fallback
-        day, day_text = days.of(at)
+        raw_t = f[plan.t]
+        if raw_t != last_t:  # a new second: its local day (mostly the same part)
+            try:
+                at = int(raw_t) or fallback
+            except ValueError:
+                at = _epoch(raw_t) or fallback
+            day, day_text = days.of(at)
+            part = parts.get(day) or parts.setdefault(day, CsvPart())
+            part.newest = max(part.newest, archived_at)
+            last_t = raw_t
         cols = plan.login(f)
         phone = phones.get(f[plan.pid], b"")
         line = template % (day_text, eid, at, phone, *cols)
         if line.count(b'"') != _LOGIN_QUOTES:  # a value holds a quote: double it
             eid_q, phone_q = _escaped((eid, phone))
             line = template % (day_text, eid_q, at, phone_q, *_escaped(cols))
-        if day != part_day or part is None:
-            part = parts.get(day)
-            if part is None:
-                part = parts[day] = CsvPart()
-            part.newest = max(part.newest, archived_at)
-            part_day = day
         part.chunks.append(line)
         part.count += 1
 
@@ -278,7 +292,7 @@ def session_lines(
     """Add a closed session's ledger row and audit row (what ``ledger_rows`` and
     ``session_audit_row`` make of the decoded record) to the parts, for the common
     session: counted on its start's local day (one ``d:`` field, or none), its numbers
-    plain ASCII digits. ``f``: the record's field list, ``padded``. False, nothing
+    plain ASCII digits. ``f``: the record's field list, padded by ``plan_of``. False, nothing
     added: the caller builds this one the reference way (sessions over midnight,
     anything unusual)."""
     v = plan.session(f)
