@@ -29,7 +29,6 @@ read) is the archiver loop, ``controller.services.archiver``; the rows themselve
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import json
 import os
@@ -52,6 +51,7 @@ from controller.config import Config
 from controller.domain.audit import AUDIT_ADDED, AUDIT_SCHEMA
 from controller.domain.ledger import LEDGER_SCHEMA, day_close_ms
 from controller.domain.natlog import NAT_SCHEMA
+from controller.storage.archive_text import CsvPart, rows_to_parts
 from controller.storage.datafiles import open_private, private_dir
 
 log = structlog.get_logger("citywifi.archive")
@@ -250,34 +250,48 @@ class Archive:
         lists (``_write_bound``), so no row is lost to the fast path."""
         if not rows:
             return []
+        stamp = [name for name, _ in SCHEMAS[kind]].index("archived_at")
+        parts = rows_to_parts(rows, stamp)
+        return self.write_parts(kind, parts, lambda day: [r for r in rows if r[0] == day])
+
+    def write_parts(
+        self,
+        kind: str,
+        parts: Mapping[date, CsvPart],
+        rows_of: Callable[[date], Sequence[tuple[Any, ...]]],
+    ) -> list[Path]:
+        """``write`` of rows already as CSV text (``controller.storage.archive_text``),
+        one file per day; ``rows_of(day)`` gives the same rows as tuples, for the bound
+        path should DuckDB refuse a day's text."""
         schema = SCHEMAS[kind]
-        stamp = [name for name, _ in schema].index("archived_at")
-        by_day: dict[date, list[tuple[Any, ...]]] = {}
-        for row in rows:
-            by_day.setdefault(row[0], []).append(row)
         written = []
+        count = 0
         with self._writing:
             if self._writer is None:
                 self._writer = self._connect()
             con = self._writer
             try:
-                for day, day_rows in sorted(by_day.items()):
-                    newest = max(row[stamp] for row in day_rows)
+                for day, part in sorted(parts.items()):
+                    if not part.count:
+                        continue
                     target = (
                         self.day_dir(kind, day)
-                        / f"part-{newest:013d}-{secrets.token_hex(4)}.parquet"
+                        / f"part-{part.newest:013d}-{secrets.token_hex(4)}.parquet"
                     )
                     try:
-                        self._write_csv(con, target, schema, day_rows)
-                    except (duckdb.Error, csv.Error, ValueError) as exc:
+                        if part.refused:
+                            raise ValueError("a row csv could not write")
+                        self._write_csv(con, target, schema, part)
+                    except (duckdb.Error, ValueError) as exc:
                         log.warning("archive.csv_refused", kind=kind, error=type(exc).__name__)
-                        self._write_bound(con, target, schema, day_rows)
+                        self._write_bound(con, target, schema, rows_of(day))
                     written.append(target)
+                    count += part.count
             except BaseException:
                 self._writer = None  # a failed session is not reused
                 con.close()
                 raise
-        ARCHIVED.labels(kind).inc(len(rows))
+        ARCHIVED.labels(kind).inc(count)
         return written
 
     def _write_csv(
@@ -285,24 +299,24 @@ class Archive:
         con: duckdb.DuckDBPyConnection,
         target: Path,
         schema: Sequence[tuple[str, str]],
-        rows: Sequence[tuple[Any, ...]],
+        part: CsvPart,
     ) -> None:
         self._create_dirs(target.parent)
         text = target.parent / f".tmp-{secrets.token_hex(6)}.csv"
         try:
             fd = open_private(text, os.O_WRONLY | os.O_TRUNC)  # phone numbers: 0600
-            with open(fd, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f, lineterminator="\n").writerows(rows)
+            with open(fd, "wb") as f:
+                f.writelines(part.chunks)
             columns = ", ".join(f"'{name}': '{typ}'" for name, typ in schema)
             texts = ", ".join(f"'{name}'" for name, typ in schema if typ == "VARCHAR")
             source = (
                 f"SELECT * FROM read_csv({_sql_path(text)}, columns = {{{columns}}}, "
-                "header = false, delim = ',', quote = '\"', escape = '\"', "
+                "header = false, delim = ',', quote = '\"', escape = '\"', new_line = '\\n', "
                 f"auto_detect = false, strict_mode = true, force_not_null = [{texts}])"
             )
             count = self._write_file(con, target, source, compression=PART_COMPRESSION)
-            if count != len(rows):
-                raise ValueError(f"{count} rows read back of {len(rows)}")
+            if count != part.count:
+                raise ValueError(f"{count} rows read back of {part.count}")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 text.unlink()

@@ -74,6 +74,17 @@ def _pairs(reply: Any) -> dict[str, str]:
     return dict(zip(texts[0::2], texts[1::2], strict=True))
 
 
+def _raw(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _flat(fields: Any) -> list[bytes]:
+    """Stream entry fields as one flat bytes list (name, value, ...), from a dict or a list."""
+    if isinstance(fields, dict):
+        return [_raw(x) for pair in fields.items() for x in pair]
+    return [_raw(x) for x in fields]
+
+
 # the Lua scripts' status words and codes, as the domain types name them
 _COMMIT_STATUS: Mapping[str, CommitStatus] = {
     "ok": "ok",
@@ -899,14 +910,25 @@ class Store:
     async def outbox_read(self, consumer: str, count: int, claim_idle_ms: int) -> list[OutboxEntry]:
         """Entries to archive: first those a dead consumer left unacknowledged (idle longer
         than ``claim_idle_ms``, this consumer's own failures included), then new ones."""
+        raw = await self.outbox_read_raw(consumer, count, claim_idle_ms)
+        return [OutboxEntry(eid.decode(), _pairs(fields)) for eid, fields in raw]
+
+    async def outbox_read_raw(
+        self, consumer: str, count: int, claim_idle_ms: int, *, claim: bool = True
+    ) -> list[tuple[bytes, list[bytes]]]:
+        """``outbox_read`` as the stream gave it: ids and flat field lists (name, value,
+        ...), bytes, undecoded (the archiver formats them straight into its rows, issue
+        16). ``claim=False``: new entries only (the rest of a round that claimed first)."""
         group = keys.OUTBOX_GROUP
 
         # through the batched link: the replies are parsed by hiredis, not per field in
         # Python (the archiver runs in every worker beside the RADIUS hot path)
         async def read() -> list[Any]:
-            claim = ("XAUTOCLAIM", keys.OUTBOX, group, consumer, claim_idle_ms, "0-0")
-            claimed = (await self._hot([(*claim, "COUNT", count)]))[0]
-            entries = [e for e in claimed[1] if e and e[1]]
+            entries: list[Any] = []
+            if claim:
+                xclaim = ("XAUTOCLAIM", keys.OUTBOX, group, consumer, claim_idle_ms, "0-0")
+                claimed = (await self._hot([(*xclaim, "COUNT", count)]))[0]
+                entries = [e for e in claimed[1] if e and e[1]]
             if len(entries) < count:
                 more = ("COUNT", count - len(entries), "STREAMS", keys.OUTBOX, ">")
                 streams = (await self._hot([("XREADGROUP", "GROUP", group, consumer, *more)]))[0]
@@ -926,10 +948,23 @@ class Store:
                 if "BUSYGROUP" not in str(busy.__cause__):
                     raise
             entries = await read()
-        return [OutboxEntry(_text(eid), _pairs(fields)) for eid, fields in entries]
+        out: list[tuple[bytes, list[bytes]]] = []
+        for eid, fields in entries:
+            if type(eid) is bytes and type(fields) is list:  # the direct link's shape
+                out.append((eid, fields))
+            else:  # redis-py's (a pipeline link): a dict of fields, maybe str
+                out.append((_raw(eid), _flat(fields)))
+        return out
 
     async def outbox_sessions(self, refs: Sequence[str]) -> list[SessionVersion]:
         """Per session ref: its record (empty when expired) and the archived-version mark."""
+
+        raw = await self.outbox_sessions_raw(refs)
+        return [SessionVersion(_pairs(fields), _text(mark)) for fields, mark in raw]
+
+    async def outbox_sessions_raw(self, refs: Sequence[str]) -> list[tuple[list[bytes], bytes]]:
+        """``outbox_sessions`` undecoded: each record's flat field list and its mark, bytes
+        (``b""``: none), for the archiver's raw rows (decoded in its writer thread)."""
 
         if not refs:
             return []
@@ -939,7 +974,16 @@ class Store:
             unit.append(("HGETALL", keys.session(pid, sid)))
             unit.append(("GET", keys.archived_mark(pid, sid)))
         r = await self._hot(unit)  # one write for the whole batch (the archiver's hot read)
-        return [SessionVersion(_pairs(r[i]), _text(r[i + 1] or b"")) for i in range(0, len(r), 2)]
+        out: list[tuple[list[bytes], bytes]] = []
+        for i in range(0, len(r), 2):
+            fields, mark = r[i], r[i + 1]
+            out.append(
+                (
+                    fields if type(fields) is list else _flat(fields),
+                    b"" if mark is None else _raw(mark),
+                )
+            )
+        return out
 
     async def phones(self, pids: Sequence[str]) -> dict[str, str]:
         """Verified numbers of persons (the audit duty); persons without one are left out."""
@@ -949,7 +993,15 @@ class Store:
         replies = await self._hot([("HGET", keys.profile(pid), "phone") for pid in pids])
         return {p: _text(v) for p, v in zip(pids, replies, strict=True) if v}
 
-    async def outbox_done(self, ids: Sequence[str], marks: dict[str, str]) -> None:
+    async def phones_raw(self, pids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """``phones`` keyed and valued by bytes, as the archiver's raw rows take them."""
+
+        if not pids:
+            return {}
+        replies = await self._hot([("HGET", keys.profile(pid.decode()), "phone") for pid in pids])
+        return {p: _raw(v) for p, v in zip(pids, replies, strict=True) if v}
+
+    async def outbox_done(self, ids: Sequence[str | bytes], marks: dict[str, str]) -> None:
         """After the archive write is durable: remember archived versions, ack and drop."""
 
         unit: list[Command] = []
