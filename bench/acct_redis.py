@@ -21,7 +21,10 @@ enforcer as its observer (its rule rides in the writes, as in ``citywifi serve``
 loop and the other background loops do not run: ``bench.run acct`` shows their share),
 ``--window`` at a time. Printed per kind (Start, Interim, Stop): Redis CPU µs per request
 (/proc) and ``INFO commandstats`` per request (EVALSHA's µs include its script's
-commands, which are listed again on their own lines).
+commands, which are listed again on their own lines). ``--callgrind DIR`` runs
+redis-server under valgrind's callgrind and writes one profile per phase to DIR (its
+``summary:`` line: instructions, which a busy machine does not inflate; divide by the
+phase's requests; ``callgrind_annotate --inclusive=yes`` shows where they go).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import asyncio
 import dataclasses
 import json
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -157,6 +161,10 @@ async def _run(o: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
+def _callgrind(*args: object) -> None:
+    subprocess.run(["callgrind_control", *map(str, args)], check=True, capture_output=True)
+
+
 async def _mix(o: argparse.Namespace, work: Path) -> dict[str, Any]:
     from bench import corpus
     from bench.radload import read_corpus
@@ -167,7 +175,20 @@ async def _mix(o: argparse.Namespace, work: Path) -> dict[str, Any]:
     from radius.events import Source, accounting_request
     from radius.packet import decode_request
 
-    with RedisServer(work / "redis", o.redis_server) as server:
+    binary = o.redis_server
+    if o.callgrind:  # redis-server under callgrind: instructions per kind, whatever the load
+        from bench.stack import redis_binary
+
+        wrapper, out = work / "redis-callgrind", Path(o.callgrind).resolve()
+        wrapper.write_text(
+            "#!/bin/sh\nexec valgrind --tool=callgrind --dump-instr=no --compress-strings=no"
+            f" --compress-pos=no --callgrind-out-file={out}/callgrind.out.%p"
+            f' {redis_binary(o.redis_server)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        out.mkdir(parents=True, exist_ok=True)
+        binary = str(wrapper)
+    with RedisServer(work / "redis", binary) as server:
         config = load_config(
             write_bench_config(work, server.url, Ports.free(), log_level="warning")
         )
@@ -190,6 +211,8 @@ async def _mix(o: argparse.Namespace, work: Path) -> dict[str, Any]:
             kind = "start" if phase == 0 else "stop" if phase == plan.interims + 1 else "interim"
             part = packets[phase * plan.batch : (phase + 1) * plan.batch]
             server.reset_stats()
+            if o.callgrind:
+                _callgrind("-z", server.pid)
             cpu0 = cpu_seconds([server.pid])
             for lo in range(0, len(part), o.window):
                 futures = []
@@ -203,6 +226,8 @@ async def _mix(o: argparse.Namespace, work: Path) -> dict[str, Any]:
                 for answer in await asyncio.gather(*futures):
                     assert answer is not None, "a report was not recorded"
             cpu = cpu_seconds([server.pid]) - cpu0
+            if o.callgrind:  # one file per phase; its "summary:" line is the instructions
+                _callgrind("-d", server.pid, f"{kind}{phase}")
             stats = server.command_stats()
             k = kinds.setdefault(kind, {"requests": 0, "cpu": 0.0, "commands": {}})
             k["requests"] += len(part)
@@ -261,6 +286,11 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=5000, help="--mix: persons seeded")
     ap.add_argument("--devices", type=int, default=2, help="--mix: sessions per person")
     ap.add_argument("--window", type=int, default=WINDOW, help="--mix: requests outstanding")
+    ap.add_argument(
+        "--callgrind",
+        default="",
+        help="--mix: run redis-server under valgrind's callgrind, a profile per kind in DIR",
+    )
     o = ap.parse_args()
     if o.mix:
         o.interims = 4 if o.interims == 10 else o.interims  # bench.corpus's default
