@@ -379,3 +379,103 @@ def test_lua_counts_devices_as_the_python_rule(
     assert counted == expected
     if known_now:
         assert (at_limit, below) == ("device_limit", "ok")
+
+
+# -- account.lua: what it stores, as Redis integers (issue 16: numbers passed as strings) --
+
+
+async def test_account_stores_integers_and_rewrites_gap_and_slack_only_as_they_change(
+    redis_proc: RedisProcess,
+) -> None:
+    """account.lua hands Redis strings (ARGV's own, or '%d'), not Lua numbers, and writes
+    'gap'/'slack' only when they change: the record must still read as the integers the
+    stale rule gives, on the session hash and in the open hash's "mac|last|slack"."""
+    from controller.domain.state import SessionFields
+    from radius.attrs import AcctStatus
+
+    store = Store(client_from_url(redis_proc.url))
+    pid, sid, mac = "ab" * 10, "nas/s1", "AA-BB-CC-00-00-01"
+    session = SessionFields(pid=pid, known=True, client="nas", acct_session_id="s1", mac=mac)
+    day_start = NOON - 43200
+    start = NOON - 3000  # the session began 3000 s before noon
+
+    async def report(status: int, reported: int, at: int, *, describe: bool = False) -> Any:
+        return await store.account(
+            AccountingWrite(
+                pid=pid,
+                sid=sid,
+                client_id="nas",
+                status=AcctStatus(status),
+                reported=reported,
+                event_time=at,
+                input_octets=reported * 10,
+                output_octets=reported * 30,
+                cause="1" if status == 2 else "",
+                boundaries=[(day_start, DAY)],
+                session=session,
+                describe=describe,
+            )
+        )
+
+    async def record() -> dict[str, str]:
+        raw = await store.redis.hgetall(keys.session(pid, keys.session_generation(sid, 1)))
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    async def open_entry() -> str:
+        value = await store.redis.hget(keys.open_sessions(pid), keys.session_generation(sid, 1))
+        return _str(value)
+
+    try:
+        await store.load_scripts()
+        await report(1, 0, start, describe=True)
+        r = await record()
+        assert (r["start"], r["seen"], r["last"], r["gap"], r["slack"]) == (
+            str(start),
+            "0",
+            str(start),
+            "0",
+            "0",
+        )
+        assert r["mac"] == mac and await open_entry() == f"{mac}|{start}|0"
+        # every 300 s, as asked: the gap is 300, no slack
+        result = await report(3, 300, start + 300)
+        assert result.gap == 300
+        r = await record()
+        assert (r["seen"], r["last"], r["gap"], r["slack"], r["d:" + DAY]) == (
+            "300",
+            str(start + 300),
+            "300",
+            "0",
+            "300",
+        )
+        await report(3, 600, start + 600)  # the same gap: 'gap' and 'slack' stay
+        r = await record()
+        assert (r["seen"], r["gap"], r["slack"], r["d:" + DAY]) == ("600", "300", "0", "600")
+        # then 900 s without a report: the gap widens, the slack follows the stale rule
+        result = await report(3, 1500, start + 1500)
+        slack = DEFAULT_GRACE * (900 - 300) // 300
+        assert result.gap == 900
+        r = await record()
+        assert (r["gap"], r["slack"], r["d:" + DAY]) == ("900", str(slack), "1500")
+        assert await open_entry() == f"{mac}|{start + 1500}|{slack}"
+        result = await report(2, 1560, start + 1560)
+        assert result.closed_now and result.applied == 60
+        r = await record()
+        assert (r["seen"], r["closed"], r["shut"], r["gap"], r["slack"]) == (
+            "1560",
+            str(start + 1560),
+            "stop",
+            "900",
+            str(slack),
+        )
+        assert _str(await store.redis.get(keys.day_usage(pid, DAY))) == "1560"
+    finally:
+        await store.close()
+
+
+DEFAULT_GRACE = 750  # controller.domain.state.DEFAULT_STALE's grace (interim 300)
+
+
+def _str(value: bytes | str | None) -> str:
+    assert value is not None
+    return value.decode() if isinstance(value, bytes) else value

@@ -46,6 +46,10 @@
 --   none: the caller believes the session recorded (an Interim or Stop after its Start).
 --   If it is not, nothing is written and {'fields'} returned: repeat with them.
 -- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
+-- Redis CPU (issue 16, docs/performance.md): numbers go to redis.call as strings (ARGV's
+-- own, or '%d'; a Lua number costs a '%.17g' snprintf there, a tonumber a strtod), the
+-- session hash is read for 8 fields ('shut'/'shut_at' only of a closed one: a missing
+-- field scans the whole hash), 'gap'/'slack' are written when they change.
 -- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call,
 --          then the person as the quota enforcer sees them (as enforce_state.lua):
 --          {sid, "mac|last|slack", ...} open, {sid, epoch, ...} closing, block or '',
@@ -54,24 +58,29 @@
 --          the due time ('' not computed: ARGV[19] empty or generation g-1; -1: none),
 --          1 if the snapshot (open, closing, block) is in the reply: always without a
 --          due time, and on a Start (the enforcer's CoA of a new session needs it);
---          else they are empty}
+--          else 0, 0, ''}
 --         or {'new', g + 1} / {'moved', current generation} / {'fields'}: nothing
 --         written, repeat
 -- #include due.lua
-local status = tonumber(ARGV[1])
+local status = ARGV[1] -- '1' Start, '2' Stop, '3' Interim-Update
 local reported = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 local n = tonumber(ARGV[10])
 local g = tonumber(ARGV[11])
-local grace, interim, cap = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
 local B = 23 -- ARGV[B+1 .. B+n]: day starts
 local sess = KEYS[1]
 local TOLERANCE = 2 -- seconds of rounding between our clock and the NAS's session time
--- everything read of a session hash, in one HMGET (R[i] below)
-local CLOSED, START, SEEN, LAST, SHUT, SHUT_AT, GAP, SLACK, MAC, GEN = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+local fmt = string.format
+-- what is read of a session hash: one HMGET (R[i] below); SHUT and SHUT_AT, only set on a
+-- closed session, are read in a second one only when it is closed
+local CLOSED, START, SEEN, LAST, GAP, SLACK, MAC, GEN, SHUT, SHUT_AT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 local function record(key)
-  return redis.call('HMGET', key, 'closed', 'start', 'seen', 'last', 'shut', 'shut_at', 'gap',
-                    'slack', 'mac', 'gen')
+  local r = redis.call('HMGET', key, 'closed', 'start', 'seen', 'last', 'gap', 'slack', 'mac', 'gen')
+  if r[CLOSED] then
+    local shut = redis.call('HMGET', key, 'shut', 'shut_at')
+    r[SHUT], r[SHUT_AT] = shut[1], shut[2]
+  end
+  return r
 end
 
 -- true if this report cannot be of the closed session of record r: the id is reused
@@ -80,7 +89,7 @@ local function succeeded(r)
     return false
   end
   local began = now - reported
-  if status == 1 and began > tonumber(r[START] or '0') + TOLERANCE then
+  if status == '1' and began > tonumber(r[START] or '0') + TOLERANCE then
     return true
   end
   if r[SHUT] == 'nas' and began >= tonumber(r[SHUT_AT] or '0') - TOLERANCE then
@@ -93,7 +102,7 @@ local R -- the record of `sess`
 local current
 if g == 1 then -- KEYS[5+n] is this very hash: one read for both
   R = record(sess)
-  current = tonumber(R[GEN] or '1')
+  current = R[GEN] and tonumber(R[GEN]) or 1
 else
   current = tonumber(redis.call('HGET', KEYS[5 + n], 'gen') or '1')
 end
@@ -109,8 +118,7 @@ elseif current ~= g then
   return {'moved', current}
 else
   R = R or record(sess)
-  local began = tonumber(R[START] or '-1')
-  if g > 1 and began >= 0 and now - reported < began - TOLERANCE then
+  if g > 1 and R[START] and now - reported < tonumber(R[START]) - TOLERANCE then
     sess = KEYS[6 + n] -- counted there (if it adds anything); never re-opened
     earlier = 1
     R = record(sess)
@@ -126,6 +134,7 @@ if g > 1 then
 end
 
 local seen = tonumber(R[SEEN] or '-1')
+local last = R[LAST] and tonumber(R[LAST])
 local closed = R[CLOSED] ~= nil and R[CLOSED] ~= false
 local reopened = 0
 if closed and earlier == 0 and (R[SHUT] == 'stale' or R[SHUT] == 'gone') and reported > seen then
@@ -133,8 +142,9 @@ if closed and earlier == 0 and (R[SHUT] == 'stale' or R[SHUT] == 'gone') and rep
   closed = false
   reopened = 1
 end
-local slack = tonumber(R[SLACK] or '0')
-local gap = tonumber(R[GAP] or '0')
+local slack = R[SLACK] or '0' -- strings as stored; numbers only when they change
+local gap = R[GAP] or '0'
+local widest = nil -- the gap as a number, when this call compared it
 local applied = 0
 local used -- the newest day's usage, when this call counted on it
 if reported > seen then
@@ -147,63 +157,78 @@ if reported > seen then
     if i == 1 then lo = math.min(lo, s) end
     local part = math.min(e, hi) - math.max(s, lo)
     if part > 0 then
-      local total = redis.call('INCRBY', KEYS[2 + i], part)
+      local share = fmt('%d', part)
+      local total = redis.call('INCRBY', KEYS[2 + i], share)
       if i == n then used = total end
       if total == part then -- created now: it lives ARGV[4] from its day's first report
         redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
       end
       -- the same share on the session record, d:<YYYYMMDD> (the counter key's suffix),
       -- so the archived session splits per day exactly as the quota counted it
-      redis.call('HINCRBY', sess, 'd:' .. string.sub(KEYS[2 + i], -8), part)
+      redis.call('HINCRBY', sess, 'd:' .. string.sub(KEYS[2 + i], -8), share)
       applied = applied + part
     end
   end
-  if seen >= 0 and R[LAST] then
+  local was = tonumber(gap)
+  local wide = was
+  if seen >= 0 and last then
     -- the NAS's cadence: the lesser of the session time and the time that passed between
     -- the two reports (neither our downtime nor a jump of Acct-Session-Time inflates it)
-    gap = math.max(gap, math.min(delta, now - tonumber(R[LAST]), cap))
+    wide = math.max(was, math.min(delta, now - last, tonumber(ARGV[15])))
   end
-  if gap > interim then
-    slack = math.floor(grace * (gap - interim) / interim)
+  widest = wide
+  local interim = tonumber(ARGV[14])
+  if wide > interim then
+    slack = fmt('%d', math.floor(tonumber(ARGV[13]) * (wide - interim) / interim))
   end
-  redis.call('HSET', sess, 'seen', reported, 'in', ARGV[6], 'out', ARGV[7], 'last', now,
-             'gap', gap, 'slack', slack)
+  if wide ~= was or slack ~= R[SLACK] then -- (also when not stored yet)
+    gap = fmt('%d', wide)
+    redis.call('HSET', sess, 'seen', ARGV[2], 'in', ARGV[6], 'out', ARGV[7], 'last', ARGV[3],
+               'gap', gap, 'slack', slack)
+  else
+    redis.call('HSET', sess, 'seen', ARGV[2], 'in', ARGV[6], 'out', ARGV[7], 'last', ARGV[3])
+  end
 end
 
 local mac = R[MAC]
 if not R[START] then
-  redis.call('HSET', sess, 'start', now - reported, unpack(ARGV, B + 1 + n))
-  mac = redis.call('HGET', sess, 'mac')
+  redis.call('HSET', sess, 'start', fmt('%d', now - reported), unpack(ARGV, B + 1 + n))
+  mac = nil
+  for i = B + 1 + n, #ARGV - 1, 2 do
+    if ARGV[i] == 'mac' then
+      mac = ARGV[i + 1]
+      break
+    end
+  end
 end
 
 local closed_now = 0
 if earlier == 1 then
   closed = true -- a superseded generation: the open hash is the current one's
-elseif status == 2 then
+elseif status == '2' then
   if not closed then
-    redis.call('HSET', sess, 'closed', now, 'cause', ARGV[8], 'shut', 'stop')
+    redis.call('HSET', sess, 'closed', ARGV[3], 'cause', ARGV[8], 'shut', 'stop')
     closed_now = 1
   end
   redis.call('HDEL', KEYS[2], ARGV[9])
 elseif not closed then
-  redis.call('HSET', KEYS[2], ARGV[9], (mac or '') .. '|' .. now .. '|' .. slack)
+  redis.call('HSET', KEYS[2], ARGV[9], (mac or '') .. '|' .. ARGV[3] .. '|' .. slack)
 end
 -- the records live ARGV[5] after their last report; refreshed once a day (and on a
 -- session's first and last report), not on every Interim: each refresh is a write
-if not R[LAST] or status ~= 3 or math.floor(tonumber(R[LAST]) / 86400) ~= math.floor(now / 86400)
-then
+if not last or status ~= '3' or math.floor(last / 86400) ~= math.floor(now / 86400) then
   redis.call('EXPIRE', sess, ARGV[5])
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 if ARGV[18] == '1' then -- the global indexes, as the caller would write them after us
   local ref = ARGV[16]
-  if status == 2 then
+  if status == '2' then
     redis.call('ZREM', KEYS[8 + n], ref)
     redis.call('SREM', KEYS[9 + n], ref)
     redis.call('XADD', KEYS[10 + n], '*', 'k', 'close', 'ref', ref) -- to the archive
   else
-    redis.call('ZADD', KEYS[8 + n], now, ref)
-    redis.call('SADD', KEYS[9 + n], ref)
+    redis.call('ZADD', KEYS[8 + n], ARGV[3], ref)
+    redis.call('SADD', KEYS[9 + n], ref) -- (repairs a lost entry: no write if there)
   end
 end
 if used == nil then
@@ -221,12 +246,13 @@ if ARGV[19] ~= '' and earlier == 0 then
   else
     due = at
     if ARGV[18] == '1' then
-      redis.call('ZADD', KEYS[7 + n], 'LT', at, ARGV[17])
+      redis.call('ZADD', KEYS[7 + n], 'LT', fmt('%d', at), ARGV[17])
     end
   end
 end
-if due == '' or status == 1 then
+if due == '' or status == '1' then
   return {applied, used, #open / 2, closed_now, open, redis.call('HGETALL', KEYS[3 + n]), block,
-          reopened, earlier, gap, due, 1}
+          reopened, earlier, widest or tonumber(gap), due, 1}
 end
-return {applied, used, #open / 2, closed_now, {}, {}, '', reopened, earlier, gap, due, 0}
+return {applied, used, #open / 2, closed_now, 0, 0, '', reopened, earlier, widest or tonumber(gap),
+        due, 0}
