@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,6 +31,7 @@ from controller.storage.eap_credentials import EapCredentialStore
 from radius.attrs import Attr, Code
 from radius.packet import Request, decode_request, encode_reply
 from tests.conftest import SECRET, write_config
+from tests.support.clocks import local_hour_clock
 from tests.support.eap_kit import (
     EAPOL_TEST,
     EapolResult,
@@ -121,12 +123,13 @@ def pki() -> Pki:
 async def test_eap_ttls_login_through_serve_then_accounting(
     tmp_path: Path, redis_proc: RedisProcess, pki: Pki
 ) -> None:
-    ctl = _city(tmp_path, redis_proc.url, pki)
+    # at noon: the whole day's 7200 s, not the run into tomorrow's allowance near midnight
+    ctl = _city(tmp_path, redis_proc.url, pki, clock=local_hour_clock(ZoneInfo("Asia/Shanghai")))
     await ctl.start()
     try:
         assert ctl.store is not None
         person = (await login(ctl)).person
-        issued = await _issue(ctl, person)
+        issued = await _issue(ctl, person, int(ctl.clock()))
         user, secret = issued.credential.username, issued.secret
 
         ok = await _eapol(ctl, tmp_path, pki, user, secret)

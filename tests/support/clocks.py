@@ -1,0 +1,24 @@
+"""Clocks for tests whose outcome depends on the local time of day.
+
+A Session-Timeout runs on into the next day's allowance when today's time left reaches
+past local midnight (``domain.quota.session_timeout``), and usage is split at local
+midnight: a test that expects "the time left today" or "used up today" holds only far
+from midnight. Run at 23:00 in the configured zone, such a test failed (issue 16's
+suite run of 2026-12-02 15:00 UTC = 23:00 Asia/Shanghai). These clocks put the
+Controller at a fixed hour of today's local date, running at real speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+
+def local_hour_clock(tz: ZoneInfo, hour: int = 12) -> Callable[[], float]:
+    """A clock at ``hour``:00 of today's local date in ``tz`` now, advancing with real time."""
+    now = time.time()
+    local = datetime.fromtimestamp(now, tz)
+    offset = local.replace(hour=hour, minute=0, second=0, microsecond=0).timestamp() - now
+    return lambda: time.time() + offset
