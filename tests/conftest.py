@@ -14,6 +14,7 @@ from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from tests.support.redis_proc import RedisProcess
 from tests.support.redis_topologies import Cluster
+from tests.support.store_rig import StoreRig, store_rig
 
 SECRET = "testing123"
 
@@ -175,3 +176,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRig]:
+    """A Store on its own redis-server for the module's script tests (a test module that
+    defines its own ``rig``, such as the portal's, overrides this one)."""
+    with store_rig(tmp_path_factory.mktemp("redis")) as rig:
+        yield rig

@@ -13,7 +13,6 @@ skipped with the reason ``radius.fastpath`` gives.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,21 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from radius import fastpath, packet
 from radius.core import ServerCore
 from radius.dedup import IN_PROGRESS, DedupCache, DedupKey
-
-
-def _compiled() -> ModuleType | None:
-    try:
-        from radius import _speedups
-    except ImportError:
-        return None
-    return _speedups
-
-
-C = _compiled()
-needs_c = pytest.mark.skipif(
-    C is None or not fastpath.available(),
-    reason=f"compiled path not in use here ({fastpath.reason()}); the fallback is tested",
-)
+from tests.support.compiled import C, needs_c
 
 KEYS: list[DedupKey] = [
     ("192.0.2.1", 5000, 4, 7, bytes(16)),

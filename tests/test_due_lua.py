@@ -14,11 +14,9 @@ holds it (ZADD LT) when Redis is one.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -26,7 +24,7 @@ from controller.domain.enforcement import plan_person
 from controller.domain.state import AccountingWrite, DueRule, PersonSnapshot
 from controller.storage import keys
 from radius.attrs import AcctStatus
-from tests.support.store_rig import StoreRig, store_rig
+from tests.support.store_rig import StoreRig
 
 LIB = Path(str(resources.files("controller.storage").joinpath("lua", "lib", "due.lua")))
 NOON = 1_795_579_200  # 2026-11-25 12:00 Asia/Shanghai
@@ -50,12 +48,6 @@ return at
 )
 
 MACS = ["", "AA-BB-CC-DD-EE-01", "AA-BB-CC-DD-EE-02", "AA-BB-CC-DD-EE-03"]
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRig]:
-    with store_rig(tmp_path_factory.mktemp("redis")) as rig:
-        yield rig
 
 
 def _expected(

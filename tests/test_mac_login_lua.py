@@ -15,10 +15,8 @@ must be ``decide_access``'s; an acceptance holds the device's slot, a refusal do
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -30,7 +28,7 @@ from controller.domain.quota import day_key, local_day, next_midnight
 from controller.domain.state import MacLoginAsk, MacLoginDone, PersonSnapshot, PersonState
 from controller.storage import keys
 from controller.storage.store import DEVICE_HOLD, StoreUnavailable
-from tests.support.store_rig import StoreRig, store_rig
+from tests.support.store_rig import StoreRig
 
 NOON = 1_795_579_200  # 2026-11-25 12:00 Asia/Shanghai
 ZONES = [ZoneInfo("Asia/Shanghai"), ZoneInfo("Europe/Berlin")]
@@ -38,12 +36,6 @@ ZONES = [ZoneInfo("Asia/Shanghai"), ZoneInfo("Europe/Berlin")]
 DST_NOON = 1_774_699_200
 MACS = ["AA-BB-CC-DD-EE-01", "AA-BB-CC-DD-EE-02", "AA-BB-CC-DD-EE-03", ""]
 HOLD_NAMES = [*MACS[:3], "?0123abcd"]
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRig]:
-    with store_rig(tmp_path_factory.mktemp("redis")) as rig:
-        yield rig
 
 
 _persons = itertools.count()

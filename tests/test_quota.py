@@ -1,10 +1,8 @@
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
@@ -22,7 +20,7 @@ from controller.domain.quota import (
     usage_delta,
 )
 from controller.domain.state import AccountingWrite
-from tests.support.store_rig import StoreRig, store_rig
+from tests.support.store_rig import StoreRig
 
 SH = ZoneInfo("Asia/Shanghai")
 NY = ZoneInfo("America/New_York")
@@ -194,12 +192,6 @@ def _model(arrivals: list[Report]) -> dict[str, int]:
             used[key] = used.get(key, 0) + share.seconds
         highest[r.generation] = max(highest.get(r.generation, 0), r.reported)
     return used
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRig]:
-    with store_rig(tmp_path_factory.mktemp("redis")) as rig:
-        yield rig
 
 
 _persons = itertools.count()

@@ -27,7 +27,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -35,6 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radius import fastpath, packet
+from tests.support.compiled import C, needs_c
 from tests.support.fuzz_kit import (
     MA,
     PROXY_STATE,
@@ -53,21 +53,6 @@ DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_exa
 SEEDS = seed_packets()
 REPLIES_TO = {1: (2, 3, 11), 4: (5,), 12: (2, 5), 40: (41, 42), 43: (44, 45)}
 SECRETS = (SECRET, b"", b"s", b"x" * 64, b"long secret " * 8)
-
-
-def _compiled() -> ModuleType | None:
-    try:
-        from radius import _speedups
-    except ImportError:
-        return None
-    return _speedups
-
-
-C = _compiled()
-needs_c = pytest.mark.skipif(
-    C is None or not fastpath.available(),
-    reason=f"compiled path not in use here ({fastpath.reason()}); the fallback is tested",
-)
 
 
 # --------------------------------------------------------------------------- outcomes

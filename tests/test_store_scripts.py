@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from controller.storage.redis_conn import client_from_url
 from controller.storage.scripts import find_scripts, parse_header
 from controller.storage.store import Store, StoreUnavailable
 from tests.support.redis_proc import RedisProcess
-from tests.support.store_rig import StoreRig, store_rig
+from tests.support.store_rig import StoreRig
 
 LUA = Path(str(resources.files("controller.storage").joinpath("lua")))
 NOON = 1_795_579_200  # 2026-11-25 12:00 Asia/Shanghai
@@ -291,12 +291,6 @@ async def test_a_lua_error_is_store_unavailable(redis_proc: RedisProcess) -> Non
 
 MACS = ["", "AA-BB-CC-DD-EE-01", "AA-BB-CC-DD-EE-02", "AA-BB-CC-DD-EE-03"]
 HOLD_NAMES = [*MACS[1:], "?0123abcd"]  # a hold without a MAC is named ?<authenticator>
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreRig]:
-    with store_rig(tmp_path_factory.mktemp("redis")) as rig:
-        yield rig
 
 
 _persons = itertools.count()
