@@ -161,12 +161,13 @@ async def test_eap_ttls_login_through_serve_then_accounting(
 async def test_eap_ttls_revoked_and_used_up_are_rejected(
     tmp_path: Path, redis_proc: RedisProcess, pki: Pki
 ) -> None:
-    ctl = _city(tmp_path, redis_proc.url, pki)
+    # at noon: a 7,200 s session ending now lies wholly in today (not so before 02:00)
+    ctl = _city(tmp_path, redis_proc.url, pki, clock=local_hour_clock(ZoneInfo("Asia/Shanghai")))
     await ctl.start()
     try:
         assert ctl.store is not None
         person = (await login(ctl, phone="+8613800138077")).person
-        issued = await _issue(ctl, person)
+        issued = await _issue(ctl, person, int(ctl.clock()))
         user, secret = issued.credential.username, issued.secret
 
         # the whole day used up by an earlier session: TTLS succeeds, the allowance refuses

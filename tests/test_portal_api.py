@@ -26,6 +26,7 @@ from controller.services.portal.handoff import chilli_key, chilli_pap_decode
 from controller.services.portal.i18n import Catalog
 from controller.storage import keys
 from controller.storage.redis_conn import client_from_url
+from tests.support.clocks import local_hour_clock
 from tests.support.portal_kit import (
     CHILLI_UAM_SECRET,
     NAS,
@@ -329,7 +330,13 @@ async def test_unknown_or_missing_nas(rig: Rig) -> None:
     assert sms_messages(rig.sms_path) == []
 
 
-async def test_allowance_device_limit_and_block(rig: Rig) -> None:
+async def test_allowance_device_limit_and_block(tmp_path: Path, redis_proc: RedisProcess) -> None:
+    # at noon: the 7,200 s session below lies wholly in today (not so before 02:00)
+    async with running_portal(tmp_path, redis_proc.url, clock=local_hour_clock(SH)) as rig:
+        await _allowance_device_limit_and_block(rig)
+
+
+async def _allowance_device_limit_and_block(rig: Rig) -> None:
     store = rig.ctl.store
     assert store is not None
     phone = "13800138029"

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
+from tests.support.clocks import midday_zone
 from tests.support.radclient import RadReply, radclient
 from tests.support.redis_proc import free_port, wait_until
 
@@ -182,15 +183,27 @@ def test_issue_login_defaults_to_the_only_client(tmp_path: Path) -> None:
     assert _issue_client(config, "") is None
 
 
-def test_radclient_against_citywifi_serve(served: tuple[Path, dict[str, int], Serve]) -> None:
-    config, ports, serve = served
+def test_radclient_against_citywifi_serve(tmp_path: Path) -> None:
+    # the day's zone at about noon: the 7,200 s session below lies wholly in today (with
+    # Asia/Shanghai it would not before 02:00 there; the server is another process, so
+    # it is the zone that moves, not a clock)
+    config, ports = example_copy(tmp_path)
+    zone = midday_zone()
+    text = config.read_text()
+    assert 'timezone = "Asia/Shanghai"' in text
+    config.write_text(text.replace('timezone = "Asia/Shanghai"', f'timezone = "{zone}"', 1))
+    with serving(config) as serve:
+        _radclient_against(config, ports, serve, ZoneInfo(zone))
+
+
+def _radclient_against(config: Path, ports: dict[str, int], serve: Serve, tz: ZoneInfo) -> None:
     login = issue_login(config, mac="aa:bb:cc:dd:ee:01")
     assert set(login) == {"username", "password", "expires_in"}
     mac = "AA-BB-CC-DD-EE-01"
     reply = pap_login(ports["auth"], login, mac, **{"NAS-Identifier": "sjz-local"})
     assert reply.code == "Access-Accept", reply.output
     timeout = int(reply.first("Session-Timeout") or 0)
-    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    local = datetime.now(tz)
     seconds_to_midnight = 86400 - (local.hour * 3600 + local.minute * 60 + local.second)
     limit = 7200 if seconds_to_midnight > 7200 + 5 else seconds_to_midnight + 7200 + 5
     assert 0 < timeout <= limit

@@ -22,3 +22,12 @@ def local_hour_clock(tz: ZoneInfo, hour: int = 12) -> Callable[[], float]:
     local = datetime.fromtimestamp(now, tz)
     offset = local.replace(hour=hour, minute=0, second=0, microsecond=0).timestamp() - now
     return lambda: time.time() + offset
+
+
+def midday_zone(now: float | None = None) -> str:
+    """A fixed-offset zone (``Etc/GMT±N``) where it is about noon now, for a test whose
+    server runs in another process and so cannot be handed a clock: the config's
+    ``[quota] timezone`` set to it keeps the day's sessions away from local midnight."""
+    hour = datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo("UTC")).hour
+    offset = (12 - hour + 12) % 24 - 12  # local = UTC + offset, in [-12, 11]
+    return f"Etc/GMT{-offset:+d}"  # the Etc names count the other way (POSIX)
