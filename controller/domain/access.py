@@ -107,12 +107,12 @@ def decide_access(
         if state.used is not None and not retry_of(state.used, mac, origin, now):
             return reject(Outcome.CREDENTIAL_USED)
     if state.block:
-        return reject(Outcome.BLOCKED, until=blocked_until(state.block, policy))
+        return refusal(Outcome.BLOCKED, policy, now, state.block)
     timeout = session_timeout(state.used_today, now, policy.timezone, policy.daily_seconds)
     if timeout < max(1, policy.min_grant_seconds):  # the last seconds are not a session
-        return reject(Outcome.EXHAUSTED, reset=reset_time(now, policy.timezone))
+        return refusal(Outcome.EXHAUSTED, policy, now)
     if state.other_devices >= policy.max_devices:
-        return reject(Outcome.DEVICE_LIMIT, limit=policy.max_devices)
+        return refusal(Outcome.DEVICE_LIMIT, policy, now)
     return AccessDecision(Outcome.ACCEPT, timeout)
 
 
@@ -125,10 +125,17 @@ def mac_decision(
     decided = Outcome(outcome)
     if decided is Outcome.ACCEPT:
         return AccessDecision(Outcome.ACCEPT, session_timeout)
-    if decided is Outcome.BLOCKED:
-        return reject(decided, until=blocked_until(block, policy))
-    if decided is Outcome.EXHAUSTED:
-        return reject(decided, reset=reset_time(now, policy.timezone))
-    if decided is Outcome.DEVICE_LIMIT:
-        return reject(decided, limit=policy.max_devices)
-    return reject(decided)
+    return refusal(decided, policy, now, block)
+
+
+def refusal(outcome: Outcome, policy: QuotaPolicy, now: int, block: str = "") -> AccessDecision:
+    """The Access-Reject of ``outcome`` with what its Reply-Message names (until when a
+    block lasts, when the allowance resets, the device limit): one place for both
+    deciders, ``decide_access`` and ``mac_decision``."""
+    if outcome is Outcome.BLOCKED:
+        return reject(outcome, until=blocked_until(block, policy))
+    if outcome is Outcome.EXHAUSTED:
+        return reject(outcome, reset=reset_time(now, policy.timezone))
+    if outcome is Outcome.DEVICE_LIMIT:
+        return reject(outcome, limit=policy.max_devices)
+    return reject(outcome)
