@@ -12,6 +12,7 @@ import structlog
 from controller.cli import logs
 from controller.cli.serve import Controller
 from controller.config import Config, load_config
+from tests.support.clocks import local_hour_clock
 from tests.support.redis_proc import RedisProcess
 from tests.support.redis_topologies import Cluster
 from tests.support.store_rig import StoreRig, store_rig
@@ -154,7 +155,10 @@ def config(tmp_path: Path, redis_proc: RedisProcess) -> Config:
 
 @pytest.fixture
 async def controller(config: Config) -> AsyncIterator[Controller]:
-    ctl = Controller(config)
+    # at local noon, running at real speed: what a test books as "today" stays today
+    # at any hour the suite runs (near midnight a session's seconds fall on two days
+    # and a Session-Timeout runs on into tomorrow's allowance: tests/support/clocks.py)
+    ctl = Controller(config, clock=local_hour_clock(config.quota.timezone))
     await ctl.start()
     yield ctl
     await ctl.stop()

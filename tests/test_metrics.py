@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 import socket
 from collections.abc import AsyncIterator
-from datetime import datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from controller.domain.venue_types import VENUE_TYPES
 from controller.services.logins import issue_login
 from controller.services.metrics import OnlineStats
 from radius.attrs import Code, ErrorCause
+from tests.support.clocks import local_hour
 from tests.support.portal_kit import NAS, Clock, Rig, accepted, radius_pap, running_portal
 from tests.support.pyrad_client import RadiusClient, load_dictionary
 from tests.support.redis_proc import RedisProcess, free_port, until
@@ -101,11 +102,6 @@ class DaeNas(asyncio.DatagramProtocol):
         self.transport.sendto(reply.ReplyPacket(), addr)
 
 
-def noon_today() -> float:
-    """Noon in the city: a 2 h session counted today does not cross midnight."""
-    return datetime.combine(datetime.now(SH).date(), time(12, 0), SH).timestamp()
-
-
 def extra_tables(coa_port: int) -> str:
     return f"""
 [[clients]]
@@ -145,7 +141,7 @@ async def dae() -> AsyncIterator[tuple[DaeNas, int]]:
 async def city(
     tmp_path: Path, redis_proc: RedisProcess, dae: tuple[DaeNas, int]
 ) -> AsyncIterator[tuple[Rig, Clock]]:
-    clock = Clock(noon_today())
+    clock = Clock(local_hour(SH))
     async with running_portal(
         tmp_path, redis_proc.url, clients=extra_tables(dae[1]), clock=clock
     ) as rig:
@@ -222,7 +218,11 @@ async def test_every_required_family_is_scraped_and_moves(
         rig, t0, "citywifi_radius_requests_total", port="auth", type="auth", result="accept"
     )
     await moved(
-        rig, t0, "citywifi_radius_client_requests_total", client="nas-local", port="auth",
+        rig,
+        t0,
+        "citywifi_radius_client_requests_total",
+        client="nas-local",
+        port="auth",
         result="accept",
     )
     await moved(rig, t0, "citywifi_radius_request_seconds_count", port="auth")
@@ -466,6 +466,7 @@ async def test_health_and_readiness_follow_redis(
         assert status == 200  # alive: a restart would not bring Redis back
     finally:
         redis_proc.start()
+
     async def ready() -> bool:
         return (await rig.get_json("/readyz"))[0] == 200
 

@@ -17,7 +17,6 @@ from controller.services.logins import IssuedLogin, issue_login
 from controller.storage import keys
 from radius.attrs import Attr, Code
 from tests.conftest import SECRET
-from tests.support.clocks import local_hour_clock
 from tests.support.pyrad_client import RadiusClient, set_chap
 from tests.support.redis_proc import RedisProcess
 
@@ -146,17 +145,7 @@ async def test_credential_is_single_use(controller: Controller) -> None:
     assert again.code == Code.ACCESS_REJECT and "already used" in reply_messages(again)
 
 
-async def test_interims_drain_the_allowance_and_then_reject(config: Config) -> None:
-    # at noon: far from local midnight, where the time left runs on into tomorrow's
-    controller = Controller(config, clock=local_hour_clock(config.quota.timezone, 12))
-    await controller.start()
-    try:
-        await _drain_the_allowance(controller)
-    finally:
-        await controller.stop()
-
-
-async def _drain_the_allowance(controller: Controller) -> None:
+async def test_interims_drain_the_allowance_and_then_reject(controller: Controller) -> None:
     issued = await login(controller)
     accept = await auth(controller, issued.username, issued.password)
     cls = accept[int(Attr.CLASS)][0]

@@ -16,11 +16,15 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 
+def local_hour(tz: ZoneInfo, hour: int = 12) -> float:
+    """``hour``:00 of today's local date in ``tz``, as an epoch (a settable Clock's start)."""
+    local = datetime.fromtimestamp(time.time(), tz)
+    return local.replace(hour=hour, minute=0, second=0, microsecond=0).timestamp()
+
+
 def local_hour_clock(tz: ZoneInfo, hour: int = 12) -> Callable[[], float]:
     """A clock at ``hour``:00 of today's local date in ``tz`` now, advancing with real time."""
-    now = time.time()
-    local = datetime.fromtimestamp(now, tz)
-    offset = local.replace(hour=hour, minute=0, second=0, microsecond=0).timestamp() - now
+    offset = local_hour(tz, hour) - time.time()
     return lambda: time.time() + offset
 
 

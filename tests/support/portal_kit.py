@@ -22,6 +22,7 @@ from controller.cli.serve import Controller
 from controller.config import load_config
 from radius.attrs import Code
 from tests.conftest import write_config
+from tests.support.clocks import local_hour_clock
 from tests.support.pyrad_client import RadiusClient, set_pap
 
 CHILLI_UAM_SECRET = "uam-secret-chilli"
@@ -316,7 +317,7 @@ async def running_portal(
     quota: str = "",
     sms: str = FILE_SMS,
     clients: str = "",
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], float] | None = None,  # None: local noon (tests/support/clocks.py)
     generic_login_url: str = "",
 ) -> AsyncIterator[Rig]:
     path = write_portal_config(
@@ -324,6 +325,8 @@ async def running_portal(
         generic_login_url=generic_login_url,
     )  # fmt: skip
     config = load_config(path)
+    if clock is None:  # what a test books as today stays today, whatever the hour
+        clock = local_hour_clock(config.quota.timezone)
     ctl = Controller(config, clock=clock)
     await ctl.start()
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
