@@ -21,6 +21,7 @@ from controller.cli.serve import Controller
 from controller.config import Config, load_config
 from controller.services.reports.settlement_xlsx import DECIMALS
 from controller.services.reports.writers import canonical
+from tests.support.clocks import local_hour
 from tests.support.redis_proc import RedisProcess
 from tests.test_reports_helpers import SH, TOKENS, Clock, city_config, drain, use
 
@@ -271,7 +272,7 @@ async def test_cli_report_drains_the_outbox_without_serve(
     """Traffic recorded by a controller whose archiver never ran; then the CLI alone."""
     config_path = city_config(tmp_path, redis_proc.url)
     config: Config = load_config(config_path)
-    now = datetime.now(SH).replace(microsecond=0)
+    now = datetime.fromtimestamp(local_hour(SH), SH)  # noon: the 1,800 s lie in today
     ctl = Controller(config, clock=lambda: now.timestamp())
     await ctl.start()
     try:
