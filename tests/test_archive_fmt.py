@@ -177,3 +177,33 @@ def test_the_hard_values_go_out_as_the_reference_writes_them() -> None:
         c.login_csv([(b"1-0", (b"k", b"login"))], PHONES, lambda t: (b"1", date.min, b""), b"1")
     with pytest.raises(TypeError):
         c.route([(b"1-0", [b"k", "login"])], [], [], [], set(), set())
+
+
+def test_a_round_in_slices_is_one_call() -> None:
+    """A round longer than ``C_SLICE`` goes to C in slices (the GIL let go between):
+    the same bytes per day, and the refused records by their index in the round."""
+    base = 1_795_536_000  # 2026-11-25 00:00 Asia/Shanghai: the round spans two days
+    n = 2 * at.C_SLICE + 7
+    logins = [
+        (b"%d-0" % i, [b"k", b"login", b"t", b"%d" % (base - n + 2 * i), b"pid", b"p1"])
+        for i in range(n)
+    ]
+    records = []
+    for i in range(n // 3):
+        start = base - 1800 + i
+        f = [b"pid", b"p%d" % i, b"start", b"%d" % start, b"closed", b"%d" % (start + 60)]
+        if i % 7 == 0:  # counted on the day after its start: left to the reference
+            f += [b"d:20261125", b"60"]
+        records.append((f, b'+86"1'))
+
+    def both(fmt_logins: Callable[..., None], fmt_sessions: Callable[..., list[int]]) -> Any:
+        audit: dict[date, CsvPart] = {}
+        ledger: dict[date, CsvPart] = {}
+        fmt_logins(copied(logins), PHONES, LocalDays(SH), NOW_MS, audit)
+        batch = [(list(f), phone) for f, phone in records]
+        refused = fmt_sessions(batch, LocalDays(SH), NOW_MS, ledger, audit)
+        return refused, texts(ledger), texts(audit)
+
+    fast = both(at.login_rows, at.session_rows)
+    assert fast == both(at.login_lines, at.session_rows_py)
+    assert len(fast[2]) == 2 and fast[1] and fast[0] == list(range(0, n // 3, 7))
