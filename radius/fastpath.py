@@ -44,6 +44,7 @@ __all__ = [
     "available",
     "load",
     "reason",
+    "switched_off",
 ]
 
 ENV_PURE_PYTHON: Final = "CITYWIFI_PURE_PYTHON"
@@ -89,6 +90,12 @@ def _switched(name: str) -> bool:
 
 def _forced_off() -> bool:
     return _switched(ENV_PURE_PYTHON)
+
+
+def switched_off() -> bool:
+    """Whether ``CITYWIFI_PURE_PYTHON`` rules out compiled code, built or not: the one
+    switch for every optional extension (``controller.storage._archive_fmt`` too)."""
+    return _forced_off()
 
 
 def available() -> bool:

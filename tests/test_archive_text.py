@@ -2,9 +2,11 @@
 the rows the reference builders make: a login entry (``login_audit_row``), a closed
 session (``ledger_rows`` and ``session_audit_row``), whatever their fields hold (quotes,
 commas, line breaks, NUL, non-ASCII, missing or repeated fields, odd numbers), read
-back from Parquet; what the fast path does not take (a session over midnight, unusual
-numbers) it leaves to the reference builders; DuckDB reads all of it as text (a day it
-would refuse still goes in bound, from the reference rows)."""
+back from Parquet (through the C formatter when it is built, else the Python fallback;
+``tests/test_archive_fmt.py`` holds the two to the same bytes); what the fast path
+does not take (a session over midnight, unusual numbers) it leaves to the reference
+builders; DuckDB reads all of it as text (a day it would refuse still goes in bound,
+from the reference rows)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from controller.domain.audit import AUDIT_SCHEMA, login_audit_row, session_audit
 from controller.domain.ledger import LEDGER_SCHEMA, ledger_rows, record_id
 from controller.storage import archive_text as at
 from controller.storage.archive import Archive
-from controller.storage.archive_text import CsvPart, LocalDays, login_lines, plan_of
+from controller.storage.archive_text import CsvPart, LocalDays, login_rows, plan_of
 from tests.test_reports_helpers import SH
 
 NOW_MS = 1_795_579_260_000  # 2026-11-25 12:01 Asia/Shanghai
@@ -75,13 +77,9 @@ def refused(day: date) -> list[tuple[object, ...]]:
 def write_logins(
     a: Archive, entries: list[tuple[str, list[tuple[str, str]]]], phones: dict[str, str]
 ) -> None:
-    raw = []
-    for eid, pairs in entries:
-        fields = flat(pairs)
-        plan = plan_of(fields)
-        raw.append((eid.encode(), fields, plan))
+    raw = [(eid.encode(), flat(pairs)) for eid, pairs in entries]
     parts: dict[date, CsvPart] = {}
-    login_lines(
+    login_rows(
         raw, {k.encode(): v.encode() for k, v in phones.items()}, LocalDays(SH), NOW_MS, parts
     )
 
@@ -122,9 +120,9 @@ def test_quotes_commas_and_line_breaks_stay_on_the_text_path() -> None:
     pairs = [("k", "login"), ("t", "1795579200"), ("pid", "p1"), ("ap", 'a "b",\nc\r')]
     pairs += [("venue", "裕华区"), ("result", "reject:device_limit")]
     with archive() as fast:
-        raw = [(b"1-0", fields := flat(pairs), plan_of(fields))]
+        raw = [(b"1-0", flat(pairs))]
         parts: dict[date, CsvPart] = {}
-        login_lines(raw, {b"p1": b'+86"1'}, LocalDays(SH), NOW_MS, parts)
+        login_rows(raw, {b"p1": b'+86"1'}, LocalDays(SH), NOW_MS, parts)
         fast.write_parts("audit", parts, refused)
         (row,) = read(fast, "audit")
         assert row[:6] == (date(2026, 11, 25), "login:1-0", "login", 1795579200, '+86"1', "p1")
@@ -178,13 +176,9 @@ def test_session_lines_are_the_reference_rows(records: list[list[tuple[str, str]
     with archive() as fast, archive() as ref:
         ledger: dict[date, CsvPart] = {}
         audit: dict[date, CsvPart] = {}
-        rest = []
-        days = LocalDays(SH)
-        for pairs in records:
-            fields = flat(pairs)
-            plan = plan_of(fields)
-            if not at.session_lines(fields, plan, phone.encode(), days, NOW_MS, ledger, audit):
-                rest.append(as_dict(pairs))
+        batch = [(flat(pairs), phone.encode()) for pairs in records]  # C, or the fallback
+        left = at.session_rows(batch, LocalDays(SH), NOW_MS, ledger, audit)
+        rest = [as_dict(records[i]) for i in left]
         at.rows_to_parts([r for rec in rest for r in ledger_rows(rec, SH, NOW_MS)], 18, ledger)
         at.rows_to_parts(
             [session_audit_row(record_id(rec), rec, phone, SH, NOW_MS) for rec in rest], 17, audit
@@ -232,9 +226,9 @@ def test_a_day_duckdb_refuses_goes_in_bound(monkeypatch: pytest.MonkeyPatch) -> 
             raise duckdb.InvalidInputException("refused")
 
         monkeypatch.setattr(fast, "_write_csv", refuse)
-        raw = [(b"1-0", fields := flat(pairs), plan_of(fields))]
+        raw = [(b"1-0", flat(pairs))]
         parts: dict[date, CsvPart] = {}
-        login_lines(raw, {}, LocalDays(SH), NOW_MS, parts)
+        login_rows(raw, {}, LocalDays(SH), NOW_MS, parts)
         asked: list[date] = []
 
         def rows_of(day: date) -> list[tuple[object, ...]]:

@@ -43,10 +43,12 @@ from controller.storage.archive_text import (
     CsvPart,
     EntryPlan,
     LocalDays,
-    login_lines,
+    RawEntry,
+    login_rows,
     plan_of,
+    route,
     rows_to_parts,
-    session_lines,
+    session_rows,
 )
 from controller.storage.store import Store, StoreUnavailable
 
@@ -174,8 +176,8 @@ class Archiver:
         """One file per kind and day for up to ``ROUND`` entries: read ``BATCH`` at a time
         (yielding to the loop in between), look up what the rows need (session records,
         phones), format and write the rows in the writer thread, then acknowledge."""
-        logins: list[tuple[bytes, list[bytes], EntryPlan]] = []
-        consoles: list[tuple[bytes, list[bytes], EntryPlan]] = []
+        logins: list[RawEntry] = []
+        consoles: list[RawEntry] = []
         refs: set[bytes] = set()
         pids: set[bytes] = set()
         ids: list[bytes] = []
@@ -185,17 +187,7 @@ class Archiver:
                 self.consumer, min(BATCH, ROUND - len(ids)), self.claim_idle_ms, claim=claim
             )
             claim = False
-            for eid, f in got:
-                ids.append(eid)
-                plan = plan_of(f)
-                kind = f[plan.k]
-                if kind == b"login":
-                    logins.append((eid, f, plan))
-                    pids.add(f[plan.pid])
-                elif kind == b"close":
-                    refs.add(f[plan.ref])
-                elif kind == b"console":  # a console account action (issue 17)
-                    consoles.append((eid, f, plan))
+            route(got, ids, logins, consoles, pids, refs)  # one C call per read
             if len(got) < BATCH or len(ids) >= ROUND:
                 break
             await self._yield_to_radius()
@@ -220,8 +212,8 @@ class Archiver:
 
     def _write_round(
         self,
-        logins: Sequence[tuple[bytes, list[bytes], EntryPlan]],
-        consoles: Sequence[tuple[bytes, list[bytes], EntryPlan]],
+        logins: list[RawEntry],
+        consoles: Sequence[RawEntry],
         records: Mapping[str, tuple[list[bytes], EntryPlan, bytes]],
         phones: dict[bytes, bytes],
         now_ms: int,
@@ -241,6 +233,8 @@ class Archiver:
         rows: list[audit.AuditRow] = []  # ... and audit rows
         raw_sessions: list[tuple[list[bytes], EntryPlan, bytes]] = []  # formatted from raw
         marks: dict[str, str] = {}
+        closing: list[tuple[list[bytes], bytes]] = []  # (fields, phone) of each to archive
+        plans: list[EntryPlan] = []
         for ref, (f, plan, mark) in records.items():
             if plan.missing == 0:  # no fields
                 MISSING.inc()
@@ -251,19 +245,21 @@ class Archiver:
             seen = f[plan.seen] if b"seen" in plan.has else b"0"
             if mark == seen:
                 continue  # this version is archived already (a retransmitted Stop)
-            phone = phones.get(f[plan.pid], b"")
-            if session_lines(f, plan, phone, days, now_ms, ledger_parts, audit_parts):
-                raw_sessions.append((f, plan, phone))
-            else:
-                text = _fields(f, plan)
-                ledger.extend(ledger_rows(text, tz, now_ms))
-                rows.append(
-                    audit.session_audit_row(record_id(text), text, phone.decode(), tz, now_ms)
-                )
+            closing.append((f, phones.get(f[plan.pid], b"")))
+            plans.append(plan)
             marks[ref] = seen.decode()
-        for eid, f, plan in consoles:
-            rows.append(console_audit_row(eid.decode(), _fields(f, plan), tz, now_ms))
-        login_lines(logins, phones, days, now_ms, audit_parts)
+        # the common sessions as text (one C call); the rest by the reference builders
+        refused = set(session_rows(closing, days, now_ms, ledger_parts, audit_parts))
+        for i, ((f, phone), plan) in enumerate(zip(closing, plans, strict=True)):
+            if i not in refused:
+                raw_sessions.append((f, plan, phone))
+                continue
+            text = _fields(f, plan)
+            ledger.extend(ledger_rows(text, tz, now_ms))
+            rows.append(audit.session_audit_row(record_id(text), text, phone.decode(), tz, now_ms))
+        for eid, f in consoles:
+            rows.append(console_audit_row(eid.decode(), _fields(f, plan_of(f)), tz, now_ms))
+        login_rows(logins, phones, days, now_ms, audit_parts)
         rows_to_parts(rows, AUDIT_STAMP, audit_parts)
         rows_to_parts(ledger, LEDGER_STAMP, ledger_parts)
 
@@ -279,12 +275,12 @@ class Archiver:
             made = [
                 audit.login_audit_row(
                     eid.decode(),
-                    fields := _fields(f, plan),
+                    fields := _fields(f, plan_of(f)),
                     phones.get(fields.get("pid", "").encode(), b"").decode(),
                     tz,
                     now_ms,
                 )
-                for eid, f, plan in logins
+                for eid, f in logins
             ]
             for f, plan, phone in raw_sessions:
                 text = _fields(f, plan)

@@ -12,6 +12,17 @@ whatever the fields hold.
 The dialect is ``Archive``'s reader's (``controller.storage.archive``): ``,`` between
 fields, strings always in ``"``, a ``"`` inside one doubled, an empty unquoted field is
 NULL (integers only). A part (``CsvPart``) is one kind's rows of one local day.
+
+The per-entry work of the two commonest steps has a C twin in
+``controller.storage._archive_fmt`` (an optional extension, built by setup.py like
+``radius._speedups``): ``route`` sorts a read's entries by kind on the event loop's
+thread, ``login_rows`` and ``session_rows`` format a round's logins and closed sessions
+in the writer thread, each one C call per read or round instead of a dozen Python
+operations per entry. The Python here (``route_py``, ``login_lines``,
+``session_lines``) is the reference and the fallback, used when the
+extension is not built or ``CITYWIFI_PURE_PYTHON=1`` (``radius.fastpath.switched_off``);
+``tests/test_archive_fmt.py`` and ``tests/fuzz_atheris_archive.py`` hold the two to the
+same bytes.
 """
 
 from __future__ import annotations
@@ -22,14 +33,30 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from operator import itemgetter
+from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from controller.domain import quota
+from radius import fastpath
+
+try:
+    from controller.storage import _archive_fmt as _built
+except ImportError:  # the optional build did not happen: the Python below runs
+    _built_or_none: ModuleType | None = None
+else:
+    _built_or_none = _built
 
 # An outbox entry as read from the stream: its id and its flat field list
 # (name, value, name, value, ...), both bytes
 RawEntry = tuple[bytes, list[bytes]]
+
+
+def compiled() -> ModuleType | None:
+    """``controller.storage._archive_fmt`` when it is built and not switched off
+    (``CITYWIFI_PURE_PYTHON``), else None (asked per read and round: a test may flip it)."""
+    return None if fastpath.switched_off() else _built_or_none
+
 
 # the string columns of a login's audit row taken from its entry, in AUDIT_SCHEMA order
 # (the ones between ``venue`` and ``result``, and after ``archived_at``, are fixed)
@@ -189,6 +216,48 @@ def _make_plan(names: tuple[bytes, ...], width: int) -> EntryPlan:
     )
 
 
+def route_py(
+    entries: Sequence[RawEntry],
+    ids: list[bytes],
+    logins: list[RawEntry],
+    consoles: list[RawEntry],
+    pids: set[bytes],
+    refs: set[bytes],
+) -> None:
+    """Sort a read's entries by kind (the reference of ``_archive_fmt.route``): every id
+    to ``ids``; a login to ``logins``, its ``pid`` to ``pids``; a close's ``ref`` to
+    ``refs``; a console account action (issue 17) to ``consoles``; anything else is
+    only acknowledged."""
+    for entry in entries:
+        eid, f = entry
+        ids.append(eid)
+        plan = plan_of(f)
+        kind = f[plan.k]
+        if kind == b"login":
+            logins.append(entry)
+            pids.add(f[plan.pid])
+        elif kind == b"close":
+            refs.add(f[plan.ref])
+        elif kind == b"console":
+            consoles.append(entry)
+
+
+def route(
+    entries: list[RawEntry],
+    ids: list[bytes],
+    logins: list[RawEntry],
+    consoles: list[RawEntry],
+    pids: set[bytes],
+    refs: set[bytes],
+) -> None:
+    """``route_py``, in one C call when the extension is there."""
+    c = compiled()
+    if c is None:
+        route_py(entries, ids, logins, consoles, pids, refs)
+    else:
+        c.route(entries, ids, logins, consoles, pids, refs)
+
+
 class LocalDays:
     """``quota.local_day`` of epoch seconds, remembering the last day's span when the
     zone's offset does not change inside it (every instant of the span is then on that
@@ -229,27 +298,33 @@ def _escaped(values: Iterable[bytes]) -> tuple[bytes, ...]:
     return tuple(v.replace(b'"', b'""') for v in values)
 
 
+def _login_time(raw_t: bytes, fallback: int) -> int:
+    """A login row's ``time``: its ``t``, or the archive time's second when that is not
+    an integer (or 0), as ``login_audit_row`` has it."""
+    try:
+        return int(raw_t) or fallback
+    except ValueError:
+        return _epoch(raw_t) or fallback
+
+
 def login_lines(
-    logins: Iterable[tuple[bytes, list[bytes], EntryPlan]],
+    logins: Iterable[RawEntry],
     phones: dict[bytes, bytes],
     days: LocalDays,
     archived_at: int,
     parts: dict[date, CsvPart],
 ) -> None:
-    """Add the audit rows of login entries (field lists ``plan_of`` padded) to ``parts``: what
-    ``login_audit_row`` makes of each, as CSV lines. A ``t`` that is not an integer
-    (or 0) is the archive time's second, as there."""
+    """Add the audit rows of login entries to ``parts``: what ``login_audit_row`` makes
+    of each, as CSV lines (the reference of ``login_rows``' C path)."""
     template = _LOGIN.replace(b"@AT@", b"%d" % archived_at)
     fallback = archived_at // 1000
     part = CsvPart()
     at, day_text, last_t = 0, b"", None
-    for eid, f, plan in logins:
+    for eid, f in logins:
+        plan = plan_of(f)
         raw_t = f[plan.t]
         if raw_t != last_t:  # a new second: its local day (mostly the same part)
-            try:
-                at = int(raw_t) or fallback
-            except ValueError:
-                at = _epoch(raw_t) or fallback
+            at = _login_time(raw_t, fallback)
             day, day_text = days.of(at)
             part = parts.get(day) or parts.setdefault(day, CsvPart())
             part.newest = max(part.newest, archived_at)
@@ -262,6 +337,44 @@ def login_lines(
             line = template % (day_text, eid_q, at, phone_q, *_escaped(cols))
         part.chunks.append(line)
         part.count += 1
+
+
+# entries per call of the C formatter: it holds the GIL throughout (~0.5 µs a login), so
+# a round's 10,000 go in slices of ~1 ms each, and the event loop's thread (the RADIUS
+# path) gets the GIL in between, as between the Python fallback's bytecodes
+C_SLICE = 2000
+
+
+def login_rows(
+    logins: list[RawEntry],
+    phones: dict[bytes, bytes],
+    days: LocalDays,
+    archived_at: int,
+    parts: dict[date, CsvPart],
+) -> None:
+    """``login_lines``, formatted in one C call when the extension is there: it asks
+    back (``day_of``) only when an entry's ``t`` differs from the one before, and gives
+    the lines in runs of one local day."""
+    c = compiled()
+    if c is None:
+        login_lines(logins, phones, days, archived_at, parts)
+        return
+    fallback = archived_at // 1000
+
+    def day_of(raw_t: bytes) -> tuple[bytes, date, bytes]:
+        at = _login_time(raw_t, fallback)
+        day, text = days.of(at)
+        return b"%d" % at, day, text
+
+    stamp = b"%d" % archived_at
+    runs: list[tuple[date, bytes, int]] = []
+    for lo in range(0, len(logins), C_SLICE):  # the GIL is let go between slices
+        runs += c.login_csv(logins[lo : lo + C_SLICE], phones, day_of, stamp)
+    for day, text, count in runs:
+        part = parts.get(day) or parts.setdefault(day, CsvPart())
+        part.chunks.append(text)
+        part.count += count
+        part.newest = max(part.newest, archived_at)
 
 
 # a closed session's ledger row: day, first_day, record_id, pid, known, venue,
@@ -365,3 +478,57 @@ def session_lines(
         part.count += 1
         part.newest = max(part.newest, archived_at)
     return True
+
+
+def session_rows_py(
+    records: list[tuple[list[bytes], bytes]],
+    days: LocalDays,
+    archived_at: int,
+    ledger: dict[date, CsvPart],
+    audit: dict[date, CsvPart],
+) -> list[int]:
+    """``session_lines`` of each (fields, phone) record (the reference of
+    ``_archive_fmt.session_csv``); returns the indexes of the records it left to the
+    reference builders."""
+    refused = []
+    for i, (f, phone) in enumerate(records):
+        if not session_lines(f, plan_of(f), phone, days, archived_at, ledger, audit):
+            refused.append(i)
+    return refused
+
+
+def session_rows(
+    records: list[tuple[list[bytes], bytes]],
+    days: LocalDays,
+    archived_at: int,
+    ledger: dict[date, CsvPart],
+    audit: dict[date, CsvPart],
+) -> list[int]:
+    """``session_rows_py``, in one C call when the extension is there."""
+    c = compiled()
+    if c is None:
+        return session_rows_py(records, days, archived_at, ledger, audit)
+
+    def day_of(raw_start: bytes) -> tuple[bytes, date, bytes]:
+        start = int(raw_start)
+        day, text = days.of(start)
+        return b"%d" % start, day, text
+
+    stamp = b"%d" % archived_at
+    runs: list[tuple[date, bytes, bytes, int]] = []
+    refused: list[int] = []
+    step = C_SLICE // 4  # a session's two lines cost ~4 logins'
+    for lo in range(0, len(records), step):
+        made: tuple[list[tuple[date, bytes, bytes, int]], list[int]]
+        made = c.session_csv(records[lo : lo + step], day_of, stamp)
+        runs += made[0]
+        refused += [lo + i for i in made[1]]
+    for day, ledger_text, audit_text, count in runs:
+        for parts, text in ((ledger, ledger_text), (audit, audit_text)):
+            part = parts.get(day)
+            if part is None:
+                part = parts[day] = CsvPart()
+            part.chunks.append(text)
+            part.count += count
+            part.newest = max(part.newest, archived_at)
+    return refused
