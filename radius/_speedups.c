@@ -1900,7 +1900,8 @@ static int ct_append(PyObject *list, const char *fmt, ...)
     return failed;
 }
 
-/* Give back what a failed take had zeroed but not handed out (MemoryError only). */
+/* A take that fails (MemoryError only) gives back the cell it was at; the cells it had
+ * already moved into its lists go with them, uncounted: a loss only when out of memory. */
 #define CT_TAKE_FAIL(cell, n) do { (cell) += (n); goto fail; } while (0)
 
 static PyObject *counters_take_metrics(counters_obj *c, PyObject *Py_UNUSED(ignored))

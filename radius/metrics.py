@@ -2,15 +2,18 @@
 
 The RADIUS shell (``radius.server``) moves four families per packet: requests by port,
 type and result, drops, latency, and requests by client; and ``radius.tally.TALLY`` with
-them. Doing that with the prometheus_client objects costs ~1.6 µs per answer (four
-locked increments, a bucket search, dict work; issue 16 item 4). So the shell counts
+them. Doing that with the prometheus_client objects costs 1.6 µs per answer in round
+3's profile, ~6 CPU µs in ``bench.counters_bench`` (four locked increments, a bucket
+search, dict work; issue 16 item 4). So the shell counts
 through a ``Counters`` object of ``RadiusMeters.counters()``:
 
 - compiled (``radius._speedups.Counters``, via ``radius.fastpath``): plain C arrays,
   read when somebody looks: a scrape of the registry folds them into the prometheus
   objects before they are collected (``RadiusMeters.collect``), and ``TALLY.take()``
-  folds them into the tally first. The families keep their names, help, labels and
-  buckets, because the prometheus objects still render them; only a label set's
+  folds them into the tally first. The families keep their names, help, labels,
+  buckets and sample order, because the prometheus objects still render them (and the
+  C side hands its per-client cells out in the order they were first counted, so the
+  label sets are made in the Python way's order); only a label set's
   ``_created`` is the time of the first scrape that saw it rather than of its first
   packet.
 - ``PyCounters``: the prometheus objects and the Tally moved per call, as before: the
