@@ -19,6 +19,8 @@
  *       recvmmsg(2)/sendmmsg(2) on a non-blocking UDP socket: one system call for many
  *       datagrams, which Python's socket API cannot do.
  *   md5(data), hmac_md5(key, data)      the digest used above, for the tests.
+ *   Counters(bounds)                    the shell's per-answer counters, read at scrape
+ *       and flush time (radius/metrics.py).
  *
  * MD5 (RFC 1321) and HMAC-MD5 (RFC 2104) are implemented here, self-contained, so the
  * module needs nothing beyond libc and the CPython headers.
@@ -1518,6 +1520,548 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ Counters */
+
+/* The RADIUS shell's per-answer counting (issue 16 item 4), kept in plain C arrays:
+ * radius/server.py calls sent() once per answer, dropped() once per drop and at_once()
+ * per Status-Server or duplicate answered by the core. Each is an increment or two and
+ * no Python object; what was counted is read when somebody looks: take_metrics() at a
+ * /metrics scrape (radius/metrics.py folds it into the prometheus_client objects, which
+ * stay the one rendering of the families) and take_tally() at NasStats' once-a-second
+ * flush (radius/tally.py folds it into the Tally). Each take hands out what was counted
+ * since the previous take of the same kind and starts that kind again from zero, so the
+ * two readers never see each other's deltas. radius.metrics' pure-Python path (the
+ * prometheus objects and radius.tally.Tally called per answer) is the reference model;
+ * tests/test_hot_counters.py holds the two against each other.
+ *
+ * Clients (str, or None for a drop from no known source) and reasons (str) get a slot
+ * the first time they are seen (found again through a dict: one hash lookup of a str
+ * whose hash is cached) and keep it: both sets are bounded (configured clients; the
+ * codes, outcomes and drop reasons of radius.core). A take reads a cell into locals and
+ * zeroes it before it builds any Python object, and re-finds its slot by index after,
+ * so an increment that happens while the take allocates (a GC pass running Python code)
+ * is kept for the next take, never lost. Roles are 0 (auth) and 1 (acct); reply codes
+ * are Access-Accept, -Reject, -Challenge and Accounting-Response: sent() returns False
+ * for any other code, without counting it, and the caller counts it the Python way. */
+
+#define CT_ROLES 2
+#define CT_CODES 4
+#define CT_MAX_BUCKETS 64
+static const int ct_code_of[CT_CODES] = {2, 3, 11, 5};
+
+static int ct_code_index(long code)
+{
+    switch (code) {
+    case 2: return 0;
+    case 3: return 1;
+    case 11: return 2;
+    case 5: return 3;
+    default: return -1;
+    }
+}
+
+typedef struct {
+    uint64_t *n;  /* counts by reason slot */
+    Py_ssize_t size;
+} ct_row;
+
+typedef struct {
+    PyObject *client;  /* str or None; a strong reference */
+    uint64_t m_answers[CT_ROLES][CT_CODES];  /* since take_metrics */
+    uint64_t t_answers[CT_ROLES][CT_CODES];  /* since take_tally */
+    ct_row t_rejects;  /* Access-Rejects by reason, since take_tally */
+    ct_row t_drops;  /* drops by reason, since take_tally */
+    int heard;  /* a request was seen from it since take_tally */
+    char made[CT_ROLES][CT_CODES];  /* the cell is in answer_order */
+} ct_client;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *client_slots;  /* dict: client -> int */
+    ct_client *clients;
+    Py_ssize_t nclients, capacity;
+    /* the answer cells (client slot * 8 + role * 4 + code index) in the order they
+     * were first counted: take_metrics hands them out in that order, so the prometheus
+     * children are made in the order the Python way makes them (the scrape's order) */
+    Py_ssize_t *answer_order;
+    Py_ssize_t norder, order_capacity;
+    PyObject *reason_slots;  /* dict: reason -> int */
+    PyObject *reasons;  /* list: slot -> reason */
+    ct_row m_drops[CT_ROLES];  /* by reason, since take_metrics */
+    uint64_t m_status[CT_ROLES], m_duplicate[CT_ROLES];
+    double bounds[CT_MAX_BUCKETS];  /* the histogram's upper bounds, +Inf last */
+    int nbounds;
+    uint64_t m_buckets[CT_ROLES][CT_MAX_BUCKETS];  /* not cumulative, as prometheus keeps them */
+    double m_sum[CT_ROLES];
+} counters_obj;
+
+static void ct_row_free(ct_row *r)
+{
+    PyMem_Free(r->n);
+    r->n = NULL;
+    r->size = 0;
+}
+
+static int ct_bump(ct_row *r, Py_ssize_t i)
+{
+    if (i >= r->size) {
+        Py_ssize_t size = r->size ? r->size : 8;
+        while (size <= i)
+            size *= 2;
+        uint64_t *n = PyMem_Realloc(r->n, (size_t)size * sizeof(uint64_t));
+        if (n == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memset(n + r->size, 0, (size_t)(size - r->size) * sizeof(uint64_t));
+        r->n = n;
+        r->size = size;
+    }
+    r->n[i] += 1;
+    return 0;
+}
+
+/* The slot of ``client`` (a str or None), made on first sight; -1 with an exception. */
+static Py_ssize_t ct_client_slot(counters_obj *c, PyObject *client)
+{
+    PyObject *found = PyDict_GetItemWithError(c->client_slots, client);
+    if (found != NULL)
+        return PyLong_AsSsize_t(found);
+    if (PyErr_Occurred())
+        return -1;
+    if (client != Py_None && !PyUnicode_CheckExact(client)) {
+        PyErr_Format(PyExc_TypeError, "Counters: a client is a str or None, not %.100s",
+                     Py_TYPE(client)->tp_name);
+        return -1;
+    }
+    if (c->nclients == c->capacity) {
+        Py_ssize_t capacity = c->capacity ? 2 * c->capacity : 16;
+        ct_client *grown = PyMem_Realloc(c->clients, (size_t)capacity * sizeof(ct_client));
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->clients = grown;
+        c->capacity = capacity;
+    }
+    Py_ssize_t slot = c->nclients;
+    PyObject *number = PyLong_FromSsize_t(slot);
+    if (number == NULL)
+        return -1;
+    int failed = PyDict_SetItem(c->client_slots, client, number);
+    Py_DECREF(number);
+    if (failed < 0)
+        return -1;
+    ct_client *k = &c->clients[slot];
+    memset(k, 0, sizeof(*k));
+    Py_INCREF(client);
+    k->client = client;
+    c->nclients = slot + 1;
+    return slot;
+}
+
+/* The slot of ``reason`` (a str), made on first sight; -1 with an exception. */
+static Py_ssize_t ct_reason_slot(counters_obj *c, PyObject *reason)
+{
+    PyObject *found = PyDict_GetItemWithError(c->reason_slots, reason);
+    if (found != NULL)
+        return PyLong_AsSsize_t(found);
+    if (PyErr_Occurred())
+        return -1;
+    if (!PyUnicode_CheckExact(reason)) {
+        PyErr_Format(PyExc_TypeError, "Counters: a reason is a str, not %.100s",
+                     Py_TYPE(reason)->tp_name);
+        return -1;
+    }
+    Py_ssize_t slot = PyList_GET_SIZE(c->reasons);
+    PyObject *number = PyLong_FromSsize_t(slot);
+    if (number == NULL)
+        return -1;
+    if (PyList_Append(c->reasons, reason) < 0) {
+        Py_DECREF(number);
+        return -1;
+    }
+    int failed = PyDict_SetItem(c->reason_slots, reason, number);
+    Py_DECREF(number);
+    if (failed < 0) {
+        PyList_SetSlice(c->reasons, slot, slot + 1, NULL);
+        return -1;
+    }
+    return slot;
+}
+
+static int ct_role(PyObject *o)
+{
+    long role = PyLong_AsLong(o);
+    if (role == -1 && PyErr_Occurred())
+        return -1;
+    if (role < 0 || role >= CT_ROLES) {
+        PyErr_Format(PyExc_ValueError, "Counters: role %ld is not 0 (auth) or 1 (acct)", role);
+        return -1;
+    }
+    return (int)role;
+}
+
+static PyObject *counters_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"bounds", NULL};
+    PyObject *bounds;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Counters", kwlist, &bounds))
+        return NULL;
+    PyObject *seq = PySequence_Fast(bounds, "Counters: bounds must be a sequence of floats");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    double b[CT_MAX_BUCKETS];
+    if (n < 1 || n > CT_MAX_BUCKETS) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "Counters: 1 to %d bounds, not %zd", CT_MAX_BUCKETS, n);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        b[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (b[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (i > 0 && !(b[i] > b[i - 1])) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "Counters: bounds must increase");
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    counters_obj *c = (counters_obj *)type->tp_alloc(type, 0);  /* zeroed */
+    if (c == NULL)
+        return NULL;
+    c->client_slots = PyDict_New();
+    c->reason_slots = PyDict_New();
+    c->reasons = PyList_New(0);
+    if (c->client_slots == NULL || c->reason_slots == NULL || c->reasons == NULL) {
+        Py_DECREF(c);
+        return NULL;
+    }
+    memcpy(c->bounds, b, (size_t)n * sizeof(double));
+    c->nbounds = (int)n;
+    return (PyObject *)c;
+}
+
+static void counters_dealloc(counters_obj *c)
+{
+    for (Py_ssize_t i = 0; i < c->nclients; i++) {
+        Py_XDECREF(c->clients[i].client);
+        ct_row_free(&c->clients[i].t_rejects);
+        ct_row_free(&c->clients[i].t_drops);
+    }
+    PyMem_Free(c->clients);
+    PyMem_Free(c->answer_order);
+    for (int r = 0; r < CT_ROLES; r++)
+        ct_row_free(&c->m_drops[r]);
+    Py_XDECREF(c->client_slots);
+    Py_XDECREF(c->reason_slots);
+    Py_XDECREF(c->reasons);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static int ct_nargs(const char *sig, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s takes %zd positional arguments, %zd given", sig, want,
+                 nargs);
+    return -1;
+}
+
+/* sent(role, client, code, reason, latency): everything is checked before anything is
+ * counted, so a call counts all of its increments or none. */
+static PyObject *counters_sent(counters_obj *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (ct_nargs("sent(role, client, code, reason, latency)", nargs, 5) < 0)
+        return NULL;
+    int role = ct_role(args[0]);
+    if (role < 0)
+        return NULL;
+    long code = PyLong_AsLong(args[2]);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyUnicode_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "Counters.sent: reason must be a str");
+        return NULL;
+    }
+    double latency = PyFloat_AsDouble(args[4]);
+    if (latency == -1.0 && PyErr_Occurred())
+        return NULL;
+    int k = ct_code_index(code);
+    if (k < 0)
+        Py_RETURN_FALSE;
+    if (args[1] == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "Counters.sent: an answer goes to a client, not None");
+        return NULL;
+    }
+    Py_ssize_t slot = ct_client_slot(c, args[1]);
+    if (slot < 0)
+        return NULL;
+    if (code == 3 && PyUnicode_GET_LENGTH(args[3]) > 0) {
+        Py_ssize_t why = ct_reason_slot(c, args[3]);
+        if (why < 0 || ct_bump(&c->clients[slot].t_rejects, why) < 0)
+            return NULL;
+    }
+    if (!c->clients[slot].made[role][k]) {
+        if (c->norder == c->order_capacity) {
+            Py_ssize_t capacity = c->order_capacity ? 2 * c->order_capacity : 64;
+            Py_ssize_t *grown =
+                PyMem_Realloc(c->answer_order, (size_t)capacity * sizeof(Py_ssize_t));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            c->answer_order = grown;
+            c->order_capacity = capacity;
+        }
+        c->answer_order[c->norder++] = slot * CT_ROLES * CT_CODES + role * CT_CODES + k;
+        c->clients[slot].made[role][k] = 1;
+    }
+    ct_client *client = &c->clients[slot];
+    client->m_answers[role][k] += 1;
+    client->t_answers[role][k] += 1;
+    client->heard = 1;
+    for (int i = 0; i < c->nbounds; i++) {  /* a NaN is in no bucket, as in prometheus_client */
+        if (latency <= c->bounds[i]) {
+            c->m_buckets[role][i] += 1;
+            break;
+        }
+    }
+    c->m_sum[role] += latency;
+    Py_RETURN_TRUE;
+}
+
+/* dropped(role, client, reason): a packet dropped without an answer. */
+static PyObject *counters_dropped(counters_obj *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (ct_nargs("dropped(role, client, reason)", nargs, 3) < 0)
+        return NULL;
+    int role = ct_role(args[0]);
+    if (role < 0)
+        return NULL;
+    Py_ssize_t why = ct_reason_slot(c, args[2]);
+    if (why < 0)
+        return NULL;
+    Py_ssize_t slot = ct_client_slot(c, args[1]);
+    if (slot < 0)
+        return NULL;
+    /* grow both rows before counting in either, so a failure counts nothing */
+    if (ct_bump(&c->m_drops[role], why) < 0)
+        return NULL;
+    if (ct_bump(&c->clients[slot].t_drops, why) < 0) {
+        c->m_drops[role].n[why] -= 1;
+        return NULL;
+    }
+    if (args[1] != Py_None)
+        c->clients[slot].heard = 1;
+    Py_RETURN_NONE;
+}
+
+/* at_once(role, status, client): the core answered at once, a Status-Server (status
+ * true: its client, when known, is heard) or a duplicate's cached answer. */
+static PyObject *counters_at_once(counters_obj *c, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (ct_nargs("at_once(role, status, client)", nargs, 3) < 0)
+        return NULL;
+    int role = ct_role(args[0]);
+    if (role < 0)
+        return NULL;
+    int status = PyObject_IsTrue(args[1]);
+    if (status < 0)
+        return NULL;
+    if (status && args[2] != Py_None) {
+        Py_ssize_t slot = ct_client_slot(c, args[2]);
+        if (slot < 0)
+            return NULL;
+        c->clients[slot].heard = 1;
+    }
+    if (status)
+        c->m_status[role] += 1;
+    else
+        c->m_duplicate[role] += 1;
+    Py_RETURN_NONE;
+}
+
+/* Append Py_BuildValue(fmt, ...) to list; -1 on failure. */
+static int ct_append(PyObject *list, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    PyObject *item = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    if (item == NULL)
+        return -1;
+    int failed = PyList_Append(list, item);
+    Py_DECREF(item);
+    return failed;
+}
+
+/* A take that fails (MemoryError only) gives back the cell it was at; the cells it had
+ * already moved into its lists go with them, uncounted: a loss only when out of memory. */
+#define CT_TAKE_FAIL(cell, n) do { (cell) += (n); goto fail; } while (0)
+
+static PyObject *counters_take_metrics(counters_obj *c, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *answers = PyList_New(0), *drops = PyList_New(0), *at_once = PyList_New(0);
+    PyObject *latency = PyList_New(0), *bucket = NULL;
+    if (!answers || !drops || !at_once || !latency)
+        goto fail;
+    for (Py_ssize_t o = 0; o < c->norder; o++) {
+        Py_ssize_t cell = c->answer_order[o], i = cell / (CT_ROLES * CT_CODES);
+        int r = (int)(cell / CT_CODES % CT_ROLES), k = (int)(cell % CT_CODES);
+        uint64_t n = c->clients[i].m_answers[r][k];
+        if (n == 0)
+            continue;
+        c->clients[i].m_answers[r][k] = 0;
+        if (ct_append(answers, "(iOiK)", r, c->clients[i].client, ct_code_of[k],
+                      (unsigned long long)n) < 0)
+            CT_TAKE_FAIL(c->clients[i].m_answers[r][k], n);
+    }
+    for (int r = 0; r < CT_ROLES; r++) {
+        for (Py_ssize_t j = 0; j < c->m_drops[r].size; j++) {
+            uint64_t n = c->m_drops[r].n[j];
+            if (n == 0)
+                continue;
+            c->m_drops[r].n[j] = 0;
+            if (ct_append(drops, "(iOK)", r, PyList_GET_ITEM(c->reasons, j),
+                          (unsigned long long)n) < 0)
+                CT_TAKE_FAIL(c->m_drops[r].n[j], n);
+        }
+        uint64_t status = c->m_status[r], duplicate = c->m_duplicate[r];
+        if (status || duplicate) {
+            c->m_status[r] = c->m_duplicate[r] = 0;
+            if (ct_append(at_once, "(iKK)", r, (unsigned long long)status,
+                          (unsigned long long)duplicate) < 0) {
+                c->m_status[r] += status;
+                CT_TAKE_FAIL(c->m_duplicate[r], duplicate);
+            }
+        }
+        uint64_t counts[CT_MAX_BUCKETS], any = 0;
+        int nb = c->nbounds;
+        for (int b = 0; b < nb; b++) {
+            counts[b] = c->m_buckets[r][b];
+            any |= counts[b];
+        }
+        double sum = c->m_sum[r];
+        if (!any && sum == 0.0)
+            continue;
+        memset(c->m_buckets[r], 0, sizeof(c->m_buckets[r]));
+        c->m_sum[r] = 0.0;
+        bucket = PyTuple_New(nb);
+        int failed = bucket == NULL;
+        for (int b = 0; !failed && b < nb; b++) {
+            PyObject *v = PyLong_FromUnsignedLongLong(counts[b]);
+            failed = v == NULL;
+            if (v)
+                PyTuple_SET_ITEM(bucket, b, v);
+        }
+        if (failed || ct_append(latency, "(iOd)", r, bucket, sum) < 0) {
+            for (int b = 0; b < nb; b++)
+                c->m_buckets[r][b] += counts[b];
+            c->m_sum[r] += sum;
+            goto fail;
+        }
+        Py_CLEAR(bucket);
+    }
+    return Py_BuildValue("(NNNN)", answers, drops, at_once, latency);
+fail:
+    Py_XDECREF(bucket);
+    Py_XDECREF(answers);
+    Py_XDECREF(drops);
+    Py_XDECREF(at_once);
+    Py_XDECREF(latency);
+    return NULL;
+}
+
+static PyObject *counters_take_tally(counters_obj *c, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *answers = PyList_New(0), *rejects = PyList_New(0), *drops = PyList_New(0);
+    PyObject *heard = PyList_New(0);
+    if (!answers || !rejects || !drops || !heard)
+        goto fail;
+    for (Py_ssize_t i = 0; i < c->nclients; i++) {
+        for (int r = 0; r < CT_ROLES; r++) {
+            for (int k = 0; k < CT_CODES; k++) {
+                uint64_t n = c->clients[i].t_answers[r][k];
+                if (n == 0)
+                    continue;
+                c->clients[i].t_answers[r][k] = 0;
+                if (ct_append(answers, "(OiiK)", c->clients[i].client, r, ct_code_of[k],
+                              (unsigned long long)n) < 0)
+                    CT_TAKE_FAIL(c->clients[i].t_answers[r][k], n);
+            }
+        }
+        for (int which = 0; which < 2; which++) {
+            PyObject *into = which ? drops : rejects;
+            for (Py_ssize_t j = 0;; j++) {
+                ct_row *row = which ? &c->clients[i].t_drops : &c->clients[i].t_rejects;
+                if (j >= row->size)
+                    break;
+                uint64_t n = row->n[j];
+                if (n == 0)
+                    continue;
+                row->n[j] = 0;
+                if (ct_append(into, "(OOK)", c->clients[i].client,
+                              PyList_GET_ITEM(c->reasons, j), (unsigned long long)n) < 0) {
+                    row = which ? &c->clients[i].t_drops : &c->clients[i].t_rejects;
+                    CT_TAKE_FAIL(row->n[j], n);
+                }
+            }
+        }
+        if (c->clients[i].heard) {
+            c->clients[i].heard = 0;
+            if (PyList_Append(heard, c->clients[i].client) < 0) {
+                c->clients[i].heard = 1;
+                goto fail;
+            }
+        }
+    }
+    return Py_BuildValue("(NNNN)", answers, rejects, drops, heard);
+fail:
+    Py_XDECREF(answers);
+    Py_XDECREF(rejects);
+    Py_XDECREF(drops);
+    Py_XDECREF(heard);
+    return NULL;
+}
+
+static PyMethodDef counters_methods[] = {
+    {"sent", (PyCFunction)(void (*)(void))counters_sent, METH_FASTCALL,
+     "sent(role, client, code, reason, latency) -> bool\n"
+     "An answer of code to client: its request counters, the reject reason (code 3 and a\n"
+     "reason), client heard, latency observed. False, counting nothing, for a code other\n"
+     "than 2, 3, 11, 5."},
+    {"dropped", (PyCFunction)(void (*)(void))counters_dropped, METH_FASTCALL,
+     "dropped(role, client, reason): a packet dropped (client None: no known source)."},
+    {"at_once", (PyCFunction)(void (*)(void))counters_at_once, METH_FASTCALL,
+     "at_once(role, status, client): a Status-Server (status true) or a duplicate\n"
+     "answered by the core."},
+    {"take_metrics", (PyCFunction)counters_take_metrics, METH_NOARGS,
+     "take_metrics() -> (answers, drops, at_once, latency), counted since the last call:\n"
+     "[(role, client, code, n)], [(role, reason, n)], [(role, status_n, duplicate_n)],\n"
+     "[(role, counts by bucket, sum)]."},
+    {"take_tally", (PyCFunction)counters_take_tally, METH_NOARGS,
+     "take_tally() -> (answers, rejects, drops, heard), counted since the last call:\n"
+     "[(client, role, code, n)], [(client, reason, n)], [(client, reason, n)], [client]."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject counters_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "radius._speedups.Counters",
+    .tp_basicsize = sizeof(counters_obj),
+    .tp_dealloc = (destructor)counters_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Counters(bounds): the RADIUS shell's per-answer counters in C, read by\n"
+              "take_metrics() and take_tally() (see radius/metrics.py).",
+    .tp_methods = counters_methods,
+    .tp_new = counters_new,
+};
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -1576,6 +2120,16 @@ PyMODINIT_FUNC PyInit__speedups(void)
         return NULL;
     }
     if (PyType_Ready(&entry_type) < 0 || PyType_Ready(&dedup_type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyType_Ready(&counters_type) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&counters_type);
+    if (PyModule_AddObject(m, "Counters", (PyObject *)&counters_type) < 0) {
+        Py_DECREF(&counters_type);
         Py_DECREF(m);
         return NULL;
     }

@@ -19,7 +19,9 @@ twin of ``radius.dedup.DedupCache``, which stays the reference model and the fal
 tests/test_dedup_compiled.py drives both with the same operations) and the RESP packer
 of the Redis batch link (``DataPath.pack_commands``: the octets of
 ``controller.storage.redis_batch.pack`` in one call; None on the fallback, which then
-uses that one).
+uses that one). ``DataPath.counters`` makes the C counters of the RADIUS shell
+(``radius.metrics``: per-answer increments in C arrays, read at scrape and flush time;
+None on the fallback, where the shell moves the prometheus objects and the tally).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = [
     "ENV_PURE_PYTHON",
     "Address",
     "BatchIO",
+    "CompiledCounters",
+    "Counters",
     "DataPath",
     "available",
     "load",
@@ -153,6 +157,41 @@ PackCommands = Callable[[Sequence[Sequence[object]]], bytes]
 """``pack(commands)``: RESP arrays of bulk strings, every command in one buffer."""
 
 
+class Counters(Protocol):
+    """The shell's per-packet counting (``radius.metrics``): ``radius._speedups.Counters``,
+    or ``radius.metrics.PyCounters``, its reference model. ``role`` is 0 (auth) or 1
+    (acct); ``sent`` is False when it did not count (a code it does not keep)."""
+
+    def sent(self, role: int, client: str, code: int, reason: str, latency: float, /) -> bool: ...
+    def dropped(self, role: int, client: str | None, reason: str, /) -> None: ...
+    def at_once(self, role: int, status: bool, client: str | None, /) -> None: ...
+
+
+class CompiledCounters(Counters, Protocol):
+    """``radius._speedups.Counters``: what was counted is taken, not kept in Python."""
+
+    def take_metrics(
+        self,
+    ) -> tuple[
+        list[tuple[int, str, int, int]],  # (role, client, code, n)
+        list[tuple[int, str, int]],  # (role, reason, n)
+        list[tuple[int, int, int]],  # (role, status n, duplicate n)
+        list[tuple[int, tuple[int, ...], float]],  # (role, counts by bucket, sum)
+    ]: ...
+    def take_tally(
+        self,
+    ) -> tuple[
+        list[tuple[str, int, int, int]],  # (client, role, code, n)
+        list[tuple[str, str, int]],  # (client, reject reason, n)
+        list[tuple[str | None, str, int]],  # (client, drop reason, n)
+        list[str],  # clients heard
+    ]: ...
+
+
+CountersFactory = Callable[[Sequence[float]], CompiledCounters]
+"""``factory(bounds)``: counters whose latency histogram has these upper bounds."""
+
+
 @dataclass(frozen=True, slots=True)
 class DataPath:
     """The functions the RADIUS server runs per datagram, and why these."""
@@ -164,6 +203,7 @@ class DataPath:
     batch_io: BatchIO | None
     dedup_cache: DedupFactory = dedup.DedupCache
     pack_commands: PackCommands | None = None
+    counters: CountersFactory | None = None
 
 
 def load() -> DataPath:
@@ -180,6 +220,7 @@ def load() -> DataPath:
             else BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
             dedup_cache=c.DedupCache,
             pack_commands=c.pack_commands,
+            counters=c.Counters,
         )
     return DataPath(
         compiled=False,
@@ -189,4 +230,5 @@ def load() -> DataPath:
         batch_io=None,
         dedup_cache=dedup.DedupCache,
         pack_commands=None,
+        counters=None,
     )

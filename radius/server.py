@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import structlog
 
 from radius import fastpath, metrics
-from radius.attrs import Code
 from radius.batch_socket import BatchSocket, open_batch_socket
 from radius.core import (
     DROP_REASONS,
@@ -47,19 +46,10 @@ from radius.events import (
     NoReply,
     Reply,
 )
-from radius.tally import TALLY
 
 __all__ = ["DropLine", "DropLog", "RadiusEndpoint", "Service", "open_endpoint"]
 
 log = structlog.get_logger("citywifi.radius")
-
-RESULTS = {  # reply code -> the result label of the request counters
-    int(Code.ACCESS_ACCEPT): "accept",
-    int(Code.ACCESS_REJECT): "reject",
-    int(Code.ACCESS_CHALLENGE): "challenge",
-    int(Code.ACCOUNTING_RESPONSE): "ok",
-}
-
 
 _REPLIES = (AccessAccept, AccessReject, AccessChallenge, AccountingResponse)  # Reply's types
 
@@ -117,17 +107,15 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
         # requests in progress: their tasks, or the futures of accounting_soon
         self.tasks: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: dict[tuple[str, int], Any] = {}  # (client id, code) -> its counter
         self._handle: Callable[[Any], Awaitable[Reply | NoReply | None]] = (
             service.access if role == "auth" else service.accounting
         )
         soon = getattr(service, "access_soon" if role == "auth" else "accounting_soon", None)
         self._soon: Callable[[Any], object] | None = soon
-        self._drops = {reason: metrics.DROPPED.labels(role, reason) for reason in DROP_REASONS}
-        self._latency = metrics.LATENCY.labels(role)
-        self._by_code = {c: metrics.REQUESTS.labels(role, role, r) for c, r in RESULTS.items()}
-        self._status = metrics.REQUESTS.labels(role, "status", "ok")
-        self._duplicate = metrics.REQUESTS.labels(role, "duplicate", "cached")
+        # the requests, drops, latency and per-NAS counters, and the tally: in C when
+        # the data path is compiled, read at scrape and flush time (radius.metrics)
+        self._counters = metrics.RADIUS.counters(role, DROP_REASONS)
+        self._role_index = metrics.ROLE_INDEX[role]
 
     @property
     def dedup(self) -> DuplicateCache:
@@ -144,14 +132,6 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
     def max_in_flight(self, value: int) -> None:
         self.core.max_in_flight = value
 
-    def _answered(self, code: int) -> Any:
-        counter = self._by_code.get(code)
-        return (
-            counter
-            if counter is not None
-            else metrics.REQUESTS.labels(self.role, self.role, str(code))
-        )
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._loop = asyncio.get_running_loop()
@@ -163,11 +143,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
     def _dropped(self, drop: Drop) -> None:
         """Count the drop; write its log line when the core's ``DropLog`` gave one."""
-        counter = self._drops.get(drop.reason)
-        if counter is None:
-            counter = self._drops[drop.reason] = metrics.DROPPED.labels(self.role, drop.reason)
-        counter.inc()
-        TALLY.dropped(drop.client, drop.reason)  # per NAS, to Redis (console, /metrics)
+        self._counters.dropped(self._role_index, drop.client, drop.reason)  # and per NAS
         line = drop.line
         if line is None:
             return
@@ -200,8 +176,9 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             task.add_done_callback(self.tasks.discard)
         elif type(outcome) is Answer:
             self._send(outcome.data, addr)
-            (self._status if outcome.kind == "status" else self._duplicate).inc()
-            TALLY.answered_at_once(outcome.kind, getattr(self.core.peer_for(addr[0]), "id", None))
+            status = outcome.kind == "status"  # its client is heard; a duplicate's was
+            client = getattr(self.core.peer_for(addr[0]), "id", None) if status else None
+            self._counters.at_once(self._role_index, status, client)
         else:
             assert type(outcome) is Drop
             self._dropped(outcome)
@@ -272,16 +249,12 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
 
     def _sent(self, ticket: Ticket, data: bytes, reply: Reply, done: float) -> None:
         # Count before sending: whoever sees the answer must also see it counted.
-        code = data[0]
-        self._answered(code).inc()
-        counter = self._clients.get((ticket.client, code))
-        if counter is None:  # per NAS: the "NAS silent for 1 h" alert, reject rates
-            label = RESULTS.get(code, str(code))
-            counter = metrics.CLIENT_REQUESTS.labels(ticket.client, self.role, label)
-            self._clients[(ticket.client, code)] = counter
-        counter.inc()
-        TALLY.sent(ticket.client, self.role, code, reply.result)  # per NAS, to Redis
-        self._latency.observe(done - ticket.started)
+        # The per-NAS counts feed the "NAS silent for 1 h" alert and the reject rates.
+        code, latency = data[0], done - ticket.started
+        if not self._counters.sent(self._role_index, ticket.client, code, reply.result, latency):
+            metrics.RADIUS.sent_in_python(
+                self._role_index, ticket.client, code, reply.result, latency
+            )
         self._send(data, ticket.source)
         if self.service.log_requests:
             log.info(

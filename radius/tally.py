@@ -30,6 +30,7 @@ clients from the packets the core accepted, so the dicts stay small.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -53,11 +54,25 @@ class Counted:
 class Tally:
     """The counters; see the module docstring. Not thread-safe (one event loop)."""
 
-    __slots__ = ("counts", "heard")
+    __slots__ = ("counts", "folds", "heard")
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str | None, str], int] = {}
         self.heard: set[str] = set()
+        # what counts elsewhere and adds itself here at each take (the compiled
+        # counters of radius.metrics.RadiusMeters)
+        self.folds: list[Callable[[Tally], None]] = []
+
+    @staticmethod
+    def field(port: str, code: int) -> str:
+        """The field of a reply of ``code`` sent on ``port`` ("auth"/"acct")."""
+        return _FIELDS.get((port, code)) or f"{port}:{code}"
+
+    @staticmethod
+    def reject_field(reason: str) -> str:
+        """The field of an Access-Reject for ``reason`` (an Accept too long for its
+        Proxy-States goes as a Reject: its result is still "accept")."""
+        return f"reject:{'reply_too_long' if reason == 'accept' else reason}"
 
     def add(self, client: str | None, name: str, n: int = 1) -> None:
         key = (client, name)
@@ -69,8 +84,8 @@ class Tally:
         key = (client, _FIELDS.get((port, code)) or f"{port}:{code}")
         counts = self.counts
         counts[key] = counts.get(key, 0) + 1
-        if code == REJECT and reason:  # an Accept too long for its Proxy-States goes as a Reject
-            self.add(client, f"reject:{'reply_too_long' if reason == 'accept' else reason}")
+        if code == REJECT and reason:
+            self.add(client, self.reject_field(reason))
         self.heard.add(client)
 
     def dropped(self, client: str | None, reason: str) -> None:
@@ -95,6 +110,8 @@ class Tally:
 
     def take(self) -> Counted:
         """Everything counted so far; the tally starts again from zero."""
+        for fold in self.folds:
+            fold(self)
         counted = Counted(self.counts, frozenset(self.heard))
         self.counts, self.heard = {}, set()
         return counted

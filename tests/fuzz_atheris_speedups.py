@@ -21,11 +21,15 @@ The same input also drives the compiled duplicate cache against ``radius.dedup``
 (octet pairs as begin/finish/forget/lookup on eight keys, time steps forwards and back,
 small windows and capacities) and the compiled RESP packer against
 ``controller.storage.redis_batch.pack`` (the octets split into commands and arguments
-of every type the link accepts or refuses).
+of every type the link accepts or refuses), and the compiled counters of the RADIUS shell
+against ``radius.metrics.PyCounters`` (octet triples as answers, drops, at-once answers
+and invalid calls, which must raise and count nothing; then one scrape and one take of
+each, the same but for ``_created`` and the float rounding of the latency sum).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,12 @@ except ImportError:  # pragma: no cover - optional tool
 with atheris.instrument_imports():
     from radius import dedup, packet
 
+from prometheus_client import CollectorRegistry  # noqa: E402
+
 from controller.storage.redis_batch import pack  # noqa: E402
+from radius.core import DROP_REASONS  # noqa: E402
+from radius.metrics import ROLES, RadiusMeters  # noqa: E402
+from radius.tally import Tally  # noqa: E402
 
 try:
     from radius import _speedups as compiled
@@ -168,9 +177,90 @@ def check_pack(data: bytes) -> None:
         raise AssertionError(f"pack differs on {data.hex()}: {got} != {want}")
 
 
+COUNTER_CLIENTS = ("nas-a", "nas-b", "长安", "")
+COUNTER_CODES = (2, 3, 11, 5, 4, 0)
+COUNTER_REASONS = ("", "accept", "bad_password", *DROP_REASONS)
+LATENCIES = (0.0, 0.0005, 0.001, 0.0049, 2.5, 3.0, 1e300, -1.0)
+
+
+def scraped(registry: CollectorRegistry) -> list[tuple[str, float]]:
+    """The samples in scrape order, without ``_created`` (not rendered: that costs ~8 ms,
+    and the rendering is prometheus_client's own, the same both ways)."""
+    return [
+        (f"{s.name}{sorted(s.labels.items())}", s.value)
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    ]
+
+
+def same_scrape(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> bool:
+    """The same samples in the same order; a latency sum up to float rounding (the C side
+    adds the latencies up before prometheus adds the total)."""
+    return len(got) == len(want) and all(
+        g == w or ("_sum" in g[0] and g[0] == w[0] and math.isclose(g[1], w[1], rel_tol=1e-9))
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+def counter_rig() -> tuple[CollectorRegistry, Tally, RadiusMeters]:
+    registry, tally = CollectorRegistry(), Tally()
+    meters = RadiusMeters(registry, tally)
+    for role in ROLES:
+        meters.prepare(role, DROP_REASONS)
+    return registry, tally, meters
+
+
+# kept from input to input (making them costs more than a scrape): both see every
+# input's events, so they must agree after each one
+RIGS = (counter_rig(), counter_rig())
+
+
+def check_counters(data: bytes) -> None:
+    """Octet triples as events on the compiled counters and on PyCounters."""
+    if len(data) < 4 or data[0] & 7:  # one input in eight: two scrapes cost ~4 ms
+        return
+    data = data[1:]
+    rigs = RIGS
+    c = rigs[0][2].compiled_with(compiled.Counters)
+    ref = rigs[1][2].python
+    for at in range(0, min(len(data), 96) - 2, 3):
+        op, a, b = data[at], data[at + 1], data[at + 2]
+        role, client = op >> 7, COUNTER_CLIENTS[a & 3]
+        kind = op & 7
+        if kind < 4:
+            code, reason = COUNTER_CODES[(a >> 2) % 6], COUNTER_REASONS[b % len(COUNTER_REASONS)]
+            args: tuple[Any, ...] = (role, client, code, reason, LATENCIES[b >> 5])
+            if not c.sent(*args):
+                rigs[0][2].sent_in_python(*args)
+            ref.sent(*args)
+        elif kind == 4:
+            source = None if a & 4 else client
+            # a DropReason (radius.core): their label sets are made at start, in order
+            c.dropped(role, source, DROP_REASONS[b % len(DROP_REASONS)])
+            ref.dropped(role, source, DROP_REASONS[b % len(DROP_REASONS)])
+        elif kind == 5:
+            source = None if a & 4 else client
+            c.at_once(role, bool(b & 1), source)
+            ref.at_once(role, bool(b & 1), source)
+        else:  # refused: a role beyond acct, or a client or reason of another type
+            bad: tuple[Any, ...] = (
+                (2 + a, client, 2, "", 0.1) if b & 1 else (role, client.encode(), 2, "", 0.1)
+            )
+            for method, args in (("sent", bad), ("dropped", (*bad[:2], b"x"))):
+                if outcome(getattr(c, method), *args)[0] != "error":
+                    raise AssertionError(f"counters took {method}{args} on {data.hex()}")
+    got, want = scraped(rigs[0][0]), scraped(rigs[1][0])
+    if not same_scrape(got, want):
+        raise AssertionError(f"counters' scrape differs on {data.hex()}: {got} != {want}")
+    if rigs[0][1].take() != rigs[1][1].take():
+        raise AssertionError(f"counters' take differs on {data.hex()}")
+
+
 def one_input(data: bytes) -> None:
     check_dedup(data)
     check_pack(data)
+    check_counters(data)
     for secret in SECRETS:
         check(data, secret)
         signed = resign(fix_length(data), secret)
