@@ -19,7 +19,10 @@ twin of ``radius.dedup.DedupCache``, which stays the reference model and the fal
 tests/test_dedup_compiled.py drives both with the same operations) and the RESP packer
 of the Redis batch link (``DataPath.pack_commands``: the octets of
 ``controller.storage.redis_batch.pack`` in one call; None on the fallback, which then
-uses that one).
+uses that one) and its reply router (``DataPath.reply_router``: RESP2 replies parsed in C
+and handed straight to the futures of the units waiting for them, from the link's
+``data_received``; the reference and fallback is ``redis_batch.ReplyRouter``, hiredis's
+Reader and a Python loop; tests/test_redis_replies.py holds the two together).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from radius import dedup, packet
 
@@ -146,6 +149,31 @@ PackCommands = Callable[[Sequence[Sequence[object]]], bytes]
 """``pack(commands)``: RESP arrays of bulk strings, every command in one buffer."""
 
 
+class ReplyRouting(Protocol):
+    """A Redis link's replies, parsed and handed to the units waiting for them in order.
+
+    ``push(count, future)`` queues a unit waiting for its next ``count`` replies;
+    ``feed(data)`` parses every complete reply while units wait and gives each unit's
+    future the list of its replies once the last arrives (a future already done is
+    skipped); garbage raises the ``protocol_error`` given to the factory, again on every
+    later call. ``take()`` removes and returns the waiting units' futures (for the link to
+    fail), ``answered`` counts the units completed, ``len()`` those waiting. ``gets()``
+    is hiredis.Reader's: the next reply, False when none is complete."""
+
+    answered: int
+
+    def push(self, count: int, future: Any, /) -> None: ...
+    def feed(self, data: bytes, /) -> None: ...
+    def gets(self) -> Any: ...
+    def take(self) -> list[Any]: ...
+    def __len__(self) -> int: ...
+
+
+RouterFactory = Callable[[Any, type[Exception]], ReplyRouting]
+"""``factory(reply_error, protocol_error)``: a router whose error replies are
+``reply_error(message)`` and whose garbage raises ``protocol_error``."""
+
+
 @dataclass(frozen=True, slots=True)
 class DataPath:
     """The functions the RADIUS server runs per datagram, and why these."""
@@ -157,6 +185,7 @@ class DataPath:
     batch_io: BatchIO | None
     dedup_cache: DedupFactory = dedup.DedupCache
     pack_commands: PackCommands | None = None
+    reply_router: RouterFactory | None = None
 
 
 def load() -> DataPath:
@@ -173,6 +202,7 @@ def load() -> DataPath:
             else BatchIO(recv=c.recv_batch, send=c.send_batch, max_batch=c.MAX_BATCH),
             dedup_cache=c.DedupCache,
             pack_commands=c.pack_commands,
+            reply_router=c.ReplyRouter,
         )
     return DataPath(
         compiled=False,
@@ -182,4 +212,5 @@ def load() -> DataPath:
         batch_io=None,
         dedup_cache=dedup.DedupCache,
         pack_commands=None,
+        reply_router=None,
     )
