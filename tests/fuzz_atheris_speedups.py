@@ -19,9 +19,11 @@ both encoders. Any difference (result, ``PacketError`` reason or message, reply 
 
 The same input also drives the compiled duplicate cache against ``radius.dedup``
 (octet pairs as begin/finish/forget/lookup on eight keys, time steps forwards and back,
-small windows and capacities) and the compiled RESP packer against
+small windows and capacities), the compiled RESP packer against
 ``controller.storage.redis_batch.pack`` (the octets split into commands and arguments
-of every type the link accepts or refuses).
+of every type the link accepts or refuses), and the compiled RESP reply router against
+hiredis.Reader (the octets as a reply stream, whole and cut into chunks; the replies and
+the protocol error must be hiredis's, except that a RESP3 type byte is refused).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ except ImportError:  # pragma: no cover - optional tool
 
 with atheris.instrument_imports():
     from radius import dedup, packet
+
+import re  # noqa: E402
+
+import hiredis  # noqa: E402
+from redis import exceptions as redis_errors  # noqa: E402
 
 from controller.storage.redis_batch import pack  # noqa: E402
 
@@ -168,9 +175,50 @@ def check_pack(data: bytes) -> None:
         raise AssertionError(f"pack differs on {data.hex()}: {got} != {want}")
 
 
+def shown(value: Any) -> Any:
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    if isinstance(value, BaseException):
+        return ("error", type(value), value.args)
+    return value
+
+
+def read_all(reader: Any, data: bytes, size: int) -> list[Any]:
+    out: list[Any] = []
+    try:
+        for at in range(0, len(data), size):
+            reader.feed(data[at : at + size])
+            while (reply := reader.gets()) is not False:
+                out.append(shown(reply))
+            out.append("|")
+    except hiredis.ProtocolError as exc:
+        out.append(("protocol", str(exc)))
+    return out
+
+
+RESP3_REFUSED = re.compile(r'Protocol error, got "[_,#%~=(>|]" as reply type byte')
+
+
+def check_replies(data: bytes) -> None:
+    """The octets as Redis replies: the C router's gets() against hiredis.Reader's."""
+    if re.search(rb"\*[1-9][0-9]{5}", data):
+        return  # hiredis allocates the announced list at once: gigabytes, not a finding
+    for size in (len(data) or 1, 1, 1 + data[0] % 7 if data else 1):
+        want = read_all(hiredis.Reader(replyError=redis_errors.ResponseError), data, size)
+        router = compiled.ReplyRouter(redis_errors.ResponseError, hiredis.ProtocolError)
+        got = read_all(router, data, size)
+        if got == want:
+            continue
+        last = got[-1] if got else None
+        refused = isinstance(last, tuple) and RESP3_REFUSED.fullmatch(last[1]) is not None
+        if not (refused and want[: len(got) - 1] == got[:-1]):
+            raise AssertionError(f"replies differ on {data.hex()} ({size}): {got} != {want}")
+
+
 def one_input(data: bytes) -> None:
     check_dedup(data)
     check_pack(data)
+    check_replies(data)
     for secret in SECRETS:
         check(data, secret)
         signed = resign(fix_length(data), secret)
