@@ -149,8 +149,8 @@ def argument(chunk: bytes) -> Any:
         return body
     if kind == 1:
         return body.decode("utf-8", "surrogateescape")  # lone surrogates: refused
-    if kind == 2:
-        return int.from_bytes(body, "big", signed=True)
+    if kind == 2:  # 1,000 octets at most: within repr()'s 4300 digits (see kind 3)
+        return int.from_bytes(body[:1000], "big", signed=True)
     if kind == 3:
         # beyond 64 bits, within repr()'s 4300 digits: beyond, hiredis 3.5's pack_command
         # crashes (it uses the NULL repr), where ours raises repr()'s ValueError
