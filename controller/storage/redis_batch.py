@@ -10,16 +10,18 @@ replies back, in order, errors as exception instances (like ``raise_on_error=Fal
 
 Two ways to send a batch:
 
-- ``DirectLink``: one connection of our own (TCP or unix socket), RESP encoded here,
-  replies parsed by hiredis as they arrive, matched to units first-in first-out. Used
-  for a single Redis server (``redis://``, ``unix://``, the embedded default).
+- ``DirectLink``: one connection of our own (TCP or unix socket), RESP encoded here;
+  the replies are parsed as they arrive and each unit's future is set from the reply
+  callback once its last reply is in (``ReplyRouter``, in C on the compiled data path):
+  no Task, future or timer per batch. Used for a single Redis server (``redis://``,
+  ``unix://``, the embedded default).
 - ``PipelineLink``: a redis-py pipeline per batch. Used for everything redis-py must
   route or police: Cluster (slot routing), Sentinel (primary tracking), TLS and
   ``wait_replicas`` (the ``WAIT`` suffix), so those keep their guarantees.
 
-A link that loses its connection or waits longer than its timeout fails every unit in
-flight with a ``ConnectionError``; the caller maps that to "not recorded" and the NAS
-retransmits. Nothing is ever acknowledged that Redis did not answer.
+A link that loses its connection (or reads garbage) fails every unit in flight with a
+``ConnectionError``, one that waits longer than its timeout with a ``TimeoutError``; the
+caller maps that to "not recorded" and the NAS retransmits. Nothing is ever acknowledged that Redis did not answer.
 """
 
 from __future__ import annotations
