@@ -199,8 +199,26 @@ def read_all(reader: Any, data: bytes, size: int) -> list[Any]:
 RESP3_REFUSED = re.compile(r'Protocol error, got "[_,#%~=(>|]" as reply type byte')
 
 
+TOKENS = (
+    *(b"+", b"-", b":", b"$", b"*", b"\r\n", b"\r\n", b"\r", b"\n", b"0", b"1", b"-1", b"3"),
+    *(b"*1\r\n" * 300, b"9223372036854775808", b"4294967296", b"x", b"\xff", b"_"),
+)
+
+
+def as_resp(data: bytes) -> bytes:
+    """The octets as RESP-ish tokens (an octet above the table: itself), so that random
+    input makes reply streams, valid and broken, which raw RADIUS-shaped input rarely is."""
+    return b"".join(TOKENS[b] if b < len(TOKENS) else bytes([b]) for b in data)
+
+
 def check_replies(data: bytes) -> None:
-    """The octets as Redis replies: the C router's gets() against hiredis.Reader's."""
+    """The octets, and their RESP tokens, as Redis replies: the C router's gets()
+    against hiredis.Reader's."""
+    check_stream(data)
+    check_stream(as_resp(data))
+
+
+def check_stream(data: bytes) -> None:
     if re.search(rb"\*[1-9][0-9]{5}", data):
         return  # hiredis allocates the announced list at once: gigabytes, not a finding
     for size in (len(data) or 1, 1, 1 + data[0] % 7 if data else 1):
