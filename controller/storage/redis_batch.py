@@ -21,7 +21,8 @@ Two ways to send a batch:
 
 A link that loses its connection (or reads garbage) fails every unit in flight with a
 ``ConnectionError``, one that waits longer than its timeout with a ``TimeoutError``; the
-caller maps that to "not recorded" and the NAS retransmits. Nothing is ever acknowledged that Redis did not answer.
+caller maps that to "not recorded" and the NAS retransmits. Nothing is ever acknowledged
+that Redis did not answer.
 """
 
 from __future__ import annotations
