@@ -2062,6 +2062,571 @@ static PyTypeObject counters_type = {
     .tp_new = counters_new,
 };
 
+/* ------------------------------------------------------------------ RESP replies */
+
+/* controller/storage/redis_batch.py's ReplyRouter (hiredis.Reader plus the routing loop,
+ * the reference) in C: the Redis link's replies parsed and handed straight to the units
+ * waiting for them, in the order they were written, from data_received, without a Task.
+ *
+ *   ReplyRouter(reply_error, protocol_error)
+ *   push(count, future)  a unit waiting for its next `count` replies (count >= 1)
+ *   feed(data)           parse every complete reply while units wait; each unit's future
+ *                        gets the list of its replies (futures already done are skipped)
+ *   gets()               one reply or False (the hiredis.Reader interface, for the tests)
+ *   take()               the waiting units' futures, removed (the link fails them)
+ *   answered, len()      units completed so far, units waiting
+ *
+ * The values are hiredis.Reader(replyError=reply_error)'s for RESP2 (the link never sends
+ * HELLO, so Redis answers RESP2): bytes for simple and bulk strings, int, None for nil,
+ * lists, reply_error(message decoded as UTF-8 with "replace") for error replies. The
+ * checks and messages are hiredis's (read.c: string2ll, "Bad integer value", the
+ * 2**32 - 1 elements and 1024 levels limits...); a RESP3 type byte is refused like an
+ * unknown one. A protocol error is sticky: every later feed/gets raises it again.
+ * A reply is first scanned (no objects made: incomplete data costs nothing but the
+ * rescan when more arrives), then built from the octets known to be complete. */
+
+#define RESP_MAX_ELEMENTS ((1LL << 32) - 1)
+#define RESP_MAX_DEPTH 1024
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *reply_error, *protocol_error;
+    char *buf;  /* octets received and not yet parsed: buf[pos:len] */
+    Py_ssize_t pos, len, cap;
+    PyObject **futures;  /* the waiting units, a ring: [head, head + size) mod qcap */
+    Py_ssize_t *counts;
+    Py_ssize_t head, size, qcap;
+    PyObject *got;  /* the head unit's replies so far (NULL before its first) */
+    Py_ssize_t answered;
+    PyObject *error;  /* the protocol error's message once the stream went wrong */
+    int busy;
+} router_obj;
+
+static PyObject *str_done, *str_set_result;
+
+/* hiredis's string2ll (read.c): an optional '-', no leading zeros, no '+', no overflow */
+static int resp_ll(const char *p, Py_ssize_t n, long long *out)
+{
+    if (n == 0)
+        return -1;
+    if (n == 1 && p[0] == '0') {
+        *out = 0;
+        return 0;
+    }
+    int negative = p[0] == '-';
+    Py_ssize_t i = negative;
+    if (i == n || p[i] < '1' || p[i] > '9')
+        return -1;
+    unsigned long long v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        if (v > ULLONG_MAX / 10)
+            return -1;
+        v *= 10;
+        if (v > ULLONG_MAX - (unsigned long long)(p[i] - '0'))
+            return -1;
+        v += (unsigned long long)(p[i] - '0');
+    }
+    if (negative) {
+        if (v > (unsigned long long)LLONG_MAX + 1)
+            return -1;
+        *out = (long long)(0ULL - v);
+    } else {
+        if (v > (unsigned long long)LLONG_MAX)
+            return -1;
+        *out = (long long)v;
+    }
+    return 0;
+}
+
+/* the offset of the first "\r\n" in p[0:n], or -1 */
+static Py_ssize_t resp_line(const char *p, Py_ssize_t n)
+{
+    const char *at = p, *end = p + n;
+    while (end - at >= 2) {
+        const char *cr = memchr(at, '\r', (size_t)(end - at - 1));
+        if (cr == NULL)
+            return -1;
+        if (cr[1] == '\n')
+            return cr - p;
+        at = cr + 1;
+    }
+    return -1;
+}
+
+typedef struct {
+    const char *message;
+    char byte;  /* for the type byte message */
+} resp_error;
+
+/* The length of the complete reply at p[0:n]; 0 when it is not complete yet; -1 on a
+ * protocol error (err filled). Checks in hiredis's order, so an error is found as soon
+ * as hiredis finds it, however the octets are chunked. */
+static Py_ssize_t resp_scan(const char *p, Py_ssize_t n, int depth, resp_error *err)
+{
+    if (n < 1)
+        return 0;
+    char type = p[0];
+    if (type == '*' && depth >= RESP_MAX_DEPTH) {
+        err->message = "Max nesting depth exceeded";
+        return -1;
+    }
+    if (type != '+' && type != '-' && type != ':' && type != '$' && type != '*') {
+        err->message = NULL;
+        err->byte = type;
+        return -1;
+    }
+    Py_ssize_t line = resp_line(p + 1, n - 1);
+    if (line < 0)
+        return 0;
+    const char *text = p + 1;
+    Py_ssize_t head = 1 + line + 2;
+    long long v;
+    switch (type) {
+    case '+':
+    case '-':
+        for (Py_ssize_t i = 0; i < line; i++)
+            if (text[i] == '\r' || text[i] == '\n') {
+                err->message = "Bad simple string value";
+                return -1;
+            }
+        return head;
+    case ':':
+        if (resp_ll(text, line, &v) < 0) {
+            err->message = "Bad integer value";
+            return -1;
+        }
+        return head;
+    case '$':
+        if (resp_ll(text, line, &v) < 0) {
+            err->message = "Bad bulk string length";
+            return -1;
+        }
+        if (v < -1) {
+            err->message = "Bulk string length out of range";
+            return -1;
+        }
+        if (v == -1)
+            return head;
+        if (v > (long long)(n - head) - 2)
+            return 0;
+        return head + (Py_ssize_t)v + 2;  /* the CRLF after the data is skipped unread */
+    default:  /* '*' */
+        if (resp_ll(text, line, &v) < 0) {
+            err->message = "Bad multi-bulk length";
+            return -1;
+        }
+        if (v < -1 || v > RESP_MAX_ELEMENTS) {
+            err->message = "Multi-bulk length out of range";
+            return -1;
+        }
+        Py_ssize_t at = head;
+        for (long long i = 0; i < v; i++) {
+            Py_ssize_t used = resp_scan(p + at, n - at, depth + 1, err);
+            if (used <= 0)
+                return used;
+            at += used;
+        }
+        return at;
+    }
+}
+
+/* The value of the reply resp_scan found complete at p (new reference, NULL on error) */
+static PyObject *resp_build(router_obj *r, const char *p, Py_ssize_t n, Py_ssize_t *used)
+{
+    Py_ssize_t line = resp_line(p + 1, n - 1);  /* resp_scan found it */
+    const char *text = p + 1;
+    Py_ssize_t head = 1 + line + 2;
+    long long v = 0;
+    *used = head;
+    switch (p[0]) {
+    case '+':
+        return PyBytes_FromStringAndSize(text, line);
+    case '-': {
+        PyObject *message = PyUnicode_DecodeUTF8(text, line, "replace");
+        if (message == NULL)
+            return NULL;
+        PyObject *error = PyObject_CallOneArg(r->reply_error, message);
+        Py_DECREF(message);
+        return error;
+    }
+    case ':':
+        resp_ll(text, line, &v);
+        return PyLong_FromLongLong(v);
+    case '$':
+        resp_ll(text, line, &v);
+        if (v == -1)
+            Py_RETURN_NONE;
+        *used = head + (Py_ssize_t)v + 2;
+        return PyBytes_FromStringAndSize(p + head, (Py_ssize_t)v);
+    default: {
+        resp_ll(text, line, &v);
+        if (v == -1)
+            Py_RETURN_NONE;
+        PyObject *list = PyList_New((Py_ssize_t)v);
+        if (list == NULL)
+            return NULL;
+        Py_ssize_t at = head;
+        for (Py_ssize_t i = 0; i < (Py_ssize_t)v; i++) {
+            Py_ssize_t item_used;
+            PyObject *item = resp_build(r, p + at, n - at, &item_used);
+            if (item == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, i, item);
+            at += item_used;
+        }
+        *used = at;
+        return list;
+    }
+    }
+}
+
+static void router_set_error(router_obj *r, const resp_error *err)
+{
+    PyObject *message;
+    if (err->message != NULL) {
+        message = PyUnicode_FromString(err->message);
+    } else {  /* hiredis's chrtos() */
+        char c = err->byte, shown[8];
+        switch (c) {
+        case '\\':
+        case '"':
+            snprintf(shown, sizeof(shown), "\"\\%c\"", c);
+            break;
+        case '\n': snprintf(shown, sizeof(shown), "\"\\n\""); break;
+        case '\r': snprintf(shown, sizeof(shown), "\"\\r\""); break;
+        case '\t': snprintf(shown, sizeof(shown), "\"\\t\""); break;
+        case '\a': snprintf(shown, sizeof(shown), "\"\\a\""); break;
+        case '\b': snprintf(shown, sizeof(shown), "\"\\b\""); break;
+        default:
+            if ((unsigned char)c >= 0x20 && (unsigned char)c < 0x7f)
+                snprintf(shown, sizeof(shown), "\"%c\"", c);
+            else
+                snprintf(shown, sizeof(shown), "\"\\x%02x\"", (unsigned char)c);
+        }
+        message = PyUnicode_FromFormat("Protocol error, got %s as reply type byte", shown);
+    }
+    if (message != NULL)
+        Py_XSETREF(r->error, message);
+}
+
+static PyObject *router_raise(router_obj *r)
+{
+    if (r->error != NULL)
+        PyErr_SetObject(r->protocol_error, r->error);
+    return NULL;
+}
+
+/* The next complete reply from buf at *pos (new reference, *pos moved past it); NULL
+ * without an exception when none is complete yet, NULL with one on an error. */
+static PyObject *router_next(router_obj *r, const char *buf, Py_ssize_t *pos, Py_ssize_t len)
+{
+    resp_error err = {NULL, 0};
+    Py_ssize_t n = resp_scan(buf + *pos, len - *pos, 0, &err);
+    if (n == 0)
+        return NULL;
+    if (n < 0) {
+        router_set_error(r, &err);
+        return router_raise(r);
+    }
+    Py_ssize_t used;
+    PyObject *reply = resp_build(r, buf + *pos, n, &used);
+    if (reply != NULL)
+        *pos += used;
+    return reply;
+}
+
+/* Hand one reply to the head unit; its future gets the list when it is complete. */
+static int router_route(router_obj *r, PyObject *reply)
+{
+    if (r->got == NULL && (r->got = PyList_New(0)) == NULL)
+        return -1;
+    if (PyList_Append(r->got, reply) < 0)
+        return -1;
+    if (PyList_GET_SIZE(r->got) < r->counts[r->head])
+        return 0;
+    PyObject *future = r->futures[r->head], *got = r->got;
+    r->futures[r->head] = NULL;
+    r->got = NULL;
+    r->head = (r->head + 1) % r->qcap;
+    r->size--;
+    r->answered++;
+    int rc = 0;
+    PyObject *done = PyObject_CallMethodNoArgs(future, str_done);
+    if (done == NULL) {
+        rc = -1;
+    } else {
+        int is_done = PyObject_IsTrue(done);
+        Py_DECREF(done);
+        if (is_done < 0) {
+            rc = -1;
+        } else if (!is_done) {
+            PyObject *ok = PyObject_CallMethodOneArg(future, str_set_result, got);
+            if (ok == NULL)
+                rc = -1;
+            Py_XDECREF(ok);
+        }
+    }
+    Py_DECREF(future);
+    Py_DECREF(got);
+    return rc;
+}
+
+/* Route every complete reply at buf[*pos:len] while units wait. */
+static int router_drain(router_obj *r, const char *buf, Py_ssize_t *pos, Py_ssize_t len)
+{
+    while (r->size > 0) {
+        PyObject *reply = router_next(r, buf, pos, len);
+        if (reply == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        int rc = router_route(r, reply);
+        Py_DECREF(reply);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int router_keep(router_obj *r, const char *p, Py_ssize_t n)
+{
+    if (n == 0)
+        return 0;
+    if (r->pos > 0 && r->pos == r->len)
+        r->pos = r->len = 0;
+    if (r->len + n > r->cap) {
+        if (r->pos > 0) {  /* drop what was parsed before growing */
+            memmove(r->buf, r->buf + r->pos, (size_t)(r->len - r->pos));
+            r->len -= r->pos;
+            r->pos = 0;
+        }
+        if (r->len + n > r->cap) {
+            Py_ssize_t cap = r->cap ? r->cap : 4096;
+            while (cap < r->len + n)
+                cap *= 2;
+            char *grown = PyMem_Realloc(r->buf, (size_t)cap);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            r->buf = grown;
+            r->cap = cap;
+        }
+    }
+    memcpy(r->buf + r->len, p, (size_t)n);
+    r->len += n;
+    return 0;
+}
+
+static PyObject *router_feed(router_obj *r, PyObject *data)
+{
+    if (r->error != NULL)
+        return router_raise(r);
+    if (r->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "ReplyRouter.feed re-entered");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int rc;
+    r->busy = 1;
+    if (r->pos == r->len) {  /* nothing buffered: parse the chunk where it is */
+        Py_ssize_t pos = 0;
+        rc = router_drain(r, view.buf, &pos, view.len);
+        if (router_keep(r, (const char *)view.buf + pos, view.len - pos) < 0)
+            rc = -1;
+    } else {
+        rc = router_keep(r, view.buf, view.len);
+        if (rc == 0)
+            rc = router_drain(r, r->buf, &r->pos, r->len);
+    }
+    r->busy = 0;
+    PyBuffer_Release(&view);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *router_gets(router_obj *r, PyObject *unused)
+{
+    if (r->error != NULL)
+        return router_raise(r);
+    PyObject *reply = router_next(r, r->buf, &r->pos, r->len);
+    if (reply == NULL && !PyErr_Occurred())
+        Py_RETURN_FALSE;
+    return reply;
+}
+
+static PyObject *router_push(router_obj *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "push(count, future)");
+        return NULL;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(args[0]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (count < 1) {
+        PyErr_SetString(PyExc_ValueError, "a unit waits for one reply or more");
+        return NULL;
+    }
+    if (r->size == r->qcap) {
+        Py_ssize_t qcap = r->qcap ? r->qcap * 2 : 64;
+        PyObject **futures = PyMem_New(PyObject *, qcap);
+        Py_ssize_t *counts = PyMem_New(Py_ssize_t, qcap);
+        if (futures == NULL || counts == NULL) {
+            PyMem_Free(futures);
+            PyMem_Free(counts);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < r->size; i++) {
+            futures[i] = r->futures[(r->head + i) % r->qcap];
+            counts[i] = r->counts[(r->head + i) % r->qcap];
+        }
+        PyMem_Free(r->futures);
+        PyMem_Free(r->counts);
+        r->futures = futures;
+        r->counts = counts;
+        r->head = 0;
+        r->qcap = qcap;
+    }
+    Py_ssize_t at = (r->head + r->size) % r->qcap;
+    Py_INCREF(args[1]);
+    r->futures[at] = args[1];
+    r->counts[at] = count;
+    r->size++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *router_take(router_obj *r, PyObject *unused)
+{
+    PyObject *futures = PyList_New(r->size);
+    if (futures == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < r->size; i++) {
+        Py_ssize_t at = (r->head + i) % r->qcap;
+        PyList_SET_ITEM(futures, i, r->futures[at]);  /* the reference moves to the list */
+        r->futures[at] = NULL;
+    }
+    r->head = r->size = 0;
+    Py_CLEAR(r->got);
+    return futures;
+}
+
+static Py_ssize_t router_len(router_obj *r)
+{
+    return r->size;
+}
+
+static PyObject *router_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"reply_error", "protocol_error", NULL};
+    PyObject *reply_error, *protocol_error;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:ReplyRouter", kwlist, &reply_error,
+                                     &protocol_error))
+        return NULL;
+    if (!PyExceptionClass_Check(protocol_error)) {
+        PyErr_SetString(PyExc_TypeError, "protocol_error must be an exception class");
+        return NULL;
+    }
+    router_obj *r = (router_obj *)type->tp_alloc(type, 0);
+    if (r == NULL)
+        return NULL;
+    Py_INCREF(reply_error);
+    r->reply_error = reply_error;
+    Py_INCREF(protocol_error);
+    r->protocol_error = protocol_error;
+    return (PyObject *)r;
+}
+
+static int router_traverse(router_obj *r, visitproc visit, void *arg)
+{
+    Py_VISIT(r->reply_error);
+    Py_VISIT(r->protocol_error);
+    Py_VISIT(r->got);
+    for (Py_ssize_t i = 0; i < r->size; i++)
+        Py_VISIT(r->futures[(r->head + i) % r->qcap]);
+    return 0;
+}
+
+static int router_clear(router_obj *r)
+{
+    Py_CLEAR(r->reply_error);
+    Py_CLEAR(r->protocol_error);
+    Py_CLEAR(r->got);
+    Py_CLEAR(r->error);
+    for (Py_ssize_t i = 0; i < r->size; i++)
+        Py_CLEAR(r->futures[(r->head + i) % r->qcap]);
+    r->head = r->size = 0;
+    return 0;
+}
+
+static void router_dealloc(router_obj *r)
+{
+    PyObject_GC_UnTrack(r);
+    router_clear(r);
+    PyMem_Free(r->futures);
+    PyMem_Free(r->counts);
+    PyMem_Free(r->buf);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyMethodDef router_methods[] = {
+    {"push", (PyCFunction)(void (*)(void))router_push, METH_FASTCALL,
+     "push(count, future): a unit waiting for the next count replies."},
+    {"feed", (PyCFunction)router_feed, METH_O,
+     "feed(data): parse the complete replies and hand them to the waiting units."},
+    {"gets", (PyCFunction)router_gets, METH_NOARGS,
+     "gets() -> the next reply, or False when none is complete (as hiredis.Reader)."},
+    {"take", (PyCFunction)router_take, METH_NOARGS,
+     "take() -> the futures of the waiting units, which are forgotten."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef router_members[] = {
+    {"answered", T_PYSSIZET, offsetof(router_obj, answered), READONLY,
+     "units whose replies were all routed"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PySequenceMethods router_as_sequence = {
+    .sq_length = (lenfunc)router_len,
+};
+
+static PyTypeObject router_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "radius._speedups.ReplyRouter",
+    .tp_basicsize = sizeof(router_obj),
+    .tp_dealloc = (destructor)router_dealloc,
+    .tp_as_sequence = &router_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "ReplyRouter(reply_error, protocol_error): RESP2 replies parsed and routed\n"
+              "to the units waiting for them (controller.storage.redis_batch.ReplyRouter).",
+    .tp_traverse = (traverseproc)router_traverse,
+    .tp_clear = (inquiry)router_clear,
+    .tp_methods = router_methods,
+    .tp_members = router_members,
+    .tp_new = router_new,
+};
+
+/* module init for this section: called once from PyInit__speedups */
+static int resp_replies_init(PyObject *m)
+{
+    str_done = PyUnicode_InternFromString("done");
+    str_set_result = PyUnicode_InternFromString("set_result");
+    if (str_done == NULL || str_set_result == NULL || PyType_Ready(&router_type) < 0)
+        return -1;
+    Py_INCREF(&router_type);
+    if (PyModule_AddObject(m, "ReplyRouter", (PyObject *)&router_type) < 0) {
+        Py_DECREF(&router_type);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -2136,6 +2701,10 @@ PyMODINIT_FUNC PyInit__speedups(void)
     Py_INCREF(&dedup_type);
     if (PyModule_AddObject(m, "DedupCache", (PyObject *)&dedup_type) < 0) {
         Py_DECREF(&dedup_type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (resp_replies_init(m) < 0) {  /* the RESP replies section */
         Py_DECREF(m);
         return NULL;
     }

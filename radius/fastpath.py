@@ -19,9 +19,13 @@ twin of ``radius.dedup.DedupCache``, which stays the reference model and the fal
 tests/test_dedup_compiled.py drives both with the same operations) and the RESP packer
 of the Redis batch link (``DataPath.pack_commands``: the octets of
 ``controller.storage.redis_batch.pack`` in one call; None on the fallback, which then
-uses that one). ``DataPath.counters`` makes the C counters of the RADIUS shell
-(``radius.metrics``: per-answer increments in C arrays, read at scrape and flush time;
-None on the fallback, where the shell moves the prometheus objects and the tally).
+uses that one) and its reply router (``DataPath.reply_router``: RESP2 replies parsed in C
+and handed straight to the futures of the units waiting for them, from the link's
+``data_received``; the reference and fallback is ``redis_batch.ReplyRouter``, hiredis's
+Reader and a Python loop; tests/test_redis_replies.py holds the two together).
+``DataPath.counters`` makes the C counters of the RADIUS shell (``radius.metrics``:
+per-answer increments in C arrays, read at scrape and flush time; None on the fallback,
+where the shell moves the prometheus objects and the tally).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from radius import dedup, packet
 
@@ -192,6 +196,31 @@ CountersFactory = Callable[[Sequence[float]], CompiledCounters]
 """``factory(bounds)``: counters whose latency histogram has these upper bounds."""
 
 
+class ReplyRouting(Protocol):
+    """A Redis link's replies, parsed and handed to the units waiting for them in order.
+
+    ``push(count, future)`` queues a unit waiting for its next ``count`` replies;
+    ``feed(data)`` parses every complete reply while units wait and gives each unit's
+    future the list of its replies once the last arrives (a future already done is
+    skipped); garbage raises the ``protocol_error`` given to the factory, again on every
+    later call. ``take()`` removes and returns the waiting units' futures (for the link to
+    fail), ``answered`` counts the units completed, ``len()`` those waiting. ``gets()``
+    is hiredis.Reader's: the next reply, False when none is complete."""
+
+    answered: int
+
+    def push(self, count: int, future: Any, /) -> None: ...
+    def feed(self, data: bytes, /) -> None: ...
+    def gets(self) -> Any: ...
+    def take(self) -> list[Any]: ...
+    def __len__(self) -> int: ...
+
+
+RouterFactory = Callable[[Any, type[Exception]], ReplyRouting]
+"""``factory(reply_error, protocol_error)``: a router whose error replies are
+``reply_error(message)`` and whose garbage raises ``protocol_error``."""
+
+
 @dataclass(frozen=True, slots=True)
 class DataPath:
     """The functions the RADIUS server runs per datagram, and why these."""
@@ -204,6 +233,7 @@ class DataPath:
     dedup_cache: DedupFactory = dedup.DedupCache
     pack_commands: PackCommands | None = None
     counters: CountersFactory | None = None
+    reply_router: RouterFactory | None = None
 
 
 def load() -> DataPath:
@@ -221,6 +251,7 @@ def load() -> DataPath:
             dedup_cache=c.DedupCache,
             pack_commands=c.pack_commands,
             counters=c.Counters,
+            reply_router=c.ReplyRouter,
         )
     return DataPath(
         compiled=False,
@@ -231,4 +262,5 @@ def load() -> DataPath:
         dedup_cache=dedup.DedupCache,
         pack_commands=None,
         counters=None,
+        reply_router=None,
     )

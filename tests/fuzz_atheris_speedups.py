@@ -19,12 +19,15 @@ both encoders. Any difference (result, ``PacketError`` reason or message, reply 
 
 The same input also drives the compiled duplicate cache against ``radius.dedup``
 (octet pairs as begin/finish/forget/lookup on eight keys, time steps forwards and back,
-small windows and capacities) and the compiled RESP packer against
+small windows and capacities), the compiled RESP packer against
 ``controller.storage.redis_batch.pack`` (the octets split into commands and arguments
-of every type the link accepts or refuses), and the compiled counters of the RADIUS shell
-against ``radius.metrics.PyCounters`` (octet triples as answers, drops, at-once answers
-and invalid calls, which must raise and count nothing; then one scrape and one take of
-each, the same but for ``_created`` and the float rounding of the latency sum).
+of every type the link accepts or refuses), the compiled RESP reply router against
+hiredis.Reader (the octets as a reply stream, whole and cut into chunks; the replies and
+the protocol error must be hiredis's, except that a RESP3 type byte is refused), and the
+compiled counters of the RADIUS shell against ``radius.metrics.PyCounters`` (octet
+triples as answers, drops, at-once answers and invalid calls, which must raise and count
+nothing; then one scrape and one take of each, the same but for ``_created`` and the
+float rounding of the latency sum).
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ except ImportError:  # pragma: no cover - optional tool
 with atheris.instrument_imports():
     from radius import dedup, packet
 
+import re  # noqa: E402
+
+import hiredis  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
+from redis import exceptions as redis_errors  # noqa: E402
 
 from controller.storage.redis_batch import pack  # noqa: E402
 from radius.core import DROP_REASONS  # noqa: E402
@@ -151,8 +158,8 @@ def argument(chunk: bytes) -> Any:
         return body
     if kind == 1:
         return body.decode("utf-8", "surrogateescape")  # lone surrogates: refused
-    if kind == 2:
-        return int.from_bytes(body, "big", signed=True)
+    if kind == 2:  # 1,000 octets at most: within repr()'s 4300 digits (see kind 3)
+        return int.from_bytes(body[:1000], "big", signed=True)
     if kind == 3:
         # beyond 64 bits, within repr()'s 4300 digits: beyond, hiredis 3.5's pack_command
         # crashes (it uses the NULL repr), where ours raises repr()'s ValueError
@@ -257,10 +264,69 @@ def check_counters(data: bytes) -> None:
         raise AssertionError(f"counters' take differs on {data.hex()}")
 
 
+def shown(value: Any) -> Any:
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    if isinstance(value, BaseException):
+        return ("error", type(value), value.args)
+    return value
+
+
+def read_all(reader: Any, data: bytes, size: int) -> list[Any]:
+    out: list[Any] = []
+    try:
+        for at in range(0, len(data), size):
+            reader.feed(data[at : at + size])
+            while (reply := reader.gets()) is not False:
+                out.append(shown(reply))
+            out.append("|")
+    except hiredis.ProtocolError as exc:
+        out.append(("protocol", str(exc)))
+    return out
+
+
+RESP3_REFUSED = re.compile(r'Protocol error, got "[_,#%~=(>|]" as reply type byte')
+
+
+TOKENS = (
+    *(b"+", b"-", b":", b"$", b"*", b"\r\n", b"\r\n", b"\r", b"\n", b"0", b"1", b"-1", b"3"),
+    *(b"*1\r\n" * 300, b"9223372036854775808", b"4294967296", b"x", b"\xff", b"_"),
+)
+
+
+def as_resp(data: bytes) -> bytes:
+    """The octets as RESP-ish tokens (an octet above the table: itself), so that random
+    input makes reply streams, valid and broken, which raw RADIUS-shaped input rarely is."""
+    return b"".join(TOKENS[b] if b < len(TOKENS) else bytes([b]) for b in data)
+
+
+def check_replies(data: bytes) -> None:
+    """The octets, and their RESP tokens, as Redis replies: the C router's gets()
+    against hiredis.Reader's."""
+    check_stream(data)
+    check_stream(as_resp(data))
+
+
+def check_stream(data: bytes) -> None:
+    if re.search(rb"\*[1-9][0-9]{5}", data):
+        return  # hiredis allocates the announced list at once: gigabytes, not a finding
+    for size in (len(data) or 1, 1, 1 + data[0] % 7 if data else 1):
+        want = read_all(hiredis.Reader(replyError=redis_errors.ResponseError), data, size)
+        router = compiled.ReplyRouter(redis_errors.ResponseError, hiredis.ProtocolError)
+        got = read_all(router, data, size)
+        if got == want:
+            continue
+        last = got[-1] if got else None
+        refused = isinstance(last, tuple) and RESP3_REFUSED.fullmatch(last[1]) is not None
+        if not (refused and want[: len(got) - 1] == got[:-1]):
+            raise AssertionError(f"replies differ on {data.hex()} ({size}): {got} != {want}")
+
+
 def one_input(data: bytes) -> None:
     check_dedup(data)
     check_pack(data)
     check_counters(data)
+    check_replies(data)
     for secret in SECRETS:
         check(data, secret)
         signed = resign(fix_length(data), secret)

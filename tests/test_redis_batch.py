@@ -3,6 +3,8 @@
 What must hold: every unit gets exactly its own replies, in order, whatever else shares
 its batch; error replies come back as exceptions for that unit only; a lost or frozen
 server fails the units in flight (never a wrong reply) and the link reconnects after.
+The direct link runs with the compiled reply router and with the pure-Python one
+(``data_path``); tests/test_redis_replies.py holds the two routers together.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis import exceptions as redis_errors
+from redis.asyncio.connection import Connection
 
 from controller.storage.redis_batch import (
     Batcher,
     DirectLink,
     PipelineLink,
+    ReplyRouter,
     classify,
     link_for,
     pack,
@@ -29,7 +33,7 @@ from controller.storage.redis_batch import (
 from controller.storage.redis_conn import client_from_url
 from controller.storage.store import Store, StoreUnavailable
 from radius import fastpath
-from tests.support.redis_proc import RedisProcess
+from tests.support.redis_proc import RedisProcess, free_port, until
 
 
 def test_pack_is_resp_arrays_of_bulk_strings() -> None:
@@ -110,10 +114,34 @@ def test_the_link_fits_the_topology(redis_proc: RedisProcess) -> None:
     assert isinstance(link_for(durable), PipelineLink)  # WAIT stays redis-py's
 
 
+@pytest.fixture(params=["compiled", "pure"])
+def data_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The direct link's reply router: the compiled one, or hiredis and the Python loop."""
+    if request.param == "compiled":
+        if COMPILED_PACK is None:
+            pytest.skip(f"compiled path not in use here ({fastpath.reason()})")
+    else:
+        monkeypatch.setenv(fastpath.ENV_PURE_PYTHON, "1")
+    return str(request.param)
+
+
+def direct(client: Any, data_path: str, timeout: float | None = None) -> DirectLink:
+    settings = client if isinstance(client, Connection) else DirectLink.for_client(client)._settings
+    link = DirectLink(settings, timeout=timeout)
+    compiled = fastpath.load().reply_router
+    assert link._router is (compiled if data_path == "compiled" else ReplyRouter)
+    assert data_path == "pure" or compiled is not None
+    return link
+
+
 @pytest.mark.parametrize("kind", ["direct", "pipeline"])
-async def test_each_unit_gets_its_own_replies_in_order(redis_proc: RedisProcess, kind: str) -> None:
+async def test_each_unit_gets_its_own_replies_in_order(
+    redis_proc: RedisProcess, kind: str, data_path: str
+) -> None:
     client = client_from_url(redis_proc.url)
-    link = DirectLink.for_client(client) if kind == "direct" else PipelineLink(client)
+    if kind == "pipeline" and data_path == "pure":
+        pytest.skip("the pipeline link has no reply router of its own")
+    link = direct(client, data_path) if kind == "direct" else PipelineLink(client)
     batch = Batcher(link)
     try:
 
@@ -133,10 +161,10 @@ async def test_each_unit_gets_its_own_replies_in_order(redis_proc: RedisProcess,
 
 
 async def test_a_frozen_server_fails_the_units_in_flight_then_it_reconnects(
-    redis_proc: RedisProcess,
+    redis_proc: RedisProcess, data_path: str
 ) -> None:
     client = client_from_url(redis_proc.url)
-    link = DirectLink(DirectLink.for_client(client)._settings, timeout=0.3)
+    link = direct(client, data_path, timeout=0.3)
     batch = Batcher(link)
     assert redis_proc.proc is not None
     try:
@@ -158,6 +186,166 @@ async def test_a_frozen_server_fails_the_units_in_flight_then_it_reconnects(
     finally:
         await batch.close()
         await client.aclose()
+
+
+async def test_a_paused_server_times_out_every_unit_in_flight(
+    redis_proc: RedisProcess, data_path: str
+) -> None:
+    """CLIENT PAUSE: the units of several batches wait; the oldest one's deadline fails
+    them all with TimeoutError (one watchdog, not a timer per batch), and nothing that was
+    written before the pause lands on a later unit."""
+    client = client_from_url(redis_proc.url)
+    admin = client_from_url(redis_proc.url)
+    batch = Batcher(direct(client, data_path, timeout=0.3))
+    try:
+        assert await batch.run([("SET", "n", 0)]) == [b"OK"]
+        await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        first = [batch.submit([("INCR", "n")]) for _ in range(3)]
+        await asyncio.sleep(0)  # the next tick: a second batch on the same connection
+        second = [batch.submit([("INCR", "n"), ("GET", "n")]) for _ in range(3)]
+        outcomes = await asyncio.gather(*first, *second, return_exceptions=True)
+        assert all(isinstance(o, redis_errors.TimeoutError) for o in outcomes), outcomes
+        # the pause ends by itself (CLIENT UNPAUSE would be paused too): retry until then
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                replies = await batch.run([("SET", "m", "x"), ("GET", "n")])
+                break
+            except redis_errors.TimeoutError:
+                assert asyncio.get_running_loop().time() < deadline
+        assert replies[0] == b"OK"
+        assert replies[1] in (b"0", b"3", b"6", b"9", b"12")  # whatever ran, never a wrong reply
+    finally:
+        await batch.close()
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_a_killed_connection_fails_its_units_then_the_link_reconnects(
+    redis_proc: RedisProcess, data_path: str
+) -> None:
+    client = client_from_url(redis_proc.url)
+    admin = client_from_url(redis_proc.url)
+    batch = Batcher(direct(client, data_path, timeout=10))
+    try:
+        assert await batch.run([("CLIENT", "SETNAME", "hot-path")]) == [b"OK"]
+        blocked = batch.submit([("BLPOP", "nothing", 20)])
+        behind = batch.submit([("PING",)])
+
+        async def blocking() -> bool:
+            return b"cmd=blpop" in await admin.execute_command("CLIENT", "LIST", "TYPE", "normal")
+
+        await until(blocking, what="the BLPOP to reach Redis")
+        assert await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for future in (blocked, behind):
+            with pytest.raises(redis_errors.ConnectionError):
+                await future
+        assert await batch.run([("ECHO", "again")]) == [b"again"]  # a new connection
+    finally:
+        await batch.close()
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_error_replies_belong_to_their_unit(redis_proc: RedisProcess, data_path: str) -> None:
+    client = client_from_url(redis_proc.url)
+    batch = Batcher(direct(client, data_path))
+    try:
+        units = [
+            batch.submit([("EVALSHA", "f" * 40, 0)]),
+            batch.submit([("SET", "s", "x"), ("INCR", "s"), ("GET", "s")]),
+            batch.submit([("EVAL", "return redis.error_reply('MINE no')", 0)]),
+            batch.submit([("EVAL", "return {1, {'a', false}, redis.status_reply('ok')}", 0)]),
+            batch.submit([]),
+        ]
+        noscript, wrongtype, lua, nested, empty = await asyncio.gather(*units)
+        assert isinstance(classify(noscript[0]), redis_errors.NoScriptError)
+        assert wrongtype[0] == b"OK" and wrongtype[2] == b"x"
+        assert isinstance(wrongtype[1], redis_errors.ResponseError)
+        assert str(wrongtype[1]).startswith("ERR value is not an integer")
+        assert isinstance(lua[0], redis_errors.ResponseError) and str(lua[0]) == "MINE no"
+        assert nested == [[1, [b"a", None], b"ok"]]
+        assert empty == []
+    finally:
+        await batch.close()
+        await client.aclose()
+
+
+async def test_units_wait_for_the_connection_or_fail_with_it(
+    redis_proc: RedisProcess, data_path: str
+) -> None:
+    admin = client_from_url(redis_proc.url)
+    await admin.config_set("requirepass", "s3cret")
+    await admin.aclose()
+    good = client_from_url(f"redis://:s3cret@127.0.0.1:{redis_proc.port}/3")
+    bad = client_from_url(f"redis://:wrong@127.0.0.1:{redis_proc.port}/3")
+    nobody = client_from_url(f"redis://127.0.0.1:{free_port()}/0")
+    batches = [Batcher(direct(c, data_path, timeout=2)) for c in (good, bad, nobody)]
+    try:
+        # queued in one tick before any connection exists: AUTH and SELECT go first
+        units = [batches[0].submit([("SET", f"k{i}", i), ("GET", f"k{i}")]) for i in range(50)]
+        assert await asyncio.gather(*units) == [[b"OK", str(i).encode()] for i in range(50)]
+        assert await batches[0].run([("CLIENT", "INFO")]) != []
+        info = (await batches[0].run([("CLIENT", "INFO")]))[0]
+        assert b" db=3 " in info
+        refused = [batches[1].submit([("GET", "k1")]) for _ in range(5)]
+        for outcome in await asyncio.gather(*refused, return_exceptions=True):
+            assert isinstance(outcome, redis_errors.AuthenticationError), outcome
+        unreachable = [batches[2].submit([("GET", "k1")]) for _ in range(5)]
+        for outcome in await asyncio.gather(*unreachable, return_exceptions=True):
+            assert isinstance(outcome, redis_errors.ConnectionError), outcome
+    finally:
+        for b in batches:
+            await b.close()
+        for c in (good, bad, nobody):
+            await c.aclose()
+
+
+async def test_garbage_from_the_server_fails_the_link(data_path: str) -> None:
+    """A reply that is not RESP2: the units after it cannot be matched, so they fail
+    (ConnectionError), the connection is dropped and the next one is clean."""
+    connections = 0
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            nonlocal connections
+            connections += 1
+            self.first = connections == 1
+            self.transport: Any = transport
+
+        def data_received(self, data: bytes) -> None:
+            if self.first:  # a good reply, then an octet no RESP reply starts with
+                self.transport.write(b"+OK\r\n?\r\n")
+            else:
+                self.transport.write(b"+OK\r\n" * data.count(b"*"))
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    batch = Batcher(direct(Connection(host="127.0.0.1", port=port), data_path, timeout=5))
+    try:
+        ok, lost = batch.submit([("PING",)]), batch.submit([("PING",)])
+        assert await ok == [b"OK"]
+        with pytest.raises(redis_errors.ConnectionError, match="protocol error"):
+            await lost
+        assert await batch.run([("PING",), ("PING",)]) == [b"OK", b"OK"]
+        assert connections == 2
+    finally:
+        await batch.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_close_lets_the_units_in_flight_finish(
+    redis_proc: RedisProcess, data_path: str
+) -> None:
+    client = client_from_url(redis_proc.url)
+    batch = Batcher(direct(client, data_path, timeout=5))
+    units = [batch.submit([("INCR", "c")]) for _ in range(200)]
+    await asyncio.sleep(0)  # flushed: written, not answered yet
+    await batch.close()
+    assert sorted(u.result()[0] for u in units) == list(range(1, 201))
+    await client.aclose()
 
 
 async def test_the_store_reloads_scripts_a_restarted_redis_forgot(
