@@ -64,6 +64,7 @@ if [ $want_test = 1 ]; then
   # LibreOffice Calc without the GUI: renders the settlement workbook to PDF in its test
   apt_install --no-install-recommends libreoffice-calc-nogui
   apt_install eapoltest  # eapol_test: a real EAP peer (wpa_supplicant) for the EAP-TTLS tests
+  apt_install faketime  # libfaketime: tests/test_clock_instants.py runs tests at local midnight
   install_peers
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -246,6 +246,8 @@ async def test_configured_trace_and_reload_status_on_a_real_serve(
         path.write_text(path.read_text().replace("trace = true\n", "") + RELOADED)
         proc.proc.send_signal(signal.SIGHUP)
         proc.wait_for("config.reloaded", count=2)
+        # a worker logs config.reloaded before it writes the outcome to Redis: poll for it
+        wait_until(lambda: r.exists("cw:stats:reload") == 1, 10, 0.05, "the reload status")
         raw = r.get("cw:stats:reload")
         assert raw is not None
         record = json.loads(raw)

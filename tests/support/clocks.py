@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+SUITE_ZONE = ZoneInfo("Asia/Shanghai")  # conftest's service_sections: [quota] timezone
+
 
 def local_hour(tz: ZoneInfo, hour: int = 12) -> float:
     """``hour``:00 of today's local date in ``tz``, as an epoch (a settable Clock's start)."""

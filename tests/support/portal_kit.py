@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from controller.cli.serve import Controller
 from controller.config import load_config
 from radius.attrs import Code
 from tests.conftest import write_config
-from tests.support.clocks import local_hour_clock
+from tests.support.clocks import SUITE_ZONE, local_hour, local_hour_clock
 from tests.support.pyrad_client import RadiusClient, set_pap
 
 CHILLI_UAM_SECRET = "uam-secret-chilli"
@@ -264,10 +263,14 @@ def accepted(reply: Any) -> bool:
 
 
 class Clock:
-    """A settable clock for the Controller (rate limits and expiries without waiting)."""
+    """A settable clock for the Controller (rate limits and expiries without waiting).
+
+    Without a ``start`` it starts at local noon of today in the suite's zone (the
+    config's ``[quota] timezone``), not at the real now: then a test's sessions and the
+    steps it advances stay on one local day at whatever hour the suite runs."""
 
     def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
+        self.now = local_hour(SUITE_ZONE) if start is None else start
 
     def __call__(self) -> float:
         return self.now
