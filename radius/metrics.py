@@ -27,7 +27,8 @@ folds. So there every ``take`` of the tally also folds into the prometheus objec
 (``controller.services.nas_stats.FLUSH``) and once more when the worker stops, after
 its endpoints drained; the worker answering a scrape folds first
 (``controller.web.app.metrics``). ``/metrics`` then lags the other workers by at most
-~1 s (Prometheus scrapes every ≥ 10 s); a worker killed with SIGKILL loses at most its
+~1 s (Prometheus scrapes every ≥ 10 s; while Redis is slow, by up to ``redis.timeout``
+more, as the flush's write delays the next take); a worker killed with SIGKILL loses at most its
 last second of these counts (its files stay summed: the supervisor's
 ``mark_process_dead`` drops only live gauges).
 
