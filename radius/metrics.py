@@ -17,9 +17,20 @@ through a ``Counters`` object of ``RadiusMeters.counters()``:
   ``_created`` is the time of the first scrape that saw it rather than of its first
   packet.
 - ``PyCounters``: the prometheus objects and the Tally moved per call, as before: the
-  reference model and the fallback (``CITYWIFI_PURE_PYTHON=1``, no extension, and the
-  multi-process mode of ``serve --workers N``: there a scrape sums the other workers'
-  metric files, so a worker cannot wait for its own scrape to count).
+  reference model and the fallback (``CITYWIFI_PURE_PYTHON=1``, no extension).
+
+In the multi-process mode of ``serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set)
+the compiled counters count too, but a scrape answered by one worker sums the metric
+files of all of them, which another worker's C arrays only reach when that worker
+folds. So there every ``take`` of the tally also folds into the prometheus objects
+(``fold_files``), i.e. into the worker's own files: ``NasStats`` takes once a second
+(``controller.services.nas_stats.FLUSH``) and once more when the worker stops, after
+its endpoints drained; the worker answering a scrape folds first
+(``controller.web.app.metrics``). ``/metrics`` then lags the other workers by at most
+~1 s (Prometheus scrapes every ≥ 10 s; while Redis is slow, by up to ``redis.timeout``
+more, as the flush's write delays the next take); a worker killed with SIGKILL loses at most its
+last second of these counts (its files stay summed: the supervisor's
+``mark_process_dead`` drops only live gauges).
 
 tests/test_hot_counters.py holds the two against each other.
 """
@@ -135,13 +146,14 @@ class RadiusMeters:
 
     def counters(self, role: str, drop_reasons: Iterable[str]) -> fastpath.Counters:
         """What an endpoint of ``role`` counts with: the compiled counters when the data
-        path is compiled (``radius.fastpath``) and this is not a multi-process worker;
-        else ``PyCounters``. Asked per endpoint, so the environment at its start decides."""
+        path is compiled (``radius.fastpath``), else ``PyCounters``. Asked per endpoint,
+        so the environment at its start decides (a multi-process worker's too: it also
+        folds at each take, see the module docstring)."""
         self.prepare(role, drop_reasons)
         factory = fastpath.load().counters
-        if factory is None or os.environ.get(MULTIPROC_ENV) or not _FOLDABLE:
+        if factory is None or not _foldable(self.latency.labels(role)):
             return self.python
-        return self.compiled_with(factory)
+        return self.compiled_with(factory, files=bool(os.environ.get(MULTIPROC_ENV)))
 
     def prepare(self, role: str, drop_reasons: Iterable[str]) -> None:
         """Make the label sets of ``role`` that a scrape lists from the start, at zero
@@ -155,12 +167,17 @@ class RadiusMeters:
         self.requests.labels(role, "duplicate", "cached")
         self.latency.labels(role)
 
-    def compiled_with(self, factory: fastpath.CountersFactory) -> fastpath.CompiledCounters:
+    def compiled_with(
+        self, factory: fastpath.CountersFactory, *, files: bool = False
+    ) -> fastpath.CompiledCounters:
         """The compiled counters (made by ``factory`` the first time), folded in at each
-        collect and at each ``take`` of the tally."""
+        collect and at each ``take`` of the tally; with ``files`` (a worker of ``serve
+        --workers N``) also folded into the prometheus objects at each ``take``."""
         if self.compiled is None:
             self.compiled = factory(self.latency._upper_bounds)
             self.tally.folds.append(self.fold_tally)
+        if files and self.fold_files not in self.tally.folds:
+            self.tally.folds.append(self.fold_files)
         return self.compiled
 
     def sent_in_python(
@@ -198,6 +215,12 @@ class RadiusMeters:
                     bucket.inc(n)
             child._sum.inc(total)
 
+    def fold_files(self, tally: Tally) -> None:
+        """``fold`` at a ``take`` of ``tally``: in multi-process mode the prometheus
+        objects write to this worker's metric files, which a scrape answered by any
+        worker sums, so they must not wait for this worker's own scrape."""
+        self.fold()
+
     def fold_tally(self, tally: Tally) -> None:
         """Add what the compiled counters counted since the last ``take`` to ``tally``
         (``Tally.take`` calls it first), as ``Tally.sent``/``dropped`` would have."""
@@ -222,21 +245,19 @@ class RadiusMeters:
             yield from metric.collect()
 
 
-def _foldable() -> bool:
+def _foldable(child: Histogram) -> bool:
     """Whether this prometheus_client's histograms keep what ``fold`` adds to
     (``_buckets``, ``_sum``) and their bounds in ``_upper_bounds``; if a later version
-    does not, the shell counts the Python way rather than wrongly."""
-    probe = Histogram("citywifi_probe_seconds", "probe", buckets=BUCKETS, registry=None)
-    buckets, total = getattr(probe, "_buckets", None), getattr(probe, "_sum", None)
+    does not, the shell counts the Python way rather than wrongly. Asked of a child the
+    endpoint lists anyway: a probe histogram of its own would be written to a worker's
+    metric files and show up in every multi-process scrape."""
+    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)
     return (
         isinstance(buckets, list)
-        and len(buckets) == len(getattr(probe, "_upper_bounds", ()))
+        and len(buckets) == len(getattr(child, "_upper_bounds", ()))
         and all(hasattr(b, "inc") for b in buckets)
         and hasattr(total, "inc")
     )
-
-
-_FOLDABLE: Final = _foldable()
 
 
 RADIUS: Final = RadiusMeters(REGISTRY, TALLY)  # the process's one set (like the registry)

@@ -60,7 +60,8 @@ class Tally:
         self.counts: dict[tuple[str | None, str], int] = {}
         self.heard: set[str] = set()
         # what counts elsewhere and adds itself here at each take (the compiled
-        # counters of radius.metrics.RadiusMeters)
+        # counters of radius.metrics.RadiusMeters; in multi-process mode they also fold
+        # into the prometheus objects here, taken once a second as they are)
         self.folds: list[Callable[[Tally], None]] = []
 
     @staticmethod

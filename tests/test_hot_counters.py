@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.cli.serve import Controller
@@ -27,7 +32,7 @@ from controller.config import Config
 from controller.services.logins import issue_login
 from radius import fastpath
 from radius.core import DROP_REASONS
-from radius.metrics import BUCKETS, RADIUS, ROLES, RadiusMeters
+from radius.metrics import BUCKETS, MULTIPROC_ENV, RADIUS, ROLES, RadiusMeters
 from radius.tally import Counted, Tally
 from tests.conftest import SECRET
 from tests.support.clocks import local_hour_clock
@@ -38,6 +43,7 @@ try:
 except ImportError:  # the optional build did not happen
     _speedups = None  # type: ignore[assignment]
 
+ROOT = Path(__file__).resolve().parent.parent
 needs_compiled = pytest.mark.skipif(
     _speedups is None, reason="radius._speedups is not built (no C compiler or headers)"
 )
@@ -185,6 +191,82 @@ def test_a_refused_call_counts_nothing() -> None:
         _speedups.Counters((1.0, 0.5))
     with pytest.raises(ValueError):
         _speedups.Counters(())
+
+
+# ------------------------------------------------------------ multi-process mode
+
+
+def accepted(meters: RadiusMeters) -> float:
+    """The prometheus object's own figure (no collect, so nothing folds on reading)."""
+    return float(meters.requests.labels("auth", "auth", "accept")._value.get())
+
+
+@needs_compiled
+def test_a_worker_of_serve_workers_counts_in_c_and_folds_into_its_files_at_each_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(fastpath.ENV_PURE_PYTHON, raising=False)
+    monkeypatch.setenv(MULTIPROC_ENV, "/nonexistent")  # read as a flag here; values: below
+    tally = Tally()
+    meters = RadiusMeters(None, tally)
+    counters = meters.counters("auth", DROP_REASONS)
+    assert counters is meters.compiled is not None
+    assert meters.counters("acct", DROP_REASONS) is counters  # one set, folded once
+    assert tally.folds == [meters.fold_tally, meters.fold_files]
+    assert counters.sent(0, "nas-a", 2, "", 0.001)
+    assert accepted(meters) == 0  # counted in C only
+    assert tally.take().counts == {("nas-a", "auth:accept"): 1}
+    assert accepted(meters) == 1  # NasStats' once-a-second take wrote it to the files
+    assert counters.sent(0, "nas-a", 2, "", 0.001)
+    tally.take()
+    assert accepted(meters) == 2
+
+
+@needs_compiled
+def test_one_process_alone_folds_into_prometheus_only_at_a_scrape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(fastpath.ENV_PURE_PYTHON, raising=False)
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    tally = Tally()
+    meters = RadiusMeters(None, tally)
+    counters = meters.counters("auth", DROP_REASONS)
+    assert counters is meters.compiled is not None
+    assert tally.folds == [meters.fold_tally]
+    counters.sent(0, "nas-a", 2, "", 0.001)
+    tally.take()
+    assert accepted(meters) == 0
+    meters.fold()  # what RadiusMeters.collect does first
+    assert accepted(meters) == 1
+
+
+def test_a_worker_writes_no_series_of_its_own_to_the_metric_files(tmp_path: Path) -> None:
+    """What a worker lists is the families it counts: the check that fold can reach a
+    histogram's buckets is made on the endpoint's own latency child, not on a probe
+    histogram (which, made in a worker, would be in every multi-process scrape)."""
+    script = (
+        "from radius.core import DROP_REASONS\n"
+        "from radius.metrics import RADIUS\n"
+        "RADIUS.counters('auth', DROP_REASONS).at_once(0, True, 'nas-a')\n"
+        "from radius.tally import TALLY\n"
+        "TALLY.take()\n"
+    )
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=ROOT, timeout=60)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    text = generate_latest(registry).decode()
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert "citywifi_radius_request_seconds" in names
+    assert not {n for n in names if "probe" in n}, names
+    status = [
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "citywifi_radius_requests_total"
+        and s.labels == {"port": "auth", "type": "status", "result": "ok"}
+    ]
+    assert status == [1.0]  # folded at the take (C) or counted at once (pure Python)
 
 
 # ------------------------------------------------------------------ a real Controller

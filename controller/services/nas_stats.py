@@ -40,7 +40,10 @@ from radius.tally import TALLY, Tally
 
 log = structlog.get_logger("citywifi.metrics")
 
-FLUSH: Final = 1.0  # seconds between a process's writes of what it counted
+# seconds between a process's writes of what it counted; in a worker of `serve --workers
+# N` each take also folds the compiled RADIUS counters into its metric files, so the
+# /metrics of any worker lags the others by this much at most (radius.metrics)
+FLUSH: Final = 1.0
 INTERVAL: Final = 5.0  # seconds between gauge refreshes from Redis
 
 _FROM_REDIS = "city-wide, from Redis (survives restarts; aggregate instances with max)"
@@ -120,6 +123,9 @@ class NasStats:
         ]
 
     async def stop(self) -> None:
+        """Stop the loops and flush once more: the controller stops this after its
+        RADIUS endpoints drained, so this take holds their last counts (and, in a worker
+        of ``serve --workers N``, folds them into its metric files)."""
         for task in self._tasks:
             await cancel_and_wait(task)
         self._tasks = []

@@ -34,6 +34,7 @@ from controller.web.http_edge import body_deadline
 from controller.web.portal import profile as portal_profile
 from controller.web.portal import routes as portal
 from controller.web.resources import LIVE, MEMORY, PORTAL, READINESS, Readiness, Resources
+from radius.metrics import RADIUS
 
 # Routes operators need most when Redis is full (and that write nothing per request):
 # never shed. Everything else is citizen traffic that may write per-request state.
@@ -74,7 +75,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # a worker of `serve --workers N`: sum every worker's metric files, not just ours
+        # a worker of `serve --workers N`: sum every worker's metric files, not just ours;
+        # ours first get what our RADIUS counters counted since their last fold (the
+        # others' fold once a second: radius.metrics), here on the loop, not the thread
+        RADIUS.fold()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = await asyncio.to_thread(generate_latest, registry)
