@@ -301,6 +301,54 @@ async def test_units_wait_for_the_connection_or_fail_with_it(
             await c.aclose()
 
 
+async def test_a_failed_connect_fails_only_the_units_that_waited_for_it(
+    data_path: str,
+) -> None:
+    """A unit posted while a connect attempt is under way gets an attempt of its own: the
+    first attempt's refusal (here an AUTH refused, as a connect timed out on a loaded
+    box in CI) fails only the units that were waiting when it began."""
+    connections = 0
+    auth_seen = asyncio.Event()
+    release = asyncio.Event()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            nonlocal connections
+            connections += 1
+            self.first = connections == 1
+            self.transport: Any = transport
+
+        def data_received(self, data: bytes) -> None:
+            if self.first:  # hold the AUTH's answer until the test says, then refuse it
+                auth_seen.set()
+                asyncio.get_running_loop().create_task(self.refuse())
+            else:
+                self.transport.write(b"+OK\r\n" * data.count(b"*"))
+
+        async def refuse(self) -> None:
+            await release.wait()
+            self.transport.write(b"-WRONGPASS invalid password\r\n")
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = Connection(host="127.0.0.1", port=port, password="pw")
+    batch = Batcher(direct(settings, data_path, timeout=5))
+    try:
+        first = batch.submit([("PING",)])
+        await asyncio.wait_for(auth_seen.wait(), 5)
+        later = batch.submit([("PING",)])  # while the first attempt waits for its AUTH
+        release.set()
+        with pytest.raises(redis_errors.AuthenticationError):
+            await first
+        assert await asyncio.wait_for(later, 5) == [b"OK"]
+        assert connections == 2
+    finally:
+        await batch.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_garbage_from_the_server_fails_the_link(data_path: str) -> None:
     """A reply that is not RESP2: the units after it cannot be matched, so they fail
     (ConnectionError), the connection is dropped and the next one is clean."""

@@ -252,22 +252,29 @@ class DirectLink:
         return protocol
 
     async def _connect(self) -> None:
-        """Open the connection, then write the batches that waited for it."""
+        """Open the connection, then write the batches that waited for it.
+
+        A failed attempt fails the batches that were waiting when it began; batches
+        posted while it ran get an attempt of their own (as each caller used to try
+        once under a lock): one slow or refused connect, e.g. on a loaded machine at
+        start-up, does not fail requests that came after it."""
+        attempt, self._pending = self._pending, []
         try:
             protocol = await self._open()
-        except BaseException as exc:  # every unit that waited learns it was not recorded
+        except BaseException as exc:  # every unit of this attempt learns it was not recorded
             self._opening = None
-            pending, self._pending = self._pending, []
             error = exc if isinstance(exc, Exception) else redis_errors.ConnectionError(repr(exc))
-            for batch in pending:
+            for batch in attempt:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
             if not isinstance(exc, Exception):
                 raise
+            if self._pending:  # posted during this attempt: theirs comes next
+                self._opening = asyncio.ensure_future(self._connect())
             return
         self._protocol, self._opening = protocol, None
-        pending, self._pending = self._pending, []
+        pending, self._pending = [*attempt, *self._pending], []
         for batch in pending:
             self._write(protocol, batch)
 
