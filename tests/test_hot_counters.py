@@ -12,7 +12,6 @@ Controller over real UDP, once on each data path with the same traffic.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import subprocess
@@ -37,6 +36,7 @@ from radius.tally import Counted, Tally
 from tests.conftest import SECRET
 from tests.support.clocks import local_hour_clock
 from tests.support.pyrad_client import RadiusClient, set_pap
+from tests.support.redis_proc import until
 
 try:
     from radius import _speedups
@@ -299,14 +299,6 @@ def deltas(before: list[tuple[Key, float]], after: list[tuple[Key, float]]) -> d
     return moved
 
 
-async def until(check: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def traffic(ctl: Controller, run: str) -> None:
     """An accept, a reject, accounting with a retransmission, Status-Servers and drops."""
     assert ctl.store is not None
@@ -360,7 +352,7 @@ async def one_run(config: Config, run: str) -> tuple[dict[Key, float], Counted]:
             moved = deltas(before, samples(generate_latest(REGISTRY).decode()))
             return sum(n for (name, _), n in moved.items() if "dropped" in name) >= 2
 
-        await until(dropped_twice)
+        await until(dropped_twice, 5.0, "the drop counted twice")
         after = samples(generate_latest(REGISTRY).decode())
     finally:
         await ctl.stop()
