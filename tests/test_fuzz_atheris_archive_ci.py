@@ -6,15 +6,13 @@ atheris or the extension is missing, or ``CITYWIFI_PURE_PYTHON`` switches it off
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from controller.storage import archive_text
+from tests.support.atheris_run import fuzz_clean
 
-ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 8
 
 
@@ -28,20 +26,4 @@ def test_differential_fuzz_finds_no_difference(tmp_path: Path) -> None:
     work.mkdir()
     seed = work / "seed"  # a login, a close's session record, a console entry
     seed.write_bytes(b'\x00\x00\xfe\x01\x03\xfe\x02p1\xfe\x09a"b\xff\x14\x04\xfe\x15\x04\xff')
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "fuzz_atheris_archive.py"),
-            f"-max_total_time={SECONDS}",
-            "-seed=16",
-            f"-artifact_prefix={tmp_path}/",
-            str(work),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SECONDS + 120,
-    )
-    crashes = sorted(p.name for p in tmp_path.glob("crash-*"))
-    assert done.returncode == 0 and not crashes, done.stderr[-3000:]
-    assert "Done" in done.stderr, done.stderr[-3000:]
+    fuzz_clean("fuzz_atheris_archive.py", SECONDS, tmp_path, work)
