@@ -193,6 +193,7 @@ def test_finding_05_slowloris_is_cut_off_and_leaves_fds_for_the_archive(
             f"header_timeout = {head}\nbody_timeout = {body}\nkeepalive_timeout = {idle}\n"
             "max_connections_per_ip = 40\nreserved_fds = 64"
         ),
+        extra="[reports]\narchive_gather = 0\n",  # the audit part written at once
     )
     audit_dir = tmp_path / "var" / "archive" / "audit"
     with serving(config, ports["http"], lower_fd_limit(200)) as serve:

@@ -261,6 +261,9 @@ class ReportSettings:
     max_range_days: int = 93  # longest from..to range of one report
     archive_dir: Path | None = None  # None: <data_dir>/archive
     signing_key_file: Path | None = None  # Ed25519 seed (hex); None: <data_dir>/report-signing.key
+    # s the archiver gathers outbox entries before writing them (a full round at once;
+    # 0: on every pass of its loop, ~1 s); reads of the archive drain first
+    archive_gather: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

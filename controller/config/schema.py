@@ -599,11 +599,19 @@ class PrivacyTable(Table):
     ] = MIN_EXPORT_LOG_DAYS
 
 
+MAX_ARCHIVE_GATHER: Final = 60  # s: the outbox may hold a minute of traffic, no more
+
+
 class ReportsTable(Table):
     settle_hours: Annotated[int, Field(ge=0, le=MAX_SETTLE_HOURS)] = 24
     max_range_days: Annotated[int, Field(ge=1, le=MAX_RANGE_DAYS)] = 93
     archive_dir: str = ""  # "": <data_dir>/archive
     signing_key_file: str = ""  # "": <data_dir>/report-signing.key (Ed25519 seed, hex)
+    archive_gather: Annotated[
+        float,
+        Field(ge=0, le=MAX_ARCHIVE_GATHER),
+        Why("records wait in Redis meanwhile; every read of the archive drains first"),
+    ] = 5.0
 
 
 class EnforcerTable(Table):
