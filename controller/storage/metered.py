@@ -162,14 +162,16 @@ class MeteredStore(Store):
         return await self._guard(op)
 
     async def venue_types(self, refs: Sequence[str]) -> list[str | None]:
-        async def op() -> list[str | None]:
-            pipe = self.redis.pipeline(transaction=False)
-            for ref in refs:
-                pid, sid = keys.parse_session_ref(ref)
-                pipe.hget(keys.session(pid, sid), "venue_type")
-            return [as_text(v) if v else None for v in await pipe.execute()]
-
-        return await self._guard(op)
+        """The venue type of each session (None: no record), in one unit on the batched
+        link: through a redis-py pipeline the online count's lookups of new sessions
+        cost a busy accounting worker 2.6 % of its loop (bench.run acct, py-spy)."""
+        if not refs:
+            return []
+        unit: list[Command] = []
+        for ref in refs:
+            pid, sid = keys.parse_session_ref(ref)
+            unit.append(("HGET", keys.session(pid, sid), "venue_type"))
+        return [as_text(v) if v else None for v in await self._hot(unit)]
 
     async def online_put(self, summary: str, ttl: int) -> None:
         async def op() -> None:
