@@ -44,6 +44,15 @@ def profile(pid: str) -> str:
     return f"{person(pid)}:p"
 
 
+_PROFILE_HEAD, _, _PROFILE_TAIL = profile("\0").encode().partition(b"\0")
+
+
+def profile_raw(pid: bytes) -> bytes:
+    """``profile`` of a pid as bytes (the archiver's phone lookups: one per person of a
+    round, without decoding and encoding it again)."""
+    return _PROFILE_HEAD + pid + _PROFILE_TAIL
+
+
 PROFILE_INDEX = f"{PREFIX}:idx:profiles"  # zset pid -> epoch last seen (the retention purge)
 
 

@@ -998,8 +998,11 @@ class Store:
 
         if not pids:
             return {}
-        replies = await self._hot([("HGET", keys.profile(pid.decode()), "phone") for pid in pids])
-        return {p: _raw(v) for p, v in zip(pids, replies, strict=True) if v}
+        key = keys.profile_raw
+        replies = await self._hot([(b"HGET", key(pid), b"phone") for pid in pids])
+        return {
+            p: v if type(v) is bytes else _raw(v) for p, v in zip(pids, replies, strict=True) if v
+        }
 
     async def outbox_done(self, ids: Sequence[str | bytes], marks: dict[str, str]) -> None:
         """After the archive write is durable: remember archived versions, ack and drop."""
