@@ -315,3 +315,21 @@ def test_a_chunked_reply_is_scanned_once(chunk: int) -> None:
         assert router.examined <= bound, (router.examined, bound)
     finally:
         loop.close()
+
+
+@needs_c
+def test_short_words_are_one_object_and_keep_their_value() -> None:
+    """Field names and status words (1-16 octets from a lowercase letter) come from the
+    reader's small cache of bytes objects, one allocation fewer each (an archiver round
+    reads ~550,000); anything else is made anew, and a slot two words share just holds
+    the later one: every value stays what hiredis reads."""
+    words = [b"pid", b"in_octets", b"a" * 16, b"a" * 17, b"Pid", b"0ab", b"pie", b"x"]
+    many = [w + b"%d" % i for i in range(3000) for w in (b"k", b"zz")]  # collisions
+    data = b"".join(_bulk(w) for w in [*words, *many, *words])
+    want = read_all(hiredis_reader(), data, [])
+    assert read_all(compiled_reader(), data, []) == want
+    reader = compiled_reader()
+    reader.feed(_bulk(b"pid") + _bulk(b"pid") + _bulk(b"Pid") + _bulk(b"Pid"))
+    first, second, upper, upper_again = (reader.gets() for _ in range(4))
+    assert first == second == b"pid" and first is second
+    assert upper == upper_again == b"Pid" and upper is not upper_again
