@@ -341,6 +341,10 @@ class PipelineLink:
     async def send(self, commands: list[Command]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for command in commands:
+            name = command[0]
+            if type(name) is bytes:
+                # redis-py's cluster pipeline resolves routing policies by a str name
+                command = (name.decode(), *command[1:])
             pipe.execute_command(*command)
         return list(await pipe.execute(raise_on_error=False))
 
