@@ -20,6 +20,7 @@ import pytest
 
 from controller.services.passpoint import ANDROID_MIME_TYPE, APPLE_MIME_TYPE
 from controller.storage.eap_credentials import EapCredentialStore
+from tests.support.clocks import SUITE_ZONE, local_hour_clock
 from tests.support.eap_kit import EAPOL_TEST, Pki, make_pki, passpoint_section, run_eapol_test
 from tests.support.portal_kit import Rig, running_portal
 from tests.support.redis_proc import RedisProcess
@@ -136,3 +137,24 @@ async def test_the_downloaded_profile_logs_in_through_serve(
         timeout=5,
     )
     assert not again.ok and "Access-Reject" in again.output
+
+
+async def test_the_credential_is_issued_on_the_controllers_clock(
+    tmp_path: Path, redis_proc: RedisProcess, pki: Pki
+) -> None:
+    """The RADIUS side checks ``issued_at <= now < expires_at`` on the Controller's
+    clock; issued on the wall clock instead, a download was refused as not yet valid
+    whenever the two differed (the suite's noon clock, after 04:00 UTC)."""
+    noon = local_hour_clock(SUITE_ZONE)
+    clock = lambda: noon() + 2 * 86400  # noqa: E731 - days ahead of the wall
+    passpoint = passpoint_section(tmp_path, pki, REALM)
+    async with running_portal(tmp_path, redis_proc.url, clients=passpoint, clock=clock) as rig:
+        await _sms_login(rig, "13800138063")
+        status, _, _, body = await _get(rig, "?kind=android")
+        assert status == 200
+        username = _pps_credential(_android_parts(body)["application/x-passpoint-profile"])[0]
+        assert rig.ctl.store is not None
+        stored = await EapCredentialStore(rig.ctl.store.redis).lookup(username)
+        assert stored is not None
+        assert abs(stored.issued_at - clock()) < 60
+        assert stored.valid_at(clock())

@@ -17,15 +17,13 @@ enforcer: ``controller.services.eap_revoke.revoke_credentials``).
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
 from controller.services.eap_revoke import revoke_credentials
 from controller.services.portal.errors import PortalError
 from controller.services.profiles import KINDS, credentials_of, download
 from controller.web.portal.routes import View, _form, _status, html_page, json_api
-from controller.web.resources import ENFORCER
+from controller.web.resources import CLOCK, ENFORCER
 
 __all__ = ["add_routes"]
 
@@ -49,7 +47,8 @@ async def api_profile(request: web.Request, view: View) -> web.StreamResponse:
     kind = request.query.get("kind", "")
     if kind not in KINDS:
         raise PortalError("bad_request", 400)
-    got = await download(view.store.redis, settings, pid, kind, int(time.time()))
+    # the controller's clock, as the RADIUS side that checks the credential's times uses
+    got = await download(view.store.redis, settings, pid, kind, int(request.app[CLOCK]()))
     return web.Response(
         body=got.body,
         content_type=got.content_type,
