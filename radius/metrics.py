@@ -151,7 +151,7 @@ class RadiusMeters:
         folds at each take, see the module docstring)."""
         self.prepare(role, drop_reasons)
         factory = fastpath.load().counters
-        if factory is None or not _foldable(self.latency.labels(role)):
+        if factory is None or not foldable(self.latency.labels(role)):
             return self.python
         return self.compiled_with(factory, files=bool(os.environ.get(MULTIPROC_ENV)))
 
@@ -208,12 +208,8 @@ class RadiusMeters:
                 self.requests.labels(ROLES[role], "duplicate", "cached").inc(duplicate)
         for role, counts, total in latency:
             # Histogram.observe one at a time, done in bulk: its per-bucket values (not
-            # cumulative) and its sum, the attributes observe() moves (_foldable checks)
-            child = self.latency.labels(ROLES[role])
-            for bucket, n in zip(child._buckets, counts, strict=True):
-                if n:
-                    bucket.inc(n)
-            child._sum.inc(total)
+            # cumulative) and its sum, the attributes observe() moves (foldable checks)
+            add_observed(self.latency.labels(ROLES[role]), counts, total)
 
     def fold_files(self, tally: Tally) -> None:
         """``fold`` at a ``take`` of ``tally``: in multi-process mode the prometheus
@@ -245,7 +241,7 @@ class RadiusMeters:
             yield from metric.collect()
 
 
-def _foldable(child: Histogram) -> bool:
+def foldable(child: Histogram) -> bool:
     """Whether this prometheus_client's histograms keep what ``fold`` adds to
     (``_buckets``, ``_sum``) and their bounds in ``_upper_bounds``; if a later version
     does not, the shell counts the Python way rather than wrongly. Asked of a child the
@@ -258,6 +254,16 @@ def _foldable(child: Histogram) -> bool:
         and all(hasattr(b, "inc") for b in buckets)
         and hasattr(total, "inc")
     )
+
+
+def add_observed(child: Histogram, counts: Iterable[float], total: float) -> None:
+    """``observe`` of many values at once: ``counts`` per bucket (not cumulative, in the
+    order of the child's ``_upper_bounds``) and their ``total``, added to the child's
+    per-bucket values and sum, the attributes ``observe`` moves (``foldable`` checks)."""
+    for bucket, n in zip(child._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
+    child._sum.inc(total)
 
 
 RADIUS: Final = RadiusMeters(REGISTRY, TALLY)  # the process's one set (like the registry)

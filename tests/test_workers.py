@@ -151,6 +151,19 @@ def scrape(http_port: int) -> float:
     return 0.0
 
 
+def timed_accounts(metrics_dir: Path) -> float:
+    """``citywifi_redis_seconds_count{op="account"}`` summed over the workers' own metric
+    files, which each worker's store timings reach at its once-a-second fold (not only
+    when a scrape happens to be answered by it)."""
+    files = [str(db) for db in metrics_dir.glob("histogram_*.db")]
+    total = 0.0
+    for metric in MultiProcessCollector.merge(files, accumulate=True):  # type: ignore[no-untyped-call]
+        for sample in metric.samples:
+            if sample.name == "citywifi_redis_seconds_count" and sample.labels["op"] == "account":
+                total += sample.value
+    return total
+
+
 def per_worker(metrics_dir: Path) -> dict[int, float]:
     """Answered accounting per worker pid, read from each worker's own metric file."""
     out: dict[int, float] = {}
@@ -202,6 +215,9 @@ async def test_two_workers_share_ports_sum_metrics_and_survive_a_kill(
     counts = folded(metrics_dir, 40, ports["http"])  # one scrape, both summed
     assert sum(v > 0 for v in counts.values()) == 2, counts  # both workers answered
     assert set(counts) == set(workers.values())
+    wait_until(  # each answer's Redis round trip, timed by the worker that answered it
+        lambda: timed_accounts(metrics_dir) >= 40, 10, 0.05, "40 timed round trips"
+    )
 
     victim_index, victim = 0, workers[0]
     os.kill(victim, signal.SIGKILL)

@@ -6,22 +6,35 @@ Redis latency and errors are measured at the store's two boundaries, by a subcla
 for the tick's batch, which is what a request waits) named by their first command's Lua
 script or command, and ``Store._guard`` (everything else) named by the ``Store`` method.
 The online count itself is ``controller.services.metrics.OnlineStats``.
+
+The round trips are counted in plain lists (``RedisSeconds``), not with
+``Histogram.observe`` per call: in a worker of ``serve --workers N`` (multi-process
+prometheus) an observe costs ~2.8 µs (its bucket values are memory-mapped files), a
+list bucket ~0.2 µs, and every accounting answer times at least one round trip. What
+was counted is added to the histogram when the registry is scraped and at each
+``radius.tally.TALLY.take`` (once a second, ``controller.services.nas_stats``), the
+same points at which the RADIUS shell's compiled counters fold (``radius.metrics``):
+a multi-process scrape lags another worker by at most ~1 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.metrics_core import Metric
 
 from controller.domain.state import OpenPage
 from controller.storage import keys
 from controller.storage.redis_batch import Command
 from controller.storage.replies import as_text
 from controller.storage.store import Store, StoreUnavailable
+from radius.metrics import add_observed, foldable
+from radius.tally import TALLY, Tally
 
 T = TypeVar("T")
 
@@ -32,7 +45,64 @@ REDIS_SECONDS = Histogram(
     "by store operation",
     ["op"],
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=None,  # registered through RedisSeconds, which folds before it is collected
 )
+
+
+class RedisSeconds:
+    """``REDIS_SECONDS`` counted per op in a list of the histogram's buckets (not
+    cumulative) plus the sum, and added to the histogram at ``fold``: a collector of the
+    registry (a scrape folds first) and a fold of the tally (every ``take``). One per
+    process, shared by every store in it (one event loop's thread moves them)."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+        self.bounds: tuple[float, ...] = tuple(histogram._upper_bounds)  # +Inf last
+        self.cells: dict[str, list[float]] = {}  # op -> per-bucket counts, then the sum
+        self.direct: bool | None = None  # this prometheus_client cannot take a fold
+
+    def timer(self, name: str) -> list[float] | Histogram:
+        """What ``observe`` is handed for ``name``: its list of cells, or (where the
+        histogram cannot be folded into) its child. The child is made now in either
+        case, so that a scrape lists the op from its first use, as before."""
+        child = self.histogram.labels(name)
+        if self.direct is None:
+            self.direct = not foldable(child)
+        if self.direct:
+            return child
+        cell = self.cells.get(name)
+        if cell is None:
+            cell = self.cells[name] = [0.0] * (len(self.bounds) + 1)
+        return cell
+
+    def observe(self, timer: list[float] | Histogram, seconds: float) -> None:
+        """``Histogram.observe``: the first bucket whose bound is >= ``seconds``."""
+        if type(timer) is list:
+            timer[bisect_left(self.bounds, seconds)] += 1
+            timer[-1] += seconds
+        else:
+            timer.observe(seconds)  # type: ignore[union-attr]
+
+    def fold(self, tally: Tally | None = None) -> None:
+        """Add what was counted since the last fold to the histogram's children."""
+        for name, cell in self.cells.items():
+            if not any(cell):
+                continue
+            counts, total = cell[:-1], cell[-1]
+            cell[:] = [0.0] * len(cell)
+            add_observed(self.histogram.labels(name), counts, total)
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self.histogram.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        self.fold()
+        yield from self.histogram.collect()
+
+
+REDIS_TIMES: Final = RedisSeconds(REDIS_SECONDS)
+REGISTRY.register(REDIS_TIMES)
+TALLY.folds.append(REDIS_TIMES.fold)
 
 
 REDIS_ERRORS = Counter(
@@ -75,7 +145,8 @@ class MeteredStore(Store):
 
     def __init__(self, client: Any) -> None:
         super().__init__(client)
-        self._timers: dict[object, tuple[str, Any]] = {}  # op code / command -> (name, child)
+        # op code / command -> (name, what REDIS_TIMES.observe takes)
+        self._timers: dict[object, tuple[str, Any]] = {}
         self._script_names = {s.sha: s.name for s in self.scripts.values()}
 
     def _hot_timer(self, command: Command) -> tuple[str, Any]:
@@ -84,7 +155,7 @@ class MeteredStore(Store):
         timer = self._timers.get(key)
         if timer is None:
             name = self._script_names.get(key, "script") if verb == "EVALSHA" else str(verb).lower()
-            timer = self._timers[key] = (name, REDIS_SECONDS.labels(name))
+            timer = self._timers[key] = (name, REDIS_TIMES.timer(name))
         return timer
 
     async def _hot(self, commands: list[Command]) -> list[Any]:
@@ -96,7 +167,7 @@ class MeteredStore(Store):
             REDIS_ERRORS.labels(timer[0], _error_class(exc)).inc()
             raise
         finally:
-            timer[1].observe(time.perf_counter() - t0)
+            REDIS_TIMES.observe(timer[1], time.perf_counter() - t0)
 
     def _submit(self, unit: list[Command]) -> asyncio.Future[list[Any]]:
         # the callback path (account_soon) timed and its outages counted as _hot's are:
@@ -106,7 +177,7 @@ class MeteredStore(Store):
         sent = super()._submit(unit)
 
         def done(sent: asyncio.Future[list[Any]]) -> None:
-            timer[1].observe(time.perf_counter() - t0)
+            REDIS_TIMES.observe(timer[1], time.perf_counter() - t0)
             if not sent.cancelled() and (exc := sent.exception()) is not None:
                 REDIS_ERRORS.labels(timer[0], type(exc).__name__).inc()
 
@@ -118,7 +189,7 @@ class MeteredStore(Store):
         timer = self._timers.get(code)
         if timer is None:
             name = _op_name(op)
-            timer = self._timers[code] = (name, REDIS_SECONDS.labels(name))
+            timer = self._timers[code] = (name, REDIS_TIMES.timer(name))
         t0 = time.perf_counter()
         try:
             return await super()._guard(op)
@@ -126,7 +197,7 @@ class MeteredStore(Store):
             REDIS_ERRORS.labels(timer[0], _error_class(exc)).inc()
             raise
         finally:
-            timer[1].observe(time.perf_counter() - t0)
+            REDIS_TIMES.observe(timer[1], time.perf_counter() - t0)
 
     # -- the online count (controller.services.metrics.OnlineStats) --------------------------
 

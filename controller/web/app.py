@@ -27,6 +27,7 @@ from prometheus_client import (
 from controller.config import HttpSettings
 from controller.services.errors import RequestError
 from controller.services.metrics import RedisMemory
+from controller.storage.metered import REDIS_TIMES
 from controller.web import admin, audit, person_erase, reports
 from controller.web.console import routes as console
 from controller.web.errors import errors, render_json
@@ -77,8 +78,10 @@ async def metrics(request: web.Request) -> web.Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # a worker of `serve --workers N`: sum every worker's metric files, not just ours;
         # ours first get what our RADIUS counters counted since their last fold (the
-        # others' fold once a second: radius.metrics), here on the loop, not the thread
+        # others' fold once a second: radius.metrics), here on the loop, not the thread;
+        # the same for the store's Redis timings (controller.storage.metered)
         RADIUS.fold()
+        REDIS_TIMES.fold()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = await asyncio.to_thread(generate_latest, registry)
