@@ -175,9 +175,7 @@ async def test_ipv6_addresses_of_one_prefix_share_the_ip_limit(proxied: Rig, clo
         assert status == (202 if i < 60 else 429), i
 
 
-async def test_many_devices_behind_one_nas_stop_at_the_nas_limit(
-    venue: Rig, clock: Clock
-) -> None:
+async def test_many_devices_behind_one_nas_stop_at_the_nas_limit(venue: Rig, clock: Clock) -> None:
     """A flood from many devices of one venue (new number, MAC and address each time,
     the NAS named by its id or by its NAS-Identifier): the NAS limit (20 here) holds."""
     rng = random.Random(5)

@@ -115,6 +115,7 @@ async def test_sessions_disconnect_block_and_unblock_over_http(
     async with city(tmp_path, redis_proc, (NAS_B,), daily=7200, tables=TOKENS) as c:
         (b,) = c.sims
         pid, s = await c.login(b, PHONE, "02-00-00-00-0C-01")
+
         async def recorded() -> bool:  # the Start and one interim
             status, body = await api(c, "GET", "sessions", params={"phone": PHONE})
             return status == 200 and body["used_seconds"] >= INTERIM

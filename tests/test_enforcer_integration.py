@@ -414,9 +414,7 @@ async def test_coa_on_a_new_session_shortens_every_session_timeout(
         assert s1.session_timeout == 600
         await asyncio.sleep(c.real(20))  # simulated time passing between the two logins
         _, s2 = await c.login(b, "+8613800138008", "02-00-00-00-0B-08")
-        await until(
-            lambda: s1.coa_requests >= 1 and s2.coa_requests >= 1, 5, "the CoA-Requests"
-        )
+        await until(lambda: s1.coa_requests >= 1 and s2.coa_requests >= 1, 5, "the CoA-Requests")
         assert s1.session_timeout is not None and s2.session_timeout is not None
         end1, end2 = s1.start + s1.session_timeout, s2.start + s2.session_timeout
         assert abs(end1 - end2) <= 2  # both end together, when the allowance is shared out
