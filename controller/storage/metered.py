@@ -169,20 +169,22 @@ class MeteredStore(Store):
         finally:
             REDIS_TIMES.observe(timer[1], time.perf_counter() - t0)
 
-    def _submit(self, unit: list[Command]) -> asyncio.Future[list[Any]]:
+    def _submit(
+        self, unit: list[Command], replied: Callable[[asyncio.Future[list[Any]]], None]
+    ) -> None:
         # the callback path (account_soon) timed and its outages counted as _hot's are:
-        # the one citywifi_redis_seconds{op} family whichever path a request took
+        # the one citywifi_redis_seconds{op} family whichever path a request took; in
+        # the reply's one callback (a second one would be a second loop handle per unit)
         timer = self._hot_timer(unit[0] if unit else ())
         t0 = time.perf_counter()
-        sent = super()._submit(unit)
 
         def done(sent: asyncio.Future[list[Any]]) -> None:
             REDIS_TIMES.observe(timer[1], time.perf_counter() - t0)
             if not sent.cancelled() and (exc := sent.exception()) is not None:
                 REDIS_ERRORS.labels(timer[0], type(exc).__name__).inc()
+            replied(sent)
 
-        sent.add_done_callback(done)
-        return sent
+        super()._submit(unit, done)
 
     async def _guard(self, op: Callable[[], Awaitable[T]]) -> T:
         code = getattr(op, "__code__", op)

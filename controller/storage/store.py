@@ -322,11 +322,14 @@ class Store:
         await self.batch.close()
         await self.redis.aclose()
 
-    def _submit(self, unit: list[Command]) -> asyncio.Future[list[Any]]:
-        """One unit of hot-path commands into this tick's batch, its replies (raw: error
-        replies not yet sorted) as a future: ``_hot`` without a coroutine, for the
-        callback paths (``account_soon``). ``MeteredStore`` times it like ``_hot``."""
-        return self.batch.submit(unit)
+    def _submit(
+        self, unit: list[Command], replied: Callable[[asyncio.Future[list[Any]]], None]
+    ) -> None:
+        """One unit of hot-path commands into this tick's batch; ``replied`` gets the
+        future of its replies (raw: error replies not yet sorted) when they are in:
+        ``_hot`` without a coroutine, for the callback paths (``account_soon``).
+        ``MeteredStore`` times it like ``_hot``, in the same callback (one per unit)."""
+        self.batch.submit(unit).add_done_callback(replied)
 
     async def _hot(self, commands: list[Command]) -> list[Any]:
         """Run one unit of hot-path commands in this tick's batch; replies in order.
@@ -704,7 +707,7 @@ class Store:
             except Exception as exc:  # StoreUnavailable, or a reply of the wrong shape
                 result.set_exception(exc)
 
-        self._submit(unit).add_done_callback(replied)
+        self._submit(unit, replied)
         return result
 
     def _follow(self, work: Awaitable[T], result: asyncio.Future[T]) -> None:
@@ -754,7 +757,7 @@ class Store:
             except Exception as exc:  # StoreUnavailable, or a reply of the wrong shape
                 result.set_exception(exc)
 
-        self._submit(unit).add_done_callback(replied)  # timed by MeteredStore, as _hot's
+        self._submit(unit, replied)  # timed by MeteredStore, as _hot's
         return result
 
     async def _earlier_generation(
