@@ -16,6 +16,7 @@ already encoded and, as typed fields, what the request log says about them.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from dataclasses import field
 from typing import ClassVar, Final, Literal, NamedTuple
@@ -289,7 +290,9 @@ def _ipv4(attrs: dict[int, list[bytes]], attr: int) -> str:
     values = attrs.get(attr)
     if not values or len(values[0]) != 4:
         return ""
-    return ".".join(map(str, values[0]))
+    # inet_ntoa: the dotted quad in C, ~0.4 µs less than joining four str() (issue 16:
+    # two addresses per Accounting-Request were 3 % of a busy server's profile)
+    return socket.inet_ntoa(values[0])
 
 
 def _ipv6(attrs: dict[int, list[bytes]], attr: int) -> str:

@@ -7,6 +7,7 @@ And the IPFIX decoder's template timeout (RFC 7011 §8.4) on a simulated clock."
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 import struct
 from collections.abc import Callable
@@ -54,6 +55,21 @@ def test_prefixes_address_and_port_block_from_a_packet(
     assert event.framed_ipv6_address == "2001:db8:1:2::5"
     assert event.port_block == PortBlock("203.0.113.9", 1024, 2047)
     assert event.port_block.ports == "1024-2047"
+
+
+@given(st.binary(min_size=4, max_size=4), st.binary(min_size=0, max_size=8))
+def test_ipv4_attributes_are_dotted_quads_or_empty(address: bytes, other: bytes) -> None:
+    """NAS-IP-Address and Framed-IP-Address (RFC 2865 §5.4, §5.8): four octets as the
+    dotted quad ``ipaddress`` writes; any other length (malformed) ""."""
+    raw = accounting(
+        packet.attr(Attr.NAS_IP_ADDRESS, address)
+        + packet.attr(Attr.FRAMED_IP_ADDRESS, other or b"x")
+    )
+    for decode in CODECS:
+        event = events.accounting_request(decode(raw, SECRET), "nas", events.Source("", 0))
+        assert event.nas_ip_address == str(ipaddress.IPv4Address(address))
+        want = str(ipaddress.IPv4Address(other)) if len(other) == 4 else ""
+        assert event.framed_ip_address == want
 
 
 @pytest.mark.parametrize("decode", CODECS)
