@@ -473,3 +473,19 @@ DEFAULT_GRACE = 750  # controller.domain.state.DEFAULT_STALE's grace (interim 30
 def _str(value: bytes | str | None) -> str:
     assert value is not None
     return value.decode() if isinstance(value, bytes) else value
+
+
+def test_account_lua_reply_maps_field_by_field() -> None:
+    """``_account_result`` builds the result positionally (issue 16): each field from its
+    own place in account.lua's reply, told apart by values no other field has."""
+    from controller.storage.store import _account_result
+
+    reply = [11, 22, 1, 1, 0, 0, b"", 1, 0, 333, b"4444", 0]
+    r = _account_result(reply, "nas/s1#2", 2, True)
+    assert (r.applied, r.used_today, r.open_sessions, r.closed_now) == (11, 22, 1, True)
+    assert (r.snapshot, r.sid, r.generation, r.reopened, r.gap) == (None, "nas/s1#2", 2, True, 333)
+    assert (r.due_known, r.due, r.due_indexed) == (True, 4444, True)
+    none_due = _account_result([0, 0, 0, 0, 0, 0, b"", 0, 0, 5, b"-1", 0], "s", 1, False)
+    assert (none_due.due_known, none_due.due, none_due.due_indexed) == (True, None, False)
+    unplanned = _account_result([0, 0, 0, 0, 0, 0, b"", 0, 0, 5, b"", 0], "s", 1, True)
+    assert (unplanned.due_known, unplanned.due, unplanned.due_indexed) == (False, None, False)

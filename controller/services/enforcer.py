@@ -244,12 +244,12 @@ class Enforcer:
         """``plan``'s arguments at a report's event time, for account.lua to compute the
         person's due time in the write's own call (``DuePlanner`` of the RADIUS service)."""
         q = self.policy
-        return DueRule(
-            daily=q.daily_seconds,
-            next_midnight=quota.next_midnight(event_time, q.timezone),
-            stale_before=event_time - math.ceil(q.stale_grace),
-            retry_after=q.interim_interval,
-            max_devices=q.max_devices,
+        return DueRule(  # positional (a keyword call of a record builds a dict): per report
+            q.daily_seconds,  # daily
+            quota.next_midnight(event_time, q.timezone),  # next_midnight
+            event_time - math.ceil(q.stale_grace),  # stale_before
+            q.interim_interval,  # retry_after
+            q.max_devices,  # max_devices
         )
 
     def accounted(self, write: AccountingWrite, result: AccountingResult) -> None:

@@ -178,19 +178,19 @@ def _moved(w: AccountingWrite, r: Any, sid: str) -> tuple[int, bool, str] | None
 def _account_result(r: Any, sid: str, generation: int, indexes: bool) -> AccountingResult:
     due = r[10]
     known = due not in (b"", "")
-    return AccountingResult(
-        int(r[0]),
-        int(r[1]),
-        int(r[2]),
-        bool(r[3]),
-        snapshot=_snapshot((r[1], *r[4:7])) if r[11] else None,
-        sid=sid,
-        generation=generation,
-        reopened=bool(r[7]),
-        gap=int(r[9]),
-        due_known=known,
-        due=int(due) if known and int(due) >= 0 else None,
-        due_indexed=known and indexes,
+    return AccountingResult(  # positional (a keyword call of a record builds a dict)
+        int(r[0]),  # applied
+        int(r[1]),  # used_today
+        int(r[2]),  # open_sessions
+        bool(r[3]),  # closed_now
+        _snapshot((r[1], *r[4:7])) if r[11] else None,  # snapshot
+        sid,
+        generation,
+        bool(r[7]),  # reopened
+        int(r[9]),  # gap
+        known,  # due_known
+        int(due) if known and int(due) >= 0 else None,  # due
+        known and indexes,  # due_indexed
     )
 
 
