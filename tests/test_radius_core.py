@@ -648,6 +648,39 @@ async def test_every_session_field_comes_from_its_attribute(city: Config) -> Non
     assert w.due == ("due rule at", NOON)
 
 
+def test_a_mac_login_asks_redis_field_by_field(city: Config) -> None:
+    """``login_start`` and ``mac_login_ask`` build their records positionally (issue 16):
+    each field from its own source, told apart by values no other field has."""
+    from controller.domain import quota
+    from controller.services.access_flow import Login
+
+    svc = service(city, MemoryStore())
+    svc.nonce = lambda: "nonce-G"
+    client = svc.registry.clients_by_id["nas-local"]
+    event = access_event("AA-BB-CC-00-00-0A", calling_station_id="AA-BB-CC-00-00-0B")
+    login = svc.login_start(client, event, NOON)
+    assert isinstance(login, Login)
+    assert (login.pid, login.user_mac, login.username) == (None, "AA-BB-CC-00-00-0A", "")
+    assert (login.mac, login.origin.client, login.today) == (
+        "AA-BB-CC-00-00-0B",
+        "nas-local",
+        "20251110",
+    )
+    q = city.quota
+    assert login.stale_before == NOON - int(q.stale_grace)
+    ask = svc.mac_login_ask(login, PID, NOON, {"venue": "station"})
+    assert (ask.pid, ask.user_mac, ask.mac, ask.now) == (
+        PID,
+        "AA-BB-CC-00-00-0A",
+        "AA-BB-CC-00-00-0B",
+        NOON,
+    )
+    assert (ask.today, ask.stale_before, ask.daily) == ("20251110", login.stale_before, 7200)
+    assert ask.to_midnight == quota.next_midnight(NOON, q.timezone) - NOON == 12 * 3600
+    assert (ask.min_grant, ask.max_devices) == (max(1, q.min_grant_seconds), q.max_devices)
+    assert (ask.nonce, ask.record) == ("nonce-G", {"venue": "station"})
+
+
 async def test_midnight_split_and_delay_inputs(city: Config) -> None:
     store = MemoryStore()
     svc = service(city, store, now=JUST_AFTER_MIDNIGHT)

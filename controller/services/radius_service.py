@@ -273,19 +273,19 @@ class RadiusService:
         """``Store.mac_login``'s question for a MAC login: the decision's zone-dependent
         thresholds as integers from ``now`` (controller.domain.quota), a new nonce."""
         q = self.policy
-        return MacLoginAsk(
-            pid=pid,
-            user_mac=login.user_mac,
-            mac=login.mac,
-            now=now,
-            today=login.today,
-            stale_before=login.stale_before,
-            daily=q.daily_seconds,
-            to_midnight=quota.next_midnight(now, q.timezone) - now,
-            min_grant=max(1, q.min_grant_seconds),
-            max_devices=q.max_devices,
-            nonce=self.nonce(),
-            record=record,
+        return MacLoginAsk(  # positional (a keyword call of a record builds a dict)
+            pid,
+            login.user_mac,
+            login.mac,
+            now,
+            login.today,
+            login.stale_before,
+            q.daily_seconds,  # daily
+            quota.next_midnight(now, q.timezone) - now,  # to_midnight
+            max(1, q.min_grant_seconds),  # min_grant
+            q.max_devices,
+            self.nonce(),
+            record,
         )
 
     def mac_admission(self, done: MacLoginDone, now: int, venue: str) -> Admission:
@@ -310,14 +310,14 @@ class RadiusService:
         origin = Origin(
             client.id, event.acct_session_id, event.authenticator.hex(), str(event.source)
         )
-        return Login(
-            pid=pid,
-            user_mac=user_mac,
-            username=user if pid is not None else "",
-            mac=mac,
-            origin=origin,
-            today=self.days.key(now),
-            stale_before=now - int(self.policy.stale_grace),
+        return Login(  # positional (a keyword call of a record builds a dict)
+            pid,
+            user_mac,
+            user if pid is not None else "",  # username
+            mac,
+            origin,
+            self.days.key(now),  # today
+            now - int(self.policy.stale_grace),  # stale_before
         )
 
     def login_decision(
