@@ -44,6 +44,7 @@ from radius.events import (
 )
 from radius.fastpath import DataPath, load
 from radius.packet import PacketError, Request
+from radius.record import record
 
 __all__ = [
     "Answer",
@@ -126,7 +127,7 @@ class Peer(Protocol):
     def require_message_authenticator(self) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DropLine:
     """A log line to write about a drop: the source it is about ("*" for the untracked
     rest) and how many drops of that source went unlogged since its previous line."""
@@ -171,7 +172,7 @@ class DropLog:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Drop:
     """Send nothing. ``client`` is the client's id (None: the source is no client);
     ``line`` is the log line to write about it, None to count it only (``DropLog``:
@@ -183,7 +184,7 @@ class Drop:
     line: DropLine | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Answer:
     """Send ``data`` to the source. ``kind``: "status" (a Status-Server), "duplicate"
     (the cached answer to a retransmission), "reply" (the service's reply), "shrunk"
@@ -207,7 +208,7 @@ class Ticket:
     started: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Dispatch:
     """A new request: run the service on ``event``, then call ``answered(ticket, …)``."""
 

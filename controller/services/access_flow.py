@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -29,13 +28,14 @@ from controller.domain.access import AccessDecision, Outcome, reject
 from controller.domain.state import Committed, MacLoginAsk, MacLoginDone, Origin, PersonState
 from controller.storage.store import Store, StoreUnavailable
 from radius.events import AccessReply, AccessRequest, NoReply
+from radius.record import record
 
 log = structlog.get_logger("citywifi.radius")
 
 __all__ = ["AccessFlow", "AccessSteps", "Admission", "Login"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Admission:
     """The decision on an Access-Request, whom it is about, how they log in (credential
     or MAC), and the nonce of the login an acceptance starts (signed into its Class)."""
@@ -47,7 +47,7 @@ class Admission:
     venue: str = ""  # the venue of its audit record (once queued)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Login:
     """An Access-Request's login before Redis is asked: whose (``pid``; None: the MAC
     ``user_mac`` is looked up first), the credential username ("" for a MAC login), the
