@@ -17,6 +17,7 @@ CGNAT-capable NAS reports. Pure decoders from verified packet values to text.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
@@ -73,8 +74,11 @@ def _uint(raw: bytes) -> int | None:
     return int.from_bytes(raw, "big") if len(raw) == 4 else None
 
 
-def _ipv4(raw: bytes) -> str:
-    return ".".join(map(str, raw)) if len(raw) == 4 else ""
+def ipv4_text(raw: bytes) -> str:
+    """An IPv4 address attribute's value (RFC 2865 §5.4) as the dotted quad; "" unless
+    it is four octets. ``socket.inet_ntoa``: ~0.4 µs less than joining four str() (issue
+    16: two addresses per Accounting-Request were 3 % of a busy server's profile)."""
+    return socket.inet_ntoa(raw) if len(raw) == 4 else ""
 
 
 def _block(public: str, start: int | None, end: int | None) -> PortBlock | None:
@@ -98,7 +102,7 @@ def _rfc8045(values: list[bytes]) -> PortBlock | None:
         if _uint(tlvs.get(IP_PORT_ALLOC, b"")) == IP_PORT_DEALLOCATION:
             continue  # a release, not the block in use
         block = _block(
-            _ipv4(tlvs.get(IP_PORT_EXT_IPV4, b"")),
+            ipv4_text(tlvs.get(IP_PORT_EXT_IPV4, b"")),
             _uint(tlvs.get(IP_PORT_RANGE_START, b"")),
             _uint(tlvs.get(IP_PORT_RANGE_END, b"")),
         )
@@ -117,7 +121,7 @@ def vendor_block(
     if not public:
         return None
     return _block(
-        _ipv4(public[0]), _uint(start[0]) if start else None, _uint(end[0]) if end else None
+        ipv4_text(public[0]), _uint(start[0]) if start else None, _uint(end[0]) if end else None
     )
 
 

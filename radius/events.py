@@ -16,7 +16,6 @@ already encoded and, as typed fields, what the request log says about them.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Mapping
 from dataclasses import field
 from typing import ClassVar, Final, Literal, NamedTuple
@@ -26,6 +25,7 @@ from radius.addresses import (
     FRAMED_IPV6_PREFIX,
     PortBlock,
     first_prefix,
+    ipv4_text,
     port_block,
 )
 from radius.attrs import AcctStatus, Attr, Code
@@ -288,11 +288,7 @@ def _integer(attrs: dict[int, list[bytes]], attr: int) -> int | None:
 
 def _ipv4(attrs: dict[int, list[bytes]], attr: int) -> str:
     values = attrs.get(attr)
-    if not values or len(values[0]) != 4:
-        return ""
-    # inet_ntoa: the dotted quad in C, ~0.4 µs less than joining four str() (issue 16:
-    # two addresses per Accounting-Request were 3 % of a busy server's profile)
-    return socket.inet_ntoa(values[0])
+    return ipv4_text(values[0]) if values else ""
 
 
 def _ipv6(attrs: dict[int, list[bytes]], attr: int) -> str:
