@@ -11,6 +11,7 @@ labels operators query, and it moved. Health and readiness follow Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
 from collections.abc import AsyncIterator
@@ -67,15 +68,18 @@ async def scrape(rig: Rig) -> Scrape:
 async def moved(rig: Rig, before: Scrape, name: str, **labels: str) -> float:
     """How much a sample grew since ``before``, polling (packets dropped leave no reply to
     wait for) until it did, for at most 5 s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 5
-    while True:
-        after = await scrape(rig)
-        delta = after.value(name, **labels) - before.value(name, **labels)
-        if delta > 0 or loop.time() > deadline:
-            assert delta > 0, f"{name}{labels} did not move: {after.labelsets(name)}"
-            return delta
-        await asyncio.sleep(0.02)
+    seen: list[Scrape] = []
+
+    async def grew() -> bool:
+        seen[:] = [await scrape(rig)]
+        return seen[0].value(name, **labels) > before.value(name, **labels)
+
+    with contextlib.suppress(AssertionError):  # timed out: the assertion below says why
+        await until(grew, 5, f"{name}{labels} to move", interval=0.02)
+    after = seen[0]
+    delta = after.value(name, **labels) - before.value(name, **labels)
+    assert delta > 0, f"{name}{labels} did not move: {after.labelsets(name)}"
+    return delta
 
 
 class DaeNas(asyncio.DatagramProtocol):

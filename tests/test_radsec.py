@@ -41,6 +41,7 @@ from radius.radsec import (
     server_context,
 )
 from tests.support.radsec_kit import Pki, RadsecClient, client_context, make_pki
+from tests.support.redis_proc import until
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +118,6 @@ async def connect(listener: RadsecListener, pki: Pki, identity: object = "client
     chosen = getattr(pki, identity) if isinstance(identity, str) else identity
     context = client_context(pki, chosen)  # type: ignore[arg-type]
     return await asyncio.to_thread(RadsecClient, listener.port, context)
-
-
-async def wait_for(predicate: object, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def test_frame_length_bounds() -> None:
@@ -263,7 +255,7 @@ async def test_an_unknown_certificate_is_refused_and_counted(
             return client.read()  # TLS 1.3: the server's refusal comes with the first read
 
     assert await asyncio.to_thread(attempt) is None
-    await wait_for(lambda: metric(counter, reason=labels) == before + 1)
+    await until(lambda: metric(counter, reason=labels) == before + 1)
     assert not service.access_events
     assert listener.channel_for("nas-rs") is None
 
@@ -281,7 +273,7 @@ async def test_tls_before_1_2_is_refused(served: tuple[RadsecListener, Recorder]
         pytest.skip("this OpenSSL cannot even offer TLS 1.1")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         await asyncio.to_thread(RadsecClient, listener.port, context)
-    await wait_for(
+    await until(
         lambda: metric("citywifi_radsec_handshake_failures_total", reason="protocol") > before
     )
 
@@ -312,7 +304,7 @@ async def test_beyond_the_in_flight_limit_requests_are_dropped(
     try:
         requests = [access_request(40 + i) for i in range(5)]
         await asyncio.to_thread(client.send, b"".join(requests))
-        await wait_for(
+        await until(
             lambda: (
                 metric("citywifi_radius_dropped_total", port="auth", reason="overload")
                 == before + 1
@@ -346,7 +338,7 @@ async def test_a_disconnect_request_goes_down_the_connection(
         return data
 
     try:
-        await wait_for(lambda: listener.channel_for("nas-rs") is not None)
+        await until(lambda: listener.channel_for("nas-rs") is not None)
         target = DaeTarget("192.0.2.1", 3799, b"unused-udp-secret", "generic", client="nas-rs")
         nas = asyncio.create_task(asyncio.to_thread(nas_answers))
         result = await dae.disconnect(
