@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -85,8 +85,12 @@ def test_headers_parse_ranges_and_open_ends() -> None:
 
 # -- headers against what the Python side passes -------------------------------------------
 
-# which ARGV carries the header's ``n`` (scripts whose KEYS or ARGV depend on it)
-N_ARGUMENT = {"account": 10, "portal_rate": 4}
+# the header's ``n`` from what is passed (scripts whose KEYS or ARGV depend on it):
+# portal_rate's ARGV[4]; account.lua's packed numbers (ARGV[11]: 14 doubles, then n)
+N_OF: dict[str, Callable[[Sequence[Any]], int]] = {
+    "account": lambda args: len(args[10]) // 8 - 14,
+    "portal_rate": lambda args: int(args[3]),
+}
 
 
 def _body_references(source: str) -> dict[str, int]:
@@ -192,7 +196,7 @@ async def test_each_header_lists_the_keys_and_arguments_passed(
     assert {name for name, _, _ in calls} == set(store.scripts)  # every script exercised
     for name, n_keys, args in calls:
         header = store.scripts[name].header
-        n = int(args[N_ARGUMENT[name] - 1]) if name in N_ARGUMENT else 0
+        n = N_OF[name](args) if name in N_OF else 0
         assert n_keys == header.count("KEYS", n), f"{name}: KEYS passed vs header"
         if header.variadic("ARGV"):
             assert len(args) >= header.count("ARGV", n), f"{name}: ARGV passed vs header"

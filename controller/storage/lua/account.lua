@@ -10,44 +10,47 @@
 -- Accounting-On closed it; a smaller Acct-Session-Time begun after its last report; each
 -- with TOLERANCE s of rounding, so a late retransmitted Start is the old one) asks for a new
 -- generation: nothing is written, {'new', g+1} is returned and the caller repeats with
--- ARGV[12] = 1 (create), which is refused with {'moved', current} when another request
+-- create = 1 (ARGV[11]), which is refused with {'moved', current} when another request
 -- created it first. A wrong g gets {'moved', current} too. A report begun before
 -- generation g started is a late one of g-1 (KEYS[6+n]): counted there, nothing else.
 -- A session closed only because it looked stale (or its NAS said it had no such session)
 -- that reports progress is re-opened: counted, in the open hash, enforced again.
 -- Each report's gap since the one before (the lesser of the increase of Acct-Session-Time
--- and the time passed) keeps the session's largest ('gap', at most ARGV[15]: the cadence
--- its NAS reports at), and its stale slack = floor(grace x (gap - interim) / interim) when
+-- and the time passed) keeps the session's largest ('gap', at most the cap in ARGV[11]:
+-- the cadence its NAS reports at), and its stale slack = floor(grace x (gap - interim) / interim) when
 -- gap > interim (controller.domain.quota.StaleRule) rides in the open hash: "mac|last|slack".
 --
 -- KEYS[1] session hash of generation g   KEYS[2] person's open-sessions hash
--- KEYS[3 .. 2+n] day usage counters, oldest first (n = ARGV[10])
+-- KEYS[3 .. 2+n] day usage counters, oldest first (n: the day starts in ARGV[11])
 -- KEYS[3+n] closing hash   KEYS[4+n] block key (read for the enforcer's snapshot)
 -- KEYS[5+n] generation-1 session hash (holds 'gen')   KEYS[6+n] generation g-1's hash
 -- KEYS[7+n] due index   KEYS[8+n] open-session index   KEYS[9+n] the NAS's session set
--- KEYS[10+n] outbox: the global indexes, written here when ARGV[18] is 1 (one Redis, or
+-- KEYS[10+n] outbox: the global indexes, written here when `inside` is 1 (one Redis, or
 --   Sentinel); on a Cluster they live in other slots: placeholders of this slot, unread,
 --   and the caller writes them in the same pipeline
--- ARGV[1] status (1 Start, 2 Stop, 3 Interim-Update)
--- ARGV[2] reported Acct-Session-Time   ARGV[3] event epoch (arrival - Acct-Delay-Time)
--- ARGV[4] day counter TTL   ARGV[5] session TTL
--- ARGV[6] input octets   ARGV[7] output octets   ARGV[8] terminate cause ('' if none)
--- ARGV[9] field naming the session in the open hash (its sid)   ARGV[10] n (day boundaries)
--- ARGV[11] generation g   ARGV[12] 1: create generation g   ARGV[13] stale grace (s)
--- ARGV[14] interim interval asked for (s)   ARGV[15] largest gap believed (s)
--- ARGV[16] the session's member in the global indexes ("pid|sid")   ARGV[17] pid
--- ARGV[18] 1: write the global indexes KEYS[7+n .. 10+n] here (else the caller does)
--- ARGV[19] daily allowance (s), '' to return the snapshot for the caller to plan
--- ARGV[20] next local midnight   ARGV[21] stale before (epoch)   ARGV[22] retry after (s)
--- ARGV[23] max devices (0: no limit); with ARGV[19]: the enforcer's due time is computed
---   here (lib/due.lua) and, with ARGV[18] = 1, ZADDed LT to the due index
--- ARGV[24 .. 23+n] day start epochs, oldest first (the first may be earlier: absorbs all before)
--- ARGV[24+n ..] field/value pairs describing the session, written only when first seen;
+-- The strings Redis stores as they are: ARGV[1] reported Acct-Session-Time
+-- ARGV[2] event epoch (arrival - Acct-Delay-Time)   ARGV[3] day counter TTL
+-- ARGV[4] session TTL   ARGV[5] input octets   ARGV[6] output octets
+-- ARGV[7] terminate cause ('' if none)   ARGV[8] field naming the session in the open hash
+--   (its sid)   ARGV[9] the session's member in the global indexes ("pid|sid")
+-- ARGV[10] pid
+-- ARGV[11] the numbers the script computes with, little-endian doubles (Redis's struct
+--   library; one unpack instead of a strtod per number, and one argument instead of 14+n:
+--   issue 16), in this order (NUMBERS below): status (1 Start, 2 Stop, 3 Interim-Update),
+--   reported Acct-Session-Time, event epoch, generation g, create (1: create generation g),
+--   inside (1: write the global indexes KEYS[7+n .. 10+n] here, else the caller does),
+--   stale grace (s), interim interval asked for (s), largest gap believed (s), daily
+--   allowance (s; -1: return the snapshot for the caller to plan), next local midnight,
+--   stale before (epoch), retry after (s), max devices (0: no limit; with a daily
+--   allowance the enforcer's due time is computed here, lib/due.lua, and with inside = 1
+--   ZADDed LT to the due index), then the n day start epochs, oldest first (the first
+--   may be earlier: absorbs all before)
+-- ARGV[12 ..] field/value pairs describing the session, written only when first seen;
 --   none: the caller believes the session recorded (an Interim or Stop after its Start).
 --   If it is not, nothing is written and {'fields'} returned: repeat with them.
 -- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
 -- Redis CPU (issue 16, docs/performance.md): numbers go to redis.call as strings (ARGV's
--- own, or '%d'; a Lua number costs a '%.17g' snprintf there, a tonumber a strtod), the
+-- own, or '%d'; a Lua number costs a '%.17g' snprintf there), numbers come in packed, the
 -- session hash is read for 8 fields ('shut'/'shut_at' only of a closed one: a missing
 -- field scans the whole hash), 'gap'/'slack' are written when they change.
 -- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call,
@@ -55,19 +58,21 @@
 --          {sid, "mac|last|slack", ...} open, {sid, epoch, ...} closing, block or '',
 --          1 if this call re-opened the session, 1 if it went to generation g-1,
 --          the session's largest gap between reports,
---          the due time ('' not computed: ARGV[19] empty or generation g-1; -1: none),
+--          the due time ('' not computed: no daily allowance or generation g-1; -1: none),
 --          1 if the snapshot (open, closing, block) is in the reply: always without a
 --          due time, and on a Start (the enforcer's CoA of a new session needs it);
 --          else 0, 0, ''}
 --         or {'new', g + 1} / {'moved', current generation} / {'fields'}: nothing
 --         written, repeat
 -- #include due.lua
-local status = ARGV[1] -- '1' Start, '2' Stop, '3' Interim-Update
-local reported = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local n = tonumber(ARGV[10])
-local g = tonumber(ARGV[11])
-local B = 23 -- ARGV[B+1 .. B+n]: day starts
+local FIXED = 14 -- the numbers before the day starts in ARGV[11]
+local n = #ARGV[11] / 8 - FIXED
+local status, reported, now, g, create, inside, grace, interim, cap, daily, midnight,
+      stale_before, retry_after, max_devices = struct.unpack('<dddddddddddddd', ARGV[11])
+local B = 12 -- ARGV[B ..]: the session's fields
+local function day_start(i) -- the epoch day i starts (i = 1 .. n)
+  return (struct.unpack('<d', ARGV[11], 1 + 8 * (FIXED + i - 1)))
+end
 local sess = KEYS[1]
 local TOLERANCE = 2 -- seconds of rounding between our clock and the NAS's session time
 local fmt = string.format
@@ -89,7 +94,7 @@ local function succeeded(r)
     return false
   end
   local began = now - reported
-  if status == '1' and began > tonumber(r[START] or '0') + TOLERANCE then
+  if status == 1 and began > tonumber(r[START] or '0') + TOLERANCE then
     return true
   end
   if r[SHUT] == 'nas' and began >= tonumber(r[SHUT_AT] or '0') - TOLERANCE then
@@ -107,7 +112,7 @@ else
   current = tonumber(redis.call('HGET', KEYS[5 + n], 'gen') or '1')
 end
 local earlier = 0 -- 1: a late report of generation g-1, begun before g started
-if ARGV[12] == '1' then
+if create == 1 then
   if current ~= g - 1 or not succeeded(record(KEYS[6 + n])) then
     return {'moved', current}
   end
@@ -126,11 +131,11 @@ else
     return {'new', g + 1}
   end
 end
-if #ARGV == B + n and not R[START] then
+if #ARGV < B and not R[START] then
   return {'fields'} -- not recorded yet (expired, or first seen by another worker)
 end
 if g > 1 then
-  redis.call('EXPIRE', KEYS[5 + n], ARGV[5]) -- the pointer lives as long as its newest
+  redis.call('EXPIRE', KEYS[5 + n], ARGV[4]) -- the pointer lives as long as its newest
 end
 
 local seen = tonumber(R[SEEN] or '-1')
@@ -151,17 +156,17 @@ if reported > seen then
   local delta = reported - math.max(seen, 0)
   local s, e = now - delta, now
   for i = 1, n do
-    local lo = tonumber(ARGV[B + i])
+    local lo = day_start(i)
     local hi = e
-    if i < n then hi = tonumber(ARGV[B + 1 + i]) end
+    if i < n then hi = day_start(i + 1) end
     if i == 1 then lo = math.min(lo, s) end
     local part = math.min(e, hi) - math.max(s, lo)
     if part > 0 then
       local share = fmt('%d', part)
       local total = redis.call('INCRBY', KEYS[2 + i], share)
       if i == n then used = total end
-      if total == part then -- created now: it lives ARGV[4] from its day's first report
-        redis.call('EXPIRE', KEYS[2 + i], ARGV[4])
+      if total == part then -- created now: it lives ARGV[3] from its day's first report
+        redis.call('EXPIRE', KEYS[2 + i], ARGV[3])
       end
       -- the same share on the session record, d:<YYYYMMDD> (the counter key's suffix),
       -- so the archived session splits per day exactly as the quota counted it
@@ -174,27 +179,26 @@ if reported > seen then
   if seen >= 0 and last then
     -- the NAS's cadence: the lesser of the session time and the time that passed between
     -- the two reports (neither our downtime nor a jump of Acct-Session-Time inflates it)
-    wide = math.max(was, math.min(delta, now - last, tonumber(ARGV[15])))
+    wide = math.max(was, math.min(delta, now - last, cap))
   end
   widest = wide
-  local interim = tonumber(ARGV[14])
   if wide > interim then
-    slack = fmt('%d', math.floor(tonumber(ARGV[13]) * (wide - interim) / interim))
+    slack = fmt('%d', math.floor(grace * (wide - interim) / interim))
   end
   if wide ~= was or slack ~= R[SLACK] then -- (also when not stored yet)
     gap = fmt('%d', wide)
-    redis.call('HSET', sess, 'seen', ARGV[2], 'in', ARGV[6], 'out', ARGV[7], 'last', ARGV[3],
+    redis.call('HSET', sess, 'seen', ARGV[1], 'in', ARGV[5], 'out', ARGV[6], 'last', ARGV[2],
                'gap', gap, 'slack', slack)
   else
-    redis.call('HSET', sess, 'seen', ARGV[2], 'in', ARGV[6], 'out', ARGV[7], 'last', ARGV[3])
+    redis.call('HSET', sess, 'seen', ARGV[1], 'in', ARGV[5], 'out', ARGV[6], 'last', ARGV[2])
   end
 end
 
 local mac = R[MAC]
 if not R[START] then
-  redis.call('HSET', sess, 'start', fmt('%d', now - reported), unpack(ARGV, B + 1 + n))
+  redis.call('HSET', sess, 'start', fmt('%d', now - reported), unpack(ARGV, B))
   mac = nil
-  for i = B + 1 + n, #ARGV - 1, 2 do
+  for i = B, #ARGV - 1, 2 do
     if ARGV[i] == 'mac' then
       mac = ARGV[i + 1]
       break
@@ -205,29 +209,29 @@ end
 local closed_now = 0
 if earlier == 1 then
   closed = true -- a superseded generation: the open hash is the current one's
-elseif status == '2' then
+elseif status == 2 then
   if not closed then
-    redis.call('HSET', sess, 'closed', ARGV[3], 'cause', ARGV[8], 'shut', 'stop')
+    redis.call('HSET', sess, 'closed', ARGV[2], 'cause', ARGV[7], 'shut', 'stop')
     closed_now = 1
   end
-  redis.call('HDEL', KEYS[2], ARGV[9])
+  redis.call('HDEL', KEYS[2], ARGV[8])
 elseif not closed then
-  redis.call('HSET', KEYS[2], ARGV[9], (mac or '') .. '|' .. ARGV[3] .. '|' .. slack)
+  redis.call('HSET', KEYS[2], ARGV[8], (mac or '') .. '|' .. ARGV[2] .. '|' .. slack)
 end
--- the records live ARGV[5] after their last report; refreshed once a day (and on a
+-- the records live ARGV[4] after their last report; refreshed once a day (and on a
 -- session's first and last report), not on every Interim: each refresh is a write
-if not last or status ~= '3' or math.floor(last / 86400) ~= math.floor(now / 86400) then
-  redis.call('EXPIRE', sess, ARGV[5])
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
+if not last or status ~= 3 or math.floor(last / 86400) ~= math.floor(now / 86400) then
+  redis.call('EXPIRE', sess, ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
-if ARGV[18] == '1' then -- the global indexes, as the caller would write them after us
-  local ref = ARGV[16]
-  if status == '2' then
+if inside == 1 then -- the global indexes, as the caller would write them after us
+  local ref = ARGV[9]
+  if status == 2 then
     redis.call('ZREM', KEYS[8 + n], ref)
     redis.call('SREM', KEYS[9 + n], ref)
     redis.call('XADD', KEYS[10 + n], '*', 'k', 'close', 'ref', ref) -- to the archive
   else
-    redis.call('ZADD', KEYS[8 + n], ARGV[3], ref)
+    redis.call('ZADD', KEYS[8 + n], ARGV[2], ref)
     redis.call('SADD', KEYS[9 + n], ref) -- (repairs a lost entry: no write if there)
   end
 end
@@ -237,20 +241,20 @@ end
 local open = redis.call('HGETALL', KEYS[2])
 local block = redis.call('GET', KEYS[4 + n]) or ''
 local due = ''
-if ARGV[19] ~= '' and earlier == 0 then
-  local at = due_at(open, block, used, now, tonumber(ARGV[19]), tonumber(ARGV[20]),
-                    tonumber(ARGV[21]), tonumber(ARGV[22]), tonumber(ARGV[23]),
+if daily >= 0 and earlier == 0 then
+  local at = due_at(open, block, used, now, daily, midnight,
+                    stale_before, retry_after, max_devices,
                     function() return redis.call('HGETALL', KEYS[3 + n]) end)
   if at == nil then
     due = -1
   else
     due = at
-    if ARGV[18] == '1' then
-      redis.call('ZADD', KEYS[7 + n], 'LT', fmt('%d', at), ARGV[17])
+    if inside == 1 then
+      redis.call('ZADD', KEYS[7 + n], 'LT', fmt('%d', at), ARGV[10])
     end
   end
 end
-if due == '' or status == '1' then
+if due == '' or status == 1 then
   return {applied, used, #open / 2, closed_now, open, redis.call('HGETALL', KEYS[3 + n]), block,
           reopened, earlier, widest or tonumber(gap), due, 1}
 end

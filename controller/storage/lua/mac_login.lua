@@ -15,18 +15,22 @@
 -- the outbox live in other slots: the caller looks the owner up first, passes the pid,
 -- and queues the record after the reply.
 -- KEYS[1] the MAC's owner key (ARGV[1] ''); with a pid: a key of the person's slot, unread
--- KEYS[2] the outbox stream (ARGV[16] = 1), else unread (a key of the person's slot)
+-- KEYS[2] the outbox stream (`record` 1), else unread (a key of the person's slot)
 -- ARGV[1] pid ('': the owner of KEYS[1])   ARGV[2] key head (before the pid)
 -- ARGV[3] open-sessions tail   ARGV[4] device holds tail   ARGV[5] today's usage tail
--- ARGV[6] block tail   ARGV[7] now (epoch s)   ARGV[8] the MAC (a MAC login always has one)
--- ARGV[9] stale before (epoch, as commit_login.lua)   ARGV[10] daily allowance (s)
--- ARGV[11] seconds to the next local midnight   ARGV[12] minimum grant (s, at least 1)
--- ARGV[13] max devices   ARGV[14] hold (s)   ARGV[15] nonce for a new login
--- ARGV[16] 1: XADD the audit record to KEYS[2] here
--- ARGV[17 ..] the record's field/value pairs but pid and result (added here)
+-- ARGV[6] block tail   ARGV[7] the MAC (a MAC login always has one)
+-- ARGV[8] nonce for a new login
+-- ARGV[9] the numbers, little-endian doubles read by one struct.unpack (as account.lua's
+--   packed numbers, issue 16: no strtod, one argument): now (epoch s), stale before
+--   (epoch, as commit_login.lua), daily allowance (s), seconds to the next local
+--   midnight, minimum grant (s, at least 1), max devices, hold (s), record (1: XADD the
+--   audit record to KEYS[2] here)
+-- ARGV[10 ..] the record's field/value pairs but pid and result (added here)
 -- Returns {outcome, pid ('' unknown), Session-Timeout (0 unless accepted), nonce ('' unless
 --          accepted), block ('' unless blocked)}
 -- #include devices.lua
+local now, stale_before, daily, to_midnight, min_grant, max_devices, hold, record =
+  struct.unpack('<dddddddd', ARGV[9])
 local pid = ARGV[1]
 if pid == '' then
   pid = redis.call('GET', KEYS[1]) or ''
@@ -41,39 +45,38 @@ local function decide()
   if blocked and blocked ~= '' then
     return 'blocked', 0, blocked
   end
-  local left = tonumber(ARGV[10]) - tonumber(redis.call('GET', head .. ARGV[5]) or '0')
+  local left = daily - tonumber(redis.call('GET', head .. ARGV[5]) or '0')
   local timeout = 0
   if left > 0 then
-    local midnight = tonumber(ARGV[11])
-    if left >= midnight then timeout = midnight + tonumber(ARGV[10]) else timeout = left end
+    if left >= to_midnight then timeout = to_midnight + daily else timeout = left end
   end
-  if timeout < tonumber(ARGV[12]) then
+  if timeout < min_grant then
     return 'exhausted', 0, ''
   end
-  local now, mac, holds = tonumber(ARGV[7]), ARGV[8], head .. ARGV[4]
+  local mac, holds = ARGV[7], head .. ARGV[4]
   local others, over = count_devices(redis.call('HGETALL', head .. ARGV[3]),
-                                     redis.call('HGETALL', holds), mac, tonumber(ARGV[9]), now)
+                                     redis.call('HGETALL', holds), mac, stale_before, now)
   for _, m in ipairs(over) do
     redis.call('HDEL', holds, m) -- ended, or its session is open (counted above)
   end
-  if others >= tonumber(ARGV[13]) then
+  if others >= max_devices then
     return 'device_limit', 0, ''
   end
   return 'accept', timeout, ''
 end
 
 local outcome, timeout, blocked = decide()
-if ARGV[16] == '1' then -- no tables built: each is garbage for Lua's collector
+if record == 1 then -- no tables built: each is garbage for Lua's collector
   local result = outcome
   if outcome ~= 'accept' then result = 'reject:' .. outcome end
   -- first: a failing XADD (an error ends the script, its writes so far stay) holds nothing
-  redis.call('XADD', KEYS[2], '*', 'pid', pid, 'result', result, unpack(ARGV, 17))
+  redis.call('XADD', KEYS[2], '*', 'pid', pid, 'result', result, unpack(ARGV, 10))
 end
 local nonce = ''
 if outcome == 'accept' then
   local holds = ARGV[2] .. pid .. ARGV[4]
-  redis.call('HSET', holds, ARGV[8], tonumber(ARGV[7]) + tonumber(ARGV[14]))
-  redis.call('EXPIRE', holds, ARGV[14])
-  nonce = ARGV[15]
+  redis.call('HSET', holds, ARGV[7], string.format('%d', now + hold))
+  redis.call('EXPIRE', holds, string.format('%d', hold))
+  nonce = ARGV[8]
 end
 return {outcome, pid, timeout, nonce, blocked}
