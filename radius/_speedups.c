@@ -19,6 +19,9 @@
  *       recvmmsg(2)/sendmmsg(2) on a non-blocking UDP socket: one system call for many
  *       datagrams, which Python's socket API cannot do.
  *   md5(data), hmac_md5(key, data)      the digest used above, for the tests.
+ *   accounting_values(attrs) -> tuple   an Accounting-Request's field values, as
+ *       radius.events._accounting_values (RFC 2866 §5, RFC 2869 §5.1-5.2 Gigawords);
+ *       bind_accounting() gives it the attribute numbers.
  *   Counters(bounds)                    the shell's per-answer counters, read at scrape
  *       and flush time (radius/metrics.py).
  *
@@ -2689,6 +2692,289 @@ static int resp_replies_init(PyObject *m)
     return 0;
 }
 
+/* ------------------------------------------------------------------ accounting values */
+
+/*
+ * accounting_values(attrs) -> tuple: the twenty field values of an Accounting-Request's
+ * event (radius.events.AccountingRequest, status_type to proxy_state) read from its
+ * decoded attributes in one call (issue 16: in Python they were about twenty helper
+ * calls per request). The twin of radius.events._accounting_values, the reference and
+ * the fallback; tests/test_accounting_values.py holds the two to the same tuple.
+ *
+ * The attribute numbers are not written here: bind_accounting(attrs, statuses,
+ * ipv6_text) gives them, in the order of the enum below (radius.events._ACCOUNTING_ATTRS),
+ * with the dict of known Acct-Status-Types and the formatter of a 16-octet IPv6 address
+ * (RFC 5952 text, as ipaddress writes it: called back, IPv6 attributes being rare).
+ *
+ *   text:    the first value as UTF-8, invalid octets replaced ("" or None when absent)
+ *   integer: the first value when exactly 4 octets, big-endian (RFC 2865 §5)
+ *   IPv4:    the dotted quad of a 4-octet first value, else "" (radius.addresses.ipv4_text)
+ *   octets:  Acct-Input/Output-Octets + Acct-Input/Output-Gigawords * 2**32 (RFC 2866
+ *            §5.3-5.4, RFC 2869 §5.1-5.2); fits 64 bits: (2**32-1) * 2**32 + 2**32-1
+ */
+enum {
+    AK_STATUS_TYPE,
+    AK_SESSION_ID,
+    AK_USER_NAME,
+    AK_CALLING,
+    AK_CALLED,
+    AK_NAS_ID,
+    AK_NAS_IP,
+    AK_NAS_IPV6,
+    AK_FRAMED_IP,
+    AK_FRAMED_IPV6,
+    AK_SESSION_TIME,
+    AK_IN,
+    AK_IN_GIGA,
+    AK_OUT,
+    AK_OUT_GIGA,
+    AK_DELAY,
+    AK_EVENT_TIMESTAMP,
+    AK_CAUSE,
+    AK_CLASS,
+    AK_OPERATOR_NAME,
+    AK_PROXY_STATE,
+    ACCT_KEYS, /* how many attribute numbers bind_accounting() takes */
+};
+#define ACCT_VALUES 20 /* the tuple's length */
+
+static PyObject *acct_keys[ACCT_KEYS]; /* the attribute numbers (ints) */
+static PyObject *acct_statuses;        /* {int: AcctStatus} */
+static PyObject *acct_ipv6_text;       /* bytes (16 octets) -> str */
+static PyObject *acct_empty;           /* "" */
+
+/* attrs[key] as a borrowed list, or NULL with *failed 0 when absent; *failed 1 on error. */
+static PyObject *acct_list(PyObject *attrs, int k, int *failed)
+{
+    PyObject *values = PyDict_GetItemWithError(attrs, acct_keys[k]);
+    if (values == NULL) {
+        *failed = PyErr_Occurred() != NULL;
+        return NULL;
+    }
+    if (!PyList_Check(values)) {
+        PyErr_Format(PyExc_TypeError, "accounting_values: attrs[%R] is not a list",
+                     acct_keys[k]);
+        *failed = 1;
+        return NULL;
+    }
+    return values;
+}
+
+/* The first value of attrs[key] (borrowed), or NULL with *failed 0 when absent or an
+ * empty list; with bytes_only, a first value that is not bytes is a TypeError. */
+static PyObject *acct_first(PyObject *attrs, int k, int bytes_only, int *failed)
+{
+    PyObject *values = acct_list(attrs, k, failed);
+    if (values == NULL || PyList_GET_SIZE(values) == 0)
+        return NULL;
+    PyObject *v = PyList_GET_ITEM(values, 0);
+    if (bytes_only && !PyBytes_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "accounting_values: attrs[%R][0] is not bytes",
+                     acct_keys[k]);
+        *failed = 1;
+        return NULL;
+    }
+    return v;
+}
+
+/* The first value decoded as UTF-8 with errors="replace"; a new reference to `absent`
+ * when there is none. */
+static PyObject *acct_text(PyObject *attrs, int k, PyObject *absent)
+{
+    int failed = 0;
+    PyObject *v = acct_first(attrs, k, 1, &failed);
+    if (v == NULL)
+        return failed ? NULL : Py_NewRef(absent);
+    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v), "replace");
+}
+
+/* 1 and *out: the first value is 4 octets; 0: absent, empty or another length; -1: error. */
+static int acct_u32(PyObject *attrs, int k, uint32_t *out)
+{
+    int failed = 0;
+    PyObject *v = acct_first(attrs, k, 1, &failed);
+    if (v == NULL)
+        return failed ? -1 : 0;
+    if (PyBytes_GET_SIZE(v) != 4)
+        return 0;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(v);
+    *out = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
+           (uint32_t)p[3];
+    return 1;
+}
+
+/* A 32-bit integer attribute as an int, None when absent or not 4 octets. */
+static PyObject *acct_integer(PyObject *attrs, int k)
+{
+    uint32_t n;
+    int rc = acct_u32(attrs, k, &n);
+    if (rc < 0)
+        return NULL;
+    return rc ? PyLong_FromUnsignedLong(n) : Py_NewRef(Py_None);
+}
+
+/* Octets and their Gigawords (RFC 2869 §5.1-5.2), each 0 when absent or not 4 octets. */
+static PyObject *acct_octets(PyObject *attrs, int k_octets, int k_giga)
+{
+    uint32_t low = 0, high = 0;
+    if (acct_u32(attrs, k_octets, &low) < 0 || acct_u32(attrs, k_giga, &high) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(((unsigned long long)high << 32) | low);
+}
+
+/* The dotted quad (as socket.inet_ntoa writes it) of a 4-octet first value, else "". */
+static PyObject *acct_ipv4(PyObject *attrs, int k)
+{
+    int failed = 0;
+    PyObject *v = acct_first(attrs, k, 1, &failed);
+    if (v == NULL)
+        return failed ? NULL : Py_NewRef(acct_empty);
+    if (PyBytes_GET_SIZE(v) != 4)
+        return Py_NewRef(acct_empty);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(v);
+    char text[16]; /* "255.255.255.255" */
+    Py_ssize_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned int octet = p[i];
+        if (i)
+            text[n++] = '.';
+        if (octet >= 100)
+            text[n++] = (char)('0' + octet / 100);
+        if (octet >= 10)
+            text[n++] = (char)('0' + octet / 10 % 10);
+        text[n++] = (char)('0' + octet % 10);
+    }
+    return PyUnicode_DecodeASCII(text, n, NULL);
+}
+
+/* ipv6_text(value) for a 16-octet first value, else "". */
+static PyObject *acct_ipv6(PyObject *attrs, int k)
+{
+    int failed = 0;
+    PyObject *v = acct_first(attrs, k, 1, &failed);
+    if (v == NULL)
+        return failed ? NULL : Py_NewRef(acct_empty);
+    if (PyBytes_GET_SIZE(v) != 16)
+        return Py_NewRef(acct_empty);
+    Py_INCREF(v); /* Python code runs: keep the value alive whatever it does to attrs */
+    PyObject *text = PyObject_CallOneArg(acct_ipv6_text, v);
+    Py_DECREF(v);
+    return text;
+}
+
+static PyObject *sp_bind_accounting(PyObject *self, PyObject *args)
+{
+    PyObject *keys, *statuses, *ipv6_text;
+    if (!PyArg_ParseTuple(args, "O!O!O:bind_accounting", &PyTuple_Type, &keys, &PyDict_Type,
+                          &statuses, &ipv6_text))
+        return NULL;
+    if (PyTuple_GET_SIZE(keys) != ACCT_KEYS) {
+        PyErr_Format(PyExc_ValueError, "bind_accounting: %d attribute numbers, not %zd",
+                     ACCT_KEYS, PyTuple_GET_SIZE(keys));
+        return NULL;
+    }
+    for (int i = 0; i < ACCT_KEYS; i++) {
+        if (!PyLong_Check(PyTuple_GET_ITEM(keys, i))) {
+            PyErr_SetString(PyExc_TypeError, "bind_accounting: attribute numbers are ints");
+            return NULL;
+        }
+    }
+    if (!PyCallable_Check(ipv6_text)) {
+        PyErr_SetString(PyExc_TypeError, "bind_accounting: ipv6_text is a callable");
+        return NULL;
+    }
+    for (int i = 0; i < ACCT_KEYS; i++)
+        Py_XSETREF(acct_keys[i], Py_NewRef(PyTuple_GET_ITEM(keys, i)));
+    Py_XSETREF(acct_statuses, Py_NewRef(statuses));
+    Py_XSETREF(acct_ipv6_text, Py_NewRef(ipv6_text));
+    Py_RETURN_NONE;
+}
+
+static PyObject *sp_accounting_values(PyObject *self, PyObject *attrs)
+{
+    if (acct_statuses == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "radius._speedups.bind_accounting() was not called");
+        return NULL;
+    }
+    if (!PyDict_Check(attrs)) {
+        PyErr_SetString(PyExc_TypeError, "accounting_values(attrs): attrs is a dict");
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(ACCT_VALUES);
+    if (out == NULL)
+        return NULL;
+    int i = 0, rc, failed = 0;
+    uint32_t n;
+    PyObject *klass, *proxy;
+#define PUT(expr)                                   \
+    do {                                            \
+        PyObject *item_ = (expr);                   \
+        if (item_ == NULL)                          \
+            goto fail;                              \
+        PyTuple_SET_ITEM(out, i++, item_);          \
+    } while (0)
+
+    /* status_type, status */
+    rc = acct_u32(attrs, AK_STATUS_TYPE, &n);
+    if (rc < 0)
+        goto fail;
+    if (rc) {
+        PyObject *number = PyLong_FromUnsignedLong(n);
+        if (number == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(out, i++, number);
+        PyObject *status = PyDict_GetItemWithError(acct_statuses, number);
+        if (status == NULL && PyErr_Occurred())
+            goto fail;
+        PUT(Py_NewRef(status != NULL ? status : Py_None));
+    } else {
+        PUT(Py_NewRef(Py_None));
+        PUT(Py_NewRef(Py_None));
+    }
+    PUT(acct_text(attrs, AK_SESSION_ID, acct_empty));
+    PUT(acct_text(attrs, AK_USER_NAME, acct_empty));
+    PUT(acct_text(attrs, AK_CALLING, acct_empty));
+    PUT(acct_text(attrs, AK_CALLED, acct_empty));
+    PUT(acct_text(attrs, AK_NAS_ID, acct_empty));
+    PUT(acct_ipv4(attrs, AK_NAS_IP));
+    PUT(acct_ipv6(attrs, AK_NAS_IPV6));
+    PUT(acct_ipv4(attrs, AK_FRAMED_IP));
+    PUT(acct_ipv6(attrs, AK_FRAMED_IPV6));
+
+    n = 0;
+    if (acct_u32(attrs, AK_SESSION_TIME, &n) < 0)
+        goto fail;
+    PUT(PyLong_FromUnsignedLong(n)); /* 0 when absent, as `or 0` */
+    PUT(acct_octets(attrs, AK_IN, AK_IN_GIGA));
+    PUT(acct_octets(attrs, AK_OUT, AK_OUT_GIGA));
+    n = 0;
+    if (acct_u32(attrs, AK_DELAY, &n) < 0)
+        goto fail;
+    PUT(PyLong_FromUnsignedLong(n));
+    PUT(acct_integer(attrs, AK_EVENT_TIMESTAMP));
+    PUT(acct_integer(attrs, AK_CAUSE));
+
+    /* klass: the first Class as it is (any object, as klass[0] in Python) */
+    klass = acct_first(attrs, AK_CLASS, 0, &failed);
+    if (failed)
+        goto fail;
+    PUT(Py_NewRef(klass != NULL ? klass : Py_None));
+    PUT(acct_text(attrs, AK_OPERATOR_NAME, Py_None));
+
+    /* proxy_state: tuple(values), () when absent or empty */
+    proxy = acct_list(attrs, AK_PROXY_STATE, &failed);
+    if (failed)
+        goto fail;
+    PUT(proxy != NULL && PyList_GET_SIZE(proxy) > 0 ? PyList_AsTuple(proxy) : PyTuple_New(0));
+#undef PUT
+    return out;
+
+fail:
+    Py_DECREF(out); /* the slots not filled yet are NULL: a tuple's dealloc skips them */
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -2720,6 +3006,14 @@ static PyMethodDef methods[] = {
      "pack_commands(commands) -> bytes\n"
      "Each command a RESP array of bulk strings, all in one buffer: the octets of\n"
      "b''.join(hiredis.pack_command(tuple(c)) for c in commands)."},
+    {"bind_accounting", sp_bind_accounting, METH_VARARGS,
+     "bind_accounting(attrs, statuses, ipv6_text): the attribute numbers\n"
+     "accounting_values reads (radius.events._ACCOUNTING_ATTRS), the known\n"
+     "Acct-Status-Types ({int: AcctStatus}) and the formatter of a 16-octet IPv6 address."},
+    {"accounting_values", sp_accounting_values, METH_O,
+     "accounting_values(attrs) -> tuple\n"
+     "As radius.events._accounting_values: an Accounting-Request's field values from\n"
+     "status_type to proxy_state (issue 16)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2736,8 +3030,9 @@ PyMODINIT_FUNC PyInit__speedups(void)
     str_attrs = PyUnicode_InternFromString("attrs");
     str_get = PyUnicode_InternFromString("get");
     proxy_state_key = PyLong_FromLong(PROXY_STATE);
+    acct_empty = PyUnicode_FromStringAndSize("", 0);
     if (!str_code || !str_identifier || !str_authenticator || !str_attrs || !str_get ||
-        !proxy_state_key)
+        !proxy_state_key || !acct_empty)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -1,8 +1,10 @@
 # Types of the optional C extension radius/_speedups.c (see radius/fastpath.py).
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
+from radius.attrs import AcctStatus
 from radius.dedup import DedupKey, InProgressType
+from radius.fastpath import AccountingValues
 from radius.packet import PacketError, Request
 
 MAX_BATCH: Final[int]
@@ -34,6 +36,13 @@ def md5(data: bytes, /) -> bytes: ...
 def hmac_md5(key: bytes, data: bytes, /) -> bytes: ...
 def bind_dedup(in_progress: InProgressType, /) -> None: ...
 def pack_commands(commands: Sequence[Sequence[object]], /) -> bytes: ...
+def bind_accounting(
+    attrs: tuple[int, ...],
+    statuses: dict[int, AcctStatus],
+    ipv6_text: Callable[[bytes], str],
+    /,
+) -> None: ...
+def accounting_values(attrs: dict[int, list[bytes]], /) -> AccountingValues: ...
 
 class DedupCache:
     window: float

@@ -26,6 +26,12 @@ Reader and a Python loop; tests/test_redis_replies.py holds the two together).
 ``DataPath.counters`` makes the C counters of the RADIUS shell (``radius.metrics``:
 per-answer increments in C arrays, read at scrape and flush time; None on the fallback,
 where the shell moves the prometheus objects and the tally).
+
+``accounting_values(...)`` gives the C twin of ``radius.events._accounting_values`` (an
+Accounting-Request's twenty field values in one call instead of twenty small Python
+ones; tests/test_accounting_values.py holds the two together), bound to the attribute
+numbers, statuses and IPv6 formatter that ``radius.events`` passes; None on the fallback,
+where ``radius.events`` keeps its Python reference.
 """
 
 from __future__ import annotations
@@ -39,16 +45,20 @@ from types import ModuleType
 from typing import Any, Final, Protocol
 
 from radius import dedup, packet
+from radius.attrs import AcctStatus
 
 __all__ = [
     "COMPILED",
     "ENV_NO_BATCH_IO",
     "ENV_PURE_PYTHON",
+    "AccountingValues",
+    "AccountingValuesOf",
     "Address",
     "BatchIO",
     "CompiledCounters",
     "Counters",
     "DataPath",
+    "accounting_values",
     "available",
     "load",
     "reason",
@@ -219,6 +229,55 @@ class ReplyRouting(Protocol):
 RouterFactory = Callable[[Any, type[Exception]], ReplyRouting]
 """``factory(reply_error, protocol_error)``: a router whose error replies are
 ``reply_error(message)`` and whose garbage raises ``protocol_error``."""
+
+AccountingValues = tuple[
+    int | None,  # status_type: Acct-Status-Type as sent (None unless 4 octets)
+    AcctStatus | None,  # status: that number when it is an AcctStatus, else None
+    str,  # session_id
+    str,  # user_name
+    str,  # calling_station_id
+    str,  # called_station_id
+    str,  # nas_identifier
+    str,  # nas_ip_address
+    str,  # nas_ipv6_address
+    str,  # framed_ip_address
+    str,  # framed_ipv6_address
+    int,  # session_time
+    int,  # input_octets, with Acct-Input-Gigawords (RFC 2869 §5.1)
+    int,  # output_octets, with Acct-Output-Gigawords (RFC 2869 §5.2)
+    int,  # delay
+    int | None,  # event_timestamp
+    int | None,  # terminate_cause
+    bytes | None,  # klass
+    str | None,  # operator_name
+    tuple[bytes, ...],  # proxy_state
+]
+"""The fields of ``radius.events.AccountingRequest`` from ``status_type`` to
+``proxy_state``, in its order."""
+
+AccountingValuesOf = Callable[[dict[int, list[bytes]]], AccountingValues]
+"""``values(attrs)``: an Accounting-Request's ``AccountingValues`` from its attributes."""
+
+
+def accounting_values(
+    attrs: tuple[int, ...],
+    statuses: dict[int, AcctStatus],
+    ipv6_text: Callable[[bytes], str],
+) -> AccountingValuesOf | None:
+    """``radius._speedups.accounting_values`` when ``available()``, bound first to the
+    attribute numbers it reads (``attrs``, in the order ``radius.events._ACCOUNTING_ATTRS``
+    lists them), the known Acct-Status-Types and the formatter of a 16-octet IPv6
+    address (issue 16); None when the extension is not built or is switched off, and the
+    caller keeps its Python reference. Bound whenever built, so that the differential
+    tests can call the compiled one directly."""
+    c = _compiled_or_none
+    if c is None or not hasattr(c, "bind_accounting"):  # not built, or built before it
+        return None
+    c.bind_accounting(attrs, statuses, ipv6_text)
+    if _forced_off():
+        return None
+    compiled: AccountingValuesOf = c.accounting_values
+    return compiled
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ so the fuzzer steers by the Python decoder's branches, which mirror the C's). Ea
 is tried as sent and re-signed (``tests.support.fuzz_kit.resign``: the fuzzer cannot
 compute MD5), with both Message-Authenticator settings and three secrets (empty, short,
 longer than an HMAC block); every decoded request is answered with each reply code by
-both encoders. Any difference (result, ``PacketError`` reason or message, reply octets,
+both encoders, and its attributes read as an Accounting-Request's event values by both
+``radius.events._accounting_values`` and the compiled ``accounting_values`` (values and
+types). Any difference (result, ``PacketError`` reason or message, reply octets,
 ``ValueError``) is a crash; the input is left in ``<artifact_prefix>crash-<sha1>``.
 
 The same input also drives the compiled duplicate cache against ``radius.dedup``
@@ -46,7 +48,7 @@ except ImportError:  # pragma: no cover - optional tool
     sys.exit("atheris is not installed: .venv/bin/pip install atheris")
 
 with atheris.instrument_imports():
-    from radius import dedup, packet
+    from radius import dedup, events, packet
 
 import re  # noqa: E402
 
@@ -105,6 +107,11 @@ def check(data: bytes, secret: bytes) -> None:
         req = packet.decode_request(data, secret, require_message_authenticator=False)
     except packet.PacketError:
         return
+    attrs: dict[int, list[bytes]] = req.attrs  # type: ignore[assignment]
+    want_values = events._accounting_values(attrs)
+    got_values = compiled.accounting_values(attrs)
+    if got_values != want_values or list(map(type, got_values)) != list(map(type, want_values)):
+        raise AssertionError(f"accounting values differ on {data.hex()}: {got_values}")
     for code in (*REPLIES[req.code], 0):
         for ma in (None, True, False):
             args = (code, req, secret, b"\x12\x07hello")
