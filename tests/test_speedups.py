@@ -20,13 +20,9 @@ skipped with the reason ``radius.fastpath`` gives, and the fallback tests still 
 from __future__ import annotations
 
 import errno
-import os
 import random
 import socket
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from radius import fastpath, packet
-from tests.support.compiled import C, needs_c
+from tests.support.compiled import BLOCK_EXTENSION, C, needs_c, run_python
 from tests.support.fuzz_kit import (
     MA,
     PROXY_STATE,
@@ -48,7 +44,6 @@ from tests.support.fuzz_kit import (
     vsa,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=250)
 SEEDS = seed_packets()
 REPLIES_TO = {1: (2, 3, 11), 4: (5,), 12: (2, 5), 40: (41, 42), 43: (44, 45)}
@@ -170,15 +165,7 @@ def _probe(env: dict[str, str], prelude: str = "") -> list[str]:
         "print(fastpath.available(), p.compiled, p.batch_io is None)\n"
         "print(p.reason)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.splitlines()
+    return run_python(code, env).splitlines()
 
 
 def test_environment_forces_the_fallback() -> None:
@@ -189,16 +176,8 @@ def test_environment_forces_the_fallback() -> None:
 
 def test_missing_extension_falls_back_and_says_why() -> None:
     """As after a `pip install .` without a compiler: the import fails, the server runs."""
-    block = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'radius._speedups':\n"
-        "            raise ImportError('no compiler here')\n"
-        "sys.meta_path.insert(0, Block())\n"
-    )
     env = {fastpath.ENV_PURE_PYTHON: ""}
-    flags, why = _probe(env, block)
+    flags, why = _probe(env, BLOCK_EXTENSION)
     assert flags == "False False True"
     assert why == "pure-Python fallback: radius._speedups is not built (no compiler here)"
 
