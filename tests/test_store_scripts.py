@@ -174,6 +174,9 @@ async def _every_script(store: Store) -> None:
     await NasStatsStore(store).write(
         StatsDelta(NOON // 60, clients={"nas": {"auth:accept": 2}}, heard={"nas": NOON})
     )
+    await store.outbox_add({"k": "login", "pid": pid})
+    read = await store.outbox_read_raw("c", 10, 60_000)
+    await store.outbox_done([eid for eid, _ in read], {})
 
 
 async def test_each_header_lists_the_keys_and_arguments_passed(

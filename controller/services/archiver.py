@@ -4,7 +4,8 @@ Closed sessions and login results leave Redis through the outbox stream ``cw:out
 (XADDed in the same pipeline as the close, or after an Access-Request decision). The
 ``Archiver`` drains it through a consumer group: read, write Parquet (fsynced, renamed
 into place, ``controller.storage.archive``), then remember the archived version, XACK
-and XDEL. A crash before the ack re-delivers the entries (XAUTOCLAIM after
+and drop the entries (a trim of the stream below its oldest pending entry:
+outbox_done.lua). A crash before the ack re-delivers the entries (XAUTOCLAIM after
 ``CLAIM_IDLE_MS``), so delivery is **at least once**; duplicates are removed by session
 (``record_id``) when reading, and a retransmitted Stop of an already archived version is
 skipped before writing. The same loop seals closed days, merges parts and trims the

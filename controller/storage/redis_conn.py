@@ -173,7 +173,7 @@ def _sentinel(target: RedisTarget, timeout: float) -> ManagedRedis:
         sentinel_kwargs["password"] = target.sentinel_password
     if target.sentinel_username is not None:
         sentinel_kwargs["username"] = target.sentinel_username
-    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call,unused-ignore]
     client = sentinel.master_for(
         target.service,
         redis_class=ManagedRedis,

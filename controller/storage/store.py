@@ -1028,15 +1028,16 @@ class Store:
         }
 
     async def outbox_done(self, ids: Sequence[str | bytes], marks: dict[str, str]) -> None:
-        """After the archive write is durable: remember archived versions, ack and drop."""
+        """After the archive write is durable: remember archived versions, ack and drop
+        (a trim of the stream below its oldest pending entry, not an XDEL per entry:
+        outbox_done.lua, issue 16)."""
 
         unit: list[Command] = []
         for ref, seen in marks.items():
             pid, sid = keys.parse_session_ref(ref)
             unit.append(("SET", keys.archived_mark(pid, sid), seen, "EX", SESSION_TTL))
-        if ids:
-            unit.append(("XACK", keys.OUTBOX, keys.OUTBOX_GROUP, *ids))
-            unit.append(("XDEL", keys.OUTBOX, *ids))
+        if ids:  # XACK, then a trim below the oldest pending entry (outbox_done.lua)
+            unit.append(self._script("outbox_done", (keys.OUTBOX,), (keys.OUTBOX_GROUP, *ids)))
         if unit:
             await self._hot(unit)
 
