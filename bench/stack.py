@@ -370,8 +370,10 @@ class CitywifiServer:
         profile = os.environ.get("CITYWIFI_BENCH_PYSPY", "")
         spy: list[str] = []
         if profile:
-            spy = [PYSPY, "record", "--subprocesses", "--gil", "--rate", "250", "--format"]
-            spy += ["raw", "--output", profile, "--"]
+            # CITYWIFI_BENCH_PYSPY_FLAGS: more py-spy flags (``--native``: C frames too)
+            spy = [PYSPY, "record", "--subprocesses", "--gil", "--rate", "250"]
+            spy += os.environ.get("CITYWIFI_BENCH_PYSPY_FLAGS", "").split()
+            spy += ["--format", "raw", "--output", profile, "--"]
         try:
             self.proc = subprocess.Popen(
                 [

@@ -46,6 +46,7 @@ from radius.events import (
     NoReply,
     Reply,
 )
+from radius.running_loop import running_loop
 
 __all__ = ["DropLine", "DropLog", "RadiusEndpoint", "Service", "open_endpoint"]
 
@@ -170,7 +171,7 @@ class RadiusEndpoint(asyncio.DatagramProtocol):
             if self._soon is not None:
                 self._begin(outcome)
                 return
-            loop = self._loop or asyncio.get_running_loop()
+            loop = self._loop or running_loop()
             task = loop.create_task(self._answer(outcome))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

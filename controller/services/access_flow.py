@@ -29,6 +29,7 @@ from controller.domain.state import Committed, MacLoginAsk, MacLoginDone, Origin
 from controller.storage.store import Store, StoreUnavailable
 from radius.events import AccessReply, AccessRequest, NoReply
 from radius.record import record
+from radius.running_loop import running_loop
 
 log = structlog.get_logger("citywifi.radius")
 
@@ -113,9 +114,7 @@ class AccessFlow:
         self.client = client
         self.event = event
         self.now = now
-        self.answer: asyncio.Future[AccessReply | NoReply | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        self.answer: asyncio.Future[AccessReply | NoReply | None] = running_loop().create_future()
         self.pid = ""
 
     def start(self) -> asyncio.Future[AccessReply | NoReply | None]:

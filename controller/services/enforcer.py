@@ -46,6 +46,7 @@ from controller.storage import keys
 from controller.storage.store import Store, StoreUnavailable
 from radius.attrs import AcctStatus, TerminateCause
 from radius.dae import DaeClient, DaeOutcome, DaeResult, DaeTarget
+from radius.running_loop import running_loop
 from radius.tally import TALLY
 
 log = structlog.get_logger("citywifi.enforcer")
@@ -270,10 +271,10 @@ class Enforcer:
                     self._due[write.pid] = due if prev is None else min(prev, due)
                     self._due_ready.set()
             if result.snapshot is not None and self._may_coa(write, result.snapshot):
-                asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
+                running_loop().call_soon(self._note, write, result.snapshot)
             return
         if result.snapshot is not None:
-            asyncio.get_running_loop().call_soon(self._note, write, result.snapshot)
+            running_loop().call_soon(self._note, write, result.snapshot)
 
     def _may_coa(self, write: AccountingWrite, snap: PersonSnapshot) -> bool:
         """A Start of another session of a person online: ``_note``'s CoA may follow."""

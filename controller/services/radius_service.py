@@ -81,6 +81,7 @@ from radius.events import (
 )
 from radius.packet import attr, attr_int, attr_text_split, chap_matches
 from radius.radsec import PeerCertificate
+from radius.running_loop import running_loop
 
 log = structlog.get_logger("citywifi.radius")
 
@@ -486,9 +487,7 @@ class RadiusService:
         if login is None:  # a credential username: its issue is read from Redis first
             return asyncio.ensure_future(self.accounting(event))
         write = self._write_of(client, event, status, *login)
-        answer: asyncio.Future[AccountingResponse | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        answer: asyncio.Future[AccountingResponse | None] = running_loop().create_future()
 
         def recorded(pending: asyncio.Future[AccountingResult]) -> None:
             if answer.done():

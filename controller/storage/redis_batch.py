@@ -40,6 +40,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
 from radius import fastpath
+from radius.running_loop import running_loop
 
 Command = Sequence[Any]
 MAX_BATCH = 1024  # commands per write; a burst beyond this is split over ticks
@@ -162,7 +163,7 @@ class _Protocol(asyncio.Protocol):
         self.pushed += len(units)
         self.transport.write(data)
         if self.timeout is not None:
-            loop = asyncio.get_running_loop()
+            loop = running_loop()
             deadline = loop.time() + self.timeout
             self.deadlines.append((self.pushed, deadline))
             if self.watchdog is None:
@@ -175,7 +176,7 @@ class _Protocol(asyncio.Protocol):
             deadlines.popleft()
         if not deadlines:
             return
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         if deadlines[0][1] <= loop.time():  # later replies would land on the wrong units
             self.fail(redis_errors.TimeoutError("Redis did not answer in time"))
         else:
@@ -315,7 +316,7 @@ class DirectLink:
             self._opening = asyncio.ensure_future(self._connect())
 
     async def send(self, commands: list[Command]) -> list[Any]:
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = running_loop().create_future()
         self.post([(commands, future)])
         return await future
 
@@ -380,7 +381,7 @@ class Batcher:
     def submit(self, commands: list[Command]) -> asyncio.Future[list[Any]]:
         """Queue one unit in this tick's batch; the future gets its replies (or the
         link's exception). For callers that continue from a callback, not a Task."""
-        loop = asyncio.get_running_loop()
+        loop = running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._queue:
             loop.call_soon(self._flush)

@@ -49,6 +49,7 @@ from controller.domain.state import (
 from controller.storage import keys
 from controller.storage.redis_batch import Batcher, Command, classify, link_for
 from controller.storage.scripts import find_scripts
+from radius.running_loop import running_loop
 
 log = structlog.get_logger("citywifi.store")
 
@@ -694,7 +695,7 @@ class Store:
         by Redis) continues as ``account`` would, in a task. Errors as ``account``'s."""
         generation = max(1, w.generation)
         unit, sid = self._account_unit(w, generation, False, "")
-        result: asyncio.Future[AccountingResult] = asyncio.get_running_loop().create_future()
+        result: asyncio.Future[AccountingResult] = running_loop().create_future()
 
         def replied(sent: asyncio.Future[list[Any]]) -> None:
             if result.done():
@@ -754,7 +755,7 @@ class Store:
         """One unit of this tick's batch whose replies are parsed in the reply's callback
         (no Task, issue 16): errors as ``_hot``'s; lost scripts (NOSCRIPT) run ``again``,
         the coroutine, which reloads them."""
-        result: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        result: asyncio.Future[T] = running_loop().create_future()
 
         def replied(sent: asyncio.Future[list[Any]]) -> None:
             if result.done():
