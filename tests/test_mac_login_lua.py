@@ -15,6 +15,7 @@ must be ``decide_access``'s; an acceptance holds the device's slot, a refusal do
 from __future__ import annotations
 
 import itertools
+import random
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, note, settings
@@ -25,7 +26,13 @@ from controller.domain.access import Outcome, decide_access, mac_decision
 from controller.domain.audit import login_result
 from controller.domain.enforcement import other_devices
 from controller.domain.quota import day_key, local_day, next_midnight
-from controller.domain.state import MacLoginAsk, MacLoginDone, PersonSnapshot, PersonState
+from controller.domain.state import (
+    MacLoginAsk,
+    MacLoginDone,
+    Origin,
+    PersonSnapshot,
+    PersonState,
+)
 from controller.storage import keys
 from controller.storage.store import DEVICE_HOLD, StoreUnavailable
 from tests.support.store_rig import StoreRig
@@ -225,3 +232,77 @@ def test_a_record_that_cannot_be_queued_holds_no_slot(rig: StoreRig) -> None:
 
     failed, held = rig.run(run())
     assert failed and held == {}
+
+
+def test_the_holds_hash_outlives_every_hold(rig: StoreRig) -> None:
+    """300 logins of one person, mac_login.lua's and commit_login.lua's (they hold a slot
+    alike): between two, the clock moves on by up to two holds (the hash's TTL aged by as
+    much with PEXPIRE, or the hash deleted when it would have expired) and accounting may
+    release a hold (HDEL; the hash goes with its last hold). After each, every hold that
+    has not ended has its hash for at least as long as it runs (a hold gone early frees a
+    device slot: the device limit counts it), and the hash lives no longer than one hold
+    past the login (docs/radius.md: personal data, kept 90 s after the last hold). A
+    script that saved its EXPIRE by refreshing the TTL only now and then must keep both
+    (issue 16: an EXPIRE is a write the AOF copies)."""
+    rng = random.Random(16)
+    pid = f"h{next(_persons):019d}"
+    macs = [f"AA-BB-CC-DD-02-{i:02X}" for i in range(6)]
+    held = keys.device_holds(pid)
+    slack = 1000  # ms the real clock may age the hash during a step
+
+    def ask(mac: str, now: int) -> MacLoginAsk:
+        return MacLoginAsk(
+            pid=None,
+            user_mac=mac,
+            mac=mac,
+            now=now,
+            today="20261125",
+            stale_before=now - 750,
+            daily=86400,
+            to_midnight=43200,
+            min_grant=60,
+            max_devices=len(macs),
+            nonce="n",
+            record={"k": "login", "t": str(now), "mac": mac},
+        )
+
+    async def run() -> None:
+        r = rig.store.redis
+        for mac in macs:
+            await r.set(keys.mac_owner(mac), pid)
+        now = NOON
+        for login in range(300):
+            gap = rng.choice([0, 1, 10, rng.randrange(2 * DEVICE_HOLD + 2)])
+            now += gap
+            ttl = await r.pttl(held)
+            if ttl > gap * 1000:
+                await r.pexpire(held, ttl - gap * 1000)
+            elif ttl > 0:
+                await r.delete(held)
+            if rng.random() < 0.3:
+                await r.hdel(held, rng.choice(macs))
+            mac = rng.choice(macs)
+            if rng.random() < 0.5:
+                done = await rig.store.mac_login(ask(mac, now))
+                assert done.outcome == "accept"
+            else:
+                committed = await rig.store.commit_login(
+                    pid,
+                    "",
+                    mac,
+                    now=now,
+                    origin=Origin("nas", "s", f"{login:032x}", "10.0.0.1:1000"),
+                    nonce="n",
+                    max_devices=len(macs),
+                    stale_before=now - 750,
+                    remember_seconds=0,
+                )
+                assert committed.status == "ok"
+            ttl, ends = await r.pttl(held), await r.hgetall(held)
+            assert ends[mac.encode()] == str(now + DEVICE_HOLD).encode()
+            seen = f"{now - NOON} s: {ttl} ms left, holds {ends}"
+            assert 0 < ttl <= DEVICE_HOLD * 1000, seen
+            for end in ends.values():
+                assert ttl >= (int(end) - now) * 1000 - slack, seen
+
+    rig.run(run())
