@@ -50,7 +50,8 @@ RADIUS_SCENARIOS = ("auth", "acct", "mix")
 # mix: small batches, so logins and accounting alternate every ~3,000 packets (a fraction
 # of a second) instead of 10,000 logins first; still far more than any window apart
 MIX_SESSIONS = corpus.Sessions(batch=500)
-PACKETS_PER_CORE_S = 25_000  # above the server's rate on a quiet box (17k/s, 2026-12-04): sizes one-pass corpora
+# above the server's rate on a quiet box (17k/s on 2026-12-04): sizes one-pass corpora
+PACKETS_PER_CORE_S = 25_000
 
 
 @dataclass(frozen=True, slots=True)
