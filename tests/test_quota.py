@@ -20,6 +20,7 @@ from controller.domain.quota import (
     usage_delta,
 )
 from controller.domain.state import AccountingWrite
+from controller.storage import keys
 from tests.support.store_rig import StoreRig
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -238,6 +239,14 @@ def test_account_lua_counts_what_usage_delta_says(rig: StoreRig, arrivals: list[
             )
             believed = (await rig.store.account(write)).generation
         used = {k: await rig.store.used_on(pid, k) for k in sorted(days)}
+        # the session records' d:<day> shares (the archive's split) are the same seconds
+        shares: dict[str, int] = {}
+        for generation in (1, 2):
+            sid = keys.session_generation("nas/a1", generation)
+            for field, value in (await rig.store.session(pid, sid)).items():
+                if field.startswith("d:"):
+                    shares[field[2:]] = shares.get(field[2:], 0) + int(value)
+        assert shares == {k: v for k, v in used.items() if v}
         return {k: v for k, v in used.items() if v}
 
     assert rig.run(play()) == _model(arrivals)

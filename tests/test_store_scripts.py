@@ -474,6 +474,153 @@ async def test_account_stores_integers_and_rewrites_gap_and_slack_only_as_they_c
         await store.close()
 
 
+MIDNIGHT = NOON + 43200  # 2026-11-26 00:00 Asia/Shanghai
+DAY2 = "20261126"
+
+
+async def test_account_records_each_days_share_once_and_exactly_across_midnight(
+    redis_proc: RedisProcess,
+) -> None:
+    """The session record's d:<day> fields are the seconds the day counters got from it,
+    day by day: a report split at midnight adds to both, a retransmitted or reordered one
+    to neither, and a record first seen in a report over midnight (its Start lost) gets
+    both days' shares; its start and fields (written with 'seen'... in one HSET), and a
+    Stop's close (with 'seen'... when the record is there, after its fields when not)."""
+    from controller.domain.state import SessionFields
+
+    store = Store(client_from_url(redis_proc.url))
+    pid = "cd" * 10
+    one = [(NOON - 43200, DAY)]
+    two = [(NOON - 43200, DAY), (MIDNIGHT, DAY2)]
+
+    async def report(
+        sid: str, status: int, reported: int, at: int, days: Any, *, describe: bool = False
+    ) -> int:
+        mac = "AA-BB-CC-00-00-0" + sid[-1]
+        session = SessionFields(pid=pid, known=True, client="nas", acct_session_id=sid, mac=mac)
+        w = AccountingWrite(
+            pid=pid,
+            sid=f"nas/{sid}",
+            client_id="nas",
+            status=status,  # type: ignore[arg-type]
+            reported=reported,
+            event_time=at,
+            input_octets=reported,
+            output_octets=reported,
+            cause="1" if status == 2 else "",
+            boundaries=days,
+            session=session,
+            describe=describe,
+        )
+        return (await store.account(w)).applied
+
+    async def shares(sid: str) -> tuple[int, int]:
+        r = await store.session(pid, keys.session_generation(f"nas/{sid}", 1))
+        return int(r.get("d:" + DAY, "0")), int(r.get("d:" + DAY2, "0"))
+
+    async def counters() -> tuple[int, int]:
+        return await store.used_on(pid, DAY), await store.used_on(pid, DAY2)
+
+    try:
+        await store.load_scripts()
+        assert await report("s1", 1, 0, MIDNIGHT - 600, one, describe=True) == 0
+        assert await report("s1", 3, 300, MIDNIGHT - 300, one) == 300
+        assert await shares("s1") == (300, 0)
+        assert await report("s1", 3, 900, MIDNIGHT + 300, two) == 600  # 300 + 300
+        assert await shares("s1") == (600, 300) == await counters()
+        assert await report("s1", 3, 900, MIDNIGHT + 300, two) == 0  # retransmitted
+        assert await report("s1", 3, 300, MIDNIGHT - 300, one) == 0  # reordered
+        assert await shares("s1") == (600, 300) == await counters()
+        assert await report("s1", 2, 1200, MIDNIGHT + 600, two) == 300
+        assert await report("s1", 2, 1200, MIDNIGHT + 600, two) == 0  # retransmitted Stop
+        assert await shares("s1") == (600, 600) == await counters()
+        r = await store.session(pid, keys.session_generation("nas/s1", 1))
+        assert (r["seen"], r["closed"], r["shut"], r["start"]) == (
+            "1200",
+            str(MIDNIGHT + 600),
+            "stop",
+            str(MIDNIGHT - 600),
+        )
+        # first seen in an Interim over midnight: both shares, its fields and start with them
+        assert await report("s2", 3, 900, MIDNIGHT + 300, two, describe=True) == 900
+        assert await shares("s2") == (600, 300)
+        assert await counters() == (1200, 900)
+        r = await store.session(pid, keys.session_generation("nas/s2", 1))
+        assert (r["start"], r["seen"], r["mac"]) == (
+            str(MIDNIGHT - 600),
+            "900",
+            "AA-BB-CC-00-00-02",
+        )
+        assert await report("s2", 3, 960, MIDNIGHT + 360, [(MIDNIGHT, DAY2)]) == 60
+        assert await shares("s2") == (600, 360)
+        assert await counters() == (1200, 960)
+        # first seen in its Stop: described, counted and closed by the one report
+        assert await report("s3", 2, 60, MIDNIGHT + 360, [(MIDNIGHT, DAY2)], describe=True) == 60
+        r = await store.session(pid, keys.session_generation("nas/s3", 1))
+        assert (r["start"], r["seen"], r["mac"], r["closed"], r["shut"], r["d:" + DAY2]) == (
+            str(MIDNIGHT + 300),
+            "60",
+            "AA-BB-CC-00-00-03",
+            str(MIDNIGHT + 360),
+            "stop",
+            "60",
+        )
+        assert list(r)[:7] == ["d:" + DAY2, "seen", "in", "out", "last", "gap", "slack"]
+        assert list(r)[-3:] == ["closed", "cause", "shut"]
+        assert await report("s3", 2, 60, MIDNIGHT + 360, [(MIDNIGHT, DAY2)]) == 0
+        assert await counters() == (1200, 1020)
+    finally:
+        await store.close()
+
+
+async def test_a_report_for_a_superseded_generation_moves_to_the_current_one(
+    redis_proc: RedisProcess,
+) -> None:
+    """account.lua reads the generation-1 record's 'gen' only when that record is closed
+    ('gen' is only ever written on a closed one): a process still believing generation 1
+    after the id was reused is told 'moved' and counted on generation 2, not on 1."""
+    store = Store(client_from_url(redis_proc.url))
+    pid, sid, t0 = "ef" * 10, "nas/r1", NOON - 3000
+
+    async def report(status: int, reported: int, at: int, generation: int) -> Any:
+        w = AccountingWrite(
+            pid=pid,
+            sid=sid,
+            client_id="nas",
+            status=status,  # type: ignore[arg-type]
+            reported=reported,
+            event_time=at,
+            input_octets=0,
+            output_octets=0,
+            cause="1" if status == 2 else "",
+            boundaries=[(NOON - 43200, DAY)],
+            generation=generation,
+        )
+        return await store.account(w)
+
+    try:
+        await store.load_scripts()
+        assert (await report(1, 0, t0, 1)).generation == 1
+        assert (await report(2, 300, t0 + 300, 1)).closed_now
+        again = await report(1, 0, t0 + 400, 1)  # the id reused: generation 2
+        assert again.generation == 2
+        first = await store.session(pid, keys.session_generation(sid, 1))
+        assert (first["gen"], first["seen"], "closed" in first) == ("2", "300", True)
+        # a delayed Interim of generation 1 from a process that believes 1: counted there,
+        # as a late report of generation 1 (begun before 2 did), the current one named
+        delayed = await report(3, 350, t0 + 350, 1)
+        assert (delayed.generation, delayed.applied, delayed.used_today) == (2, 50, 350)
+        first = await store.session(pid, keys.session_generation(sid, 1))
+        assert (first["seen"], first["d:" + DAY], first["gen"]) == ("350", "350", "2")
+        late = await report(3, 60, t0 + 460, 1)  # of generation 2, believed 1
+        assert (late.generation, late.applied, late.used_today) == (2, 60, 410)
+        second = await store.session(pid, keys.session_generation(sid, 2))
+        assert (second["seen"], second["d:" + DAY], "closed" in second) == ("60", "60", False)
+        assert (await store.session(pid, keys.session_generation(sid, 1)))["seen"] == "350"
+    finally:
+        await store.close()
+
+
 DEFAULT_GRACE = 750  # controller.domain.state.DEFAULT_STALE's grace (interim 300)
 
 

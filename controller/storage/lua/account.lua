@@ -51,8 +51,12 @@
 -- Writes d:<YYYYMMDD> on the session hash: its seconds per local day (the archive's split).
 -- Redis CPU (issue 16, docs/performance.md): numbers go to redis.call as strings (ARGV's
 -- own, or '%d'; a Lua number costs a '%.17g' snprintf there), numbers come in packed, the
--- session hash is read for 8 fields ('shut'/'shut_at' only of a closed one: a missing
--- field scans the whole hash), 'gap'/'slack' are written when they change.
+-- session hash is read for 7 fields ('shut'/'shut_at'/'gen' only of a closed one: a
+-- missing field scans the whole hash), 'gap'/'slack' are written when they change, and
+-- 'seen'... in one HSET with a new record's start and fields or a Stop's close (each
+-- redis.call'd write is a call and a command propagated to the AOF). Lua allocates for
+-- a table it builds and for a function's upvalues, on every call, and Redis pays for that
+-- and its GC: arguments are spelt out, and the functions read no local of the script.
 -- Returns {delta applied, usage of the newest day, open sessions, 1 if closed by this call,
 --          then the person as the quota enforcer sees them (as enforce_state.lua):
 --          {sid, "mac|last|slack", ...} open, {sid, epoch, ...} closing, block or '',
@@ -70,37 +74,40 @@ local n = #ARGV[11] / 8 - FIXED
 local status, reported, now, g, create, inside, grace, interim, cap, daily, midnight,
       stale_before, retry_after, max_devices = struct.unpack('<dddddddddddddd', ARGV[11])
 local B = 12 -- ARGV[B ..]: the session's fields
-local function day_start(i) -- the epoch day i starts (i = 1 .. n)
-  return (struct.unpack('<d', ARGV[11], 1 + 8 * (FIXED + i - 1)))
+local function day_start(i) -- the epoch day i starts (i = 1 .. n): 1 + 8 * (FIXED + i - 1)
+  return (struct.unpack('<d', ARGV[11], 105 + 8 * i))
 end
 local sess = KEYS[1]
 local TOLERANCE = 2 -- seconds of rounding between our clock and the NAS's session time
 local fmt = string.format
--- what is read of a session hash: one HMGET (R[i] below); SHUT and SHUT_AT, only set on a
--- closed session, are read in a second one only when it is closed
+-- what is read of a session hash: one HMGET (R[i] below); SHUT, SHUT_AT and GEN, only
+-- ever set on a closed session, are read in a second one only when it is closed. (GEN:
+-- the generation-1 record gets 'gen' only when it is closed, by the create below, and is
+-- not re-opened after, its reports being 'moved'; so an open one is generation 1's own.)
 local CLOSED, START, SEEN, LAST, GAP, SLACK, MAC, GEN, SHUT, SHUT_AT = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
-local function record(key)
-  local r = redis.call('HMGET', key, 'closed', 'start', 'seen', 'last', 'gap', 'slack', 'mac', 'gen')
-  if r[CLOSED] then
-    local shut = redis.call('HMGET', key, 'shut', 'shut_at')
-    r[SHUT], r[SHUT_AT] = shut[1], shut[2]
+local function record(key) -- (r[1] CLOSED; r[8], r[9], r[10] GEN, SHUT, SHUT_AT)
+  local r = redis.call('HMGET', key, 'closed', 'start', 'seen', 'last', 'gap', 'slack', 'mac')
+  if r[1] then
+    local shut = redis.call('HMGET', key, 'shut', 'shut_at', 'gen')
+    r[9], r[10], r[8] = shut[1], shut[2], shut[3]
   end
   return r
 end
 
--- true if this report cannot be of the closed session of record r: the id is reused
-local function succeeded(r)
-  if not r[CLOSED] then
+-- true if a report (status, reported Acct-Session-Time, the epoch it began) cannot be of
+-- the closed session of record r: the id is reused (r[1 .. 4], r[9], r[10]: CLOSED,
+-- START, SEEN, LAST, SHUT, SHUT_AT; 2: TOLERANCE)
+local function succeeded(r, status, reported, began)
+  if not r[1] then
     return false
   end
-  local began = now - reported
-  if status == 1 and began > tonumber(r[START] or '0') + TOLERANCE then
+  if status == 1 and began > tonumber(r[2] or '0') + 2 then
     return true
   end
-  if r[SHUT] == 'nas' and began >= tonumber(r[SHUT_AT] or '0') - TOLERANCE then
+  if r[9] == 'nas' and began >= tonumber(r[10] or '0') - 2 then
     return true
   end
-  return reported < tonumber(r[SEEN] or '0') and began > tonumber(r[LAST] or '0') + TOLERANCE
+  return reported < tonumber(r[3] or '0') and began > tonumber(r[4] or '0') + 2
 end
 
 local R -- the record of `sess`
@@ -113,7 +120,7 @@ else
 end
 local earlier = 0 -- 1: a late report of generation g-1, begun before g started
 if create == 1 then
-  if current ~= g - 1 or not succeeded(record(KEYS[6 + n])) then
+  if current ~= g - 1 or not succeeded(record(KEYS[6 + n]), status, reported, now - reported) then
     return {'moved', current}
   end
   redis.call('HSET', KEYS[5 + n], 'gen', g)
@@ -127,7 +134,7 @@ else
     sess = KEYS[6 + n] -- counted there (if it adds anything); never re-opened
     earlier = 1
     R = record(sess)
-  elseif succeeded(R) then
+  elseif succeeded(R, status, reported, now - reported) then
     return {'new', g + 1}
   end
 end
@@ -152,6 +159,8 @@ local gap = R[GAP] or '0'
 local widest = nil -- the gap as a number, when this call compared it
 local applied = 0
 local used -- the newest day's usage, when this call counted on it
+local described = false -- true: the HSET below wrote the new record's start and fields
+local close = false -- true: the HSET below closed the session (this Stop's)
 if reported > seen then
   local delta = reported - math.max(seen, 0)
   local s, e = now - delta, now
@@ -185,18 +194,46 @@ if reported > seen then
   if wide > interim then
     slack = fmt('%d', math.floor(grace * (wide - interim) / interim))
   end
-  if wide ~= was or slack ~= R[SLACK] then -- (also when not stored yet)
+  local changed = wide ~= was or slack ~= R[SLACK] -- (also when not stored yet)
+  if changed then
     gap = fmt('%d', wide)
-    redis.call('HSET', sess, 'seen', ARGV[1], 'in', ARGV[5], 'out', ARGV[6], 'last', ARGV[2],
-               'gap', gap, 'slack', slack)
+  end
+  -- one HSET of 'seen'... with what else this report writes on the record: a new one's
+  -- start and fields, or a Stop's close (each in the order two HSETs wrote them; every
+  -- redis.call'd write costs Redis its call and its propagated command)
+  local a1, a2, a5, a6 = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
+  if not R[START] then
+    described = true
+    local start = fmt('%d', now - reported)
+    if changed then
+      redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'gap', gap,
+                 'slack', slack, 'start', start, unpack(ARGV, B))
+    else
+      redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'start', start,
+                 unpack(ARGV, B))
+    end
+  elseif status == 2 and earlier == 0 and not closed then
+    close = true
+    if changed then
+      redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'gap', gap,
+                 'slack', slack, 'closed', a2, 'cause', ARGV[7], 'shut', 'stop')
+    else
+      redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'closed', a2,
+                 'cause', ARGV[7], 'shut', 'stop')
+    end
+  elseif changed then
+    redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'gap', gap,
+               'slack', slack)
   else
-    redis.call('HSET', sess, 'seen', ARGV[1], 'in', ARGV[5], 'out', ARGV[6], 'last', ARGV[2])
+    redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2)
   end
 end
 
 local mac = R[MAC]
 if not R[START] then
-  redis.call('HSET', sess, 'start', fmt('%d', now - reported), unpack(ARGV, B))
+  if not described then
+    redis.call('HSET', sess, 'start', fmt('%d', now - reported), unpack(ARGV, B))
+  end
   mac = nil
   for i = B, #ARGV - 1, 2 do
     if ARGV[i] == 'mac' then
@@ -210,7 +247,9 @@ local closed_now = 0
 if earlier == 1 then
   closed = true -- a superseded generation: the open hash is the current one's
 elseif status == 2 then
-  if not closed then
+  if close then -- closed by the HSET above
+    closed_now = 1
+  elseif not closed then
     redis.call('HSET', sess, 'closed', ARGV[2], 'cause', ARGV[7], 'shut', 'stop')
     closed_now = 1
   end
