@@ -194,24 +194,30 @@ def test_mac_login_decides_as_decide_access(
         assert queued == {}
 
 
+def _ask(mac: str, now: int, *, daily: int, min_grant: int, max_devices: int) -> MacLoginAsk:
+    """A MAC login of one remembered device at ``now``, asked in one call (the owner
+    read by the script, the record queued by it)."""
+    return MacLoginAsk(
+        pid=None,
+        user_mac=mac,
+        mac=mac,
+        now=now,
+        today="20261125",
+        stale_before=now - 750,
+        daily=daily,
+        to_midnight=43200,
+        min_grant=min_grant,
+        max_devices=max_devices,
+        nonce="n",
+        record={"k": "login", "t": str(now), "mac": mac},
+    )
+
+
 def test_a_record_that_cannot_be_queued_holds_no_slot(rig: StoreRig) -> None:
     """The XADD fails (here WRONGTYPE): the script's error is StoreUnavailable (no answer)
     and, as the record is queued before the hold is written, no slot is held."""
     pid, mac = f"m{next(_persons):019d}", MACS[0]
-    ask = MacLoginAsk(
-        pid=None,
-        user_mac=mac,
-        mac=mac,
-        now=NOON,
-        today="20261125",
-        stale_before=NOON - 750,
-        daily=7200,
-        to_midnight=43200,
-        min_grant=300,
-        max_devices=2,
-        nonce="n",
-        record={"k": "login", "t": str(NOON), "mac": mac},
-    )
+    ask = _ask(mac, NOON, daily=7200, min_grant=300, max_devices=2)
 
     async def run() -> tuple[bool, dict[bytes, bytes]]:
         r = rig.store.redis
@@ -250,22 +256,6 @@ def test_the_holds_hash_outlives_every_hold(rig: StoreRig) -> None:
     held = keys.device_holds(pid)
     slack = 1000  # ms the real clock may age the hash during a step
 
-    def ask(mac: str, now: int) -> MacLoginAsk:
-        return MacLoginAsk(
-            pid=None,
-            user_mac=mac,
-            mac=mac,
-            now=now,
-            today="20261125",
-            stale_before=now - 750,
-            daily=86400,
-            to_midnight=43200,
-            min_grant=60,
-            max_devices=len(macs),
-            nonce="n",
-            record={"k": "login", "t": str(now), "mac": mac},
-        )
-
     async def run() -> None:
         r = rig.store.redis
         for mac in macs:
@@ -283,7 +273,9 @@ def test_the_holds_hash_outlives_every_hold(rig: StoreRig) -> None:
                 await r.hdel(held, rng.choice(macs))
             mac = rng.choice(macs)
             if rng.random() < 0.5:
-                done = await rig.store.mac_login(ask(mac, now))
+                done = await rig.store.mac_login(
+                    _ask(mac, now, daily=86400, min_grant=60, max_devices=len(macs))
+                )
                 assert done.outcome == "accept"
             else:
                 committed = await rig.store.commit_login(

@@ -200,18 +200,14 @@ if reported > seen then
   end
   -- one HSET of 'seen'... with what else this report writes on the record: a new one's
   -- start and fields, or a Stop's close (each in the order two HSETs wrote them; every
-  -- redis.call'd write costs Redis its call and its propagated command)
+  -- redis.call'd write costs Redis its call and its propagated command). A new record
+  -- has no 'gap'/'slack' yet, so they are always "changed" there; a Stop writes them
+  -- only if changed (always writing them measured ~5 k more instructions per Stop).
   local a1, a2, a5, a6 = ARGV[1], ARGV[2], ARGV[5], ARGV[6]
   if not R[START] then
     described = true
-    local start = fmt('%d', now - reported)
-    if changed then
-      redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'gap', gap,
-                 'slack', slack, 'start', start, unpack(ARGV, B))
-    else
-      redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'start', start,
-                 unpack(ARGV, B))
-    end
+    redis.call('HSET', sess, 'seen', a1, 'in', a5, 'out', a6, 'last', a2, 'gap', gap,
+               'slack', slack, 'start', fmt('%d', now - reported), unpack(ARGV, B))
   elseif status == 2 and earlier == 0 and not closed then
     close = true
     if changed then
